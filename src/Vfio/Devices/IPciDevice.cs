@@ -1,0 +1,95 @@
+using Vfio.Dma;
+
+namespace Vfio.Devices;
+
+/// <summary>How a device is reached: which kernel interface or emulation backs it.</summary>
+public enum DeviceBackend
+{
+    /// <summary>Kernel VFIO, group in a <c>VFIO_NOIOMMU_IOMMU</c> container: no DMA isolation, DMA to physical addresses.</summary>
+    KernelNoIommu,
+    /// <summary>Kernel VFIO, group in a type1 (v2) container: DMA confined to IOVAs the process mapped.</summary>
+    KernelType1,
+    /// <summary>Kernel VFIO device cdev bound to an iommufd IOAS.</summary>
+    KernelIommufd,
+    /// <summary>A vfio-user server over a UNIX socket.</summary>
+    VfioUser,
+    /// <summary>An in-process emulated device.</summary>
+    Emulated,
+}
+
+/// <summary>
+/// The one view of a PCI device that drivers see, whatever backs it (kernel VFIO with or without an IOMMU,
+/// vfio-user, emulation): regions, config space, interrupts, DMA memory and reset.
+/// </summary>
+public interface IPciDevice : IDisposable
+{
+    /// <summary>The device's PCI address (for emulated devices, the address it pretends to have).</summary>
+    PciAddress Address { get; }
+
+    /// <summary>Which interface backs the device.</summary>
+    DeviceBackend Backend { get; }
+
+    /// <summary>
+    /// True when an IOMMU (or the emulation) confines the device's DMA to memory this process mapped for it;
+    /// false in No-IOMMU mode, where a wrong address given to the device corrupts arbitrary host memory.
+    /// </summary>
+    bool IsDmaIsolated { get; }
+
+    /// <summary>Flags and counts from <c>VFIO_DEVICE_GET_INFO</c>.</summary>
+    DeviceInfo Info { get; }
+
+    /// <summary>Describes region <paramref name="index"/> (BARs 0-5, ROM 6, config 7, VGA 8, then device-specific).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">No such region.</exception>
+    RegionInfo GetRegionInfo(int index);
+
+    /// <summary>
+    /// Opens region <paramref name="index"/> for access. Mappable parts are mmap'd (sparse areas honoured),
+    /// the rest goes through read/write of the device file. The caller owns the returned object.
+    /// </summary>
+    IDeviceRegion OpenRegion(int index);
+
+    /// <summary>The PCI configuration space (region 7) with typed accessors and capability walks.</summary>
+    PciConfigSpace Config { get; }
+
+    /// <summary>Describes interrupt index <paramref name="index"/>.</summary>
+    IrqInfo GetIrqInfo(IrqIndex index);
+
+    /// <summary>
+    /// Enables <paramref name="count"/> vectors of <paramref name="index"/>, one eventfd each. Disposing the
+    /// returned set disables them. Only one set per index may be enabled at a time.
+    /// </summary>
+    IInterruptSet EnableInterrupts(IrqIndex index, int count);
+
+    /// <summary>Allocates DMA memory this device can reach, addressed as the device must see it.</summary>
+    IDmaAllocator Dma { get; }
+
+    /// <summary>Resets the device (function-level or bus reset, as the kernel offers).</summary>
+    /// <exception cref="ResetNotSupportedException">The device has no reset VFIO can perform.</exception>
+    void Reset();
+}
+
+/// <summary><c>VFIO_DEVICE_GET_INFO</c> in .NET terms.</summary>
+/// <param name="Flags">Device flags.</param>
+/// <param name="RegionCount">Number of regions.</param>
+/// <param name="IrqCount">Number of interrupt indexes.</param>
+public readonly record struct DeviceInfo(DeviceFlags Flags, int RegionCount, int IrqCount)
+{
+    /// <summary>Whether <see cref="IPciDevice.Reset"/> can work.</summary>
+    public bool CanReset => (Flags & DeviceFlags.Reset) != 0;
+}
+
+/// <summary>Device flags (<c>VFIO_DEVICE_FLAGS_*</c>).</summary>
+[Flags]
+public enum DeviceFlags : uint
+{
+    /// <summary>None.</summary>
+    None = 0,
+    /// <summary>The device supports reset.</summary>
+    Reset = 1 << 0,
+    /// <summary>A PCI device.</summary>
+    Pci = 1 << 1,
+    /// <summary>Supports VFIO_DEVICE_GET_INFO capability chain.</summary>
+    Caps = 1 << 7,
+    /// <summary>Device is from a cdev.</summary>
+    Cdx = 1 << 8,
+}

@@ -1,0 +1,150 @@
+namespace Vfio.Dma;
+
+/// <summary>
+/// Memory a device may read and write by DMA. It never moves while allocated (hugepages or IOMMU-pinned
+/// pages), and it cannot be disposed while a device owns it (<see cref="MarkInUse"/>). There is
+/// deliberately no finalizer: a buffer that is leaked stays allocated until the process exits, because the
+/// device may still be writing it.
+/// </summary>
+public abstract class DmaBuffer : IDisposable
+{
+    private int _inUse;
+    private int _disposed;
+    private string? _owner;
+
+    /// <summary>Wraps <paramref name="length"/> bytes of pinned memory at <paramref name="pointer"/>.</summary>
+    protected DmaBuffer(nint pointer, ulong length, string? name)
+    {
+        Pointer = pointer;
+        Length = length;
+        Name = name;
+    }
+
+    /// <summary>The buffer's address in this process.</summary>
+    public nint Pointer { get; }
+
+    /// <summary>Size in bytes.</summary>
+    public ulong Length { get; }
+
+    /// <summary>The name given at allocation, for diagnostics.</summary>
+    public string? Name { get; }
+
+    /// <summary>The device address of the first byte.</summary>
+    public DmaAddress DeviceAddress => GetDeviceAddress(0);
+
+    /// <summary>True once disposed.</summary>
+    public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>True while at least one <see cref="MarkInUse"/> lease is held.</summary>
+    public bool IsInUse => Volatile.Read(ref _inUse) > 0;
+
+    /// <summary>The buffer as bytes (the CPU's view; the device's view is <see cref="GetDeviceAddress"/>).</summary>
+    public unsafe Span<byte> Span
+    {
+        get
+        {
+            ThrowIfDisposed();
+            if (Length > int.MaxValue)
+            {
+                throw new InvalidOperationException($"buffer of {Length} bytes is larger than a Span; use Slice");
+            }
+            // SAFETY: Pointer..Pointer+Length is mapped and owned by this object until Dispose, checked above.
+            return new Span<byte>((void*)Pointer, (int)Length);
+        }
+    }
+
+    /// <summary>A span over <paramref name="length"/> bytes at <paramref name="offset"/>.</summary>
+    public unsafe Span<byte> Slice(ulong offset, int length)
+    {
+        CheckRange(offset, (ulong)length);
+        // SAFETY: the range was checked against Length, and the memory lives until Dispose.
+        return new Span<byte>((byte*)Pointer + offset, length);
+    }
+
+    /// <summary>The device address of byte <paramref name="offset"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">Offset past the end.</exception>
+    public DmaAddress GetDeviceAddress(ulong offset)
+    {
+        ThrowIfDisposed();
+        if (offset >= Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"offset is past the end of a {Length}-byte DMA buffer");
+        }
+        return DeviceAddressAt(offset);
+    }
+
+    /// <summary>How many bytes from <paramref name="offset"/> on are contiguous in device address space.</summary>
+    public ulong GetContiguousLength(ulong offset)
+    {
+        ThrowIfDisposed();
+        if (offset >= Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"offset is past the end of a {Length}-byte DMA buffer");
+        }
+        return ContiguousLengthAt(offset);
+    }
+
+    /// <summary>
+    /// Marks the buffer as owned by a device (a queue holds it, a DMA is in flight). Until every lease is
+    /// disposed, <see cref="Dispose()"/> throws instead of freeing memory the device may still write.
+    /// </summary>
+    public DeviceUseLease MarkInUse(string owner)
+    {
+        ThrowIfDisposed();
+        Interlocked.Increment(ref _inUse);
+        _owner = owner;
+        return new DeviceUseLease(this);
+    }
+
+    internal void EndUse() => Interlocked.Decrement(ref _inUse);
+
+    /// <summary>The device address of byte <paramref name="offset"/> (already range-checked).</summary>
+    protected abstract DmaAddress DeviceAddressAt(ulong offset);
+
+    /// <summary>Contiguous bytes from <paramref name="offset"/> (already range-checked).</summary>
+    protected abstract ulong ContiguousLengthAt(ulong offset);
+
+    /// <summary>Unmaps and frees the memory. Called once, only when no device owns it.</summary>
+    protected abstract void ReleaseMemory();
+
+    /// <summary>Frees the buffer.</summary>
+    /// <exception cref="InvalidOperationException">A device still owns the buffer.</exception>
+    public void Dispose()
+    {
+        if (IsInUse)
+        {
+            throw new InvalidOperationException(
+                $"DMA buffer '{Name ?? "unnamed"}' is still owned by {_owner ?? "a device"}; stop the device's DMA " +
+                "(dispose the queue or driver that uses it) before freeing its memory");
+        }
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        ReleaseMemory();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Throws when the buffer is disposed.</summary>
+    protected void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(IsDisposed, this);
+
+    private void CheckRange(ulong offset, ulong length)
+    {
+        ThrowIfDisposed();
+        if (offset > Length || length > Length - offset)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"range [{offset}, +{length}) is outside the {Length}-byte DMA buffer");
+        }
+    }
+}
+
+/// <summary>A device's claim on a <see cref="DmaBuffer"/>; dispose it once the device can no longer touch the buffer.</summary>
+public sealed class DeviceUseLease : IDisposable
+{
+    private DmaBuffer? _buffer;
+
+    internal DeviceUseLease(DmaBuffer buffer) => _buffer = buffer;
+
+    /// <summary>Ends the claim.</summary>
+    public void Dispose() => Interlocked.Exchange(ref _buffer, null)?.EndUse();
+}

@@ -1,0 +1,126 @@
+namespace Vfio;
+
+/// <summary>
+/// Base of every error the library reports. Carries what was attempted, on which device, the errno (0 when
+/// the failure is the library's own check) and, where the cause is known, what to do about it.
+/// </summary>
+public class VfioException : IOException
+{
+    /// <summary>Creates an exception for a failed operation.</summary>
+    public VfioException(string operation, PciAddress? device, int errno, string? hint, Exception? inner = null)
+        : base(Format(operation, device, errno, hint), inner)
+    {
+        Operation = operation;
+        Device = device;
+        ErrorNumber = errno;
+        Hint = hint;
+        HResult = errno != 0 ? errno : HResult;
+    }
+
+    /// <summary>Creates an exception for a check the library made itself (no errno).</summary>
+    public VfioException(string message, PciAddress? device = null, string? hint = null)
+        : this(message, device, 0, hint) { }
+
+    /// <summary>What was attempted.</summary>
+    public string Operation { get; }
+
+    /// <summary>The device concerned, when there is one.</summary>
+    public PciAddress? Device { get; }
+
+    /// <summary>The errno the kernel returned, or 0 when the library refused on its own.</summary>
+    public int ErrorNumber { get; }
+
+    /// <summary>What the caller can do about it, when known.</summary>
+    public string? Hint { get; }
+
+    private static string Format(string operation, PciAddress? device, int errno, string? hint)
+    {
+        var text = device is { } d ? $"{d}: {operation}" : operation;
+        if (errno != 0)
+        {
+            text += $" failed ({Errno.Describe(errno)})";
+        }
+        return hint is null ? text : $"{text}. {hint}";
+    }
+}
+
+/// <summary>The kernel refused for lack of privilege (EPERM/EACCES).</summary>
+public class VfioPermissionException(string operation, PciAddress? device, int errno, string? hint)
+    : VfioException(operation, device, errno, hint);
+
+/// <summary>The kernel ran out of a resource (memory, locked-memory limit, hugepages, IOVA space).</summary>
+public class VfioResourceException(string operation, PciAddress? device, int errno, string? hint)
+    : VfioException(operation, device, errno, hint);
+
+/// <summary>
+/// The device sits in a No-IOMMU group and the caller did not opt in. No-IOMMU mode gives the device DMA
+/// to all of physical memory; the library never uses it unless asked.
+/// </summary>
+public sealed class NoIommuNotPermittedException(PciAddress device, string group)
+    : VfioException($"device is in No-IOMMU group {group} and the caller did not opt in to No-IOMMU mode", device,
+        "No-IOMMU mode gives the device unrestricted DMA to host memory. To accept that, set " +
+        "VfioOpenOptions.AllowNoIommu = true (CLI: --unsafe-noiommu)")
+{
+    /// <summary>The group's name under /dev/vfio, e.g. <c>noiommu-0</c>.</summary>
+    public string Group { get; } = group;
+}
+
+/// <summary>
+/// The device has no IOMMU group and the vfio module's No-IOMMU parameter is off, so it cannot be used through
+/// VFIO at all on this host.
+/// </summary>
+public sealed class NoIommuModeDisabledException(PciAddress? device, string detail)
+    : VfioException(detail, device,
+        "the host has no IOMMU for this device and vfio.enable_unsafe_noiommu_mode is off. To opt in (unsafe: no DMA " +
+        "isolation, taints the kernel): 'modprobe vfio enable_unsafe_noiommu_mode=1' or " +
+        "'echo Y > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode' (then rebind the device); CLI: 'vfio noiommu enable --unsafe'");
+
+/// <summary>The process lacks a Linux capability the operation needs.</summary>
+public sealed class MissingCapabilityException(string capability, string operation, PciAddress? device, string why)
+    : VfioException($"{operation} needs {capability}, which this process does not have", device,
+        $"{why}. Run as root or grant it (e.g. 'setcap {capability.ToLowerInvariant()}+ep' on the executable, or " +
+        $"'setpriv --inh-caps +{capability.Replace("CAP_", "", StringComparison.Ordinal).ToLowerInvariant()} --ambient-caps ...')")
+{
+    /// <summary>The missing capability, e.g. <c>CAP_SYS_RAWIO</c>.</summary>
+    public string Capability { get; } = capability;
+}
+
+/// <summary>The device is not bound to vfio-pci.</summary>
+public sealed class DeviceNotBoundException(PciAddress device, string? currentDriver)
+    : VfioException(currentDriver is null
+            ? "device is not bound to any driver, so VFIO cannot open it"
+            : $"device is bound to '{currentDriver}', not vfio-pci", device,
+        $"bind it first: 'vfio bind {device}' or PciHost.BindToVfio(\"{device}\")")
+{
+    /// <summary>The driver that holds the device, or null when none does.</summary>
+    public string? CurrentDriver { get; } = currentDriver;
+}
+
+/// <summary>
+/// The device's IOMMU group is not viable: other devices in it are bound to host drivers, and VFIO hands out
+/// a group only whole.
+/// </summary>
+public sealed class GroupNotViableException(PciAddress device, string group, IReadOnlyList<PciAddress> blocking)
+    : VfioException($"IOMMU group {group} is not viable: {string.Join(", ", blocking)} " +
+                    $"{(blocking.Count == 1 ? "is" : "are")} bound to a host driver", device,
+        "bind every device of the group to vfio-pci (or unbind it from its driver)")
+{
+    /// <summary>The group number or name.</summary>
+    public string Group { get; } = group;
+
+    /// <summary>Devices of the group that keep it from being viable.</summary>
+    public IReadOnlyList<PciAddress> BlockingDevices { get; } = blocking;
+}
+
+/// <summary>No PCI device with this address exists on the host.</summary>
+public sealed class DeviceNotFoundException(PciAddress device)
+    : VfioException("no such PCI device", device, "list devices with 'vfio list' or lspci -D");
+
+/// <summary>VFIO itself is not available (module not loaded, /dev/vfio/vfio missing, API version mismatch).</summary>
+public sealed class VfioUnavailableException(string detail, string? hint = null)
+    : VfioException(detail, null, hint ?? "load the vfio-pci module: 'modprobe vfio-pci'");
+
+/// <summary>The device offers no reset method VFIO can use.</summary>
+public sealed class ResetNotSupportedException(PciAddress device)
+    : VfioException("device does not support reset (VFIO_DEVICE_FLAGS_RESET is clear: no FLR, PM reset or bus reset)", device,
+        "reinitialise the device through its own registers instead");
