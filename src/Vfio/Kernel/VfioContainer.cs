@@ -1,0 +1,238 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vfio.Dma;
+using static Interop.Vfio;
+
+namespace Vfio.Kernel;
+
+/// <summary>The IOMMU model a container uses.</summary>
+public enum VfioIommuType
+{
+    /// <summary><c>VFIO_TYPE1v2_IOMMU</c>: x86 and arm64 IOMMUs; DMA goes to IOVAs mapped with VFIO_IOMMU_MAP_DMA.</summary>
+    Type1v2 = 3,
+    /// <summary><c>VFIO_NOIOMMU_IOMMU</c>: no translation, no isolation; DMA goes to physical addresses.</summary>
+    NoIommu = 8,
+}
+
+/// <summary>
+/// A VFIO container (<c>/dev/vfio/vfio</c>): one IOMMU address space shared by the groups attached to it.
+/// Devices opened into the same container share DMA buffers (the same IOVAs reach all of them).
+/// </summary>
+public sealed partial class VfioContainer : IDisposable, IIommuMapper
+{
+    private readonly ILogger _logger;
+    private readonly ILoggerFactory? _loggerFactory;
+    private readonly object _lock = new();
+    private readonly List<VfioGroup> _groups = [];
+    private IReadOnlyList<IovaRange>? _iovaRanges;
+    private ulong _pageSizes;
+    private IDmaAllocator? _allocator;
+    private IDisposable? _allocatorLifetime;
+
+    private VfioContainer(SafeFdHandle handle, string path, ILoggerFactory? loggerFactory)
+    {
+        Handle = handle;
+        Path = path;
+        _loggerFactory = loggerFactory;
+        _logger = loggerFactory?.CreateLogger<VfioContainer>() ?? NullLogger<VfioContainer>.Instance;
+    }
+
+    /// <summary>The container's file descriptor.</summary>
+    public SafeFdHandle Handle { get; }
+
+    /// <summary>The node it was opened from.</summary>
+    public string Path { get; }
+
+    /// <summary>The IOMMU model, once set.</summary>
+    public VfioIommuType? IommuType { get; private set; }
+
+    /// <summary>Opens <c>/dev/vfio/vfio</c> and checks the API version.</summary>
+    /// <exception cref="VfioUnavailableException">VFIO is not loaded or speaks another API version.</exception>
+    public static VfioContainer Open(string devRoot = "/dev", ILoggerFactory? loggerFactory = null)
+    {
+        string path = System.IO.Path.Combine(devRoot, "vfio", "vfio");
+        int fd = Interop.Libc.open(path, Interop.Libc.O_RDWR | Interop.Libc.O_CLOEXEC);
+        if (fd < 0)
+        {
+            int errno = Errno.Last;
+            if (errno == Errno.ENOENT)
+            {
+                throw new VfioUnavailableException($"{path} does not exist: the vfio module is not loaded");
+            }
+            throw Errno.ToException(errno, $"open {path}");
+        }
+        var handle = new SafeFdHandle(fd);
+        try
+        {
+            int version = VfioIoctl.RawValue(handle, VFIO_GET_API_VERSION, 0);
+            if (version != VFIO_API_VERSION)
+            {
+                throw new VfioUnavailableException($"{path} speaks VFIO API version {version}, this library speaks {VFIO_API_VERSION}",
+                    "use a kernel whose VFIO API matches (every Linux since 3.6 reports 0)");
+            }
+            return new VfioContainer(handle, path, loggerFactory);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary><c>VFIO_CHECK_EXTENSION</c>: whether the kernel offers an IOMMU model or extension.</summary>
+    public bool CheckExtension(uint extension) => VfioIoctl.RawValue(Handle, VFIO_CHECK_EXTENSION, (nint)extension) > 0;
+
+    /// <summary>Whether this container can use <paramref name="type"/>.</summary>
+    public bool Supports(VfioIommuType type) => CheckExtension((uint)type);
+
+    /// <summary>
+    /// Sets the IOMMU model (<c>VFIO_SET_IOMMU</c>); needs at least one group attached. Setting the same model
+    /// again is a no-op; a different one is an error.
+    /// </summary>
+    public void SetIommu(VfioIommuType type)
+    {
+        lock (_lock)
+        {
+            if (IommuType == type) { return; }
+            if (IommuType is { } existing)
+            {
+                throw new InvalidOperationException($"container already uses {existing}; a {type} group needs its own container");
+            }
+            if (!Supports(type))
+            {
+                throw type == VfioIommuType.NoIommu
+                    ? new NoIommuModeDisabledException(null, "the container does not offer VFIO_NOIOMMU_IOMMU")
+                    : new VfioUnavailableException($"the container does not offer {type}", "the host's IOMMU driver is not active (intel_iommu=on / amd_iommu=on)");
+            }
+            VfioIoctl.CallValue(Handle, VFIO_SET_IOMMU, (nint)(uint)type, $"VFIO_SET_IOMMU({type})");
+            IommuType = type;
+            LogIommuSet(_logger, Path, type);
+        }
+    }
+
+    /// <summary>IOVA ranges the IOMMU accepts (type1 only; inclusive ends).</summary>
+    public IReadOnlyList<IovaRange> IovaRanges
+    {
+        get
+        {
+            EnsureType1Info();
+            return _iovaRanges!;
+        }
+    }
+
+    /// <summary>Bitmap of IOMMU page sizes (type1 only).</summary>
+    public ulong PageSizes
+    {
+        get
+        {
+            EnsureType1Info();
+            return _pageSizes;
+        }
+    }
+
+    /// <summary>The allocator for DMA memory reachable by every device in this container.</summary>
+    public IDmaAllocator GetDmaAllocator(bool allowMigratablePages = false)
+    {
+        lock (_lock)
+        {
+            if (_allocator is not null) { return _allocator; }
+            switch (IommuType)
+            {
+                case VfioIommuType.Type1v2:
+                    var t1 = new Type1DmaAllocator(this, _loggerFactory);
+                    (_allocator, _allocatorLifetime) = (t1, t1);
+                    break;
+                case VfioIommuType.NoIommu:
+                    var ni = new NoIommuDmaAllocator(new NoIommuDmaOptions { AllowMigratablePages = allowMigratablePages }, _loggerFactory);
+                    (_allocator, _allocatorLifetime) = (ni, ni);
+                    break;
+                default:
+                    throw new InvalidOperationException("the container has no IOMMU model yet; attach a group and set one first");
+            }
+            return _allocator;
+        }
+    }
+
+    /// <inheritdoc />
+    public unsafe void MapDma(nint vaddr, Iova iova, ulong size)
+    {
+        RequireType1("VFIO_IOMMU_MAP_DMA");
+        var map = new vfio_iommu_type1_dma_map
+        {
+            argsz = (uint)sizeof(vfio_iommu_type1_dma_map),
+            flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+            vaddr = (ulong)vaddr,
+            iova = iova.Value,
+            size = size,
+        };
+        // SAFETY: map is a local of the size argsz states.
+        VfioIoctl.Call(Handle, VFIO_IOMMU_MAP_DMA, &map, $"VFIO_IOMMU_MAP_DMA({iova}, 0x{size:x} bytes)");
+    }
+
+    /// <inheritdoc />
+    public unsafe void UnmapDma(Iova iova, ulong size)
+    {
+        RequireType1("VFIO_IOMMU_UNMAP_DMA");
+        var unmap = new vfio_iommu_type1_dma_unmap
+        {
+            argsz = (uint)sizeof(vfio_iommu_type1_dma_unmap),
+            iova = iova.Value,
+            size = size,
+        };
+        // SAFETY: unmap is a local of the size argsz states.
+        VfioIoctl.Call(Handle, VFIO_IOMMU_UNMAP_DMA, &unmap, $"VFIO_IOMMU_UNMAP_DMA({iova}, 0x{size:x} bytes)");
+        if (unmap.size != size)
+        {
+            throw new VfioException($"VFIO_IOMMU_UNMAP_DMA({iova}) unmapped 0x{unmap.size:x} of 0x{size:x} bytes");
+        }
+    }
+
+    internal void AddGroup(VfioGroup group)
+    {
+        lock (_lock) { _groups.Add(group); }
+    }
+
+    internal void RemoveGroup(VfioGroup group)
+    {
+        lock (_lock) { _groups.Remove(group); }
+    }
+
+    /// <summary>Number of groups attached.</summary>
+    public int GroupCount
+    {
+        get { lock (_lock) { return _groups.Count; } }
+    }
+
+    private void RequireType1(string operation)
+    {
+        if (IommuType != VfioIommuType.Type1v2)
+        {
+            throw new InvalidOperationException($"{operation} needs a type1 container; this one is {IommuType?.ToString() ?? "not set up"}" +
+                (IommuType == VfioIommuType.NoIommu ? " (No-IOMMU mode has no DMA mapping: devices use physical addresses)" : ""));
+        }
+    }
+
+    private unsafe void EnsureType1Info()
+    {
+        if (_iovaRanges is not null) { return; }
+        RequireType1("VFIO_IOMMU_GET_INFO");
+        byte[] buffer = VfioInfoBuffer.Query<vfio_iommu_type1_info>(Handle, VFIO_IOMMU_GET_INFO, "VFIO_IOMMU_GET_INFO", null);
+        var info = VfioCapabilityChain.ParseIommuType1Info(buffer);
+        _pageSizes = info.PageSizes;
+        _iovaRanges = info.IovaRanges.Count > 0 ? info.IovaRanges : [new IovaRange(0, ulong.MaxValue)];
+    }
+
+    /// <summary>Releases the DMA allocator (which unmaps what remains), detaches groups and closes the container.</summary>
+    public void Dispose()
+    {
+        if (Handle.IsClosed) { return; }
+        _allocatorLifetime?.Dispose();
+        VfioGroup[] groups;
+        lock (_lock) { groups = [.. _groups]; }
+        foreach (var g in groups) { g.Dispose(); }
+        Handle.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "{Path}: IOMMU model set to {Type}")]
+    private static partial void LogIommuSet(ILogger logger, string path, VfioIommuType type);
+}

@@ -1,0 +1,333 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vfio.Devices;
+using Vfio.Dma;
+using Vfio.Host;
+using static Interop.Vfio;
+
+namespace Vfio.Kernel;
+
+/// <summary>
+/// A PCI device opened through kernel VFIO (legacy container/group API), in No-IOMMU or type1 mode.
+/// <see cref="Open"/> does the whole sequence — checks, group, container, IOMMU model, device fd — and on
+/// failure closes everything it opened before throwing.
+/// </summary>
+public sealed partial class VfioDevice : IPciDevice
+{
+    private readonly ILogger _logger;
+    private readonly VfioGroup _group;
+    private readonly VfioContainer _container;
+    private readonly bool _ownsContainer;
+    private readonly RegionInfo?[] _regionCache;
+    private readonly Dictionary<IrqIndex, KernelInterruptSet> _irqSets = [];
+    private readonly List<KernelRegion> _openRegions = [];
+    private readonly object _lock = new();
+    private readonly KernelRegion _configRegion;
+    private readonly bool _allowMigratablePages;
+    private bool _disposed;
+
+    private VfioDevice(PciAddress address, SafeFdHandle handle, VfioGroup group, VfioContainer container, bool ownsContainer,
+        DeviceInfo info, ILogger logger, bool allowMigratablePages)
+    {
+        Address = address;
+        Handle = handle;
+        _group = group;
+        _container = container;
+        _ownsContainer = ownsContainer;
+        Info = info;
+        _logger = logger;
+        _allowMigratablePages = allowMigratablePages;
+        _regionCache = new RegionInfo?[Math.Max(info.RegionCount, 0)];
+        _configRegion = new KernelRegion(handle, address, GetRegionInfo(PciRegion.Config), map: false);
+        Config = new PciConfigSpace(_configRegion);
+    }
+
+    /// <inheritdoc />
+    public PciAddress Address { get; }
+
+    /// <summary>The device fd.</summary>
+    public SafeFdHandle Handle { get; }
+
+    /// <summary>The group the device belongs to.</summary>
+    public VfioGroup Group => _group;
+
+    /// <summary>The container (IOMMU context) the device's group is attached to.</summary>
+    public VfioContainer Container => _container;
+
+    /// <inheritdoc />
+    public DeviceBackend Backend => _group.IsNoIommu ? DeviceBackend.KernelNoIommu : DeviceBackend.KernelType1;
+
+    /// <summary>The VFIO mode the device was opened in.</summary>
+    public VfioMode Mode => _group.IsNoIommu ? VfioMode.NoIommu : VfioMode.Type1;
+
+    /// <inheritdoc />
+    public bool IsDmaIsolated => !_group.IsNoIommu;
+
+    /// <inheritdoc />
+    public DeviceInfo Info { get; }
+
+    /// <inheritdoc />
+    public PciConfigSpace Config { get; }
+
+    /// <inheritdoc />
+    public IDmaAllocator Dma => _container.GetDmaAllocator(_allowMigratablePages);
+
+    /// <summary>
+    /// Opens <paramref name="address"/> through kernel VFIO. The mode follows the host: a device with an IOMMU group
+    /// is opened in type1; a device in a No-IOMMU group only when <see cref="VfioOpenOptions.AllowNoIommu"/> is set.
+    /// </summary>
+    /// <exception cref="DeviceNotFoundException">No such device.</exception>
+    /// <exception cref="DeviceNotBoundException">The device is not bound to vfio-pci.</exception>
+    /// <exception cref="NoIommuNotPermittedException">No-IOMMU group, and the caller did not opt in.</exception>
+    /// <exception cref="NoIommuModeDisabledException">No IOMMU group and No-IOMMU mode is off.</exception>
+    /// <exception cref="MissingCapabilityException">No-IOMMU mode without CAP_SYS_RAWIO.</exception>
+    /// <exception cref="GroupNotViableException">Other devices of the group are bound to host drivers.</exception>
+    public static VfioDevice Open(PciAddress address, VfioOpenOptions? options = null)
+    {
+        options ??= new VfioOpenOptions();
+        var loggerFactory = options.LoggerFactory;
+        ILogger logger = loggerFactory?.CreateLogger<VfioDevice>() ?? NullLogger<VfioDevice>.Instance;
+        var host = new PciHost(options.SysfsRoot, options.ProcRoot, options.DevRoot, loggerFactory?.CreateLogger<PciHost>());
+
+        var plan = VfioOpenPlanner.Plan(host, address, options);
+
+        var disposables = new Stack<IDisposable>();
+        try
+        {
+            VfioContainer container;
+            bool ownsContainer = options.Container is null;
+            if (options.Container is { } shared)
+            {
+                container = shared;
+            }
+            else
+            {
+                container = VfioContainer.Open(options.DevRoot, loggerFactory);
+                disposables.Push(container);
+            }
+            var iommuType = plan.Mode == VfioMode.NoIommu ? VfioIommuType.NoIommu : VfioIommuType.Type1v2;
+            if (!container.Supports(iommuType))
+            {
+                throw iommuType == VfioIommuType.NoIommu
+                    ? new NoIommuModeDisabledException(address, "the vfio container does not offer VFIO_NOIOMMU_IOMMU")
+                    : new VfioUnavailableException("the vfio container does not offer VFIO_TYPE1v2_IOMMU", "enable the IOMMU (intel_iommu=on or amd_iommu=on) and load vfio_iommu_type1");
+            }
+
+            var group = VfioGroup.Open(plan.GroupPath, address);
+            disposables.Push(group);
+            var (viable, _) = group.GetStatus();
+            if (!viable)
+            {
+                var g = host.GetIommuGroup(address);
+                throw new GroupNotViableException(address, group.Name, g.BlockingDevices.Select(d => d.Address).ToArray());
+            }
+            group.SetContainer(container);
+            container.SetIommu(iommuType);
+
+            var handle = group.GetDeviceFd(address);
+            disposables.Push(handle);
+            var info = QueryDeviceInfo(handle, address);
+            var device = new VfioDevice(address, handle, group, container, ownsContainer, info, logger, options.AllowMigratableDmaPages);
+            if (device.Mode == VfioMode.NoIommu)
+            {
+                LogNoIommuOpened(logger, address, group.Name);
+            }
+            else
+            {
+                LogOpened(logger, address, group.Name, device.Mode);
+            }
+            return device;
+        }
+        catch
+        {
+            while (disposables.Count > 0)
+            {
+                disposables.Pop().Dispose();
+            }
+            throw;
+        }
+    }
+
+    /// <summary>Opens <paramref name="address"/> given as text ("0000:00:04.0").</summary>
+    public static VfioDevice Open(string address, VfioOpenOptions? options = null) => Open(PciAddress.Parse(address), options);
+
+    private static unsafe DeviceInfo QueryDeviceInfo(SafeFdHandle handle, PciAddress address)
+    {
+        var info = new vfio_device_info { argsz = (uint)sizeof(vfio_device_info) };
+        // SAFETY: info is a local of the size argsz states.
+        VfioIoctl.Call(handle, VFIO_DEVICE_GET_INFO, &info, "VFIO_DEVICE_GET_INFO", address);
+        if ((info.flags & VFIO_DEVICE_FLAGS_PCI) == 0)
+        {
+            throw new VfioException("VFIO reports the device is not a PCI device", address);
+        }
+        return new DeviceInfo((DeviceFlags)info.flags, (int)info.num_regions, (int)info.num_irqs);
+    }
+
+    /// <inheritdoc />
+    public RegionInfo GetRegionInfo(int index)
+    {
+        ThrowIfDisposed();
+        if ((uint)index >= (uint)Info.RegionCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(index), index, $"{Address} has regions 0..{Info.RegionCount - 1}");
+        }
+        if (_regionCache[index] is { } cached) { return cached; }
+        byte[] buffer = VfioInfoBuffer.QueryRegion(Handle, (uint)index, Address);
+        var parsed = VfioCapabilityChain.ParseRegionInfo(buffer);
+        _regionCache[index] = parsed;
+        return parsed;
+    }
+
+    /// <inheritdoc />
+    public IDeviceRegion OpenRegion(int index)
+    {
+        var info = GetRegionInfo(index);
+        if (!info.Exists)
+        {
+            throw new ArgumentException($"region {index} of {Address} does not exist (size 0; the BAR is not implemented)", nameof(index));
+        }
+        var region = new KernelRegion(Handle, Address, info);
+        lock (_lock) { _openRegions.Add(region); }
+        return region;
+    }
+
+    /// <summary>Maps BAR <paramref name="bar"/>.</summary>
+    public IDeviceRegion OpenBar(int bar) => OpenRegion(PciRegion.Bar(bar));
+
+    /// <inheritdoc />
+    public unsafe IrqInfo GetIrqInfo(IrqIndex index)
+    {
+        ThrowIfDisposed();
+        if ((uint)index >= (uint)Info.IrqCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(index), index, $"{Address} has interrupt indexes 0..{Info.IrqCount - 1}");
+        }
+        var info = new vfio_irq_info { argsz = (uint)sizeof(vfio_irq_info), index = (uint)index };
+        // SAFETY: info is a local of the size argsz states.
+        VfioIoctl.Call(Handle, VFIO_DEVICE_GET_IRQ_INFO, &info, $"VFIO_DEVICE_GET_IRQ_INFO({index})", Address);
+        return new IrqInfo(index, (IrqFlags)info.flags, (int)info.count);
+    }
+
+    /// <inheritdoc />
+    public IInterruptSet EnableInterrupts(IrqIndex index, int count)
+    {
+        var info = GetIrqInfo(index);
+        if (count < 1 || count > info.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), count,
+                info.Count == 0 ? $"{Address} has no {index} interrupts" : $"{Address} offers 1..{info.Count} {index} vectors");
+        }
+        if ((info.Flags & IrqFlags.Eventfd) == 0)
+        {
+            throw new VfioException($"{index} interrupts cannot be signalled through an eventfd", Address);
+        }
+        lock (_lock)
+        {
+            if (_irqSets.ContainsKey(index))
+            {
+                throw new InvalidOperationException($"{index} interrupts of {Address} are already enabled; dispose that set first");
+            }
+            var set = new KernelInterruptSet(this, index, count, info.Flags);
+            _irqSets[index] = set;
+            return set;
+        }
+    }
+
+    internal void OnInterruptSetDisposed(KernelInterruptSet set)
+    {
+        lock (_lock) { _irqSets.Remove(set.Index); }
+    }
+
+    /// <summary>
+    /// <c>VFIO_DEVICE_SET_IRQS</c>: <paramref name="fds"/> null means DATA_NONE (trigger/unmask/disable), otherwise
+    /// DATA_EVENTFD with one fd per vector (-1 leaves a vector unassigned).
+    /// </summary>
+    internal unsafe void SetIrqs(IrqIndex index, uint action, uint start, uint count, ReadOnlySpan<int> fds)
+    {
+        ThrowIfDisposed();
+        bool withFds = !fds.IsEmpty;
+        int size = sizeof(vfio_irq_set) + (withFds ? fds.Length * sizeof(int) : 0);
+        byte* buffer = stackalloc byte[size];
+        var set = (vfio_irq_set*)buffer;
+        set->argsz = (uint)size;
+        set->flags = action | (withFds ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE);
+        set->index = (uint)index;
+        set->start = start;
+        set->count = count;
+        if (withFds)
+        {
+            fds.CopyTo(new Span<int>(buffer + sizeof(vfio_irq_set), fds.Length));
+        }
+        // SAFETY: buffer holds the header and the fd array, argsz bytes in all, on this stack frame.
+        VfioIoctl.Call(Handle, VFIO_DEVICE_SET_IRQS, buffer, $"VFIO_DEVICE_SET_IRQS({index}, start {start}, count {count})", Address);
+    }
+
+    /// <inheritdoc />
+    public void Reset()
+    {
+        ThrowIfDisposed();
+        if (!Info.CanReset)
+        {
+            throw new ResetNotSupportedException(Address);
+        }
+        VfioIoctl.CallValue(Handle, VFIO_DEVICE_RESET, 0, "VFIO_DEVICE_RESET", Address);
+        LogReset(_logger, Address);
+    }
+
+    /// <summary>
+    /// Stops the device's DMA (bus master off), disables its interrupts, unmaps its regions and closes it, then
+    /// releases the group and, if this device opened it, the container with its DMA memory — in that order, so no
+    /// memory is freed while the device could still write it.
+    /// </summary>
+    public void Dispose()
+    {
+        KernelInterruptSet[] sets;
+        KernelRegion[] regions;
+        lock (_lock)
+        {
+            if (_disposed) { return; }
+            sets = [.. _irqSets.Values];
+            regions = [.. _openRegions];
+            _openRegions.Clear();
+        }
+        try
+        {
+            // PCI Local Bus 3.0 §6.2.2: with Bus Master clear the function issues no memory requests, so no more DMA.
+            Config.BusMaster = false;
+        }
+        catch (VfioException e)
+        {
+            LogTeardownProblem(_logger, Address, e.Message);
+        }
+        foreach (var s in sets) { s.Dispose(); }
+        foreach (var r in regions) { r.Dispose(); }
+        _configRegion.Dispose();
+        lock (_lock) { _disposed = true; }
+        Handle.Dispose();
+        _group.Dispose();
+        if (_ownsContainer)
+        {
+            _container.Dispose();
+        }
+        LogClosed(_logger, Address);
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message =
+        "{Device} opened in No-IOMMU mode (group {Group}): the device can DMA to any host memory and nothing confines it; " +
+        "the kernel is tainted. Use only trusted devices and drivers.")]
+    private static partial void LogNoIommuOpened(ILogger logger, PciAddress device, string group);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Device} opened through VFIO group {Group} in {Mode} mode")]
+    private static partial void LogOpened(ILogger logger, PciAddress device, string group, VfioMode mode);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Device} reset")]
+    private static partial void LogReset(ILogger logger, PciAddress device);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "{Device} closed")]
+    private static partial void LogClosed(ILogger logger, PciAddress device);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: while closing: {Problem}")]
+    private static partial void LogTeardownProblem(ILogger logger, PciAddress device, string problem);
+}
