@@ -169,7 +169,7 @@ public sealed class PciHost
         {
             if (!GetNoIommuState().IsEnabled)
             {
-                throw new NoIommuModeDisabledException(device, "device has no IOMMU group (no IOMMU translates for it)");
+                throw NoGroupError(device, "device has no IOMMU group (no IOMMU translates for it)");
             }
             throw new VfioException("device has no IOMMU group yet", device,
                 "in No-IOMMU mode vfio-pci creates the group when it binds the device: bind it with " +
@@ -260,6 +260,20 @@ public sealed class PciHost
         }
     }
 
+    /// <summary>
+    /// The error for a device without an IOMMU group while No-IOMMU mode is off: the usual one says how to turn the mode
+    /// on, which is wrong advice when the kernel cannot have it at all.
+    /// </summary>
+    private VfioException NoGroupError(PciAddress device, string detail)
+    {
+        var state = GetNoIommuState();
+        return state.VfioModuleLoaded && !state.ParameterPresent
+            ? new VfioUnavailableException($"{device}: {detail}, and this kernel was built without CONFIG_VFIO_NOIOMMU",
+                "without an IOMMU the device can only be used through VFIO on a kernel (or vfio modules) built with " +
+                "CONFIG_VFIO_NOIOMMU=y; Debian's kernels lack it")
+            : new NoIommuModeDisabledException(device, detail);
+    }
+
     // ---------------------------------------------------------------- binding
 
     /// <summary>
@@ -299,8 +313,7 @@ public sealed class PciHost
         // (then VFIO makes a group up). Say so now, before the device loses its current driver.
         if (ReadGroup(dir) is null && !GetNoIommuState().IsEnabled)
         {
-            throw new NoIommuModeDisabledException(device,
-                "vfio-pci cannot take the device: it has no IOMMU group (no IOMMU translates for it)");
+            throw NoGroupError(device, "vfio-pci cannot take the device: it has no IOMMU group (no IOMMU translates for it)");
         }
 
         HostLog.Binding(_logger, device, VfioPciDriver);
@@ -428,8 +441,7 @@ public sealed class PciHost
               $"'echo > {Path.Combine(dir, "driver_override")}; echo {device} > {Path.Combine(DriverDir(previous), "bind")}'";
         if (driver == VfioPciDriver && ReadGroup(dir) is null && !GetNoIommuState().IsEnabled)
         {
-            throw new NoIommuModeDisabledException(device,
-                "vfio-pci did not bind the device: it has no IOMMU group (no IOMMU translates for it)" + giveBack);
+            throw NoGroupError(device, "vfio-pci did not bind the device: it has no IOMMU group (no IOMMU translates for it)" + giveBack);
         }
         var state = now is null ? "it has no driver" : $"it is bound to '{now}'";
         throw new VfioException($"bind to {driver} via {bindPath}", device, writeError?.ErrorNumber ?? 0,

@@ -106,6 +106,47 @@ public sealed class BindingTests : IDisposable
     }
 
     [Fact]
+    public void Bind_of_a_device_without_IOMMU_group_on_a_kernel_without_NoIommu_support_says_so()
+    {
+        _fs.Device(Bdf, driver: "nvme").VfioModule(noIommuParameter: null);
+
+        var e = Assert.Throws<VfioUnavailableException>(() => Host.BindToVfio(Address));
+
+        Assert.Contains("CONFIG_VFIO_NOIOMMU", e.Message, StringComparison.Ordinal);
+        Assert.Empty(_kernel.Writes);
+    }
+
+    [Fact]
+    public void Probe_failing_for_lack_of_a_group_after_the_checks_is_NoIommuModeDisabled()
+    {
+        // No-IOMMU mode is switched off between the check and the bind (by another process): vfio-pci's probe fails
+        // and the report explains it rather than showing a bare EINVAL.
+        _fs.Device(Bdf, driver: "nvme").VfioModule("Y");
+        var writer = new Intercepting(_kernel, (path, _) =>
+        {
+            if (path.EndsWith("driver_override", StringComparison.Ordinal))
+            {
+                File.WriteAllText(Path.Combine(_fs.Sys, "module", "vfio", "parameters", "enable_unsafe_noiommu_mode"), "N\n");
+            }
+        });
+
+        var e = Assert.Throws<NoIommuModeDisabledException>(() => _fs.Host(writer).BindToVfio(Address));
+
+        Assert.Contains("did not bind", e.Message, StringComparison.Ordinal);
+        Assert.Contains("\"nvme\"", e.Message, StringComparison.Ordinal);
+        Assert.Equal("bind", Path.GetFileName(_kernel.Writes[^1].Path));
+    }
+
+    private sealed class Intercepting(ISysfsWriter inner, Action<string, string> before) : ISysfsWriter
+    {
+        public void Write(string path, string value)
+        {
+            before(path, value);
+            inner.Write(path, value);
+        }
+    }
+
+    [Fact]
     public void Bind_in_NoIommu_mode_gives_the_device_a_NoIommu_group()
     {
         _fs.Device(Bdf, driver: "nvme").VfioModule("Y");

@@ -71,6 +71,14 @@ public sealed class IommuGroupTests : IDisposable
     }
 
     [Fact]
+    public void Device_without_group_on_a_kernel_without_NoIommu_support_is_unavailable()
+    {
+        _fs.Device("0000:00:04.0", driver: "nvme").VfioModule(noIommuParameter: null);
+        var e = Assert.Throws<VfioUnavailableException>(() => _fs.Host().GetIommuGroup(A("0000:00:04.0")));
+        Assert.Contains("CONFIG_VFIO_NOIOMMU", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Device_without_group_and_NoIommu_on_needs_binding_first()
     {
         _fs.Device("0000:00:04.0", driver: "nvme").VfioModule("Y");
