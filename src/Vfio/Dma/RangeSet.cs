@@ -3,7 +3,7 @@ namespace Vfio.Dma;
 /// <summary>
 /// The free parts of an address space as sorted, disjoint, coalesced extents with inclusive ends (so an
 /// extent may reach <see cref="ulong.MaxValue"/> without overflow). First fit, lowest address first. Not
-/// thread-safe: IovaAllocator and the carving pools lock around it.
+/// thread-safe: <see cref="IovaAllocator"/> and <see cref="CarvingPool{TChunk}"/> lock around it.
 /// </summary>
 internal sealed class RangeSet
 {
