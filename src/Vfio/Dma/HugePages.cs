@@ -71,8 +71,10 @@ public sealed class HugePagesUnavailableException : VfioResourceException
                    "or use a kernel with CONFIG_HUGETLBFS";
         }
         var want = p.Total + Math.Max(1, needed - p.Available);
-        return $"{p.Available} of {p.Total} hugepages are free ({p.Free} unused, {p.Reserved} of them reserved by other mappings), " +
-               $"{needed} needed. Reserve more: 'vfio hugepages reserve {want}', or 'echo {want} > /proc/sys/vm/nr_hugepages' " +
+        var state = p.Total == 0
+            ? $"no {pageSize >> 20} MiB hugepages are reserved on this host (nr_hugepages is 0)"
+            : $"{p.Available} of {p.Total} hugepages are free ({p.Free} unused, {p.Reserved} of them promised to other mappings)";
+        return $"{state}, {needed} needed. Reserve more: 'vfio hugepages reserve {want}', or 'echo {want} > /proc/sys/vm/nr_hugepages' " +
                $"(or {sysfs} when {pageSize >> 20} MiB is not the default hugepage size)";
     }
 }

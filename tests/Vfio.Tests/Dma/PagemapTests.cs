@@ -178,7 +178,7 @@ public sealed class HugePageTests : IDisposable
         var e = new HugePagesUnavailableException(2 << 20, 3, new HugePagePool(2 << 20, 0, 0, 0));
         Assert.IsAssignableFrom<VfioResourceException>(e);
         Assert.Equal(Errno.ENOMEM, e.ErrorNumber);
-        Assert.Contains("0 of 0 hugepages are free", e.Message, StringComparison.Ordinal);
+        Assert.Contains("no 2 MiB hugepages are reserved on this host (nr_hugepages is 0), 3 needed", e.Message, StringComparison.Ordinal);
         Assert.Contains("'vfio hugepages reserve 3'", e.Message, StringComparison.Ordinal);
         Assert.Contains("/proc/sys/vm/nr_hugepages", e.Message, StringComparison.Ordinal);
 
