@@ -3,7 +3,7 @@ namespace Vfio.Dma;
 /// <summary>
 /// An IOMMU address space the process can map its memory into: a VFIO type1 container
 /// (<c>VFIO_IOMMU_MAP_DMA</c>/<c>VFIO_IOMMU_UNMAP_DMA</c>) or an iommufd IOAS (<c>IOMMU_IOAS_MAP</c>/<c>IOMMU_IOAS_UNMAP</c>).
-/// The type1 DMA allocator builds DMA buffers on it.
+/// <see cref="Type1DmaAllocator"/> builds DMA buffers on it.
 /// </summary>
 public interface IIommuMapper
 {
