@@ -47,8 +47,10 @@ internal sealed class AnonymousPageMemory : IPageMemory
     private bool IsHugetlb => (_flags & Interop.Libc.MAP_HUGETLB) != 0;
 
     /// <summary>
-    /// No-IOMMU memory: 2 MiB hugetlb pages, shared, populated and locked. Hugetlb pages are not swapped and not
-    /// moved by compaction or NUMA balancing, so the physical address read once from pagemap stays valid.
+    /// No-IOMMU memory: 2 MiB hugetlb pages, shared, populated and locked. Hugetlb pages are never swapped, and
+    /// neither background compaction nor NUMA balancing moves them, so the physical address read once from pagemap
+    /// stays valid (what DPDK relies on too). Memory hot-remove, soft-offlining of a failing page and
+    /// contiguous-range allocation (CMA, gigantic pages) can still migrate them; no userspace mode can rule that out.
     /// </summary>
     /// <remarks>
     /// Why anonymous <c>MAP_SHARED</c> rather than <c>MAP_PRIVATE</c> or a <c>memfd_create(MFD_HUGETLB)</c> file:

@@ -228,6 +228,35 @@ public sealed class Type1DmaAllocatorTests : IDisposable
     }
 
     [Fact]
+    public void Concurrent_allocation_and_disposal_leave_nothing_behind()
+    {
+        var (dma, mapper) = New();
+        Parallel.For(0, 8, worker =>
+        {
+            var mine = new List<DmaBuffer>();
+            for (var i = 0; i < 200; i++)
+            {
+                mine.Add(dma.Allocate((ulong)(i % 7 + 1) * 3000 + (i % 50 == 0 ? Chunk : 0)));
+                mine[^1].Span[0] = (byte)worker;
+                if (i % 2 == 0)
+                {
+                    mine[0].Dispose();
+                    mine.RemoveAt(0);
+                }
+            }
+            foreach (var b in mine)
+            {
+                Assert.Equal((byte)worker, b.Span[0]); // nobody else was handed the same bytes
+                b.Dispose();
+            }
+        });
+        Assert.Empty(mapper.Mapped);
+        Assert.Equal(0, _pages.LiveMappings);
+        Assert.Equal(0, dma.ChunkCount);
+        Assert.Equal(dma.Iovas.TotalBytes, dma.Iovas.FreeBytes);
+    }
+
+    [Fact]
     public void A_mapper_without_page_sizes_is_refused()
     {
         var mapper = new FakeIommuMapper(_log, X86Ranges, pageSizes: 0);
