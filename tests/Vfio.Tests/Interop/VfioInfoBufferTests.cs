@@ -24,6 +24,8 @@ public class VfioInfoBufferTests
 
         public unsafe int Invoke(byte* argument)
         {
+            // SAFETY: VfioInfoBuffer hands over a pinned buffer of argsz bytes (at least the fixed part, >= 12);
+            // nothing is read or written past argsz.
             uint argsz = BinaryPrimitives.ReadUInt32LittleEndian(new ReadOnlySpan<byte>(argument, 4));
             uint index = BinaryPrimitives.ReadUInt32LittleEndian(new ReadOnlySpan<byte>(argument + 8, 4));
             Calls.Add((argsz, index));
@@ -102,6 +104,7 @@ public class VfioInfoBufferTests
         var calls = new List<uint>();
         int Kernel(byte* argument)
         {
+            // SAFETY: the buffer holds argsz bytes: 12 on the first call, 28 (checked below) before the devices are written.
             var arg = new Span<byte>(argument, 12);
             uint argsz = BinaryPrimitives.ReadUInt32LittleEndian(arg);
             calls.Add(argsz);
@@ -162,6 +165,7 @@ public class VfioInfoBufferTests
     {
         static int Kernel(byte* argument)
         {
+            // SAFETY: every reply buffer starts with its 4-byte argsz.
             BinaryPrimitives.WriteUInt32LittleEndian(new Span<byte>(argument, 4), uint.MaxValue);
             return 0;
         }
@@ -177,6 +181,7 @@ public class VfioInfoBufferTests
         int Kernel(byte* argument)
         {
             calls++;
+            // SAFETY: every reply buffer starts with its 4-byte argsz.
             var arg = new Span<byte>(argument, 4);
             BinaryPrimitives.WriteUInt32LittleEndian(arg, BinaryPrimitives.ReadUInt32LittleEndian(arg) + 8);
             return 0;
