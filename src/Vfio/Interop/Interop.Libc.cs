@@ -4,7 +4,7 @@ internal static partial class Interop
 {
     /// <summary>
     /// glibc entry points. Names and constants are the C ones, verbatim. Every call sets errno, which
-    /// callers turn into exceptions through <see cref="Vfio.Errno"/>.
+    /// callers turn into exceptions through <see cref="global::Vfio.Errno"/>.
     /// </summary>
     internal static partial class Libc
     {
