@@ -330,7 +330,8 @@ public sealed class NoIommuTests
         Assert.NotEqual(0UL, buffer.DeviceAddress.Value);
         Assert.Equal(0UL, buffer.DeviceAddress.Value % 4096);
         // The physical address is what /proc/self/pagemap reports for the buffer's page.
-        var pa = new Pagemap().Translate(buffer.Pointer);
+        using var pagemap = new Pagemap();
+        var pa = pagemap.GetPhysicalAddress(buffer.Pointer);
         Assert.Equal(pa.Value, buffer.DeviceAddress.Value);
     }
 }
@@ -362,9 +363,9 @@ public sealed class NoIommuOffTests
     public void ParameterIsOffAndReportedSo()
     {
         var state = new PciHost().GetNoIommuState();
-        Assert.True(state.VfioLoaded);
+        Assert.True(state.VfioModuleLoaded);
         Assert.True(state.ParameterPresent);
-        Assert.False(state.Enabled);
+        Assert.False(state.IsEnabled);
     }
 
     [Fact]
@@ -386,6 +387,6 @@ public sealed class NoIommuOffTests
     {
         var host = new PciHost();
         Assert.ThrowsAny<Exception>(() => host.EnableNoIommuMode(acknowledgeUnsafe: false));
-        Assert.False(host.GetNoIommuState().Enabled);
+        Assert.False(host.GetNoIommuState().IsEnabled);
     }
 }

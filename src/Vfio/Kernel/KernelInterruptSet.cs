@@ -7,7 +7,7 @@ namespace Vfio.Kernel;
 internal sealed class KernelInterruptSet : IInterruptSet
 {
     private readonly VfioDevice _device;
-    private readonly Vector[] _vectors;
+    private readonly InterruptVector[] _vectors;
     private bool _disposed;
 
     public KernelInterruptSet(VfioDevice device, IrqIndex index, int count, IrqFlags flags)
@@ -15,12 +15,12 @@ internal sealed class KernelInterruptSet : IInterruptSet
         _device = device;
         Index = index;
         Flags = flags;
-        _vectors = new Vector[count];
+        _vectors = new InterruptVector[count];
         try
         {
             for (int i = 0; i < count; i++)
             {
-                _vectors[i] = new Vector(this, i, new EventFdSignal());
+                _vectors[i] = new InterruptVector(this, i, new EventFdSignal());
             }
             Span<int> fds = stackalloc int[count];
             var refs = new bool[count];
@@ -85,7 +85,7 @@ internal sealed class KernelInterruptSet : IInterruptSet
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
-    private sealed class Vector(KernelInterruptSet owner, int vector, EventFdSignal signal) : IInterruptVector
+    private sealed class InterruptVector(KernelInterruptSet owner, int vector, EventFdSignal signal) : IInterruptVector
     {
         public EventFdSignal Signal { get; } = signal;
 

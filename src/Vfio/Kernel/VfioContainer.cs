@@ -139,11 +139,11 @@ public sealed partial class VfioContainer : IDisposable, IIommuMapper
             switch (IommuType)
             {
                 case VfioIommuType.Type1v2:
-                    var t1 = new Type1DmaAllocator(this, _loggerFactory);
-                    (_allocator, _allocatorLifetime) = (t1, t1);
+                    _allocator = new Type1DmaAllocator(this, logger: _loggerFactory?.CreateLogger<Type1DmaAllocator>());
                     break;
                 case VfioIommuType.NoIommu:
-                    var ni = new NoIommuDmaAllocator(new NoIommuDmaOptions { AllowMigratablePages = allowMigratablePages }, _loggerFactory);
+                    var ni = new NoIommuDmaAllocator(new NoIommuDmaAllocatorOptions { AllowMigratablePages = allowMigratablePages },
+                        _loggerFactory?.CreateLogger<NoIommuDmaAllocator>());
                     (_allocator, _allocatorLifetime) = (ni, ni);
                     break;
                 default:
@@ -219,7 +219,8 @@ public sealed partial class VfioContainer : IDisposable, IIommuMapper
         byte[] buffer = VfioInfoBuffer.Query<vfio_iommu_type1_info>(Handle, VFIO_IOMMU_GET_INFO, "VFIO_IOMMU_GET_INFO", null);
         var info = VfioCapabilityChain.ParseIommuType1Info(buffer);
         _pageSizes = info.PageSizes;
-        _iovaRanges = info.IovaRanges.Count > 0 ? info.IovaRanges : [new IovaRange(0, ulong.MaxValue)];
+        // Kernels before 5.4 report no ranges: fall back to the 39-bit space every VT-d/AMD-Vi IOMMU accepts.
+        _iovaRanges = info.IovaRanges.Count > 0 ? info.IovaRanges : [new IovaRange(IovaAllocator.DefaultLowGuard, (1UL << 39) - 1)];
     }
 
     /// <summary>Releases the DMA allocator (which unmaps what remains), detaches groups and closes the container.</summary>

@@ -9,7 +9,7 @@ namespace Vfio.Kernel;
 
 /// <summary>
 /// A PCI device opened through kernel VFIO (legacy container/group API), in No-IOMMU or type1 mode.
-/// <see cref="Open"/> does the whole sequence — checks, group, container, IOMMU model, device fd — and on
+/// <see cref="Open(PciAddress, VfioOpenOptions?)"/> does the whole sequence — checks, group, container, IOMMU model, device fd — and on
 /// failure closes everything it opened before throwing.
 /// </summary>
 public sealed partial class VfioDevice : IPciDevice
@@ -119,7 +119,7 @@ public sealed partial class VfioDevice : IPciDevice
             if (!viable)
             {
                 var g = host.GetIommuGroup(address);
-                throw new GroupNotViableException(address, group.Name, g.BlockingDevices.Select(d => d.Address).ToArray());
+                throw new GroupNotViableException(address, group.Name, g.BlockingDevices);
             }
             group.SetContainer(container);
             container.SetIommu(iommuType);

@@ -27,15 +27,14 @@ internal static class VfioOpenPlanner
 
     public static OpenFacts Gather(PciHost host, PciAddress address)
     {
-        if (!host.DeviceExists(address))
+        if (host.TryGetDevice(address) is not { } device)
         {
             return default;
         }
-        var device = host.GetDevice(address);
         var state = host.GetNoIommuState();
-        bool rawio = ProcessCapabilities.Read(host.ProcRoot).Has(LinuxCapability.CAP_SYS_RAWIO);
-        return new OpenFacts(true, device.Driver, device.IommuGroup, device.IsNoIommuGroup,
-            state.VfioLoaded, state.ParameterPresent, state.Enabled, rawio);
+        bool rawio = host.GetCapabilities().HasCapability(LinuxCapability.SysRawIo);
+        return new OpenFacts(true, device.Driver, device.IommuGroup?.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            device.IsNoIommu, state.VfioModuleLoaded, state.ParameterPresent, state.IsEnabled, rawio);
     }
 
     public static OpenPlan Decide(PciAddress address, OpenFacts facts, VfioOpenOptions options, string devRoot = "/dev")
