@@ -1,0 +1,64 @@
+using System.Globalization;
+
+[assembly: Xunit.v3.Parallelization(Mode = Xunit.Sdk.ParallelMode.None)] // tests share the guest's devices
+
+namespace Vfio.E2E.Tests;
+
+/// <summary>
+/// What the guest lab (lab/lab.sh) tells a test about its guest, through environment variables,
+/// and small sysfs readers. Outside a lab guest every accessor throws, so a lab test run on the
+/// host fails with a message saying why instead of passing vacuously.
+/// </summary>
+public static class Lab
+{
+    /// <summary>Trait values: the lab configuration a test class is written for.</summary>
+    public const string NoIommu = "noiommu", Type1 = "type1", NoIommuOff = "noiommu-off";
+
+    public static string Config => Env("VFIO_LAB_CONFIG");
+    /// <summary>A writable directory whose files reach the host (lab.sh run --out / e2e OUTDIR).</summary>
+    public static string OutDir => Env("VFIO_LAB_OUT");
+    /// <summary>QEMU edu device: the device under test.</summary>
+    public static string Edu => Env("VFIO_LAB_EDU");
+    /// <summary>A second edu device that nothing binds.</summary>
+    public static string Edu2 => Env("VFIO_LAB_EDU2");
+    public static string Nvme => Env("VFIO_LAB_NVME");
+    public static string Net0 => Env("VFIO_LAB_NET0");
+    public static string Net1 => Env("VFIO_LAB_NET1");
+
+    public const string NoIommuParam = "/sys/module/vfio/parameters/enable_unsafe_noiommu_mode";
+
+    static string Env(string name) =>
+        Environment.GetEnvironmentVariable(name) is { Length: > 0 } value
+            ? value
+            : throw new InvalidOperationException($"{name} is not set: this test runs only inside the guest lab (lab/lab.sh e2e)");
+
+    /// <summary>Fails unless this process runs in the guest configuration <paramref name="config"/>.</summary>
+    public static void RequireConfig(string config) =>
+        Assert.True(Config == config, $"test for lab config '{config}' ran in '{Config}'");
+
+    public static string DeviceDir(string bdf) => Path.Combine("/sys/bus/pci/devices", bdf);
+
+    /// <summary>A sysfs attribute such as "vendor" ("0x1234\n") as a number.</summary>
+    public static uint ReadHex(string bdf, string attribute)
+    {
+        var text = File.ReadAllText(Path.Combine(DeviceDir(bdf), attribute)).Trim();
+        Assert.StartsWith("0x", text);
+        return uint.Parse(text.AsSpan(2), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>The name of the driver bound to a device, or null.</summary>
+    public static string? Driver(string bdf)
+    {
+        var link = new FileInfo(Path.Combine(DeviceDir(bdf), "driver"));
+        return link.LinkTarget is { } target ? Path.GetFileName(target) : null;
+    }
+
+    /// <summary>The device's IOMMU group number, or null when it has none.</summary>
+    public static string? IommuGroup(string bdf)
+    {
+        var link = new FileInfo(Path.Combine(DeviceDir(bdf), "iommu_group"));
+        return link.LinkTarget is { } target ? Path.GetFileName(target) : null;
+    }
+
+    public static string ReadTrimmed(string path) => File.ReadAllText(path).Trim();
+}
