@@ -217,7 +217,7 @@ prepare() {
   # One prepare at a time per machine; a concurrent one waits.
   exec 9> "$CACHE/.lock"
   flock 9
-  rm -rf "$CACHE"/.tmp.*
+  rm -rf "$CACHE"/.tmp.* "$CACHE"/debs/.download.*   # leftovers of an interrupted prepare
 
   ensure_packages
   fetch_image_deb
@@ -239,6 +239,11 @@ prepare() {
   INITRD_DIR="$CACHE/initramfs-$initrd_key"
   [ -e "$INITRD_DIR" ] || log "building the initramfs"
   cache_step "$INITRD_DIR" make_initramfs
+
+  # Mark the entries in use; drop entries no prepare has used for 30 days (other keys, old kernels).
+  touch "$VFIO_DIR" "$KERNEL_DIR" "$INITRD_DIR" "$IMAGE_DEB"
+  find "$CACHE" -mindepth 1 -maxdepth 2 -mtime +30 \( -name 'vfio-*' -o -name 'kernel-*' \
+    -o -name 'initramfs-*' -o -name 'linux-image-*.deb' \) -exec rm -rf {} + 2>/dev/null || true
 
   VMLINUZ="$KERNEL_DIR/boot/vmlinuz-$KABI"
   INITRD="$INITRD_DIR/initramfs.gz"
@@ -314,6 +319,7 @@ run_guest() {
   local config="$1" timeout="$2" out="$3" logf="$4" stream="$5"; shift 5
   local run rc qrc
   run="$(mktemp -d /tmp/vfio-lab.XXXXXX)"
+  RUN_DIR="$run"   # removed on exit even when interrupted (see main)
   mkdir -p "$run/out" "$out" "$(dirname "$logf")"
   truncate -s 256M "$run/nvme.img"
   write_job "$run" "$config" "$@"
@@ -324,11 +330,11 @@ run_guest() {
     qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial mon:stdio
     qrc=$?
   elif [ "$stream" = 1 ]; then
-    timeout -k 10 "$timeout" qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial stdio < /dev/null 2>&1 \
+    timeout --foreground -k 10 "$timeout" qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial stdio < /dev/null 2>&1 \
       | tee "$logf" >&2
     qrc=${PIPESTATUS[0]}
   else
-    timeout -k 10 "$timeout" qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial stdio < /dev/null > "$logf" 2>&1
+    timeout --foreground -k 10 "$timeout" qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial stdio < /dev/null > "$logf" 2>&1
     qrc=$?
   fi
   set -e
@@ -352,6 +358,7 @@ run_guest() {
     } >&2
   fi
   rm -rf "$run"
+  RUN_DIR=""
   return "$rc"
 }
 
@@ -460,10 +467,14 @@ cmd_shell() {
   [ -t 0 ] || die "shell needs a terminal"
   prepare
   log "booting $1; leave with 'exit' (the guest powers off), or Ctrl-A X"
-  INTERACTIVE=1 run_guest "$1" 0 "$ROOT/artifacts/lab/out" "$ROOT/artifacts/lab/$1.console.log" 0 bash -l
+  INTERACTIVE=1 run_guest "$1" 0 "$ROOT/artifacts/lab/out" "$ROOT/artifacts/lab/$1.console.log" 0 bash -i
 }
 
+RUN_DIR=""
+cleanup() { [ -z "$RUN_DIR" ] || rm -rf "$RUN_DIR"; }
+
 main() {
+  trap cleanup EXIT
   [ "$(id -u)" = 0 ] || die "the lab needs root (apt, the cache under /var/cache, vfio in the guest)"
   case "$ROOT" in /tmp/* | /run/*) die "the repository must not be under /tmp or /run (the guest overlays them)";; esac
   local cmd="${1:-help}"; shift || true
