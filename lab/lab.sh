@@ -426,7 +426,7 @@ cmd_e2e() {
       log "$cfg: booting"
       LAB_FAILURE=""
       run_guest "$cfg" "${VFIO_LAB_TIMEOUT:-600}" "$outdir" "$outdir/$cfg.console.txt" 0 \
-        bash -o pipefail -c 'dotnet "$1" -noColor -trait "lab=$VFIO_LAB_CONFIG" 2>&1 | tee "$VFIO_LAB_OUT/$VFIO_LAB_CONFIG.log"' \
+        bash -o pipefail -c 'dotnet "$1" -noColor -trait "lab=$VFIO_LAB_CONFIG" -result-junit "$VFIO_LAB_OUT/$VFIO_LAB_CONFIG.junit.xml" 2>&1 | tee "$VFIO_LAB_OUT/$VFIO_LAB_CONFIG.log"' \
         e2e "$dll" || rc=$?
       if [ -n "$LAB_FAILURE" ]; then
         {

@@ -233,6 +233,10 @@ public sealed class EduTests
             using var msi = dev.EnableInterrupts(IrqIndex.Msi, 1);
         }
         Assert.Equal(before, Lab.OpenFdCount());
+        using (OpenEdu())
+        {
+            Assert.True(Lab.OpenFdCount() >= before + 3, "container, group and device fds are counted");
+        }
     }
 
     [Fact]

@@ -87,8 +87,27 @@ public static partial class Lab
         }
     }
 
-    /// <summary>Number of file descriptors this process has open.</summary>
-    public static int OpenFdCount() => Directory.GetFileSystemEntries("/proc/self/fd").Length;
+    /// <summary>
+    /// Descriptors this process holds on VFIO objects (containers, groups, device fds) and eventfds: what the library
+    /// opens. The runtime's own descriptors come and go (finalizers, pipes of child processes) and are not counted.
+    /// </summary>
+    public static int OpenFdCount()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        int n = 0;
+        foreach (var fd in Directory.GetFileSystemEntries("/proc/self/fd"))
+        {
+            string? target = new FileInfo(fd).LinkTarget;
+            if (target is not null && (target.StartsWith("/dev/vfio", StringComparison.Ordinal)
+                || target.StartsWith("anon_inode:[vfio", StringComparison.Ordinal)
+                || target == "anon_inode:[eventfd]"))
+            {
+                n++;
+            }
+        }
+        return n;
+    }
 
     /// <summary>The calling thread's kernel id (what the kernel logs as task_pid_nr(current)).</summary>
     [LibraryImport("libc", EntryPoint = "gettid")]
