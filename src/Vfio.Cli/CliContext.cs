@@ -1,0 +1,78 @@
+using System.CommandLine;
+using System.Text.Json.Serialization.Metadata;
+using Microsoft.Extensions.Logging;
+using Spectre.Console;
+using Vfio.Cli.Output;
+using Vfio.Host;
+
+namespace Vfio.Cli;
+
+/// <summary>Everything one command invocation needs: its output writers, the parsed global options, and the host.</summary>
+internal sealed class CliContext
+{
+    private IAnsiConsole? _console;
+    private PciIds? _pciIds;
+    private PciHost? _host;
+
+    public CliContext(ParseResult parse, GlobalOptions options, CliEnvironment environment, TextWriter output, TextWriter error)
+    {
+        Environment = environment;
+        Output = output;
+        Error = error;
+        Json = parse.GetValue(options.Json);
+        Verbose = parse.GetValue(options.Verbose);
+        SysfsRoot = parse.GetValue(options.SysfsRoot) ?? "/sys";
+        ProcRoot = parse.GetValue(options.ProcRoot) ?? "/proc";
+        DevRoot = parse.GetValue(options.DevRoot) ?? "/dev";
+        PciIdsPath = parse.GetValue(options.PciIds);
+        LoggerFactory = new ErrorLoggerFactory(error, Verbose ? LogLevel.Debug : LogLevel.Warning);
+    }
+
+    public CliEnvironment Environment { get; }
+    public TextWriter Output { get; }
+    public TextWriter Error { get; }
+    public bool Json { get; }
+    public bool Verbose { get; }
+    public string SysfsRoot { get; }
+    public string ProcRoot { get; }
+    public string DevRoot { get; }
+    public string? PciIdsPath { get; }
+    public ILoggerFactory LoggerFactory { get; }
+
+    /// <summary>The host over the chosen roots, writing through the environment's writer.</summary>
+    public PciHost Host => _host ??=
+        new PciHost(SysfsRoot, ProcRoot, DevRoot, LoggerFactory.CreateLogger<PciHost>(), Environment.SysfsWriter);
+
+    /// <summary>The PCI ID database: <c>--pci-ids</c>, else the first system file that exists.</summary>
+    public PciIds PciIds => _pciIds ??= PciIdsPath is { } path ? PciIds.Find([path]) : PciIds.Find(Environment.PciIdsPaths);
+
+    /// <summary>Tables and text for people, on <see cref="Output"/>.</summary>
+    public IAnsiConsole Console => _console ??= CreateConsole();
+
+    private IAnsiConsole CreateConsole()
+    {
+        bool terminal = Environment.IsTerminal;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(Output),
+            Ansi = terminal ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = terminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = InteractionSupport.No,
+        });
+        // Off a terminal Spectre assumes 80 columns and would wrap table cells; a pipe or a file wants whole lines.
+        if (!terminal) { console.Profile.Width = 240; }
+        return console;
+    }
+
+    /// <summary>Writes a JSON document to standard output.</summary>
+    public void WriteJson<T>(T document, JsonTypeInfo<T> type)
+    {
+        Output.WriteLine(System.Text.Json.JsonSerializer.Serialize(document, type));
+    }
+
+    /// <summary>A line for people on standard output (not markup: printed as is).</summary>
+    public void Say(string text) => Output.WriteLine(text);
+
+    /// <summary>A warning on standard error.</summary>
+    public void Warn(string text) => Error.WriteLine($"vfio: warning: {text}");
+}

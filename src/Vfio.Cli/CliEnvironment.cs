@@ -1,0 +1,32 @@
+using Vfio.Devices;
+using Vfio.Host;
+using Vfio.Kernel;
+
+namespace Vfio.Cli;
+
+/// <summary>
+/// What the vfio command takes from its surroundings, so that a host (a test, another tool) can run it in-process
+/// against fakes: the writer for sysfs attributes, the pci.ids files, how devices are opened, and the terminal.
+/// </summary>
+public sealed class CliEnvironment
+{
+    /// <summary>The environment of the real command: the kernel's sysfs, the system's pci.ids, kernel VFIO.</summary>
+    public static CliEnvironment Default { get; } = new();
+
+    /// <summary>Performs every sysfs/procfs write; the real file writer when null.</summary>
+    public ISysfsWriter? SysfsWriter { get; init; }
+
+    /// <summary>
+    /// Where to look for the PCI ID database when <c>--pci-ids</c> is not given; the first file that exists is used.
+    /// </summary>
+    public IReadOnlyList<string> PciIdsPaths { get; init; } = ["/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"];
+
+    /// <summary>Opens a device for <c>vfio info</c>; <see cref="VfioDevice.Open(PciAddress, VfioOpenOptions?)"/> when null.</summary>
+    public Func<PciAddress, VfioOpenOptions, IPciDevice>? OpenDevice { get; init; }
+
+    /// <summary>
+    /// Standard output is a terminal: tables get colour and the terminal's width. When false, output has no escape
+    /// sequences and tables are laid out for a wide page, so that pipes and files see whole lines.
+    /// </summary>
+    public bool IsTerminal { get; init; }
+}

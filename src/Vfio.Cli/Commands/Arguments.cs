@@ -1,0 +1,97 @@
+using System.CommandLine;
+using System.Globalization;
+
+namespace Vfio.Cli.Commands;
+
+/// <summary>Arguments and option values shared by the commands, parsed so that a bad value is a usage error (exit 1).</summary>
+internal static class Arguments
+{
+    private const string BdfHelp = "PCI address as sysfs names it, DDDD:BB:DD.F or BB:DD.F (e.g. 0000:03:00.0)";
+
+    /// <summary>One or more PCI addresses.</summary>
+    public static Argument<PciAddress[]> Bdfs() => new("BDF")
+    {
+        Description = BdfHelp + "; several may be given",
+        Arity = ArgumentArity.OneOrMore,
+        CustomParser = result =>
+        {
+            var list = new List<PciAddress>();
+            foreach (var token in result.Tokens)
+            {
+                if (ParseBdf(token.Value) is { } address) { list.Add(address); }
+                else { result.AddError(BdfError(token.Value)); }
+            }
+            return [.. list];
+        },
+    };
+
+    /// <summary>Exactly one PCI address.</summary>
+    public static Argument<PciAddress> Bdf() => new("BDF")
+    {
+        Description = BdfHelp,
+        Arity = ArgumentArity.ExactlyOne,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            if (ParseBdf(text) is { } address) { return address; }
+            result.AddError(BdfError(text));
+            return default;
+        },
+    };
+
+    private static PciAddress? ParseBdf(string text) => PciAddress.TryParse(text, out var a) ? a : null;
+
+    private static string BdfError(string text)
+    {
+        // PciAddress.Parse says what is wrong with the text; only its message is wanted here.
+        try
+        {
+            PciAddress.Parse(text);
+            return $"'{text}' is not a PCI address";
+        }
+        catch (FormatException e)
+        {
+            return e.Message;
+        }
+    }
+
+    /// <summary>
+    /// A hugepage size: a number with K, M or G (optionally followed by B or iB), powers of 1024 as the kernel means
+    /// them ("2M", "1G", "2048kB"). Returns null for anything else.
+    /// </summary>
+    public static ulong? ParsePageSize(string text)
+    {
+        var s = text.Trim();
+        if (s.EndsWith("iB", StringComparison.OrdinalIgnoreCase)) { s = s[..^2]; }
+        else if (s.EndsWith('B') || s.EndsWith('b')) { s = s[..^1]; }
+        if (s.Length < 2) { return null; }
+        int shift = char.ToUpperInvariant(s[^1]) switch { 'K' => 10, 'M' => 20, 'G' => 30, _ => -1 };
+        if (shift < 0) { return null; }
+        if (!ulong.TryParse(s[..^1], NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n == 0 ||
+            n > ulong.MaxValue >> shift)
+        {
+            return null;
+        }
+        return n << shift;
+    }
+
+    /// <summary>A page size as people write it: "2M", "1G", "64K".</summary>
+    public static string FormatPageSize(ulong bytes) =>
+        bytes % (1UL << 30) == 0 ? string.Create(CultureInfo.InvariantCulture, $"{bytes >> 30}G")
+        : bytes % (1UL << 20) == 0 ? string.Create(CultureInfo.InvariantCulture, $"{bytes >> 20}M")
+        : bytes % (1UL << 10) == 0 ? string.Create(CultureInfo.InvariantCulture, $"{bytes >> 10}K")
+        : bytes.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>A byte count for people: exact in the largest binary unit that divides it, else in bytes.</summary>
+    public static string FormatBytes(ulong bytes) => bytes switch
+    {
+        0 => "0",
+        _ when bytes % (1UL << 30) == 0 => string.Create(CultureInfo.InvariantCulture, $"{bytes >> 30} GiB"),
+        _ when bytes % (1UL << 20) == 0 => string.Create(CultureInfo.InvariantCulture, $"{bytes >> 20} MiB"),
+        _ when bytes % (1UL << 10) == 0 => string.Create(CultureInfo.InvariantCulture, $"{bytes >> 10} KiB"),
+        _ => string.Create(CultureInfo.InvariantCulture, $"{bytes} B"),
+    };
+
+    /// <summary>Hex, lowercase, zero-padded, as lspci -n prints IDs.</summary>
+    public static string Hex(uint value, int digits) => value.ToString("x" + digits.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,144 @@
+using System.Text.Json.Serialization;
+
+namespace Vfio.Cli.Output;
+
+// The documents `--json` prints. They are the command's interface to scripts: README.md in this folder documents each
+// one, and a change that removes or renames a field is a breaking change. Fields are added, never repurposed.
+// PCI IDs are lowercase hex strings without "0x" ("1b36", class "010802"), as lspci -n prints them; sizes, offsets
+// and counts are JSON numbers in bytes or units; absent values are null, never omitted.
+
+/// <summary><c>vfio list --json</c>.</summary>
+internal sealed record DeviceListJson(IReadOnlyList<DeviceJson> Devices);
+
+/// <summary>One PCI function.</summary>
+internal sealed record DeviceJson(
+    string Address,
+    string VendorId,
+    string DeviceId,
+    string? VendorName,
+    string? DeviceName,
+    string SubsystemVendorId,
+    string SubsystemDeviceId,
+    string ClassCode,
+    string ClassName,
+    string Revision,
+    string? Driver,
+    string? DriverOverride,
+    int? IommuGroup,
+    bool NoIommu,
+    int? NumaNode,
+    string? VfioDevice);
+
+/// <summary><c>vfio bind --json</c> and <c>vfio unbind --json</c>: one entry per device, in argument order.</summary>
+internal sealed record BindingListJson(IReadOnlyList<BindingJson> Devices);
+
+/// <summary>What happened to one device. <c>Action</c> is "bound", "unbound" or "unchanged".</summary>
+internal sealed record BindingJson(
+    string Address,
+    string Action,
+    string? PreviousDriver,
+    string? Driver,
+    int? IommuGroup,
+    bool NoIommu,
+    string? GroupDevicePath);
+
+/// <summary><c>vfio noiommu status --json</c> and <c>vfio noiommu enable --unsafe --json</c>.</summary>
+internal sealed record NoIommuJson(
+    bool VfioModuleLoaded,
+    bool ParameterPresent,
+    bool? Enabled,
+    bool Supported,
+    bool VfioContainerDevice,
+    bool IommufdDevice,
+    bool VfioPciLoaded,
+    IReadOnlyList<int> NoIommuGroups,
+    string Summary,
+    bool? Changed);
+
+/// <summary><c>vfio hugepages status --json</c>.</summary>
+internal sealed record HugePagesJson(ulong? DefaultPageSize, IReadOnlyList<HugePagePoolJson> Pools, IReadOnlyList<HugetlbfsMountJson> Mounts);
+
+/// <summary>One hugepage pool; <c>Mounts</c> are the hugetlbfs mount points that use its page size.</summary>
+internal sealed record HugePagePoolJson(
+    ulong PageSize,
+    string Size,
+    long Total,
+    long Free,
+    long Reserved,
+    long Surplus,
+    long Available,
+    IReadOnlyList<string> Mounts);
+
+/// <summary>A mounted hugetlbfs.</summary>
+internal sealed record HugetlbfsMountJson(string MountPoint, ulong PageSize);
+
+/// <summary><c>vfio hugepages reserve --json</c>: <c>Granted</c> is the pool size the kernel reports afterwards.</summary>
+internal sealed record HugePageReservationJson(ulong PageSize, string Size, int Requested, long Granted, bool Complete);
+
+/// <summary><c>vfio info --json</c>.</summary>
+internal sealed record DeviceInfoJson(
+    string Address,
+    string Mode,
+    bool DmaIsolated,
+    string VendorId,
+    string DeviceId,
+    string ClassCode,
+    IReadOnlyList<string> Flags,
+    bool CanReset,
+    IReadOnlyList<RegionJson> Regions,
+    IReadOnlyList<IrqJson> Irqs,
+    IReadOnlyList<CapabilityJson> Capabilities,
+    IReadOnlyList<CapabilityJson> ExtendedCapabilities);
+
+/// <summary>One VFIO region; <c>Error</c> is set (and the rest zero) when the kernel would not describe it.</summary>
+internal sealed record RegionJson(
+    int Index,
+    string Name,
+    ulong Size,
+    ulong Offset,
+    IReadOnlyList<string> Flags,
+    IReadOnlyList<SparseAreaJson>? SparseAreas,
+    bool MsixMappable,
+    string? Type,
+    string? Error);
+
+/// <summary>A mmap-able part of a region, relative to the region's start.</summary>
+internal sealed record SparseAreaJson(ulong Offset, ulong Size);
+
+/// <summary>One VFIO interrupt index.</summary>
+internal sealed record IrqJson(int Index, string Name, int Count, IReadOnlyList<string> Flags, string? Error);
+
+/// <summary>A PCI capability in config space; <c>Version</c> is null for standard capabilities.</summary>
+internal sealed record CapabilityJson(string Id, string Name, int Offset, int? Version);
+
+/// <summary>What a failed command prints on standard output with <c>--json</c> (the message also goes to stderr).</summary>
+internal sealed record ErrorDocumentJson(ErrorJson Error);
+
+/// <summary>The error: the exit code, the exception's kind, the message, and the device when there is one.</summary>
+internal sealed record ErrorJson(int ExitCode, string Kind, string Message, string? Device);
+
+/// <summary>Source-generated serialization for every document above, so that the command stays AOT- and trim-clean.</summary>
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    WriteIndented = true,
+    DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
+[JsonSerializable(typeof(DeviceListJson))]
+[JsonSerializable(typeof(BindingListJson))]
+[JsonSerializable(typeof(NoIommuJson))]
+[JsonSerializable(typeof(HugePagesJson))]
+[JsonSerializable(typeof(HugePageReservationJson))]
+[JsonSerializable(typeof(DeviceInfoJson))]
+[JsonSerializable(typeof(ErrorDocumentJson))]
+internal sealed partial class CliJson : JsonSerializerContext
+{
+    /// <summary>
+    /// The context the command writes with: like <see cref="Default"/>, but quotes and apostrophes are written as
+    /// themselves, not as \u0022-style escapes meant for HTML; the output is for scripts and people.
+    /// </summary>
+    public static CliJson Output { get; } = new(new System.Text.Json.JsonSerializerOptions
+    {
+        PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase,
+        WriteIndented = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
+}
