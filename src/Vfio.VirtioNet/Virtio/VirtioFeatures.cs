@@ -1,0 +1,96 @@
+namespace Vfio.VirtioNet.Virtio;
+
+/// <summary>
+/// Feature bits the driver knows (virtio 1.2 §6 "Reserved Feature Bits" and §5.1.3 "Network Device: Feature bits").
+/// Each constant is the bit's mask in the 64-bit feature word.
+/// </summary>
+public static class VirtioFeatures
+{
+    /// <summary>Bit 0, VIRTIO_NET_F_CSUM: the device handles packets with partial checksum.</summary>
+    public const ulong NetCsum = 1UL << 0;
+    /// <summary>Bit 1, VIRTIO_NET_F_GUEST_CSUM: the driver handles packets with partial checksum.</summary>
+    public const ulong NetGuestCsum = 1UL << 1;
+    /// <summary>Bit 3, VIRTIO_NET_F_MTU: the device reports its maximum MTU in config space.</summary>
+    public const ulong NetMtu = 1UL << 3;
+    /// <summary>Bit 5, VIRTIO_NET_F_MAC: the device has a MAC address in config space.</summary>
+    public const ulong NetMac = 1UL << 5;
+    /// <summary>Bit 15, VIRTIO_NET_F_MRG_RXBUF: a received packet may span several buffers (num_buffers in the header).</summary>
+    public const ulong NetMergeRxBuffers = 1UL << 15;
+    /// <summary>Bit 16, VIRTIO_NET_F_STATUS: the config space's status field (link up) is valid.</summary>
+    public const ulong NetStatus = 1UL << 16;
+    /// <summary>Bit 17, VIRTIO_NET_F_CTRL_VQ: a control virtqueue exists.</summary>
+    public const ulong NetControlQueue = 1UL << 17;
+    /// <summary>Bit 22, VIRTIO_NET_F_MQ: several receive/transmit queue pairs (needs the control queue).</summary>
+    public const ulong NetMultiQueue = 1UL << 22;
+    /// <summary>Bit 28, VIRTIO_F_INDIRECT_DESC.</summary>
+    public const ulong RingIndirectDesc = 1UL << 28;
+    /// <summary>Bit 29, VIRTIO_F_EVENT_IDX: used_event/avail_event notification suppression.</summary>
+    public const ulong RingEventIndex = 1UL << 29;
+    /// <summary>Bit 32, VIRTIO_F_VERSION_1: the device follows virtio 1.x (mandatory for this driver: no legacy).</summary>
+    public const ulong Version1 = 1UL << 32;
+    /// <summary>
+    /// Bit 33, VIRTIO_F_ACCESS_PLATFORM (formerly IOMMU_PLATFORM): the device's DMA goes through the platform's
+    /// address translation (an IOMMU), so it must be given IOVAs rather than physical addresses.
+    /// </summary>
+    public const ulong AccessPlatform = 1UL << 33;
+    /// <summary>Bit 34, VIRTIO_F_RING_PACKED.</summary>
+    public const ulong RingPacked = 1UL << 34;
+    /// <summary>Bit 35, VIRTIO_F_IN_ORDER.</summary>
+    public const ulong InOrder = 1UL << 35;
+
+    /// <summary>Names of the bits above, for logs and errors.</summary>
+    public static string Describe(ulong features)
+    {
+        var names = new List<string>();
+        foreach (var (bit, name) in Names)
+        {
+            if ((features & bit) != 0) { names.Add(name); features &= ~bit; }
+        }
+        for (int i = 0; i < 64; i++)
+        {
+            if ((features & (1UL << i)) != 0) { names.Add($"bit{i}"); }
+        }
+        return names.Count == 0 ? "none" : string.Join(' ', names);
+    }
+
+    private static readonly (ulong Bit, string Name)[] Names =
+    [
+        (NetCsum, "CSUM"), (NetGuestCsum, "GUEST_CSUM"), (NetMtu, "MTU"), (NetMac, "MAC"), (NetMergeRxBuffers, "MRG_RXBUF"),
+        (NetStatus, "STATUS"), (NetControlQueue, "CTRL_VQ"), (NetMultiQueue, "MQ"), (RingIndirectDesc, "INDIRECT_DESC"),
+        (RingEventIndex, "EVENT_IDX"), (Version1, "VERSION_1"), (AccessPlatform, "ACCESS_PLATFORM"),
+        (RingPacked, "RING_PACKED"), (InOrder, "IN_ORDER"),
+    ];
+}
+
+/// <summary>The outcome of feature negotiation: what to write to driver_feature, or why the device is unusable.</summary>
+/// <param name="Accepted">The features the driver accepts (a subset of the offer).</param>
+/// <param name="Error">Null on success; otherwise why the driver cannot drive this device.</param>
+public readonly record struct FeatureNegotiation(ulong Accepted, string? Error)
+{
+    /// <summary>True when the driver can proceed with <see cref="Accepted"/>.</summary>
+    public bool Succeeded => Error is null;
+
+    /// <summary>
+    /// Negotiates as virtio 1.2 §3.1.1 step 4 asks: accept only offered features the driver understands.
+    /// <paramref name="required"/> bits must all be offered; <paramref name="wanted"/> bits are taken when offered.
+    /// When <paramref name="translatedDma"/> (an IOMMU gives the device IOVAs), ACCESS_PLATFORM must be offered
+    /// and is accepted: without it the device would treat IOVAs as physical addresses (§6.1: a driver SHOULD
+    /// accept it when offered, and "the device MAY fail to operate further" otherwise). Offered without
+    /// translation, it is accepted too: the platform then translates nothing and the addresses are the same.
+    /// </summary>
+    public static FeatureNegotiation Negotiate(ulong offered, ulong required, ulong wanted, bool translatedDma)
+    {
+        ulong missing = required & ~offered;
+        if (missing != 0)
+        {
+            return new(0, $"the device does not offer required features {VirtioFeatures.Describe(missing)} (offered: {VirtioFeatures.Describe(offered)})");
+        }
+        if (translatedDma && (offered & VirtioFeatures.AccessPlatform) == 0)
+        {
+            return new(0, "DMA goes through an IOMMU but the device does not offer ACCESS_PLATFORM, so it would bypass " +
+                "translation and write to physical addresses; give the device iommu_platform=on");
+        }
+        ulong accepted = (required | wanted | VirtioFeatures.AccessPlatform) & offered;
+        return new(accepted, null);
+    }
+}

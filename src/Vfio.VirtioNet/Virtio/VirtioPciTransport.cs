@@ -1,0 +1,206 @@
+using Vfio.Devices;
+using Vfio.Dma;
+
+namespace Vfio.VirtioNet.Virtio;
+
+/// <summary>
+/// The virtio PCI transport of a modern device (virtio 1.2 §4.1): the common configuration registers, the
+/// doorbells and the device configuration, reached through the BARs the vendor capabilities name. It knows nothing
+/// about the device type.
+/// </summary>
+public sealed class VirtioPciTransport : IDisposable
+{
+    // virtio 1.2 §4.1.4.3 struct virtio_pci_common_cfg.
+    private const ulong DeviceFeatureSelect = 0x00, DeviceFeature = 0x04, DriverFeatureSelect = 0x08, DriverFeature = 0x0C,
+        MsixConfig = 0x10, NumQueues = 0x12, DeviceStatus = 0x14, ConfigGenerationField = 0x15, QueueSelect = 0x16,
+        QueueSize = 0x18, QueueMsixVector = 0x1A, QueueEnable = 0x1C, QueueNotifyOff = 0x1E, QueueDesc = 0x20,
+        QueueDriver = 0x28, QueueDevice = 0x30;
+    /// <summary>VIRTIO_MSI_NO_VECTOR (§4.1.5.1.2).</summary>
+    public const ushort NoVector = 0xFFFF;
+
+    private readonly Dictionary<int, IDeviceRegion> _bars = [];
+    private readonly IDeviceRegion _common;
+    private readonly IDeviceRegion _notify;
+    private readonly IDeviceRegion? _deviceConfig;
+    private readonly ulong _commonBase, _deviceBase;
+    private readonly TimeProvider _time;
+
+    /// <summary>Finds the device's virtio structures and maps the BARs that hold them.</summary>
+    /// <exception cref="FormatException">The device is not a modern virtio device.</exception>
+    public VirtioPciTransport(IPciDevice device, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        Device = device;
+        _time = time ?? TimeProvider.System;
+        Layout = VirtioPciLayout.Parse(VirtioPciLayout.ReadConfigImage(device.Config));
+        try
+        {
+            _common = Bar(Layout.Common);
+            _notify = Bar(Layout.Notify);
+            _commonBase = Layout.Common.Offset;
+            if (Layout.Device is { } dev)
+            {
+                _deviceConfig = Bar(dev);
+                _deviceBase = dev.Offset;
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The device.</summary>
+    public IPciDevice Device { get; }
+
+    /// <summary>Where the structures are.</summary>
+    public VirtioPciLayout Layout { get; }
+
+    private IDeviceRegion Bar(VirtioStructure s)
+    {
+        if (!_bars.TryGetValue(s.Bar, out var region))
+        {
+            region = Device.OpenRegion(PciRegion.Bar(s.Bar));
+            _bars[s.Bar] = region;
+        }
+        if ((ulong)s.Offset + s.Length > region.Size)
+        {
+            throw new FormatException($"virtio {s.Type} structure [0x{s.Offset:x}, +0x{s.Length:x}) lies outside BAR{s.Bar} (size 0x{region.Size:x})");
+        }
+        return region;
+    }
+
+    /// <summary>device_status.</summary>
+    public VirtioStatus Status
+    {
+        get => (VirtioStatus)_common.Read8(_commonBase + DeviceStatus);
+        set => _common.Write8(_commonBase + DeviceStatus, (byte)value);
+    }
+
+    /// <summary>Sets status bits, keeping those already set (§3.1.1: each step adds a bit).</summary>
+    public void AddStatus(VirtioStatus bits) => Status = Status | bits;
+
+    /// <summary>
+    /// Resets the device: writes 0 to device_status and waits until it reads back 0 (§4.1.4.3.2: "the driver MUST
+    /// wait for a read of device_status to return 0 before reinitializing the device").
+    /// </summary>
+    /// <exception cref="TimeoutException">The device did not finish its reset in time.</exception>
+    public void Reset(TimeSpan? timeout = null)
+    {
+        Status = VirtioStatus.Reset;
+        long start = _time.GetTimestamp();
+        var limit = timeout ?? TimeSpan.FromSeconds(5);
+        while (Status != VirtioStatus.Reset)
+        {
+            if (_time.GetElapsedTime(start) > limit)
+            {
+                throw new TimeoutException($"{Device.Address}: virtio device_status did not return to 0 within {limit.TotalSeconds} s of a reset");
+            }
+            Thread.Sleep(1);
+        }
+    }
+
+    /// <summary>All 64 feature bits the device offers (device_feature, selected 32 bits at a time, §4.1.4.3).</summary>
+    public ulong ReadDeviceFeatures()
+    {
+        _common.Write32(_commonBase + DeviceFeatureSelect, 0);
+        ulong low = _common.Read32(_commonBase + DeviceFeature);
+        _common.Write32(_commonBase + DeviceFeatureSelect, 1);
+        ulong high = _common.Read32(_commonBase + DeviceFeature);
+        return low | (high << 32);
+    }
+
+    /// <summary>Writes the features the driver accepts (driver_feature, two 32-bit halves).</summary>
+    public void WriteDriverFeatures(ulong features)
+    {
+        _common.Write32(_commonBase + DriverFeatureSelect, 0);
+        _common.Write32(_commonBase + DriverFeature, (uint)features);
+        _common.Write32(_commonBase + DriverFeatureSelect, 1);
+        _common.Write32(_commonBase + DriverFeature, (uint)(features >> 32));
+    }
+
+    /// <summary>num_queues: how many virtqueues the device has.</summary>
+    public ushort QueueCount => _common.Read16(_commonBase + NumQueues);
+
+    /// <summary>config_generation: changes whenever device configuration changes (§4.1.4.3).</summary>
+    public byte ConfigGeneration => _common.Read8(_commonBase + ConfigGenerationField);
+
+    /// <summary>Sets msix_config (the vector for configuration changes); <see cref="NoVector"/> for none.</summary>
+    public void SetConfigVector(ushort vector) => _common.Write16(_commonBase + MsixConfig, vector);
+
+    /// <summary>Selects a queue and returns its maximum size (queue_size as the device reset it; 0 = unavailable).</summary>
+    public ushort SelectQueue(ushort queue)
+    {
+        _common.Write16(_commonBase + QueueSelect, queue);
+        return _common.Read16(_commonBase + QueueSize);
+    }
+
+    /// <summary>
+    /// Hands queue <paramref name="index"/> to the device (§4.1.5.1.3 "Virtqueue Configuration"): size, the three
+    /// ring addresses, no MSI-X vector unless given, then queue_enable. Returns the doorbell's offset in the notify BAR.
+    /// </summary>
+    public ulong EnableQueue(ushort index, SplitVirtqueue queue, ushort msixVector = NoVector)
+    {
+        ArgumentNullException.ThrowIfNull(queue);
+        ushort max = SelectQueue(index);
+        if (max == 0) { throw new InvalidOperationException($"{Device.Address}: virtqueue {index} is not available"); }
+        if (queue.Size > max) { throw new ArgumentException($"queue {index} of {queue.Size} entries exceeds the device's maximum {max}", nameof(queue)); }
+        _common.Write16(_commonBase + QueueSize, queue.Size);
+        // 64-bit fields are written as two 32-bit accesses (§4.1.3.1: 32-bit wide accesses for 64-bit fields).
+        Write64As32(QueueDesc, queue.DescriptorTableAddress.Value);
+        Write64As32(QueueDriver, queue.AvailRingAddress.Value);
+        Write64As32(QueueDevice, queue.UsedRingAddress.Value);
+        _common.Write16(_commonBase + QueueMsixVector, msixVector);
+        ushort notifyOff = _common.Read16(_commonBase + QueueNotifyOff);
+        _common.Write16(_commonBase + QueueEnable, 1);
+        ulong doorbell = Layout.DoorbellOffset(notifyOff);
+        if (doorbell + 2 > _notify.Size)
+        {
+            throw new FormatException($"{Device.Address}: doorbell of queue {index} at 0x{doorbell:x} lies outside BAR{Layout.Notify.Bar}");
+        }
+        return doorbell;
+    }
+
+    /// <summary>Rings queue <paramref name="index"/>'s doorbell: a 16-bit write of the queue index (§4.1.5.2, no NOTIFICATION_DATA).</summary>
+    public void Notify(ulong doorbellOffset, ushort index) => _notify.Write16(doorbellOffset, index);
+
+    /// <summary>Reads a byte of device configuration.</summary>
+    public byte ReadDeviceConfig8(uint offset) => DeviceConfig.Read8(_deviceBase + offset);
+
+    /// <summary>Reads 16 bits of device configuration (little-endian, §2.5).</summary>
+    public ushort ReadDeviceConfig16(uint offset) => DeviceConfig.Read16(_deviceBase + offset);
+
+    /// <summary>True when the device has a device configuration structure.</summary>
+    public bool HasDeviceConfig => _deviceConfig is not null;
+
+    private IDeviceRegion DeviceConfig => _deviceConfig ?? throw new InvalidOperationException($"{Device.Address} has no virtio device configuration structure");
+
+    /// <summary>
+    /// Reads device configuration consistently: repeats <paramref name="read"/> until config_generation is the same
+    /// before and after (§2.5.1, driver requirements: fields wider than 32 bits or read in parts may tear).
+    /// </summary>
+    public T ReadDeviceConfigConsistently<T>(Func<VirtioPciTransport, T> read)
+    {
+        ArgumentNullException.ThrowIfNull(read);
+        for (int attempt = 0; ; attempt++)
+        {
+            byte before = ConfigGeneration;
+            T value = read(this);
+            if (ConfigGeneration == before || attempt > 100) { return value; }
+        }
+    }
+
+    private void Write64As32(ulong field, ulong value)
+    {
+        _common.Write32(_commonBase + field, (uint)value);
+        _common.Write32(_commonBase + field + 4, (uint)(value >> 32));
+    }
+
+    /// <summary>Unmaps the BARs.</summary>
+    public void Dispose()
+    {
+        foreach (var r in _bars.Values) { r.Dispose(); }
+        _bars.Clear();
+    }
+}

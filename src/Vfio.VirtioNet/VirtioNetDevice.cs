@@ -1,0 +1,478 @@
+using PhysicalAddress = System.Net.NetworkInformation.PhysicalAddress;
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vfio.Devices;
+using Vfio.Dma;
+using Vfio.VirtioNet.Virtio;
+
+namespace Vfio.VirtioNet;
+
+/// <summary>
+/// A modern virtio-net device (virtio 1.2 §5.1) driven from user space by polling: burst receive and transmit over
+/// split virtqueues, packet buffers from a <see cref="PacketPool"/>, no interrupts requested and doorbells skipped
+/// while the device says it does not want them.
+/// </summary>
+/// <remarks>
+/// One thread per queue pair, run to completion. <see cref="Receive"/> and <see cref="Transmit"/> allocate nothing
+/// on the managed heap.
+/// </remarks>
+public sealed partial class VirtioNetDevice : IDisposable
+{
+    /// <summary>
+    /// Size of struct virtio_net_hdr when VIRTIO_F_VERSION_1 is negotiated (§5.1.6: num_buffers is always present
+    /// in 1.x, so the header is 12 bytes whether or not MRG_RXBUF is).
+    /// </summary>
+    public const int HeaderSize = 12;
+    private const int NumBuffersOffset = 10;
+
+    // §5.1.4 struct virtio_net_config.
+    private const uint ConfigMac = 0, ConfigStatus = 6, ConfigMaxPairs = 8;
+    private const ushort StatusLinkUp = 1;
+
+    private readonly VirtioPciTransport _transport;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly VirtioNetOptions _options;
+    private readonly bool _ownsPool;
+    private Queue[] _rx = [];
+    private Queue[] _tx = [];
+    private ControlQueue? _control;
+    private bool _mergeable;
+    private int _refillThreshold;
+    private long _rxPackets, _rxBytes, _rxDropped, _txPackets, _txBytes, _notifications;
+    private bool _disposed;
+
+    private VirtioNetDevice(IPciDevice device, VirtioNetOptions options)
+    {
+        Device = device;
+        _options = options;
+        _time = options.TimeProvider ?? TimeProvider.System;
+        _logger = options.LoggerFactory?.CreateLogger<VirtioNetDevice>() ?? NullLogger<VirtioNetDevice>.Instance;
+        _transport = new VirtioPciTransport(device, _time);
+        _ownsPool = options.Pool is null;
+        Pool = options.Pool!;
+    }
+
+    /// <summary>
+    /// Brings up <paramref name="device"/>: reset, feature negotiation, queues, receive buffers, DRIVER_OK
+    /// (virtio 1.2 §3.1.1). On failure the device is left reset and everything allocated is released.
+    /// </summary>
+    /// <exception cref="VirtioNetException">Not a usable modern virtio-net device, or negotiation failed.</exception>
+    public static VirtioNetDevice Open(IPciDevice device, VirtioNetOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        options ??= new VirtioNetOptions();
+        if (device.Config.VendorId != 0x1AF4 || device.Config.DeviceId != 0x1041)
+        {
+            throw new VirtioNetException(device.Address,
+                $"not a modern virtio-net device (ID {device.Config.VendorId:x4}:{device.Config.DeviceId:x4}, expected 1af4:1041; transitional 1af4:1000 devices need disable-legacy=on)");
+        }
+        VirtioNetDevice? net = null;
+        try
+        {
+            net = new VirtioNetDevice(device, options);
+            net.Initialize();
+            return net;
+        }
+        catch (FormatException e)
+        {
+            net?.Dispose();
+            throw new VirtioNetException(device.Address, e.Message, e);
+        }
+        catch
+        {
+            net?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The PCI device underneath.</summary>
+    public IPciDevice Device { get; }
+
+    /// <summary>Where the virtio structures are.</summary>
+    public VirtioPciLayout Layout => _transport.Layout;
+
+    /// <summary>Feature bits the device offered.</summary>
+    public ulong OfferedFeatures { get; private set; }
+
+    /// <summary>Feature bits negotiated (see <see cref="VirtioFeatures"/>).</summary>
+    public ulong NegotiatedFeatures { get; private set; }
+
+    /// <summary>The pool receive buffers come from.</summary>
+    public PacketPool Pool { get; private set; }
+
+    /// <summary>The device's MAC address (VIRTIO_NET_F_MAC), or null when it has none.</summary>
+    public PhysicalAddress? MacAddress { get; private set; }
+
+    /// <summary>The most queue pairs the device offers (max_virtqueue_pairs with MQ, else 1).</summary>
+    public int MaxQueuePairs { get; private set; } = 1;
+
+    /// <summary>Queue pairs in use.</summary>
+    public int QueuePairCount => _rx.Length;
+
+    /// <summary>Entries per receive queue.</summary>
+    public int RxQueueSize => _rx.Length == 0 ? 0 : _rx[0].Ring.Size;
+
+    /// <summary>Entries per transmit queue.</summary>
+    public int TxQueueSize => _tx.Length == 0 ? 0 : _tx[0].Ring.Size;
+
+    /// <summary>
+    /// Whether the link is up: the status field's VIRTIO_NET_S_LINK_UP when VIRTIO_NET_F_STATUS is negotiated;
+    /// otherwise the link is assumed up (§5.1.4).
+    /// </summary>
+    public bool IsLinkUp =>
+        (NegotiatedFeatures & VirtioFeatures.NetStatus) == 0
+        || (_transport.ReadDeviceConfigConsistently(t => t.ReadDeviceConfig16(ConfigStatus)) & StatusLinkUp) != 0;
+
+    /// <summary>The device_status register.</summary>
+    public VirtioStatus Status => _transport.Status;
+
+    /// <summary>Counters since the device was opened.</summary>
+    public VirtioNetStats Stats => new(_rxPackets, _rxBytes, _rxDropped, _txPackets, _txBytes, _notifications);
+
+    /// <summary>
+    /// Receives up to <c>into.Length</c> packets from queue pair <paramref name="queuePair"/>; returns how many.
+    /// The caller owns the buffers returned and frees them (or transmits them, which hands them on).
+    /// Receive buffers are replenished from the pool as they are consumed.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public unsafe int Receive(Span<PacketBuffer> into, int queuePair = 0)
+    {
+        var rx = _rx[queuePair];
+        var ring = rx.Ring;
+        var tokens = rx.Tokens;
+        int available = ring.UsedCount();
+        int got = 0;
+        long bytes = 0;
+        while (available > 0 && got < into.Length)
+        {
+            available--;
+            ushort id = ring.TakeUsed(out uint written);
+            var packet = tokens[id];
+            tokens[id] = default;
+            var pool = packet.Pool;
+            int index = packet.Index;
+            if (rx.SkipBuffers > 0)
+            {
+                // Later buffers of a packet that spanned several (MRG_RXBUF, §5.1.6.4): dropped with its first.
+                rx.SkipBuffers--;
+                pool.FreeIndex(index);
+                continue;
+            }
+            int length = (int)written - HeaderSize;
+            if (length < 0)
+            {
+                _rxDropped++;
+                pool.FreeIndex(index);
+                continue;
+            }
+            if (_mergeable)
+            {
+                // SAFETY: the header lies in the buffer's headroom, inside the pool's mapping.
+                ushort buffers = *(ushort*)(pool.PointerOf(index) + PacketPool.Headroom - HeaderSize + NumBuffersOffset);
+                if (buffers > 1)
+                {
+                    rx.SkipBuffers = buffers - 1;
+                    _rxDropped++;
+                    pool.FreeIndex(index);
+                    continue;
+                }
+            }
+            pool.SetLength(index, length);
+            bytes += length;
+            into[got++] = packet;
+        }
+        _rxPackets += got;
+        _rxBytes += bytes;
+        if (ring.FreeDescriptors >= _refillThreshold)
+        {
+            Refill(rx);
+        }
+        return got;
+    }
+
+    /// <summary>
+    /// Hands up to <c>packets.Length</c> packets to queue pair <paramref name="queuePair"/>'s transmit queue; returns
+    /// how many were taken. Taken packets belong to the driver, which frees them to their pool once the device has
+    /// sent them; the rest stay the caller's (retry or free them), as with DPDK's rte_eth_tx_burst.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public unsafe int Transmit(ReadOnlySpan<PacketBuffer> packets, int queuePair = 0)
+    {
+        var tx = _tx[queuePair];
+        var ring = tx.Ring;
+        var tokens = tx.Tokens;
+        // Reclaim what the device has sent (§2.7.14 "Receiving Used Buffers From The Device").
+        for (int done = ring.UsedCount(); done > 0; done--)
+        {
+            ushort id = ring.TakeUsed(out _);
+            var sent = tokens[id];
+            tokens[id] = default;
+            sent.Pool.FreeIndex(sent.Index);
+        }
+        int n = Math.Min(packets.Length, ring.FreeDescriptors);
+        long bytes = 0;
+        for (int i = 0; i < n; i++)
+        {
+            var packet = packets[i];
+            var pool = packet.Pool;
+            int index = packet.Index;
+            int length = pool.LengthOf(index);
+            // §5.1.6.2: a zeroed header asks for no checksum offload and no segmentation (GSO_NONE); the header
+            // and the frame go out as one device-readable buffer (VERSION_1 implies ANY_LAYOUT, §5.1.6.6).
+            byte* header = (byte*)pool.PointerOf(index) + PacketPool.Headroom - HeaderSize;
+            // SAFETY: the 12 header bytes lie in the buffer's headroom.
+            *(ulong*)header = 0;
+            *(uint*)(header + 8) = 0;
+            int id = ring.Enqueue(pool.DeviceAddressOf(index) + PacketPool.Headroom - HeaderSize, (uint)(length + HeaderSize), VirtqDescriptorFlags.None);
+            tokens[id] = packet;
+            bytes += length;
+        }
+        _txPackets += n;
+        _txBytes += bytes;
+        if (ring.Publish() && ring.DeviceWantsNotification())
+        {
+            // The doorbell write follows the avail->idx store and the barrier in DeviceWantsNotification, so the
+            // device finds the new entries when it looks (§2.7.13 step 4, §4.1.5.2).
+            _transport.Notify(tx.Doorbell, tx.Index);
+            _notifications++;
+        }
+        return n;
+    }
+
+    /// <summary>
+    /// Resets the device and brings it up again with the same options (virtio 1.2 §3.1.1; also what to do after
+    /// the PCI function was reset underneath, or the device set DEVICE_NEEDS_RESET). Packets the device held
+    /// (receive buffers, unsent transmissions) return to their pools.
+    /// </summary>
+    public void Reset()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _transport.Reset();
+        ReleaseQueuedBuffers();
+        Initialize();
+    }
+
+    private void Initialize()
+    {
+        var address = Device.Address;
+        // PCI Local Bus 3.0 §6.2.2: memory decoding for the BARs, bus mastering for the rings' DMA. A function
+        // reset clears both, so this runs on every (re)initialisation.
+        Device.Config.UpdateCommand(PciCommand.MemorySpace | PciCommand.BusMaster);
+
+        // §3.1.1 steps 1-3.
+        _transport.Reset();
+        _transport.AddStatus(VirtioStatus.Acknowledge);
+        _transport.AddStatus(VirtioStatus.Driver);
+
+        // Steps 4-6: negotiate, FEATURES_OK, and read it back to learn whether the device accepted.
+        OfferedFeatures = _transport.ReadDeviceFeatures();
+        ulong wanted = VirtioFeatures.NetMac | VirtioFeatures.NetStatus;
+        if (_options.MergeableRxBuffers) { wanted |= VirtioFeatures.NetMergeRxBuffers; }
+        if (_options.QueuePairs > 1) { wanted |= VirtioFeatures.NetMultiQueue | VirtioFeatures.NetControlQueue; }
+        var negotiation = FeatureNegotiation.Negotiate(OfferedFeatures, VirtioFeatures.Version1, wanted,
+            translatedDma: Device.Dma.Addressing == DmaAddressing.Iova);
+        if (!negotiation.Succeeded)
+        {
+            _transport.AddStatus(VirtioStatus.Failed);
+            throw new VirtioNetException(address, negotiation.Error!);
+        }
+        ulong accepted = negotiation.Accepted;
+        // MQ is only useful with the control queue that switches it on (§5.1.3.1: MQ requires CTRL_VQ).
+        if ((accepted & VirtioFeatures.NetControlQueue) == 0) { accepted &= ~VirtioFeatures.NetMultiQueue; }
+        _transport.WriteDriverFeatures(accepted);
+        _transport.AddStatus(VirtioStatus.FeaturesOk);
+        if ((_transport.Status & VirtioStatus.FeaturesOk) == 0)
+        {
+            _transport.AddStatus(VirtioStatus.Failed);
+            throw new VirtioNetException(address, $"the device did not accept features {VirtioFeatures.Describe(accepted)} (FEATURES_OK cleared, §3.1.1)");
+        }
+        NegotiatedFeatures = accepted;
+        _mergeable = (accepted & VirtioFeatures.NetMergeRxBuffers) != 0;
+
+        // Device configuration (§5.1.4).
+        if ((accepted & VirtioFeatures.NetMac) != 0)
+        {
+            MacAddress = _transport.ReadDeviceConfigConsistently(t =>
+            {
+                var mac = new byte[6];
+                for (uint i = 0; i < 6; i++) { mac[i] = t.ReadDeviceConfig8(ConfigMac + i); }
+                return new PhysicalAddress(mac);
+            });
+        }
+        MaxQueuePairs = (accepted & VirtioFeatures.NetMultiQueue) != 0
+            ? Math.Max((int)_transport.ReadDeviceConfig16(ConfigMaxPairs), 1) : 1;
+        int pairs = Math.Clamp(_options.QueuePairs, 1, MaxQueuePairs);
+
+        // Step 7: virtqueues. receiveqN is 2(N-1), transmitqN is 2(N-1)+1, controlq follows the last possible pair (§5.1.2).
+        SetUpQueues(pairs, (accepted & VirtioFeatures.NetControlQueue) != 0 ? (ushort)(2 * MaxQueuePairs) : null);
+
+        // §5.1.5: fill the receive queues before DRIVER_OK; the doorbells wait until after it (§3.1.1 step 8,
+        // "the driver MUST NOT send any buffer available notifications to the device before setting DRIVER_OK").
+        foreach (var rx in _rx) { Refill(rx, notify: false); }
+        _transport.AddStatus(VirtioStatus.DriverOk);
+        foreach (var rx in _rx)
+        {
+            _transport.Notify(rx.Doorbell, rx.Index);
+            _notifications++;
+        }
+        if (pairs > 1 && _control is not null)
+        {
+            SetQueuePairs(pairs);
+        }
+        if ((_transport.Status & VirtioStatus.DeviceNeedsReset) != 0)
+        {
+            throw new VirtioNetException(address, "the device set DEVICE_NEEDS_RESET during initialisation");
+        }
+        LogInitialized(_logger, address, MacAddress?.ToString() ?? "none", VirtioFeatures.Describe(accepted), pairs, RxQueueSize, TxQueueSize);
+    }
+
+    private void SetUpQueues(int pairs, ushort? controlIndex)
+    {
+        int requested = _options.QueueSize;
+        if (requested != 0 && (requested < 2 || !System.Numerics.BitOperations.IsPow2(requested)))
+        {
+            throw new ArgumentOutOfRangeException(nameof(VirtioNetOptions.QueueSize), requested, "queue size must be a power of two, at least 2");
+        }
+        bool reuse = _rx.Length == pairs;
+        if (!reuse)
+        {
+            ReleaseQueues();
+            _rx = new Queue[pairs];
+            _tx = new Queue[pairs];
+        }
+        int poolNeed = 0;
+        for (int p = 0; p < pairs; p++)
+        {
+            _rx[p] = SetUpQueue(reuse ? _rx[p] : null, (ushort)(2 * p), requested, "rx");
+            _tx[p] = SetUpQueue(reuse ? _tx[p] : null, (ushort)(2 * p + 1), requested, "tx");
+            poolNeed += 2 * _rx[p].Ring.Size + _tx[p].Ring.Size;
+        }
+        if (controlIndex is { } ci)
+        {
+            _control ??= new ControlQueue(this, SetUpQueue(null, ci, 64, "control"));
+            if (reuse) { _control.Queue = SetUpQueue(_control.Queue, ci, 64, "control"); }
+        }
+        _refillThreshold = _options.RxRefillThreshold > 0 ? _options.RxRefillThreshold : Math.Max(1, Math.Min(32, RxQueueSize / 4));
+        if (Pool is null)
+        {
+            Pool = new PacketPool(Device.Dma, _options.PoolSize > 0 ? _options.PoolSize : poolNeed, name: $"{Device.Address} packets");
+        }
+    }
+
+    private Queue SetUpQueue(Queue? existing, ushort index, int requested, string kind)
+    {
+        ushort max = _transport.SelectQueue(index);
+        if (max == 0) { throw new VirtioNetException(Device.Address, $"virtqueue {index} ({kind}) is not available"); }
+        // Queue sizes are powers of two (§2.7); take the largest that fits both the request and the device.
+        int size = requested == 0 ? Math.Min((int)max, 1024) : Math.Min(requested, (int)max);
+        size = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)size + 1) / 2;
+        Queue queue;
+        if (existing is not null && existing.Ring.Size == size)
+        {
+            existing.Ring.ResetState();
+            queue = existing;
+        }
+        else
+        {
+            existing?.Dispose();
+            var layout = SplitQueueLayout.For(size);
+            var memory = Device.Dma.Allocate((ulong)layout.TotalSize, new DmaAllocationOptions { Name = $"{Device.Address} {kind} queue {index}", Contiguous = true });
+            queue = new Queue(index, new SplitVirtqueue(layout, memory.Pointer, memory.DeviceAddress), memory);
+        }
+        // Polling: ask for no interrupts (§2.7.7); the device may still send some, which nothing listens to.
+        queue.Ring.SetInterruptSuppression(true);
+        queue.Doorbell = _transport.EnableQueue(index, queue.Ring);
+        return queue;
+    }
+
+    private void Refill(Queue rx, bool notify = true)
+    {
+        var ring = rx.Ring;
+        var tokens = rx.Tokens;
+        var pool = Pool;
+        uint length = (uint)(pool.DataRoom + HeaderSize);
+        while (ring.FreeDescriptors > 0 && pool.TryAllocate(out var packet))
+        {
+            // One device-writable buffer: header in the headroom's last 12 bytes, the frame after it (§5.1.6.3).
+            int id = ring.Enqueue(pool.DeviceAddressOf(packet.Index) + PacketPool.Headroom - HeaderSize, length, VirtqDescriptorFlags.Write);
+            tokens[id] = packet;
+        }
+        if (ring.Publish() && notify && ring.DeviceWantsNotification())
+        {
+            _transport.Notify(rx.Doorbell, rx.Index);
+            _notifications++;
+        }
+    }
+
+    private void ReleaseQueuedBuffers()
+    {
+        foreach (var q in _rx) { q.ReleaseBuffers(); }
+        foreach (var q in _tx) { q.ReleaseBuffers(); }
+    }
+
+    private void ReleaseQueues()
+    {
+        foreach (var q in _rx) { q.Dispose(); }
+        foreach (var q in _tx) { q.Dispose(); }
+        _rx = [];
+        _tx = [];
+    }
+
+    /// <summary>
+    /// Resets the device, which stops its DMA (§4.1.4.3.2: after the reset completes the device uses no more
+    /// buffers), then frees the rings, returns every queued packet to its pool, frees the pool if the device made
+    /// it, and unmaps the BARs.
+    /// </summary>
+    public void Dispose()
+    {
+        if (_disposed) { return; }
+        _disposed = true;
+        try
+        {
+            _transport.Reset();
+        }
+        catch (Exception e) when (e is TimeoutException or IOException or InvalidOperationException or ObjectDisposedException)
+        {
+            LogTeardownProblem(_logger, Device.Address, e.Message);
+        }
+        ReleaseQueuedBuffers();
+        ReleaseQueues();
+        _control?.Dispose();
+        _transport.Dispose();
+        if (_ownsPool) { Pool?.Dispose(); }
+    }
+
+    /// <summary>One virtqueue with its memory and the packet each descriptor carries.</summary>
+    private sealed class Queue(ushort index, SplitVirtqueue ring, DmaBuffer memory) : IDisposable
+    {
+        public ushort Index { get; } = index;
+        public SplitVirtqueue Ring { get; } = ring;
+        public DmaBuffer Memory { get; } = memory;
+        public ulong Doorbell { get; set; }
+        public PacketBuffer[] Tokens { get; } = new PacketBuffer[ring.Size];
+        public int SkipBuffers { get; set; }
+
+        public void ReleaseBuffers()
+        {
+            for (int i = 0; i < Tokens.Length; i++)
+            {
+                if (Tokens[i].IsValid)
+                {
+                    Tokens[i].Pool.FreeIndex(Tokens[i].Index);
+                    Tokens[i] = default;
+                }
+            }
+            SkipBuffers = 0;
+        }
+
+        public void Dispose() => Memory.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Device}: virtio-net up, MAC {Mac}, features {Features}, {Pairs} queue pair(s), rx {RxSize} / tx {TxSize} entries")]
+    private static partial void LogInitialized(ILogger logger, PciAddress device, string mac, string features, int pairs, int rxSize, int txSize);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: while closing: {Problem}")]
+    private static partial void LogTeardownProblem(ILogger logger, PciAddress device, string problem);
+}

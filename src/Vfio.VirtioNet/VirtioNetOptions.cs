@@ -1,0 +1,47 @@
+using Microsoft.Extensions.Logging;
+
+namespace Vfio.VirtioNet;
+
+/// <summary>How to bring up a virtio-net device.</summary>
+public sealed record VirtioNetOptions
+{
+    /// <summary>Entries per virtqueue; 0 takes the device's maximum, capped at 1024. Must be a power of two.</summary>
+    public int QueueSize { get; init; }
+
+    /// <summary>
+    /// Receive/transmit queue pairs to use. More than one needs a device offering VIRTIO_NET_F_MQ (and the control
+    /// queue to switch them on, virtio 1.2 §5.1.6.5.5); it is capped at the device's max_virtqueue_pairs.
+    /// </summary>
+    public int QueuePairs { get; init; } = 1;
+
+    /// <summary>
+    /// The packet buffers to receive into. Share one pool between devices that forward to each other (they must
+    /// share a DMA address space: open the second device into the first one's VFIO container). Null: the device
+    /// creates its own pool of <see cref="PoolSize"/> buffers.
+    /// </summary>
+    public PacketPool? Pool { get; init; }
+
+    /// <summary>Buffers of the device's own pool; 0 picks enough for full receive rings plus as many again.</summary>
+    public int PoolSize { get; init; }
+
+    /// <summary>Accept VIRTIO_NET_F_MRG_RXBUF when offered (as DPDK does). Packets spanning several buffers are dropped and counted.</summary>
+    public bool MergeableRxBuffers { get; init; } = true;
+
+    /// <summary>Receive buffers are refilled once this many descriptors are free (DPDK's rx_free_thresh); 0 picks min(32, size / 4).</summary>
+    public int RxRefillThreshold { get; init; }
+
+    /// <summary>Clock for reset and control-queue timeouts.</summary>
+    public TimeProvider? TimeProvider { get; init; }
+
+    /// <summary>Where logs go; none by default.</summary>
+    public ILoggerFactory? LoggerFactory { get; init; }
+}
+
+/// <summary>Packet counters of one device, summed over its queues.</summary>
+/// <param name="RxPackets">Packets received.</param>
+/// <param name="RxBytes">Bytes received (without the virtio-net header).</param>
+/// <param name="RxDropped">Received packets dropped by the driver (spanning several buffers, or shorter than the header).</param>
+/// <param name="TxPackets">Packets handed to the device.</param>
+/// <param name="TxBytes">Bytes handed to the device.</param>
+/// <param name="Notifications">Doorbell writes (kicks); fewer than bursts when the device suppresses them.</param>
+public readonly record struct VirtioNetStats(long RxPackets, long RxBytes, long RxDropped, long TxPackets, long TxBytes, long Notifications);
