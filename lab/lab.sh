@@ -8,6 +8,7 @@
 #   lab.sh e2e OUTDIR                                every config runs the e2e tests; OUTDIR/<config>.log
 #   lab.sh shell CONFIG                              interactive guest (a bash in the host root)
 #   lab.sh bench lab                                 time a whole e2e lab run
+#   lab.sh bench net                                 virtio-net io-forward: DPDK testpmd vs ours
 #   lab.sh demo                                      (not yet implemented)
 #
 # Configurations: noiommu (i440fx, vfio enable_unsafe_noiommu_mode=1), type1 (q35 + intel-iommu),
@@ -457,7 +458,20 @@ cmd_bench() {
       echo "lab-e2e seconds=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%d", b - a + 0.5 }')"
       return "$rc"
       ;;
-    *) die "unknown benchmark '${1:-}' (lab)" ;;
+    net)
+      # io-forward between the two virtio-net ports in one No-IOMMU guest: DPDK testpmd, then ours
+      # (lab/bench-net.sh). DPDK runs from the host's packages, which the guest sees over 9p.
+      local out="$ROOT/artifacts/bench-net" rc=0 p missing=()
+      for p in dpdk-dev librte-net-virtio23 librte-mempool-ring23; do pkg_installed "$p" || missing+=("$p"); done
+      [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+      rm -rf "$out"; mkdir -p "$out"
+      prepare
+      run_guest noiommu "${VFIO_LAB_TIMEOUT:-600}" "$out" "$out/console.txt" 0 bash lab/bench-net.sh || rc=$?
+      [ -s "$out/result" ] || die "bench net produced no result (exit $rc; console $out/console.txt)"
+      cat "$out/result"
+      return "$rc"
+      ;;
+    *) die "unknown benchmark '${1:-}' (lab, net)" ;;
   esac
 }
 

@@ -1,0 +1,231 @@
+using System.Runtime.InteropServices;
+using CsCheck;
+using Vfio.Dma;
+using Vfio.VirtioNet.Virtio;
+
+namespace Vfio.VirtioNet.Tests;
+
+/// <summary>The split ring from the driver's side, with the test playing the device on the same memory.</summary>
+public sealed unsafe class SplitVirtqueueTests : IDisposable
+{
+    private nint _memory;
+
+    private SplitVirtqueue Create(int size, out SplitQueueLayout layout)
+    {
+        layout = SplitQueueLayout.For(size);
+        _memory = (nint)NativeMemory.AlignedAlloc((nuint)layout.TotalSize, 4096);
+        NativeMemory.Clear((void*)_memory, (nuint)layout.TotalSize);
+        return new SplitVirtqueue(layout, _memory, new DmaAddress(0x1_0000_0000));
+    }
+
+    public void Dispose()
+    {
+        if (_memory != 0) { NativeMemory.AlignedFree((void*)_memory); }
+    }
+
+    private ushort AvailIdx(SplitQueueLayout l) => *(ushort*)(_memory + l.AvailOffset + 2);
+    private ushort AvailRing(SplitQueueLayout l, int slot) => *(ushort*)(_memory + l.AvailOffset + 4 + 2 * slot);
+    private (ulong Addr, uint Len, ushort Flags, ushort Next) Desc(SplitQueueLayout l, int id)
+    {
+        byte* d = (byte*)_memory + l.DescriptorOffset + 16 * id;
+        return (*(ulong*)d, *(uint*)(d + 8), *(ushort*)(d + 12), *(ushort*)(d + 14));
+    }
+
+    private ushort _deviceUsed;
+    private void DeviceUses(SplitQueueLayout l, ushort id, uint len)
+    {
+        byte* e = (byte*)_memory + l.UsedOffset + 4 + 8 * (_deviceUsed & (l.Size - 1));
+        *(uint*)e = id;
+        *(uint*)(e + 4) = len;
+        _deviceUsed++;
+        *(ushort*)(_memory + l.UsedOffset + 2) = _deviceUsed;
+    }
+
+    [Theory]
+    [InlineData(1, 0, 16, 64, 128)]
+    [InlineData(256, 0, 4096, 4672, 6784)]
+    [InlineData(32768, 0, 524288, 589888, 852096)]
+    public void LayoutFollowsTheSpecAlignments(int size, int desc, int avail, int used, int total)
+    {
+        var l = SplitQueueLayout.For(size);
+        Assert.Equal((desc, avail, used, total), (l.DescriptorOffset, l.AvailOffset, l.UsedOffset, l.TotalSize));
+        Assert.Equal(0, l.DescriptorOffset % 16);
+        Assert.Equal(0, l.AvailOffset % 2);
+        Assert.Equal(0, l.UsedOffset % 4);
+        Assert.True(l.UsedOffset >= l.AvailOffset + 6 + 2 * size);
+        Assert.True(l.TotalSize >= l.UsedOffset + 6 + 8 * size);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(3)]
+    [InlineData(65536)]
+    public void SizeMustBeAPowerOfTwoUpTo32768(int size) =>
+        Assert.Throws<ArgumentOutOfRangeException>(() => SplitQueueLayout.For(size));
+
+    [Fact]
+    public void IndexDistanceWrapsAt65536()
+    {
+        Assert.Equal(3, SplitVirtqueue.Distance(65534, 1));
+        Assert.Equal(0, SplitVirtqueue.Distance(7, 7));
+        Assert.Equal(5, SplitVirtqueue.Slot(65535 + 6, 8));
+        Gen.Select(Gen.UShort, Gen.UShort[0, 32768]).Sample((from, n) =>
+            SplitVirtqueue.Distance(from, unchecked((ushort)(from + n))) == n);
+    }
+
+    [Fact]
+    public void EnqueueWritesTheDescriptorAndPublishMakesItVisible()
+    {
+        var q = Create(8, out var l);
+        Assert.Equal(8, q.FreeDescriptors);
+        Assert.Equal(new DmaAddress(0x1_0000_0000 + (ulong)l.AvailOffset), q.AvailRingAddress);
+        int id = q.Enqueue(0xABCD_0000, 1526, VirtqDescriptorFlags.Write);
+        Assert.Equal(0, AvailIdx(l));                     // not yet published
+        Assert.True(q.Publish());
+        Assert.False(q.Publish());                         // nothing new
+        Assert.Equal(1, AvailIdx(l));
+        Assert.Equal(id, AvailRing(l, 0));
+        var d = Desc(l, id);
+        Assert.Equal((0xABCD_0000UL, 1526u, (ushort)VirtqDescriptorFlags.Write), (d.Addr, d.Len, d.Flags));
+        Assert.Equal(7, q.FreeDescriptors);
+    }
+
+    [Fact]
+    public void RunsOutOfDescriptorsAndGetsThemBackFromTheUsedRing()
+    {
+        var q = Create(4, out var l);
+        var ids = new List<int>();
+        for (int i = 0; i < 4; i++) { ids.Add(q.Enqueue((ulong)i * 4096, 64, VirtqDescriptorFlags.None)); }
+        Assert.Equal(-1, q.Enqueue(0, 64, VirtqDescriptorFlags.None));
+        Assert.Equal(4, ids.Distinct().Count());
+        q.Publish();
+        Assert.Equal(0, q.UsedCount());
+        DeviceUses(l, (ushort)ids[2], 10);
+        DeviceUses(l, (ushort)ids[0], 20);
+        Assert.Equal(2, q.UsedCount());
+        Assert.Equal(ids[2], q.TakeUsed(out uint len));
+        Assert.Equal(10u, len);
+        Assert.Equal(ids[0], q.TakeUsed(out len));
+        Assert.Equal(20u, len);
+        Assert.Equal(2, q.FreeDescriptors);
+        Assert.Equal(0, q.UsedCount());
+    }
+
+    [Fact]
+    public void ChainsLinkDescriptorsReadableFirstAndFreeAsAWhole()
+    {
+        var q = Create(8, out var l);
+        int head = q.EnqueueChain([
+            new VirtqBuffer(new DmaAddress(0x1000), 4, DeviceWritable: false),
+            new VirtqBuffer(new DmaAddress(0x2000), 8, DeviceWritable: false),
+            new VirtqBuffer(new DmaAddress(0x3000), 1, DeviceWritable: true),
+        ]);
+        Assert.Equal(5, q.FreeDescriptors);
+        var d0 = Desc(l, head);
+        Assert.Equal((ushort)VirtqDescriptorFlags.Next, d0.Flags);
+        var d1 = Desc(l, d0.Next);
+        Assert.Equal((0x2000UL, (ushort)VirtqDescriptorFlags.Next), (d1.Addr, d1.Flags));
+        var d2 = Desc(l, d1.Next);
+        Assert.Equal((0x3000UL, 1u, (ushort)VirtqDescriptorFlags.Write), (d2.Addr, d2.Len, d2.Flags));
+        Assert.Equal(-1, q.EnqueueChain(new VirtqBuffer[6]));
+        q.Publish();
+        DeviceUses(l, (ushort)head, 1);
+        Assert.Equal(1, q.UsedCount());
+        q.TakeUsed(out _);
+        Assert.Equal(8, q.FreeDescriptors);
+    }
+
+    [Fact]
+    public void IndexesKeepWorkingAcrossThe16BitWrap()
+    {
+        // 70,000 buffers through a 4-entry queue: both free-running indexes wrap past 65535.
+        var q = Create(4, out var l);
+        for (int i = 0; i < 70_000; i++)
+        {
+            int id = q.Enqueue((ulong)i, (uint)(i & 0xFFF), VirtqDescriptorFlags.Write);
+            Assert.True(id >= 0);
+            q.Publish();
+            Assert.Equal(unchecked((ushort)(i + 1)), AvailIdx(l));
+            Assert.Equal(id, AvailRing(l, i & 3));
+            DeviceUses(l, (ushort)id, (uint)(i & 0xFFF));
+            Assert.Equal(1, q.UsedCount());
+            Assert.Equal(id, q.TakeUsed(out uint len));
+            Assert.Equal((uint)(i & 0xFFF), len);
+        }
+        Assert.Equal(unchecked((ushort)70_000), q.AvailIndex);
+        Assert.Equal(unchecked((ushort)70_000), q.LastUsedIndex);
+    }
+
+    [Fact]
+    public void ABogusUsedIdIsAProtocolError()
+    {
+        var q = Create(4, out var l);
+        q.Enqueue(0, 1, VirtqDescriptorFlags.None);
+        q.Publish();
+        DeviceUses(l, 99, 0);
+        Assert.Throws<InvalidDataException>(() => q.TakeUsed(out _));
+    }
+
+    [Fact]
+    public void NotificationAndInterruptSuppressionFlags()
+    {
+        var q = Create(4, out var l);
+        Assert.True(q.DeviceWantsNotification());
+        *(ushort*)(_memory + l.UsedOffset) = SplitVirtqueue.UsedNoNotify;
+        Assert.False(q.DeviceWantsNotification());
+        q.SetInterruptSuppression(true);
+        Assert.Equal(SplitVirtqueue.AvailNoInterrupt, *(ushort*)(_memory + l.AvailOffset));
+        q.SetInterruptSuppression(false);
+        Assert.Equal(0, *(ushort*)(_memory + l.AvailOffset));
+    }
+
+    [Fact]
+    public void ResetStateForgetsEverything()
+    {
+        var q = Create(4, out var l);
+        q.Enqueue(1, 1, VirtqDescriptorFlags.None);
+        q.Publish();
+        q.ResetState();
+        Assert.Equal(4, q.FreeDescriptors);
+        Assert.Equal(0, AvailIdx(l));
+        Assert.Equal(0, q.AvailIndex);
+    }
+
+    [Fact]
+    public void RandomInterleavingsNeverLoseOrDuplicateDescriptors()
+    {
+        Gen.Int[0, 2].Array[1, 400].Sample(ops =>
+        {
+            var layout = SplitQueueLayout.For(8);
+            var mem = (nint)NativeMemory.AlignedAlloc((nuint)layout.TotalSize, 64);
+            try
+            {
+                NativeMemory.Clear((void*)mem, (nuint)layout.TotalSize);
+                var q = new SplitVirtqueue(layout, mem, new DmaAddress(0));
+                var inFlight = new Queue<int>();
+                ushort used = 0;
+                foreach (var op in ops)
+                {
+                    if (op < 2)
+                    {
+                        int id = q.Enqueue(1, 1, VirtqDescriptorFlags.None);
+                        if (id >= 0) { if (inFlight.Contains(id)) { return false; } inFlight.Enqueue(id); }
+                        else if (inFlight.Count != 8) { return false; }
+                        q.Publish();
+                    }
+                    else if (inFlight.Count > 0)
+                    {
+                        byte* e = (byte*)mem + layout.UsedOffset + 4 + 8 * (used & 7);
+                        *(uint*)e = (uint)inFlight.Dequeue();
+                        used++;
+                        *(ushort*)(mem + layout.UsedOffset + 2) = used;
+                        q.TakeUsed(out _);
+                    }
+                    if (q.FreeDescriptors + inFlight.Count != 8) { return false; }
+                }
+                return true;
+            }
+            finally { NativeMemory.AlignedFree((void*)mem); }
+        });
+    }
+}
