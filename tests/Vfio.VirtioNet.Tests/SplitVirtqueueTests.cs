@@ -68,7 +68,7 @@ public sealed unsafe class SplitVirtqueueTests : IDisposable
     {
         Assert.Equal(3, SplitVirtqueue.Distance(65534, 1));
         Assert.Equal(0, SplitVirtqueue.Distance(7, 7));
-        Assert.Equal(5, SplitVirtqueue.Slot(65535 + 6, 8));
+        Assert.Equal(5, SplitVirtqueue.Slot(unchecked((ushort)(65535 + 6)), 8));
         Gen.Select(Gen.UShort, Gen.UShort[0, 32768]).Sample((from, n) =>
             SplitVirtqueue.Distance(from, unchecked((ushort)(from + n))) == n);
     }

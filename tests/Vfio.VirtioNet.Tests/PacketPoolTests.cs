@@ -1,0 +1,66 @@
+using Vfio.VirtioNet.Tests.Emulation;
+
+namespace Vfio.VirtioNet.Tests;
+
+public sealed class PacketPoolTests
+{
+    [Fact]
+    public void HandsOutEveryBufferOnceWithDistinctMemory()
+    {
+        var dma = new EmulatedDma();
+        using var pool = new PacketPool(dma, 1500, bufferSize: 2048);   // 1500 buffers span two 2 MiB chunks
+        Assert.Equal(2, dma.LiveBuffers);
+        var all = new PacketBuffer[1600];
+        Assert.Equal(1500, pool.Allocate(all));
+        Assert.Equal(0, pool.FreeCount);
+        Assert.False(pool.TryAllocate(out _));
+        Assert.Equal(1500, all.Take(1500).Select(p => p.DeviceAddress).Distinct().Count());
+        foreach (var p in all.Take(1500))
+        {
+            Assert.Equal(0, p.Length);
+            Assert.Equal(pool.DataRoom, p.Room.Length);
+            Assert.Equal(128UL, p.DeviceAddress.Value % 2048);   // data after the headroom
+        }
+        PacketPool.Free(all.AsSpan(0, 1500));
+        Assert.Equal(1500, pool.FreeCount);
+        pool.Dispose();
+        Assert.Equal(0, dma.LiveBuffers);
+    }
+
+    [Fact]
+    public void LengthIsSharedByCopiesAndBoundedByTheDataRoom()
+    {
+        using var pool = new PacketPool(new EmulatedDma(), 4);
+        Assert.True(pool.TryAllocate(out var p));
+        var copy = p;
+        p.Length = 60;
+        Assert.Equal(60, copy.Length);
+        Assert.Equal(60, copy.Data.Length);
+        p.Data.Fill(0xAB);
+        Assert.All(copy.Data.ToArray(), b => Assert.Equal(0xAB, b));
+        Assert.Throws<ArgumentOutOfRangeException>(() => p.Length = pool.DataRoom + 1);
+        Assert.Throws<ArgumentOutOfRangeException>(() => p.Length = -1);
+        Assert.Equal(p, copy);
+        Assert.True(p.IsValid);
+        Assert.False(default(PacketBuffer).IsValid);
+    }
+
+    [Fact]
+    public void DoubleFreeAndForeignFreeAreCaught()
+    {
+        using var pool = new PacketPool(new EmulatedDma(), 4);
+        using var other = new PacketPool(new EmulatedDma(), 4);
+        Assert.True(pool.TryAllocate(out var p));
+        p.Free();
+        Assert.Contains("double free", Assert.Throws<InvalidOperationException>(() => p.Free()).Message);
+        Assert.True(other.TryAllocate(out var q));
+        Assert.Throws<InvalidOperationException>(() => pool.Free(q));
+    }
+
+    [Theory]
+    [InlineData(100)]
+    [InlineData(2000)]
+    [InlineData(65600)]
+    public void BufferSizeIsChecked(int size) =>
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PacketPool(new EmulatedDma(), 1, size));
+}

@@ -1,0 +1,308 @@
+using Vfio.Devices;
+using Vfio.VirtioNet.Tests.Emulation;
+using Vfio.VirtioNet.Tools;
+using Vfio.VirtioNet.Virtio;
+using static Vfio.VirtioNet.Virtio.VirtioFeatures;
+
+namespace Vfio.VirtioNet.Tests;
+
+/// <summary>The driver against two emulated virtio-net devices on one hub: what one port sends the other receives.</summary>
+public sealed class VirtioNetDeviceTests : IDisposable
+{
+    private readonly EmulatedVirtioNet _devA, _devB;
+    private readonly List<IDisposable> _disposables = [];
+
+    public VirtioNetDeviceTests()
+    {
+        (_devA, _devB) = EmulatedVirtioNet.CreatePair(queueSize: 64);
+    }
+
+    public void Dispose()
+    {
+        for (int i = _disposables.Count - 1; i >= 0; i--) { _disposables[i].Dispose(); }
+    }
+
+    private (VirtioNetDevice A, VirtioNetDevice B) OpenPair(VirtioNetOptions? options = null)
+    {
+        var a = VirtioNetDevice.Open(_devA, options);
+        _disposables.Add(a);
+        var b = VirtioNetDevice.Open(_devB, (options ?? new()) with { Pool = a.Pool });
+        _disposables.Add(b);
+        return (a, b);
+    }
+
+    /// <summary>Sends frames 0..count-1 on <paramref name="from"/> and checks that <paramref name="to"/> gets each, intact, in order.</summary>
+    private static void SendAndCheck(VirtioNetDevice from, VirtioNetDevice to, int count, int size, int burst = 32, Action? pump = null)
+    {
+        var rx = new PacketBuffer[burst];
+        long expected = 0;
+        void Drain()
+        {
+            pump?.Invoke();
+            int n;
+            while ((n = to.Receive(rx)) > 0)
+            {
+                for (int i = 0; i < n; i++)
+                {
+                    Assert.Equal(size, rx[i].Length);
+                    Assert.True(TestFrames.TryRead(rx[i].Data, out ulong seq), $"frame {expected} damaged");
+                    Assert.Equal((ulong)expected, seq);
+                    expected++;
+                    rx[i].Free();
+                }
+            }
+        }
+        var r = PacketGenerator.Send(from, count, size, burst, pump: Drain, timeout: TimeSpan.FromSeconds(20), cancellationToken: TestContext.Current.CancellationToken);
+        Assert.Equal(count, r.Sent);
+        for (int spin = 0; expected < count && spin < 1000; spin++) { Drain(); }
+        Assert.Equal(count, expected);
+    }
+
+    [Fact]
+    public void OpenNegotiatesReadsConfigAndGoesLive()
+    {
+        var (a, _) = OpenPair();
+        Assert.Equal(Version1 | AccessPlatform | NetMac | NetStatus | NetMergeRxBuffers, a.NegotiatedFeatures);
+        Assert.Equal(_devA.OfferedFeatures, a.OfferedFeatures);
+        Assert.Equal(_devA.DriverFeatures, a.NegotiatedFeatures);   // no EVENT_IDX, no CSUM: not implemented, not accepted
+        Assert.Equal("525400000001", a.MacAddress!.ToString());
+        Assert.True(a.IsLinkUp);
+        Assert.Equal(VirtioStatus.Acknowledge | VirtioStatus.Driver | VirtioStatus.FeaturesOk | VirtioStatus.DriverOk, a.Status);
+        Assert.Equal((64, 64, 1, 1), (a.RxQueueSize, a.TxQueueSize, a.QueuePairCount, a.MaxQueuePairs));
+        Assert.True(_devA.Config.BusMaster);
+        Assert.Equal(2 * 64 + 64, a.Pool.Capacity);
+        Assert.Equal(2 * 64, a.Pool.InUseCount);       // both receive rings (the pool is shared) are full of buffers
+        _devA.LinkUp = false;
+        Assert.False(a.IsLinkUp);
+    }
+
+    [Fact]
+    public void FramesArriveIntactAndInOrderAcrossSeveralRingWraps()
+    {
+        var (a, b) = OpenPair();
+        SendAndCheck(a, b, count: 64 * 5 + 7, size: 60);        // more than 2x the queue size, both rings wrap
+        SendAndCheck(b, a, count: 200, size: 1514, burst: 7);    // full-size frames, odd bursts, other way
+        Assert.Equal(64 * 5 + 7 + 200, _devA.FramesSent + _devB.FramesSent);
+        Assert.Equal(0, _devA.FramesDropped + _devB.FramesDropped);
+        Assert.Equal(64 * 5 + 7, b.Stats.RxPackets);
+        Assert.Equal((64 * 5 + 7) * 60L, b.Stats.RxBytes);
+    }
+
+    [Fact]
+    public void IndexesWrapPast65536()
+    {
+        var (devA, devB) = EmulatedVirtioNet.CreatePair(queueSize: 8);
+        using var a = VirtioNetDevice.Open(devA);
+        using var b = VirtioNetDevice.Open(devB, new VirtioNetOptions { Pool = a.Pool });
+        SendAndCheck(a, b, count: 70_000, size: 24, burst: 8);
+    }
+
+    [Fact]
+    public void TransmitTakesWhatFitsAndTheRestStaysTheCallers()
+    {
+        var (a, _) = OpenPair(new VirtioNetOptions { PoolSize = 512 });
+        // B receives nothing (its driver never polls), so after B's 64 receive buffers fill, A's transmit ring fills.
+        var frames = new PacketBuffer[200];
+        int n = a.Pool.Allocate(frames);
+        for (int i = 0; i < n; i++) { TestFrames.Write(frames[i].Room, 60, (ulong)i, TestFrames.Broadcast, TestFrames.Broadcast); frames[i].Length = 60; }
+        int taken = a.Transmit(frames.AsSpan(0, n));
+        Assert.Equal(64, taken);                      // the whole ring: the device took it all and completed 64 to B
+        int more = a.Transmit(frames.AsSpan(taken, n - taken));
+        Assert.Equal(64, more);                       // reclaimed the 64 delivered, filled again; these wait for B
+        Assert.Equal(0, a.Transmit(frames.AsSpan(taken + more, n - taken - more)));
+        PacketPool.Free(frames.AsSpan(taken + more, n - taken - more));
+    }
+
+    [Fact]
+    public void NoDoorbellsWhileTheDeviceSaysNoNotify()
+    {
+        _devA.SuppressNotifications = _devB.SuppressNotifications = true;
+        var (a, b) = OpenPair();
+        long kicksAfterOpen = _devA.Kicks + _devB.Kicks;   // the first receive kicks come before the flags are seen
+        SendAndCheck(a, b, count: 300, size: 100, pump: _devA.Pump);
+        Assert.Equal(kicksAfterOpen, _devA.Kicks + _devB.Kicks);
+        Assert.Equal(kicksAfterOpen, a.Stats.Notifications + b.Stats.Notifications);
+    }
+
+    [Fact]
+    public void DoorbellsWhenTheDeviceWantsThem()
+    {
+        var (a, b) = OpenPair();
+        long before = _devA.Kicks;
+        SendAndCheck(a, b, count: 320, size: 100);
+        Assert.True(_devA.Kicks - before >= 10, $"{_devA.Kicks - before} transmit kicks for 10 bursts");
+    }
+
+    [Fact]
+    public void ResetBringsTheDeviceBackAndTrafficFlowsAgain()
+    {
+        var (a, b) = OpenPair();
+        SendAndCheck(a, b, count: 100, size: 64);
+        int resets = _devA.Resets;
+        a.Reset();
+        Assert.True(_devA.Resets > resets);
+        Assert.InRange(a.Pool.InUseCount, a.RxQueueSize, a.RxQueueSize + b.RxQueueSize);  // only the receive rings hold buffers
+        SendAndCheck(a, b, count: 150, size: 64);
+        SendAndCheck(b, a, count: 150, size: 64);
+    }
+
+    [Fact]
+    public void SurvivesAFunctionResetUnderneath()
+    {
+        var (a, b) = OpenPair();
+        SendAndCheck(a, b, count: 50, size: 64);
+        _devB.Reset();                                  // the PCI function reset: status 0, bus master off
+        Assert.False(_devB.Config.BusMaster);
+        b.Reset();
+        Assert.True(_devB.Config.BusMaster);
+        Assert.Equal(1, _devB.FunctionResets);
+        SendAndCheck(a, b, count: 150, size: 64);
+    }
+
+    [Fact]
+    public void ResetWaitsForTheDeviceToReadZero()
+    {
+        var (a, _) = OpenPair();
+        _devA.ResetLatencyReads = 5;
+        a.Reset();
+        Assert.Equal(VirtioStatus.DriverOk, a.Status & VirtioStatus.DriverOk);
+    }
+
+    [Fact]
+    public void RefusedFeaturesFailCleanly()
+    {
+        _devA.RefuseFeatures = true;
+        var e = Assert.Throws<VirtioNetException>(() => VirtioNetDevice.Open(_devA));
+        Assert.Contains("FEATURES_OK", e.Message);
+        Assert.Equal(0, _devA.EmulatedDma.LiveBuffers);   // nothing leaked
+        Assert.Equal((VirtioStatus)0, _devA.DeviceStatus); // left reset by Dispose
+    }
+
+    [Fact]
+    public void LegacyOnlyDevicesAreRefused()
+    {
+        _devA.OfferedFeatures = NetMac | NetStatus;
+        Assert.Contains("VERSION_1", Assert.Throws<VirtioNetException>(() => VirtioNetDevice.Open(_devA)).Message);
+    }
+
+    [Fact]
+    public void IommuTranslatedDmaNeedsAccessPlatform()
+    {
+        _devA.OfferedFeatures &= ~AccessPlatform;
+        Assert.Contains("ACCESS_PLATFORM", Assert.Throws<VirtioNetException>(() => VirtioNetDevice.Open(_devA)).Message);
+    }
+
+    [Fact]
+    public void MergeableBuffersCanBeDeclined()
+    {
+        var (a, b) = OpenPair(new VirtioNetOptions { MergeableRxBuffers = false });
+        Assert.Equal(0UL, a.NegotiatedFeatures & NetMergeRxBuffers);
+        SendAndCheck(a, b, count: 100, size: 64);
+    }
+
+    [Fact]
+    public void DisposeStopsTheDeviceAndReturnsEverything()
+    {
+        var a = VirtioNetDevice.Open(_devA);
+        var b = VirtioNetDevice.Open(_devB, new VirtioNetOptions { Pool = a.Pool });
+        SendAndCheck(a, b, count: 10, size: 64);
+        b.Dispose();
+        Assert.Equal((VirtioStatus)0, _devB.DeviceStatus);
+        // b's receive buffers went back to a's pool; a still holds its receive ring and the 10 frames it sent, which
+        // return when a transmits next (completions are reclaimed lazily) or is disposed.
+        Assert.Equal(a.RxQueueSize + 10, a.Pool.InUseCount);
+        a.Dispose();
+        Assert.Equal(0, _devA.EmulatedDma.LiveBuffers);
+        Assert.Throws<ObjectDisposedException>(() => a.Reset());
+    }
+
+    [Fact]
+    public void SmallerQueuesOnRequest()
+    {
+        var (a, _) = OpenPair(new VirtioNetOptions { QueueSize = 16 });
+        Assert.Equal(16, a.RxQueueSize);
+        Assert.Throws<ArgumentOutOfRangeException>(() => VirtioNetDevice.Open(_devB, new VirtioNetOptions { QueueSize = 12 }));
+    }
+
+    [Fact]
+    public void NotAVirtioNetDevice()
+    {
+        _devA.Config.Write16(2, 0x1000);   // a transitional device ID (the config array is writable in the emulation)
+        Assert.Contains("disable-legacy=on", Assert.Throws<VirtioNetException>(() => VirtioNetDevice.Open(_devA)).Message);
+    }
+
+    [Fact]
+    public void SteadyStateReceiveAndTransmitAllocateNothing()
+    {
+        var (a, b) = OpenPair();
+        var burst = new PacketBuffer[32];
+        var rx = new PacketBuffer[32];
+        void Round()
+        {
+            int n = a.Pool.Allocate(burst);
+            for (int i = 0; i < n; i++) { burst[i].Length = 60; }
+            int sent = a.Transmit(burst.AsSpan(0, n));
+            PacketPool.Free(burst.AsSpan(sent, n - sent));
+            int got;
+            while ((got = b.Receive(rx)) > 0) { PacketPool.Free(rx.AsSpan(0, got)); }
+        }
+        for (int i = 0; i < 100; i++) { Round(); }          // warm up: JIT, rings wrapped once
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++) { Round(); }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(0, allocated);
+        Assert.Equal(1100 * 32L, b.Stats.RxPackets);
+    }
+
+    [Fact]
+    public void ForwarderCirculatesTheTxFirstBursts()
+    {
+        var (a, b) = OpenPair();
+        var r = IoForwarder.Run(a, b, TimeSpan.FromMilliseconds(300), burst: 32, cancellationToken: TestContext.Current.CancellationToken);
+        Assert.True(r.AToB > 64 && r.BToA > 64, $"A->B {r.AToB}, B->A {r.BToA}");
+        Assert.Equal(0, r.Dropped);
+        Assert.True(r.Mpps > 0);
+        // Nothing is lost: every buffer is in a receive ring, a transmit ring, or free.
+        Assert.True(a.Pool.InUseCount <= a.RxQueueSize + b.RxQueueSize + a.TxQueueSize + b.TxQueueSize);
+    }
+
+    [Fact]
+    public void TheForwarderLoopAllocatesNothingPerPacket()
+    {
+        var (a, b) = OpenPair();
+        var ct = TestContext.Current.CancellationToken;
+        IoForwarder.Run(a, b, TimeSpan.FromMilliseconds(100), cancellationToken: ct);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var shortRun = IoForwarder.Run(a, b, TimeSpan.FromMilliseconds(50), txFirst: false, cancellationToken: ct);
+        long shortBytes = GC.GetAllocatedBytesForCurrentThread() - before;
+        before = GC.GetAllocatedBytesForCurrentThread();
+        var longRun = IoForwarder.Run(a, b, TimeSpan.FromMilliseconds(250), txFirst: false, cancellationToken: ct);
+        long longBytes = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(longRun.Forwarded > shortRun.Forwarded && shortRun.Forwarded > 0);
+        Assert.Equal(shortBytes, longBytes);   // only the per-call burst array, whatever the packet count
+        Assert.True(longBytes < 1024, $"{longBytes} bytes");
+    }
+
+    [Fact]
+    public void TransportReadsTheEmulatedRegisters()
+    {
+        using var t = new VirtioPciTransport(_devA);
+        Assert.Equal(2, t.QueueCount);
+        Assert.Equal(_devA.OfferedFeatures, t.ReadDeviceFeatures());
+        Assert.Equal(64, t.SelectQueue(0));
+        Assert.True(t.HasDeviceConfig);
+        Assert.Equal(0x52, t.ReadDeviceConfig8(0));
+        t.AddStatus(VirtioStatus.Acknowledge);
+        t.Reset();
+        Assert.Equal(VirtioStatus.Reset, t.Status);
+    }
+
+    [Fact]
+    public void ResetTimesOutWhenTheDeviceNeverFinishes()
+    {
+        using var t = new VirtioPciTransport(_devA);
+        _devA.ResetLatencyReads = int.MaxValue;
+        t.AddStatus(VirtioStatus.Acknowledge);
+        Assert.Throws<TimeoutException>(() => t.Reset(TimeSpan.FromMilliseconds(50)));
+    }
+}
