@@ -32,6 +32,32 @@ public sealed class VirtioPciLayoutTests
         Assert.Equal(0x3000UL + 3 * 4, layout.DoorbellOffset(3));
     }
 
+    // Config space of QEMU 7.2's virtio-net-pci,disable-legacy=on (the lab's NET0), first 192 bytes as read from sysfs in
+    // a guest (xxd -p); the rest is zero. Capabilities: MSI-X at 0x98, then vendor caps at 0x84 (PCI cfg access),
+    // 0x70 (notify: BAR4 0x3000, multiplier 4), 0x60 (device: BAR4 0x2000), 0x50 (ISR: 0x1000), 0x40 (common: 0x0).
+    private const string QemuVirtioNetConfig =
+        "f41a4110070510000100000200000000000000000040b8fe0000000000000000" +
+        "0cc0befe0000000000000000f41a00110000b0fe98000000000000000b010000" +
+        "0900100104000000000000000010000009401003040000000010000000100000" +
+        "0950100404000000002000000010000009601402040000000030000000100000" +
+        "0400000009701405000000000000000000000000000000001184038001000000" +
+        "0108000000000000000000000000000000000000000000000000000000000000" +
+        "";
+
+    [Fact]
+    public void ParsesARecordedQemuConfigSpace()
+    {
+        var image = new byte[256];
+        Convert.FromHexString(QemuVirtioNetConfig).CopyTo(image, 0);
+        var layout = VirtioPciLayout.Parse(image);
+        Assert.Equal(new VirtioStructure(VirtioPciCapType.Common, 4, 0x0000, 0x1000, 0x40), layout.Common);
+        Assert.Equal(new VirtioStructure(VirtioPciCapType.Isr, 4, 0x1000, 0x1000, 0x50), layout.Isr);
+        Assert.Equal(new VirtioStructure(VirtioPciCapType.Device, 4, 0x2000, 0x1000, 0x60), layout.Device);
+        Assert.Equal(new VirtioStructure(VirtioPciCapType.Notify, 4, 0x3000, 0x1000, 0x70), layout.Notify);
+        Assert.Equal(4u, layout.NotifyOffMultiplier);
+        Assert.Equal(0x3004UL, layout.DoorbellOffset(1));
+    }
+
     [Fact]
     public void FirstUsableCapabilityOfEachTypeWins_SkippingBadBarsAndShortCaps()
     {
