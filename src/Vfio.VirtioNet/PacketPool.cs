@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Vfio.Dma;
 
 namespace Vfio.VirtioNet;
@@ -18,6 +19,14 @@ public sealed unsafe class PacketPool : IDisposable
 {
     /// <summary>Bytes reserved before each packet's data.</summary>
     public const int Headroom = 128;
+    /// <summary>The most buffers one pool holds (a <see cref="PacketBuffer"/> keeps the index in 24 bits).</summary>
+    public const int MaxCapacity = 1 << 24;
+    /// <summary>The most pools alive at once (a <see cref="PacketBuffer"/> keeps the pool's number in 8 bits).</summary>
+    public const int MaxPools = 255;
+
+    // Live pools by number (1..255): a PacketBuffer is a plain integer, so handles hold no GC reference and
+    // storing them (into spans, rings' token arrays) costs no GC write barrier.
+    private static readonly PacketPool?[] s_pools = new PacketPool?[MaxPools + 1];
 
     private readonly List<DmaBuffer> _chunks = [];
     private readonly nint[] _pointers;
@@ -37,6 +46,7 @@ public sealed unsafe class PacketPool : IDisposable
     {
         ArgumentNullException.ThrowIfNull(dma);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(capacity, MaxCapacity);
         if (bufferSize < Headroom + 64 || bufferSize % 64 != 0 || bufferSize > 65536)
         {
             throw new ArgumentOutOfRangeException(nameof(bufferSize), bufferSize, $"buffer size must be a multiple of 64 from {Headroom + 64} to 65536");
@@ -73,7 +83,27 @@ public sealed unsafe class PacketPool : IDisposable
         }
         for (int i = 0; i < capacity; i++) { _free[i] = capacity - 1 - i; }
         _freeCount = capacity;
+        lock (s_pools)
+        {
+            int id = Array.IndexOf(s_pools, null, 1);
+            if (id < 0)
+            {
+                foreach (var c in _chunks) { c.Dispose(); }
+                throw new InvalidOperationException($"more than {MaxPools} packet pools are alive; dispose some first");
+            }
+            Id = id;
+            s_pools[id] = this;
+        }
     }
+
+    /// <summary>The pool's number, 1..255, while it is alive.</summary>
+    public int Id { get; }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static PacketPool FromId(int id) => s_pools[id] ?? ThrowDeadPool(id);
+
+    private static PacketPool ThrowDeadPool(int id) =>
+        throw new ObjectDisposedException(nameof(PacketPool), $"packet pool {id} was disposed while a buffer handle still named it");
 
     /// <summary>Name for diagnostics.</summary>
     public string Name { get; }
@@ -96,7 +126,7 @@ public sealed unsafe class PacketPool : IDisposable
         int index = _free[--_freeCount];
         _allocated[index] = true;
         _lengths[index] = 0;
-        packet = new PacketBuffer(this, index);
+        packet = new PacketBuffer(Id, index);
         return true;
     }
 
@@ -113,35 +143,42 @@ public sealed unsafe class PacketPool : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Free(PacketBuffer packet)
     {
-        if (packet.Pool != this) { ThrowForeign(); }
+        if (packet.PoolId != Id) { ThrowForeign(); }
         FreeIndex(packet.Index);
     }
 
     /// <summary>Returns buffers to their pools.</summary>
     public static void Free(ReadOnlySpan<PacketBuffer> packets)
     {
-        foreach (var p in packets) { p.Pool.FreeIndex(p.Index); }
+        foreach (var p in packets) { FromId(p.PoolId).FreeIndex(p.Index); }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void FreeIndex(int index)
     {
-        if (!_allocated[index]) { ThrowDoubleFree(index); }
-        _allocated[index] = false;
+        ref bool allocated = ref _allocated[index];
+        if (!allocated) { ThrowDoubleFree(index); }
+        allocated = false;
         _free[_freeCount++] = index;
     }
 
+    /// <summary>Frees the buffer a handle names, whatever pool it belongs to.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal nint PointerOf(int index) => _pointers[index];
+    internal static void FreeHandle(int handle) => FromId(handle >>> 24).FreeIndex(handle & (MaxCapacity - 1));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal ulong DeviceAddressOf(int index) => _deviceAddresses[index];
+    // SAFETY (these four): callers pass indexes taken from handles this pool made, so 0 <= index < Capacity;
+    // skipping the bounds check matters per packet under emulation.
+    internal nint PointerOf(int index) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_pointers), index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal int LengthOf(int index) => _lengths[index];
+    internal ulong DeviceAddressOf(int index) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_deviceAddresses), index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal void SetLength(int index, int length) => _lengths[index] = length;
+    internal int LengthOf(int index) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_lengths), index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void SetLength(int index, int length) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_lengths), index) = length;
 
     internal bool IsAllocated(int index) => _allocated[index];
 
@@ -155,31 +192,44 @@ public sealed unsafe class PacketPool : IDisposable
     {
         if (_disposed) { return; }
         _disposed = true;
+        lock (s_pools)
+        {
+            if (s_pools[Id] == this) { s_pools[Id] = null; }
+        }
         foreach (var c in _chunks) { c.Dispose(); }
         _chunks.Clear();
     }
 }
 
 /// <summary>
-/// A handle on one buffer of a <see cref="PacketPool"/>: a pool reference and an index, copied freely, never
-/// allocated. Its length and contents live in the pool; copies of the handle see the same packet.
+/// A handle on one buffer of a <see cref="PacketPool"/>: the pool's number and the buffer's index in one integer,
+/// copied freely, never allocated, holding no GC reference (like an mbuf pointer). Its length and contents live
+/// in the pool; copies of the handle see the same packet.
 /// </summary>
 public readonly unsafe struct PacketBuffer : IEquatable<PacketBuffer>
 {
-    internal PacketBuffer(PacketPool pool, int index)
-    {
-        Pool = pool;
-        Index = index;
-    }
+    private readonly int _handle;
 
-    /// <summary>The pool the buffer belongs to (null for a default handle).</summary>
-    public PacketPool Pool { get; }
+    internal PacketBuffer(int poolId, int index) => _handle = (poolId << 24) | index;
+
+    private PacketBuffer(int handle) => _handle = handle;
+
+    internal static PacketBuffer FromHandle(int handle) => new(handle);
+
+    /// <summary>The raw handle (pool number in bits 24-31, index in bits 0-23).</summary>
+    internal int Handle => _handle;
+
+    internal int PoolId => _handle >>> 24;
+
+    /// <summary>The pool the buffer belongs to.</summary>
+    /// <exception cref="ObjectDisposedException">The handle is <c>default</c> or its pool was disposed.</exception>
+    public PacketPool Pool => PacketPool.FromId(PoolId);
 
     /// <summary>The buffer's number in its pool.</summary>
-    public int Index { get; }
+    public int Index => _handle & (PacketPool.MaxCapacity - 1);
 
     /// <summary>True for a handle on a buffer (false for <c>default</c>).</summary>
-    public bool IsValid => Pool is not null;
+    public bool IsValid => _handle != 0;
 
     /// <summary>Bytes of packet data.</summary>
     public int Length
@@ -188,25 +238,36 @@ public readonly unsafe struct PacketBuffer : IEquatable<PacketBuffer>
         get => Pool.LengthOf(Index);
         set
         {
-            if ((uint)value > (uint)Pool.DataRoom)
+            var pool = Pool;
+            if ((uint)value > (uint)pool.DataRoom)
             {
-                throw new ArgumentOutOfRangeException(nameof(value), value, $"a packet holds 0..{Pool.DataRoom} bytes");
+                throw new ArgumentOutOfRangeException(nameof(value), value, $"a packet holds 0..{pool.DataRoom} bytes");
             }
-            Pool.SetLength(Index, value);
+            pool.SetLength(Index, value);
         }
     }
 
     /// <summary>The packet's data (<see cref="Length"/> bytes).</summary>
     public Span<byte> Data
     {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        // SAFETY: the pool keeps Headroom + DataRoom bytes mapped per buffer until it is disposed; Length <= DataRoom.
-        get => new((byte*)Pool.PointerOf(Index) + PacketPool.Headroom, Pool.LengthOf(Index));
+        get
+        {
+            var pool = Pool;
+            // SAFETY: the pool keeps Headroom + DataRoom bytes mapped per buffer until it is disposed; Length <= DataRoom.
+            return new((byte*)pool.PointerOf(Index) + PacketPool.Headroom, pool.LengthOf(Index));
+        }
     }
 
     /// <summary>The whole data room (<see cref="PacketPool.DataRoom"/> bytes), to build a packet before setting <see cref="Length"/>.</summary>
-    // SAFETY: as Data.
-    public Span<byte> Room => new((byte*)Pool.PointerOf(Index) + PacketPool.Headroom, Pool.DataRoom);
+    public Span<byte> Room
+    {
+        get
+        {
+            var pool = Pool;
+            // SAFETY: as Data.
+            return new((byte*)pool.PointerOf(Index) + PacketPool.Headroom, pool.DataRoom);
+        }
+    }
 
     /// <summary>The device address of the first data byte.</summary>
     public DmaAddress DeviceAddress => new(Pool.DeviceAddressOf(Index) + PacketPool.Headroom);
@@ -215,15 +276,15 @@ public readonly unsafe struct PacketBuffer : IEquatable<PacketBuffer>
     public void Free() => Pool.Free(this);
 
     /// <inheritdoc />
-    public bool Equals(PacketBuffer other) => ReferenceEquals(Pool, other.Pool) && Index == other.Index;
+    public bool Equals(PacketBuffer other) => _handle == other._handle;
     /// <inheritdoc />
     public override bool Equals(object? obj) => obj is PacketBuffer p && Equals(p);
     /// <inheritdoc />
-    public override int GetHashCode() => HashCode.Combine(Pool, Index);
+    public override int GetHashCode() => _handle;
     /// <summary>Same buffer.</summary>
     public static bool operator ==(PacketBuffer left, PacketBuffer right) => left.Equals(right);
     /// <summary>Different buffers.</summary>
     public static bool operator !=(PacketBuffer left, PacketBuffer right) => !left.Equals(right);
     /// <inheritdoc />
-    public override string ToString() => IsValid ? $"{Pool.Name}[{Index}] {Length} bytes" : "(none)";
+    public override string ToString() => IsValid ? $"pool {PoolId}[{Index}]" : "(none)";
 }

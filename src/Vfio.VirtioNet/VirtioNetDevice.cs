@@ -142,6 +142,8 @@ public sealed partial class VirtioNetDevice : IDisposable
         var rx = _rx[queuePair];
         var ring = rx.Ring;
         var tokens = rx.Tokens;
+        var pool = Pool;
+        int poolId = pool.Id;
         int available = ring.UsedCount();
         int got = 0;
         long bytes = 0;
@@ -149,10 +151,8 @@ public sealed partial class VirtioNetDevice : IDisposable
         {
             available--;
             ushort id = ring.TakeUsed(out uint written);
-            var packet = tokens[id];
-            tokens[id] = default;
-            var pool = packet.Pool;
-            int index = packet.Index;
+            int index = tokens[id];
+            tokens[id] = -1;
             if (rx.SkipBuffers > 0)
             {
                 // Later buffers of a packet that spanned several (MRG_RXBUF, §5.1.6.4): dropped with its first.
@@ -181,7 +181,7 @@ public sealed partial class VirtioNetDevice : IDisposable
             }
             pool.SetLength(index, length);
             bytes += length;
-            into[got++] = packet;
+            into[got++] = new PacketBuffer(poolId, index);
         }
         _rxPackets += got;
         _rxBytes += bytes;
@@ -207,16 +207,18 @@ public sealed partial class VirtioNetDevice : IDisposable
         for (int done = ring.UsedCount(); done > 0; done--)
         {
             ushort id = ring.TakeUsed(out _);
-            var sent = tokens[id];
-            tokens[id] = default;
-            sent.Pool.FreeIndex(sent.Index);
+            PacketPool.FreeHandle(tokens[id]);
+            tokens[id] = 0;
         }
         int n = Math.Min(packets.Length, ring.FreeDescriptors);
         long bytes = 0;
+        PacketPool? lastPool = null;
+        int lastPoolId = -1;
         for (int i = 0; i < n; i++)
         {
             var packet = packets[i];
-            var pool = packet.Pool;
+            var pool = packet.PoolId == lastPoolId ? lastPool! : (lastPool = packet.Pool);
+            lastPoolId = packet.PoolId;
             int index = packet.Index;
             int length = pool.LengthOf(index);
             // §5.1.6.2: a zeroed header asks for no checksum offload and no segmentation (GSO_NONE); the header
@@ -226,7 +228,7 @@ public sealed partial class VirtioNetDevice : IDisposable
             *(ulong*)header = 0;
             *(uint*)(header + 8) = 0;
             int id = ring.Enqueue(pool.DeviceAddressOf(index) + PacketPool.Headroom - HeaderSize, (uint)(length + HeaderSize), VirtqDescriptorFlags.None);
-            tokens[id] = packet;
+            tokens[id] = packet.Handle;
             bytes += length;
         }
         _txPackets += n;
@@ -397,7 +399,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         {
             // One device-writable buffer: header in the headroom's last 12 bytes, the frame after it (§5.1.6.3).
             int id = ring.Enqueue(pool.DeviceAddressOf(packet.Index) + PacketPool.Headroom - HeaderSize, length, VirtqDescriptorFlags.Write);
-            tokens[id] = packet;
+            tokens[id] = packet.Index;
         }
         if (ring.Publish() && notify && ring.DeviceWantsNotification())
         {
@@ -408,8 +410,8 @@ public sealed partial class VirtioNetDevice : IDisposable
 
     private void ReleaseQueuedBuffers()
     {
-        foreach (var q in _rx) { q.ReleaseBuffers(); }
-        foreach (var q in _tx) { q.ReleaseBuffers(); }
+        foreach (var q in _rx) { q.ReleaseBuffers(Pool); }
+        foreach (var q in _tx) { q.ReleaseBuffers(null); }
     }
 
     private void ReleaseQueues()
@@ -451,18 +453,30 @@ public sealed partial class VirtioNetDevice : IDisposable
         public SplitVirtqueue Ring { get; } = ring;
         public DmaBuffer Memory { get; } = memory;
         public ulong Doorbell { get; set; }
-        public PacketBuffer[] Tokens { get; } = new PacketBuffer[ring.Size];
+        /// <summary>
+        /// Per descriptor id: the buffer it carries, or -1. Receive queues hold indexes into the device's pool;
+        /// transmit queues hold <see cref="PacketBuffer"/> handles (0 = none), as packets may come from any pool.
+        /// </summary>
+        public int[] Tokens { get; } = NewTokens(ring.Size, receive: index % 2 == 0);
         public int SkipBuffers { get; set; }
+        private readonly bool _receive = index % 2 == 0;
 
-        public void ReleaseBuffers()
+        private static int[] NewTokens(int size, bool receive)
+        {
+            var tokens = new int[size];
+            if (receive) { Array.Fill(tokens, -1); }
+            return tokens;
+        }
+
+        public void ReleaseBuffers(PacketPool? receivePool)
         {
             for (int i = 0; i < Tokens.Length; i++)
             {
-                if (Tokens[i].IsValid)
+                if (_receive ? Tokens[i] >= 0 : Tokens[i] != 0)
                 {
-                    Tokens[i].Pool.FreeIndex(Tokens[i].Index);
-                    Tokens[i] = default;
+                    if (_receive) { receivePool!.FreeIndex(Tokens[i]); } else { PacketPool.FreeHandle(Tokens[i]); }
                 }
+                Tokens[i] = _receive ? -1 : 0;
             }
             SkipBuffers = 0;
         }

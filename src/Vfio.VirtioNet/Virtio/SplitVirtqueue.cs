@@ -251,13 +251,24 @@ public sealed unsafe class SplitVirtqueue
         uint id = *(uint*)e;
         length = *(uint*)(e + 4);
         _lastUsed++;
-        if (id >= Size)
+        if (id > _mask) { ThrowBadId(id); }
+        byte* d = _desc + 16 * id;
+        if ((*(ushort*)(d + 12) & (ushort)VirtqDescriptorFlags.Next) == 0)
         {
-            throw new InvalidDataException($"the device returned descriptor id {id} in a queue of {Size}");
+            // A single-descriptor chain (every packet buffer): straight back on the free list.
+            *(ushort*)(d + 14) = _freeHead;
+            _freeHead = (ushort)id;
+            _freeCount++;
         }
-        FreeChain((ushort)id);
+        else
+        {
+            FreeChain((ushort)id);
+        }
         return (ushort)id;
     }
+
+    private void ThrowBadId(uint id) =>
+        throw new InvalidDataException($"the device returned descriptor id {id} in a queue of {Size}");
 
     private void FreeChain(ushort head)
     {
