@@ -31,23 +31,26 @@ var portA = new Option<string>("--port-a") { Description = "PCI address of port 
 var portB = new Option<string>("--port-b") { Description = "PCI address of port B", Required = true };
 var seconds = new Option<double>("--seconds") { Description = "How long to forward", DefaultValueFactory = _ => 10 };
 var warmup = new Option<double>("--warmup") { Description = "Seconds left out of the steady-state rate", DefaultValueFactory = _ => 1 };
-var fwd = new Command("fwd", "io-forward between two ports (testpmd --forward-mode=io --tx-first)") { portA, portB, seconds, warmup, burst, queueSize, unsafeNoIommu };
+var doorbell = new Option<int>("--tx-doorbell-threshold") { Description = "Packets published per transmit doorbell (1: every burst, as DPDK)", DefaultValueFactory = _ => 1 };
+var idleRounds = new Option<int>("--flush-idle-rounds") { Description = "With a doorbell threshold above 1: idle rounds before held-back doorbells are rung", DefaultValueFactory = _ => 1 };
+var fwd = new Command("fwd", "io-forward between two ports (testpmd --forward-mode=io --tx-first)") { portA, portB, seconds, warmup, burst, queueSize, doorbell, idleRounds, unsafeNoIommu };
 fwd.SetAction(parse =>
 {
     bool noIommu = parse.GetValue(unsafeNoIommu);
     using var deviceA = OpenVfio(parse.GetRequiredValue(portA), noIommu, null);
     using var deviceB = OpenVfio(parse.GetRequiredValue(portB), noIommu, deviceA.Container);
     int qs = parse.GetValue(queueSize);
-    using var netA = VirtioNetDevice.Open(deviceA, new VirtioNetOptions { QueueSize = qs });
+    int threshold = parse.GetValue(doorbell);
+    using var netA = VirtioNetDevice.Open(deviceA, new VirtioNetOptions { QueueSize = qs, TxDoorbellThreshold = threshold });
     // Port B receives into port A's pool as well: what B receives is sent on A and freed there, like testpmd's one mempool.
-    using var netB = VirtioNetDevice.Open(deviceB, new VirtioNetOptions { QueueSize = qs, Pool = netA.Pool });
+    using var netB = VirtioNetDevice.Open(deviceB, new VirtioNetOptions { QueueSize = qs, Pool = netA.Pool, TxDoorbellThreshold = threshold });
     Console.WriteLine($"fwd: {netA.Device.Address} ({netA.MacAddress}) <-> {netB.Device.Address} ({netB.MacAddress}), " +
-        $"rx/tx {netA.RxQueueSize}/{netA.TxQueueSize} entries, burst {parse.GetValue(burst)}, {deviceA.Mode}");
+        $"rx/tx {netA.RxQueueSize}/{netA.TxQueueSize} entries, burst {parse.GetValue(burst)}, doorbell threshold {threshold}, {deviceA.Mode}");
     var r = IoForwarder.Run(netA, netB, TimeSpan.FromSeconds(parse.GetValue(seconds)), parse.GetValue(burst),
-        warmup: TimeSpan.FromSeconds(parse.GetValue(warmup)));
+        warmup: TimeSpan.FromSeconds(parse.GetValue(warmup)), flushAfterIdleRounds: parse.GetValue(idleRounds));
     var stats = netA.Stats;
     Console.WriteLine(FormattableString.Invariant(
-        $"fwd: A->B {r.AToB} B->A {r.BToA} dropped {r.Dropped} in {r.Elapsed.TotalSeconds:F2} s; kicks A {stats.Notifications} B {netB.Stats.Notifications}"));
+        $"fwd: A->B {r.AToB} B->A {r.BToA} dropped {r.Dropped} in {r.Elapsed.TotalSeconds:F2} s; {r.Rounds} rounds; kicks A {stats.Notifications} B {netB.Stats.Notifications}"));
     Console.WriteLine(FormattableString.Invariant($"fwd: {r.Mpps:F4} Mpps overall, {r.SteadyMpps:F4} Mpps after {parse.GetValue(warmup)} s warm-up"));
     Console.WriteLine(FormattableString.Invariant($"fwd-mpps={r.SteadyMpps.ToString("F4", CultureInfo.InvariantCulture)}"));
     return 0;

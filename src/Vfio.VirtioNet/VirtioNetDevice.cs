@@ -40,6 +40,7 @@ public sealed partial class VirtioNetDevice : IDisposable
     private ControlQueue? _control;
     private bool _mergeable;
     private int _refillThreshold;
+    private readonly int _txDoorbellThreshold;
     private long _rxPackets, _rxBytes, _rxDropped, _txPackets, _txBytes, _notifications;
     private bool _disposed;
 
@@ -51,6 +52,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         _logger = options.LoggerFactory?.CreateLogger<VirtioNetDevice>() ?? NullLogger<VirtioNetDevice>.Instance;
         _transport = new VirtioPciTransport(device, _time);
         _ownsPool = options.Pool is null;
+        _txDoorbellThreshold = Math.Max(1, options.TxDoorbellThreshold);
         Pool = options.Pool!;
     }
 
@@ -233,14 +235,40 @@ public sealed partial class VirtioNetDevice : IDisposable
         }
         _txPackets += n;
         _txBytes += bytes;
-        if (ring.Publish() && ring.DeviceWantsNotification())
+        if (ring.Publish())
+        {
+            tx.Unannounced += n;
+            if (tx.Unannounced >= _txDoorbellThreshold)
+            {
+                Announce(tx);
+            }
+        }
+        return n;
+    }
+
+    /// <summary>
+    /// Rings the transmit doorbell of <paramref name="queuePair"/> if packets were published since the last one and
+    /// the device wants doorbells. Needed only with <see cref="VirtioNetOptions.TxDoorbellThreshold"/> above 1.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void FlushTransmit(int queuePair = 0)
+    {
+        var tx = _tx[queuePair];
+        if (tx.Unannounced > 0) { Announce(tx); }
+    }
+
+    private void Announce(Queue tx)
+    {
+        tx.Unannounced = 0;
+        // If the device set NO_NOTIFY it is working through the ring and will see the new entries before it
+        // re-enables doorbells (§2.7.10); otherwise it needs one.
+        if (tx.Ring.DeviceWantsNotification())
         {
             // The doorbell write follows the avail->idx store and the barrier in DeviceWantsNotification, so the
             // device finds the new entries when it looks (§2.7.13 step 4, §4.1.5.2).
             _transport.Notify(tx.Doorbell, tx.Index);
             _notifications++;
         }
-        return n;
     }
 
     /// <summary>
@@ -459,6 +487,8 @@ public sealed partial class VirtioNetDevice : IDisposable
         /// </summary>
         public int[] Tokens { get; } = NewTokens(ring.Size, receive: index % 2 == 0);
         public int SkipBuffers { get; set; }
+        /// <summary>Transmit queues: packets published since the last doorbell decision.</summary>
+        public int Unannounced { get; set; }
         private readonly bool _receive = index % 2 == 0;
 
         private static int[] NewTokens(int size, bool receive)
@@ -479,6 +509,7 @@ public sealed partial class VirtioNetDevice : IDisposable
                 Tokens[i] = _receive ? -1 : 0;
             }
             SkipBuffers = 0;
+            Unannounced = 0;
         }
 
         public void Dispose() => Memory.Dispose();

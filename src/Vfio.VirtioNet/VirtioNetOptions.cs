@@ -30,6 +30,14 @@ public sealed record VirtioNetOptions
     /// <summary>Receive buffers are refilled once this many descriptors are free (DPDK's rx_free_thresh); 0 picks min(32, size / 4).</summary>
     public int RxRefillThreshold { get; init; }
 
+    /// <summary>
+    /// Packets published on a transmit queue before the driver rings its doorbell (when the device wants doorbells
+    /// at all, §2.7.10). 1 (default): every <see cref="VirtioNetDevice.Transmit"/> that adds packets rings, as DPDK
+    /// does. Larger values batch doorbells, which are expensive traps on emulated devices; the caller must then call
+    /// <see cref="VirtioNetDevice.FlushTransmit"/> whenever it has nothing more to send, or packets wait.
+    /// </summary>
+    public int TxDoorbellThreshold { get; init; } = 1;
+
     /// <summary>Clock for reset and control-queue timeouts.</summary>
     public TimeProvider? TimeProvider { get; init; }
 

@@ -57,6 +57,21 @@ public sealed class PacketPoolTests
         Assert.Throws<InvalidOperationException>(() => pool.Free(q));
     }
 
+    [Fact]
+    public void HandlesArePlainIntegersThatOutliveNothing()
+    {
+        var pool = new PacketPool(new EmulatedDma(), 4);
+        Assert.InRange(pool.Id, 1, PacketPool.MaxPools);
+        Assert.True(pool.TryAllocate(out var p));
+        Assert.Same(pool, p.Pool);
+        Assert.Equal(System.Runtime.CompilerServices.Unsafe.SizeOf<int>(), System.Runtime.CompilerServices.Unsafe.SizeOf<PacketBuffer>());
+        pool.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => p.Pool);
+        Assert.Throws<ObjectDisposedException>(() => default(PacketBuffer).Pool);
+        using var next = new PacketPool(new EmulatedDma(), 1);   // the number is free again
+        Assert.NotEqual(0, next.Id);
+    }
+
     [Theory]
     [InlineData(100)]
     [InlineData(2000)]

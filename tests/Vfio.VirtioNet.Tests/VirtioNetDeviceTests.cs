@@ -284,6 +284,44 @@ public sealed class VirtioNetDeviceTests : IDisposable
     }
 
     [Fact]
+    public void DoorbellBatchingHoldsKicksUntilTheThresholdOrAFlush()
+    {
+        var (a, b) = OpenPair(new VirtioNetOptions { TxDoorbellThreshold = 3 });
+        var frames = new PacketBuffer[1];
+        long kicks = _devA.Kicks;
+        void SendOne(ulong seq)
+        {
+            Assert.True(a.Pool.TryAllocate(out frames[0]));
+            TestFrames.Write(frames[0].Room, 60, seq, TestFrames.Broadcast, TestFrames.Broadcast);
+            frames[0].Length = 60;
+            Assert.Equal(1, a.Transmit(frames));
+        }
+        SendOne(0);
+        SendOne(1);
+        Assert.Equal(kicks, _devA.Kicks);             // two published, below the threshold: no doorbell yet
+        Assert.Equal(0, _devA.FramesSent);
+        SendOne(2);
+        Assert.Equal(kicks + 1, _devA.Kicks);         // the third rings
+        Assert.Equal(3, _devA.FramesSent);
+        SendOne(3);
+        a.FlushTransmit();                            // a flush rings for what is held back
+        Assert.Equal(kicks + 2, _devA.Kicks);
+        a.FlushTransmit();                            // nothing new: no doorbell
+        Assert.Equal(kicks + 2, _devA.Kicks);
+        var rx = new PacketBuffer[8];
+        Assert.Equal(4, b.Receive(rx));
+        PacketPool.Free(rx.AsSpan(0, 4));
+    }
+
+    [Fact]
+    public void ForwarderWithDoorbellBatchingStillCirculates()
+    {
+        var (a, b) = OpenPair(new VirtioNetOptions { TxDoorbellThreshold = 32 });
+        var r = IoForwarder.Run(a, b, TimeSpan.FromMilliseconds(200), flushAfterIdleRounds: 4, cancellationToken: TestContext.Current.CancellationToken);
+        Assert.True(r.AToB > 64 && r.BToA > 64, $"A->B {r.AToB}, B->A {r.BToA}");
+    }
+
+    [Fact]
     public void TransportReadsTheEmulatedRegisters()
     {
         using var t = new VirtioPciTransport(_devA);
