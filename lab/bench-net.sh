@@ -1,10 +1,15 @@
 #!/bin/bash
 # The guest half of `lab.sh bench net` (runs chrooted in a No-IOMMU guest): the io-forward loop between
-# the two virtio-net ports, first DPDK 22.11 testpmd, then this project's forwarder, for the same time.
-# Both start with a tx-first burst of 32 and forward in bursts of 32. Writes $VFIO_LAB_OUT/{dpdk,ours}.log
-# and, as the last line of $VFIO_LAB_OUT/result, "net-ioforward ours=<Mpps> dpdk=<Mpps> ratio=<ours/dpdk>".
+# the two virtio-net ports, DPDK 22.11 testpmd and this project's forwarder (vfio-net fwd), for the same time.
+# Both start with a tx-first burst of 32 per port and forward in bursts of 32. The host's load shifts
+# from second to second (QEMU's TCG and other guests share its cores), so the two alternate for
+# VFIO_BENCH_ROUNDS rounds (default 2) and each side's mean is compared. Each side's rate is its steady
+# state: both ports' packets per second after the first second.
+# Writes $VFIO_LAB_OUT/{dpdk,ours}-N.log and $VFIO_LAB_OUT/result, whose last line is
+# "net-ioforward ours=<Mpps> dpdk=<Mpps> ratio=<ours/dpdk>".
 set -u
-SECS="${VFIO_BENCH_SECONDS:-10}"
+SECS="${VFIO_BENCH_SECONDS:-8}"
+ROUNDS="${VFIO_BENCH_ROUNDS:-2}"
 OUT="$VFIO_LAB_OUT"
 PMDS=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0
 
@@ -17,31 +22,39 @@ bind_vfio() {
 bind_vfio "$VFIO_LAB_NET0"
 bind_vfio "$VFIO_LAB_NET1"
 
-# DPDK: testpmd prints both ports' throughput every second; the loop ends on SIGINT after SECS + start-up.
-# --in-memory leaves no hugepage files behind for the second run.
-echo "bench: dpdk-testpmd io-forward for ${SECS} s" >&2
-timeout -s INT $((SECS + 1)) stdbuf -oL dpdk-testpmd -l 0-1 -n 1 --iova-mode=pa --in-memory \
-  -a "$VFIO_LAB_NET0" -a "$VFIO_LAB_NET1" -d "$PMDS/librte_net_virtio.so" -d "$PMDS/librte_mempool_ring.so" \
-  -- --forward-mode=io --tx-first --nb-cores=1 --burst=32 --total-num-mbufs=8192 --stats-period=1 \
-  < /dev/null > "$OUT/dpdk.log" 2>&1
-# Steady rate: per-second Tx-pps of both ports summed, the first report (start-up) left out, averaged.
-dpdk="$(sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$OUT/dpdk.log" | awk '
-  /Tx-pps:/ { for (i = 1; i <= NF; i++) if ($i == "Tx-pps:") v = $(i + 1); sum += v; n++;
-              if (n % 2 == 0) { s[++k] = sum; sum = 0 } }
-  END { t = 0; m = 0; for (i = 2; i <= k; i++) { t += s[i]; m++ }
-        if (m == 0) { print "0"; exit } ; printf "%.4f", t / m / 1e6 }')"
-echo "bench: dpdk ${dpdk} Mpps" >&2
+run_dpdk() { # log -> Mpps
+  # testpmd prints both ports' throughput every second; SIGINT ends it after SECS seconds plus start-up.
+  # --in-memory leaves no hugepage files behind for the next run.
+  timeout -s INT $((SECS + 2)) stdbuf -oL dpdk-testpmd -l 0-1 -n 1 --iova-mode=pa --in-memory \
+    -a "$VFIO_LAB_NET0" -a "$VFIO_LAB_NET1" -d "$PMDS/librte_net_virtio.so" -d "$PMDS/librte_mempool_ring.so" \
+    -- --forward-mode=io --tx-first --nb-cores=1 --burst=32 --total-num-mbufs=8192 --stats-period=1 \
+    < /dev/null > "$1" 2>&1
+  # Per-second Tx-pps of both ports summed; the first report (before forwarding began) left out.
+  sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$1" | awk '
+    /Tx-pps:/ { for (i = 1; i <= NF; i++) if ($i == "Tx-pps:") v = $(i + 1); sum += v; n++;
+                if (n % 2 == 0) { s[++k] = sum; sum = 0 } }
+    END { t = 0; m = 0; for (i = 2; i <= k; i++) { t += s[i]; m++ }
+          if (m == 0) { print "0"; exit } ; printf "%.4f", t / m / 1e6 }'
+}
 
-echo "bench: vfio-net fwd for ${SECS} s" >&2
-dotnet src/Vfio.VirtioNet.Tools/bin/Release/net10.0/vfio-net.dll fwd --port-a "$VFIO_LAB_NET0" --port-b "$VFIO_LAB_NET1" \
-  --seconds "$SECS" --warmup 1 --burst 32 --unsafe-noiommu > "$OUT/ours.log" 2>&1
-cat "$OUT/ours.log" >&2
-ours="$(sed -n 's/^fwd-mpps=//p' "$OUT/ours.log")"
-ours="${ours:-0}"
-echo "bench: ours ${ours} Mpps" >&2
+run_ours() { # log -> Mpps
+  dotnet src/Vfio.VirtioNet.Tools/bin/Release/net10.0/vfio-net.dll fwd --port-a "$VFIO_LAB_NET0" --port-b "$VFIO_LAB_NET1" \
+    --seconds "$SECS" --warmup 1 --burst 32 --unsafe-noiommu > "$1" 2>&1
+  local v; v="$(sed -n 's/^fwd-mpps=//p' "$1")"
+  echo "${v:-0}"
+}
+
+dpdk_all="" ours_all=""
+for r in $(seq 1 "$ROUNDS"); do
+  d="$(run_dpdk "$OUT/dpdk-$r.log")"; echo "bench: round $r dpdk-testpmd ${d} Mpps" >&2
+  o="$(run_ours "$OUT/ours-$r.log")"; echo "bench: round $r vfio-net fwd ${o} Mpps" >&2
+  dpdk_all+=" $d" ours_all+=" $o"
+done
+mean() { echo "$@" | awk '{ t = 0; for (i = 1; i <= NF; i++) t += $i; printf "%.4f", (NF ? t / NF : 0) }'; }
+dpdk="$(mean $dpdk_all)" ours="$(mean $ours_all)"
 {
-  echo "dpdk-testpmd io-forward: ${dpdk} Mpps (both ports, burst 32, tx-first)"
-  echo "vfio-net fwd io-forward: ${ours} Mpps (both ports, burst 32, tx-first)"
+  echo "dpdk-testpmd io-forward, per round (Mpps, both ports, burst 32, tx-first):$dpdk_all"
+  echo "vfio-net fwd io-forward, per round (Mpps, both ports, burst 32, tx-first):$ours_all"
   awk -v o="$ours" -v d="$dpdk" 'BEGIN { printf "net-ioforward ours=%s dpdk=%s ratio=%.3f\n", o, d, (d > 0 ? o / d : 0) }'
 } > "$OUT/result"
-[ "$ours" != 0 ] && [ "$dpdk" != 0 ]
+[ "$ours" != 0.0000 ] && [ "$dpdk" != 0.0000 ]
