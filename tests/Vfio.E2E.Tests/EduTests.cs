@@ -248,7 +248,7 @@ public sealed class EduTests
     public void DeviceNotBoundToVfioIsRefused()
     {
         int before = Lab.OpenFdCount();
-        var e = Assert.Throws<DeviceNotBoundException>(() => VfioDevice.Open(Lab.Edu2, OptIn));
+        var e = Assert.Throws<DeviceNotBoundException>(() => VfioDevice.Open(Lab.Edu2Address, OptIn));
         Assert.Contains("vfio bind", e.Message);
         Assert.Equal(before, Lab.OpenFdCount());
     }
@@ -259,7 +259,7 @@ public sealed class EduTests
         Lab.BoundEdu();
         var other = ExpectedMode == VfioMode.NoIommu ? VfioMode.Type1 : VfioMode.NoIommu;
         int before = Lab.OpenFdCount();
-        var e = Assert.Throws<VfioException>(() => VfioDevice.Open(Lab.Edu, OptIn with { Mode = other }));
+        var e = Assert.Throws<VfioException>(() => VfioDevice.Open(Lab.EduAddress, OptIn with { Mode = other }));
         Assert.Contains(other == VfioMode.Type1 ? "No-IOMMU group" : "IOMMU group", e.Message);
         Assert.Equal(before, Lab.OpenFdCount());
     }
@@ -269,7 +269,7 @@ public sealed class EduTests
     {
         using var first = OpenEdu();
         // Opening the same device again in the same container is refused by the kernel (one open per device).
-        var e = Assert.ThrowsAny<VfioException>(() => VfioDevice.Open(Lab.Edu, OptIn with { Container = first.Container }));
+        var e = Assert.ThrowsAny<VfioException>(() => VfioDevice.Open(Lab.EduAddress, OptIn with { Container = first.Container }));
         Assert.NotNull(e.Message);
         // The first device still works.
         using var bar0 = first.OpenRegion(0);
@@ -279,7 +279,7 @@ public sealed class EduTests
 
 /// <summary>No-IOMMU only: the opt-in, the capability, and the kernel's own evidence.</summary>
 [Trait("lab", "noiommu")]
-public sealed class NoIommuTests
+public sealed class NoIommuModeTests
 {
     [Fact]
     public void WithoutTheCallersOptInTheDeviceIsRefused()
@@ -338,7 +338,7 @@ public sealed class NoIommuTests
 
 /// <summary>type1 only: DMA goes through IOVAs the library mapped.</summary>
 [Trait("lab", "type1")]
-public sealed class Type1Tests
+public sealed class Type1ModeTests
 {
     [Fact]
     public void DeviceOpensWithoutAnyOptInAndDmaUsesMappedIovas()
@@ -357,7 +357,7 @@ public sealed class Type1Tests
 
 /// <summary>No-IOMMU parameter off: the device cannot be used, and the library says why and how to opt in.</summary>
 [Trait("lab", "noiommu-off")]
-public sealed class NoIommuOffTests
+public sealed class NoIommuOffRefusalTests
 {
     [Fact]
     public void ParameterIsOffAndReportedSo()
@@ -372,12 +372,12 @@ public sealed class NoIommuOffTests
     public void BindingOrOpeningSaysNoIommuModeIsOff()
     {
         var host = new PciHost();
-        var bind = Record.Exception(() => host.BindToVfio(Lab.Edu));
+        var bind = Record.Exception(() => host.BindToVfio(Lab.EduAddress));
         Assert.IsType<NoIommuModeDisabledException>(bind);
         Assert.Contains("enable_unsafe_noiommu_mode", bind.Message);
 
         int before = Lab.OpenFdCount();
-        var open = Assert.ThrowsAny<VfioException>(() => VfioDevice.Open(Lab.Edu, new VfioOpenOptions { AllowNoIommu = true }));
+        var open = Assert.ThrowsAny<VfioException>(() => VfioDevice.Open(Lab.EduAddress, new VfioOpenOptions { AllowNoIommu = true }));
         Assert.True(open is NoIommuModeDisabledException or DeviceNotBoundException, open.GetType().Name);
         Assert.Equal(before, Lab.OpenFdCount());
     }

@@ -1,56 +1,103 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Runtime.InteropServices;
 using Vfio.Host;
+
+[assembly: Xunit.v3.Parallelization(Mode = Xunit.Sdk.ParallelMode.None)] // tests share the guest's devices
 
 namespace Vfio.E2E.Tests;
 
 /// <summary>
-/// What the guest lab tells the suite: which configuration this guest is (noiommu, type1, noiommu-off) and the
-/// PCI addresses of its devices. These tests need a guest booted by lab/lab.sh; run them with './run test e2e'.
+/// What the guest lab (lab/lab.sh) tells a test about its guest, through environment variables,
+/// and small sysfs readers. Outside a lab guest every accessor throws, so a lab test run on the
+/// host fails with a message saying why instead of passing vacuously.
 /// </summary>
-internal static partial class Lab
+public static partial class Lab
 {
-    public static string Config => Require("VFIO_LAB_CONFIG");
-    public static PciAddress Edu => PciAddress.Parse(Require("VFIO_LAB_EDU"));
-    public static PciAddress Edu2 => PciAddress.Parse(Require("VFIO_LAB_EDU2"));
+    /// <summary>Trait values: the lab configuration a test class is written for.</summary>
+    public const string NoIommu = "noiommu", Type1 = "type1", NoIommuOff = "noiommu-off";
 
-    public static string Require(string name) =>
-        Environment.GetEnvironmentVariable(name) is { Length: > 0 } v
-            ? v
-            : throw new InvalidOperationException($"{name} is not set: these tests run inside the guest lab ('./run test e2e')");
+    public static string Config => Env("VFIO_LAB_CONFIG");
+    /// <summary>A writable directory whose files reach the host (lab.sh run --out / e2e OUTDIR).</summary>
+    public static string OutDir => Env("VFIO_LAB_OUT");
+    /// <summary>QEMU edu device: the device under test.</summary>
+    public static string Edu => Env("VFIO_LAB_EDU");
+    /// <summary>A second edu device that nothing binds.</summary>
+    public static string Edu2 => Env("VFIO_LAB_EDU2");
+    public static string Nvme => Env("VFIO_LAB_NVME");
+    public static string Net0 => Env("VFIO_LAB_NET0");
+    public static string Net1 => Env("VFIO_LAB_NET1");
+
+    public const string NoIommuParam = "/sys/module/vfio/parameters/enable_unsafe_noiommu_mode";
+
+    static string Env(string name) =>
+        Environment.GetEnvironmentVariable(name) is { Length: > 0 } value
+            ? value
+            : throw new InvalidOperationException($"{name} is not set: this test runs only inside the guest lab (lab/lab.sh e2e)");
+
+    /// <summary>Fails unless this process runs in the guest configuration <paramref name="config"/>.</summary>
+    public static void RequireConfig(string config) =>
+        Assert.True(Config == config, $"test for lab config '{config}' ran in '{Config}'");
+
+    public static string DeviceDir(string bdf) => Path.Combine("/sys/bus/pci/devices", bdf);
+
+    /// <summary>A sysfs attribute such as "vendor" ("0x1234\n") as a number.</summary>
+    public static uint ReadHex(string bdf, string attribute)
+    {
+        var text = File.ReadAllText(Path.Combine(DeviceDir(bdf), attribute)).Trim();
+        Assert.StartsWith("0x", text);
+        return uint.Parse(text.AsSpan(2), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>The name of the driver bound to a device, or null.</summary>
+    public static string? Driver(string bdf)
+    {
+        var link = new FileInfo(Path.Combine(DeviceDir(bdf), "driver"));
+        return link.LinkTarget is { } target ? Path.GetFileName(target) : null;
+    }
+
+    /// <summary>The device's IOMMU group number, or null when it has none.</summary>
+    public static string? IommuGroup(string bdf)
+    {
+        var link = new FileInfo(Path.Combine(DeviceDir(bdf), "iommu_group"));
+        return link.LinkTarget is { } target ? Path.GetFileName(target) : null;
+    }
+
+    public static string ReadTrimmed(string path) => File.ReadAllText(path).Trim();
+
+    /// <summary>The edu device under test as a typed address.</summary>
+    public static PciAddress EduAddress => PciAddress.Parse(Edu);
+
+    /// <summary>The never-bound edu device as a typed address.</summary>
+    public static PciAddress Edu2Address => PciAddress.Parse(Edu2);
 
     private static readonly object s_bindLock = new();
 
-    /// <summary>Binds the edu device under test to vfio-pci once per process.</summary>
+    /// <summary>Binds the edu device under test to vfio-pci (once; later calls find it bound).</summary>
     public static PciAddress BoundEdu()
     {
         lock (s_bindLock)
         {
             var host = new PciHost();
-            if (host.GetDevice(Edu).Driver != "vfio-pci")
+            if (host.GetDevice(EduAddress).Driver != PciHost.VfioPciDriver)
             {
-                host.BindToVfio(Edu);
+                host.BindToVfio(EduAddress);
             }
-            return Edu;
+            return EduAddress;
         }
     }
 
+    /// <summary>Number of file descriptors this process has open.</summary>
     public static int OpenFdCount() => Directory.GetFileSystemEntries("/proc/self/fd").Length;
 
+    /// <summary>The calling thread's kernel id (what the kernel logs as task_pid_nr(current)).</summary>
     [LibraryImport("libc", EntryPoint = "gettid")]
     public static partial int GetTid();
 
-    /// <summary>The kernel's ring buffer, read through dmesg (the host's util-linux, visible in the chroot).</summary>
-    public static string Dmesg()
-    {
-        var psi = new ProcessStartInfo("dmesg") { RedirectStandardOutput = true, UseShellExecute = false };
-        using var p = Process.Start(psi)!;
-        string text = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return text;
-    }
+    /// <summary>The kernel's ring buffer, through dmesg (the host's util-linux, visible in the chroot).</summary>
+    public static string Dmesg() => Run("dmesg").Output;
 
-    /// <summary>Runs a command and returns its exit code and combined output.</summary>
+    /// <summary>Runs a program and returns its exit code and its standard output followed by standard error.</summary>
     public static (int ExitCode, string Output) Run(string file, params string[] args)
     {
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -62,16 +109,15 @@ internal static partial class Lab
         return (p.ExitCode, stdout + stderr.Result);
     }
 
-    /// <summary>Path of the probe program built next to this suite.</summary>
+    /// <summary>The probe program (tests/Vfio.E2E.Probe), built beside this suite in the same configuration.</summary>
     public static string ProbeDll
     {
         get
         {
-            string dir = AppContext.BaseDirectory;
-            // tests/Vfio.E2E.Tests/bin/<cfg>/net10.0/ -> tests/Vfio.E2E.Probe/bin/<cfg>/net10.0/Vfio.E2E.Probe.dll
-            string probe = Path.GetFullPath(Path.Combine(dir, "..", "..", "..", "..", "Vfio.E2E.Probe", "bin",
-                new DirectoryInfo(dir).Parent!.Name, "net10.0", "Vfio.E2E.Probe.dll"));
-            return File.Exists(probe) ? probe : throw new FileNotFoundException("build tests/Vfio.E2E.Probe first", probe);
+            string dir = AppContext.BaseDirectory.TrimEnd('/');
+            string configuration = new DirectoryInfo(dir).Parent!.Name;
+            string probe = Path.GetFullPath(Path.Combine(dir, "..", "..", "..", "..", "Vfio.E2E.Probe", "bin", configuration, "net10.0", "Vfio.E2E.Probe.dll"));
+            return File.Exists(probe) ? probe : throw new FileNotFoundException("build tests/Vfio.E2E.Probe first ('./run test' does)", probe);
         }
     }
 }

@@ -1,39 +1,6 @@
-using System.Globalization;
+using Vfio.Host;
 
 namespace Vfio.Dma;
-
-/// <summary>The state of one hugepage pool, from <c>/sys/kernel/mm/hugepages/hugepages-&lt;size&gt;kB/</c>.</summary>
-/// <param name="PageSize">Bytes per hugepage.</param>
-/// <param name="Total">Pages in the pool (<c>nr_hugepages</c>).</param>
-/// <param name="Free">Pages not faulted in by anyone (<c>free_hugepages</c>).</param>
-/// <param name="Reserved">Free pages already promised to existing mappings (<c>resv_hugepages</c>).</param>
-public readonly record struct HugePagePool(ulong PageSize, long Total, long Free, long Reserved)
-{
-    /// <summary>Where the kernel describes its hugepage pools.</summary>
-    public const string SysfsRoot = "/sys/kernel/mm/hugepages";
-
-    /// <summary>Pages a new mapping can still get: free and not reserved for another mapping.</summary>
-    public long Available => Math.Max(0, Free - Reserved);
-
-    /// <summary>Reads the pool of <paramref name="pageSize"/>-byte pages, or null when the kernel has no such pool.</summary>
-    /// <param name="pageSize">Hugepage size in bytes.</param>
-    /// <param name="sysfsRoot">The directory holding <c>hugepages-*kB</c>; tests pass a fake tree.</param>
-    public static HugePagePool? Read(ulong pageSize, string sysfsRoot = SysfsRoot)
-    {
-        var dir = System.IO.Path.Combine(sysfsRoot, $"hugepages-{pageSize / 1024}kB");
-        try
-        {
-            return new HugePagePool(pageSize, ReadLong(dir, "nr_hugepages"), ReadLong(dir, "free_hugepages"), ReadLong(dir, "resv_hugepages"));
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
-        {
-            return null;
-        }
-    }
-
-    private static long ReadLong(string dir, string name) =>
-        long.Parse(File.ReadAllText(System.IO.Path.Combine(dir, name)).Trim(), NumberStyles.None, CultureInfo.InvariantCulture);
-}
 
 /// <summary>
 /// The kernel had too few free hugepages for a DMA allocation (a hugetlb <c>mmap</c> failed with ENOMEM).
@@ -45,7 +12,7 @@ public sealed class HugePagesUnavailableException : VfioResourceException
     /// <param name="pageSize">Bytes per hugepage.</param>
     /// <param name="needed">Hugepages the allocation needed.</param>
     /// <param name="pool">The pool's state when the allocation failed, or null when the kernel has no such pool.</param>
-    public HugePagesUnavailableException(ulong pageSize, long needed, HugePagePool? pool)
+    public HugePagesUnavailableException(ulong pageSize, long needed, HugePageInfo? pool)
         : base($"mapping {needed} hugepage{(needed == 1 ? "" : "s")} of {pageSize >> 20} MiB for DMA", null, Errno.ENOMEM, Describe(pageSize, needed, pool))
     {
         PageSize = pageSize;
@@ -60,11 +27,11 @@ public sealed class HugePagesUnavailableException : VfioResourceException
     public long Needed { get; }
 
     /// <summary>The pool's state when the allocation failed, or null when the kernel has no pool of this size.</summary>
-    public HugePagePool? Pool { get; }
+    public HugePageInfo? Pool { get; }
 
-    internal static string Describe(ulong pageSize, long needed, HugePagePool? pool)
+    internal static string Describe(ulong pageSize, long needed, HugePageInfo? pool)
     {
-        var sysfs = $"{HugePagePool.SysfsRoot}/hugepages-{pageSize / 1024}kB/nr_hugepages";
+        var sysfs = $"/sys/kernel/mm/hugepages/hugepages-{pageSize / 1024}kB/nr_hugepages";
         if (pool is not { } p)
         {
             return $"the kernel has no {pageSize >> 20} MiB hugepage pool ({sysfs} does not exist); boot with hugepagesz={pageSize >> 20}M " +

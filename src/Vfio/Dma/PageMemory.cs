@@ -99,7 +99,7 @@ internal sealed class AnonymousPageMemory : IPageMemory
             var errno = Errno.Last;
             if (IsHugetlb && errno == Errno.ENOMEM)
             {
-                throw new HugePagesUnavailableException(PageSize, (long)(length / PageSize), HugePagePool.Read(PageSize));
+                throw new HugePagesUnavailableException(PageSize, (long)(length / PageSize), new Host.HugePages().GetPool(PageSize));
             }
             throw Errno.ToException(errno, $"mmap {length} bytes of {Description} for DMA",
                 hint: IsHugetlb && errno == Errno.EINVAL ? $"the kernel has no {PageSize >> 20} MiB hugepage pool" : null);

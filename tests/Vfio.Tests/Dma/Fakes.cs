@@ -33,7 +33,7 @@ internal sealed unsafe class FakePageMemory(ulong pageSize, string description, 
         Assert.True(length > 0 && length % PageSize == 0, $"map length {length} is not a multiple of {PageSize}");
         if (OutOfHugePages)
         {
-            throw new HugePagesUnavailableException(PageSize, (long)(length / PageSize), new HugePagePool(PageSize, 4, 0, 0));
+            throw new HugePagesUnavailableException(PageSize, (long)(length / PageSize), new Vfio.Host.HugePageInfo(PageSize, 4, 0, 0, 0));
         }
         // SAFETY (test): aligned heap memory standing in for an mmap; freed in Unmap.
         var p = (nint)NativeMemory.AlignedAlloc((nuint)length, (nuint)PageSize);

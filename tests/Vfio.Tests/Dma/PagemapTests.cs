@@ -160,29 +160,16 @@ public sealed class HugePageTests : IDisposable
     }
 
     [Fact]
-    public void Reads_a_pool_from_sysfs()
-    {
-        var dir = Directory.CreateDirectory(Path.Combine(_root, "hugepages-2048kB")).FullName;
-        File.WriteAllText(Path.Combine(dir, "nr_hugepages"), "64\n");
-        File.WriteAllText(Path.Combine(dir, "free_hugepages"), "10\n");
-        File.WriteAllText(Path.Combine(dir, "resv_hugepages"), "4\n");
-        var pool = HugePagePool.Read(2 << 20, _root);
-        Assert.Equal(new HugePagePool(2 << 20, 64, 10, 4), pool);
-        Assert.Equal(6, pool!.Value.Available);
-        Assert.Null(HugePagePool.Read(1 << 30, _root));
-    }
-
-    [Fact]
     public void The_shortage_message_says_what_is_free_and_how_to_reserve_more()
     {
-        var e = new HugePagesUnavailableException(2 << 20, 3, new HugePagePool(2 << 20, 0, 0, 0));
+        var e = new HugePagesUnavailableException(2 << 20, 3, new Vfio.Host.HugePageInfo(2 << 20, 0, 0, 0, 0));
         Assert.IsAssignableFrom<VfioResourceException>(e);
         Assert.Equal(Errno.ENOMEM, e.ErrorNumber);
         Assert.Contains("no 2 MiB hugepages are reserved on this host (nr_hugepages is 0), 3 needed", e.Message, StringComparison.Ordinal);
         Assert.Contains("'vfio hugepages reserve 3'", e.Message, StringComparison.Ordinal);
         Assert.Contains("/proc/sys/vm/nr_hugepages", e.Message, StringComparison.Ordinal);
 
-        var some = new HugePagesUnavailableException(2 << 20, 5, new HugePagePool(2 << 20, 64, 3, 1));
+        var some = new HugePagesUnavailableException(2 << 20, 5, new Vfio.Host.HugePageInfo(2 << 20, 64, 3, 1, 0));
         Assert.Contains("2 of 64 hugepages are free", some.Message, StringComparison.Ordinal);
         Assert.Contains("reserve 67", some.Message, StringComparison.Ordinal);
 

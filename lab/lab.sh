@@ -1,0 +1,493 @@
+#!/usr/bin/env bash
+# The guest lab: boots Debian 6.1 guests under QEMU/TCG with the vfio modules rebuilt for
+# No-IOMMU mode, runs commands (the .NET end-to-end tests) inside them and brings results back.
+#
+#   lab.sh prepare                                   install/build/cache everything a boot needs
+#   lab.sh run CONFIG [--timeout S] [--out DIR] [--log FILE] [--quiet] -- COMMAND...
+#                                                    boot one guest, run COMMAND, return its exit code
+#   lab.sh e2e OUTDIR                                every config runs the e2e tests; OUTDIR/<config>.log
+#   lab.sh shell CONFIG                              interactive guest (a bash in the host root)
+#   lab.sh bench lab                                 time a whole e2e lab run
+#   lab.sh demo                                      (not yet implemented)
+#
+# Configurations: noiommu (i440fx, vfio enable_unsafe_noiommu_mode=1), type1 (q35 + intel-iommu),
+# noiommu-off (i440fx, vfio loaded with the No-IOMMU parameter off).
+#
+# Guest devices, at the same PCI addresses in every configuration (slots 04-08 on bus 0; on q35
+# they are root-complex integrated, so the BDFs are the same as on i440fx):
+#   VFIO_LAB_EDU   0000:00:04.0  QEMU edu, the device under test (no kernel driver)
+#   VFIO_LAB_EDU2  0000:00:05.0  QEMU edu, left alone (for "device not bound" tests)
+#   VFIO_LAB_NVME  0000:00:06.0  nvme, 256 MiB raw file created per run, serial VFIOLAB0001
+#   VFIO_LAB_NET0  0000:00:07.0  virtio-net-pci, modern only, hub 0 port p0
+#   VFIO_LAB_NET1  0000:00:08.0  virtio-net-pci, modern only, hub 0 port p1
+#   (00:10.0-00:12.0 are the 9p shares the lab itself uses: host root, run dir, output dir.)
+#
+# Exit codes of `run`: COMMAND's own, or 124 when the guest timed out, 125 when the lab failed
+# (QEMU error, guest panic, init failure): those print the last console lines.
+#
+# Environment: VFIO_LAB_CACHE (default /var/cache/vfio-dotnet-lab), VFIO_LAB_TIMEOUT (seconds per
+# e2e boot, default 600), VFIO_LAB_KERNEL_ABI (pin a kernel ABI, e.g. 6.1.0-56-amd64),
+# CONFIG (build configuration of the test project, default Release).
+set -euo pipefail
+
+LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$LAB_DIR/.." && pwd)"
+CACHE="${VFIO_LAB_CACHE:-/var/cache/vfio-dotnet-lab}"
+CONFIGS=(noiommu type1 noiommu-off)
+INIT_SCRIPT="$LAB_DIR/guest-init.sh"
+KBUILD_FILE="$LAB_DIR/vfio-noiommu.kbuild"
+
+# PCI slots (hex) of the guest devices; the BDFs exported to commands derive from these.
+SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08
+SLOT_9P_HOST=10 SLOT_9P_LAB=11 SLOT_9P_OUT=12
+
+log() { printf 'lab: %s\n' "$*" >&2; }
+die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }  # since start time
+short_hash() { sha256sum | cut -c1-16; }
+
+# =================================================================================================
+# prepare: packages, guest kernel, vfio modules, module tree, initramfs. All cached under $CACHE.
+# =================================================================================================
+
+HOST_PACKAGES=(qemu-system-x86 busybox-static cpio kmod linux-source-6.1 make gcc xz-utils gzip)
+APT_UPDATED=0
+
+pkg_installed() { # package -> true when dpkg says it is installed
+  [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" = "ii " ]
+}
+pkg_version() { dpkg-query -W -f='${Version}' "$1"; }
+upstream() { local v="${1#*:}"; echo "${v%-*}"; }   # 1:6.1.192-2 -> 6.1.192
+
+apt_update_once() {
+  [ "$APT_UPDATED" = 1 ] && return 0
+  log "apt-get update"
+  apt-get update -qq >&2 || die "apt-get update failed"
+  APT_UPDATED=1
+}
+
+apt_install() { # packages...
+  apt_update_once
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 \
+    || die "apt-get install $* failed"
+}
+
+# The guest kernel ABI (e.g. 6.1.0-56-amd64): the installed linux-headers-6.1.*-amd64 whose version
+# equals the installed linux-source-6.1's, so a prepared machine needs no apt work at all.
+installed_abi() {
+  pkg_installed linux-source-6.1 || return 0
+  local src; src="$(pkg_version linux-source-6.1)"
+  dpkg-query -W -f='${Package} ${Version} ${db:Status-Abbrev}\n' 'linux-headers-6.1.*-amd64' 2>/dev/null \
+    | awk -v v="$src" '$2 == v && $3 == "ii" { sub("^linux-headers-", "", $1); print $1 }' \
+    | sort -V | tail -n1
+}
+
+ensure_packages() {
+  local missing=() p
+  for p in "${HOST_PACKAGES[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+  [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+
+  KABI="${VFIO_LAB_KERNEL_ABI:-$(installed_abi)}"
+  if [ -z "$KABI" ]; then
+    # Nothing matching yet: take the ABI Debian's linux-headers-amd64 currently points at.
+    apt_update_once
+    KABI="$(apt-cache depends linux-headers-amd64 2>/dev/null \
+      | sed -n 's/^ *Depends: linux-headers-\(6\.1\.[^ ]*-amd64\)$/\1/p' | head -n1)"
+    [ -n "$KABI" ] || die "cannot find which 6.1 kernel linux-headers-amd64 depends on (apt-cache)"
+    apt_install linux-source-6.1 "linux-headers-$KABI"
+  fi
+  pkg_installed "linux-headers-$KABI" || apt_install "linux-headers-$KABI"
+  [[ "$KABI" == 6.1.* ]] || die "the lab needs a 6.1 guest kernel, got ABI '$KABI'"
+
+  SRC_VERSION="$(pkg_version linux-source-6.1)"
+  HDR_VERSION="$(pkg_version "linux-headers-$KABI")"
+  SRC_TARBALL=/usr/src/linux-source-6.1.tar.xz
+  HEADERS=/usr/src/linux-headers-$KABI
+  [ -f "$SRC_TARBALL" ] || die "$SRC_TARBALL is missing (reinstall linux-source-6.1)"
+  [ -f "$HEADERS/Makefile" ] || die "$HEADERS is missing (reinstall linux-headers-$KABI)"
+}
+
+# The guest kernel image package, downloaded (not installed: the host's /boot stays untouched).
+fetch_image_deb() {
+  IMAGE_DEB="$CACHE/debs/linux-image-${KABI}_${HDR_VERSION}_amd64.deb"
+  [ -f "$IMAGE_DEB" ] && return 0
+  mkdir -p "$CACHE/debs"
+  local tmp; tmp="$(mktemp -d "$CACHE/debs/.download.XXXXXX")"
+  chown _apt "$tmp" 2>/dev/null || true   # apt-get download drops privileges to _apt
+  log "downloading linux-image-$KABI=$HDR_VERSION"
+  if ! (cd "$tmp" && apt-get download -qq "linux-image-$KABI=$HDR_VERSION" >&2); then
+    apt_update_once
+    (cd "$tmp" && apt-get download -qq "linux-image-$KABI=$HDR_VERSION" >&2) || {
+      rm -rf "$tmp"
+      die "cannot download linux-image-$KABI version $HDR_VERSION (the headers' version). If the" \
+        "archive has moved on, install the current kernel headers and source:" \
+        "apt-get install linux-headers-amd64 linux-source-6.1"
+    }
+  fi
+  mv "$tmp"/linux-image-*.deb "$IMAGE_DEB"
+  rm -rf "$tmp"
+}
+
+check_versions() {
+  IMG_VERSION="$(dpkg-deb -f "$IMAGE_DEB" Version)"
+  local i h s
+  i="$(upstream "$IMG_VERSION")" h="$(upstream "$HDR_VERSION")" s="$(upstream "$SRC_VERSION")"
+  if [ "$i" != "$h" ] || [ "$h" != "$s" ]; then
+    die "guest kernel versions differ: linux-image-$KABI $IMG_VERSION, linux-headers-$KABI" \
+      "$HDR_VERSION, linux-source-6.1 $SRC_VERSION. They must be the same upstream version:" \
+      "apt-get install linux-headers-amd64 linux-source-6.1 (after apt-get update) to align them."
+  fi
+}
+
+# Builds vfio, vfio_virqfd, vfio_iommu_type1, vfio-pci-core and vfio-pci with No-IOMMU compiled in,
+# from the 6.1 source, against the guest kernel's headers. $1 = empty output directory.
+build_vfio_modules() {
+  local out="$1" work="$1/build"
+  mkdir -p "$work/src"
+  tar -xf "$SRC_TARBALL" -C "$work/src" --strip-components=1 \
+    linux-source-6.1/drivers/vfio || die "cannot extract drivers/vfio from $SRC_TARBALL"
+  mkdir -p "$work/m/pci"
+  cp "$work"/src/drivers/vfio/*.[ch] "$work/m/"
+  cp "$work"/src/drivers/vfio/pci/*.[ch] "$work/m/pci/"
+  cp "$KBUILD_FILE" "$work/m/Kbuild"
+  make -C "$HEADERS" M="$work/m" -j"$(nproc)" modules > "$out/build.log" 2>&1 \
+    || { tail -n 30 "$out/build.log" >&2; die "building the vfio modules failed (log above)"; }
+  local ko
+  for ko in vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vfio-pci; do
+    cp "$work/m/$ko.ko" "$out/" || die "the build produced no $ko.ko"
+    strip --strip-debug "$out/$ko.ko"
+  done
+  modinfo -F parm "$out/vfio.ko" | grep -q '^enable_unsafe_noiommu_mode:' \
+    || die "the rebuilt vfio.ko has no enable_unsafe_noiommu_mode parameter"
+  rm -rf "$work"
+}
+
+# Runs "$2 <tmpdir>" and renames tmpdir to $1 when it succeeds: an interrupted step leaves no
+# half-made entry behind, only a .tmp.* directory that the next prepare removes.
+cache_step() { # final-path function
+  local final="$1" fn="$2"
+  [ -e "$final" ] && return 0
+  local tmp; tmp="$(mktemp -d "$CACHE/.tmp.XXXXXX")"
+  "$fn" "$tmp"
+  chmod 755 "$tmp"
+  mv -T "$tmp" "$final"
+}
+
+# Guest root: the image package's /boot and /lib/modules, with our vfio modules in place of
+# Debian's, and depmod run over it. $1 = empty directory.
+make_kernel_tree() {
+  local t="$1" mods="$1/lib/modules/$KABI"
+  dpkg-deb -x "$IMAGE_DEB" "$t" || die "cannot extract $IMAGE_DEB"
+  [ -f "$t/boot/vmlinuz-$KABI" ] || die "no boot/vmlinuz-$KABI in $IMAGE_DEB"
+  local ko
+  for ko in vfio vfio_virqfd vfio_iommu_type1; do cp "$VFIO_DIR/$ko.ko" "$mods/kernel/drivers/vfio/"; done
+  for ko in vfio-pci-core vfio-pci; do cp "$VFIO_DIR/$ko.ko" "$mods/kernel/drivers/vfio/pci/"; done
+  depmod -b "$t" "$KABI" || die "depmod failed on $t"
+}
+
+# Initramfs: static busybox, /init, and the modules needed to mount the host over 9p, in load
+# order (kmod's modprobe --show-depends resolves them in the guest tree). $1 = empty directory.
+make_initramfs() {
+  local t="$1" r="$1/root" m kind path deps
+  mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,lib/boot}
+  cp /bin/busybox "$r/bin/busybox"
+  cp "$INIT_SCRIPT" "$r/init"
+  chmod 755 "$r/init"
+  : > "$r/lib/boot/order"
+  for m in virtio_pci 9pnet_virtio 9p; do
+    deps="$(modprobe -d "$KERNEL_DIR" -S "$KABI" --show-depends "$m")" || die "initramfs: cannot resolve $m"
+    while read -r kind path _; do
+      [ "$kind" = insmod ] || continue          # "builtin NAME" lines need nothing
+      grep -qxF "$(basename "$path")" "$r/lib/boot/order" && continue
+      cp "$path" "$r/lib/boot/"
+      basename "$path" >> "$r/lib/boot/order"
+    done <<< "$deps"
+  done
+  (cd "$r" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) | gzip -1 > "$t/initramfs.gz"
+  rm -rf "$r"
+}
+
+prepare() {
+  case "$CACHE" in /tmp/* | /run/*) die "VFIO_LAB_CACHE must not be under /tmp or /run (the guest overlays them)";; esac
+  [[ "$CACHE" != *[[:space:]]* ]] || die "VFIO_LAB_CACHE must not contain spaces"
+  local t0; t0="$(now)"
+  mkdir -p "$CACHE"
+  # One prepare at a time per machine; a concurrent one waits.
+  exec 9> "$CACHE/.lock"
+  flock 9
+  rm -rf "$CACHE"/.tmp.* "$CACHE"/debs/.download.*   # leftovers of an interrupted prepare
+
+  ensure_packages
+  fetch_image_deb
+  check_versions
+
+  # Cache keys: the inputs' versions and the recipes' text (this script's functions and files).
+  local vfio_key kernel_key initrd_key
+  vfio_key="$( { cat "$KBUILD_FILE"; declare -f build_vfio_modules; echo "$KABI $HDR_VERSION $SRC_VERSION"; } | short_hash)"
+  VFIO_DIR="$CACHE/vfio-$KABI-$vfio_key"
+  [ -e "$VFIO_DIR" ] || log "building the vfio modules with No-IOMMU ($KABI)"
+  cache_step "$VFIO_DIR" build_vfio_modules
+
+  kernel_key="$( { declare -f make_kernel_tree; echo "$IMG_VERSION $vfio_key"; } | short_hash)"
+  KERNEL_DIR="$CACHE/kernel-$KABI-$kernel_key"
+  [ -e "$KERNEL_DIR" ] || log "extracting the guest kernel and running depmod"
+  cache_step "$KERNEL_DIR" make_kernel_tree
+
+  initrd_key="$( { cat "$INIT_SCRIPT"; declare -f make_initramfs; pkg_version busybox-static; echo "$kernel_key"; } | short_hash)"
+  INITRD_DIR="$CACHE/initramfs-$initrd_key"
+  [ -e "$INITRD_DIR" ] || log "building the initramfs"
+  cache_step "$INITRD_DIR" make_initramfs
+
+  # Mark the entries in use; drop entries no prepare has used for 30 days (other keys, old kernels).
+  touch "$VFIO_DIR" "$KERNEL_DIR" "$INITRD_DIR" "$IMAGE_DEB"
+  find "$CACHE" -mindepth 1 -maxdepth 2 -mtime +30 \( -name 'vfio-*' -o -name 'kernel-*' \
+    -o -name 'initramfs-*' -o -name 'linux-image-*.deb' \) -exec rm -rf {} + 2>/dev/null || true
+
+  VMLINUZ="$KERNEL_DIR/boot/vmlinuz-$KABI"
+  INITRD="$INITRD_DIR/initramfs.gz"
+  flock -u 9
+  log "prepared: kernel $KABI ($IMG_VERSION), cache $CACHE ($(elapsed "$t0") s)"
+}
+
+# =================================================================================================
+# run: one guest, one command.
+# =================================================================================================
+
+bdf() { printf '0000:00:%s.0' "$1"; }
+
+# QEMU arguments for configuration $1, run directory $2, output directory $3.
+qemu_args() {
+  local config="$1" run="$2" out="$3" append net_extra=""
+  append="console=ttyS0 panic=-1 quiet vfio_lab.config=$config vfio_lab.modules=$KERNEL_DIR"
+  QEMU_ARGS=(-accel tcg -cpu max -m 2048 -smp 2
+    -nodefaults -no-user-config -display none -monitor none -no-reboot)
+  case "$config" in
+    noiommu | noiommu-off)
+      QEMU_ARGS+=(-M pc) ;;
+    type1)
+      # The vIOMMU comes before the devices it translates for.
+      QEMU_ARGS+=(-M q35,kernel-irqchip=split -device intel-iommu,intremap=on)
+      append+=" intel_iommu=on"
+      net_extra=",iommu_platform=on"   # virtio DMA goes through the IOMMU, as vfio expects
+      ;;
+    *) die "unknown configuration '$config' (${CONFIGS[*]})" ;;
+  esac
+  [ "${INTERACTIVE:-0}" = 1 ] && append+=" vfio_lab.interactive=1"
+  QEMU_ARGS+=(-kernel "$VMLINUZ" -initrd "$INITRD" -append "$append"
+    # the lab's own shares: host root (read-only), run directory, output directory
+    -fsdev "local,id=fshost,path=/,security_model=none,readonly=on,multidevs=remap"
+    -device "virtio-9p-pci,fsdev=fshost,mount_tag=host,addr=0x$SLOT_9P_HOST"
+    -fsdev "local,id=fslab,path=$run,security_model=none"
+    -device "virtio-9p-pci,fsdev=fslab,mount_tag=lab,addr=0x$SLOT_9P_LAB"
+    -fsdev "local,id=fsout,path=$out,security_model=none"
+    -device "virtio-9p-pci,fsdev=fsout,mount_tag=out,addr=0x$SLOT_9P_OUT"
+    # the devices under test
+    -device "edu,addr=0x$SLOT_EDU,dma_mask=0xffffffffffffffff"
+    -device "edu,addr=0x$SLOT_EDU2,dma_mask=0xffffffffffffffff"
+    -drive "file=$run/nvme.img,if=none,format=raw,id=nvm"
+    -device "nvme,drive=nvm,serial=VFIOLAB0001,addr=0x$SLOT_NVME"
+    -netdev hubport,id=p0,hubid=0 -netdev hubport,id=p1,hubid=0
+    -device "virtio-net-pci,netdev=p0,disable-legacy=on,mac=52:54:00:00:00:01,addr=0x$SLOT_NET0$net_extra"
+    -device "virtio-net-pci,netdev=p1,disable-legacy=on,mac=52:54:00:00:00:02,addr=0x$SLOT_NET1$net_extra")
+}
+
+# The script the guest runs chrooted into the host root: environment, cwd, the command.
+write_job() { # run-dir config command...
+  local run="$1" config="$2"; shift 2
+  local dotnet_dir path
+  dotnet_dir="$(dirname "$(readlink -f "$(command -v dotnet || echo /usr/bin/dotnet)")")"
+  path="$dotnet_dir:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+  {
+    echo '#!/bin/bash'
+    echo '# Written by lab/lab.sh for one guest run.'
+    printf 'export PATH=%q HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8 DOTNET_ROOT=%q\n' "$path" "$dotnet_dir"
+    echo 'export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1'
+    # Under TCG every JIT'ed instruction is expensive: skip tiered PGO's instrumented tier.
+    echo 'export DOTNET_TieredPGO=0'
+    printf 'export VFIO_LAB_CONFIG=%q VFIO_LAB_OUT=/run/vfio-lab/out\n' "$config"
+    printf 'export VFIO_LAB_EDU=%s VFIO_LAB_EDU2=%s VFIO_LAB_NVME=%s VFIO_LAB_NET0=%s VFIO_LAB_NET1=%s\n' \
+      "$(bdf $SLOT_EDU)" "$(bdf $SLOT_EDU2)" "$(bdf $SLOT_NVME)" "$(bdf $SLOT_NET0)" "$(bdf $SLOT_NET1)"
+    printf 'cd %q || exit 126\n' "$ROOT"
+    printf '%q ' "$@"; echo
+  } > "$run/job.sh"
+}
+
+# run_guest CONFIG TIMEOUT OUTDIR LOGFILE STREAM COMMAND... -> COMMAND's exit code, 124, or 125.
+run_guest() {
+  local config="$1" timeout="$2" out="$3" logf="$4" stream="$5"; shift 5
+  local run rc qrc
+  run="$(mktemp -d /tmp/vfio-lab.XXXXXX)"
+  RUN_DIR="$run"   # removed on exit even when interrupted (see main)
+  mkdir -p "$run/out" "$out" "$(dirname "$logf")"
+  truncate -s 256M "$run/nvme.img"
+  write_job "$run" "$config" "$@"
+  qemu_args "$config" "$run" "$out"
+
+  set +e
+  if [ "${INTERACTIVE:-0}" = 1 ]; then
+    qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial mon:stdio
+    qrc=$?
+  elif [ "$stream" = 1 ]; then
+    timeout --foreground -k 10 "$timeout" qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial stdio < /dev/null 2>&1 \
+      | tee "$logf" >&2
+    qrc=${PIPESTATUS[0]}
+  else
+    timeout --foreground -k 10 "$timeout" qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial stdio < /dev/null > "$logf" 2>&1
+    qrc=$?
+  fi
+  set -e
+
+  if [ -s "$run/rc" ]; then
+    rc="$(cat "$run/rc")"
+    [ "$qrc" -eq 0 ] || log "$config: warning: the command finished (exit $rc) but QEMU exited with $qrc"
+  else
+    if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
+      LAB_FAILURE="the guest ($config) did not finish within $timeout s"; rc=124
+    elif grep -q 'Kernel panic' "$logf"; then
+      LAB_FAILURE="the guest ($config) kernel panicked: $(grep -m1 -o 'Kernel panic.*' "$logf" | tr -d '\r')"; rc=125
+    elif grep -q 'vfio-lab: FAILED' "$logf"; then
+      LAB_FAILURE="the guest ($config) init failed: $(grep -m1 -o 'vfio-lab: FAILED.*' "$logf" | tr -d '\r')"; rc=125
+    else
+      LAB_FAILURE="the guest ($config) ended without reporting an exit code (QEMU exit $qrc)"; rc=125
+    fi
+    {
+      log "FAILED: $LAB_FAILURE; last console lines ($logf):"
+      tail -n 25 "$logf" | sed 's/^/    | /'
+    } >&2
+  fi
+  rm -rf "$run"
+  RUN_DIR=""
+  return "$rc"
+}
+
+cmd_run() {
+  local config="" timeout=300 out="" logf="" stream=1
+  [ $# -gt 0 ] || die "usage: lab.sh run CONFIG [--timeout S] [--out DIR] [--log FILE] [--quiet] -- COMMAND..."
+  config="$1"; shift
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --timeout) timeout="$2"; shift 2 ;;
+      --out) out="$2"; shift 2 ;;
+      --log) logf="$2"; shift 2 ;;
+      --quiet) stream=0; shift ;;
+      --) shift; break ;;
+      *) die "run: unexpected argument '$1' (the command goes after --)" ;;
+    esac
+  done
+  [ $# -gt 0 ] || die "run: no command given (lab.sh run $config -- COMMAND...)"
+  check_config "$config"
+  out="${out:-$ROOT/artifacts/lab/out}" logf="${logf:-$ROOT/artifacts/lab/$config.console.log}"
+  prepare
+  local t0 rc=0; t0="$(now)"
+  run_guest "$config" "$timeout" "$(abspath "$out")" "$(abspath "$logf")" "$stream" "$@" || rc=$?
+  log "$config: exit $rc in $(elapsed "$t0") s (console: $logf)"
+  return "$rc"
+}
+
+check_config() {
+  local c
+  for c in "${CONFIGS[@]}"; do [ "$1" = "$c" ] && return 0; done
+  die "unknown configuration '$1' (${CONFIGS[*]})"
+}
+abspath() { mkdir -p "$(dirname "$1")"; echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
+
+# =================================================================================================
+# e2e: every configuration runs the e2e test executable, filtered to its own tests.
+# =================================================================================================
+
+cmd_e2e() {
+  [ $# -eq 1 ] || die "usage: lab.sh e2e OUTDIR"
+  local outdir; outdir="$(abspath "$1")"
+  mkdir -p "$outdir"
+  local cfg
+  for cfg in "${CONFIGS[@]}"; do rm -f "$outdir/$cfg".{log,rc,console.txt}; done
+  local dll="tests/Vfio.E2E.Tests/bin/${CONFIG:-Release}/net10.0/Vfio.E2E.Tests.dll"
+
+  # Each config leaves OUTDIR/<config>.log (the test run's output; a lab failure is written there
+  # too, without an xunit summary, so ./run counts it as a failure) and OUTDIR/<config>.rc.
+  # prepare exits on error: try it in a subshell first, so a failure still leaves logs behind.
+  if ! (prepare); then
+    for cfg in "${CONFIGS[@]}"; do
+      echo "lab: FAILED: lab.sh prepare failed; no guest was booted" > "$outdir/$cfg.log"
+      echo 125 > "$outdir/$cfg.rc"
+    done
+    return 1
+  fi
+  prepare 2>/dev/null   # cached now: sets the paths in this shell
+  local failed=0 t0 rc times=()
+  for cfg in "${CONFIGS[@]}"; do
+    t0="$(now)" rc=0
+    if [ ! -f "$ROOT/$dll" ]; then
+      echo "lab: FAILED: $dll is missing (build the solution first: ./run test e2e)" > "$outdir/$cfg.log"
+      rc=125
+    else
+      log "$cfg: booting"
+      LAB_FAILURE=""
+      run_guest "$cfg" "${VFIO_LAB_TIMEOUT:-600}" "$outdir" "$outdir/$cfg.console.txt" 0 \
+        bash -o pipefail -c 'dotnet "$1" -noColor -trait "lab=$VFIO_LAB_CONFIG" 2>&1 | tee "$VFIO_LAB_OUT/$VFIO_LAB_CONFIG.log"' \
+        e2e "$dll" || rc=$?
+      if [ -n "$LAB_FAILURE" ]; then
+        {
+          echo "lab: FAILED: $LAB_FAILURE"
+          echo "lab: last console lines ($outdir/$cfg.console.txt):"
+          tail -n 25 "$outdir/$cfg.console.txt"
+        } >> "$outdir/$cfg.log"
+      fi
+    fi
+    echo "$rc" > "$outdir/$cfg.rc"
+    [ "$rc" -eq 0 ] || failed=1
+    times+=("$cfg=$(elapsed "$t0")s(exit $rc)")
+    log "$cfg: exit $rc in $(elapsed "$t0") s"
+  done
+  log "wall times: ${times[*]}"
+  return "$failed"
+}
+
+# =================================================================================================
+# bench, demo, shell
+# =================================================================================================
+
+cmd_bench() {
+  case "${1:-}" in
+    lab)
+      local t0 rc=0; t0="$(now)"
+      cmd_e2e "$ROOT/artifacts/bench-lab" || rc=$?
+      echo "lab-e2e seconds=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%d", b - a + 0.5 }')"
+      return "$rc"
+      ;;
+    *) die "unknown benchmark '${1:-}' (lab)" ;;
+  esac
+}
+
+cmd_shell() {
+  [ $# -eq 1 ] || die "usage: lab.sh shell CONFIG"
+  check_config "$1"
+  [ -t 0 ] || die "shell needs a terminal"
+  prepare
+  log "booting $1; leave with 'exit' (the guest powers off), or Ctrl-A X"
+  INTERACTIVE=1 run_guest "$1" 0 "$ROOT/artifacts/lab/out" "$ROOT/artifacts/lab/$1.console.log" 0 bash -i
+}
+
+RUN_DIR=""
+cleanup() { [ -z "$RUN_DIR" ] || rm -rf "$RUN_DIR"; }
+
+main() {
+  trap cleanup EXIT
+  [ "$(id -u)" = 0 ] || die "the lab needs root (apt, the cache under /var/cache, vfio in the guest)"
+  case "$ROOT" in /tmp/* | /run/*) die "the repository must not be under /tmp or /run (the guest overlays them)";; esac
+  local cmd="${1:-help}"; shift || true
+  case "$cmd" in
+    prepare) prepare ;;
+    run) cmd_run "$@" ;;
+    e2e) cmd_e2e "$@" ;;
+    bench) cmd_bench "$@" ;;
+    shell) cmd_shell "$@" ;;
+    demo) echo "lab.sh demo: not yet implemented" >&2; exit 1 ;;
+    help | -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
+    *) die "unknown command '$cmd' (prepare, run, e2e, shell, bench, demo)" ;;
+  esac
+}
+
+main "$@"
