@@ -647,6 +647,7 @@ public sealed class NvmeIoQueue : IDisposable
     {
         _disposed = true;
         ReleaseBufferOwnership();
+        Pair.ReleaseOwnership();
         Pair.Dispose();
         _prpPages.Dispose();
     }

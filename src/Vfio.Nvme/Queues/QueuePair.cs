@@ -191,10 +191,12 @@ internal sealed unsafe class QueuePair : IDisposable
         _unrungCompletions = 0;
     }
 
-    /// <summary>Frees the memory; the controller must no longer own it.</summary>
+    /// <summary>
+    /// Frees the memory. Throws <see cref="InvalidOperationException"/> while the controller owns it: call
+    /// <see cref="ReleaseOwnership"/> once the queue is deleted or the controller disabled.
+    /// </summary>
     public void Dispose()
     {
-        ReleaseOwnership();
         _sqMemory.Dispose();
         _cqMemory.Dispose();
     }
