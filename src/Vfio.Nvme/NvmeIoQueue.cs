@@ -150,7 +150,7 @@ public sealed class NvmeIoQueue : IDisposable
     public void WriteZeroes(NvmeNamespace ns, ulong lba, int blocks)
     {
         RequireOptional(OptionalNvmCommands.WriteZeroes, "Write Zeroes");
-        CheckRange(ns, lba, blocks);
+        CheckBlocks(ns, blocks);
         Enter();
         try
         {
@@ -178,7 +178,7 @@ public sealed class NvmeIoQueue : IDisposable
     public unsafe void Deallocate(NvmeNamespace ns, ulong lba, int blocks)
     {
         RequireOptional(OptionalNvmCommands.DatasetManagement, "Dataset Management");
-        CheckRange(ns, lba, blocks);
+        CheckBlocks(ns, blocks);
         Enter();
         try
         {
@@ -579,11 +579,10 @@ public sealed class NvmeIoQueue : IDisposable
         // answers LBA Out of Range, which callers may rely on.
     }
 
-    private static void CheckRange(NvmeNamespace ns, ulong lba, int blocks)
+    private static void CheckBlocks(NvmeNamespace ns, int blocks)
     {
         ArgumentNullException.ThrowIfNull(ns);
         if (blocks < 1) { throw new ArgumentOutOfRangeException(nameof(blocks), blocks, "at least one block"); }
-        _ = lba;
     }
 
     private void RequireOptional(OptionalNvmCommands command, string name)
