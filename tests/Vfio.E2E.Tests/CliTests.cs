@@ -24,9 +24,10 @@ internal static class VfioCli
 
     public static JsonElement Json(params string[] args)
     {
-        var (code, output) = Run([.. args, "--json"]);
-        Assert.True(code == 0, $"vfio {string.Join(' ', args)} --json exited {code}: {output}");
-        return JsonDocument.Parse(output).RootElement;
+        // Logs (the No-IOMMU warning, for one) go to stderr; the document alone is on stdout.
+        var (code, stdout, stderr) = Lab.RunSplit("dotnet", [Dll, .. args, "--json"]);
+        Assert.True(code == 0, $"vfio {string.Join(' ', args)} --json exited {code}: {stdout}{stderr}");
+        return JsonDocument.Parse(stdout).RootElement;
     }
 
     public static void AssertNoStackTrace(string output) =>
@@ -58,17 +59,25 @@ public sealed class CliNoIommuTests
     [Fact]
     public void BindAndUnbindMoveADeviceAndSayWhatChanged()
     {
-        var bind = VfioCli.Json("bind", Lab.Edu2).GetProperty("devices")[0];
-        Assert.Equal("bound", bind.GetProperty("action").GetString());
-        Assert.Equal("vfio-pci", bind.GetProperty("driver").GetString());
-        Assert.True(bind.GetProperty("noIommu").GetBoolean());
-        Assert.StartsWith("/dev/vfio/noiommu-", bind.GetProperty("groupDevicePath").GetString(), StringComparison.Ordinal);
-        Assert.True(File.Exists(bind.GetProperty("groupDevicePath").GetString()));
-        Assert.Equal("unchanged", VfioCli.Json("bind", Lab.Edu2).GetProperty("devices")[0].GetProperty("action").GetString());
+        Lab.UnboundEdu2();
+        try
+        {
+            var bind = VfioCli.Json("bind", Lab.Edu2).GetProperty("devices")[0];
+            Assert.Equal("bound", bind.GetProperty("action").GetString());
+            Assert.Equal("vfio-pci", bind.GetProperty("driver").GetString());
+            Assert.True(bind.GetProperty("noIommu").GetBoolean());
+            Assert.StartsWith("/dev/vfio/noiommu-", bind.GetProperty("groupDevicePath").GetString(), StringComparison.Ordinal);
+            Assert.True(File.Exists(bind.GetProperty("groupDevicePath").GetString()));
+            Assert.Equal("unchanged", VfioCli.Json("bind", Lab.Edu2).GetProperty("devices")[0].GetProperty("action").GetString());
 
-        var unbind = VfioCli.Json("unbind", Lab.Edu2).GetProperty("devices")[0];
-        Assert.Equal("unbound", unbind.GetProperty("action").GetString());
-        Assert.Null(Lab.Driver(Lab.Edu2));
+            var unbind = VfioCli.Json("unbind", Lab.Edu2).GetProperty("devices")[0];
+            Assert.Equal("unbound", unbind.GetProperty("action").GetString());
+            Assert.Null(Lab.Driver(Lab.Edu2));
+        }
+        finally
+        {
+            Lab.UnboundEdu2();   // later tests rely on the second edu device staying unbound
+        }
     }
 
     [Fact]
@@ -165,6 +174,7 @@ public sealed class CliNoIommuOffTests
     [Fact]
     public void BindSaysNoIommuModeIsOffAndHowToOptIn()
     {
+        Lab.UnboundEdu2();
         var (code, output) = VfioCli.Run("bind", Lab.Edu2);
         Assert.Equal(4, code);
         Assert.Contains("enable_unsafe_noiommu_mode", output);
