@@ -260,7 +260,7 @@ bdf() { printf '0000:00:%s.0' "$1"; }
 # QEMU arguments for configuration $1, run directory $2, output directory $3.
 qemu_args() {
   local config="$1" run="$2" out="$3" append net_extra=""
-  append="console=ttyS0 panic=-1 quiet vfio_lab.config=$config vfio_lab.modules=$KERNEL_DIR"
+  append="console=ttyS0 panic=-1 quiet vfio_lab.config=$config vfio_lab.modules=$KERNEL_DIR vfio_lab.repo=$ROOT"
   QEMU_ARGS=(-accel tcg -cpu max -m 2048 -smp 2
     -nodefaults -no-user-config -display none -monitor none -no-reboot)
   case "$config" in
@@ -513,7 +513,6 @@ cleanup() { [ -z "$RUN_DIR" ] || rm -rf "$RUN_DIR"; }
 main() {
   trap cleanup EXIT
   [ "$(id -u)" = 0 ] || die "the lab needs root (apt, the cache under /var/cache, vfio in the guest)"
-  case "$ROOT" in /tmp/* | /run/*) die "the repository must not be under /tmp or /run (the guest overlays them)";; esac
   local cmd="${1:-help}"; shift || true
   case "$cmd" in
     prepare) prepare ;;
