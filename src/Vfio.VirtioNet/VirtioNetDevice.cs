@@ -342,14 +342,15 @@ public sealed partial class VirtioNetDevice : IDisposable
         // "the driver MUST NOT send any buffer available notifications to the device before setting DRIVER_OK").
         foreach (var rx in _rx) { Refill(rx, notify: false); }
         _transport.AddStatus(VirtioStatus.DriverOk);
+        if (pairs > 1 && _control is not null)
+        {
+            // Pairs beyond the first carry traffic only once switched on (§5.1.6.5.5); do it before their doorbells.
+            SetQueuePairs(pairs);
+        }
         foreach (var rx in _rx)
         {
             _transport.Notify(rx.Doorbell, rx.Index);
             _notifications++;
-        }
-        if (pairs > 1 && _control is not null)
-        {
-            SetQueuePairs(pairs);
         }
         if ((_transport.Status & VirtioStatus.DeviceNeedsReset) != 0)
         {

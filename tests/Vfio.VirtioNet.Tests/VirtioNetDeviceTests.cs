@@ -284,6 +284,41 @@ public sealed class VirtioNetDeviceTests : IDisposable
     }
 
     [Fact]
+    public void SeveralQueuePairsAreSwitchedOnThroughTheControlQueue()
+    {
+        var (devA, devB) = EmulatedVirtioNet.CreatePair(queueSize: 32, maxPairs: 4);
+        using var a = VirtioNetDevice.Open(devA, new VirtioNetOptions { QueuePairs = 2 });
+        using var b = VirtioNetDevice.Open(devB, new VirtioNetOptions { QueuePairs = 2, Pool = a.Pool });
+        Assert.Equal((4, 2), (a.MaxQueuePairs, a.QueuePairCount));
+        Assert.Equal(2, devA.ActivePairs);
+        Assert.NotEqual(0UL, a.NegotiatedFeatures & (NetMultiQueue | NetControlQueue));
+        // Pair 1 carries its own traffic: frames sent on A's second transmit queue arrive on B's second receive queue.
+        var tx = new PacketBuffer[10];
+        int n = a.Pool.Allocate(tx);
+        for (int i = 0; i < n; i++) { TestFrames.Write(tx[i].Room, 64, (ulong)i, TestFrames.Broadcast, TestFrames.Broadcast); tx[i].Length = 64; }
+        Assert.Equal(n, a.Transmit(tx.AsSpan(0, n), queuePair: 1));
+        var rx = new PacketBuffer[16];
+        Assert.Equal(0, b.Receive(rx, queuePair: 0));
+        Assert.Equal(n, b.Receive(rx, queuePair: 1));
+        for (int i = 0; i < n; i++)
+        {
+            Assert.True(TestFrames.TryRead(rx[i].Data, out ulong seq));
+            Assert.Equal((ulong)i, seq);
+        }
+        PacketPool.Free(rx.AsSpan(0, n));
+        a.Reset();                                   // the reset switches the pairs on again
+        Assert.Equal(2, devA.ActivePairs);
+    }
+
+    [Fact]
+    public void WithoutMultiQueueOnePairIsUsed()
+    {
+        var (a, _) = OpenPair(new VirtioNetOptions { QueuePairs = 4 });
+        Assert.Equal((1, 1), (a.MaxQueuePairs, a.QueuePairCount));
+        Assert.Equal(0UL, a.NegotiatedFeatures & NetMultiQueue);
+    }
+
+    [Fact]
     public void DoorbellBatchingHoldsKicksUntilTheThresholdOrAFlush()
     {
         var (a, b) = OpenPair(new VirtioNetOptions { TxDoorbellThreshold = 3 });

@@ -28,24 +28,28 @@ internal sealed unsafe class EmulatedVirtioNet : IPciDevice
     private byte _status, _generation, _isr;
     private ushort _linkStatus = 1;
 
-    public EmulatedVirtioNet(PciAddress address, byte[] mac, EmulatedDma? dma = null, ulong? features = null, ushort queueSize = 256)
+    public EmulatedVirtioNet(PciAddress address, byte[] mac, EmulatedDma? dma = null, ulong? features = null, ushort queueSize = 256, int maxPairs = 1)
     {
+        MaxPairs = maxPairs;
         Address = address;
         Mac = mac;
         _dma = dma ?? new EmulatedDma();
         OfferedFeatures = features ?? (VirtioFeatures.Version1 | VirtioFeatures.AccessPlatform | VirtioFeatures.NetMac
             | VirtioFeatures.NetStatus | VirtioFeatures.NetMergeRxBuffers | VirtioFeatures.RingEventIndex | VirtioFeatures.NetCsum);
-        _queues = [new QueueState(queueSize), new QueueState(queueSize)];
+        // receiveqN = 2(N-1), transmitqN = 2(N-1)+1, then the control queue when MQ is offered (§5.1.2).
+        _queues = new QueueState[2 * maxPairs + (maxPairs > 1 ? 1 : 0)];
+        for (int i = 0; i < _queues.Length; i++) { _queues[i] = new QueueState(queueSize); }
+        if (maxPairs > 1) { OfferedFeatures |= VirtioFeatures.NetMultiQueue | VirtioFeatures.NetControlQueue; }
         Config = new PciConfigSpace(new ByteRegion(_config));
         BuildConfigSpace();
     }
 
     /// <summary>Two devices on one hub, sharing one DMA address space (as two ports in one VFIO container).</summary>
-    public static (EmulatedVirtioNet A, EmulatedVirtioNet B) CreatePair(ushort queueSize = 256, ulong? features = null)
+    public static (EmulatedVirtioNet A, EmulatedVirtioNet B) CreatePair(ushort queueSize = 256, ulong? features = null, int maxPairs = 1)
     {
         var dma = new EmulatedDma();
-        var a = new EmulatedVirtioNet(PciAddress.Parse("0000:00:07.0"), [0x52, 0x54, 0, 0, 0, 1], dma, features, queueSize);
-        var b = new EmulatedVirtioNet(PciAddress.Parse("0000:00:08.0"), [0x52, 0x54, 0, 0, 0, 2], dma, features, queueSize);
+        var a = new EmulatedVirtioNet(PciAddress.Parse("0000:00:07.0"), [0x52, 0x54, 0, 0, 0, 1], dma, features, queueSize, maxPairs);
+        var b = new EmulatedVirtioNet(PciAddress.Parse("0000:00:08.0"), [0x52, 0x54, 0, 0, 0, 2], dma, features, queueSize, maxPairs);
         Connect(a, b);
         return (a, b);
     }
@@ -75,6 +79,9 @@ internal sealed unsafe class EmulatedVirtioNet : IPciDevice
         set { _linkStatus = value ? (ushort)1 : (ushort)0; _generation++; }
     }
 
+    public int MaxPairs { get; }
+    /// <summary>Queue pairs the driver switched on with VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET (1 until then, §5.1.6.5.5).</summary>
+    public int ActivePairs { get; private set; } = 1;
     public long Kicks { get; private set; }
     public long FramesSent { get; private set; }
     public long FramesDropped { get; private set; }
@@ -192,7 +199,7 @@ internal sealed unsafe class EmulatedVirtioNet : IPciDevice
         Span<byte> cfg = stackalloc byte[12];
         Mac.CopyTo(cfg);
         BinaryPrimitives.WriteUInt16LittleEndian(cfg[6..], _linkStatus);
-        BinaryPrimitives.WriteUInt16LittleEndian(cfg[8..], 1);    // max_virtqueue_pairs
+        BinaryPrimitives.WriteUInt16LittleEndian(cfg[8..], (ushort)MaxPairs);    // max_virtqueue_pairs
         BinaryPrimitives.WriteUInt16LittleEndian(cfg[10..], 1500); // mtu
         if (offset + (ulong)width > 12) { return 0; }
         return width switch
@@ -278,6 +285,7 @@ internal sealed unsafe class EmulatedVirtioNet : IPciDevice
         _queueSelect = 0;
         _isr = 0;
         foreach (var q in _queues) { q.Reset(); }
+        ActivePairs = 1;
     }
 
     // ---- data path ----
@@ -285,24 +293,56 @@ internal sealed unsafe class EmulatedVirtioNet : IPciDevice
 
     private void OnNotify(int queue)
     {
-        if (queue == 1) { ProcessTx(); }
-        else if (queue == 0) { Peer?.ProcessTx(); } // receive buffers arrived: what the peer had waiting can flow
+        if (MaxPairs > 1 && queue == 2 * MaxPairs) { ProcessControl(); return; }
+        int pair = queue / 2;
+        if (pair >= ActivePairs) { throw new InvalidOperationException($"doorbell of queue {queue}, but only {ActivePairs} pair(s) are switched on"); }
+        if (queue % 2 == 1) { ProcessTx(pair); }
+        else { Peer?.ProcessTx(pair); } // receive buffers arrived: what the peer had waiting can flow
     }
 
     /// <summary>Does what kicks would have done: both devices drain their transmit queues.</summary>
     public void Pump()
     {
-        ProcessTx();
-        Peer?.ProcessTx();
+        for (int p = 0; p < ActivePairs; p++)
+        {
+            ProcessTx(p);
+            Peer?.ProcessTx(p);
+        }
+    }
+
+    /// <summary>The control queue (§5.1.6.5): VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET is the one command understood.</summary>
+    private void ProcessControl()
+    {
+        var q = _queues[2 * MaxPairs];
+        while (true)
+        {
+            ushort availIdx = Volatile.Read(ref *(ushort*)_dma.Translate(q.Driver + 2, 2));
+            if (availIdx == q.LastAvail) { return; }
+            ushort head = *(ushort*)_dma.Translate(q.Driver + 4 + 2UL * (ulong)(q.LastAvail % q.Size), 2);
+            byte* d0 = (byte*)_dma.Translate(q.Desc + 16UL * head, 16);
+            byte* command = (byte*)_dma.Translate(*(ulong*)d0, *(uint*)(d0 + 8));
+            if ((*(ushort*)(d0 + 12) & (ushort)VirtqDescriptorFlags.Next) == 0) { throw new InvalidOperationException("control command without an ack buffer"); }
+            byte* d1 = (byte*)_dma.Translate(q.Desc + 16UL * *(ushort*)(d0 + 14), 16);
+            if ((*(ushort*)(d1 + 12) & (ushort)VirtqDescriptorFlags.Write) == 0) { throw new InvalidOperationException("the ack buffer is not device-writable"); }
+            byte ack = 1; // VIRTIO_NET_ERR
+            if (command[0] == 4 && command[1] == 0)
+            {
+                int pairs = command[2] | command[3] << 8;
+                if (pairs >= 1 && pairs <= MaxPairs) { ActivePairs = pairs; ack = 0; }
+            }
+            *(byte*)_dma.Translate(*(ulong*)d1, 1) = ack;
+            q.LastAvail++;
+            PushUsed(q, head, 1);
+        }
     }
 
     private void SetUsedFlags(QueueState q) =>
         *(ushort*)_dma.Translate(q.Device, 2) = SuppressNotifications ? SplitVirtqueue.UsedNoNotify : (ushort)0;
 
     /// <summary>Sends what the transmit queue holds while the peer can take it (§2.7.14 from the device's side).</summary>
-    private void ProcessTx()
+    private void ProcessTx(int pair)
     {
-        var q = _queues[1];
+        var q = _queues[2 * pair + 1];
         if (!Live || !q.Enabled) { return; }
         SetUsedFlags(q);
         while (true)
@@ -315,7 +355,7 @@ internal sealed unsafe class EmulatedVirtioNet : IPciDevice
             if (payload < 0) { throw new InvalidOperationException($"transmitted buffer of {length} bytes has no room for the virtio-net header"); }
             if (Peer is { } peer && peer.Live)
             {
-                if (!peer.TryDeliver(_frame.AsSpan(VirtioNetDevice.HeaderSize, payload))) { return; } // wait for receive buffers
+                if (!peer.TryDeliver(pair, _frame.AsSpan(VirtioNetDevice.HeaderSize, payload))) { return; } // wait for receive buffers
                 FramesSent++;
             }
             else
@@ -346,9 +386,9 @@ internal sealed unsafe class EmulatedVirtioNet : IPciDevice
         }
     }
 
-    private bool TryDeliver(ReadOnlySpan<byte> frame)
+    private bool TryDeliver(int pair, ReadOnlySpan<byte> frame)
     {
-        var q = _queues[0];
+        var q = _queues[2 * pair];
         if (!q.Enabled) { return false; }
         SetUsedFlags(q);
         ushort availIdx = Volatile.Read(ref *(ushort*)_dma.Translate(q.Driver + 2, 2));
