@@ -27,7 +27,7 @@ internal sealed partial class HeaderProbe
     public static readonly string[] Headers =
     [
         "stdio.h", "stddef.h", "fcntl.h", "unistd.h", "sys/mman.h", "linux/mman.h", "linux/memfd.h", "sys/eventfd.h",
-        "sys/epoll.h", "sys/resource.h", "linux/vfio.h",
+        "sys/epoll.h", "sys/resource.h", "sys/socket.h", "sys/uio.h", "poll.h", "linux/vfio.h",
     ];
 
     /// <summary>Interop classes whose nested structs and constants are checked.</summary>
