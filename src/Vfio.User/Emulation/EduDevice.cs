@@ -148,7 +148,10 @@ public sealed class EduDevice : EmulatedPciDevice
         lock (_lock)
         {
             uint n = _factorial, result = 1;
-            for (uint i = 2; i <= n; i++) { result = unchecked(result * i); } // wraps at 32 bits, as the device's register does
+            // The register is 32 bits wide and wraps; from 34! on, 2^32 divides the product, so the answer is 0 and
+            // a client cannot keep the device busy for billions of iterations.
+            if (n >= 34) { result = 0; }
+            else { for (uint i = 2; i <= n; i++) { result = unchecked(result * i); } }
             _factorial = result;
             _status &= ~StatusComputing;
             if ((_status & StatusIrqOnFactorial) != 0) { RaiseLocked(FactorialIrq); }

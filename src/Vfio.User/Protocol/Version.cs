@@ -60,7 +60,11 @@ public sealed record VersionMessage(ushort Major, ushort Minor, VersionCapabilit
     internal static string Describe(ReadOnlySpan<byte> json) => Encoding.UTF8.GetString(json);
 }
 
-/// <summary>The capabilities object of VFIO_USER_VERSION.</summary>
+/// <summary>
+/// The capabilities object of VFIO_USER_VERSION. Settable rather than init-only: the source-generated deserializer
+/// assigns init-only properties in an object initializer, which would turn an absent member into 0 instead of the
+/// spec's default.
+/// </summary>
 public sealed record VersionCapabilities
 {
     /// <summary>Default max_data_xfer_size (1 MiB, the spec's default).</summary>
@@ -68,19 +72,19 @@ public sealed record VersionCapabilities
 
     /// <summary>Most descriptors the sender accepts in one message (default 1).</summary>
     [JsonPropertyName("max_msg_fds")]
-    public int MaxMessageFds { get; init; } = 1;
+    public int MaxMessageFds { get; set; } = 1;
 
     /// <summary>Most data bytes in one region/DMA read or write the sender accepts.</summary>
     [JsonPropertyName("max_data_xfer_size")]
-    public long MaxDataTransferSize { get; init; } = DefaultMaxDataTransferSize;
+    public long MaxDataTransferSize { get; set; } = DefaultMaxDataTransferSize;
 
     /// <summary>Page sizes the sender supports for DMA mappings (bitmap).</summary>
     [JsonPropertyName("pgsizes")]
-    public ulong PageSizes { get; init; } = 4096;
+    public ulong PageSizes { get; set; } = 4096;
 
     /// <summary>Most DMA mappings the server accepts.</summary>
     [JsonPropertyName("max_dma_maps")]
-    public int MaxDmaMaps { get; init; } = 65535;
+    public int MaxDmaMaps { get; set; } = 65535;
 }
 
 internal sealed class VersionJson
