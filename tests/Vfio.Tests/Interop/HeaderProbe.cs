@@ -45,6 +45,7 @@ internal sealed partial class HeaderProbe
         ("vfio_pci_hot_reset", "group_fds", typeof(int)),
         ("vfio_iommu_type1_info_cap_iova_range", "iova_ranges", typeof(Interop.Vfio.vfio_iova_range)),
         ("vfio_iommu_type1_dma_unmap", "data", typeof(byte)),
+        ("cmsghdr", "__cmsg_data", typeof(byte)),
     ];
 
     /// <summary>
