@@ -26,11 +26,12 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 
 # --- settings from the kernel command line -------------------------------------------------------
-CONFIG="" MODULES="" INTERACTIVE=0
+CONFIG="" MODULES="" REPO="" INTERACTIVE=0
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vfio_lab.config=*) CONFIG="${arg#*=}" ;;
     vfio_lab.modules=*) MODULES="${arg#*=}" ;;
+    vfio_lab.repo=*) REPO="${arg#*=}" ;;
     vfio_lab.interactive=*) INTERACTIVE="${arg#*=}" ;;
   esac
 done
@@ -52,8 +53,19 @@ done < /lib/boot/order
 mkdir -p /host
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro host /host \
   || fail "cannot mount the host root (9p tag 'host')"
+# A repository cloned under /tmp or /run (CI may clone anywhere) would vanish under the tmpfs: hold it
+# aside and put it back at the same path inside the tmpfs.
+case "$REPO" in
+  /tmp/* | /run/*)
+    mkdir -p /repo && mount --bind "/host$REPO" /repo || fail "cannot hold the repository $REPO"
+    ;;
+  *) REPO="" ;;
+esac
 mount -t tmpfs -o mode=1777 tmpfs /host/tmp || fail "tmpfs on /host/tmp"
 mount -t tmpfs -o mode=755 tmpfs /host/run || fail "tmpfs on /host/run"
+if [ -n "$REPO" ]; then
+  mkdir -p "/host$REPO" && mount --bind /repo "/host$REPO" || fail "cannot show the repository at $REPO"
+fi
 mkdir -p /host/run/vfio-lab
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 lab /host/run/vfio-lab \
   || fail "cannot mount the run directory (9p tag 'lab')"

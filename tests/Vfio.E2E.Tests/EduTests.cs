@@ -251,8 +251,9 @@ public sealed class EduTests
     [Fact]
     public void DeviceNotBoundToVfioIsRefused()
     {
+        var edu2 = Lab.UnboundEdu2();
         int before = Lab.OpenFdCount();
-        var e = Assert.Throws<DeviceNotBoundException>(() => VfioDevice.Open(Lab.Edu2Address, OptIn));
+        var e = Assert.Throws<DeviceNotBoundException>(() => VfioDevice.Open(edu2, OptIn));
         Assert.Contains("vfio bind", e.Message);
         Assert.Equal(before, Lab.OpenFdCount());
     }

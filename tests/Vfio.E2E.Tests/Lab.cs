@@ -119,13 +119,34 @@ public static partial class Lab
     /// <summary>Runs a program and returns its exit code and its standard output followed by standard error.</summary>
     public static (int ExitCode, string Output) Run(string file, params string[] args)
     {
+        var (code, stdout, stderr) = RunSplit(file, args);
+        return (code, stdout + stderr);
+    }
+
+    /// <summary>Runs a program and returns its exit code, standard output and standard error apart.</summary>
+    public static (int ExitCode, string StdOut, string StdErr) RunSplit(string file, params string[] args)
+    {
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in args) { psi.ArgumentList.Add(a); }
         using var p = Process.Start(psi)!;
         var stderr = p.StandardError.ReadToEndAsync();
         string stdout = p.StandardOutput.ReadToEnd();
         p.WaitForExit();
-        return (p.ExitCode, stdout + stderr.Result);
+        return (p.ExitCode, stdout, stderr.Result);
+    }
+
+    /// <summary>Makes sure the second edu device is bound to no driver (tests that bind it put it back too).</summary>
+    public static PciAddress UnboundEdu2()
+    {
+        lock (s_bindLock)
+        {
+            var host = new PciHost();
+            if (host.GetDevice(Edu2Address).Driver is not null)
+            {
+                host.Unbind(Edu2Address);
+            }
+            return Edu2Address;
+        }
     }
 
     /// <summary>The probe program (tests/Vfio.E2E.Probe), built beside this suite in the same configuration.</summary>

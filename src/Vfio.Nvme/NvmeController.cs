@@ -1,0 +1,640 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vfio.Devices;
+using Vfio.Dma;
+using Vfio.Nvme.Protocol;
+using Vfio.Nvme.Queues;
+
+namespace Vfio.Nvme;
+
+/// <summary>
+/// An NVMe controller driven from user space through <see cref="IPciDevice"/>: brought up per the NVMe base
+/// specification's initialisation sequence (NVMe 1.4 §7.6.1), identified, and shut down in order on
+/// <see cref="Dispose"/>. I/O goes through <see cref="NvmeIoQueue"/>s created with <see cref="CreateIoQueue"/>,
+/// one per submitting thread. The caller keeps owning <see cref="IPciDevice"/> and disposes it after the controller.
+/// </summary>
+public sealed partial class NvmeController : IDisposable
+{
+    private readonly IPciDevice _device;
+    private readonly IDeviceRegion _bar;
+    private readonly NvmeControllerOptions _options;
+    private readonly ILogger _logger;
+    private readonly Lock _adminLock = new();
+    private readonly QueuePair _admin;
+    private readonly DmaBuffer _scratch;
+    private readonly List<NvmeIoQueue> _ioQueues = [];
+    private readonly IInterruptSet? _msix;
+    private DeviceUseLease? _scratchLease;
+    private ushort _adminCid;
+    private int _grantedQueues;
+    private volatile bool _fatal;
+    private bool _disposed;
+
+    private NvmeController(IPciDevice device, IDeviceRegion bar, NvmeControllerOptions options, ILogger logger,
+        ControllerCapabilities cap, QueuePair admin, DmaBuffer scratch, IInterruptSet? msix)
+    {
+        _device = device;
+        _bar = bar;
+        _options = options;
+        _logger = logger;
+        Capabilities = cap;
+        _admin = admin;
+        _scratch = scratch;
+        _msix = msix;
+        PageShift = cap.MinPageShift;
+    }
+
+    /// <summary>The device underneath.</summary>
+    public IPciDevice Device => _device;
+
+    /// <summary>CAP as read at bring-up.</summary>
+    public ControllerCapabilities Capabilities { get; }
+
+    /// <summary>VS as read at bring-up.</summary>
+    public NvmeVersion Version { get; private set; }
+
+    /// <summary>Identify Controller data.</summary>
+    public IdentifyController Identity { get; private set; } = null!;
+
+    /// <summary>The active namespaces, by ascending NSID.</summary>
+    public IReadOnlyList<NvmeNamespace> Namespaces { get; private set; } = [];
+
+    /// <summary>Memory page size in use (CC.MPS), as a shift: pages are <c>1 &lt;&lt; PageShift</c> bytes.</summary>
+    public int PageShift { get; }
+
+    /// <summary>
+    /// Largest transfer one command carries: MDTS, and at most what one PRP list page describes. Larger requests
+    /// are split into several commands, submitted together.
+    /// </summary>
+    public int MaxTransferBytes { get; private set; }
+
+    /// <summary>I/O queue pairs the controller granted (Set Features, Number of Queues).</summary>
+    public int GrantedIoQueues => _grantedQueues;
+
+    /// <summary>True after the controller reported a fatal status or a command timed out; <see cref="Reset"/> clears it.</summary>
+    public bool IsFaulted => _fatal;
+
+    /// <summary>How many times <see cref="Reset"/> has re-initialised the controller.</summary>
+    public int ResetCount { get; private set; }
+
+    internal TimeProvider Time => _options.TimeProvider;
+
+    internal IDeviceRegion Bar => _bar;
+
+    internal TimeSpan CommandTimeout => _options.CommandTimeout;
+
+    internal IInterruptSet? Msix => _msix;
+
+    /// <summary>
+    /// Brings up the NVMe controller on <paramref name="device"/>: enables memory decoding and bus mastering,
+    /// resets the controller (CC.EN 1→0), sets up the admin queue, enables it, identifies the controller and its
+    /// active namespaces, and negotiates the number of I/O queues.
+    /// </summary>
+    /// <exception cref="NvmeException">The device is not a usable NVMe controller.</exception>
+    /// <exception cref="NvmeControllerFatalException">The controller reported a fatal status.</exception>
+    /// <exception cref="TimeoutException">The controller did not become ready within CAP.TO.</exception>
+    public static NvmeController Open(IPciDevice device, NvmeControllerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        options ??= new NvmeControllerOptions();
+        if (!BitConverter.IsLittleEndian)
+        {
+            throw new PlatformNotSupportedException("NVMe structures are little-endian; this driver lays them out in host order");
+        }
+        if (options.MaxIoQueues is < 1 or > 65535) { throw new ArgumentOutOfRangeException(nameof(options), "MaxIoQueues must be 1..65535"); }
+        ILogger logger = options.LoggerFactory?.CreateLogger<NvmeController>() ?? NullLogger<NvmeController>.Instance;
+
+        // PCI Local Bus 3.0 §6.2.2: memory space lets us reach BAR0; bus master lets the controller fetch
+        // commands and write completions and data (DMA), and deliver MSI-X (a memory write). INTx is unused.
+        device.Config.UpdateCommand(PciCommand.MemorySpace | PciCommand.BusMaster | PciCommand.IntxDisable);
+
+        var disposables = new Stack<IDisposable>();
+        try
+        {
+            var bar = device.OpenRegion(PciRegion.Bar0);
+            disposables.Push(bar);
+            if (bar.Size < 0x1000 + 8)
+            {
+                throw new NvmeException($"BAR0 is {bar.Size} bytes, too small for NVMe registers and doorbells", device.Address,
+                    "is this device an NVMe controller (class code 01:08:02)?");
+            }
+            var cap = new ControllerCapabilities(bar.Read64(ControllerRegister.Cap));
+            if (cap.Raw == ulong.MaxValue)
+            {
+                throw new NvmeException("CAP reads all ones: the controller does not respond", device.Address);
+            }
+            if (!cap.SupportsNvmCommandSet)
+            {
+                throw new NvmeException($"the controller does not support the NVM command set ({cap})", device.Address);
+            }
+            if (cap.MinPageShift > 21)
+            {
+                throw new NvmeException($"the controller's smallest memory page is 2^{cap.MinPageShift} bytes; this driver supports up to 2 MiB", device.Address);
+            }
+            int adminEntries = options.AdminQueueEntries;
+            ControllerConfiguration.EncodeAdminQueueAttributes(adminEntries, adminEntries);   // validates
+            var admin = new QueuePair(0, adminEntries, device.Dma, bar, cap.DoorbellStride, "nvme admin");
+            disposables.Push(admin);
+            ulong pageBytes = 1UL << cap.MinPageShift;
+            var scratch = device.Dma.Allocate(pageBytes, new DmaAllocationOptions { Alignment = Math.Max(4096, pageBytes), Name = "nvme identify" });
+            disposables.Push(scratch);
+            IInterruptSet? msix = null;
+            if (options.EnableMsix)
+            {
+                var info = device.GetIrqInfo(IrqIndex.Msix);
+                if (info.Count < 1)
+                {
+                    throw new NvmeException("MSI-X was asked for but the device has no MSI-X vectors", device.Address);
+                }
+                msix = device.EnableInterrupts(IrqIndex.Msix, Math.Min(info.Count, 1 + options.MaxIoQueues));
+                disposables.Push(msix);
+            }
+
+            var controller = new NvmeController(device, bar, options, logger, cap, admin, scratch, msix);
+            controller.Version = new NvmeVersion(bar.Read32(ControllerRegister.Vs));
+            controller.Initialize(firstTime: true);
+            LogOpened(logger, device.Address, controller.Identity.ModelNumber, controller.Identity.SerialNumber, controller.Version,
+                controller.Namespaces.Count, controller._grantedQueues);
+            return controller;
+        }
+        catch
+        {
+            // Whatever state the controller is in, it must not DMA into memory about to be freed.
+            try { device.Config.BusMaster = false; }
+            catch (VfioException) { /* the device is gone; nothing can DMA */ }
+            while (disposables.Count > 0)
+            {
+                try { disposables.Pop().Dispose(); }
+                catch (InvalidOperationException) { /* memory still leased to a controller we could not disable: leave it allocated */ }
+            }
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Resets and re-initialises the controller without restarting the process: disables it (CC.EN 1→0, which
+    /// deletes every I/O queue in the controller), re-creates the admin queue and every I/O queue of this driver
+    /// in the same memory, and clears <see cref="IsFaulted"/>. Commands in flight are completed as aborted.
+    /// If the controller does not come back, a PCI function reset is tried once.
+    /// </summary>
+    public void Reset()
+    {
+        lock (_adminLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            LogResetting(_logger, _device.Address, _fatal);
+            foreach (var q in _ioQueues) { q.AbandonInFlight(); }
+            try
+            {
+                Disable();
+            }
+            catch (TimeoutException) when (_device.Info.CanReset)
+            {
+                // The controller is wedged: a function-level reset brings it to its power-on state.
+                _device.Reset();
+                _device.Config.UpdateCommand(PciCommand.MemorySpace | PciCommand.BusMaster | PciCommand.IntxDisable);
+                Disable();
+            }
+            Initialize(firstTime: false);
+            ResetCount++;
+        }
+    }
+
+    /// <summary>
+    /// Creates an I/O queue pair (completion queue first, then its submission queue, NVMe 1.4 §7.4). Each queue
+    /// is meant for one submitting thread.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Every granted queue is in use, or interrupts were asked for
+    /// without MSI-X.</exception>
+    public NvmeIoQueue CreateIoQueue(NvmeIoQueueOptions? options = null)
+    {
+        options ??= new NvmeIoQueueOptions();
+        lock (_adminLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfFaulted();
+            int qid = 1;
+            while (qid <= _grantedQueues && _ioQueues.Exists(q => q.QueueId == qid)) { qid++; }
+            if (qid > _grantedQueues)
+            {
+                throw new InvalidOperationException($"all {_grantedQueues} I/O queues the controller granted are in use; dispose one first");
+            }
+            int entries = Math.Min(options.Entries, Capabilities.MaxQueueEntries);
+            if (entries < 2) { throw new ArgumentOutOfRangeException(nameof(options), options.Entries, "a queue needs at least 2 entries"); }
+            IInterruptVector? vector = null;
+            if (options.UseInterrupts)
+            {
+                if (_msix is null)
+                {
+                    throw new InvalidOperationException("interrupt-driven queues need NvmeControllerOptions.EnableMsix = true");
+                }
+                if (qid >= _msix.Count)
+                {
+                    throw new InvalidOperationException($"queue {qid} has no MSI-X vector of its own ({_msix.Count} enabled)");
+                }
+                vector = _msix[qid];
+            }
+            var queue = new NvmeIoQueue(this, qid, entries, vector);
+            try
+            {
+                CreateOnController(queue);
+            }
+            catch
+            {
+                queue.DisposeMemory();
+                throw;
+            }
+            _ioQueues.Add(queue);
+            return queue;
+        }
+    }
+
+    /// <summary>Finds namespace <paramref name="nsid"/>.</summary>
+    /// <exception cref="ArgumentException">No such active namespace.</exception>
+    public NvmeNamespace GetNamespace(uint nsid)
+    {
+        foreach (var ns in Namespaces)
+        {
+            if (ns.Id == nsid) { return ns; }
+        }
+        throw new ArgumentException($"namespace {nsid} is not active on {_device.Address}", nameof(nsid));
+    }
+
+    /// <summary>Runs an admin command and waits for its completion.</summary>
+    /// <returns>DW0 of the completion.</returns>
+    /// <exception cref="NvmeCommandException">The command failed.</exception>
+    public uint ExecuteAdmin(NvmeCommand command)
+    {
+        lock (_adminLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfFaulted();
+            return ExecuteAdminLocked(command);
+        }
+    }
+
+    /// <summary>Identify with the 4 KiB result copied out.</summary>
+    public byte[] Identify(IdentifyCns cns, uint nsid)
+    {
+        lock (_adminLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfFaulted();
+            return IdentifyLocked(cns, nsid);
+        }
+    }
+
+    private byte[] IdentifyLocked(IdentifyCns cns, uint nsid)
+    {
+        _scratch.Span.Clear();
+        ulong prp2 = 0;
+        ulong pageBytes = 1UL << PageShift;
+        if (pageBytes < 4096)
+        {
+            prp2 = _scratch.GetDeviceAddress(pageBytes).Value;   // unreachable with 4 KiB minimum pages, kept for clarity
+        }
+        ExecuteAdminLocked(NvmeCommand.Identify(cns, nsid, _scratch.DeviceAddress.Value, prp2));
+        return _scratch.Span[..4096].ToArray();
+    }
+
+    private void Initialize(bool firstTime)
+    {
+        // NVMe 1.4 §7.6.1 step 1-2: the controller must be disabled before the admin queue is configured. Once it
+        // is, it no longer touches the admin queue memory, which can be cleared.
+        Disable();
+        _admin.ResetState();
+        _bar.Write32(ControllerRegister.Aqa, ControllerConfiguration.EncodeAdminQueueAttributes(_admin.Entries, _admin.Entries));
+        _bar.Write64(ControllerRegister.Asq, _admin.SubmissionAddress.Value);
+        _bar.Write64(ControllerRegister.Acq, _admin.CompletionAddress.Value);
+        // From enable on, the controller may read the admin SQ and write the admin CQ.
+        _admin.TakeOwnership("nvme admin queue");
+        _scratchLease ??= _scratch.MarkInUse("nvme identify");
+        // §7.6.1 step 4: CSS, MPS and AMS are set before EN (written once without EN, then with it); IOSQES and
+        // IOCQES are only needed before I/O queues are created but are fixed here once.
+        uint cc = ControllerConfiguration.Encode(enable: false, PageShift);
+        _bar.Write32(ControllerRegister.Cc, cc);
+        _bar.Write32(ControllerRegister.Cc, cc | ControllerConfiguration.Enable);
+        WaitForStatus(static csts => ControllerConfiguration.IsReady(csts), "CSTS.RDY = 1 after CC.EN = 1", ReadyTimeout);
+        _fatal = false;
+        _adminCid = 0;
+
+        if (firstTime)
+        {
+            Identity = IdentifyController.Parse(IdentifyLocked(IdentifyCns.Controller, 0));
+            ulong limit = (ulong)(1 << (PageShift - 3)) << PageShift;   // what one PRP list page describes
+            ulong mdts = Identity.MaxTransferBytes(Capabilities.MinPageShift) ?? limit;
+            MaxTransferBytes = (int)Math.Min(Math.Min(mdts, limit), 1UL << 30);
+            Namespaces = DiscoverNamespaces();
+        }
+
+        // §5.21.1.7: Number of Queues may be set only once after each controller enable; 0's based in and out.
+        uint granted = ExecuteAdminLocked(NvmeCommand.SetNumberOfQueues(_options.MaxIoQueues, _options.MaxIoQueues));
+        int sq = (int)(granted & 0xFFFF) + 1, cq = (int)(granted >> 16) + 1;
+        int now = Math.Min(_options.MaxIoQueues, Math.Min(sq, cq));
+        if (!firstTime && now < _ioQueues.Count)
+        {
+            throw new NvmeException($"after reset the controller grants {now} I/O queues; {_ioQueues.Count} existed", _device.Address);
+        }
+        _grantedQueues = now;
+
+        if (!firstTime)
+        {
+            foreach (var q in _ioQueues)
+            {
+                q.ResetState();
+                CreateOnController(q);
+            }
+        }
+    }
+
+    private List<NvmeNamespace> DiscoverNamespaces()
+    {
+        List<uint> ids;
+        try
+        {
+            ids = IdentifyNamespace.ParseActiveList(IdentifyLocked(IdentifyCns.ActiveNamespaces, 0));
+        }
+        catch (NvmeCommandException e) when (e.Status.Type == StatusCodeType.Generic && e.Status.Code == 0x02)
+        {
+            // Before NVMe 1.1 CNS 02h is reserved: probe 1..NN instead, skipping namespaces of size 0 (inactive).
+            ids = [];
+            for (uint id = 1; id <= Math.Min(Identity.NamespaceCount, 1024u); id++) { ids.Add(id); }
+        }
+        var list = new List<NvmeNamespace>();
+        foreach (uint id in ids)
+        {
+            var ns = IdentifyNamespace.Parse(IdentifyLocked(IdentifyCns.Namespace, id));
+            if (ns.SizeInBlocks == 0) { continue; }
+            if (ns.MetadataSize != 0)
+            {
+                LogNamespaceSkipped(_logger, _device.Address, id, ns.MetadataSize);
+                continue;
+            }
+            list.Add(new NvmeNamespace(id, ns));
+        }
+        return list;
+    }
+
+    private void CreateOnController(NvmeIoQueue queue)
+    {
+        var pair = queue.Pair;
+        pair.TakeOwnership($"nvme I/O queue {queue.QueueId}");
+        queue.TakeBufferOwnership();
+        try
+        {
+            ExecuteAdminLocked(NvmeCommand.CreateIoCompletionQueue(queue.QueueId, pair.Entries, pair.CompletionAddress.Value,
+                interruptsEnabled: queue.Vector is not null, vector: queue.Vector?.Vector ?? 0));
+            try
+            {
+                ExecuteAdminLocked(NvmeCommand.CreateIoSubmissionQueue(queue.QueueId, pair.Entries, pair.SubmissionAddress.Value, queue.QueueId));
+            }
+            catch (NvmeCommandException)
+            {
+                ExecuteAdminLocked(NvmeCommand.DeleteIoCompletionQueue(queue.QueueId));
+                throw;
+            }
+        }
+        catch (NvmeCommandException)
+        {
+            // The controller refused the queue, so it never owned the memory.
+            pair.ReleaseOwnership();
+            queue.ReleaseBufferOwnership();
+            throw;
+        }
+    }
+
+    /// <summary>Deletes a queue pair in the controller (SQ first, then its CQ) and frees its memory.</summary>
+    internal void DeleteIoQueue(NvmeIoQueue queue)
+    {
+        lock (_adminLock)
+        {
+            if (!_ioQueues.Remove(queue)) { return; }
+            if (_disposed) { return; }
+            bool deleted = false;
+            if (!_fatal)
+            {
+                try
+                {
+                    ExecuteAdminLocked(NvmeCommand.DeleteIoSubmissionQueue(queue.QueueId));
+                    ExecuteAdminLocked(NvmeCommand.DeleteIoCompletionQueue(queue.QueueId));
+                    deleted = true;
+                }
+                catch (Exception e) when (e is NvmeException or TimeoutException)
+                {
+                    LogTeardownProblem(_logger, _device.Address, $"deleting I/O queue {queue.QueueId}: {e.Message}");
+                }
+            }
+            if (deleted)
+            {
+                queue.DisposeMemory();
+            }
+            else
+            {
+                // The controller may still own the memory: keep it allocated (leaked until exit) rather than let
+                // the device write into freed pages. Reset or dispose of the controller does not reclaim it.
+                LogQueueMemoryKept(_logger, _device.Address, queue.QueueId);
+            }
+        }
+    }
+
+    internal uint ExecuteAdminLocked(NvmeCommand command)
+    {
+        command.CommandId = _adminCid;
+        _adminCid = (ushort)((_adminCid + 1) % (_admin.Entries - 1));
+        var info = NvmeCommandInfo.From(0, command);
+        _admin.Place(command);
+        _admin.RingSubmissions();
+        long start = Time.GetTimestamp();
+        long nextHealthCheck = 0;
+        while (true)
+        {
+            if (_admin.TryTake(out var c))
+            {
+                _admin.RingCompletions();
+                if (c.CommandId != command.CommandId)
+                {
+                    continue;   // a stale completion from before a reset; ours is still coming
+                }
+                if (!c.Status.IsSuccess)
+                {
+                    throw new NvmeCommandException(info, c.Status, _device.Address);
+                }
+                return c.Dw0;
+            }
+            var elapsed = Time.GetElapsedTime(start);
+            if (elapsed.Ticks >= nextHealthCheck)
+            {
+                CheckHealth();
+                nextHealthCheck = elapsed.Ticks + TimeSpan.TicksPerMillisecond;
+            }
+            if (elapsed > CommandTimeout)
+            {
+                _fatal = true;
+                throw new NvmeTimeoutException(info, CommandTimeout, _device.Address);
+            }
+            Thread.SpinWait(32);
+        }
+    }
+
+    /// <summary>Reads CSTS; throws when the controller reports a fatal status or has vanished.</summary>
+    internal void CheckHealth()
+    {
+        uint csts = _bar.Read32(ControllerRegister.Csts);
+        if (csts == uint.MaxValue)
+        {
+            _fatal = true;
+            throw new NvmeControllerFatalException("CSTS reads all ones: the controller is gone or in reset", csts, _device.Address);
+        }
+        if (ControllerConfiguration.IsFatal(csts))
+        {
+            _fatal = true;
+            throw new NvmeControllerFatalException("the controller reports a fatal status (CSTS.CFS)", csts, _device.Address);
+        }
+    }
+
+    internal void MarkFaulted() => _fatal = true;
+
+    internal void ThrowIfFaulted()
+    {
+        if (_fatal)
+        {
+            throw new NvmeControllerFatalException("the controller faulted earlier (fatal status or timeout) and has not been reset",
+                _bar.Read32(ControllerRegister.Csts), _device.Address);
+        }
+    }
+
+    private TimeSpan ReadyTimeout => Capabilities.ReadyTimeout > _options.MinimumReadyTimeout ? Capabilities.ReadyTimeout : _options.MinimumReadyTimeout;
+
+    /// <summary>
+    /// Clears CC.EN and waits for CSTS.RDY = 0 (NVMe 1.4 §3.1.5: a 1→0 transition of EN is a controller reset).
+    /// If EN is set but RDY not yet, waits for RDY first: changing EN mid-transition is undefined (§3.1.6).
+    /// </summary>
+    private void Disable()
+    {
+        uint cc = _bar.Read32(ControllerRegister.Cc);
+        uint csts = _bar.Read32(ControllerRegister.Csts);
+        if ((cc & ControllerConfiguration.Enable) != 0 && !ControllerConfiguration.IsReady(csts) && !ControllerConfiguration.IsFatal(csts))
+        {
+            WaitForStatus(static s => ControllerConfiguration.IsReady(s) || ControllerConfiguration.IsFatal(s), "CSTS.RDY = 1 before disabling", ReadyTimeout);
+        }
+        _bar.Write32(ControllerRegister.Cc, cc & ~ControllerConfiguration.Enable & ~(3u << 14));
+        WaitForStatus(static s => !ControllerConfiguration.IsReady(s), "CSTS.RDY = 0 after CC.EN = 0", ReadyTimeout);
+        // A disabled controller fetches no commands and posts no completions: it no longer owns queue memory.
+        _admin.ReleaseOwnership();
+        foreach (var q in _ioQueues)
+        {
+            q.Pair.ReleaseOwnership();
+            q.ReleaseBufferOwnership();
+        }
+    }
+
+    private void WaitForStatus(Func<uint, bool> condition, string what, TimeSpan timeout)
+    {
+        long start = Time.GetTimestamp();
+        while (true)
+        {
+            uint csts = _bar.Read32(ControllerRegister.Csts);
+            if (csts != uint.MaxValue && condition(csts)) { return; }
+            if (Time.GetElapsedTime(start) > timeout)
+            {
+                throw new TimeoutException($"{_device.Address}: NVMe controller did not reach {what} within {timeout.TotalMilliseconds} ms (CSTS 0x{csts:x8})");
+            }
+            Thread.Sleep(1);
+        }
+    }
+
+    /// <summary>
+    /// Shuts the controller down in order: deletes the I/O queues, requests a normal shutdown (CC.SHN = 01b) and
+    /// waits for CSTS.SHST = 10b (NVMe 1.4 §7.6.2), disables it (CC.EN = 0), turns bus mastering off so no DMA
+    /// can follow, disables MSI-X, and only then frees the queue and PRP memory. The device stays open.
+    /// </summary>
+    public void Dispose()
+    {
+        lock (_adminLock)
+        {
+            if (_disposed) { return; }
+            bool stopped = false;
+            try
+            {
+                if (!_fatal)
+                {
+                    foreach (var q in _ioQueues.ToArray())
+                    {
+                        try
+                        {
+                            ExecuteAdminLocked(NvmeCommand.DeleteIoSubmissionQueue(q.QueueId));
+                            ExecuteAdminLocked(NvmeCommand.DeleteIoCompletionQueue(q.QueueId));
+                        }
+                        catch (Exception e) when (e is NvmeException or TimeoutException)
+                        {
+                            LogTeardownProblem(_logger, _device.Address, $"deleting I/O queue {q.QueueId}: {e.Message}");
+                            break;
+                        }
+                    }
+                    uint cc = _bar.Read32(ControllerRegister.Cc);
+                    _bar.Write32(ControllerRegister.Cc, ControllerConfiguration.WithShutdown(cc, ShutdownNotification.Normal));
+                    WaitForStatus(static s => ControllerConfiguration.GetShutdownStatus(s) == ShutdownStatus.Complete || ControllerConfiguration.IsFatal(s),
+                        "CSTS.SHST = complete after CC.SHN = normal", ReadyTimeout);
+                }
+                Disable();
+                stopped = true;
+            }
+            catch (Exception e) when (e is NvmeException or TimeoutException or VfioException)
+            {
+                LogTeardownProblem(_logger, _device.Address, e.Message);
+            }
+            try
+            {
+                // PCI Local Bus 3.0 §6.2.2: with Bus Master clear the function starts no memory transactions.
+                _device.Config.BusMaster = false;
+                stopped = true;
+            }
+            catch (VfioException e)
+            {
+                LogTeardownProblem(_logger, _device.Address, $"clearing bus master: {e.Message}");
+            }
+            _disposed = true;
+            _msix?.Dispose();
+            if (stopped)
+            {
+                foreach (var q in _ioQueues)
+                {
+                    q.Pair.ReleaseOwnership();
+                    q.ReleaseBufferOwnership();
+                    q.DisposeMemory();
+                }
+                _admin.ReleaseOwnership();
+                _admin.Dispose();
+                _scratchLease?.Dispose();
+                _scratch.Dispose();
+            }
+            else
+            {
+                LogQueueMemoryKept(_logger, _device.Address, -1);
+            }
+            _ioQueues.Clear();
+            _bar.Dispose();
+            LogClosed(_logger, _device.Address);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message =
+        "{Device}: NVMe {Version} controller '{Model}' serial '{Serial}', {Namespaces} namespace(s), {Queues} I/O queue(s) granted")]
+    private static partial void LogOpened(ILogger logger, PciAddress device, string model, string serial, NvmeVersion version, int namespaces, int queues);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: resetting the NVMe controller (faulted: {Faulted})")]
+    private static partial void LogResetting(ILogger logger, PciAddress device, bool faulted);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: namespace {Nsid} has {Metadata} metadata bytes per block; not supported, skipped")]
+    private static partial void LogNamespaceSkipped(ILogger logger, PciAddress device, uint nsid, int metadata);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: while tearing down: {Problem}")]
+    private static partial void LogTeardownProblem(ILogger logger, PciAddress device, string problem);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message =
+        "{Device}: the controller could not be stopped, so the memory of queue {Queue} (-1: all) stays allocated until the process exits")]
+    private static partial void LogQueueMemoryKept(ILogger logger, PciAddress device, int queue);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "{Device}: NVMe controller shut down")]
+    private static partial void LogClosed(ILogger logger, PciAddress device);
+}

@@ -1,0 +1,64 @@
+using Microsoft.Extensions.Logging;
+using Vfio.Nvme.Protocol;
+
+namespace Vfio.Nvme;
+
+/// <summary>How an <see cref="NvmeController"/> is brought up.</summary>
+public sealed record NvmeControllerOptions
+{
+    /// <summary>Entries of the admin submission and completion queues (2..4096).</summary>
+    public int AdminQueueEntries { get; init; } = 32;
+
+    /// <summary>I/O queue pairs to ask for with Set Features (Number of Queues); the controller may grant fewer.</summary>
+    public int MaxIoQueues { get; init; } = 4;
+
+    /// <summary>
+    /// Enable MSI-X (vector 0 for the admin queue, vector <c>n</c> for I/O queue <c>n</c>) so that queues created
+    /// with <see cref="NvmeIoQueueOptions.UseInterrupts"/> can be awaited without spinning.
+    /// </summary>
+    public bool EnableMsix { get; init; }
+
+    /// <summary>How long a command may take before the driver gives up on it.</summary>
+    public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Lower bound on how long enable, disable and shutdown may take. The controller's own CAP.TO is used when
+    /// larger; QEMU reports 7.5 s, real drives up to 127.5 s.
+    /// </summary>
+    public TimeSpan MinimumReadyTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Clock for timeouts (tests pass a fake one).</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    /// <summary>Where the driver logs; null for none.</summary>
+    public ILoggerFactory? LoggerFactory { get; init; }
+}
+
+/// <summary>How one I/O queue pair is created.</summary>
+public sealed record NvmeIoQueueOptions
+{
+    /// <summary>Entries per queue (2..CAP.MQES+1); the queue keeps at most entries - 1 commands in flight.</summary>
+    public int Entries { get; init; } = 128;
+
+    /// <summary>
+    /// Create the completion queue with interrupts enabled on its own MSI-X vector, so asynchronous waits sleep
+    /// until the controller signals. Needs <see cref="NvmeControllerOptions.EnableMsix"/>. Synchronous calls poll
+    /// either way.
+    /// </summary>
+    public bool UseInterrupts { get; init; }
+}
+
+/// <summary>An active namespace: its ID and what Identify Namespace says about it.</summary>
+/// <param name="Id">The namespace ID (NSID).</param>
+/// <param name="Identify">Identify Namespace data.</param>
+public sealed record NvmeNamespace(uint Id, IdentifyNamespace Identify)
+{
+    /// <summary>Bytes per logical block (LBAF[FLBAS].LBADS).</summary>
+    public int BlockSize => Identify.BlockSize;
+
+    /// <summary>Size in logical blocks (NSZE).</summary>
+    public ulong BlockCount => Identify.SizeInBlocks;
+
+    /// <summary>Size in bytes.</summary>
+    public ulong SizeBytes => BlockCount * (ulong)BlockSize;
+}
