@@ -89,7 +89,7 @@ public static class CliApp
         }
     }
 
-    /// <summary>The command tree. Subcommands to come (nvme, net, serve) are added here.</summary>
+    /// <summary>The command tree. Subcommands to come (nvme, net) are added here.</summary>
     internal static Command BuildCommand(GlobalOptions options, Func<ParseResult, CliContext> context)
     {
         var root = new Command("vfio",
@@ -107,6 +107,7 @@ public static class CliApp
         root.Subcommands.Add(NoIommuCommand.Create(context));
         root.Subcommands.Add(HugePagesCommand.Create(context));
         root.Subcommands.Add(InfoCommand.Create(context));
+        root.Subcommands.Add(ServeCommand.Create(context));
         return root;
     }
 

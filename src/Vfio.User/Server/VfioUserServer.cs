@@ -83,6 +83,13 @@ public sealed partial class VfioUserServer : IDisposable
         lock (_lock) { _current?.Dispose(); }
     }
 
+    /// <summary>Waits for the next client on the socket <see cref="Listen"/> bound.</summary>
+    public async Task<Socket> AcceptAsync(CancellationToken cancellationToken)
+    {
+        if (_listener is null) { throw new InvalidOperationException("call Listen first"); }
+        return await _listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Binds and listens on <paramref name="socketPath"/>.</summary>
     public void Listen(string socketPath)
     {
