@@ -51,6 +51,7 @@ public sealed class FuzzTests
             }
             // Still serving: a well-formed request after the storm gets its proper reply.
             var probe = raw.Send(Template(Command.DeviceGetInfo, rng, negotiated));
+            raw.Expect(probe);
             Assert.True(raw.WaitForAll(Timeout), $"connection {connections}: {raw.Outstanding} replies missing");
             var reply = raw.ReplyTo(probe);
             if (negotiated)

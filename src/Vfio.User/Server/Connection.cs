@@ -438,7 +438,9 @@ public sealed partial class VfioUserServer
                     }
                 }
                 // Memory mapped without a descriptor: ask the client, in pieces it accepts.
-                chunk = (int)Math.Min(chunk, Math.Max(1, (_client?.MaxDataTransferSize ?? VersionCapabilities.DefaultMaxDataTransferSize) - DmaAccess.Length));
+                // Within what the client accepts in a DMA_WRITE and what this server accepts in a DMA_READ reply.
+                long limit = Math.Min(_client?.MaxDataTransferSize ?? VersionCapabilities.DefaultMaxDataTransferSize, _server._options.MaxDataTransferSize);
+                chunk = (int)Math.Min(chunk, Math.Max(1, limit));
                 if (write)
                 {
                     var body = new byte[DmaAccess.Length + chunk];
