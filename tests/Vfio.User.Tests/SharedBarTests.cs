@@ -1,4 +1,6 @@
+using System.Buffers.Binary;
 using Vfio.Devices;
+using Vfio.User.Protocol;
 using Vfio.User.Server;
 
 namespace Vfio.User.Tests;
@@ -44,6 +46,50 @@ public sealed class SharedBarTests
         await wait.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
         Assert.Equal(0UL, msix[0].Poll());
         Assert.Equal(0UL, msix[3].Poll());
+    }
+
+    private sealed class MixedDevice : EmulatedPciDevice
+    {
+        public MixedDevice() : base(new EmulatedConfigSpace(0x1af4, 0x1235, 0x058000))
+        {
+            Memory = new SharedMemory(0x4000, "test-bar4");
+            SetBar(4, new EmulatedBar(Memory, [new SparseArea(0, 0x2000), new SparseArea(0x3000, 0x1000)],
+                (offset, data) => BinaryPrimitives.WriteUInt32LittleEndian(data, ~Register),
+                (offset, data) => Register = BinaryPrimitives.ReadUInt32LittleEndian(data)));
+        }
+
+        public SharedMemory Memory { get; }
+
+        public uint Register { get; private set; }
+    }
+
+    [Fact]
+    public void PartlyMappableBarIsMappedWhereTheSparseCapabilitySaysAndMessagedElsewhere()
+    {
+        var device = new MixedDevice();
+        using var harness = new Harness(device);
+        using var dev = harness.Connect();
+        var info = dev.GetRegionInfo(4);
+        Assert.Equal([new SparseArea(0, 0x2000), new SparseArea(0x3000, 0x1000)], info.SparseAreas);
+        using var bar4 = dev.OpenRegion(4);
+        Assert.True(bar4.IsMapped(0x1FFC));
+        Assert.False(bar4.IsMapped(0x2000));
+        Assert.True(bar4.IsMapped(0x3000));
+        bar4.Write32(0x2000, 0x0F0F_0000);                       // a register: the callback sees it
+        Assert.Equal(0x0F0F_0000u, device.Register);
+        Assert.Equal(0xF0F0_FFFFu, bar4.Read32(0x2000));
+        bar4.Write32(0x3004, 0xCAFE);                            // memory: plain store into the shared pages
+        Assert.Equal(0xCAFEu, BinaryPrimitives.ReadUInt32LittleEndian(device.Memory.Span[0x3004..]));
+        Assert.Equal(0u, device.Register ^ 0x0F0F_0000u);
+
+        // A client that offers too little room is told how much the capabilities need, and gets none.
+        var body = new byte[RegionInfoMessage.Length];
+        new RegionInfoMessage(32, RegionFlags.None, 4, 0, 0, 0).Write(body);
+        using var reply = dev.Request(Command.DeviceGetRegionInfo, body);
+        var fixedPart = RegionInfoMessage.Read(reply.Body);
+        Assert.Equal(32 + 16 + 32u, fixedPart.ArgSize);
+        Assert.Equal(32, reply.Body.Length);
+        Assert.Equal(0u, fixedPart.CapOffset);
     }
 
     [Fact]

@@ -5,39 +5,70 @@ using Vfio.User.Protocol;
 namespace Vfio.User.Client;
 
 /// <summary>
-/// A region of a vfio-user device. Where the server shared the region by descriptor it is mmap'd and accessed
+/// A region of a vfio-user device. Where the server shared the region (or its sparse areas) by descriptor it is mmap'd and accessed
 /// with single volatile loads and stores (<see cref="Mmio"/>); otherwise each typed access is one REGION_READ or
 /// REGION_WRITE message of exactly that width, so registers with side effects see one access of the right size.
 /// </summary>
 internal sealed class UserRegion : IDeviceRegion
 {
     private readonly VfioUserDevice _device;
-    private nint _mapping;
+    private readonly Mapping[] _mappings;
     private volatile bool _disposed;
+
+    private readonly record struct Mapping(ulong Offset, ulong Size, nint Pointer);
 
     public UserRegion(VfioUserDevice device, RegionInfo info, SafeFdHandle? fd)
     {
         _device = device;
         Info = info;
+        var maps = new List<Mapping>();
         if (fd is not null && !fd.IsInvalid)
         {
             int prot = ((info.Flags & RegionFlags.Read) != 0 ? Interop.Libc.PROT_READ : 0) | ((info.Flags & RegionFlags.Write) != 0 ? Interop.Libc.PROT_WRITE : 0);
-            nint p = Interop.Libc.mmap(0, (nuint)info.Size, prot, Interop.Libc.MAP_SHARED, fd.Fd, (long)info.Offset);
-            if (p == Interop.Libc.MAP_FAILED) { throw Errno.ToException(Errno.Last, $"mmap of vfio-user region {info.Index} ({info.Size} bytes)"); }
-            _mapping = p;
+            try
+            {
+                // The whole region, or only its sparse areas: the rest stays behind REGION_READ/REGION_WRITE.
+                foreach (var area in info.MappableAreas)
+                {
+                    if (area.Size == 0) { continue; }
+                    nint p = Interop.Libc.mmap(0, (nuint)area.Size, prot, Interop.Libc.MAP_SHARED, fd.Fd, (long)(info.Offset + area.Offset));
+                    if (p == Interop.Libc.MAP_FAILED) { throw Errno.ToException(Errno.Last, $"mmap of vfio-user region {info.Index} area [0x{area.Offset:x}, +0x{area.Size:x})"); }
+                    maps.Add(new Mapping(area.Offset, area.Size, p));
+                }
+            }
+            catch
+            {
+                foreach (var m in maps) { Interop.Libc.munmap(m.Pointer, (nuint)m.Size); }
+                throw;
+            }
         }
+        _mappings = [.. maps];
     }
 
     public RegionInfo Info { get; }
 
     public ulong Size => Info.Size;
 
-    public bool IsMapped(ulong offset) => _mapping != 0 && offset < Size;
+    public bool IsMapped(ulong offset) => TryPointer(offset, 1, out _);
+
+    private bool TryPointer(ulong offset, ulong width, out nint pointer)
+    {
+        foreach (var m in _mappings)
+        {
+            if (offset >= m.Offset && offset - m.Offset + width <= m.Size)
+            {
+                pointer = m.Pointer + (nint)(offset - m.Offset);
+                return true;
+            }
+        }
+        pointer = 0;
+        return false;
+    }
 
     public byte Read8(ulong offset)
     {
         Check(offset, 1);
-        if (_mapping != 0) { return Mmio.Read8(_mapping + (nint)offset); }
+        if (TryPointer(offset, 1, out nint p)) { return Mmio.Read8(p); }
         Span<byte> b = stackalloc byte[1];
         Transfer(offset, b);
         return b[0];
@@ -46,7 +77,7 @@ internal sealed class UserRegion : IDeviceRegion
     public ushort Read16(ulong offset)
     {
         Check(offset, 2);
-        if (_mapping != 0) { return Mmio.Read16(_mapping + (nint)offset); }
+        if (TryPointer(offset, 2, out nint p)) { return Mmio.Read16(p); }
         Span<byte> b = stackalloc byte[2];
         Transfer(offset, b);
         return BinaryPrimitives.ReadUInt16LittleEndian(b);
@@ -55,7 +86,7 @@ internal sealed class UserRegion : IDeviceRegion
     public uint Read32(ulong offset)
     {
         Check(offset, 4);
-        if (_mapping != 0) { return Mmio.Read32(_mapping + (nint)offset); }
+        if (TryPointer(offset, 4, out nint p)) { return Mmio.Read32(p); }
         Span<byte> b = stackalloc byte[4];
         Transfer(offset, b);
         return BinaryPrimitives.ReadUInt32LittleEndian(b);
@@ -64,7 +95,7 @@ internal sealed class UserRegion : IDeviceRegion
     public ulong Read64(ulong offset)
     {
         Check(offset, 8);
-        if (_mapping != 0) { return Mmio.Read64(_mapping + (nint)offset); }
+        if (TryPointer(offset, 8, out nint p)) { return Mmio.Read64(p); }
         Span<byte> b = stackalloc byte[8];
         Transfer(offset, b);
         return BinaryPrimitives.ReadUInt64LittleEndian(b);
@@ -73,14 +104,14 @@ internal sealed class UserRegion : IDeviceRegion
     public void Write8(ulong offset, byte value)
     {
         Check(offset, 1);
-        if (_mapping != 0) { Mmio.Write8(_mapping + (nint)offset, value); return; }
+        if (TryPointer(offset, 1, out nint p)) { Mmio.Write8(p, value); return; }
         Send(offset, [value]);
     }
 
     public void Write16(ulong offset, ushort value)
     {
         Check(offset, 2);
-        if (_mapping != 0) { Mmio.Write16(_mapping + (nint)offset, value); return; }
+        if (TryPointer(offset, 2, out nint p)) { Mmio.Write16(p, value); return; }
         Span<byte> b = stackalloc byte[2];
         BinaryPrimitives.WriteUInt16LittleEndian(b, value);
         Send(offset, b);
@@ -89,7 +120,7 @@ internal sealed class UserRegion : IDeviceRegion
     public void Write32(ulong offset, uint value)
     {
         Check(offset, 4);
-        if (_mapping != 0) { Mmio.Write32(_mapping + (nint)offset, value); return; }
+        if (TryPointer(offset, 4, out nint p)) { Mmio.Write32(p, value); return; }
         Span<byte> b = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(b, value);
         Send(offset, b);
@@ -98,7 +129,7 @@ internal sealed class UserRegion : IDeviceRegion
     public void Write64(ulong offset, ulong value)
     {
         Check(offset, 8);
-        if (_mapping != 0) { Mmio.Write64(_mapping + (nint)offset, value); return; }
+        if (TryPointer(offset, 8, out nint p)) { Mmio.Write64(p, value); return; }
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(b, value);
         Send(offset, b);
@@ -107,10 +138,10 @@ internal sealed class UserRegion : IDeviceRegion
     public unsafe void Read(ulong offset, Span<byte> destination)
     {
         CheckRange(offset, (ulong)destination.Length);
-        if (_mapping != 0)
+        if (TryPointer(offset, (ulong)destination.Length, out nint p))
         {
-            // SAFETY: the range was checked against the region's size, all of which is mapped until Dispose.
-            new ReadOnlySpan<byte>((byte*)_mapping + offset, destination.Length).CopyTo(destination);
+            // SAFETY: [p, +Length) lies inside one live mapping (TryPointer), and the region is not disposed (CheckRange).
+            new ReadOnlySpan<byte>((void*)p, destination.Length).CopyTo(destination);
             return;
         }
         for (int done = 0; done < destination.Length;)
@@ -124,10 +155,10 @@ internal sealed class UserRegion : IDeviceRegion
     public unsafe void Write(ulong offset, ReadOnlySpan<byte> source)
     {
         CheckRange(offset, (ulong)source.Length);
-        if (_mapping != 0)
+        if (TryPointer(offset, (ulong)source.Length, out nint p))
         {
             // SAFETY: as Read.
-            source.CopyTo(new Span<byte>((byte*)_mapping + offset, source.Length));
+            source.CopyTo(new Span<byte>((void*)p, source.Length));
             return;
         }
         for (int done = 0; done < source.Length;)
@@ -142,8 +173,7 @@ internal sealed class UserRegion : IDeviceRegion
     {
         if (_disposed) { return; }
         _disposed = true;
-        var p = Interlocked.Exchange(ref _mapping, 0);
-        if (p != 0) { Interop.Libc.munmap(p, (nuint)Info.Size); }
+        foreach (var m in _mappings) { Interop.Libc.munmap(m.Pointer, (nuint)m.Size); }
     }
 
     private void Transfer(ulong offset, Span<byte> destination)

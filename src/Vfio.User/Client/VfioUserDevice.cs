@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net.Sockets;
 using Vfio.Devices;
 using Vfio.Dma;
+using Vfio.Kernel;
 using Vfio.User.Protocol;
 using Vfio.User.Transport;
 
@@ -152,7 +153,7 @@ public sealed class VfioUserDevice : IPciDevice
         }
         if (_regions[index] is { } cached) { return cached; }
         using var reply = QueryRegion(index);
-        return _regions[index] = ToRegionInfo(index, RegionInfoMessage.Read(reply.Body));
+        return _regions[index] = ParseRegionInfo(index, reply.Body);
     }
 
     /// <inheritdoc />
@@ -251,21 +252,33 @@ public sealed class VfioUserDevice : IPciDevice
         return theirs.Capabilities;
     }
 
+    /// <summary>Room offered for a region's capability chain; a server that needs more says so in argsz, and is asked again.</summary>
+    private const uint RegionInfoRoom = 4096, RegionInfoMaxRoom = 1 << 20;
+
     private Reply QueryRegion(int index)
     {
-        var body = new byte[RegionInfoMessage.Length];
-        new RegionInfoMessage(RegionInfoMessage.Length, RegionFlags.None, (uint)index, 0, 0, 0).Write(body);
-        return Request(Command.DeviceGetRegionInfo, body);
+        uint room = RegionInfoRoom;
+        while (true)
+        {
+            var body = new byte[RegionInfoMessage.Length];
+            new RegionInfoMessage(room, RegionFlags.None, (uint)index, 0, 0, 0).Write(body);
+            var reply = Request(Command.DeviceGetRegionInfo, body);
+            uint argsz = reply.Body.Length >= 4 ? BinaryPrimitives.ReadUInt32LittleEndian(reply.Body) : 0;
+            if (argsz <= (uint)reply.Body.Length || argsz <= room || argsz > RegionInfoMaxRoom) { return reply; }
+            // The capabilities did not fit: the reply carries only the fixed part. Ask again with the room it needs.
+            reply.Dispose();
+            room = argsz;
+        }
     }
 
-    private static RegionInfo ToRegionInfo(int index, RegionInfoMessage m) => new()
+    private RegionInfo ParseRegionInfo(int index, byte[] body)
     {
-        Index = index,
-        // Capabilities are not parsed (the servers this library talks to send none): without them, MMAP means the whole region.
-        Flags = m.Flags & (RegionFlags.Read | RegionFlags.Write | RegionFlags.Mmap),
-        Size = m.Size,
-        Offset = m.Offset,
-    };
+        // The reply is struct vfio_region_info and its capability chain, laid out as the kernel's: the core's parser
+        // reads sparse-mmap areas and checks every offset against the reply's length.
+        var info = VfioCapabilityChain.ParseRegionInfo(body);
+        if (info.Index != index) { throw new VfioException($"vfio-user: asked for region {index}, the server described region {info.Index}", Address); }
+        return info with { Flags = info.Flags & (RegionFlags.Read | RegionFlags.Write | RegionFlags.Mmap | RegionFlags.Caps) };
+    }
 
     private static byte[] ArgSizeOnly(int argsz)
     {

@@ -143,8 +143,37 @@ public sealed partial class VfioUserServer
             var req = RegionInfoMessage.Read(body);
             if (req.ArgSize < RegionInfoMessage.Length) { throw VfioUserCommandException.Invalid(Command.DeviceGetRegionInfo, $"argsz {req.ArgSize} is below 32"); }
             var (flags, size, memory) = DescribeRegion(req.Index);
-            var reply = new byte[RegionInfoMessage.Length];
-            new RegionInfoMessage(RegionInfoMessage.Length, flags, req.Index, 0, size, 0).Write(reply);
+            var areas = req.Index < 6 ? Device.GetBar((int)req.Index)?.MappableAreas : null;
+            // struct vfio_region_info, then (for a partly mappable BAR) one VFIO_REGION_INFO_CAP_SPARSE_MMAP
+            // capability: header id u16, version u16, next u32; nr_areas u32, reserved u32; areas of offset u64, size u64.
+            int capLength = areas is null ? 0 : 8 + 8 + 16 * areas.Count;
+            int needed = RegionInfoMessage.Length + capLength;
+            byte[] reply;
+            if (capLength == 0)
+            {
+                reply = new byte[RegionInfoMessage.Length];
+                new RegionInfoMessage(RegionInfoMessage.Length, flags, req.Index, 0, size, 0).Write(reply);
+            }
+            else if (req.ArgSize < needed)
+            {
+                // As the kernel does: say how much room the capabilities need, and leave them out.
+                reply = new byte[RegionInfoMessage.Length];
+                new RegionInfoMessage((uint)needed, flags | RegionFlags.Caps, req.Index, 0, size, 0).Write(reply);
+            }
+            else
+            {
+                reply = new byte[needed];
+                new RegionInfoMessage((uint)needed, flags | RegionFlags.Caps, req.Index, RegionInfoMessage.Length, size, 0).Write(reply);
+                var cap = reply.AsSpan(RegionInfoMessage.Length);
+                BinaryPrimitives.WriteUInt16LittleEndian(cap, 1);        // VFIO_REGION_INFO_CAP_SPARSE_MMAP
+                BinaryPrimitives.WriteUInt16LittleEndian(cap[2..], 1);   // version 1
+                BinaryPrimitives.WriteUInt32LittleEndian(cap[8..], (uint)areas!.Count);
+                for (int i = 0; i < areas.Count; i++)
+                {
+                    BinaryPrimitives.WriteUInt64LittleEndian(cap[(16 + 16 * i)..], areas[i].Offset);
+                    BinaryPrimitives.WriteUInt64LittleEndian(cap[(24 + 16 * i)..], areas[i].Size);
+                }
+            }
             if (memory is null) { return new CommandResult(reply); }
             // The descriptor is sent with the reply; a duplicate, so closing it after sending leaves the BAR's own open.
             return new CommandResult(reply, [new SafeFdHandle(Errno.Check(Interop.Libc.dup(memory.Handle.Fd), "dup of a BAR memfd"))]);
@@ -272,8 +301,9 @@ public sealed partial class VfioUserServer
             else
             {
                 var bar = Device.GetBar((int)req.Region)!;
-                if (bar.Memory is not null) { bar.Memory.Span.Slice((int)req.Offset, (int)req.Count).CopyTo(data); }
-                else { bar.ReadHandler!(req.Offset, data); }
+                if (bar.IsMemory(req.Offset, req.Count)) { bar.Memory!.Span.Slice((int)req.Offset, (int)req.Count).CopyTo(data); }
+                else if (bar.ReadHandler is not null) { bar.ReadHandler(req.Offset, data); }
+                else { throw VfioUserCommandException.Invalid(C, "the access straddles memory and registers"); }
             }
             return new CommandResult(reply);
         }
@@ -289,8 +319,9 @@ public sealed partial class VfioUserServer
             else
             {
                 var bar = Device.GetBar((int)req.Region)!;
-                if (bar.Memory is not null) { data.CopyTo(bar.Memory.Span.Slice((int)req.Offset, (int)req.Count)); }
-                else { bar.WriteHandler!(req.Offset, data); }
+                if (bar.IsMemory(req.Offset, req.Count)) { data.CopyTo(bar.Memory!.Span.Slice((int)req.Offset, (int)req.Count)); }
+                else if (bar.WriteHandler is not null) { bar.WriteHandler(req.Offset, data); }
+                else { throw VfioUserCommandException.Invalid(C, "the access straddles memory and registers"); }
             }
             var reply = new byte[RegionAccess.Length];
             req.Write(reply);

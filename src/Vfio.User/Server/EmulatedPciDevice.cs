@@ -24,10 +24,49 @@ public sealed class EmulatedBar
         Size = memory.Length;
     }
 
+    /// <summary>
+    /// A BAR backed by <paramref name="memory"/> of which only <paramref name="mappableAreas"/> (page-aligned) are
+    /// offered for mmap, as a sparse-mmap capability; accesses elsewhere call <paramref name="read"/> and
+    /// <paramref name="write"/> (registers with side effects next to memory the client may touch directly, such as
+    /// an MSI-X table in a BAR of queues).
+    /// </summary>
+    public EmulatedBar(SharedMemory memory, IReadOnlyList<SparseArea> mappableAreas, BarRead read, BarWrite write)
+    {
+        Memory = memory ?? throw new ArgumentNullException(nameof(memory));
+        ArgumentNullException.ThrowIfNull(mappableAreas);
+        Size = memory.Length;
+        ulong page = (ulong)Environment.SystemPageSize;
+        foreach (var a in mappableAreas)
+        {
+            if (a.Size == 0 || a.Offset % page != 0 || a.Size % page != 0 || a.Size > Size || a.Offset > Size - a.Size)
+            {
+                throw new ArgumentException($"mappable area [0x{a.Offset:x}, +0x{a.Size:x}) must be whole pages inside the 0x{Size:x}-byte BAR", nameof(mappableAreas));
+            }
+        }
+        MappableAreas = [.. mappableAreas];
+        ReadHandler = read ?? throw new ArgumentNullException(nameof(read));
+        WriteHandler = write ?? throw new ArgumentNullException(nameof(write));
+    }
+
     /// <summary>Size in bytes.</summary>
     public ulong Size { get; }
 
-    /// <summary>Callback for reads, or null for a shared-memory BAR.</summary>
+    /// <summary>The parts offered for mmap when only some are (null: all of <see cref="Memory"/>, or none without memory).</summary>
+    public IReadOnlyList<SparseArea>? MappableAreas { get; }
+
+    /// <summary>True when [<paramref name="offset"/>, +<paramref name="count"/>) is plain memory rather than callbacks.</summary>
+    internal bool IsMemory(ulong offset, ulong count)
+    {
+        if (Memory is null) { return false; }
+        if (MappableAreas is null) { return true; }
+        foreach (var a in MappableAreas)
+        {
+            if (offset >= a.Offset && offset - a.Offset + count <= a.Size) { return true; }
+        }
+        return false;
+    }
+
+    /// <summary>Callback for reads, or null for a BAR that is all shared memory.</summary>
     public BarRead? ReadHandler { get; }
 
     /// <summary>Callback for writes, or null for a shared-memory BAR.</summary>
