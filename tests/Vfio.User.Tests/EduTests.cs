@@ -103,6 +103,25 @@ public sealed class EduTests : IDisposable
     }
 
     [Fact]
+    public void WithoutBusMasteringTheEngineMovesNothing()
+    {
+        using var dev = _harness.Connect();
+        using var bar0 = dev.OpenRegion(PciRegion.Bar0);
+        var edu = new Edu(bar0);
+        using var buffer = dev.Dma.Allocate(4096);
+        buffer.Span.Fill(0xAB);
+        dev.Config.BusMaster = true;
+        edu.DmaFromRam(buffer.DeviceAddress.Value, 0, 64, Timeout);
+        dev.Config.BusMaster = false;
+        buffer.Span.Clear();
+        edu.DmaToRamAt(0, buffer.DeviceAddress.Value, 64, Timeout);
+        Assert.All(buffer.Span[..64].ToArray(), b => Assert.Equal(0, b));
+        dev.Config.BusMaster = true;
+        edu.DmaToRamAt(0, buffer.DeviceAddress.Value, 64, Timeout);
+        Assert.All(buffer.Span[..64].ToArray(), b => Assert.Equal(0xAB, b));
+    }
+
+    [Fact]
     public void DmaToUnmappedMemoryFaultsWithoutHurtingTheServer()
     {
         using var dev = _harness.Connect();

@@ -166,7 +166,9 @@ public sealed class EduDevice : EmulatedPciDevice
         ulong bufferAt = toRam ? src : dst;
         ulong ram = (toRam ? dst : src) & _dmaMask;
         // The device's buffer is 4 KiB at 0x40000; a transfer that leaves it is dropped (QEMU aborts the guest instead).
-        if (bufferAt >= BufferAddress && bufferAt - BufferAddress < BufferSize && count <= BufferSize - (bufferAt - BufferAddress) && count > 0)
+        // Without bus mastering (command register bit 2, PCI Local Bus 3.0 §6.2.2) the device may not touch memory.
+        bool busMaster = (Config.Command & PciCommand.BusMaster) != 0;
+        if (busMaster && bufferAt >= BufferAddress && bufferAt - BufferAddress < BufferSize && count <= BufferSize - (bufferAt - BufferAddress) && count > 0)
         {
             var slice = _buffer.AsSpan((int)(bufferAt - BufferAddress), (int)count);
             try

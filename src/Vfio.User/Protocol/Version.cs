@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -56,8 +55,6 @@ public sealed record VersionMessage(ushort Major, ushort Minor, VersionCapabilit
         }
         return new VersionMessage(major, minor, caps);
     }
-
-    internal static string Describe(ReadOnlySpan<byte> json) => Encoding.UTF8.GetString(json);
 }
 
 /// <summary>

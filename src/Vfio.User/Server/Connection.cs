@@ -51,7 +51,7 @@ public sealed partial class VfioUserServer
             if (Interlocked.Exchange(ref _disposed, 1) != 0) { return; }
             _peer.Dispose();
             LogDisconnected(_server._logger, _peer.CloseReason?.Message ?? "closed");
-            if (Device.Context == this) { Device.Context = DeviceContextPlaceholder.Instance; }
+            if (Device.Context == this) { Device.Context = EmulatedPciDevice.Disconnected.Instance; }
             lock (_irqLock)
             {
                 foreach (var set in _eventfds) { for (int i = 0; i < set.Length; i++) { set[i]?.Dispose(); set[i] = null; } }
@@ -529,14 +529,5 @@ public sealed partial class VfioUserServer
         {
             if (Pointer != 0) { Interop.Libc.munmap(Pointer, (nuint)Size); }
         }
-    }
-
-    private sealed class DeviceContextPlaceholder : IDeviceContext
-    {
-        public static readonly DeviceContextPlaceholder Instance = new();
-        public void ReadDma(DmaAddress address, Span<byte> destination) => throw new VfioException($"DMA read at {address}: no client is connected");
-        public void WriteDma(DmaAddress address, ReadOnlySpan<byte> source) => throw new VfioException($"DMA write at {address}: no client is connected");
-        public bool IsInterruptWired(IrqIndex index, int vector) => false;
-        public bool SignalInterrupt(IrqIndex index, int vector) => false;
     }
 }

@@ -120,7 +120,7 @@ public abstract class EmulatedPciDevice
     public EmulatedConfigSpace Config { get; }
 
     /// <summary>DMA and interrupts of the connected client; a no-op context while none is connected.</summary>
-    public IDeviceContext Context { get; internal set; } = DisconnectedContext.Instance;
+    public IDeviceContext Context { get; internal set; } = Disconnected.Instance;
 
     /// <summary>BAR <paramref name="index"/>, or null when absent.</summary>
     public EmulatedBar? GetBar(int index) => (uint)index < 6 ? _bars[index] : null;
@@ -148,9 +148,10 @@ public abstract class EmulatedPciDevice
 
     private static ulong RoundUpPow2(ulong v) => v <= 1 ? 1 : 1UL << (64 - System.Numerics.BitOperations.LeadingZeroCount(v - 1));
 
-    private sealed class DisconnectedContext : IDeviceContext
+    /// <summary>The context while no client is connected: DMA fails, interrupts go nowhere.</summary>
+    internal sealed class Disconnected : IDeviceContext
     {
-        public static readonly DisconnectedContext Instance = new();
+        public static readonly Disconnected Instance = new();
         public void ReadDma(DmaAddress address, Span<byte> destination) => throw new VfioException($"DMA read at {address}: no client is connected");
         public void WriteDma(DmaAddress address, ReadOnlySpan<byte> source) => throw new VfioException($"DMA write at {address}: no client is connected");
         public bool IsInterruptWired(IrqIndex index, int vector) => false;

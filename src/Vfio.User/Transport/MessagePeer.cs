@@ -58,11 +58,13 @@ internal sealed class MessagePeer : IDisposable
     /// <summary>Time a request waits for its reply.</summary>
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    private long _commandsHandled, _rejected;
+
     /// <summary>Commands handled so far.</summary>
-    public long CommandsHandled;
+    public long CommandsHandled => Interlocked.Read(ref _commandsHandled);
 
     /// <summary>Messages that could not be handled (errors replied, stray replies dropped).</summary>
-    public long Rejected;
+    public long Rejected => Interlocked.Read(ref _rejected);
 
     public void Start()
     {
@@ -122,7 +124,7 @@ internal sealed class MessagePeer : IDisposable
                 if (m.Header.IsReply)
                 {
                     if (_pending.TryRemove(m.Header.MessageId, out var tcs) && tcs.TrySetResult(m)) { continue; }
-                    Interlocked.Increment(ref Rejected); // a reply nobody waits for: drop it
+                    Interlocked.Increment(ref _rejected); // a reply nobody waits for: drop it
                     m.Dispose();
                 }
                 else if (m.Header.IsCommand)
@@ -132,7 +134,7 @@ internal sealed class MessagePeer : IDisposable
                 else
                 {
                     // Neither command nor reply: answer as for a bad command, so the sender is not left waiting.
-                    Interlocked.Increment(ref Rejected);
+                    Interlocked.Increment(ref _rejected);
                     TrySend(MessageHeader.ForError(m.Header.MessageId, m.Header.Command, Errno.EINVAL), default);
                     m.Dispose();
                 }
@@ -153,7 +155,7 @@ internal sealed class MessagePeer : IDisposable
             {
                 using (m)
                 {
-                    Interlocked.Increment(ref CommandsHandled);
+                    Interlocked.Increment(ref _commandsHandled);
                     CommandResult result;
                     try
                     {
@@ -161,7 +163,7 @@ internal sealed class MessagePeer : IDisposable
                     }
                     catch (VfioUserCommandException e)
                     {
-                        Interlocked.Increment(ref Rejected);
+                        Interlocked.Increment(ref _rejected);
                         if (!m.Header.NoReply) { TrySend(MessageHeader.ForError(m.Header.MessageId, m.Header.Command, e.ErrorNumber), default); }
                         continue;
                     }
