@@ -68,6 +68,16 @@ public sealed class RobustnessTests : IDisposable
     }
 
     [Fact]
+    public void OnlyEventfdsAreAcceptedForInterrupts()
+    {
+        using var dev = _harness.Connect();
+        using var memory = new SharedMemory(4096, "not-an-eventfd");
+        var set = new byte[SetIrqsRequest.Length];
+        new SetIrqsRequest(SetIrqsRequest.DataEventFd | SetIrqsRequest.ActionTrigger, (uint)IrqIndex.Msi, 0, 1).Write(set);
+        Assert.Equal(Errno.EINVAL, Assert.Throws<VfioUserCommandException>(() => dev.Request(Command.DeviceSetIrqs, set, [memory.Handle]).Dispose()).ErrorNumber);
+    }
+
+    [Fact]
     public void VersionTwiceIsRefused()
     {
         using var dev = _harness.Connect();

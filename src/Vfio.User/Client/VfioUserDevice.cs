@@ -63,7 +63,9 @@ public sealed class VfioUserDevice : IPciDevice
         {
             ServerCapabilities = Negotiate();
             // Replies to REGION_READ carry the data after a 16-byte access header, up to the server's transfer size.
-            _peer.Socket.MaxMessageSize = (int)Math.Min(int.MaxValue - 64, Math.Max(maxMessage, MessageHeader.Length + RegionAccess.Length + ServerCapabilities.MaxDataTransferSize));
+            // Never more than MaxTransfer (16 MiB at most), so a server announcing a huge size cannot make the client
+            // allocate that much per message.
+            _peer.Socket.MaxMessageSize = Math.Max(maxMessage, MessageHeader.Length + RegionAccess.Length + MaxTransfer);
             using (var reply = Request(Command.DeviceGetInfo, ArgSizeOnly(DeviceInfoReply.Length)))
             {
                 var info = DeviceInfoReply.Read(reply.Body);

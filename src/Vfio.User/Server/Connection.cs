@@ -260,6 +260,12 @@ public sealed partial class VfioUserServer
             if (data == SetIrqsRequest.DataEventFd)
             {
                 if (m.Fds.Count != req.Count) { throw VfioUserCommandException.Invalid(C, $"{m.Fds.Count} descriptors for {req.Count} vectors"); }
+                foreach (var fd in m.Fds)
+                {
+                    // Signalling writes 8 bytes to each descriptor from the device's threads: anything but an eventfd
+                    // (a full pipe, a socket) could block them, so nothing else is accepted.
+                    if (!IsEventFd(fd)) { throw VfioUserCommandException.Invalid(C, "a descriptor passed for an interrupt is not an eventfd"); }
+                }
                 lock (_irqLock)
                 {
                     var set = _eventfds[req.Index];
@@ -284,6 +290,8 @@ public sealed partial class VfioUserServer
             }
             return CommandResult.Empty;
 
+            static bool IsEventFd(SafeFdHandle fd) =>
+                new FileInfo($"/proc/self/fd/{fd.Fd}").LinkTarget == "anon_inode:[eventfd]";
             static bool IsSingleBit(uint v) => v != 0 && (v & (v - 1)) == 0;
             static void Clear(SafeFdHandle?[] set) { for (int i = 0; i < set.Length; i++) { set[i]?.Dispose(); set[i] = null; } }
         }
