@@ -106,13 +106,6 @@ internal sealed class MessagePeer : IDisposable
         return new Reply(reply);
     }
 
-    /// <summary>Sends a command without waiting for (or asking for) a reply.</summary>
-    public void Post(Command command, ReadOnlySpan<byte> body)
-    {
-        ushort id = (ushort)Interlocked.Increment(ref _nextId);
-        _socket.Send(MessageHeader.ForCommand(id, command, body.Length, noReply: true), body);
-    }
-
     private void ReadLoop()
     {
         try
