@@ -156,7 +156,24 @@ public sealed class NvmeTests : IDisposable
         var r = Run("nvme", "read", Bdf, "--lba", "3", "--hex");
         Assert.Equal(ExitCodes.Ok, r.ExitCode);
         Assert.Contains("00000000  41 41 41 41 41 41 41 41  41 41 41 41 41 41 41 41  |AAAAAAAAAAAAAAAA|", r.Out, StringComparison.Ordinal);
-        Assert.Contains("000001f0  ", r.Out, StringComparison.Ordinal);
+        Assert.Contains("|AAAAAAAAAAAAAAAA|\n*\n00000200\n", r.Out.ReplaceLineEndings("\n"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Hex_dump_collapses_repeated_lines_like_hexdump_C()
+    {
+        using var output = new StringWriter();
+        var data = new byte[64];
+        data[40] = 1;
+        Commands.NvmeCommands.HexDump(output, data);
+        Assert.Equal("""
+            00000000  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  |................|
+            *
+            00000020  00 00 00 00 00 00 00 00  01 00 00 00 00 00 00 00  |................|
+            00000030  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  |................|
+            00000040
+
+            """.ReplaceLineEndings("\n"), output.ToString().ReplaceLineEndings("\n"));
     }
 
     [Fact]

@@ -472,13 +472,23 @@ internal static class NvmeCommands
 
     private static string Sha256(ReadOnlySpan<byte> data) => Convert.ToHexStringLower(SHA256.HashData(data));
 
-    /// <summary>Sixteen bytes a line: offset, hex, and printable ASCII, as <c>hexdump -C</c> prints them.</summary>
+    /// <summary>
+    /// Sixteen bytes a line: offset, hex, and printable ASCII, as <c>hexdump -C</c> prints them: a run of lines equal to
+    /// the one before is shown as one <c>*</c>, and the last line is the length.
+    /// </summary>
     internal static void HexDump(TextWriter output, ReadOnlySpan<byte> data)
     {
         var line = new StringBuilder(80);
+        bool starred = false;
         for (int offset = 0; offset < data.Length; offset += 16)
         {
             var row = data.Slice(offset, Math.Min(16, data.Length - offset));
+            if (offset > 0 && row.Length == 16 && row.SequenceEqual(data.Slice(offset - 16, 16)))
+            {
+                if (!starred) { output.WriteLine("*"); starred = true; }
+                continue;
+            }
+            starred = false;
             line.Clear();
             line.Append(offset.ToString("x8", CultureInfo.InvariantCulture)).Append("  ");
             for (int i = 0; i < 16; i++)
@@ -490,6 +500,7 @@ internal static class NvmeCommands
             line.Append('|');
             output.WriteLine(line.ToString());
         }
+        output.WriteLine(data.Length.ToString("x8", CultureInfo.InvariantCulture));
     }
 
     /// <summary>An opened device with its controller brought up; disposes both, controller first.</summary>
