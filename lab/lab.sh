@@ -9,7 +9,8 @@
 #   lab.sh shell CONFIG                              interactive guest (a bash in the host root)
 #   lab.sh bench lab                                 time a whole e2e lab run
 #   lab.sh bench net                                 virtio-net io-forward: DPDK testpmd vs ours
-#   lab.sh demo                                      (not yet implemented)
+#   lab.sh demo                                      the vfio command in a No-IOMMU guest, step by step
+#                                                    (lab/demo.sh); output in artifacts/demo/
 #
 # Configurations: noiommu (i440fx, vfio enable_unsafe_noiommu_mode=1), type1 (q35 + intel-iommu),
 # noiommu-off (i440fx, vfio loaded with the No-IOMMU parameter off).
@@ -512,6 +513,30 @@ print(f"kernel_iops={r['iops']:.0f} kernel_p50_us={p['50.000000'] / 1000:.1f} ke
 PY
 }
 
+# The demo: one No-IOMMU boot running lab/demo.sh, its output streamed as it happens. The guest keeps
+# demo.log (what was shown) and demo-summary.txt (step, result, seconds) in artifacts/demo/.
+cmd_demo() {
+  [ $# -eq 0 ] || die "usage: lab.sh demo"
+  local dll="src/Vfio.Cli/bin/${CONFIG:-Release}/net10.0/vfio.dll"
+  [ -f "$ROOT/$dll" ] || die "$dll is missing: build the solution first (./run demo does)"
+  prepare
+  local out="$ROOT/artifacts/demo" rc=0 t0 color=""
+  rm -rf "$out"; mkdir -p "$out"
+  [ -t 2 ] && color=--color      # the guest's console is streamed to our stderr
+  t0="$(now)"
+  log "booting a guest in No-IOMMU mode (QEMU/TCG, no acceleration: the boot and each dotnet start take a while)"
+  LAB_FAILURE=""
+  run_guest noiommu "${VFIO_LAB_TIMEOUT:-600}" "$out" "$out/console.txt" 1 lab/demo.sh $color || rc=$?
+  if [ -n "$LAB_FAILURE" ]; then
+    log "demo: the lab failed: $LAB_FAILURE (console: $out/console.txt)"
+  elif [ "$rc" -eq 0 ]; then
+    log "demo: every step passed in $(elapsed "$t0") s including the boot (output: $out/demo.log)"
+  else
+    log "demo: FAILED (exit $rc) after $(elapsed "$t0") s; output: $out/demo.log, console: $out/console.txt"
+  fi
+  return "$rc"
+}
+
 cmd_shell() {
   [ $# -eq 1 ] || die "usage: lab.sh shell CONFIG"
   check_config "$1"
@@ -534,7 +559,7 @@ main() {
     e2e) cmd_e2e "$@" ;;
     bench) cmd_bench "$@" ;;
     shell) cmd_shell "$@" ;;
-    demo) echo "lab.sh demo: not yet implemented" >&2; exit 1 ;;
+    demo) cmd_demo "$@" ;;
     help | -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
     *) die "unknown command '$cmd' (prepare, run, e2e, shell, bench, demo)" ;;
   esac

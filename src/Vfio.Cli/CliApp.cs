@@ -19,7 +19,7 @@ public static class CliApp
           0   ok
           1   usage error (unknown command or option, malformed or missing argument such as a BDF)
           2   device or host error (no such device, driver not loaded, group not viable, kernel refused a write,
-              fewer hugepages granted than asked for)
+              fewer hugepages granted than asked for, an NVMe command failed or timed out)
           3   permission or capability missing (run as root, or grant the capability the message names)
           4   No-IOMMU mode refused (device in a No-IOMMU group without --unsafe-noiommu, No-IOMMU mode off,
               or 'noiommu enable' without --unsafe)
@@ -89,7 +89,7 @@ public static class CliApp
         }
     }
 
-    /// <summary>The command tree. Subcommands to come (nvme, net, serve) are added here.</summary>
+    /// <summary>The command tree. Subcommands to come (nvme, net) are added here.</summary>
     internal static Command BuildCommand(GlobalOptions options, Func<ParseResult, CliContext> context)
     {
         var root = new Command("vfio",
@@ -107,6 +107,8 @@ public static class CliApp
         root.Subcommands.Add(NoIommuCommand.Create(context));
         root.Subcommands.Add(HugePagesCommand.Create(context));
         root.Subcommands.Add(InfoCommand.Create(context));
+        root.Subcommands.Add(ServeCommand.Create(context));
+        root.Subcommands.Add(NvmeCommands.Create(context));
         return root;
     }
 
@@ -130,6 +132,7 @@ public static class CliApp
             NoIommuNotPermittedException or NoIommuModeDisabledException => (ExitCodes.NoIommuRefused, Kind(e), ((VfioException)e).Device),
             VfioPermissionException or MissingCapabilityException => (ExitCodes.Permission, Kind(e), ((VfioException)e).Device),
             VfioException v => (ExitCodes.DeviceOrHost, Kind(e), v.Device),
+            Nvme.NvmeTimeoutException t => (ExitCodes.DeviceOrHost, Kind(e), t.Device),
             UnauthorizedAccessException => (ExitCodes.Permission, "Permission", (PciAddress?)null),
             _ => (ExitCodes.Internal, "Internal", (PciAddress?)null),
         };

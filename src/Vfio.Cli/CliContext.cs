@@ -49,6 +49,26 @@ internal sealed class CliContext
     /// <summary>Tables and text for people, on <see cref="Output"/>.</summary>
     public IAnsiConsole Console => _console ??= CreateConsole();
 
+    /// <summary>
+    /// A console for live displays (progress bars) when standard output is a terminal that understands escape
+    /// sequences; null otherwise, and callers print plain lines instead.
+    /// </summary>
+    public IAnsiConsole? InteractiveConsole
+    {
+        get
+        {
+            if (!Environment.IsTerminal) { return null; }
+            var console = AnsiConsole.Create(new AnsiConsoleSettings
+            {
+                Out = new AnsiConsoleOutput(Output),
+                Ansi = AnsiSupport.Detect,
+                ColorSystem = ColorSystemSupport.Detect,
+                Interactive = InteractionSupport.Detect,
+            });
+            return console.Profile.Capabilities.Ansi && console.Profile.Capabilities.Interactive ? console : null;
+        }
+    }
+
     private IAnsiConsole CreateConsole()
     {
         bool terminal = Environment.IsTerminal;

@@ -5,7 +5,7 @@ using Vfio.Dma;
 using Vfio.Host;
 using Vfio.Kernel;
 using Vfio.Nvme;
-using Vfio.Nvme.Perf;
+using Vfio.Nvme.Benchmarks;
 
 var device = new Argument<string>("device") { Description = "PCI address of the NVMe controller, e.g. 0000:00:06.0" };
 var depth = new Option<int>("--queue-depth", "-q") { Description = "Commands in flight", DefaultValueFactory = _ => 32 };

@@ -346,6 +346,7 @@ public sealed class ControllerTests
         using var q = c.CreateIoQueue();
         using var buf = dev.Dma.Allocate(16384, new DmaAllocationOptions { Contiguous = false });
         for (int i = 0; i < 200; i++) { q.Read(ns, (ulong)i, 8, buf); q.Write(ns, (ulong)i, 24, buf); }   // warm up
+        dev.PrimeLockContention();
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 10_000; i++)
         {
@@ -373,6 +374,7 @@ public sealed class ControllerTests
             while (got < 32) { got += q.Reap(done.AsSpan(got)); }
         }
         for (int i = 0; i < 20; i++) { Round(); }
+        dev.PrimeLockContention();
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 300; i++) { Round(); }
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);

@@ -111,6 +111,53 @@ internal sealed record IrqJson(int Index, string Name, int Count, IReadOnlyList<
 /// <summary>A PCI capability in config space; <c>Version</c> is null for standard capabilities.</summary>
 internal sealed record CapabilityJson(string Id, string Name, int Offset, int? Version);
 
+/// <summary><c>vfio nvme identify --json</c>: Identify Controller and the active namespaces.</summary>
+internal sealed record NvmeIdentifyJson(
+    string Address,
+    string Mode,
+    bool DmaIsolated,
+    string VendorId,
+    string Model,
+    string Serial,
+    string Firmware,
+    string Version,
+    int ControllerId,
+    int MaxTransferBytes,
+    int MaxQueueEntries,
+    bool VolatileWriteCache,
+    IReadOnlyList<string> OptionalCommands,
+    string? SubsystemNqn,
+    IReadOnlyList<NvmeNamespaceJson> Namespaces);
+
+/// <summary>One active namespace; sizes in blocks except <c>SizeBytes</c>.</summary>
+internal sealed record NvmeNamespaceJson(uint Nsid, int BlockSize, ulong Blocks, ulong SizeBytes, ulong CapacityBlocks, ulong UtilizationBlocks);
+
+/// <summary><c>vfio nvme read --json</c>: <c>Out</c> is the file written (--out), <c>Hex</c> the data (--hex).</summary>
+internal sealed record NvmeReadJson(string Address, uint Nsid, ulong Lba, int Blocks, int BlockSize, int Bytes, string Sha256, string? Out, string? Hex);
+
+/// <summary><c>vfio nvme write --json</c>: <c>Verified</c> is true with --verify (a mismatch is an error), else null.</summary>
+internal sealed record NvmeWriteJson(string Address, uint Nsid, ulong Lba, int Blocks, int BlockSize, int Bytes, string Source, string Sha256,
+    bool Flushed, bool? Verified);
+
+/// <summary><c>vfio nvme perf --json</c>: latencies in microseconds (null when no read completed).</summary>
+internal sealed record NvmePerfJson(
+    string Address,
+    string Mode,
+    bool DmaIsolated,
+    uint Nsid,
+    string Workload,
+    int IoBytes,
+    int QueueDepth,
+    double Seconds,
+    long Ios,
+    long Errors,
+    double Iops,
+    double MbPerSecond,
+    double? P50Us,
+    double? P90Us,
+    double? P99Us,
+    string? FirstError);
+
 /// <summary>What a failed command prints on standard output with <c>--json</c> (the message also goes to stderr).</summary>
 internal sealed record ErrorDocumentJson(ErrorJson Error);
 
@@ -128,6 +175,10 @@ internal sealed record ErrorJson(int ExitCode, string Kind, string Message, stri
 [JsonSerializable(typeof(HugePagesJson))]
 [JsonSerializable(typeof(HugePageReservationJson))]
 [JsonSerializable(typeof(DeviceInfoJson))]
+[JsonSerializable(typeof(NvmeIdentifyJson))]
+[JsonSerializable(typeof(NvmeReadJson))]
+[JsonSerializable(typeof(NvmeWriteJson))]
+[JsonSerializable(typeof(NvmePerfJson))]
 [JsonSerializable(typeof(ErrorDocumentJson))]
 internal sealed partial class CliJson : JsonSerializerContext
 {

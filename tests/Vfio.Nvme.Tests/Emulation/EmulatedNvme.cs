@@ -97,6 +97,21 @@ internal sealed unsafe class EmulatedNvme : IPciDevice
     /// <summary>Sets CSTS.CFS: the controller stops processing until it is disabled.</summary>
     public void SetFatal() { lock (_lock) { _csts |= 2; } }
 
+    /// <summary>
+    /// Makes the calling thread wait once for the emulator's lock while another thread holds it. The lock creates
+    /// its wait event lazily on first contention, a managed allocation on the waiting thread; allocation tests call
+    /// this during warm-up so that one-time cost of the emulation is not counted against the driver.
+    /// </summary>
+    public void PrimeLockContention()
+    {
+        using var held = new ManualResetEventSlim();
+        var holder = new Thread(() => { lock (_lock) { held.Set(); Thread.Sleep(50); } });
+        holder.Start();
+        held.Wait();
+        lock (_lock) { }
+        holder.Join();
+    }
+
     // ------------------------------------------------------------------ IPciDevice
 
     public PciAddress Address { get; } = new(0, 0, 6, 0);

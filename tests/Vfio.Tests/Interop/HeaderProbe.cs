@@ -27,7 +27,7 @@ internal sealed partial class HeaderProbe
     public static readonly string[] Headers =
     [
         "stdio.h", "stddef.h", "fcntl.h", "unistd.h", "sys/mman.h", "linux/mman.h", "linux/memfd.h", "sys/eventfd.h",
-        "sys/epoll.h", "sys/resource.h", "linux/vfio.h",
+        "sys/epoll.h", "sys/resource.h", "sys/socket.h", "sys/uio.h", "poll.h", "linux/vfio.h",
     ];
 
     /// <summary>Interop classes whose nested structs and constants are checked.</summary>
@@ -45,6 +45,7 @@ internal sealed partial class HeaderProbe
         ("vfio_pci_hot_reset", "group_fds", typeof(int)),
         ("vfio_iommu_type1_info_cap_iova_range", "iova_ranges", typeof(Interop.Vfio.vfio_iova_range)),
         ("vfio_iommu_type1_dma_unmap", "data", typeof(byte)),
+        ("cmsghdr", "__cmsg_data", typeof(byte)),
     ];
 
     /// <summary>

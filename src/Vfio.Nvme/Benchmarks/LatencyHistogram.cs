@@ -1,17 +1,18 @@
 using System.Diagnostics;
 
-namespace Vfio.Nvme.Perf;
+namespace Vfio.Nvme.Benchmarks;
 
 /// <summary>
 /// Latencies in 100 ns buckets up to 100 ms (one overflow bucket above), preallocated so that recording
 /// allocates nothing and costs one increment.
 /// </summary>
-internal sealed class LatencyHistogram
+public sealed class LatencyHistogram
 {
     private const long BucketNanoseconds = 100;
     private readonly long[] _buckets = new long[1_000_001];
     private readonly double _nanosecondsPerTick = 1e9 / Stopwatch.Frequency;
 
+    /// <summary>Samples recorded.</summary>
     public long Count { get; private set; }
 
     /// <summary>Records one latency given in <see cref="Stopwatch"/> ticks.</summary>
@@ -22,7 +23,10 @@ internal sealed class LatencyHistogram
         Count++;
     }
 
-    /// <summary>The latency below which <paramref name="fraction"/> of samples lie, in microseconds (bucket upper bound).</summary>
+    /// <summary>
+    /// The latency below which <paramref name="fraction"/> of samples lie, in microseconds (bucket upper bound);
+    /// NaN when nothing was recorded.
+    /// </summary>
     public double PercentileMicroseconds(double fraction)
     {
         if (Count == 0) { return double.NaN; }

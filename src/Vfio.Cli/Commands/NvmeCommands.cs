@@ -1,0 +1,566 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using Spectre.Console;
+using Vfio.Cli.Output;
+using Vfio.Devices;
+using Vfio.Dma;
+using Vfio.Kernel;
+using Vfio.Nvme;
+using Vfio.Nvme.Benchmarks;
+using Vfio.Nvme.Protocol;
+
+namespace Vfio.Cli.Commands;
+
+/// <summary>
+/// <c>vfio nvme identify|read|write|perf BDF</c>: the NVMe driver (src/Vfio.Nvme) on a controller bound to vfio-pci.
+/// Each command opens the device through VFIO (a No-IOMMU group only with <c>--unsafe-noiommu</c>), brings the
+/// controller up with one I/O queue, does its work, and shuts the controller down again.
+/// </summary>
+internal static class NvmeCommands
+{
+    /// <summary>Largest transfer <c>read</c> and <c>write</c> move in one invocation.</summary>
+    internal const long MaxTransferBytes = 64L << 20;
+
+    private const uint NvmeClassCode = 0x010802;
+
+    public static Command Create(Func<ParseResult, CliContext> context)
+    {
+        var allowNoIommu = new Option<bool>("--unsafe-noiommu")
+        {
+            Description = "Allow opening a device in a No-IOMMU group (no DMA isolation; the kernel is tainted)",
+            Recursive = true,
+        };
+        var nsid = new Option<uint>("--nsid")
+        {
+            Description = "Namespace to use",
+            DefaultValueFactory = _ => 1,
+            Recursive = true,
+            HelpName = "N",
+        };
+        nsid.Validators.Add(r => { if (r.GetValueOrDefault<uint>() == 0) { r.AddError("--nsid must be 1 or more"); } });
+
+        var nvme = new Command("nvme",
+            "Drive an NVMe controller bound to vfio-pci with this project's userspace driver: identify it, read and write blocks, " +
+            "measure random-read performance")
+        {
+            allowNoIommu, nsid,
+        };
+        nvme.Subcommands.Add(CreateIdentify(context, allowNoIommu));
+        nvme.Subcommands.Add(CreateRead(context, allowNoIommu, nsid));
+        nvme.Subcommands.Add(CreateWrite(context, allowNoIommu, nsid));
+        nvme.Subcommands.Add(CreatePerf(context, allowNoIommu, nsid));
+        return nvme;
+    }
+
+    // ------------------------------------------------------------------------------------------------ identify
+
+    private static Command CreateIdentify(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu)
+    {
+        var bdf = Arguments.Bdf();
+        var command = new Command("identify", "Bring the controller up and show Identify Controller and its active namespaces") { bdf };
+        command.SetAction(parse =>
+        {
+            var ctx = context(parse);
+            using var session = Session.Open(ctx, parse.GetValue(bdf), parse.GetValue(allowNoIommu));
+            var doc = Identify(session);
+            if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NvmeIdentifyJson); }
+            else { ShowIdentify(ctx, doc); }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    internal static NvmeIdentifyJson Identify(Session session)
+    {
+        var c = session.Controller;
+        var id = c.Identity;
+        return new NvmeIdentifyJson(
+            Address: session.Device.Address.ToString(),
+            Mode: InfoCommand.ModeName(session.Device.Backend),
+            DmaIsolated: session.Device.IsDmaIsolated,
+            VendorId: Arguments.Hex(id.VendorId, 4),
+            Model: id.ModelNumber,
+            Serial: id.SerialNumber,
+            Firmware: id.FirmwareRevision,
+            Version: c.Version.ToString(),
+            ControllerId: id.ControllerId,
+            MaxTransferBytes: c.MaxTransferBytes,
+            MaxQueueEntries: c.Capabilities.MaxQueueEntries,
+            VolatileWriteCache: id.VolatileWriteCache,
+            OptionalCommands: OptionalCommandNames(id.OptionalCommands),
+            SubsystemNqn: id.SubsystemNqn.Length == 0 ? null : id.SubsystemNqn,
+            Namespaces: [.. c.Namespaces.Select(ns => new NvmeNamespaceJson(ns.Id, ns.BlockSize, ns.BlockCount, ns.SizeBytes,
+                ns.Identify.Capacity, ns.Identify.Utilization))]);
+    }
+
+    private static void ShowIdentify(CliContext ctx, NvmeIdentifyJson d)
+    {
+        ctx.Say($"{d.Address}  {d.Model}");
+        ctx.Say($"Serial:    {d.Serial}");
+        ctx.Say($"Firmware:  {d.Firmware}");
+        ctx.Say($"NVMe:      {d.Version}, controller ID {d.ControllerId}, PCI vendor {d.VendorId}");
+        ctx.Say(d.DmaIsolated
+            ? $"Mode:      {d.Mode} (DMA confined by the IOMMU to memory this process maps)"
+            : $"Mode:      {d.Mode} (NO DMA isolation: the device can write any host memory)");
+        ctx.Say(string.Create(CultureInfo.InvariantCulture,
+            $"Limits:    {Arguments.FormatBytes((ulong)d.MaxTransferBytes)} per command, {d.MaxQueueEntries} entries per queue"));
+        ctx.Say($"Write cache: {(d.VolatileWriteCache ? "volatile (flushed after writes)" : "none")}; optional commands: " +
+            (d.OptionalCommands.Count == 0 ? "none" : string.Join(", ", d.OptionalCommands)));
+        if (d.SubsystemNqn is not null) { ctx.Say($"NQN:       {d.SubsystemNqn}"); }
+        var table = Tables.Create("Namespaces", "NSID", "Block size", "Blocks", "Size", "In use");
+        foreach (var ns in d.Namespaces)
+        {
+            table.AddRow(
+                new Text(ns.Nsid.ToString(CultureInfo.InvariantCulture)),
+                new Text(ns.BlockSize.ToString(CultureInfo.InvariantCulture)),
+                new Text(ns.Blocks.ToString(CultureInfo.InvariantCulture)),
+                new Text(Arguments.FormatBytes(ns.SizeBytes)),
+                new Text(string.Create(CultureInfo.InvariantCulture, $"{ns.UtilizationBlocks} blocks")));
+        }
+        if (d.Namespaces.Count == 0) { ctx.Say("No active namespaces."); }
+        else { ctx.Console.Write(table); }
+    }
+
+    private static List<string> OptionalCommandNames(OptionalNvmCommands oncs)
+    {
+        var names = new List<string>();
+        foreach (var flag in Enum.GetValues<OptionalNvmCommands>())
+        {
+            if (flag != OptionalNvmCommands.None && (oncs & flag) == flag) { names.Add(flag.ToString()); }
+        }
+        return names;
+    }
+
+    // ------------------------------------------------------------------------------------------------ read
+
+    private static Option<ulong> LbaOption() => new("--lba")
+    {
+        Description = "First logical block",
+        Required = true,
+        HelpName = "N",
+    };
+
+    private static Option<int?> CountOption(string description)
+    {
+        var count = new Option<int?>("--count", "-n") { Description = description, HelpName = "N" };
+        count.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) { r.AddError("--count must be 1 or more"); } });
+        return count;
+    }
+
+    private static Command CreateRead(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid)
+    {
+        var bdf = Arguments.Bdf();
+        var lba = LbaOption();
+        var count = CountOption("Blocks to read (default 1)");
+        var outFile = new Option<string?>("--out", "-o") { Description = "Write the data to this file", HelpName = "FILE" };
+        var hex = new Option<bool>("--hex") { Description = "Print the data as a hex dump (in JSON: a hex string)" };
+        var command = new Command("read", "Read blocks and print a checksum, a hex dump (--hex), or save them (--out FILE)")
+        {
+            bdf, lba, count, outFile, hex,
+        };
+        command.Validators.Add(r =>
+        {
+            if (r.GetResult(outFile) is not null && r.GetResult(hex) is not null) { r.AddError("--out and --hex cannot be used together"); }
+        });
+        command.SetAction(parse =>
+        {
+            var ctx = context(parse);
+            using var session = Session.Open(ctx, parse.GetValue(bdf), parse.GetValue(allowNoIommu));
+            var ns = session.Namespace(parse.GetValue(nsid));
+            ulong first = parse.GetValue(lba);
+            int blocks = parse.GetValue(count) ?? 1;
+            int bytes = CheckTransferSize(ns, blocks);
+            var data = new byte[bytes];
+            var watch = Stopwatch.StartNew();
+            using (var queue = session.Controller.CreateIoQueue())
+            using (var buffer = session.Device.Dma.Allocate((ulong)bytes, new DmaAllocationOptions { Contiguous = false, Name = "vfio nvme read" }))
+            {
+                queue.Read(ns, first, blocks, buffer);
+                buffer.Span[..bytes].CopyTo(data);
+            }
+            watch.Stop();
+            string? path = parse.GetValue(outFile);
+            if (path is not null) { File.WriteAllBytes(path, data); }
+            bool dump = parse.GetValue(hex);
+            var doc = new NvmeReadJson(session.Device.Address.ToString(), ns.Id, first, blocks, ns.BlockSize, bytes,
+                Sha256(data), path is null ? null : Path.GetFullPath(path), dump ? Convert.ToHexStringLower(data) : null);
+            if (ctx.Json)
+            {
+                ctx.WriteJson(doc, CliJson.Output.NvmeReadJson);
+                return ExitCodes.Ok;
+            }
+            ctx.Say(string.Create(CultureInfo.InvariantCulture,
+                $"{doc.Address} nsid {ns.Id}: read {blocks} block{(blocks == 1 ? "" : "s")} of {ns.BlockSize} B from LBA {first} " +
+                $"({Arguments.FormatBytes((ulong)bytes)}) in {watch.Elapsed.TotalMilliseconds:F1} ms"));
+            ctx.Say($"sha256 {doc.Sha256}");
+            if (path is not null) { ctx.Say($"saved to {doc.Out}"); }
+            if (dump) { HexDump(ctx.Output, data); }
+            else if (path is null) { ctx.Say("(--hex prints the data, --out FILE saves it)"); }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    // ------------------------------------------------------------------------------------------------ write
+
+    private static Command CreateWrite(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid)
+    {
+        var bdf = Arguments.Bdf();
+        var lba = LbaOption();
+        var count = CountOption("Blocks to write (required with --pattern; with --in, the file's size rounded up to blocks)");
+        var pattern = new Option<byte?>("--pattern", "-p")
+        {
+            Description = "Fill every byte with this value: 0-255, or hex as 0xA5",
+            HelpName = "BYTE",
+            CustomParser = r =>
+            {
+                var text = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
+                if (ParseByte(text) is { } b) { return b; }
+                r.AddError($"'{text}' is not a byte value (0-255, or hex as 0xA5)");
+                return null;
+            },
+        };
+        var inFile = new Option<string?>("--in", "-i") { Description = "Write this file's contents (zero-padded to whole blocks)", HelpName = "FILE" };
+        var verify = new Option<bool>("--verify") { Description = "Read the blocks back and compare" };
+        var command = new Command("write", "Write blocks from a byte pattern or a file, flush, and optionally read them back to verify")
+        {
+            bdf, lba, count, pattern, inFile, verify,
+        };
+        command.Validators.Add(r =>
+        {
+            bool hasPattern = r.GetResult(pattern) is not null, hasIn = r.GetResult(inFile) is not null;
+            if (hasPattern == hasIn) { r.AddError("give exactly one of --pattern BYTE and --in FILE"); }
+            else if (hasPattern && r.GetResult(count) is null) { r.AddError("--count is required with --pattern"); }
+        });
+        command.SetAction(parse =>
+        {
+            var ctx = context(parse);
+            string? path = parse.GetValue(inFile);
+            byte[]? contents = null;
+            if (path is not null)
+            {
+                try { contents = File.ReadAllBytes(path); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new CliException($"cannot read {path}: {e.Message}", ExitCodes.Usage, "Usage");
+                }
+                if (contents.Length == 0) { throw new CliException($"{path} is empty: nothing to write", ExitCodes.Usage, "Usage"); }
+            }
+
+            using var session = Session.Open(ctx, parse.GetValue(bdf), parse.GetValue(allowNoIommu));
+            var ns = session.Namespace(parse.GetValue(nsid));
+            ulong first = parse.GetValue(lba);
+            int blocks = parse.GetValue(count) ?? (int)Math.Min(int.MaxValue, (contents!.LongLength + ns.BlockSize - 1) / ns.BlockSize);
+            int bytes = CheckTransferSize(ns, blocks);
+            var data = new byte[bytes];
+            string source;
+            if (contents is not null)
+            {
+                if (contents.Length > bytes)
+                {
+                    throw new CliException(string.Create(CultureInfo.InvariantCulture,
+                        $"{path} has {contents.Length} bytes, more than {blocks} blocks of {ns.BlockSize} B ({bytes} B); raise --count or leave it out"),
+                        ExitCodes.Usage, "Usage");
+                }
+                contents.CopyTo(data, 0);
+                source = $"file {Path.GetFullPath(path!)}";
+            }
+            else
+            {
+                byte value = parse.GetValue(pattern)!.Value;
+                data.AsSpan().Fill(value);
+                source = string.Create(CultureInfo.InvariantCulture, $"pattern 0x{value:x2}");
+            }
+
+            bool check = parse.GetValue(verify);
+            var watch = Stopwatch.StartNew();
+            using (var queue = session.Controller.CreateIoQueue())
+            using (var buffer = session.Device.Dma.Allocate((ulong)bytes, new DmaAllocationOptions { Contiguous = false, Name = "vfio nvme write" }))
+            {
+                data.CopyTo(buffer.Span);
+                queue.Write(ns, first, blocks, buffer);
+                queue.Flush(ns);
+                if (check)
+                {
+                    buffer.Span.Clear();
+                    queue.Read(ns, first, blocks, buffer);
+                    Verify(session.Device.Address, ns, first, data, buffer.Span[..bytes]);
+                }
+            }
+            watch.Stop();
+            var doc = new NvmeWriteJson(session.Device.Address.ToString(), ns.Id, first, blocks, ns.BlockSize, bytes, source,
+                Sha256(data), Flushed: true, Verified: check ? true : null);
+            if (ctx.Json)
+            {
+                ctx.WriteJson(doc, CliJson.Output.NvmeWriteJson);
+                return ExitCodes.Ok;
+            }
+            ctx.Say(string.Create(CultureInfo.InvariantCulture,
+                $"{doc.Address} nsid {ns.Id}: wrote {blocks} block{(blocks == 1 ? "" : "s")} of {ns.BlockSize} B at LBA {first} " +
+                $"({Arguments.FormatBytes((ulong)bytes)}, {source}) and flushed in {watch.Elapsed.TotalMilliseconds:F1} ms"));
+            ctx.Say(check ? "verified: read back identical" : "not verified (--verify reads the blocks back)");
+            ctx.Say($"sha256 {doc.Sha256}");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static void Verify(PciAddress address, NvmeNamespace ns, ulong lba, ReadOnlySpan<byte> written, ReadOnlySpan<byte> read)
+    {
+        int first = written.CommonPrefixLength(read);
+        if (first == written.Length) { return; }
+        int differ = 0;
+        for (int i = first; i < written.Length; i++) { if (written[i] != read[i]) { differ++; } }
+        throw new CliException(string.Create(CultureInfo.InvariantCulture,
+            $"{address}: verify failed: {differ} of {written.Length} bytes differ, the first at byte {first} (LBA {lba + (ulong)(first / ns.BlockSize)}): " +
+            $"wrote 0x{written[first]:x2}, read 0x{read[first]:x2}"), ExitCodes.DeviceOrHost, "VerifyFailed", address);
+    }
+
+    internal static byte? ParseByte(string text)
+    {
+        var s = text.Trim();
+        if (s.StartsWith("0x", StringComparison.OrdinalIgnoreCase))
+        {
+            return byte.TryParse(s.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var h) ? h : null;
+        }
+        return byte.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var d) ? d : null;
+    }
+
+    // ------------------------------------------------------------------------------------------------ perf
+
+    private static Command CreatePerf(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid)
+    {
+        var bdf = Arguments.Bdf();
+        var depth = new Option<int>("--queue-depth", "-q") { Description = "Reads in flight (1-1023)", DefaultValueFactory = _ => 32, HelpName = "N" };
+        depth.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 1023) { r.AddError("--queue-depth must be 1..1023"); } });
+        var seconds = new Option<double>("--seconds", "-t") { Description = "Length of the timed run", DefaultValueFactory = _ => 5, HelpName = "SECONDS" };
+        seconds.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<double>() is var s && (!(s > 0) || s > 3600)) { r.AddError("--seconds must be more than 0 and at most 3600"); }
+        });
+        var command = new Command("perf", "4 KiB random reads at a fixed queue depth on one queue: IOPS, MB/s and latency percentiles")
+        {
+            bdf, depth, seconds,
+        };
+        command.SetAction(parse =>
+        {
+            var ctx = context(parse);
+            int qd = parse.GetValue(depth);
+            var duration = TimeSpan.FromSeconds(parse.GetValue(seconds));
+            using var session = Session.Open(ctx, parse.GetValue(bdf), parse.GetValue(allowNoIommu));
+            var ns = session.Namespace(parse.GetValue(nsid));
+            if (ns.BlockSize > RandomReadBenchmark.IoBytes)
+            {
+                throw new CliException($"namespace {ns.Id} has {ns.BlockSize}-byte blocks; perf reads 4 KiB", ExitCodes.DeviceOrHost, "Unsupported", session.Device.Address);
+            }
+            using var queue = session.Controller.CreateIoQueue(new NvmeIoQueueOptions { Entries = qd + 1 });
+            if (queue.Depth < qd)
+            {
+                throw new CliException(string.Create(CultureInfo.InvariantCulture,
+                    $"the controller's queues hold at most {queue.Depth} commands (CAP.MQES); use -q {queue.Depth} or less"), ExitCodes.Usage, "Usage");
+            }
+            using var buffer = session.Device.Dma.Allocate((ulong)qd * RandomReadBenchmark.IoBytes,
+                new DmaAllocationOptions { Contiguous = false, Name = "vfio nvme perf" });
+            var result = RunWithProgress(ctx, queue, ns, buffer, qd, duration);
+            var doc = new NvmePerfJson(
+                Address: session.Device.Address.ToString(),
+                Mode: InfoCommand.ModeName(session.Device.Backend),
+                DmaIsolated: session.Device.IsDmaIsolated,
+                Nsid: ns.Id,
+                Workload: "randread",
+                IoBytes: RandomReadBenchmark.IoBytes,
+                QueueDepth: qd,
+                Seconds: Math.Round(result.Elapsed.TotalSeconds, 3),
+                Ios: result.Ios,
+                Errors: result.Errors,
+                Iops: Math.Round(result.Iops, 1),
+                MbPerSecond: Math.Round(result.MegabytesPerSecond, 2),
+                P50Us: Finite(result.P50Microseconds),
+                P90Us: Finite(result.P90Microseconds),
+                P99Us: Finite(result.P99Microseconds),
+                FirstError: result.FirstError is { } e ? $"{e.Command} failed: {e.Status}" : null);
+            if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NvmePerfJson); }
+            else { ShowPerf(ctx, doc); }
+            if (result.Errors > 0)
+            {
+                ctx.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"vfio: {result.Errors} of {result.Ios} reads failed; the first: {doc.FirstError}"));
+                return ExitCodes.DeviceOrHost;
+            }
+            return result.Ios > 0 ? ExitCodes.Ok : Fail(ctx, "no read completed in the timed run");
+        });
+        return command;
+    }
+
+    private static int Fail(CliContext ctx, string message)
+    {
+        ctx.Error.WriteLine($"vfio: {message}");
+        return ExitCodes.DeviceOrHost;
+    }
+
+    private static double? Finite(double value) => double.IsFinite(value) ? value : null;
+
+    private static BenchmarkResult RunWithProgress(CliContext ctx, NvmeIoQueue queue, NvmeNamespace ns, DmaBuffer buffer, int qd, TimeSpan duration)
+    {
+        string title = string.Create(CultureInfo.InvariantCulture, $"randread 4 KiB, queue depth {qd}, {duration.TotalSeconds:0.#} s");
+        if (ctx.Json)
+        {
+            return RandomReadBenchmark.Run(queue, ns, buffer, qd, duration);
+        }
+        if (ctx.Environment.IsTerminal && ctx.InteractiveConsole is { } live)
+        {
+            BenchmarkResult? result = null;
+            live.Progress()
+                .AutoClear(false)
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                .Start(p =>
+                {
+                    var task = p.AddTask(title, maxValue: duration.TotalSeconds);
+                    result = RandomReadBenchmark.Run(queue, ns, buffer, qd, duration, progress =>
+                    {
+                        task.Value = Math.Min(progress.Elapsed.TotalSeconds, duration.TotalSeconds);
+                        double iops = progress.Elapsed > TimeSpan.Zero ? progress.Ios / progress.Elapsed.TotalSeconds : 0;
+                        task.Description = string.Create(CultureInfo.InvariantCulture, $"{title}: {iops:N0} IOPS");
+                    });
+                    task.Value = duration.TotalSeconds;
+                });
+            return result!;
+        }
+        // A pipe or a file: one line a second, so a log shows the run is alive.
+        ctx.Say(title);
+        return RandomReadBenchmark.Run(queue, ns, buffer, qd, duration, progress =>
+        {
+            if (progress.Elapsed >= progress.Duration) { return; }
+            double iops = progress.Elapsed > TimeSpan.Zero ? progress.Ios / progress.Elapsed.TotalSeconds : 0;
+            ctx.Say(string.Create(CultureInfo.InvariantCulture, $"  {progress.Elapsed.TotalSeconds,5:F1} s  {progress.Ios,10:N0} reads  {iops,10:N0} IOPS"));
+            ctx.Output.Flush();
+        }, TimeSpan.FromSeconds(1));
+    }
+
+    private static void ShowPerf(CliContext ctx, NvmePerfJson d)
+    {
+        ctx.Say(string.Create(CultureInfo.InvariantCulture,
+            $"{d.Address} ({d.Mode}) nsid {d.Nsid}: {d.Workload} {d.IoBytes / 1024} KiB, queue depth {d.QueueDepth}, 1 queue, {d.Seconds:F1} s"));
+        var table = Tables.Create(null, "IOPS", "MB/s", "p50 us", "p90 us", "p99 us", "reads", "errors");
+        table.AddRow(
+            new Text(d.Iops.ToString("N0", CultureInfo.InvariantCulture)),
+            new Text(d.MbPerSecond.ToString("F1", CultureInfo.InvariantCulture)),
+            new Text(Micro(d.P50Us)), new Text(Micro(d.P90Us)), new Text(Micro(d.P99Us)),
+            new Text(d.Ios.ToString("N0", CultureInfo.InvariantCulture)),
+            new Text(d.Errors.ToString(CultureInfo.InvariantCulture)));
+        ctx.Console.Write(table);
+    }
+
+    private static string Micro(double? us) => us is { } v ? v.ToString("F1", CultureInfo.InvariantCulture) : "-";
+
+    // ------------------------------------------------------------------------------------------------ shared
+
+    private static int CheckTransferSize(NvmeNamespace ns, int blocks)
+    {
+        long bytes = (long)blocks * ns.BlockSize;
+        if (bytes > MaxTransferBytes)
+        {
+            throw new CliException(string.Create(CultureInfo.InvariantCulture,
+                $"{blocks} blocks of {ns.BlockSize} B is {bytes} bytes; one command moves at most {MaxTransferBytes >> 20} MiB"),
+                ExitCodes.Usage, "Usage");
+        }
+        return (int)bytes;
+    }
+
+    private static string Sha256(ReadOnlySpan<byte> data) => Convert.ToHexStringLower(SHA256.HashData(data));
+
+    /// <summary>
+    /// Sixteen bytes a line: offset, hex, and printable ASCII, as <c>hexdump -C</c> prints them: a run of lines equal to
+    /// the one before is shown as one <c>*</c>, and the last line is the length.
+    /// </summary>
+    internal static void HexDump(TextWriter output, ReadOnlySpan<byte> data)
+    {
+        var line = new StringBuilder(80);
+        bool starred = false;
+        for (int offset = 0; offset < data.Length; offset += 16)
+        {
+            var row = data.Slice(offset, Math.Min(16, data.Length - offset));
+            if (offset > 0 && row.Length == 16 && row.SequenceEqual(data.Slice(offset - 16, 16)))
+            {
+                if (!starred) { output.WriteLine("*"); starred = true; }
+                continue;
+            }
+            starred = false;
+            line.Clear();
+            line.Append(offset.ToString("x8", CultureInfo.InvariantCulture)).Append("  ");
+            for (int i = 0; i < 16; i++)
+            {
+                line.Append(i < row.Length ? row[i].ToString("x2", CultureInfo.InvariantCulture) : "  ").Append(i == 7 ? "  " : " ");
+            }
+            line.Append(" |");
+            foreach (byte b in row) { line.Append(b is >= 0x20 and < 0x7f ? (char)b : '.'); }
+            line.Append('|');
+            output.WriteLine(line.ToString());
+        }
+        output.WriteLine(data.Length.ToString("x8", CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>An opened device with its controller brought up; disposes both, controller first.</summary>
+    internal sealed class Session : IDisposable
+    {
+        private Session(IPciDevice device, NvmeController controller)
+        {
+            Device = device;
+            Controller = controller;
+        }
+
+        public IPciDevice Device { get; }
+        public NvmeController Controller { get; }
+
+        public static Session Open(CliContext ctx, PciAddress address, bool allowNoIommu)
+        {
+            var options = new VfioOpenOptions
+            {
+                AllowNoIommu = allowNoIommu,
+                SysfsRoot = ctx.SysfsRoot,
+                ProcRoot = ctx.ProcRoot,
+                DevRoot = ctx.DevRoot,
+                LoggerFactory = ctx.LoggerFactory,
+            };
+            var open = ctx.Environment.OpenDevice ?? VfioDevice.Open;
+            var device = open(address, options);
+            try
+            {
+                uint classCode = device.Config.ClassCode;
+                if (classCode != NvmeClassCode)
+                {
+                    throw new CliException($"{address} is not an NVMe controller: its class is {Arguments.Hex(classCode, 6)} " +
+                        $"({PciNames.ClassName(classCode)}), not 010802 (NVM Express)", ExitCodes.DeviceOrHost, "NotNvme", address);
+                }
+                var controller = NvmeController.Open(device, new NvmeControllerOptions { MaxIoQueues = 1, LoggerFactory = ctx.LoggerFactory });
+                return new Session(device, controller);
+            }
+            catch
+            {
+                device.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>The active namespace <paramref name="nsid"/>, or a device error naming the active ones.</summary>
+        public NvmeNamespace Namespace(uint nsid)
+        {
+            foreach (var ns in Controller.Namespaces)
+            {
+                if (ns.Id == nsid) { return ns; }
+            }
+            var active = Controller.Namespaces.Count == 0 ? "none" : string.Join(", ", Controller.Namespaces.Select(n => n.Id));
+            throw new CliException($"{Device.Address}: namespace {nsid} is not active (active: {active})", ExitCodes.DeviceOrHost,
+                "NamespaceNotFound", Device.Address);
+        }
+
+        public void Dispose()
+        {
+            try { Controller.Dispose(); }
+            finally { Device.Dispose(); }
+        }
+    }
+}
