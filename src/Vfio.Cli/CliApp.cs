@@ -109,6 +109,7 @@ public static class CliApp
         root.Subcommands.Add(InfoCommand.Create(context));
         root.Subcommands.Add(ServeCommand.Create(context));
         root.Subcommands.Add(NvmeCommands.Create(context));
+        root.Subcommands.Add(NetCommands.Create(context));
         return root;
     }
 
@@ -133,6 +134,7 @@ public static class CliApp
             VfioPermissionException or MissingCapabilityException => (ExitCodes.Permission, Kind(e), ((VfioException)e).Device),
             VfioException v => (ExitCodes.DeviceOrHost, Kind(e), v.Device),
             Nvme.NvmeTimeoutException t => (ExitCodes.DeviceOrHost, Kind(e), t.Device),
+            VirtioNet.VirtioNetException n => (ExitCodes.DeviceOrHost, Kind(e), n.Device),
             UnauthorizedAccessException => (ExitCodes.Permission, "Permission", (PciAddress?)null),
             _ => (ExitCodes.Internal, "Internal", (PciAddress?)null),
         };

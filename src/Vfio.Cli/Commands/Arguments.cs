@@ -25,8 +25,8 @@ internal static class Arguments
         },
     };
 
-    /// <summary>Exactly one PCI address.</summary>
-    public static Argument<PciAddress> Bdf() => new("BDF")
+    /// <summary>Exactly one PCI address, shown in help as <paramref name="name"/>.</summary>
+    public static Argument<PciAddress> Bdf(string name = "BDF") => new(name)
     {
         Description = BdfHelp,
         Arity = ArgumentArity.ExactlyOne,

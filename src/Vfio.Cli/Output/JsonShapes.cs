@@ -158,6 +158,17 @@ internal sealed record NvmePerfJson(
     double? P99Us,
     string? FirstError);
 
+/// <summary><c>vfio net pktgen --json</c>: frames sent on one port.</summary>
+internal sealed record NetPktgenJson(string Port, string Mode, bool DmaIsolated, string? Mac, long Requested, long Sent, int FrameSize,
+    int Burst, double Seconds, double Mpps);
+
+/// <summary>
+/// <c>vfio net fwd --json</c>: <c>Packets</c> is both directions together; <c>Mpps</c> the overall rate and
+/// <c>SteadyMpps</c> the rate after the warm-up.
+/// </summary>
+internal sealed record NetFwdJson(string PortA, string PortB, string Mode, bool DmaIsolated, int Burst, double Seconds, long Packets,
+    long AToB, long BToA, long Dropped, double Mpps, double SteadyMpps, long Rounds);
+
 /// <summary>What a failed command prints on standard output with <c>--json</c> (the message also goes to stderr).</summary>
 internal sealed record ErrorDocumentJson(ErrorJson Error);
 
@@ -179,6 +190,8 @@ internal sealed record ErrorJson(int ExitCode, string Kind, string Message, stri
 [JsonSerializable(typeof(NvmeReadJson))]
 [JsonSerializable(typeof(NvmeWriteJson))]
 [JsonSerializable(typeof(NvmePerfJson))]
+[JsonSerializable(typeof(NetPktgenJson))]
+[JsonSerializable(typeof(NetFwdJson))]
 [JsonSerializable(typeof(ErrorDocumentJson))]
 internal sealed partial class CliJson : JsonSerializerContext
 {

@@ -1,0 +1,233 @@
+using System.CommandLine;
+using System.Globalization;
+using Spectre.Console;
+using Vfio.Cli.Output;
+using Vfio.Devices;
+using Vfio.Kernel;
+using Vfio.VirtioNet;
+using Vfio.VirtioNet.Tools;
+
+namespace Vfio.Cli.Commands;
+
+/// <summary>
+/// <c>vfio net pktgen|fwd</c>: the virtio-net driver (src/Vfio.VirtioNet) on ports bound to vfio-pci. Thin front ends
+/// over <see cref="PacketGenerator"/> and <see cref="IoForwarder"/>; two ports share one VFIO container (and one packet
+/// pool), as testpmd's ports share one mempool.
+/// </summary>
+internal static class NetCommands
+{
+    /// <summary>Largest burst accepted.</summary>
+    internal const int MaxBurst = 512;
+
+    /// <summary>Longest forwarding run accepted, in seconds.</summary>
+    internal const double MaxSeconds = 86_400;
+
+    public static Command Create(Func<ParseResult, CliContext> context)
+    {
+        var allowNoIommu = new Option<bool>("--unsafe-noiommu")
+        {
+            Description = "Allow opening a device in a No-IOMMU group (no DMA isolation; the kernel is tainted)",
+            Recursive = true,
+        };
+        var net = new Command("net",
+            "Drive virtio-net ports bound to vfio-pci with this project's userspace driver: send test frames, forward between two ports")
+        {
+            allowNoIommu,
+        };
+        net.Subcommands.Add(CreatePktgen(context, allowNoIommu));
+        net.Subcommands.Add(CreateFwd(context, allowNoIommu));
+        return net;
+    }
+
+    private static Option<int> BurstOption()
+    {
+        var burst = new Option<int>("--burst", "-b") { Description = "Packets per burst", DefaultValueFactory = _ => 32, HelpName = "N" };
+        burst.Validators.Add(r =>
+        {
+            if (TryGet(r, out int v) && v is < 1 or > MaxBurst) { r.AddError($"--burst must be 1 to {MaxBurst}"); }
+        });
+        return burst;
+    }
+
+    // ------------------------------------------------------------------------------------------------ pktgen
+
+    private static Command CreatePktgen(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu)
+    {
+        var port = Arguments.Bdf("PORT");
+        var count = new Option<long>("--count", "-n") { Description = "Frames to send", DefaultValueFactory = _ => 10_000, HelpName = "N" };
+        count.Validators.Add(r => { if (TryGet(r, out long v) && v < 1) { r.AddError("--count must be 1 or more"); } });
+        var size = new Option<int>("--size", "-s") { Description = "Frame size in bytes (without the FCS)", DefaultValueFactory = _ => 64, HelpName = "BYTES" };
+        size.Validators.Add(r =>
+        {
+            if (TryGet(r, out int v) && v is < TestFrames.MinSize or > TestFrames.MaxSize)
+            {
+                r.AddError($"--size must be {TestFrames.MinSize} to {TestFrames.MaxSize}");
+            }
+        });
+        var burst = BurstOption();
+        var command = new Command("pktgen", "Send numbered test frames (broadcast, EtherType 0x88B5) on one port") { port, count, size, burst };
+        command.SetAction(parse =>
+        {
+            var ctx = context(parse);
+            long n = parse.GetValue(count);
+            int bytes = parse.GetValue(size), b = parse.GetValue(burst);
+            using var device = Open(ctx, parse.GetValue(port), parse.GetValue(allowNoIommu), null);
+            using var netDevice = VirtioNetDevice.Open(device, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory });
+            if (bytes > netDevice.Pool.DataRoom)
+            {
+                throw new CliException(string.Create(CultureInfo.InvariantCulture,
+                    $"--size {bytes} is larger than the port's packet buffers ({netDevice.Pool.DataRoom} bytes)"), ExitCodes.Usage, "Usage");
+            }
+            PacketGeneratorResult result;
+            try { result = PacketGenerator.Send(netDevice, n, bytes, b, timeout: TimeSpan.FromSeconds(30)); }
+            catch (TimeoutException e)
+            {
+                throw new CliException($"{device.Address}: {e.Message} (is the link up?)", ExitCodes.DeviceOrHost, "Timeout", device.Address);
+            }
+            var doc = new NetPktgenJson(
+                Port: device.Address.ToString(),
+                Mode: InfoCommand.ModeName(device.Backend),
+                DmaIsolated: device.IsDmaIsolated,
+                Mac: netDevice.MacAddress is { } mac ? FormatMac(mac.GetAddressBytes()) : null,
+                Requested: n,
+                Sent: result.Sent,
+                FrameSize: bytes,
+                Burst: b,
+                Seconds: Math.Round(result.Elapsed.TotalSeconds, 3),
+                Mpps: Math.Round(result.Mpps, 4));
+            if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NetPktgenJson); }
+            else
+            {
+                ctx.Say(string.Create(CultureInfo.InvariantCulture,
+                    $"{doc.Port} ({doc.Mode}): sent {doc.Sent:N0} of {doc.Requested:N0} frames of {doc.FrameSize} bytes in {doc.Seconds:F2} s, {doc.Mpps:F3} Mpps"));
+            }
+            if (result.Sent < n)
+            {
+                ctx.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"vfio: only {result.Sent} of {n} frames were sent"));
+                return ExitCodes.DeviceOrHost;
+            }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    // ------------------------------------------------------------------------------------------------ fwd
+
+    private static Command CreateFwd(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu)
+    {
+        var portA = Arguments.Bdf("PORT_A");
+        var portB = Arguments.Bdf("PORT_B");
+        var seconds = new Option<double>("--seconds", "-t") { Description = "How long to forward", DefaultValueFactory = _ => 10, HelpName = "SECONDS" };
+        seconds.Validators.Add(r =>
+        {
+            if (TryGet(r, out double v) && !(v > 0 && v <= MaxSeconds)) { r.AddError($"--seconds must be more than 0 and at most {MaxSeconds:0}"); }
+        });
+        var burst = BurstOption();
+        var command = new Command("fwd",
+            "io-forward between two ports, both ways, on one thread (testpmd --forward-mode=io --tx-first), and report packets and Mpps")
+        {
+            portA, portB, seconds, burst,
+        };
+        command.Validators.Add(r =>
+        {
+            if (Token(r.GetResult(portA)) is { } ta && Token(r.GetResult(portB)) is { } tb
+                && PciAddress.TryParse(ta, out var a) && PciAddress.TryParse(tb, out var b) && a.Equals(b))
+            {
+                r.AddError("PORT_A and PORT_B must be two different ports");
+            }
+        });
+        command.SetAction(parse =>
+        {
+            var ctx = context(parse);
+            bool noIommu = parse.GetValue(allowNoIommu);
+            int b = parse.GetValue(burst);
+            var duration = TimeSpan.FromSeconds(parse.GetValue(seconds));
+            using var deviceA = Open(ctx, parse.GetValue(portA), noIommu, null);
+            using var deviceB = Open(ctx, parse.GetValue(portB), noIommu, (deviceA as VfioDevice)?.Container);
+            using var netA = VirtioNetDevice.Open(deviceA, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory });
+            // Port B receives into port A's pool as well: what B receives is sent on A and freed there.
+            using var netB = VirtioNetDevice.Open(deviceB, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory, Pool = netA.Pool });
+            if (!ctx.Json)
+            {
+                ctx.Say(string.Create(CultureInfo.InvariantCulture,
+                    $"fwd {deviceA.Address} <-> {deviceB.Address} ({InfoCommand.ModeName(deviceA.Backend)}), burst {b}, {duration.TotalSeconds:0.#} s"));
+                ctx.Output.Flush();
+            }
+            var r = IoForwarder.Run(netA, netB, duration, b, warmup: TimeSpan.FromSeconds(Math.Min(1, duration.TotalSeconds / 4)));
+            var doc = new NetFwdJson(
+                PortA: deviceA.Address.ToString(),
+                PortB: deviceB.Address.ToString(),
+                Mode: InfoCommand.ModeName(deviceA.Backend),
+                DmaIsolated: deviceA.IsDmaIsolated && deviceB.IsDmaIsolated,
+                Burst: b,
+                Seconds: Math.Round(r.Elapsed.TotalSeconds, 3),
+                Packets: r.Forwarded,
+                AToB: r.AToB,
+                BToA: r.BToA,
+                Dropped: r.Dropped,
+                Mpps: Math.Round(r.Mpps, 4),
+                SteadyMpps: Math.Round(r.SteadyMpps, 4),
+                Rounds: r.Rounds);
+            if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NetFwdJson); }
+            else { ShowFwd(ctx, doc); }
+            if (r.Forwarded == 0)
+            {
+                ctx.Error.WriteLine("vfio: no packet was forwarded (is the link between the two ports up?)");
+                return ExitCodes.DeviceOrHost;
+            }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static void ShowFwd(CliContext ctx, NetFwdJson d)
+    {
+        double perSecond = d.Seconds > 0 ? 1 / d.Seconds / 1e6 : 0;
+        var table = Tables.Create(null, "Direction", "Packets", "Mpps");
+        table.AddRow(new Text($"{d.PortA} -> {d.PortB}"), new Text(d.AToB.ToString("N0", CultureInfo.InvariantCulture)),
+            new Text((d.AToB * perSecond).ToString("F4", CultureInfo.InvariantCulture)));
+        table.AddRow(new Text($"{d.PortB} -> {d.PortA}"), new Text(d.BToA.ToString("N0", CultureInfo.InvariantCulture)),
+            new Text((d.BToA * perSecond).ToString("F4", CultureInfo.InvariantCulture)));
+        table.AddRow(new Text("total"), new Text(d.Packets.ToString("N0", CultureInfo.InvariantCulture)),
+            new Text(d.Mpps.ToString("F4", CultureInfo.InvariantCulture)));
+        ctx.Console.Write(table);
+        ctx.Say(string.Create(CultureInfo.InvariantCulture,
+            $"{d.Seconds:F2} s, {d.SteadyMpps:F4} Mpps after warm-up, {d.Dropped:N0} dropped, {d.Rounds:N0} polling rounds"));
+    }
+
+    // ------------------------------------------------------------------------------------------------ shared
+
+    /// <summary>The option's value, or false when it did not parse (that error is reported by the parser itself).</summary>
+    private static bool TryGet<T>(System.CommandLine.Parsing.OptionResult r, out T value)
+    {
+        try
+        {
+            value = r.GetValueOrDefault<T>();
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            value = default!;
+            return false;
+        }
+    }
+
+    private static string? Token(System.CommandLine.Parsing.ArgumentResult? r) => r is { Tokens.Count: > 0 } ? r.Tokens[0].Value : null;
+
+    private static string FormatMac(byte[] bytes) => string.Join(':', bytes.Select(x => x.ToString("x2", CultureInfo.InvariantCulture)));
+
+    private static IPciDevice Open(CliContext ctx, PciAddress address, bool allowNoIommu, VfioContainer? container)
+    {
+        var options = new VfioOpenOptions
+        {
+            AllowNoIommu = allowNoIommu,
+            SysfsRoot = ctx.SysfsRoot,
+            ProcRoot = ctx.ProcRoot,
+            DevRoot = ctx.DevRoot,
+            LoggerFactory = ctx.LoggerFactory,
+            Container = container,
+        };
+        var open = ctx.Environment.OpenDevice ?? VfioDevice.Open;
+        return open(address, options);
+    }
+}
