@@ -1,0 +1,26 @@
+namespace Vfio.E2E.Tests;
+
+/// <summary>
+/// <c>vfio net fwd</c> against the lab's two virtio-net ports (one QEMU hub) in No-IOMMU mode.
+/// Run: lab/lab.sh run noiommu -- dotnet tests/Vfio.E2E.Tests/bin/Release/net10.0/Vfio.E2E.Tests.dll -trait lab=noiommu -class Vfio.E2E.Tests.CliNetTests
+/// </summary>
+[Trait("lab", "noiommu")]
+public sealed class CliNetTests
+{
+    [Fact]
+    public void FwdForwardsPacketsBetweenTheTwoPortsAndReportsThemAsJson()
+    {
+        // The ports start on the kernel's virtio_net driver; bind moves them (and says "unchanged" when already moved).
+        VfioCli.Json("bind", Lab.Net0, Lab.Net1);
+
+        var d = VfioCli.Json("net", "fwd", Lab.Net0, Lab.Net1, "-t", "2", "--unsafe-noiommu");
+
+        Assert.Equal(PciAddress.Parse(Lab.Net0).ToString(), d.GetProperty("portA").GetString());
+        Assert.Equal(PciAddress.Parse(Lab.Net1).ToString(), d.GetProperty("portB").GetString());
+        Assert.InRange(d.GetProperty("seconds").GetDouble(), 1.5, 30);
+        long packets = d.GetProperty("packets").GetInt64();
+        Assert.True(packets > 0, $"no packet forwarded: {d}");
+        Assert.Equal(packets, d.GetProperty("aToB").GetInt64() + d.GetProperty("bToA").GetInt64());
+        Assert.True(d.GetProperty("mpps").GetDouble() > 0, $"mpps is 0: {d}");
+    }
+}
