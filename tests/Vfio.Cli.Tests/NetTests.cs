@@ -1,8 +1,12 @@
 using Vfio.Tests.Host;
+using Vfio.VirtioNet.Tests.Emulation;
 
 namespace Vfio.Cli.Tests;
 
-/// <summary><c>vfio net pktgen|fwd</c>: argument validation; bad arguments exit 1 before any device is opened.</summary>
+/// <summary>
+/// <c>vfio net pktgen|fwd</c>: argument validation (bad arguments exit 1 before any device is opened), and the JSON
+/// documents against the virtio-net driver's in-process emulated ports (two, connected as on one hub).
+/// </summary>
 public sealed class NetTests : IDisposable
 {
     private const string PortA = "0000:00:04.0";
@@ -86,5 +90,63 @@ public sealed class NetTests : IDisposable
         Assert.Contains("pktgen", r.Out, StringComparison.Ordinal);
         Assert.Contains("fwd", r.Out, StringComparison.Ordinal);
         Assert.Equal(0, _opens);
+    }
+
+    [Fact]
+    public void Fwd_json_reports_packets_both_ways_on_emulated_ports()
+    {
+        var (a, b) = EmulatedVirtioNet.CreatePair();
+        var opened = new List<PciAddress>();
+        var cli = new CliRunner(_fs)
+        {
+            OpenDevice = (address, _) =>
+            {
+                opened.Add(address);
+                return address == a.Address ? a : address == b.Address ? b : throw new InvalidOperationException($"unexpected {address}");
+            },
+        };
+        var r = cli.Run("net", "fwd", a.Address.ToString(), b.Address.ToString(), "-t", "0.3", "--burst", "16", "--json").AssertNoStackTrace();
+
+        Assert.True(r.ExitCode == ExitCodes.Ok, $"exit {r.ExitCode}: {r.Out}{r.Err}");
+        Assert.Equal([a.Address, b.Address], opened);
+        var d = Json.Parse(r.Out);
+        Assert.Equal(a.Address.ToString(), d.GetProperty("portA").GetString());
+        Assert.Equal(b.Address.ToString(), d.GetProperty("portB").GetString());
+        Assert.Equal(16, d.GetProperty("burst").GetInt32());
+        Assert.True(d.GetProperty("seconds").GetDouble() > 0);
+        long packets = d.GetProperty("packets").GetInt64();
+        Assert.True(packets > 0, r.Out);
+        Assert.Equal(packets, d.GetProperty("aToB").GetInt64() + d.GetProperty("bToA").GetInt64());
+        Assert.True(d.GetProperty("aToB").GetInt64() > 0 && d.GetProperty("bToA").GetInt64() > 0, r.Out);
+        Assert.True(d.GetProperty("mpps").GetDouble() > 0, r.Out);
+        foreach (var name in new[] { "mode", "dmaIsolated", "dropped", "steadyMpps", "rounds" }) { Assert.True(d.TryGetProperty(name, out _), name); }
+    }
+
+    [Fact]
+    public void Pktgen_json_reports_the_frames_sent()
+    {
+        var (a, _) = EmulatedVirtioNet.CreatePair();
+        var cli = new CliRunner(_fs) { OpenDevice = (_, _) => a };
+        var r = cli.Run("net", "pktgen", a.Address.ToString(), "--count", "500", "--size", "128", "--json").AssertNoStackTrace();
+
+        Assert.True(r.ExitCode == ExitCodes.Ok, $"exit {r.ExitCode}: {r.Out}{r.Err}");
+        var d = Json.Parse(r.Out);
+        Assert.Equal(a.Address.ToString(), d.GetProperty("port").GetString());
+        Assert.Equal(500, d.GetProperty("requested").GetInt64());
+        Assert.Equal(500, d.GetProperty("sent").GetInt64());
+        Assert.Equal(128, d.GetProperty("frameSize").GetInt32());
+    }
+
+    [Fact]
+    public void Fwd_prints_a_summary_table()
+    {
+        var (a, b) = EmulatedVirtioNet.CreatePair();
+        var cli = new CliRunner(_fs) { OpenDevice = (address, _) => address == a.Address ? a : b };
+        var r = cli.Run("net", "fwd", a.Address.ToString(), b.Address.ToString(), "-t", "0.2").AssertNoStackTrace();
+
+        Assert.True(r.ExitCode == ExitCodes.Ok, $"exit {r.ExitCode}: {r.Out}{r.Err}");
+        Assert.Contains("Mpps", r.Out, StringComparison.Ordinal);
+        Assert.Contains($"{a.Address} -> {b.Address}", r.Out, StringComparison.Ordinal);
+        Assert.Contains("total", r.Out, StringComparison.Ordinal);
     }
 }
