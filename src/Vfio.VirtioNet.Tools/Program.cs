@@ -17,14 +17,16 @@ var queueSize = new Option<int>("--queue-size") { Description = "Entries per vir
 var port = new Option<string>("--port") { Description = "PCI address of the port", Required = true };
 var count = new Option<long>("--count") { Description = "Frames to send", DefaultValueFactory = _ => 10_000 };
 var size = new Option<int>("--size") { Description = "Frame size in bytes", DefaultValueFactory = _ => 64 };
-var pktgen = new Command("pktgen", "Send numbered test frames on one port") { port, count, size, burst, queueSize, unsafeNoIommu };
+var limit = new Option<double>("--seconds") { Description = "The most time to take (the run ends then, sent or not)", DefaultValueFactory = _ => 30 };
+var pktgen = new Command("pktgen", "Send numbered test frames on one port") { port, count, size, burst, limit, queueSize, unsafeNoIommu };
 pktgen.SetAction(parse =>
 {
     using var device = OpenVfio(parse.GetRequiredValue(port), parse.GetValue(unsafeNoIommu), null);
     using var net = VirtioNetDevice.Open(device, new VirtioNetOptions { QueueSize = parse.GetValue(queueSize) });
-    var result = PacketGenerator.Send(net, parse.GetValue(count), parse.GetValue(size), parse.GetValue(burst));
-    Console.WriteLine(FormattableString.Invariant($"pktgen: {result.Sent} frames of {parse.GetValue(size)} bytes in {result.Elapsed.TotalSeconds:F2} s: {result.Mpps:F3} Mpps"));
-    return 0;
+    var result = PacketGenerator.Send(net, parse.GetValue(count), parse.GetValue(size), parse.GetValue(burst), maxDuration: TimeSpan.FromSeconds(parse.GetValue(limit)));
+    long sent = result.Sent - result.InFlight;
+    Console.WriteLine(FormattableString.Invariant($"pktgen: {sent} frames of {parse.GetValue(size)} bytes in {result.Elapsed.TotalSeconds:F2} s: {result.Mpps:F3} Mpps"));
+    return sent == parse.GetValue(count) ? 0 : 2;
 });
 
 var portA = new Option<string>("--port-a") { Description = "PCI address of port A", Required = true };

@@ -205,13 +205,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         var tx = _tx[queuePair];
         var ring = tx.Ring;
         var tokens = tx.Tokens;
-        // Reclaim what the device has sent (§2.7.14 "Receiving Used Buffers From The Device").
-        for (int done = ring.UsedCount(); done > 0; done--)
-        {
-            ushort id = ring.TakeUsed(out _);
-            PacketPool.FreeHandle(tokens[id]);
-            tokens[id] = 0;
-        }
+        ReclaimTransmitted(ring, tokens);
         int n = Math.Min(packets.Length, ring.FreeDescriptors);
         long bytes = 0;
         PacketPool? lastPool = null;
@@ -244,6 +238,31 @@ public sealed partial class VirtioNetDevice : IDisposable
             }
         }
         return n;
+    }
+
+    /// <summary>
+    /// Frees the packets the device has finished sending on queue pair <paramref name="queuePair"/> and returns how
+    /// many it still holds (taken by <see cref="Transmit"/>, not yet sent).
+    /// </summary>
+    public int TransmitInFlight(int queuePair = 0)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var tx = _tx[queuePair];
+        FlushTransmit(queuePair);
+        ReclaimTransmitted(tx.Ring, tx.Tokens);
+        return tx.Ring.Size - tx.Ring.FreeDescriptors;
+    }
+
+    /// <summary>Frees what the device has sent (§2.7.14 "Receiving Used Buffers From The Device").</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ReclaimTransmitted(SplitVirtqueue ring, int[] tokens)
+    {
+        for (int done = ring.UsedCount(); done > 0; done--)
+        {
+            ushort id = ring.TakeUsed(out _);
+            PacketPool.FreeHandle(tokens[id]);
+            tokens[id] = 0;
+        }
     }
 
     /// <summary>

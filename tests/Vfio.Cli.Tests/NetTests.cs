@@ -47,6 +47,8 @@ public sealed class NetTests : IDisposable
     [InlineData("--size abc")]
     [InlineData("--burst 0")]
     [InlineData("--burst 100000")]
+    [InlineData("--seconds 0")]
+    [InlineData("--seconds x")]
     [InlineData("0000:00:04.0 0000:00:05.0")]
     public void Pktgen_bad_arguments_are_usage_errors(string args)
     {
@@ -134,7 +136,25 @@ public sealed class NetTests : IDisposable
         Assert.Equal(a.Address.ToString(), d.GetProperty("port").GetString());
         Assert.Equal(500, d.GetProperty("requested").GetInt64());
         Assert.Equal(500, d.GetProperty("sent").GetInt64());
+        Assert.True(d.GetProperty("complete").GetBoolean());
         Assert.Equal(128, d.GetProperty("frameSize").GetInt32());
+    }
+
+    [Fact]
+    public void Pktgen_ends_at_its_time_limit_when_the_peer_does_not_drain_and_says_so()
+    {
+        var (a, b) = EmulatedVirtioNet.CreatePair(queueSize: 64);
+        // B is up with its receive buffers posted but nobody reads it: once they are full, A's link stalls.
+        using var peer = VirtioNet.VirtioNetDevice.Open(b);
+        var cli = new CliRunner(_fs) { OpenDevice = (_, _) => a };
+        var r = cli.Run("net", "pktgen", a.Address.ToString(), "--count", "1000000", "--seconds", "0.3", "--json").AssertNoStackTrace();
+
+        Assert.True(r.ExitCode == ExitCodes.DeviceOrHost, $"exit {r.ExitCode}: {r.Out}{r.Err}");
+        var d = Json.Parse(r.Out);
+        Assert.False(d.GetProperty("complete").GetBoolean());
+        Assert.Equal(64, d.GetProperty("sent").GetInt64());
+        Assert.Equal(1_000_000, d.GetProperty("requested").GetInt64());
+        Assert.Contains("only 64 of 1000000 frames were sent in 0.3 s", r.Err, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -40,6 +40,24 @@ public sealed class ServeTests : IDisposable
     }
 
     [Fact]
+    public async Task Serve_edu_once_with_json_prints_only_its_document()
+    {
+        string socket = Path.Combine(_dir, "edu-json.sock");
+        var run = Task.Run(() => new CliRunner(_fs).Run("serve", "edu", "--socket", socket, "--once", "--json"), TestContext.Current.CancellationToken);
+        using (var dev = ConnectWithRetry(socket)) { Assert.Equal(0x11e8, dev.Config.DeviceId); }
+        var r = (await run.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken)).AssertNoStackTrace();
+
+        Assert.Equal(ExitCodes.Ok, r.ExitCode);
+        var d = Json.Parse(r.Out);
+        Assert.Equal("edu", d.GetProperty("device").GetString());
+        Assert.Equal("1234", d.GetProperty("vendorId").GetString());
+        Assert.Equal("11e8", d.GetProperty("deviceId").GetString());
+        Assert.Equal(socket, d.GetProperty("socket").GetString());
+        Assert.Equal(1, d.GetProperty("clients").GetInt32());
+        Assert.False(d.GetProperty("stopped").GetBoolean());
+    }
+
+    [Fact]
     public void Serve_without_a_socket_is_a_usage_error()
     {
         var r = new CliRunner(_fs).Run("serve", "edu").AssertNoStackTrace();

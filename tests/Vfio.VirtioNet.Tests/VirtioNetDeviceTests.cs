@@ -52,10 +52,57 @@ public sealed class VirtioNetDeviceTests : IDisposable
                 }
             }
         }
-        var r = PacketGenerator.Send(from, count, size, burst, pump: Drain, timeout: TimeSpan.FromSeconds(20), cancellationToken: TestContext.Current.CancellationToken);
+        var r = PacketGenerator.Send(from, count, size, burst, pump: Drain, maxDuration: TimeSpan.FromSeconds(20), cancellationToken: TestContext.Current.CancellationToken);
         Assert.Equal(count, r.Sent);
         for (int spin = 0; expected < count && spin < 1000; spin++) { Drain(); }
         Assert.Equal(count, expected);
+    }
+
+    [Fact]
+    public void PktgenEndsAtItsTimeLimitWhenThePeerNeverDrains()
+    {
+        // B posts its 64 receive buffers and is never read again: A's transmit queue stops once they are full,
+        // as a QEMU hub port does when the other side has no buffers.
+        var (a, _) = OpenPair();
+        var limit = TimeSpan.FromMilliseconds(300);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var r = PacketGenerator.Send(a, 1_000_000, 64, 32, maxDuration: limit, cancellationToken: TestContext.Current.CancellationToken);
+        clock.Stop();
+
+        Assert.InRange(clock.Elapsed, limit, limit + TimeSpan.FromSeconds(20));
+        // 64 delivered, then the transmit ring fills (64 entries) and stays full.
+        Assert.Equal(64 + 64, r.Sent);
+        Assert.Equal(64, r.InFlight);
+        Assert.Equal(64, _devA.FramesSent);
+        Assert.True(r.Mpps > 0);
+    }
+
+    [Fact]
+    public void PktgenWaitsUntilTheDeviceHasSentWhatItTook()
+    {
+        var (a, b) = OpenPair();
+        var rx = new PacketBuffer[32];
+        long received = 0;
+        void Drain()
+        {
+            int n = b.Receive(rx);
+            received += n;
+            PacketPool.Free(rx.AsSpan(0, n));
+        }
+        var r = PacketGenerator.Send(a, 1000, 64, 32, pump: Drain, maxDuration: TimeSpan.FromSeconds(20), cancellationToken: TestContext.Current.CancellationToken);
+
+        Assert.Equal(1000, r.Sent);
+        Assert.Equal(0, r.InFlight);
+        Assert.Equal(0, a.TransmitInFlight());
+        Assert.Equal(1000, _devA.FramesSent);
+    }
+
+    [Fact]
+    public void PktgenRejectsANonPositiveTimeLimitAndCount()
+    {
+        var (a, _) = OpenPair();
+        Assert.Throws<ArgumentOutOfRangeException>(() => PacketGenerator.Send(a, 10, 64, maxDuration: TimeSpan.Zero, cancellationToken: TestContext.Current.CancellationToken));
+        Assert.Throws<ArgumentOutOfRangeException>(() => PacketGenerator.Send(a, 0, 64, cancellationToken: TestContext.Current.CancellationToken));
     }
 
     [Fact]
@@ -208,9 +255,9 @@ public sealed class VirtioNetDeviceTests : IDisposable
         SendAndCheck(a, b, count: 10, size: 64);
         b.Dispose();
         Assert.Equal((VirtioStatus)0, _devB.DeviceStatus);
-        // b's receive buffers went back to a's pool; a still holds its receive ring and the 10 frames it sent, which
-        // return when a transmits next (completions are reclaimed lazily) or is disposed.
-        Assert.Equal(a.RxQueueSize + 10, a.Pool.InUseCount);
+        // b's receive buffers went back to a's pool; a still holds its receive ring (the 10 frames it sent came back
+        // when the generator waited for the device to finish them).
+        Assert.Equal(a.RxQueueSize, a.Pool.InUseCount);
         a.Dispose();
         Assert.Equal(0, _devA.EmulatedDma.LiveBuffers);
         Assert.Throws<ObjectDisposedException>(() => a.Reset());

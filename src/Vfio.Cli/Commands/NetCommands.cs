@@ -49,6 +49,16 @@ internal static class NetCommands
         return burst;
     }
 
+    private static Option<double> SecondsOption(double defaultSeconds, string description)
+    {
+        var seconds = new Option<double>("--seconds", "-t") { Description = description, DefaultValueFactory = _ => defaultSeconds, HelpName = "SECONDS" };
+        seconds.Validators.Add(r =>
+        {
+            if (TryGet(r, out double v) && !(v > 0 && v <= MaxSeconds)) { r.AddError($"--seconds must be more than 0 and at most {MaxSeconds:0}"); }
+        });
+        return seconds;
+    }
+
     // ------------------------------------------------------------------------------------------------ pktgen
 
     private static Command CreatePktgen(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu)
@@ -65,7 +75,8 @@ internal static class NetCommands
             }
         });
         var burst = BurstOption();
-        var command = new Command("pktgen", "Send numbered test frames (broadcast, EtherType 0x88B5) on one port") { port, count, size, burst };
+        var seconds = SecondsOption(30, "The most time to take: the run ends then even if not every frame was sent (a peer that does not drain stops the link)");
+        var command = new Command("pktgen", "Send numbered test frames (broadcast, EtherType 0x88B5) on one port") { port, count, size, burst, seconds };
         command.SetAction(parse =>
         {
             var ctx = context(parse);
@@ -78,19 +89,17 @@ internal static class NetCommands
                 throw new CliException(string.Create(CultureInfo.InvariantCulture,
                     $"--size {bytes} is larger than the port's packet buffers ({netDevice.Pool.DataRoom} bytes)"), ExitCodes.Usage, "Usage");
             }
-            PacketGeneratorResult result;
-            try { result = PacketGenerator.Send(netDevice, n, bytes, b, timeout: TimeSpan.FromSeconds(30)); }
-            catch (TimeoutException e)
-            {
-                throw new CliException($"{device.Address}: {e.Message} (is the link up?)", ExitCodes.DeviceOrHost, "Timeout", device.Address);
-            }
+            var limit = TimeSpan.FromSeconds(parse.GetValue(seconds));
+            var result = PacketGenerator.Send(netDevice, n, bytes, b, maxDuration: limit);
+            bool complete = result.Sent == n && result.InFlight == 0;
             var doc = new NetPktgenJson(
                 Port: device.Address.ToString(),
                 Mode: InfoCommand.ModeName(device.Backend),
                 DmaIsolated: device.IsDmaIsolated,
                 Mac: netDevice.MacAddress is { } mac ? FormatMac(mac.GetAddressBytes()) : null,
                 Requested: n,
-                Sent: result.Sent,
+                Sent: result.Sent - result.InFlight,
+                Complete: complete,
                 FrameSize: bytes,
                 Burst: b,
                 Seconds: Math.Round(result.Elapsed.TotalSeconds, 3),
@@ -101,9 +110,10 @@ internal static class NetCommands
                 ctx.Say(string.Create(CultureInfo.InvariantCulture,
                     $"{doc.Port} ({doc.Mode}): sent {doc.Sent:N0} of {doc.Requested:N0} frames of {doc.FrameSize} bytes in {doc.Seconds:F2} s, {doc.Mpps:F3} Mpps"));
             }
-            if (result.Sent < n)
+            if (!complete)
             {
-                ctx.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"vfio: only {result.Sent} of {n} frames were sent"));
+                ctx.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"vfio: only {doc.Sent} of {n} frames were sent in {limit.TotalSeconds:0.###} s (is the link up, and does the other end take frames?)"));
                 return ExitCodes.DeviceOrHost;
             }
             return ExitCodes.Ok;
@@ -117,11 +127,7 @@ internal static class NetCommands
     {
         var portA = Arguments.Bdf("PORT_A");
         var portB = Arguments.Bdf("PORT_B");
-        var seconds = new Option<double>("--seconds", "-t") { Description = "How long to forward", DefaultValueFactory = _ => 10, HelpName = "SECONDS" };
-        seconds.Validators.Add(r =>
-        {
-            if (TryGet(r, out double v) && !(v > 0 && v <= MaxSeconds)) { r.AddError($"--seconds must be more than 0 and at most {MaxSeconds:0}"); }
-        });
+        var seconds = SecondsOption(10, "How long to forward");
         var burst = BurstOption();
         var command = new Command("fwd",
             "io-forward between two ports, both ways, on one thread (testpmd --forward-mode=io --tx-first), and report packets and Mpps")

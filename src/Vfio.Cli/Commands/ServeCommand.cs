@@ -2,11 +2,12 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Vfio.User.Emulation;
+using Vfio.Cli.Output;
 using Vfio.User.Server;
 
 namespace Vfio.Cli.Commands;
 
-/// <summary><c>vfio serve edu --socket PATH [--once]</c>: serves an emulated device over vfio-user.</summary>
+/// <summary><c>vfio serve edu --socket PATH [--once] [--json]</c>: serves an emulated device over vfio-user.</summary>
 internal static class ServeCommand
 {
     public static Command Create(Func<ParseResult, CliContext> context)
@@ -19,7 +20,7 @@ internal static class ServeCommand
         };
         var once = new Option<bool>("--once") { Description = "Serve one client, then exit (default: serve clients one after another until Ctrl-C)" };
         var edu = new Command("edu", "QEMU's educational device (1234:11e8): registers, factorial, interrupts, a DMA engine") { socket, once };
-        edu.SetAction((parse, ct) => ServeAsync(context(parse), new EduDevice(), "edu (1234:11e8)", parse.GetValue(socket)!, parse.GetValue(once), ct));
+        edu.SetAction((parse, ct) => ServeAsync(context(parse), new EduDevice(), "edu", parse.GetValue(socket)!, parse.GetValue(once), ct));
         return new Command("serve", "Serve an emulated PCI device over vfio-user, for clients such as VfioUserDevice or QEMU's vfio-user-pci")
         {
             edu,
@@ -36,7 +37,15 @@ internal static class ServeCommand
         var ct = stop.Token;
         using var server = new VfioUserServer(device, logger: ctx.LoggerFactory.CreateLogger<VfioUserServer>());
         server.Listen(path);
-        ctx.Say($"Serving {name} over vfio-user on {path}" + (once ? " for one client." : "; Ctrl-C stops."));
+        // Config space offsets 0 and 2: vendor and device ID (PCI Local Bus 3.0 §6.2.1).
+        string vendor = $"{device.Config.Read16(0):x4}", deviceId = $"{device.Config.Read16(2):x4}";
+        string ids = $"{vendor}:{deviceId}";
+        // With --json standard output carries only the final document; a script waits for the socket file instead.
+        if (!ctx.Json)
+        {
+            ctx.Say($"Serving {name} ({ids}) over vfio-user on {path}" + (once ? " for one client." : "; Ctrl-C stops."));
+            ctx.Output.Flush();
+        }
         try
         {
             if (once)
@@ -56,7 +65,15 @@ internal static class ServeCommand
         {
             try { File.Delete(path); } catch (IOException) { }
         }
-        ctx.Say($"Served {server.ConnectionCount} client(s).");
+        if (ctx.Json)
+        {
+            ctx.WriteJson(new ServeJson(name, vendor, deviceId, path, server.ConnectionCount, Stopped: !once || ct.IsCancellationRequested),
+                CliJson.Output.ServeJson);
+        }
+        else
+        {
+            ctx.Say($"Served {server.ConnectionCount} client(s).");
+        }
         return ExitCodes.Ok;
     }
 }

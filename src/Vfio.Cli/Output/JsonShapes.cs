@@ -158,8 +158,11 @@ internal sealed record NvmePerfJson(
     double? P99Us,
     string? FirstError);
 
-/// <summary><c>vfio net pktgen --json</c>: frames sent on one port.</summary>
-internal sealed record NetPktgenJson(string Port, string Mode, bool DmaIsolated, string? Mac, long Requested, long Sent, int FrameSize,
+/// <summary>
+/// <c>vfio net pktgen --json</c>: frames sent on one port. <c>Sent</c> counts frames the device finished sending;
+/// <c>Complete</c> is false when the time limit ended the run first.
+/// </summary>
+internal sealed record NetPktgenJson(string Port, string Mode, bool DmaIsolated, string? Mac, long Requested, long Sent, bool Complete, int FrameSize,
     int Burst, double Seconds, double Mpps);
 
 /// <summary>
@@ -168,6 +171,12 @@ internal sealed record NetPktgenJson(string Port, string Mode, bool DmaIsolated,
 /// </summary>
 internal sealed record NetFwdJson(string PortA, string PortB, string Mode, bool DmaIsolated, int Burst, double Seconds, long Packets,
     long AToB, long BToA, long Dropped, double Mpps, double SteadyMpps, long Rounds);
+
+/// <summary>
+/// <c>vfio serve --json</c>, printed when serving ends: the device, the socket, how many clients were served, and
+/// whether a signal stopped it (false when <c>--once</c> ended it after its client).
+/// </summary>
+internal sealed record ServeJson(string Device, string VendorId, string DeviceId, string Socket, int Clients, bool Stopped);
 
 /// <summary>What a failed command prints on standard output with <c>--json</c> (the message also goes to stderr).</summary>
 internal sealed record ErrorDocumentJson(ErrorJson Error);
@@ -192,6 +201,7 @@ internal sealed record ErrorJson(int ExitCode, string Kind, string Message, stri
 [JsonSerializable(typeof(NvmePerfJson))]
 [JsonSerializable(typeof(NetPktgenJson))]
 [JsonSerializable(typeof(NetFwdJson))]
+[JsonSerializable(typeof(ServeJson))]
 [JsonSerializable(typeof(ErrorDocumentJson))]
 internal sealed partial class CliJson : JsonSerializerContext
 {
