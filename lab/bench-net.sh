@@ -3,13 +3,15 @@
 # the two virtio-net ports, DPDK 22.11 testpmd and this project's forwarder (vfio-net fwd), for the same time.
 # Both start with a tx-first burst of 32 per port and forward in bursts of 32. The host's load shifts
 # from second to second (QEMU's TCG and other guests share its cores), so the two alternate for
-# VFIO_BENCH_ROUNDS rounds (default 2) and each side's mean is compared. Each side's rate is its steady
+# VFIO_BENCH_ROUNDS short rounds (default 5 of VFIO_BENCH_SECONDS=5 s) and each side's median is compared:
+# a round that a burst of host load hit moves a median less than a mean. Each round is printed, and each
+# side's spread ((max - min) / median) says how much to trust the ratio. Each side's rate is its steady
 # state: both ports' packets per second after the first second.
 # Writes $VFIO_LAB_OUT/{dpdk,ours}-N.log and $VFIO_LAB_OUT/result, whose last line is
 # "net-ioforward ours=<Mpps> dpdk=<Mpps> ratio=<ours/dpdk>".
 set -u
-SECS="${VFIO_BENCH_SECONDS:-8}"
-ROUNDS="${VFIO_BENCH_ROUNDS:-2}"
+SECS="${VFIO_BENCH_SECONDS:-5}"
+ROUNDS="${VFIO_BENCH_ROUNDS:-5}"
 OUT="$VFIO_LAB_OUT"
 PMDS=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0
 
@@ -58,11 +60,19 @@ for r in $(seq 1 "$ROUNDS"); do
   o="$(run_ours "$OUT/ours-$r.log")"; echo "bench: round $r vfio-net fwd ${o} Mpps" >&2
   dpdk_all+=" $d" ours_all+=" $o"
 done
-mean() { echo "$@" | awk '{ t = 0; for (i = 1; i <= NF; i++) t += $i; printf "%.4f", (NF ? t / NF : 0) }'; }
-dpdk="$(mean $dpdk_all)" ours="$(mean $ours_all)"
+median() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 }
+  END { if (NR == 0) { printf "0.0000"; exit } ; printf "%.4f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+spread() { # values... -> "(max - min) / median" in percent
+  local m; m="$(median "$@")"
+  echo "$@" | awk -v m="$m" '{ lo = $1; hi = $1; for (i = 2; i <= NF; i++) { if ($i < lo) lo = $i; if ($i > hi) hi = $i }
+    printf "%.0f%% (%s..%s)", (m > 0 ? (hi - lo) / m * 100 : 0), lo, hi }'
+}
+dpdk="$(median $dpdk_all)" ours="$(median $ours_all)"
 {
+  echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (guest); rounds: $ROUNDS x $SECS s each side, alternating"
   echo "dpdk-testpmd io-forward, per round (Mpps, both ports, burst 32, tx-first):$dpdk_all"
   echo "vfio-net fwd io-forward, per round (Mpps, both ports, burst 32, tx-first):$ours_all"
+  echo "dpdk median $dpdk Mpps, spread $(spread $dpdk_all); ours median $ours Mpps, spread $(spread $ours_all)"
   awk -v o="$ours" -v d="$dpdk" 'BEGIN { printf "net-ioforward ours=%s dpdk=%s ratio=%.3f\n", o, d, (d > 0 ? o / d : 0) }'
 } > "$OUT/result"
 [ "$ours" != 0.0000 ] && [ "$dpdk" != 0.0000 ]

@@ -494,8 +494,11 @@ cmd_bench() {
       [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
       rm -rf "$out"; mkdir -p "$out"
       prepare
-      run_guest noiommu "${VFIO_LAB_TIMEOUT:-600}" "$out" "$out/console.txt" 0 bash lab/bench-net.sh || rc=$?
+      local load_before; load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+      run_guest noiommu "${VFIO_LAB_TIMEOUT:-900}" "$out" "$out/console.txt" 0 bash lab/bench-net.sh || rc=$?
       [ -s "$out/result" ] || die "bench net produced no result (exit $rc; console $out/console.txt)"
+      # The host's load decides how much CPU QEMU's TCG threads got: say what it was around the run.
+      echo "host load average: before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg)"
       cat "$out/result"
       return "$rc"
       ;;
