@@ -9,13 +9,14 @@ using Vfio.VirtioNet.Virtio;
 namespace Vfio.VirtioNet;
 
 /// <summary>
-/// A modern virtio-net device (virtio 1.2 §5.1) driven from user space by polling: burst receive and transmit over
-/// split virtqueues, packet buffers from a <see cref="PacketPool"/>, no interrupts requested and doorbells skipped
-/// while the device says it does not want them.
+/// A modern virtio-net device (virtio 1.2 §5.1) driven from user space: burst receive and transmit over split
+/// virtqueues, packet buffers from a <see cref="PacketPool"/>, doorbells skipped while the device says it does not
+/// want them. Polling by default; with <see cref="VirtioNetOptions.ReceiveInterrupts"/> each receive queue also
+/// gets an MSI-X vector that <see cref="ReceiveAsync"/> waits on when its queue is empty.
 /// </summary>
 /// <remarks>
-/// One thread per queue pair, run to completion. <see cref="Receive"/> and <see cref="Transmit"/> allocate nothing
-/// on the managed heap.
+/// One thread (or one awaiting flow) per queue pair, run to completion. <see cref="Receive"/> and
+/// <see cref="Transmit"/> allocate nothing on the managed heap.
 /// </remarks>
 public sealed partial class VirtioNetDevice : IDisposable
 {
@@ -38,10 +39,11 @@ public sealed partial class VirtioNetDevice : IDisposable
     private Queue[] _rx = [];
     private Queue[] _tx = [];
     private ControlQueue? _control;
+    private IInterruptSet? _interrupts;
     private bool _mergeable;
     private int _refillThreshold;
     private readonly int _txDoorbellThreshold;
-    private long _rxPackets, _rxBytes, _rxDropped, _txPackets, _txBytes, _notifications;
+    private long _rxPackets, _rxBytes, _rxDropped, _txPackets, _txBytes, _notifications, _interruptWakeups;
     private bool _disposed;
 
     private VirtioNetDevice(IPciDevice device, VirtioNetOptions options)
@@ -193,6 +195,53 @@ public sealed partial class VirtioNetDevice : IDisposable
         }
         return got;
     }
+
+    /// <summary>
+    /// Receives up to <c>into.Length</c> packets from queue pair <paramref name="queuePair"/>, waiting for the
+    /// receive queue's MSI-X vector while it is empty; returns how many (at least 1). Needs
+    /// <see cref="VirtioNetOptions.ReceiveInterrupts"/>. While packets keep arriving this is <see cref="Receive"/>
+    /// (no interrupt is requested); only an empty queue turns the device's interrupts for it on, and they go off
+    /// again as soon as the wait ends.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The device was opened without receive interrupts.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
+    public async ValueTask<int> ReceiveAsync(Memory<PacketBuffer> into, int queuePair = 0, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_interrupts is null)
+        {
+            throw new InvalidOperationException($"{Device.Address}: ReceiveAsync needs receive interrupts (VirtioNetOptions.ReceiveInterrupts)");
+        }
+        if (into.IsEmpty) { throw new ArgumentException("room for at least one packet is needed", nameof(into)); }
+        var ring = _rx[queuePair].Ring;
+        var vector = _interrupts[queuePair];
+        while (true)
+        {
+            int got = Receive(into.Span, queuePair);
+            if (got > 0) { return got; }
+            // §2.7.10: ask for an interrupt, then look again: a buffer used between the empty poll and the flag
+            // store would otherwise raise none. The barrier orders the flag store before the used->idx load.
+            ring.SetInterruptSuppression(false);
+            Interlocked.MemoryBarrier();
+            if (ring.UsedCount() > 0)
+            {
+                ring.SetInterruptSuppression(true);
+                continue;
+            }
+            try
+            {
+                await vector.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                ring.SetInterruptSuppression(true);
+            }
+            _interruptWakeups++;
+        }
+    }
+
+    /// <summary>Times <see cref="ReceiveAsync"/> woke up from its receive vector.</summary>
+    public long InterruptWakeups => _interruptWakeups;
 
     /// <summary>
     /// Hands up to <c>packets.Length</c> packets to queue pair <paramref name="queuePair"/>'s transmit queue; returns
@@ -353,6 +402,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         MaxQueuePairs = (accepted & VirtioFeatures.NetMultiQueue) != 0
             ? Math.Max((int)_transport.ReadDeviceConfig16(ConfigMaxPairs), 1) : 1;
         int pairs = Math.Clamp(_options.QueuePairs, 1, MaxQueuePairs);
+        if (_options.ReceiveInterrupts) { EnableReceiveVectors(pairs); }
 
         // Step 7: virtqueues. receiveqN is 2(N-1), transmitqN is 2(N-1)+1, controlq follows the last possible pair (§5.1.2).
         SetUpQueues(pairs, (accepted & VirtioFeatures.NetControlQueue) != 0 ? (ushort)(2 * MaxQueuePairs) : null);
@@ -378,6 +428,26 @@ public sealed partial class VirtioNetDevice : IDisposable
         LogInitialized(_logger, address, MacAddress?.ToString() ?? "none", VirtioFeatures.Describe(accepted), pairs, RxQueueSize, TxQueueSize);
     }
 
+    /// <summary>
+    /// One MSI-X vector per receive queue, vector p for receiveq(p+1); configuration changes get none (§4.1.4.3
+    /// msix_config stays NO_VECTOR after the reset). Enabled before the queues are configured so the device can
+    /// map the vectors it is given (§4.1.5.1.2). Kept across <see cref="Reset"/>.
+    /// </summary>
+    private void EnableReceiveVectors(int pairs)
+    {
+        if (_interrupts is { } existing && existing.Count >= pairs) { return; }
+        _interrupts?.Dispose();
+        _interrupts = null;
+        var info = Device.GetIrqInfo(IrqIndex.Msix);
+        if (info.Count < pairs)
+        {
+            throw new VirtioNetException(Device.Address,
+                $"receive interrupts need {pairs} MSI-X vector(s); the device offers {info.Count}");
+        }
+        _interrupts = Device.EnableInterrupts(IrqIndex.Msix, pairs);
+        _transport.SetConfigVector(VirtioPciTransport.NoVector);
+    }
+
     private void SetUpQueues(int pairs, ushort? controlIndex)
     {
         int requested = _options.QueueSize;
@@ -395,7 +465,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         int poolNeed = 0;
         for (int p = 0; p < pairs; p++)
         {
-            _rx[p] = SetUpQueue(reuse ? _rx[p] : null, (ushort)(2 * p), requested, "rx");
+            _rx[p] = SetUpQueue(reuse ? _rx[p] : null, (ushort)(2 * p), requested, "rx", _interrupts is null ? VirtioPciTransport.NoVector : (ushort)p);
             _tx[p] = SetUpQueue(reuse ? _tx[p] : null, (ushort)(2 * p + 1), requested, "tx");
             poolNeed += 2 * _rx[p].Ring.Size + _tx[p].Ring.Size;
         }
@@ -411,7 +481,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         }
     }
 
-    private Queue SetUpQueue(Queue? existing, ushort index, int requested, string kind)
+    private Queue SetUpQueue(Queue? existing, ushort index, int requested, string kind, ushort vector = VirtioPciTransport.NoVector)
     {
         ushort max = _transport.SelectQueue(index);
         if (max == 0) { throw new VirtioNetException(Device.Address, $"virtqueue {index} ({kind}) is not available"); }
@@ -431,9 +501,14 @@ public sealed partial class VirtioNetDevice : IDisposable
             var memory = Device.Dma.Allocate((ulong)layout.TotalSize, new DmaAllocationOptions { Name = $"{Device.Address} {kind} queue {index}", Contiguous = true });
             queue = new Queue(index, new SplitVirtqueue(layout, memory.Pointer, memory.DeviceAddress), memory);
         }
-        // Polling: ask for no interrupts (§2.7.7); the device may still send some, which nothing listens to.
+        // Polling: ask for no interrupts (§2.7.7); ReceiveAsync lifts this only while it waits.
         queue.Ring.SetInterruptSuppression(true);
-        queue.Doorbell = _transport.EnableQueue(index, queue.Ring);
+        queue.Doorbell = _transport.EnableQueue(index, queue.Ring, vector);
+        if (vector != VirtioPciTransport.NoVector && _transport.QueueVector(index) != vector)
+        {
+            // §4.1.5.1.2: the device reads back NO_VECTOR when it could not map the vector.
+            throw new VirtioNetException(Device.Address, $"the device did not accept MSI-X vector {vector} for virtqueue {index} ({kind})");
+        }
         return queue;
     }
 
@@ -489,6 +564,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         }
         ReleaseQueuedBuffers();
         ReleaseQueues();
+        _interrupts?.Dispose();
         _control?.Dispose();
         _transport.Dispose();
         if (_ownsPool) { Pool?.Dispose(); }

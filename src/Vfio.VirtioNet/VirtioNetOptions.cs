@@ -38,6 +38,14 @@ public sealed record VirtioNetOptions
     /// </summary>
     public int TxDoorbellThreshold { get; init; } = 1;
 
+    /// <summary>
+    /// Receive interrupts: one MSI-X vector per receive queue (virtio 1.2 §4.1.5.1.2), which makes
+    /// <see cref="VirtioNetDevice.ReceiveAsync"/> available. The device still runs by polling while traffic flows:
+    /// the queues keep VIRTQ_AVAIL_F_NO_INTERRUPT set and clear it only while a <c>ReceiveAsync</c> waits on an
+    /// empty queue. False (default): polling only, no vectors allocated.
+    /// </summary>
+    public bool ReceiveInterrupts { get; init; }
+
     /// <summary>Clock for reset and control-queue timeouts.</summary>
     public TimeProvider? TimeProvider { get; init; }
 

@@ -92,7 +92,8 @@ public sealed class CliPktgenTests
 {
     private static readonly TimeSpan ChildLimit = TimeSpan.FromSeconds(120);
 
-    private static void BindPorts()
+    /// <summary>Binds both lab virtio-net ports to vfio-pci (those already bound are left as they are).</summary>
+    internal static void BindPorts()
     {
         var host = new PciHost();
         foreach (var bdf in new[] { Lab.Net0, Lab.Net1 })

@@ -162,6 +162,16 @@ public sealed class VirtioPciTransport : IDisposable
         return doorbell;
     }
 
+    /// <summary>
+    /// queue_msix_vector of queue <paramref name="index"/> as the device reports it: the vector written, or
+    /// <see cref="NoVector"/> when the device could not map it (§4.1.5.1.2).
+    /// </summary>
+    public ushort QueueVector(ushort index)
+    {
+        SelectQueue(index);
+        return _common.Read16(_commonBase + QueueMsixVector);
+    }
+
     /// <summary>Rings queue <paramref name="index"/>'s doorbell: a 16-bit write of the queue index (§4.1.5.2, no NOTIFICATION_DATA).</summary>
     public void Notify(ulong doorbellOffset, ushort index) => _notify.Write16(doorbellOffset, index);
 

@@ -111,8 +111,23 @@ internal sealed unsafe class EmulatedVirtioNet : IPciDevice
         _ => throw new ArgumentException($"region {index} does not exist", nameof(index)),
     };
 
-    public IrqInfo GetIrqInfo(IrqIndex index) => new(index, IrqFlags.Eventfd, 0);
-    public IInterruptSet EnableInterrupts(IrqIndex index, int count) => throw new NotSupportedException("the emulated virtio-net device has no interrupts");
+    /// <summary>MSI-X vectors the device offers (0: none, the default).</summary>
+    public int MsixVectors { get; set; }
+    /// <summary>Interrupts the device raised (used buffers on a queue with a vector while the driver allowed them).</summary>
+    public long InterruptsRaised { get; private set; }
+    private SoftwareInterruptSet? _msix;
+
+    public IrqInfo GetIrqInfo(IrqIndex index) => new(index, IrqFlags.Eventfd, index == IrqIndex.Msix ? MsixVectors : 0);
+
+    public IInterruptSet EnableInterrupts(IrqIndex index, int count)
+    {
+        if (index != IrqIndex.Msix || count < 1 || count > MsixVectors)
+        {
+            throw new NotSupportedException($"the emulated virtio-net device has {MsixVectors} MSI-X vectors and no other interrupts ({index} x {count} asked)");
+        }
+        if (_msix is { IsDisposed: false }) { throw new InvalidOperationException("MSI-X is already enabled"); }
+        return _msix = new SoftwareInterruptSet(index, count);
+    }
 
     public void Reset()
     {
@@ -241,7 +256,10 @@ internal sealed unsafe class EmulatedVirtioNet : IPciDevice
                     q.Size = (ushort)value;
                 }
                 break;
-            case 0x1A: if (q is not null) { q.MsixVector = (ushort)value; } break;
+            case 0x1A:
+                // §4.1.5.1.2: a vector the device cannot map reads back as NO_VECTOR.
+                if (q is not null) { q.MsixVector = value < (ulong)MsixVectors ? (ushort)value : VirtioPciTransport.NoVector; }
+                break;
             case 0x1C: if (q is not null) { q.Enabled = value == 1; } break;
             case >= 0x20 and < 0x38:
                 if (width != 4) { throw new InvalidOperationException("64-bit queue addresses are written as two 32-bit halves (§4.1.3.1)"); }
@@ -419,6 +437,14 @@ internal sealed unsafe class EmulatedVirtioNet : IPciDevice
         q.UsedIdx++;
         // Release: the element (and the buffer contents) before the index.
         Volatile.Write(ref *(ushort*)_dma.Translate(q.Device + 2, 2), q.UsedIdx);
+        // §2.7.7.2 without EVENT_IDX: interrupt unless the driver set VIRTQ_AVAIL_F_NO_INTERRUPT.
+        Interlocked.MemoryBarrier();
+        bool wanted = (Volatile.Read(ref *(ushort*)_dma.Translate(q.Driver, 2)) & 1) == 0;
+        if (wanted && q.MsixVector != VirtioPciTransport.NoVector && _msix is { IsDisposed: false } msix && q.MsixVector < msix.Count)
+        {
+            InterruptsRaised++;
+            msix.Raise(q.MsixVector);
+        }
     }
 
     private sealed class QueueState(ushort max)
@@ -460,5 +486,64 @@ internal sealed unsafe class EmulatedVirtioNet : IPciDevice
         public void Read(ulong offset, Span<byte> destination) => throw new NotSupportedException();
         public void Write(ulong offset, ReadOnlySpan<byte> source) => throw new NotSupportedException();
         public void Dispose() { }
+    }
+}
+
+/// <summary>MSI-X vectors in software: the device raises them, the driver awaits them, as with eventfds.</summary>
+internal sealed class SoftwareInterruptSet(IrqIndex index, int count) : IInterruptSet
+{
+    private readonly SoftwareVector[] _vectors = [.. Enumerable.Range(0, count).Select(i => new SoftwareVector(i))];
+
+    public IrqIndex Index { get; } = index;
+    public int Count => _vectors.Length;
+    public bool IsDisposed { get; private set; }
+    public IInterruptVector this[int vector] => _vectors[vector];
+    public void Raise(int vector) => _vectors[vector].Trigger();
+    public void Dispose() => IsDisposed = true;
+
+    private sealed class SoftwareVector(int vector) : IInterruptVector
+    {
+        private readonly object _lock = new();
+        private ulong _pending;
+        private TaskCompletionSource<ulong>? _waiter;
+
+        public int Vector { get; } = vector;
+
+        public ValueTask<ulong> WaitAsync(CancellationToken cancellationToken = default)
+        {
+            TaskCompletionSource<ulong> waiter;
+            lock (_lock)
+            {
+                if (_pending > 0) { ulong n = _pending; _pending = 0; return new(n); }
+                waiter = _waiter = new TaskCompletionSource<ulong>(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+            if (cancellationToken.CanBeCanceled)
+            {
+                var registration = cancellationToken.Register(() => waiter.TrySetCanceled(cancellationToken));
+                waiter.Task.ContinueWith(_ => registration.Dispose(), TaskScheduler.Default);
+            }
+            return new(waiter.Task);
+        }
+
+        public ulong Poll()
+        {
+            lock (_lock) { ulong n = _pending; _pending = 0; return n; }
+        }
+
+        public void Trigger()
+        {
+            TaskCompletionSource<ulong>? waiter;
+            lock (_lock)
+            {
+                _pending++;
+                waiter = _waiter;
+                if (waiter is null || waiter.Task.IsCompleted) { return; }
+                _waiter = null;
+                _pending = 0;
+            }
+            waiter.TrySetResult(1);
+        }
+
+        public void Unmask() { }
     }
 }
