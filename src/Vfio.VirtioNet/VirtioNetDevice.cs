@@ -1,5 +1,6 @@
 using PhysicalAddress = System.Net.NetworkInformation.PhysicalAddress;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Vfio.Devices;
@@ -155,8 +156,10 @@ public sealed partial class VirtioNetDevice : IDisposable
         {
             available--;
             ushort id = ring.TakeUsed(out uint written);
-            int index = tokens[id];
-            tokens[id] = -1;
+            // SAFETY (no bounds check): TakeUsed rejects ids outside the ring; tokens has one entry per descriptor.
+            ref int token = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(tokens), id);
+            int index = token;
+            token = -1;
             if (rx.SkipBuffers > 0)
             {
                 // Later buffers of a packet that spanned several (MRG_RXBUF, §5.1.6.4): dropped with its first.
@@ -254,6 +257,8 @@ public sealed partial class VirtioNetDevice : IDisposable
         var tx = _tx[queuePair];
         var ring = tx.Ring;
         var tokens = tx.Tokens;
+        // Reclaimed on every call, not lazily below a threshold as DPDK does (tx_free_thresh): sent packets held in
+        // the ring would be missing from the pool, which is sized for full receive rings plus one transmit ring.
         ReclaimTransmitted(ring, tokens);
         int n = Math.Min(packets.Length, ring.FreeDescriptors);
         long bytes = 0;
@@ -273,7 +278,9 @@ public sealed partial class VirtioNetDevice : IDisposable
             *(ulong*)header = 0;
             *(uint*)(header + 8) = 0;
             int id = ring.Enqueue(pool.DeviceAddressOf(index) + PacketPool.Headroom - HeaderSize, (uint)(length + HeaderSize), VirtqDescriptorFlags.None);
-            tokens[id] = packet.Handle;
+            // SAFETY (no bounds check): n is at most the free descriptors, so Enqueue returns an id below the ring
+            // size (never -1), and tokens has one entry per descriptor.
+            Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(tokens), id) = packet.Handle;
             bytes += length;
         }
         _txPackets += n;
@@ -306,11 +313,21 @@ public sealed partial class VirtioNetDevice : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ReclaimTransmitted(SplitVirtqueue ring, int[] tokens)
     {
-        for (int done = ring.UsedCount(); done > 0; done--)
+        int done = ring.UsedCount();
+        if (done == 0) { return; }
+        // Packets of one burst nearly always share a pool: look it up again only when the pool number changes.
+        int lastPoolId = -1;
+        PacketPool? pool = null;
+        ref int token0 = ref MemoryMarshal.GetArrayDataReference(tokens);
+        for (; done > 0; done--)
         {
             ushort id = ring.TakeUsed(out _);
-            PacketPool.FreeHandle(tokens[id]);
-            tokens[id] = 0;
+            // SAFETY (no bounds check): TakeUsed rejected ids outside the ring, and tokens has one entry per descriptor.
+            ref int token = ref Unsafe.Add(ref token0, id);
+            var packet = PacketBuffer.FromHandle(token);
+            if (packet.PoolId != lastPoolId) { pool = packet.Pool; lastPoolId = packet.PoolId; }
+            pool!.FreeIndex(packet.Index);
+            token = 0;
         }
     }
 
