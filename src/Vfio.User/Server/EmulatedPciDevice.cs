@@ -122,6 +122,26 @@ public abstract class EmulatedPciDevice
     /// <summary>DMA and interrupts of the connected client; a no-op context while none is connected.</summary>
     public IDeviceContext Context { get; internal set; } = Disconnected.Instance;
 
+    /// <summary>
+    /// Connects the device to a host in the same process instead of a vfio-user client (an adapter that exposes
+    /// it as an <see cref="IPciDevice"/> without a socket, for tests and embedding): DMA and interrupts go to
+    /// <paramref name="context"/> until <see cref="Detach"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A client or another host is already connected.</exception>
+    public void Attach(IDeviceContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (Context != Disconnected.Instance) { throw new InvalidOperationException("the device is already connected to a client or host"); }
+        Context = context;
+    }
+
+    /// <summary>Disconnects the in-process host given to <see cref="Attach"/> and resets the device, as a vfio-user client's disconnect does.</summary>
+    public void Detach()
+    {
+        Context = Disconnected.Instance;
+        Reset();
+    }
+
     /// <summary>BAR <paramref name="index"/>, or null when absent.</summary>
     public EmulatedBar? GetBar(int index) => (uint)index < 6 ? _bars[index] : null;
 
