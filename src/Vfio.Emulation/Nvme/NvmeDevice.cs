@@ -218,7 +218,8 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
         }
         Span<byte> all = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(all, value);
-        all[..data.Length].CopyTo(data);
+        data.Clear();
+        all[..Math.Min(8, data.Length)].CopyTo(data);
     }
 
     /// <summary>The 32-bit register at <paramref name="offset"/>; reserved ones and doorbells read 0.</summary>
