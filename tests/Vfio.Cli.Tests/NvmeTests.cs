@@ -43,7 +43,7 @@ public sealed class NvmeTests : IDisposable
     private CliResult Run(params string[] args)
     {
         var r = _cli.Run(args).AssertNoStackTrace();
-        Assert.Equal(0, _nvme.Allocator.LiveBuffers);   // every DMA buffer, queue and the controller were released
+        Assert.Equal(0, _nvme.Allocator!.LiveBuffers);   // every DMA buffer, queue and the controller were released
         return r;
     }
 

@@ -169,6 +169,13 @@ internal sealed record NetPktgenJson(string Port, string Mode, bool DmaIsolated,
 internal sealed record NetFwdJson(string PortA, string PortB, string Mode, bool DmaIsolated, int Burst, double Seconds, long Packets,
     long AToB, long BToA, long Dropped, double Mpps, double SteadyMpps, long Rounds);
 
+/// <summary>
+/// <c>vfio serve edu|nvme --json</c>: one line when listening (<c>State</c> "listening", <c>Clients</c> null) and one
+/// when stopped ("stopped", with the clients served). Block size, blocks and size are null for devices without storage.
+/// </summary>
+internal sealed record ServeJson(string State, string Device, string VendorId, string DeviceId, string Socket,
+    int? BlockSize, ulong? Blocks, ulong? SizeBytes, int? Clients);
+
 /// <summary>What a failed command prints on standard output with <c>--json</c> (the message also goes to stderr).</summary>
 internal sealed record ErrorDocumentJson(ErrorJson Error);
 
@@ -192,6 +199,7 @@ internal sealed record ErrorJson(int ExitCode, string Kind, string Message, stri
 [JsonSerializable(typeof(NvmePerfJson))]
 [JsonSerializable(typeof(NetPktgenJson))]
 [JsonSerializable(typeof(NetFwdJson))]
+[JsonSerializable(typeof(ServeJson))]
 [JsonSerializable(typeof(ErrorDocumentJson))]
 internal sealed partial class CliJson : JsonSerializerContext
 {

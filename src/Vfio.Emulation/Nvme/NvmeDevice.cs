@@ -56,6 +56,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     private bool _queuesConfigured;
     private Thread? _worker;
     private volatile bool _stopWorker;
+    private int _disposed;
     private readonly AutoResetEvent _kick = new(false);
 
     private struct SubmissionState
@@ -174,6 +175,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     /// <summary>Stops the worker thread, if one was started.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) { return; }
         _stopWorker = true;
         _kick.Set();
         _worker?.Join();

@@ -35,7 +35,7 @@ internal sealed class EmulatedNvme : IPciDevice
     private readonly List<string> _violations = [];
     private readonly IDeviceRegion _configRegion;
 
-    public EmulatedNvme(NvmeTransport transport, NvmeDeviceOptions? options = null)
+    public EmulatedNvme(NvmeTransport transport = NvmeTransport.InProcess, NvmeDeviceOptions? options = null)
     {
         Transport = transport;
         Log = new EventLog();

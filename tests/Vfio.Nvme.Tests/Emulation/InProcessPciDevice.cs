@@ -67,7 +67,11 @@ internal sealed unsafe class InProcessPciDevice : IPciDevice, IDeviceContext
 
     public void Reset() => _device.Reset();
 
-    public void Dispose() => _device.Detach();
+    /// <summary>
+    /// Leaves the device attached: like a VFIO device fd closed and opened again, the function stays where it is
+    /// (the CLI tests open the same device for several commands).
+    /// </summary>
+    public void Dispose() { }
 
     // ------------------------------------------------------------------ IDeviceContext: the device's view of the host
 
