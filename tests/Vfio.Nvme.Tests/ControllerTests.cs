@@ -421,11 +421,12 @@ public abstract class ControllerTests(NvmeTransport transport)
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue();
         using var buf = dev.Dma.Allocate(4096);
+        // Stalled: the read cannot complete before the second use is tried (a timing window would make this flaky).
+        dev.Stalled = true;
         var pending = q.ReadAsync(ns, 0, 1, buf, cancellationToken: TestContext.Current.CancellationToken);
-        if (!pending.IsCompleted)
-        {
-            Assert.Throws<InvalidOperationException>(() => q.Read(ns, 0, 1, buf));
-        }
+        Assert.False(pending.IsCompleted);
+        Assert.Throws<InvalidOperationException>(() => q.Read(ns, 0, 1, buf));
+        dev.Stalled = false;     // the worker thread picks the command up on its next round
         await pending;
     }
 }
