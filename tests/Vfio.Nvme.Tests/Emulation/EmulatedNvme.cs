@@ -1,9 +1,8 @@
 using Vfio.Devices;
-using Vfio.Dma;
 using Vfio.Emulation.Nvme;
 using Vfio.Nvme.Protocol;
+using Vfio.Testing;
 using Vfio.User.Client;
-using Vfio.User.Server;
 
 namespace Vfio.Nvme.Tests.Emulation;
 
@@ -25,47 +24,35 @@ public enum NvmeTransport
 /// in process or over a real vfio-user socket. Any rule the driver breaks (the model's protocol violations) fails
 /// the test when the device is disposed, so the strictness of a test-only emulator is kept.
 /// </summary>
-internal sealed class EmulatedNvme : IPciDevice
+internal sealed class EmulatedNvme : HostedDevice
 {
-    private readonly IPciDevice _inner;
-    private readonly VfioUserServer? _server;
-    private readonly CancellationTokenSource _stop = new();
-    private readonly Task? _serving;
-    private readonly string? _directory;
+    private static readonly PciAddress Bdf = new(0, 0, 6, 0);
     private readonly List<string> _violations = [];
-    private readonly IDeviceRegion _configRegion;
 
     public EmulatedNvme(NvmeTransport transport = NvmeTransport.InProcess, NvmeDeviceOptions? options = null)
+        : this(new NvmeDevice(options), new EventLog(), transport)
     {
+    }
+
+    private EmulatedNvme(NvmeDevice model, EventLog log, NvmeTransport transport)
+        : this(model, log, transport == NvmeTransport.InProcess ? new FakeDmaAllocator(log) : null, transport)
+    {
+    }
+
+    private EmulatedNvme(NvmeDevice model, EventLog log, FakeDmaAllocator? fake, NvmeTransport transport)
+        : base(model, Bdf, Hosting(transport, fake), region => new BusMasterLog(region, log))
+    {
+        Model = model;
+        Log = log;
+        Allocator = fake;
         Transport = transport;
-        Log = new EventLog();
-        Model = new NvmeDevice(options);
         Model.ProtocolViolation += v => { lock (_violations) { _violations.Add(v); } Log.Add("violation: " + v); };
         Model.StateChanged += Log.Add;
-        if (transport == NvmeTransport.InProcess)
-        {
-            var local = new InProcessPciDevice(Model, Address, Log);
-            Allocator = local.Allocator;
-            _inner = local;
-        }
-        else
-        {
-            _directory = Path.Combine(Path.GetTempPath(), "vfu-nvme-" + Guid.NewGuid().ToString("N")[..12]);
-            Directory.CreateDirectory(_directory);
-            string socket = Path.Combine(_directory, "nvme.sock");
-            _server = new VfioUserServer(Model);
-            _server.Listen(socket);
-            _serving = Task.Run(() => _server.RunAsync(_stop.Token));
-            _inner = VfioUserDevice.Connect(socket, new VfioUserClientOptions
-            {
-                Address = Address,
-                ShareDmaMemory = transport == NvmeTransport.Socket,
-            });
-        }
-        // Config space through a decorator on either transport, so the log shows bus mastering going on and off.
-        _configRegion = new LoggingConfigRegion(_inner.OpenRegion(PciRegion.Config), Log);
-        Config = new PciConfigSpace(_configRegion);
     }
+
+    private static DeviceHosting Hosting(NvmeTransport transport, FakeDmaAllocator? fake) => transport == NvmeTransport.InProcess
+        ? DeviceHosting.InProcess(fake!, (address, _) => fake!.Translate(address))
+        : DeviceHosting.OverSocket(new VfioUserClientOptions { ShareDmaMemory = transport == NvmeTransport.Socket });
 
     public NvmeTransport Transport { get; }
     public NvmeDevice Model { get; }
@@ -91,58 +78,23 @@ internal sealed class EmulatedNvme : IPciDevice
 
     public void ExpectViolations() => ViolationsExpected = true;
 
-    // ------------------------------------------------------------------ IPciDevice
-
-    public PciAddress Address { get; } = new(0, 0, 6, 0);
-    public DeviceBackend Backend => _inner.Backend;
-    public bool IsDmaIsolated => _inner.IsDmaIsolated;
-    public DeviceInfo Info => _inner.Info;
-    public PciConfigSpace Config { get; }
-    public IDmaAllocator Dma => _inner.Dma;
-    public RegionInfo GetRegionInfo(int index) => _inner.GetRegionInfo(index);
-    public IDeviceRegion OpenRegion(int index) => _inner.OpenRegion(index);
-    public IrqInfo GetIrqInfo(IrqIndex index) => _inner.GetIrqInfo(index);
-    public IInterruptSet EnableInterrupts(IrqIndex index, int count) => _inner.EnableInterrupts(index, count);
-    public void Reset() => _inner.Reset();
-
-    public void Dispose()
+    protected override void OnDisposed()
     {
-        _configRegion.Dispose();
-        _inner.Dispose();
-        if (_server is not null)
-        {
-            _stop.Cancel();
-            _server.Dispose();
-            _serving!.Wait(TimeSpan.FromSeconds(5));
-            try { Directory.Delete(_directory!, recursive: true); } catch (IOException) { }
-        }
         Model.Dispose();
         if (!ViolationsExpected) { Assert.Empty(Violations); }
     }
 
-    private sealed class LoggingConfigRegion(IDeviceRegion inner, EventLog log) : IDeviceRegion
+    /// <summary>Logs bus mastering going on and off, on either transport.</summary>
+    private sealed class BusMasterLog(IDeviceRegion inner, EventLog log) : ConfigRegionDecorator(inner)
     {
-        public RegionInfo Info => inner.Info;
-        public ulong Size => inner.Size;
-        public bool IsMapped(ulong offset) => inner.IsMapped(offset);
-        public byte Read8(ulong o) => inner.Read8(o);
-        public ushort Read16(ulong o) => inner.Read16(o);
-        public uint Read32(ulong o) => inner.Read32(o);
-        public ulong Read64(ulong o) => inner.Read64(o);
-        public void Write8(ulong o, byte v) => inner.Write8(o, v);
-        public void Write16(ulong o, ushort v)
+        public override void Write16(ulong o, ushort v)
         {
             if (o == 4)
             {
-                bool before = (inner.Read16(4) & 4) != 0, after = (v & 4) != 0;
+                bool before = (Inner.Read16(4) & 4) != 0, after = (v & 4) != 0;
                 if (before != after) { log.Add(after ? "bus master on" : "bus master off"); }
             }
-            inner.Write16(o, v);
+            Inner.Write16(o, v);
         }
-        public void Write32(ulong o, uint v) => inner.Write32(o, v);
-        public void Write64(ulong o, ulong v) => inner.Write64(o, v);
-        public void Read(ulong o, Span<byte> d) => inner.Read(o, d);
-        public void Write(ulong o, ReadOnlySpan<byte> s) => inner.Write(o, s);
-        public void Dispose() => inner.Dispose();
     }
 }

@@ -2,38 +2,48 @@ using Vfio.Devices;
 using Vfio.Dma;
 using Vfio.User.Server;
 
-namespace Vfio.Nvme.Tests.Emulation;
+namespace Vfio.Testing;
+
+/// <summary>
+/// The host pointer of [<paramref name="address"/>, +<paramref name="length"/>) in a test allocator's memory, or 0
+/// when the range is not (contiguously) mapped. Called for ranges that never cross a 4 KiB page.
+/// </summary>
+internal delegate nint DmaTranslator(ulong address, int length);
 
 /// <summary>
 /// An <see cref="EmulatedPciDevice"/> seen as an <see cref="IPciDevice"/> without a socket (OpenVMM's in-process
-/// device backing): region accesses call the device's BAR callbacks and config space directly, its DMA goes to
-/// memory from <see cref="FakeDmaAllocator"/>, its interrupts to counters with one awaiter each, like eventfds.
+/// device backing): region accesses call the device's BAR callbacks and config space directly, its DMA goes to a
+/// test allocator's memory through a translator, its interrupts to counters with one awaiter each, like eventfds.
 /// Nothing on the register, DMA or interrupt path allocates, so the driver's allocations can be measured through it.
+/// Shared by the driver and CLI test projects (linked, not copied).
 /// </summary>
 internal sealed unsafe class InProcessPciDevice : IPciDevice, IDeviceContext
 {
+    private const ulong Page = 4096;
     private readonly EmulatedPciDevice _device;
     private readonly Lock _irqLock = new();
     private readonly EmulatedInterruptSet?[] _sets = new EmulatedInterruptSet?[5];
     private readonly ConfigRegion _config;
 
-    public InProcessPciDevice(EmulatedPciDevice device, PciAddress address, EventLog log)
+    private readonly DmaTranslator _translate;
+
+    public InProcessPciDevice(EmulatedPciDevice device, PciAddress address, IDmaAllocator dma, DmaTranslator translate)
     {
         _device = device;
+        _translate = translate;
         Address = address;
-        Allocator = new FakeDmaAllocator(log);
+        Dma = dma;
         _config = new ConfigRegion(device);
         Config = new PciConfigSpace(_config);
         device.Attach(this);
     }
 
-    public FakeDmaAllocator Allocator { get; }
     public PciAddress Address { get; }
     public DeviceBackend Backend => DeviceBackend.Emulated;
     public bool IsDmaIsolated => true;
     public DeviceInfo Info => new(DeviceFlags.Pci | DeviceFlags.Reset, 9, 5);
     public PciConfigSpace Config { get; }
-    public IDmaAllocator Dma => Allocator;
+    public IDmaAllocator Dma { get; }
 
     public RegionInfo GetRegionInfo(int index)
     {
@@ -88,10 +98,10 @@ internal sealed unsafe class InProcessPciDevice : IPciDevice, IDeviceContext
         while (done < data.Length)
         {
             ulong at = address + (ulong)done;
-            var p = Allocator.Translate(at);
+            int chunk = (int)Math.Min((ulong)(data.Length - done), Page - at % Page);
+            var p = _translate(at, chunk);
             if (p == 0) { throw new VfioException($"device DMA at 0x{at:x}: nothing is mapped there"); }
-            int chunk = (int)Math.Min((ulong)(data.Length - done), FakeDmaAllocator.Page - at % FakeDmaAllocator.Page);
-            // SAFETY (test): Translate returned the host address of a live page of the fake allocator, and the chunk stays within that page.
+            // SAFETY (test): the translator returned the host address of [at, +chunk) in live memory of the test allocator.
             var memory = new Span<byte>((void*)p, chunk);
             if (toHost) { data.Slice(done, chunk).CopyTo(memory); } else { memory.CopyTo(data.Slice(done, chunk)); }
             done += chunk;
