@@ -2,6 +2,7 @@ using System.Text.Json;
 using Vfio.Devices;
 using Vfio.Dma;
 using Vfio.Nvme;
+using Vfio.VirtioNet;
 using Vfio.Tests.Host;
 using Vfio.User.Client;
 
@@ -115,8 +116,54 @@ public sealed class ServeTests : IDisposable
         Assert.Equal(512UL, l.GetProperty("blocks").GetUInt64());
         Assert.Equal(2UL << 20, l.GetProperty("sizeBytes").GetUInt64());
         Assert.Equal(JsonValueKind.Null, l.GetProperty("clients").ValueKind);
+        Assert.Equal(JsonValueKind.Null, l.GetProperty("peerSocket").ValueKind);
         Assert.Equal("stopped", stopped.RootElement.GetProperty("state").GetString());
         Assert.Equal(1, stopped.RootElement.GetProperty("clients").GetInt32());
+    }
+
+    [Fact]
+    public async Task Serve_virtio_net_pair_carries_frames_between_two_clients()
+    {
+        string socketA = Path.Combine(_dir, "net-a.sock"), socketB = Path.Combine(_dir, "net-b.sock");
+        var run = Task.Run(() => new CliRunner(_fs).Run("serve", "virtio-net", "--socket", socketA, "--peer-socket", socketB, "--queue-size", "64", "--once"),
+            TestContext.Current.CancellationToken);
+        using (var devA = ConnectWithRetry(socketA))
+        using (var devB = ConnectWithRetry(socketB))
+        using (var a = VirtioNetDevice.Open(devA))
+        using (var b = VirtioNetDevice.Open(devB))
+        {
+            Assert.Equal("525400000001", a.MacAddress!.ToString());
+            Assert.Equal("525400000002", b.MacAddress!.ToString());
+            Assert.Equal(64, a.TxQueueSize);
+            var frames = new PacketBuffer[1];
+            Assert.Equal(1, a.Pool.Allocate(frames));
+            frames[0].Length = 64;
+            for (int i = 0; i < 64; i++) { frames[0].Data[i] = (byte)(i * 3); }
+            Assert.Equal(1, a.Transmit(frames));
+            var rx = new PacketBuffer[4];
+            int got = 0;
+            for (int spin = 0; got == 0 && spin < 2000; spin++) { got = b.Receive(rx); }
+            Assert.Equal(1, got);
+            Assert.Equal(64, rx[0].Length);
+            for (int i = 0; i < 64; i++) { Assert.Equal((byte)(i * 3), rx[0].Data[i]); }
+            rx[0].Free();
+        }
+        var r = (await run.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken)).AssertNoStackTrace();
+        Assert.Equal(ExitCodes.Ok, r.ExitCode);
+        Assert.Contains($"Serving virtio-net (1af4:1041) over vfio-user on {socketA} and {socketB} for one client each.", r.Out, StringComparison.Ordinal);
+        Assert.Contains("Served 2 client(s).", r.Out, StringComparison.Ordinal);
+        Assert.False(File.Exists(socketA) || File.Exists(socketB));
+    }
+
+    [Theory]
+    [InlineData("--queue-size", "100", "--queue-size must be a power of two from 2 to 32768")]
+    [InlineData("--peer-socket", "SAME", "--peer-socket must differ from --socket")]
+    public void Serve_virtio_net_rejects_bad_arguments(string option, string value, string message)
+    {
+        string socket = Path.Combine(_dir, "y.sock");
+        var r = new CliRunner(_fs).Run("serve", "virtio-net", "--socket", socket, option, value == "SAME" ? socket : value).AssertNoStackTrace();
+        Assert.Equal(ExitCodes.Usage, r.ExitCode);
+        Assert.Contains(message, r.Err, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -3,12 +3,13 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Vfio.Cli.Output;
 using Vfio.Emulation.Nvme;
+using Vfio.Emulation.VirtioNet;
 using Vfio.User.Emulation;
 using Vfio.User.Server;
 
 namespace Vfio.Cli.Commands;
 
-/// <summary><c>vfio serve edu|nvme --socket PATH [--once]</c>: serves an emulated device over vfio-user.</summary>
+/// <summary><c>vfio serve edu|nvme|virtio-net --socket PATH [--once]</c>: serves an emulated device over vfio-user.</summary>
 internal static class ServeCommand
 {
     public static Command Create(Func<ParseResult, CliContext> context)
@@ -52,10 +53,43 @@ internal static class ServeCommand
             var shape = new ServedDevice("nvme", "1b36", "0010", options.BlockSize, options.BlockCount);
             return await ServeAsync(context(parse), device, shape, parse.GetValue(socket)!, parse.GetValue(once), ct).ConfigureAwait(false);
         });
+        var peerSocket = new Option<string?>("--peer-socket")
+        {
+            Description = "Serve a second port on this socket, joined to the first by a hub: what one client transmits the other receives",
+            HelpName = "PATH",
+        };
+        var queueSize = new Option<int>("--queue-size") { Description = "Entries of each virtqueue: a power of two, 2-32768", HelpName = "N", DefaultValueFactory = _ => 256 };
+        queueSize.Validators.Add(r =>
+        {
+            int n = r.GetValueOrDefault<int>();
+            if (n < 2 || n > 32768 || (n & (n - 1)) != 0) { r.AddError("--queue-size must be a power of two from 2 to 32768"); }
+        });
+        var net = new Command("virtio-net", "A modern virtio-net port (1af4:1041), polled; with --peer-socket two ports joined by a hub")
+        {
+            socket, peerSocket, once, queueSize,
+        };
+        net.Validators.Add(r =>
+        {
+            if (r.GetValue(peerSocket) is { } p && p == r.GetValue(socket)) { r.AddError("--peer-socket must differ from --socket"); }
+        });
+        net.SetAction((parse, ct) =>
+        {
+            ushort size = (ushort)parse.GetValue(queueSize);
+            var a = new VirtioNetPort([0x52, 0x54, 0x00, 0x00, 0x00, 0x01], queueSize: size);
+            var devices = new List<(EmulatedPciDevice, string)> { (a, parse.GetValue(socket)!) };
+            if (parse.GetValue(peerSocket) is { } peer)
+            {
+                var b = new VirtioNetPort([0x52, 0x54, 0x00, 0x00, 0x00, 0x02], queueSize: size);
+                VirtioNetPort.Connect(a, b);
+                devices.Add((b, peer));
+            }
+            return ServeAsync(context(parse), devices, new ServedDevice("virtio-net", "1af4", "1041", null, null), parse.GetValue(once), ct);
+        });
         return new Command("serve", "Serve an emulated PCI device over vfio-user, for clients such as VfioUserDevice or QEMU's vfio-user-pci")
         {
             edu,
             nvme,
+            net,
         };
     }
 
@@ -64,43 +98,60 @@ internal static class ServeCommand
         public override string ToString() =>
             $"{Name} ({VendorId}:{DeviceId})" + (Blocks is { } n ? $", {n} blocks of {BlockSize} bytes ({n * (ulong)BlockSize!.Value >> 20} MiB)" : "");
 
-        public ServeJson ToJson(string state, string socket, int? clients) =>
-            new(state, Name, VendorId, DeviceId, socket, BlockSize, Blocks, Blocks * (ulong?)BlockSize, clients);
+        public ServeJson ToJson(string state, string socket, string? peerSocket, int? clients) =>
+            new(state, Name, VendorId, DeviceId, socket, peerSocket, BlockSize, Blocks, Blocks * (ulong?)BlockSize, clients);
     }
 
-    private static async Task<int> ServeAsync(CliContext ctx, EmulatedPciDevice device, ServedDevice served, string path, bool once, CancellationToken token)
+    private static Task<int> ServeAsync(CliContext ctx, EmulatedPciDevice device, ServedDevice served, string path, bool once, CancellationToken token) =>
+        ServeAsync(ctx, [(device, path)], served, once, token);
+
+    /// <summary>Serves each device on its own socket (a port pair: one socket a port), until each served one client with <paramref name="once"/>, or Ctrl-C.</summary>
+    private static async Task<int> ServeAsync(CliContext ctx, IReadOnlyList<(EmulatedPciDevice Device, string Path)> devices, ServedDevice served, bool once, CancellationToken token)
     {
-        // Ctrl-C and SIGTERM end serving cleanly (the socket file is removed); the synchronous invocation the
+        // Ctrl-C and SIGTERM end serving cleanly (the socket files are removed); the synchronous invocation the
         // command line uses does not turn them into cancellation by itself.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(token);
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         var ct = stop.Token;
-        using var server = new VfioUserServer(device, logger: ctx.LoggerFactory.CreateLogger<VfioUserServer>());
-        server.Listen(path);
-        if (ctx.Json) { ctx.WriteJson(served.ToJson("listening", path, null), CliJson.Default.ServeJson); }
-        else { ctx.Say($"Serving {served} over vfio-user on {path}" + (once ? " for one client." : "; Ctrl-C stops.")); }
+        var servers = new List<VfioUserServer>();
         try
         {
-            if (once)
+            foreach (var (device, path) in devices)
             {
-                var accepted = await server.AcceptAsync(ct).ConfigureAwait(false);
-                await server.Serve(accepted).WaitAsync(ct).ConfigureAwait(false);
+                var server = new VfioUserServer(device, logger: ctx.LoggerFactory.CreateLogger<VfioUserServer>());
+                servers.Add(server);
+                server.Listen(path);
             }
-            else
+            string paths = string.Join(" and ", devices.Select(d => d.Path));
+            string? peer = devices.Count > 1 ? devices[1].Path : null;
+            if (ctx.Json) { ctx.WriteJson(served.ToJson("listening", devices[0].Path, peer, null), CliJson.Default.ServeJson); }
+            else { ctx.Say($"Serving {served} over vfio-user on {paths}" + (once ? $" for one client{(devices.Count > 1 ? " each" : "")}." : "; Ctrl-C stops.")); }
+            try
             {
-                await server.RunAsync(ct).ConfigureAwait(false);
+                await Task.WhenAll(servers.Select(server => once ? ServeOneAsync(server, ct) : server.RunAsync(ct))).ConfigureAwait(false);
             }
-        }
-        catch (OperationCanceledException)
-        {
+            catch (OperationCanceledException)
+            {
+            }
+            int clients = servers.Sum(s => s.ConnectionCount);
+            if (ctx.Json) { ctx.WriteJson(served.ToJson("stopped", devices[0].Path, peer, clients), CliJson.Default.ServeJson); }
+            else { ctx.Say($"Served {clients} client(s)."); }
+            return ExitCodes.Ok;
         }
         finally
         {
-            try { File.Delete(path); } catch (IOException) { }
+            foreach (var server in servers) { server.Dispose(); }
+            foreach (var (_, path) in devices)
+            {
+                try { File.Delete(path); } catch (IOException) { }
+            }
         }
-        if (ctx.Json) { ctx.WriteJson(served.ToJson("stopped", path, server.ConnectionCount), CliJson.Default.ServeJson); }
-        else { ctx.Say($"Served {server.ConnectionCount} client(s)."); }
-        return ExitCodes.Ok;
+    }
+
+    private static async Task ServeOneAsync(VfioUserServer server, CancellationToken ct)
+    {
+        var accepted = await server.AcceptAsync(ct).ConfigureAwait(false);
+        await server.Serve(accepted).WaitAsync(ct).ConfigureAwait(false);
     }
 }

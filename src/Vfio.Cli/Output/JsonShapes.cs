@@ -170,10 +170,11 @@ internal sealed record NetFwdJson(string PortA, string PortB, string Mode, bool 
     long AToB, long BToA, long Dropped, double Mpps, double SteadyMpps, long Rounds);
 
 /// <summary>
-/// <c>vfio serve edu|nvme --json</c>: one line when listening (<c>State</c> "listening", <c>Clients</c> null) and one
-/// when stopped ("stopped", with the clients served). Block size, blocks and size are null for devices without storage.
+/// <c>vfio serve edu|nvme|virtio-net --json</c>: one document when listening (<c>State</c> "listening", <c>Clients</c>
+/// null) and one when stopped ("stopped", with the clients served). <c>PeerSocket</c>: the second port's socket of a
+/// virtio-net pair, else null. Block size, blocks and size are null for devices without storage.
 /// </summary>
-internal sealed record ServeJson(string State, string Device, string VendorId, string DeviceId, string Socket,
+internal sealed record ServeJson(string State, string Device, string VendorId, string DeviceId, string Socket, string? PeerSocket,
     int? BlockSize, ulong? Blocks, ulong? SizeBytes, int? Clients);
 
 /// <summary>What a failed command prints on standard output with <c>--json</c> (the message also goes to stderr).</summary>
