@@ -10,6 +10,10 @@ public sealed class InProcessPortRobustnessTests() : PortRobustnessTests(VirtioT
 
 public sealed class SocketPortRobustnessTests() : PortRobustnessTests(VirtioTransport.Socket);
 
+// DMA without an fd: every ring access is a message. The whole device suite this way took 90 s on the loaded
+// development VM (the NVMe suite covers that path in full); the robustness tests here also carry a frame each.
+public sealed class SocketMessageDmaPortRobustnessTests() : PortRobustnessTests(VirtioTransport.SocketMessages);
+
 /// <summary>
 /// A driver that hands the emulated port malformed rings: the port sets DEVICE_NEEDS_RESET and reports a violation
 /// instead of failing, and after a reset the real driver brings it up and moves traffic.

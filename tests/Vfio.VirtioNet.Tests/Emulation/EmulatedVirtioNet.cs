@@ -16,6 +16,9 @@ public enum VirtioTransport
 
     /// <summary>Each port served on its own vfio-user socket; each client has its own DMA space (memfds shared with DMA_MAP).</summary>
     Socket,
+
+    /// <summary>As <see cref="Socket"/>, but DMA memory is mapped without an fd: every ring and buffer access is a DMA_READ/DMA_WRITE message.</summary>
+    SocketMessages,
 }
 
 /// <summary>
@@ -30,13 +33,16 @@ internal sealed class EmulatedVirtioNet : HostedDevice
 
     public EmulatedVirtioNet(PciAddress address, byte[] mac, EmulatedDma? dma = null, ulong? features = null, ushort queueSize = 256, int maxPairs = 1,
         VirtioTransport transport = VirtioTransport.InProcess)
-        : this(new VirtioNetPort(mac, features, queueSize, maxPairs), address, transport == VirtioTransport.InProcess ? dma ?? new EmulatedDma() : null, [])
+        : this(new VirtioNetPort(mac, features, queueSize, maxPairs), address, transport,
+            transport == VirtioTransport.InProcess ? dma ?? new EmulatedDma() : null, [])
     {
     }
 
-    private EmulatedVirtioNet(VirtioNetPort model, PciAddress address, EmulatedDma? dma, Dictionary<ulong, ushort> overrides)
+    private EmulatedVirtioNet(VirtioNetPort model, PciAddress address, VirtioTransport transport, EmulatedDma? dma, Dictionary<ulong, ushort> overrides)
         : base(model, address,
-            dma is null ? DeviceHosting.OverSocket(new VfioUserClientOptions()) : DeviceHosting.InProcess(dma, dma.TryTranslate),
+            dma is null
+                ? DeviceHosting.OverSocket(new VfioUserClientOptions { ShareDmaMemory = transport == VirtioTransport.Socket })
+                : DeviceHosting.InProcess(dma, dma.TryTranslate),
             region => new OverridingConfigRegion(region, overrides))
     {
         Model = model;
