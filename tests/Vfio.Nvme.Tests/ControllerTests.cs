@@ -32,6 +32,24 @@ public abstract class ControllerTests(NvmeTransport transport)
 
     private void RequireInProcess(string why) => Assert.SkipUnless(transport == NvmeTransport.InProcess, why);
 
+    /// <summary>
+    /// Bytes this thread allocates in <paramref name="window"/>, the least of three runs. Any allocation per command
+    /// shows in every run; a one-off lazy allocation by the runtime on this thread does not fail the test (under CPU
+    /// load one run in three of the batch test saw 1.6-4 KiB appear once; its source is not in the driver or the
+    /// model, whose locks were ruled out).
+    /// </summary>
+    private static long LeastAllocatedOverWindows(Action window)
+    {
+        long least = long.MaxValue;
+        for (int run = 0; run < 3 && least != 0; run++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            window();
+            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        return least;
+    }
+
     private static NvmeController Open(EmulatedNvme dev, NvmeControllerOptions? options = null) =>
         NvmeController.Open(dev, options ?? new NvmeControllerOptions { MinimumReadyTimeout = TimeSpan.FromSeconds(1) });
 
@@ -379,13 +397,14 @@ public abstract class ControllerTests(NvmeTransport transport)
         using var q = c.CreateIoQueue();
         using var buf = dev.Dma.Allocate(16384, new DmaAllocationOptions { Contiguous = false });
         for (int i = 0; i < 200; i++) { q.Read(ns, (ulong)i, 8, buf); q.Write(ns, (ulong)i, 24, buf); }   // warm up
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 10_000; i++)
+        long allocated = LeastAllocatedOverWindows(() =>
         {
-            q.Read(ns, (ulong)(i % 1000) * 8, 8, buf);           // 4 KiB: PRP1 only
-            q.Write(ns, (ulong)(i % 1000) * 8, 24, buf);         // 12 KiB: a PRP list
-        }
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            for (int i = 0; i < 3_000; i++)
+            {
+                q.Read(ns, (ulong)(i % 1000) * 8, 8, buf);           // 4 KiB: PRP1 only
+                q.Write(ns, (ulong)(i % 1000) * 8, 24, buf);         // 12 KiB: a PRP list
+            }
+        });
         Assert.Equal(0, allocated);
     }
 
@@ -407,9 +426,7 @@ public abstract class ControllerTests(NvmeTransport transport)
             while (got < 32) { got += q.Reap(done.AsSpan(got)); }
         }
         for (int i = 0; i < 20; i++) { Round(); }
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 300; i++) { Round(); }
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, LeastAllocatedOverWindows(() => { for (int i = 0; i < 300; i++) { Round(); } }));
     }
 
     [Fact]
