@@ -43,7 +43,7 @@ public sealed class NvmeTests : IDisposable
     private CliResult Run(params string[] args)
     {
         var r = _cli.Run(args).AssertNoStackTrace();
-        Assert.Equal(0, _nvme.Allocator.LiveBuffers);   // every DMA buffer, queue and the controller were released
+        Assert.Equal(0, _nvme.Allocator!.LiveBuffers);   // every DMA buffer, queue and the controller were released
         return r;
     }
 
@@ -227,7 +227,8 @@ public sealed class NvmeTests : IDisposable
 
         Assert.Equal(ExitCodes.Ok, r.ExitCode);
         Assert.Contains("randread 4 KiB, queue depth 4, 1.5 s", r.Out, StringComparison.Ordinal);
-        Assert.Matches(@"1\.0 s\s+[\d,]+ reads\s+[\d,]+ IOPS", r.Out);
+        // A progress line about once a second; a loaded machine may print it at 1.1 s.
+        Assert.Matches(@"1\.\d s\s+[\d,]+ reads\s+[\d,]+ IOPS", r.Out);
         Assert.Matches(@"IOPS\s+MB/s\s+p50 us\s+p90 us\s+p99 us\s+reads\s+errors", r.Out);
     }
 

@@ -214,13 +214,14 @@ public sealed class CliServeTests
         var (code, stdout, stderr) = server.WaitForExit(Limit);
 
         Assert.True(code == 0, $"serve exited {code}: {stdout}{stderr}");
-        var d = JsonDocument.Parse(stdout).RootElement;
+        var (listening, d) = ServeDocuments(stdout);
+        Assert.Equal("listening", listening.GetProperty("state").GetString());
+        Assert.Equal("stopped", d.GetProperty("state").GetString());
         Assert.Equal("edu", d.GetProperty("device").GetString());
         Assert.Equal("1234", d.GetProperty("vendorId").GetString());
         Assert.Equal("11e8", d.GetProperty("deviceId").GetString());
         Assert.Equal(socket, d.GetProperty("socket").GetString());
         Assert.Equal(1, d.GetProperty("clients").GetInt32());
-        Assert.False(d.GetProperty("stopped").GetBoolean());
         Assert.False(File.Exists(socket), "the socket file was left behind");
     }
 
@@ -238,9 +239,20 @@ public sealed class CliServeTests
         var (code, stdout, stderr) = server.WaitForExit(Limit);
 
         Assert.True(code == 0, $"serve exited {code} after SIGTERM: {stdout}{stderr}");
-        var d = JsonDocument.Parse(stdout).RootElement;
+        var (_, d) = ServeDocuments(stdout);
+        Assert.Equal("stopped", d.GetProperty("state").GetString());
         Assert.Equal(2, d.GetProperty("clients").GetInt32());
-        Assert.True(d.GetProperty("stopped").GetBoolean());
         Assert.False(File.Exists(socket), "the socket file was left behind");
+    }
+
+    /// <summary>serve --json prints two documents one after the other: listening, then stopped.</summary>
+    private static (JsonElement Listening, JsonElement Stopped) ServeDocuments(string stdout)
+    {
+        var reader = new Utf8JsonReader(System.Text.Encoding.UTF8.GetBytes(stdout), new JsonReaderOptions { AllowMultipleValues = true });
+        var listening = JsonElement.ParseValue(ref reader);
+        Assert.True(reader.Read(), $"expected a second JSON document: {stdout}");
+        var stopped = JsonElement.ParseValue(ref reader);
+        Assert.False(reader.Read(), $"expected two JSON documents: {stdout}");
+        return (listening, stopped);
     }
 }

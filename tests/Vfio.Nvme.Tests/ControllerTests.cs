@@ -1,12 +1,55 @@
+using Vfio.Devices;
 using Vfio.Dma;
+using Vfio.Emulation.Nvme;
 using Vfio.Nvme.Protocol;
 using Vfio.Nvme.Tests.Emulation;
 
 namespace Vfio.Nvme.Tests;
 
-/// <summary>The driver against the in-process emulated controller, through IPciDevice like real hardware.</summary>
-public sealed class ControllerTests
+/// <summary>The driver against the in-process emulated controller (direct calls into the model).</summary>
+public sealed class InProcessControllerTests() : ControllerTests(NvmeTransport.InProcess);
+
+/// <summary>The driver against the same model served over a vfio-user socket, DMA memory shared by memfd.</summary>
+public sealed class SocketControllerTests() : ControllerTests(NvmeTransport.Socket);
+
+/// <summary>The driver over a vfio-user socket with DMA memory mapped without an fd: every DMA is a DMA_READ/DMA_WRITE message.</summary>
+public sealed class SocketMessageDmaControllerTests() : ControllerTests(NvmeTransport.SocketMessages);
+
+/// <summary>
+/// The driver against the emulated NVMe controller (Vfio.Emulation's NvmeDevice), through IPciDevice like real
+/// hardware; each test runs on every transport.
+/// </summary>
+public abstract class ControllerTests(NvmeTransport transport)
 {
+    private EmulatedNvme New(int blockSize = 512, ulong blocks = 8192, int doorbellStride = 0, OptionalNvmCommands? oncs = null) =>
+        new(transport, new NvmeDeviceOptions
+        {
+            BlockSize = blockSize,
+            BlockCount = blocks,
+            DoorbellStride = doorbellStride,
+            Oncs = oncs ?? new NvmeDeviceOptions().Oncs,
+        });
+
+    private void RequireInProcess(string why) => Assert.SkipUnless(transport == NvmeTransport.InProcess, why);
+
+    /// <summary>
+    /// Bytes this thread allocates in <paramref name="window"/>, the least of three runs. Any allocation per command
+    /// shows in every run; a one-off lazy allocation by the runtime on this thread does not fail the test (under CPU
+    /// load one run in three of the batch test saw 1.6-4 KiB appear once; its source is not in the driver or the
+    /// model, whose locks were ruled out).
+    /// </summary>
+    private static long LeastAllocatedOverWindows(Action window)
+    {
+        long least = long.MaxValue;
+        for (int run = 0; run < 3 && least != 0; run++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            window();
+            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        return least;
+    }
+
     private static NvmeController Open(EmulatedNvme dev, NvmeControllerOptions? options = null) =>
         NvmeController.Open(dev, options ?? new NvmeControllerOptions { MinimumReadyTimeout = TimeSpan.FromSeconds(1) });
 
@@ -19,7 +62,7 @@ public sealed class ControllerTests
     [Fact]
     public void BringUpIdentifiesControllerAndNamespace()
     {
-        using var dev = new EmulatedNvme();
+        using var dev = New();
         using (var c = Open(dev))
         {
             Assert.Equal("Emulated NVMe Ctrl", c.Identity.ModelNumber);
@@ -33,8 +76,9 @@ public sealed class ControllerTests
             Assert.Equal(128 * 1024, c.MaxTransferBytes);
             Assert.True(dev.Config.BusMaster);
             Assert.True(dev.Config.MemorySpace);
+            Assert.Equal(transport == NvmeTransport.InProcess ? DeviceBackend.Emulated : DeviceBackend.VfioUser, dev.Backend);
         }
-        Assert.Equal(0, dev.Allocator.LiveBuffers);
+        if (dev.Allocator is { } fake) { Assert.Equal(0, fake.LiveBuffers); }
     }
 
     [Theory]
@@ -48,7 +92,7 @@ public sealed class ControllerTests
     [InlineData(4096, 256)]
     public void WrittenDataReadsBack(int blockSize, int blocks)
     {
-        using var dev = new EmulatedNvme(blockSize: blockSize, blocks: 4096);
+        using var dev = New(blockSize: blockSize, blocks: 4096);
         using var c = Open(dev);
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue();
@@ -56,9 +100,9 @@ public sealed class ControllerTests
         using var data = dev.Dma.Allocate(bytes, new DmaAllocationOptions { Contiguous = false });
         using var back = dev.Dma.Allocate(bytes, new DmaAllocationOptions { Contiguous = false });
         Fill(data, blocks);
-        int before = dev.SubmissionDoorbells[q.QueueId];
+        int before = dev.SubmissionDoorbells(q.QueueId);
         q.Write(ns, 7, blocks, data);
-        Assert.Equal(before + 1, dev.SubmissionDoorbells[q.QueueId]);
+        Assert.Equal(before + 1, dev.SubmissionDoorbells(q.QueueId));
         Assert.Equal(data.Span[..(int)bytes].ToArray(), dev.Disk.Slice(7 * blockSize, (int)bytes).ToArray());
         q.Read(ns, 7, blocks, back);
         Assert.Equal(data.Span[..(int)bytes].ToArray(), back.Span[..(int)bytes].ToArray());
@@ -67,8 +111,8 @@ public sealed class ControllerTests
     [Fact]
     public void ScatteredBuffersAndOffsetsGoThroughPrpLists()
     {
-        using var dev = new EmulatedNvme();
-        dev.Allocator.Scatter = true;
+        using var dev = New();
+        dev.Allocator?.Scatter = true;     // over a socket the client allocates; PRP lists are needed either way
         using var c = Open(dev);
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue();
@@ -84,7 +128,7 @@ public sealed class ControllerTests
     [Fact]
     public void OutOfRangeLbaIsAnNvmeErrorAndTheQueueGoesOn()
     {
-        using var dev = new EmulatedNvme(blocks: 1024);
+        using var dev = New(blocks: 1024);
         using var c = Open(dev);
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue();
@@ -105,7 +149,7 @@ public sealed class ControllerTests
     [Fact]
     public void FlushWriteZeroesAndDeallocate()
     {
-        using var dev = new EmulatedNvme();
+        using var dev = New();
         using var c = Open(dev);
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue();
@@ -122,7 +166,7 @@ public sealed class ControllerTests
     [Fact]
     public void OptionalCommandsTheControllerLacksAreRefused()
     {
-        using var dev = new EmulatedNvme { Oncs = OptionalNvmCommands.None };
+        using var dev = New(oncs: OptionalNvmCommands.None);
         using var c = Open(dev);
         using var q = c.CreateIoQueue();
         Assert.Throws<NotSupportedException>(() => q.WriteZeroes(c.Namespaces[0], 0, 1));
@@ -132,19 +176,19 @@ public sealed class ControllerTests
     [Fact]
     public void BatchSubmissionRingsOnceAndReapsEverything()
     {
-        using var dev = new EmulatedNvme();
+        using var dev = New();
         using var c = Open(dev);
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue(new NvmeIoQueueOptions { Entries = 17 });
         Assert.Equal(16, q.Depth);
         using var buf = dev.Dma.Allocate(16 * 4096, new DmaAllocationOptions { Contiguous = false });
-        int rings = dev.SubmissionDoorbells[q.QueueId];
+        int rings = dev.SubmissionDoorbells(q.QueueId);
         var tags = new HashSet<ushort>();
         for (int i = 0; i < 16; i++) { tags.Add(q.SubmitRead(ns, (ulong)i * 8, 8, buf, (ulong)i * 4096)); }
         Assert.Equal(16, tags.Count);
         Assert.Throws<InvalidOperationException>(() => q.SubmitRead(ns, 0, 8, buf));
         q.RingDoorbell();
-        Assert.Equal(rings + 1, dev.SubmissionDoorbells[q.QueueId]);
+        Assert.Equal(rings + 1, dev.SubmissionDoorbells(q.QueueId));
         var done = new NvmeIoCompletion[32];
         int n = q.Reap(done);
         Assert.Equal(16, n);
@@ -156,7 +200,7 @@ public sealed class ControllerTests
     [Fact]
     public void QueuesWrapManyTimesWithThePhaseFlipping()
     {
-        using var dev = new EmulatedNvme();
+        using var dev = New();
         using var c = Open(dev);
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue(new NvmeIoQueueOptions { Entries = 4 });
@@ -174,7 +218,7 @@ public sealed class ControllerTests
     [Fact]
     public void SeveralQueuesWorkFromSeveralThreads()
     {
-        using var dev = new EmulatedNvme(blocks: 16384);
+        using var dev = New(blocks: 16384);
         using var c = Open(dev);
         var ns = c.Namespaces[0];
         var queues = Enumerable.Range(0, 3).Select(_ => c.CreateIoQueue()).ToArray();
@@ -199,7 +243,8 @@ public sealed class ControllerTests
     [Fact]
     public async Task MsixQueuesCompleteAsynchronously()
     {
-        using var dev = new EmulatedNvme { Deferred = true };
+        using var dev = New();
+        dev.Deferred = true;
         using var c = Open(dev, new NvmeControllerOptions { EnableMsix = true });
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue(new NvmeIoQueueOptions { UseInterrupts = true });
@@ -213,13 +258,13 @@ public sealed class ControllerTests
         await q.FlushAsync(ns, ct);
         Assert.All(buf.Span.ToArray(), b => Assert.Equal(0x5A, b));
         Assert.False(buf.IsInUse);
-        Assert.True(((EmulatedInterruptSet)c.Msix!).Signals(q.QueueId) > 0);
+        Assert.True(dev.Model.InterruptsSignalled(q.QueueId) > 0);
     }
 
     [Fact]
     public void InterruptQueuesNeedMsix()
     {
-        using var dev = new EmulatedNvme();
+        using var dev = New();
         using var c = Open(dev);
         Assert.Throws<InvalidOperationException>(() => c.CreateIoQueue(new NvmeIoQueueOptions { UseInterrupts = true }));
     }
@@ -227,7 +272,7 @@ public sealed class ControllerTests
     [Fact]
     public void FatalStatusIsReportedAndResetRecovers()
     {
-        using var dev = new EmulatedNvme();
+        using var dev = New();
         using var c = Open(dev, new NvmeControllerOptions { CommandTimeout = TimeSpan.FromSeconds(2), MinimumReadyTimeout = TimeSpan.FromSeconds(1) });
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue();
@@ -250,7 +295,7 @@ public sealed class ControllerTests
     [Fact]
     public void TimeoutIsReportedAndResetRecovers()
     {
-        using var dev = new EmulatedNvme();
+        using var dev = New();
         using var c = Open(dev, new NvmeControllerOptions { CommandTimeout = TimeSpan.FromMilliseconds(200), MinimumReadyTimeout = TimeSpan.FromSeconds(1) });
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue();
@@ -269,7 +314,8 @@ public sealed class ControllerTests
     [Fact]
     public void BatchCommandsInFlightAtResetComeBackAborted()
     {
-        using var dev = new EmulatedNvme { Stalled = true };
+        using var dev = New();
+        dev.Stalled = true;
         using var c = Open(dev);
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue();
@@ -286,7 +332,7 @@ public sealed class ControllerTests
     [Fact]
     public void InjectedErrorCarriesStatusAndDnr()
     {
-        using var dev = new EmulatedNvme();
+        using var dev = New();
         using var c = Open(dev);
         using var q = c.CreateIoQueue();
         using var buf = dev.Dma.Allocate(4096);
@@ -300,7 +346,7 @@ public sealed class ControllerTests
     [Fact]
     public void DisposeShutsDownDisablesStopsDmaThenFreesMemory()
     {
-        using var dev = new EmulatedNvme();
+        using var dev = New();
         var c = Open(dev);
         var q = c.CreateIoQueue();
         using var buf = dev.Dma.Allocate(4096);
@@ -308,10 +354,14 @@ public sealed class ControllerTests
         c.Dispose();
         var log = dev.Log;
         int shutdown = log.IndexOf("shutdown"), disable = log.Events.ToList().LastIndexOf("disable"),
-            busOff = log.IndexOf("bus master off"), firstFree = log.IndexOf("free nvme");
-        Assert.True(shutdown >= 0 && disable > shutdown && busOff > disable && firstFree > busOff, string.Join(", ", log.Events));
+            busOff = log.IndexOf("bus master off");
+        Assert.True(shutdown >= 0 && disable > shutdown && busOff > disable, string.Join(", ", log.Events));
         Assert.False(dev.Enabled);
-        Assert.Equal(1, dev.Allocator.LiveBuffers);   // only the test's own buffer
+        if (dev.Allocator is { } fake)
+        {
+            Assert.True(log.IndexOf("free nvme") > busOff, string.Join(", ", log.Events));
+            Assert.Equal(1, fake.LiveBuffers);   // only the test's own buffer
+        }
         Assert.Throws<ObjectDisposedException>(() => q.Read(c.Namespaces[0], 0, 1, buf));
         q.Dispose();
     }
@@ -319,7 +369,7 @@ public sealed class ControllerTests
     [Fact]
     public void QueueMemoryCannotBeFreedWhileTheControllerOwnsIt()
     {
-        using var dev = new EmulatedNvme();
+        using var dev = New();
         using var c = Open(dev);
         using var q = c.CreateIoQueue();
         Assert.Throws<InvalidOperationException>(() => q.Pair.Dispose());
@@ -328,39 +378,41 @@ public sealed class ControllerTests
     [Fact]
     public void DoorbellStrideIsHonoured()
     {
-        using var dev = new EmulatedNvme(doorbellStride: 2);
+        using var dev = New(doorbellStride: 2);
         using var c = Open(dev);
         using var q = c.CreateIoQueue();
         using var buf = dev.Dma.Allocate(4096);
         q.Write(c.Namespaces[0], 0, 8, buf);
         q.Read(c.Namespaces[0], 0, 8, buf);
-        Assert.Equal(2, dev.SubmissionDoorbells[q.QueueId]);
+        Assert.Equal(2, dev.SubmissionDoorbells(q.QueueId));
     }
 
     [Fact]
     public void SynchronousPolledIoAllocatesNothing()
     {
-        using var dev = new EmulatedNvme(blocks: 16384);
+        RequireInProcess("a vfio-user region write is a message with a reply: the socket path allocates by nature");
+        using var dev = New(blocks: 16384);
         using var c = Open(dev);
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue();
         using var buf = dev.Dma.Allocate(16384, new DmaAllocationOptions { Contiguous = false });
         for (int i = 0; i < 200; i++) { q.Read(ns, (ulong)i, 8, buf); q.Write(ns, (ulong)i, 24, buf); }   // warm up
-        dev.PrimeLockContention();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 10_000; i++)
+        long allocated = LeastAllocatedOverWindows(() =>
         {
-            q.Read(ns, (ulong)(i % 1000) * 8, 8, buf);           // 4 KiB: PRP1 only
-            q.Write(ns, (ulong)(i % 1000) * 8, 24, buf);         // 12 KiB: a PRP list
-        }
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            for (int i = 0; i < 3_000; i++)
+            {
+                q.Read(ns, (ulong)(i % 1000) * 8, 8, buf);           // 4 KiB: PRP1 only
+                q.Write(ns, (ulong)(i % 1000) * 8, 24, buf);         // 12 KiB: a PRP list
+            }
+        });
         Assert.Equal(0, allocated);
     }
 
     [Fact]
     public void BatchPathAllocatesNothing()
     {
-        using var dev = new EmulatedNvme(blocks: 16384);
+        RequireInProcess("a vfio-user region write is a message with a reply: the socket path allocates by nature");
+        using var dev = New(blocks: 16384);
         using var c = Open(dev);
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue(new NvmeIoQueueOptions { Entries = 33 });
@@ -374,25 +426,24 @@ public sealed class ControllerTests
             while (got < 32) { got += q.Reap(done.AsSpan(got)); }
         }
         for (int i = 0; i < 20; i++) { Round(); }
-        dev.PrimeLockContention();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 300; i++) { Round(); }
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, LeastAllocatedOverWindows(() => { for (int i = 0; i < 300; i++) { Round(); } }));
     }
 
     [Fact]
     public async Task AQueueRefusesConcurrentUse()
     {
-        using var dev = new EmulatedNvme { Deferred = true };
+        using var dev = New();
+        dev.Deferred = true;
         using var c = Open(dev);
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue();
         using var buf = dev.Dma.Allocate(4096);
+        // Stalled: the read cannot complete before the second use is tried (a timing window would make this flaky).
+        dev.Stalled = true;
         var pending = q.ReadAsync(ns, 0, 1, buf, cancellationToken: TestContext.Current.CancellationToken);
-        if (!pending.IsCompleted)
-        {
-            Assert.Throws<InvalidOperationException>(() => q.Read(ns, 0, 1, buf));
-        }
+        Assert.False(pending.IsCompleted);
+        Assert.Throws<InvalidOperationException>(() => q.Read(ns, 0, 1, buf));
+        dev.Stalled = false;     // the worker thread picks the command up on its next round
         await pending;
     }
 }

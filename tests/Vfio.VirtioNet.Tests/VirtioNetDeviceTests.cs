@@ -6,15 +6,26 @@ using static Vfio.VirtioNet.Virtio.VirtioFeatures;
 
 namespace Vfio.VirtioNet.Tests;
 
-/// <summary>The driver against two emulated virtio-net devices on one hub: what one port sends the other receives.</summary>
-public sealed class VirtioNetDeviceTests : IDisposable
+/// <summary>The driver against the virtio-net model in process: both ports share one DMA space and one packet pool.</summary>
+public sealed class InProcessVirtioNetDeviceTests() : VirtioNetDeviceTests(VirtioTransport.InProcess);
+
+/// <summary>The driver against the same model served over vfio-user sockets, one per port, each port with its own pool.</summary>
+public sealed class SocketVirtioNetDeviceTests() : VirtioNetDeviceTests(VirtioTransport.Socket);
+
+/// <summary>
+/// The driver against two emulated virtio-net ports (Vfio.Emulation's VirtioNetPort) on one hub: what one port sends
+/// the other receives; each test runs on every transport.
+/// </summary>
+public abstract class VirtioNetDeviceTests : IDisposable
 {
-    private readonly EmulatedVirtioNet _devA, _devB;
+    private readonly VirtioTransport _transport;
+    private EmulatedVirtioNet _devA, _devB;
     private readonly List<IDisposable> _disposables = [];
 
-    public VirtioNetDeviceTests()
+    protected VirtioNetDeviceTests(VirtioTransport transport)
     {
-        (_devA, _devB) = EmulatedVirtioNet.CreatePair(queueSize: 64);
+        _transport = transport;
+        (_devA, _devB) = CreatePair(queueSize: 64);
     }
 
     public void Dispose()
@@ -22,11 +33,28 @@ public sealed class VirtioNetDeviceTests : IDisposable
         for (int i = _disposables.Count - 1; i >= 0; i--) { _disposables[i].Dispose(); }
     }
 
+    private (EmulatedVirtioNet A, EmulatedVirtioNet B) CreatePair(ushort queueSize, int maxPairs = 1, ulong? features = null, int msixVectors = 0)
+    {
+        var (a, b) = EmulatedVirtioNet.CreatePair(queueSize: queueSize, features: features, maxPairs: maxPairs, transport: _transport, msixVectors: msixVectors);
+        _disposables.Add(a);
+        _disposables.Add(b);
+        return (a, b);
+    }
+
+    /// <summary>The pool port B shares with A: in process both ports are in one DMA space; over two sockets they are not.</summary>
+    private PacketPool? SharedPool(VirtioNetDevice a) => _transport == VirtioTransport.InProcess ? a.Pool : null;
+
+    private void RequireInProcess(string why) => Assert.SkipUnless(_transport == VirtioTransport.InProcess, why);
+
+    private const string NeedsOneDmaSpace = "forwarding hands buffers from one port to the other: both must be in one DMA space, and two vfio-user servers are two";
+
+    private const string SocketAllocates = "a vfio-user region access is a message with a reply: the socket path allocates by nature";
+
     private (VirtioNetDevice A, VirtioNetDevice B) OpenPair(VirtioNetOptions? options = null)
     {
         var a = VirtioNetDevice.Open(_devA, options);
         _disposables.Add(a);
-        var b = VirtioNetDevice.Open(_devB, (options ?? new()) with { Pool = a.Pool });
+        var b = VirtioNetDevice.Open(_devB, (options ?? new()) with { Pool = SharedPool(a) });
         _disposables.Add(b);
         return (a, b);
     }
@@ -109,8 +137,7 @@ public sealed class VirtioNetDeviceTests : IDisposable
 
     private (VirtioNetDevice A, VirtioNetDevice B) OpenPairWithInterrupts()
     {
-        _devA.MsixVectors = 2;
-        _devB.MsixVectors = 2;
+        (_devA, _devB) = CreatePair(queueSize: 64, msixVectors: 2);
         return OpenPair(new VirtioNetOptions { ReceiveInterrupts = true });
     }
 
@@ -200,7 +227,7 @@ public sealed class VirtioNetDeviceTests : IDisposable
         // No vectors offered: a clear error at open, and nothing left enabled.
         var e = Assert.Throws<VirtioNetException>(() => VirtioNetDevice.Open(_devA, new VirtioNetOptions { ReceiveInterrupts = true }));
         Assert.Contains("MSI-X", e.Message, StringComparison.Ordinal);
-        Assert.Equal(0, _devA.EmulatedDma.LiveBuffers);
+        if (_devA.EmulatedDma is { } dma) { Assert.Equal(0, dma.LiveBuffers); }
 
         var (_, b) = OpenPair();
         Assert.Throws<InvalidOperationException>(() => b.ReceiveAsync(new PacketBuffer[1], cancellationToken: TestContext.Current.CancellationToken).AsTask().GetAwaiter().GetResult());
@@ -219,7 +246,7 @@ public sealed class VirtioNetDeviceTests : IDisposable
         Assert.Equal((64, 64, 1, 1), (a.RxQueueSize, a.TxQueueSize, a.QueuePairCount, a.MaxQueuePairs));
         Assert.True(_devA.Config.BusMaster);
         Assert.Equal(2 * 64 + 64, a.Pool.Capacity);
-        Assert.Equal(2 * 64, a.Pool.InUseCount);       // both receive rings (the pool is shared) are full of buffers
+        Assert.Equal(_transport == VirtioTransport.InProcess ? 2 * 64 : 64, a.Pool.InUseCount);   // the receive rings using the pool are full of buffers
         _devA.LinkUp = false;
         Assert.False(a.IsLinkUp);
     }
@@ -239,9 +266,9 @@ public sealed class VirtioNetDeviceTests : IDisposable
     [Fact]
     public void IndexesWrapPast65536()
     {
-        var (devA, devB) = EmulatedVirtioNet.CreatePair(queueSize: 8);
+        var (devA, devB) = CreatePair(queueSize: 8);
         using var a = VirtioNetDevice.Open(devA);
-        using var b = VirtioNetDevice.Open(devB, new VirtioNetOptions { Pool = a.Pool });
+        using var b = VirtioNetDevice.Open(devB, new VirtioNetOptions { Pool = SharedPool(a) });
         SendAndCheck(a, b, count: 70_000, size: 24, burst: 8);
     }
 
@@ -322,7 +349,7 @@ public sealed class VirtioNetDeviceTests : IDisposable
         _devA.RefuseFeatures = true;
         var e = Assert.Throws<VirtioNetException>(() => VirtioNetDevice.Open(_devA));
         Assert.Contains("FEATURES_OK", e.Message);
-        Assert.Equal(0, _devA.EmulatedDma.LiveBuffers);   // nothing leaked
+        if (_devA.EmulatedDma is { } dma) { Assert.Equal(0, dma.LiveBuffers); }   // nothing leaked
         Assert.Equal((VirtioStatus)0, _devA.DeviceStatus); // left reset by Dispose
     }
 
@@ -352,7 +379,7 @@ public sealed class VirtioNetDeviceTests : IDisposable
     public void DisposeStopsTheDeviceAndReturnsEverything()
     {
         var a = VirtioNetDevice.Open(_devA);
-        var b = VirtioNetDevice.Open(_devB, new VirtioNetOptions { Pool = a.Pool });
+        var b = VirtioNetDevice.Open(_devB, new VirtioNetOptions { Pool = SharedPool(a) });
         SendAndCheck(a, b, count: 10, size: 64);
         b.Dispose();
         Assert.Equal((VirtioStatus)0, _devB.DeviceStatus);
@@ -360,7 +387,7 @@ public sealed class VirtioNetDeviceTests : IDisposable
         // when the generator waited for the device to finish them).
         Assert.Equal(a.RxQueueSize, a.Pool.InUseCount);
         a.Dispose();
-        Assert.Equal(0, _devA.EmulatedDma.LiveBuffers);
+        if (_devA.EmulatedDma is { } dma) { Assert.Equal(0, dma.LiveBuffers); }
         Assert.Throws<ObjectDisposedException>(() => a.Reset());
     }
 
@@ -375,13 +402,14 @@ public sealed class VirtioNetDeviceTests : IDisposable
     [Fact]
     public void NotAVirtioNetDevice()
     {
-        _devA.Config.Write16(2, 0x1000);   // a transitional device ID (the config array is writable in the emulation)
+        _devA.OverrideConfig16(2, 0x1000);   // a transitional device ID
         Assert.Contains("disable-legacy=on", Assert.Throws<VirtioNetException>(() => VirtioNetDevice.Open(_devA)).Message);
     }
 
     [Fact]
     public void SteadyStateReceiveAndTransmitAllocateNothing()
     {
+        RequireInProcess(SocketAllocates);
         var (a, b) = OpenPair();
         var burst = new PacketBuffer[32];
         var rx = new PacketBuffer[32];
@@ -405,6 +433,7 @@ public sealed class VirtioNetDeviceTests : IDisposable
     [Fact]
     public void ForwarderCirculatesTheTxFirstBursts()
     {
+        RequireInProcess(NeedsOneDmaSpace);
         var (a, b) = OpenPair();
         var r = IoForwarder.Run(a, b, TimeSpan.FromMilliseconds(300), burst: 32, cancellationToken: TestContext.Current.CancellationToken);
         Assert.True(r.AToB > 64 && r.BToA > 64, $"A->B {r.AToB}, B->A {r.BToA}");
@@ -417,6 +446,7 @@ public sealed class VirtioNetDeviceTests : IDisposable
     [Fact]
     public void TheForwarderLoopAllocatesNothingPerPacket()
     {
+        RequireInProcess(NeedsOneDmaSpace);
         var (a, b) = OpenPair();
         var ct = TestContext.Current.CancellationToken;
         IoForwarder.Run(a, b, TimeSpan.FromMilliseconds(100), cancellationToken: ct);
@@ -426,17 +456,19 @@ public sealed class VirtioNetDeviceTests : IDisposable
         before = GC.GetAllocatedBytesForCurrentThread();
         var longRun = IoForwarder.Run(a, b, TimeSpan.FromMilliseconds(250), txFirst: false, cancellationToken: ct);
         long longBytes = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.True(longRun.Forwarded > shortRun.Forwarded && shortRun.Forwarded > 0);
-        Assert.Equal(shortBytes, longBytes);   // only the per-call burst array, whatever the packet count
+        // Both runs moved packets; how many depends on the scheduler, not on the code, so the bytes are compared
+        // per call: only the per-call burst array, whatever the packet count.
+        Assert.True(shortRun.Forwarded > 0 && longRun.Forwarded > 0, $"forwarded {shortRun.Forwarded} and {longRun.Forwarded}");
+        Assert.Equal(shortBytes, longBytes);
         Assert.True(longBytes < 1024, $"{longBytes} bytes");
     }
 
     [Fact]
     public void SeveralQueuePairsAreSwitchedOnThroughTheControlQueue()
     {
-        var (devA, devB) = EmulatedVirtioNet.CreatePair(queueSize: 32, maxPairs: 4);
+        var (devA, devB) = CreatePair(queueSize: 32, maxPairs: 4);
         using var a = VirtioNetDevice.Open(devA, new VirtioNetOptions { QueuePairs = 2 });
-        using var b = VirtioNetDevice.Open(devB, new VirtioNetOptions { QueuePairs = 2, Pool = a.Pool });
+        using var b = VirtioNetDevice.Open(devB, new VirtioNetOptions { QueuePairs = 2, Pool = SharedPool(a) });
         Assert.Equal((4, 2), (a.MaxQueuePairs, a.QueuePairCount));
         Assert.Equal(2, devA.ActivePairs);
         Assert.NotEqual(0UL, a.NegotiatedFeatures & (NetMultiQueue | NetControlQueue));
@@ -499,6 +531,7 @@ public sealed class VirtioNetDeviceTests : IDisposable
     [Fact]
     public void ForwarderWithDoorbellBatchingStillCirculates()
     {
+        RequireInProcess(NeedsOneDmaSpace);
         var (a, b) = OpenPair(new VirtioNetOptions { TxDoorbellThreshold = 32 });
         var r = IoForwarder.Run(a, b, TimeSpan.FromMilliseconds(200), flushAfterIdleRounds: 4, cancellationToken: TestContext.Current.CancellationToken);
         Assert.True(r.AToB > 64 && r.BToA > 64, $"A->B {r.AToB}, B->A {r.BToA}");

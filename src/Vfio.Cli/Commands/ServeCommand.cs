@@ -1,13 +1,15 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
-using Vfio.User.Emulation;
 using Vfio.Cli.Output;
+using Vfio.Emulation.Nvme;
+using Vfio.Emulation.VirtioNet;
+using Vfio.User.Emulation;
 using Vfio.User.Server;
 
 namespace Vfio.Cli.Commands;
 
-/// <summary><c>vfio serve edu --socket PATH [--once] [--json]</c>: serves an emulated device over vfio-user.</summary>
+/// <summary><c>vfio serve edu|nvme|virtio-net --socket PATH [--once]</c>: serves an emulated device over vfio-user.</summary>
 internal static class ServeCommand
 {
     public static Command Create(Func<ParseResult, CliContext> context)
@@ -20,60 +22,137 @@ internal static class ServeCommand
         };
         var once = new Option<bool>("--once") { Description = "Serve one client, then exit (default: serve clients one after another until Ctrl-C)" };
         var edu = new Command("edu", "QEMU's educational device (1234:11e8): registers, factorial, interrupts, a DMA engine") { socket, once };
-        edu.SetAction((parse, ct) => ServeAsync(context(parse), new EduDevice(), "edu", parse.GetValue(socket)!, parse.GetValue(once), ct));
+        edu.SetAction((parse, ct) =>
+            ServeAsync(context(parse), new EduDevice(), new ServedDevice("edu", "1234", "11e8", null, null), parse.GetValue(socket)!, parse.GetValue(once), ct));
+
+        var sizeMb = new Option<int>("--size-mb")
+        {
+            Description = $"Namespace size in MiB, held in memory (1-{NvmeDeviceOptions.MaxCapacityBytes >> 20})",
+            HelpName = "N",
+            DefaultValueFactory = _ => 64,
+        };
+        sizeMb.Validators.Add(r =>
+        {
+            int mb = r.GetValueOrDefault<int>();
+            if (mb < 1 || (ulong)mb > NvmeDeviceOptions.MaxCapacityBytes >> 20) { r.AddError($"--size-mb must be 1 to {NvmeDeviceOptions.MaxCapacityBytes >> 20}"); }
+        });
+        var blockSize = new Option<int>("--block-size") { Description = "Logical block size: 512 or 4096", HelpName = "BYTES", DefaultValueFactory = _ => 512 };
+        blockSize.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() is not (512 or 4096)) { r.AddError("--block-size must be 512 or 4096"); }
+        });
+        var nvme = new Command("nvme", "An NVMe controller (1b36:0010) with one in-memory namespace: admin and I/O queues, read/write/flush, write zeroes, deallocate, MSI-X")
+        {
+            socket, once, sizeMb, blockSize,
+        };
+        nvme.SetAction(async (parse, ct) =>
+        {
+            int bs = parse.GetValue(blockSize);
+            var options = new NvmeDeviceOptions { BlockSize = bs, BlockCount = ((ulong)parse.GetValue(sizeMb) << 20) / (ulong)bs };
+            using var device = new NvmeDevice(options);
+            var shape = new ServedDevice("nvme", "1b36", "0010", options.BlockSize, options.BlockCount);
+            return await ServeAsync(context(parse), device, shape, parse.GetValue(socket)!, parse.GetValue(once), ct).ConfigureAwait(false);
+        });
+        var peerSocket = new Option<string?>("--peer-socket")
+        {
+            Description = "Serve a second port on this socket, joined to the first by a hub: what one client transmits the other receives",
+            HelpName = "PATH",
+        };
+        var queueSize = new Option<int>("--queue-size") { Description = "Entries of each virtqueue: a power of two, 2-32768", HelpName = "N", DefaultValueFactory = _ => 256 };
+        queueSize.Validators.Add(r =>
+        {
+            int n = r.GetValueOrDefault<int>();
+            if (n < 2 || n > 32768 || (n & (n - 1)) != 0) { r.AddError("--queue-size must be a power of two from 2 to 32768"); }
+        });
+        var net = new Command("virtio-net", "A modern virtio-net port (1af4:1041), polled; with --peer-socket two ports joined by a hub")
+        {
+            socket, peerSocket, once, queueSize,
+        };
+        net.Validators.Add(r =>
+        {
+            if (r.GetValue(peerSocket) is { } p && p == r.GetValue(socket)) { r.AddError("--peer-socket must differ from --socket"); }
+        });
+        net.SetAction((parse, ct) =>
+        {
+            ushort size = (ushort)parse.GetValue(queueSize);
+            var a = new VirtioNetPort([0x52, 0x54, 0x00, 0x00, 0x00, 0x01], queueSize: size);
+            var devices = new List<(EmulatedPciDevice, string)> { (a, parse.GetValue(socket)!) };
+            if (parse.GetValue(peerSocket) is { } peer)
+            {
+                var b = new VirtioNetPort([0x52, 0x54, 0x00, 0x00, 0x00, 0x02], queueSize: size);
+                VirtioNetPort.Connect(a, b);
+                devices.Add((b, peer));
+            }
+            return ServeAsync(context(parse), devices, new ServedDevice("virtio-net", "1af4", "1041", null, null), parse.GetValue(once), ct);
+        });
         return new Command("serve", "Serve an emulated PCI device over vfio-user, for clients such as VfioUserDevice or QEMU's vfio-user-pci")
         {
             edu,
+            nvme,
+            net,
         };
     }
 
-    private static async Task<int> ServeAsync(CliContext ctx, EmulatedPciDevice device, string name, string path, bool once, CancellationToken token)
+    private sealed record ServedDevice(string Name, string VendorId, string DeviceId, int? BlockSize, ulong? Blocks)
     {
-        // Ctrl-C and SIGTERM end serving cleanly (the socket file is removed); the synchronous invocation the
+        public override string ToString() =>
+            $"{Name} ({VendorId}:{DeviceId})" + (Blocks is { } n ? $", {n} blocks of {BlockSize} bytes ({n * (ulong)BlockSize!.Value >> 20} MiB)" : "");
+
+        public ServeJson ToJson(string state, string socket, string? peerSocket, int? clients) =>
+            new(state, Name, VendorId, DeviceId, socket, peerSocket, BlockSize, Blocks, Blocks * (ulong?)BlockSize, clients);
+    }
+
+    private static Task<int> ServeAsync(CliContext ctx, EmulatedPciDevice device, ServedDevice served, string path, bool once, CancellationToken token) =>
+        ServeAsync(ctx, [(device, path)], served, once, token);
+
+    /// <summary>Serves each device on its own socket (a port pair: one socket a port), until each served one client with <paramref name="once"/>, or Ctrl-C.</summary>
+    private static async Task<int> ServeAsync(CliContext ctx, IReadOnlyList<(EmulatedPciDevice Device, string Path)> devices, ServedDevice served, bool once, CancellationToken token)
+    {
+        // Ctrl-C and SIGTERM end serving cleanly (the socket files are removed); the synchronous invocation the
         // command line uses does not turn them into cancellation by itself.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(token);
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         var ct = stop.Token;
-        using var server = new VfioUserServer(device, logger: ctx.LoggerFactory.CreateLogger<VfioUserServer>());
-        server.Listen(path);
-        // Config space offsets 0 and 2: vendor and device ID (PCI Local Bus 3.0 §6.2.1).
-        string vendor = $"{device.Config.Read16(0):x4}", deviceId = $"{device.Config.Read16(2):x4}";
-        string ids = $"{vendor}:{deviceId}";
-        // With --json standard output carries only the final document; a script waits for the socket file instead.
-        if (!ctx.Json)
-        {
-            ctx.Say($"Serving {name} ({ids}) over vfio-user on {path}" + (once ? " for one client." : "; Ctrl-C stops."));
-            ctx.Output.Flush();
-        }
+        var servers = new List<VfioUserServer>();
         try
         {
-            if (once)
+            foreach (var (device, path) in devices)
             {
-                var accepted = await server.AcceptAsync(ct).ConfigureAwait(false);
-                await server.Serve(accepted).WaitAsync(ct).ConfigureAwait(false);
+                var server = new VfioUserServer(device, logger: ctx.LoggerFactory.CreateLogger<VfioUserServer>());
+                servers.Add(server);
+                server.Listen(path);
             }
-            else
+            string paths = string.Join(" and ", devices.Select(d => d.Path));
+            string? peer = devices.Count > 1 ? devices[1].Path : null;
+            if (ctx.Json) { ctx.WriteJson(served.ToJson("listening", devices[0].Path, peer, null), CliJson.Output.ServeJson); }
+            else { ctx.Say($"Serving {served} over vfio-user on {paths}" + (once ? $" for one client{(devices.Count > 1 ? " each" : "")}." : "; Ctrl-C stops.")); }
+            ctx.Output.Flush();   // a script reads the listening document (or the banner) while serving goes on
+            try
             {
-                await server.RunAsync(ct).ConfigureAwait(false);
+                await Task.WhenAll(servers.Select(server => once ? ServeOneAsync(server, ct) : server.RunAsync(ct))).ConfigureAwait(false);
             }
-        }
-        catch (OperationCanceledException)
-        {
+            catch (OperationCanceledException)
+            {
+            }
+            int clients = servers.Sum(s => s.ConnectionCount);
+            if (ctx.Json) { ctx.WriteJson(served.ToJson("stopped", devices[0].Path, peer, clients), CliJson.Output.ServeJson); }
+            else { ctx.Say($"Served {clients} client(s)."); }
+            return ExitCodes.Ok;
         }
         finally
         {
-            try { File.Delete(path); } catch (IOException) { }
+            foreach (var server in servers) { server.Dispose(); }
+            foreach (var (_, path) in devices)
+            {
+                try { File.Delete(path); } catch (IOException) { }
+            }
         }
-        if (ctx.Json)
-        {
-            ctx.WriteJson(new ServeJson(name, vendor, deviceId, path, server.ConnectionCount, Stopped: !once || ct.IsCancellationRequested),
-                CliJson.Output.ServeJson);
-        }
-        else
-        {
-            ctx.Say($"Served {server.ConnectionCount} client(s).");
-        }
-        return ExitCodes.Ok;
+    }
+
+    private static async Task ServeOneAsync(VfioUserServer server, CancellationToken ct)
+    {
+        var accepted = await server.AcceptAsync(ct).ConfigureAwait(false);
+        await server.Serve(accepted).WaitAsync(ct).ConfigureAwait(false);
     }
 }

@@ -173,10 +173,12 @@ internal sealed record NetFwdJson(string PortA, string PortB, string Mode, bool 
     long AToB, long BToA, long Dropped, double Mpps, double SteadyMpps, long Rounds);
 
 /// <summary>
-/// <c>vfio serve --json</c>, printed when serving ends: the device, the socket, how many clients were served, and
-/// whether a signal stopped it (false when <c>--once</c> ended it after its client).
+/// <c>vfio serve edu|nvme|virtio-net --json</c>: one document when listening (<c>State</c> "listening", <c>Clients</c>
+/// null) and one when stopped ("stopped", with the clients served). <c>PeerSocket</c>: the second port's socket of a
+/// virtio-net pair, else null. Block size, blocks and size are null for devices without storage.
 /// </summary>
-internal sealed record ServeJson(string Device, string VendorId, string DeviceId, string Socket, int Clients, bool Stopped);
+internal sealed record ServeJson(string State, string Device, string VendorId, string DeviceId, string Socket, string? PeerSocket,
+    int? BlockSize, ulong? Blocks, ulong? SizeBytes, int? Clients);
 
 /// <summary>What a failed command prints on standard output with <c>--json</c> (the message also goes to stderr).</summary>
 internal sealed record ErrorDocumentJson(ErrorJson Error);

@@ -440,18 +440,14 @@ public sealed partial class VfioUserServer
             return new CommandResult(reply);
         }
 
-        public void ReadDma(DmaAddress address, Span<byte> destination) => Dma(address.Value, destination, null);
+        public void ReadDma(DmaAddress address, Span<byte> destination) => Dma(address.Value, destination, default, write: false);
 
-        public void WriteDma(DmaAddress address, ReadOnlySpan<byte> source)
-        {
-            var copy = source.ToArray();
-            Dma(address.Value, default, copy);
-        }
+        // No copy of the source: the memfd path copies straight into the mapping, the message path into the message body.
+        public void WriteDma(DmaAddress address, ReadOnlySpan<byte> source) => Dma(address.Value, default, source, write: true);
 
-        private unsafe void Dma(ulong address, Span<byte> readInto, byte[]? writeFrom)
+        private unsafe void Dma(ulong address, Span<byte> readInto, ReadOnlySpan<byte> writeFrom, bool write)
         {
-            bool write = writeFrom is not null;
-            int length = write ? writeFrom!.Length : readInto.Length;
+            int length = write ? writeFrom.Length : readInto.Length;
             int done = 0;
             while (done < length)
             {
@@ -471,7 +467,7 @@ public sealed partial class VfioUserServer
                         // SAFETY: [Pointer, +Size) is our mmap of the client's file, checked to be that long when mapped;
                         // the lock keeps DMA_UNMAP from unmapping it during the copy.
                         var mem = new Span<byte>((byte*)m.Pointer + (at - m.Address), chunk);
-                        if (write) { writeFrom.AsSpan(done, chunk).CopyTo(mem); } else { mem.CopyTo(readInto.Slice(done, chunk)); }
+                        if (write) { writeFrom.Slice(done, chunk).CopyTo(mem); } else { mem.CopyTo(readInto.Slice(done, chunk)); }
                         done += chunk;
                         continue;
                     }
@@ -484,7 +480,7 @@ public sealed partial class VfioUserServer
                 {
                     var body = new byte[DmaAccess.Length + chunk];
                     new DmaAccess(at, (ulong)chunk).Write(body);
-                    writeFrom.AsSpan(done, chunk).CopyTo(body.AsSpan(DmaAccess.Length));
+                    writeFrom.Slice(done, chunk).CopyTo(body.AsSpan(DmaAccess.Length));
                     using var reply = _peer.Request(Command.DmaWrite, body);
                 }
                 else

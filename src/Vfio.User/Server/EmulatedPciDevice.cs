@@ -112,6 +112,8 @@ public abstract class EmulatedPciDevice
 {
     private readonly EmulatedBar?[] _bars = new EmulatedBar?[6];
     private readonly int[] _irqCounts = new int[5];
+    private readonly Lock _msixGate = new();
+    private byte[]? _msixTable;
 
     /// <summary>Creates a device with the given config space.</summary>
     protected EmulatedPciDevice(EmulatedConfigSpace config) => Config = config ?? throw new ArgumentNullException(nameof(config));
@@ -121,6 +123,26 @@ public abstract class EmulatedPciDevice
 
     /// <summary>DMA and interrupts of the connected client; a no-op context while none is connected.</summary>
     public IDeviceContext Context { get; internal set; } = Disconnected.Instance;
+
+    /// <summary>
+    /// Connects the device to a host in the same process instead of a vfio-user client (an adapter that exposes
+    /// it as an <see cref="IPciDevice"/> without a socket, for tests and embedding): DMA and interrupts go to
+    /// <paramref name="context"/> until <see cref="Detach"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A client or another host is already connected.</exception>
+    public void Attach(IDeviceContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (Context != Disconnected.Instance) { throw new InvalidOperationException("the device is already connected to a client or host"); }
+        Context = context;
+    }
+
+    /// <summary>Disconnects the in-process host given to <see cref="Attach"/> and resets the device, as a vfio-user client's disconnect does.</summary>
+    public void Detach()
+    {
+        Context = Disconnected.Instance;
+        Reset();
+    }
 
     /// <summary>BAR <paramref name="index"/>, or null when absent.</summary>
     public EmulatedBar? GetBar(int index) => (uint)index < 6 ? _bars[index] : null;
@@ -141,6 +163,54 @@ public abstract class EmulatedPciDevice
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         _irqCounts[(int)index] = count;
+    }
+
+    /// <summary>
+    /// Declares MSI-X with <paramref name="vectors"/> vectors (PCI Local Bus 3.0 §6.8.2): the capability, a BAR
+    /// <paramref name="bar"/> of <paramref name="barSize"/> bytes holding the table at 0 and the pending-bit array at
+    /// <paramref name="pbaOffset"/>, and the IRQ count the client sees. vfio-user carries the interrupts on eventfds
+    /// (<see cref="IDeviceContext.SignalInterrupt"/>), so the table is plain storage the host can read back; the pending
+    /// bits read as zero.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">No vectors, more than 2048, or a table that does not fit below the PBA.</exception>
+    protected void AddMsix(int vectors, int bar, uint pbaOffset, ulong barSize)
+    {
+        // 16 bytes a table entry; the table size field holds N-1 in 11 bits (§6.8.2.3).
+        if (vectors is < 1 or > 2048) { throw new ArgumentOutOfRangeException(nameof(vectors), vectors, "MSI-X has 1 to 2048 vectors"); }
+        if ((ulong)vectors * 16 > pbaOffset || pbaOffset + (ulong)(vectors + 63) / 64 * 8 > barSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(pbaOffset), pbaOffset, $"{vectors} table entries and their pending bits do not fit in a {barSize}-byte BAR");
+        }
+        if (_msixTable is not null) { throw new InvalidOperationException("MSI-X is already declared"); }
+        var table = _msixTable = new byte[vectors * 16];
+        var gate = _msixGate;
+        Config.AddMsixCapability(vectors, bar, 0, bar, pbaOffset);
+        SetBar(bar, new EmulatedBar(barSize,
+            (offset, data) =>
+            {
+                lock (gate)
+                {
+                    if (offset + (ulong)data.Length <= (ulong)table.Length) { table.AsSpan((int)offset, data.Length).CopyTo(data); }
+                    else { data.Clear(); }
+                }
+            },
+            (offset, data) =>
+            {
+                lock (gate)
+                {
+                    if (offset + (ulong)data.Length <= (ulong)table.Length) { data.CopyTo(table.AsSpan((int)offset)); }
+                }
+            }));
+        SetIrqCount(IrqIndex.Msix, vectors);
+    }
+
+    /// <summary>Clears the MSI-X table (a function reset returns it to its power-on state, §6.8.2).</summary>
+    protected void ClearMsixTable()
+    {
+        lock (_msixGate)
+        {
+            if (_msixTable is not null) { Array.Clear(_msixTable); }
+        }
     }
 
     /// <summary>Called for VFIO_USER_DEVICE_RESET and when a client disconnects: return to the power-on state.</summary>

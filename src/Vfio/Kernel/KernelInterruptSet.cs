@@ -4,72 +4,46 @@ using static Interop.Vfio;
 namespace Vfio.Kernel;
 
 /// <summary>Vectors of one interrupt index, each wired to its own eventfd with VFIO_DEVICE_SET_IRQS.</summary>
-internal sealed class KernelInterruptSet : IInterruptSet
+internal sealed class KernelInterruptSet : EventFdInterruptSet
 {
     private readonly VfioDevice _device;
-    private readonly InterruptVector[] _vectors;
-    private bool _disposed;
 
     public KernelInterruptSet(VfioDevice device, IrqIndex index, int count, IrqFlags flags)
+        : base(index, count, flags)
     {
         _device = device;
-        Index = index;
-        Flags = flags;
-        _vectors = new InterruptVector[count];
+        Open();
+    }
+
+    protected override void WireTriggers(EventFdSignal[] signals)
+    {
+        Span<int> fds = stackalloc int[signals.Length];
+        var refs = new bool[signals.Length];
         try
         {
-            for (int i = 0; i < count; i++)
+            // The ioctl takes raw fds: hold a reference on each handle so none can close while the kernel reads it.
+            for (int i = 0; i < signals.Length; i++)
             {
-                _vectors[i] = new InterruptVector(this, i, new EventFdSignal());
+                signals[i].Handle.DangerousAddRef(ref refs[i]);
+                fds[i] = signals[i].Handle.Fd;
             }
-            Span<int> fds = stackalloc int[count];
-            var refs = new bool[count];
-            try
-            {
-                for (int i = 0; i < count; i++)
-                {
-                    _vectors[i].Signal.Handle.DangerousAddRef(ref refs[i]);
-                    fds[i] = _vectors[i].Signal.Handle.Fd;
-                }
-                device.SetIrqs(index, VFIO_IRQ_SET_ACTION_TRIGGER, 0, (uint)count, fds);
-            }
-            finally
-            {
-                for (int i = 0; i < count; i++)
-                {
-                    if (refs[i]) { _vectors[i].Signal.Handle.DangerousRelease(); }
-                }
-            }
+            _device.SetIrqs(Index, VFIO_IRQ_SET_ACTION_TRIGGER, 0, (uint)signals.Length, fds);
         }
-        catch
+        finally
         {
-            foreach (var v in _vectors) { v?.Signal.Dispose(); }
-            throw;
+            for (int i = 0; i < signals.Length; i++)
+            {
+                if (refs[i]) { signals[i].Handle.DangerousRelease(); }
+            }
         }
     }
 
-    public IrqIndex Index { get; }
+    protected override void TriggerVector(int vector) => _device.SetIrqs(Index, VFIO_IRQ_SET_ACTION_TRIGGER, (uint)vector, 1, default);
 
-    public IrqFlags Flags { get; }
+    protected override void UnmaskVector(int vector) => _device.SetIrqs(Index, VFIO_IRQ_SET_ACTION_UNMASK, (uint)vector, 1, default);
 
-    public int Count => _vectors.Length;
-
-    public IInterruptVector this[int vector]
+    protected override void DisableAll()
     {
-        get
-        {
-            if ((uint)vector >= (uint)_vectors.Length)
-            {
-                throw new ArgumentOutOfRangeException(nameof(vector), vector, $"{Index} has vectors 0..{_vectors.Length - 1} enabled");
-            }
-            return _vectors[vector];
-        }
-    }
-
-    public void Dispose()
-    {
-        if (_disposed) { return; }
-        _disposed = true;
         try
         {
             // DATA_NONE | ACTION_TRIGGER with count 0 disables the whole index (vfio.h, VFIO_DEVICE_SET_IRQS).
@@ -79,36 +53,7 @@ internal sealed class KernelInterruptSet : IInterruptSet
         {
             // The device fd is gone; closing it already tore the interrupts down.
         }
-        foreach (var v in _vectors) { v.Signal.Dispose(); }
-        _device.OnInterruptSetDisposed(this);
     }
 
-    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
-
-    private sealed class InterruptVector(KernelInterruptSet owner, int vector, EventFdSignal signal) : IInterruptVector
-    {
-        public EventFdSignal Signal { get; } = signal;
-
-        public int Vector { get; } = vector;
-
-        public ValueTask<ulong> WaitAsync(CancellationToken cancellationToken = default) => Signal.WaitAsync(cancellationToken);
-
-        public ulong Poll() => Signal.Poll();
-
-        public void Trigger()
-        {
-            owner.ThrowIfDisposed();
-            owner._device.SetIrqs(owner.Index, VFIO_IRQ_SET_ACTION_TRIGGER, (uint)Vector, 1, default);
-        }
-
-        public void Unmask()
-        {
-            owner.ThrowIfDisposed();
-            if ((owner.Flags & IrqFlags.Maskable) == 0)
-            {
-                return; // edge-triggered vectors (MSI, MSI-X) are never masked by VFIO
-            }
-            owner._device.SetIrqs(owner.Index, VFIO_IRQ_SET_ACTION_UNMASK, (uint)Vector, 1, default);
-        }
-    }
+    protected override void OnDisposed() => _device.OnInterruptSetDisposed(this);
 }

@@ -32,19 +32,25 @@ internal sealed class EmulatedDma : IDmaAllocator
     }
 
     /// <summary>The CPU pointer of [address, +length), which must lie inside one live buffer.</summary>
-    public nint Translate(ulong address, ulong length)
+    public nint Translate(ulong address, ulong length) =>
+        length <= int.MaxValue && TryTranslate(address, (int)length) is var p && p != 0
+            ? p
+            : throw new InvalidOperationException($"emulated device: DMA to 0x{address:x} (+{length}) hits no allocated DMA buffer");
+
+    /// <summary>As <see cref="Translate"/>, but 0 instead of an exception: the in-process device adapter's translator.</summary>
+    public nint TryTranslate(ulong address, int length)
     {
         lock (_buffers)
         {
             foreach (var b in _buffers)
             {
-                if (!b.IsDisposed && address >= b.Base.Value && address - b.Base.Value + length <= b.Length)
+                if (!b.IsDisposed && address >= b.Base.Value && address - b.Base.Value + (ulong)length <= b.Length)
                 {
                     return b.Pointer + (nint)(address - b.Base.Value);
                 }
             }
         }
-        throw new InvalidOperationException($"emulated device: DMA to 0x{address:x} (+{length}) hits no allocated DMA buffer");
+        return 0;
     }
 
     private sealed unsafe class EmulatedDmaBuffer(ulong length, DmaAddress baseAddress, string? name)

@@ -1,0 +1,678 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Text;
+using Vfio.Devices;
+using Vfio.Dma;
+using Vfio.Nvme.Protocol;
+using Vfio.User.Server;
+
+namespace Vfio.Emulation.Nvme;
+
+/// <summary>
+/// An NVMe controller (NVMe base specification 1.4) emulated on the vfio-user server library, with one namespace
+/// held in memory: controller registers and doorbells in BAR0, MSI-X (table in BAR4), the admin queue, Identify,
+/// Set Features (Number of Queues), creation and deletion of I/O queues, and Read, Write, Flush, Write Zeroes and
+/// Dataset Management (deallocate) per ONCS. Commands run inside the doorbell write, or on a worker thread when
+/// <see cref="ProcessOnWorkerThread"/> is set; every completion signals the queue's MSI-X vector when the host wired it.
+/// <para>
+/// A host's mistakes never take the model down: a malformed command completes with an NVMe error status (invalid
+/// queue identifiers, PRPs into memory the host did not map, LBAs out of range, transfers over MDTS); register
+/// misuse is ignored or, where a real controller would fail (a queue it cannot fetch from, an enable with settings
+/// it does not support), sets CSTS.CFS. Each such case raises <see cref="ProtocolViolation"/>, which driver tests
+/// use to fail on behaviour a lenient device would let pass.
+/// </para>
+/// </summary>
+public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
+{
+    /// <summary>Size of BAR0: registers, then doorbells from 0x1000.</summary>
+    public const int Bar0Size = 0x4000;
+
+    /// <summary>BAR holding the MSI-X table (at 0) and pending-bit array (at <see cref="MsixPbaOffset"/>).</summary>
+    public const int MsixBar = 4;
+
+    /// <summary>Offset of the MSI-X pending-bit array in <see cref="MsixBar"/>.</summary>
+    public const uint MsixPbaOffset = 0x800;
+
+    private const int MsixBarSize = 0x1000;
+    private const ulong Page = 4096;
+
+    // Status codes used here (NVMe 1.4 §4.6.1.2.1 generic, §4.6.1.2.2 command specific).
+    private const byte InvalidOpcode = 0x01, InvalidField = 0x02, DataTransferError = 0x04, InvalidNamespace = 0x0B,
+        CommandSequenceError = 0x0C, InvalidPrpOffset = 0x13, LbaOutOfRange = 0x80;
+    private const byte CompletionQueueInvalid = 0x00, InvalidQueueIdentifier = 0x01, InvalidQueueSize = 0x02,
+        InvalidInterruptVector = 0x08, InvalidQueueDeletion = 0x0C;
+
+    private readonly NvmeDeviceOptions _options;
+    private readonly Lock _lock = new();
+    private readonly byte[] _disk;
+    private readonly SubmissionState[] _sqs;
+    private readonly CompletionState[] _cqs;
+    private readonly int[] _submissionDoorbells;
+    private readonly long[] _interrupts;
+    private uint _cc, _csts, _aqa;
+    private ulong _asq, _acq;
+    private int _grantedQueues;
+    private bool _queuesConfigured;
+    private Thread? _worker;
+    private volatile bool _stopWorker;
+    private int _disposed;
+    private readonly AutoResetEvent _kick = new(false);
+
+    private struct SubmissionState
+    {
+        public bool Exists;
+        public ulong Base;
+        public int Size, Head, Tail, CqId;
+    }
+
+    private struct CompletionState
+    {
+        public bool Exists;
+        public ulong Base;
+        public int Size, Head, Tail, Vector;
+        public bool Phase, InterruptsEnabled;
+    }
+
+    /// <summary>Creates a controller; the namespace starts zeroed.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    public NvmeDevice(NvmeDeviceOptions? options = null)
+        : base(new EmulatedConfigSpace(0x1b36, 0x0010, classCode: 0x010802, revision: 0x02))   // QEMU's NVMe IDs; class 01:08:02 NVM Express
+    {
+        _options = options ?? new NvmeDeviceOptions();
+        _options.Validate();
+        _disk = new byte[_options.BlockCount * (ulong)_options.BlockSize];
+        _sqs = new SubmissionState[_options.MaxIoQueues + 1];
+        _cqs = new CompletionState[_options.MaxIoQueues + 1];
+        _submissionDoorbells = new int[_options.MaxIoQueues + 1];
+        _interrupts = new long[_options.MsixVectors];
+        Config.SetSubsystem(0x1af4, 0x1100);
+        Config.SetInterruptPin(1);
+        SetBar(0, new EmulatedBar(Bar0Size, ReadBar0, WriteBar0));
+        AddMsix(_options.MsixVectors, MsixBar, MsixPbaOffset, MsixBarSize);
+        SetIrqCount(IrqIndex.Intx, 1);
+        PowerOnReset();
+    }
+
+    /// <summary>The options the controller was created with.</summary>
+    public NvmeDeviceOptions Options => _options;
+
+    /// <summary>The namespace's bytes (block n at n × block size).</summary>
+    public Span<byte> Disk => _disk;
+
+    /// <summary>Raised with a description whenever the host breaks a rule of the specification (see the class remarks).</summary>
+    public event Action<string>? ProtocolViolation;
+
+    /// <summary>Raised on controller state changes: "enable", "disable", "shutdown", "reset", "fatal".</summary>
+    public event Action<string>? StateChanged;
+
+    /// <summary>Run commands on a worker thread shortly after the doorbell instead of inside the doorbell write.</summary>
+    public bool ProcessOnWorkerThread { get; set; }
+
+    /// <summary>Fault injection: ignore I/O queues, so their commands never complete (to test timeouts).</summary>
+    public bool Stalled { get; set; }
+
+    /// <summary>Fault injection: complete the next I/O command with this status instead of running it.</summary>
+    public NvmeStatus? FailNextIo { get; set; }
+
+    /// <summary>True while CC.EN is set.</summary>
+    public bool Enabled { get { lock (_lock) { return (_cc & 1) != 0; } } }
+
+    /// <summary>I/O submission queues that exist.</summary>
+    public int QueuesAlive
+    {
+        get
+        {
+            lock (_lock)
+            {
+                int n = 0;
+                for (int i = 1; i < _sqs.Length; i++) { if (_sqs[i].Exists) { n++; } }
+                return n;
+            }
+        }
+    }
+
+    /// <summary>I/O commands fetched so far.</summary>
+    public long IoCommands { get; private set; }
+
+    /// <summary>The most entries one command's PRP list held.</summary>
+    public int MaxPrpListEntries { get; private set; }
+
+    /// <summary>Controller resets (CC.EN 1 → 0).</summary>
+    public int ControllerResets { get; private set; }
+
+    /// <summary>Function resets (VFIO device reset, client disconnect).</summary>
+    public int FunctionResets { get; private set; }
+
+    /// <summary>Submission tail doorbell writes to queue <paramref name="queueId"/>.</summary>
+    public int SubmissionDoorbells(int queueId) { lock (_lock) { return _submissionDoorbells[queueId]; } }
+
+    /// <summary>MSI-X signals sent on <paramref name="vector"/>.</summary>
+    public long InterruptsSignalled(int vector) => Interlocked.Read(ref _interrupts[vector]);
+
+    /// <summary>Fault injection: sets CSTS.CFS; the controller fetches nothing until the host disables it.</summary>
+    public void SetFatal()
+    {
+        lock (_lock) { _csts |= 2; }
+        StateChanged?.Invoke("fatal");
+    }
+
+    /// <inheritdoc />
+    public override void Reset()
+    {
+        lock (_lock)
+        {
+            FunctionResets++;
+            PowerOnReset();
+            ClearMsixTable();
+        }
+        StateChanged?.Invoke("reset");
+    }
+
+    /// <summary>Stops the worker thread, if one was started.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) { return; }
+        _stopWorker = true;
+        _kick.Set();
+        _worker?.Join();
+        _kick.Dispose();
+    }
+
+    // ------------------------------------------------------------------ registers (NVMe 1.4 §3.1)
+
+    private ulong Cap =>
+        2047UL                                  // MQES: 2048 entries
+        | 1UL << 16                             // CQR: queues must be physically contiguous
+        | 15UL << 24                            // TO: 7.5 s
+        | (ulong)_options.DoorbellStride << 32  // DSTRD
+        | 1UL << 37;                            // CSS: NVM command set; MPSMIN = MPSMAX = 0 (4 KiB pages)
+
+    private void PowerOnReset()
+    {
+        _cc = _csts = _aqa = 0;
+        _asq = _acq = 0;
+        DeleteAllQueues();
+    }
+
+    private void DeleteAllQueues()
+    {
+        Array.Clear(_sqs);
+        Array.Clear(_cqs);
+        _queuesConfigured = false;
+        _grantedQueues = 0;
+    }
+
+    private void ReadBar0(ulong offset, Span<byte> data)
+    {
+        ulong value = 0;
+        if (!Aligned(offset, data.Length)) { Violation($"BAR0 read of {data.Length} bytes at 0x{offset:x}: registers are read 4 or 8 bytes wide, aligned"); }
+        else
+        {
+            lock (_lock)
+            {
+                value = Dword(offset);
+                if (data.Length == 8) { value |= (ulong)Dword(offset + 4) << 32; }
+            }
+        }
+        Span<byte> all = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(all, value);
+        data.Clear();
+        all[..Math.Min(8, data.Length)].CopyTo(data);
+    }
+
+    /// <summary>The 32-bit register at <paramref name="offset"/>; reserved ones and doorbells read 0.</summary>
+    private uint Dword(ulong offset) => offset switch
+    {
+        ControllerRegister.Cap => (uint)Cap,
+        ControllerRegister.Cap + 4 => (uint)(Cap >> 32),
+        ControllerRegister.Vs => 0x0001_0400,        // 1.4.0; INTMS/INTMC read 0 while MSI-X is used
+        ControllerRegister.Cc => _cc,
+        ControllerRegister.Csts => _csts,
+        ControllerRegister.Aqa => _aqa,
+        ControllerRegister.Asq => (uint)_asq,
+        ControllerRegister.Asq + 4 => (uint)(_asq >> 32),
+        ControllerRegister.Acq => (uint)_acq,
+        ControllerRegister.Acq + 4 => (uint)(_acq >> 32),
+        _ => 0,
+    };
+
+    private void WriteBar0(ulong offset, ReadOnlySpan<byte> data)
+    {
+        if (!Aligned(offset, data.Length)) { Violation($"BAR0 write of {data.Length} bytes at 0x{offset:x}: registers are written 4 or 8 bytes wide, aligned"); return; }
+        ulong value = data.Length == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(data) : BinaryPrimitives.ReadUInt32LittleEndian(data);
+        bool kickWorker = false;
+        lock (_lock)
+        {
+            if (offset >= ControllerRegister.DoorbellBase)
+            {
+                if (data.Length != 4) { Violation($"doorbell write of {data.Length} bytes at 0x{offset:x}: doorbells are 32 bits"); return; }
+                kickWorker = Doorbell(offset, (uint)value);
+            }
+            else
+            {
+                switch (offset)
+                {
+                    case ControllerRegister.Cc when data.Length == 4: WriteCc((uint)value); break;
+                    case ControllerRegister.Aqa when data.Length == 4: _aqa = (uint)value & 0x0FFF_0FFF; break;
+                    case ControllerRegister.Asq: _asq = Merge(_asq, value, data.Length, high: false); break;
+                    case ControllerRegister.Asq + 4 when data.Length == 4: _asq = Merge(_asq, value, 4, high: true); break;
+                    case ControllerRegister.Acq: _acq = Merge(_acq, value, data.Length, high: false); break;
+                    case ControllerRegister.Acq + 4 when data.Length == 4: _acq = Merge(_acq, value, 4, high: true); break;
+                    case ControllerRegister.Intms or ControllerRegister.Intmc when data.Length == 4:
+                        break;   // interrupt mask registers are reserved when MSI-X is in use (§3.1.3, §3.1.4): ignored
+                    default:
+                        Violation($"write of 0x{value:x} to read-only or reserved register 0x{offset:x} ({data.Length} bytes)");
+                        break;
+                }
+            }
+        }
+        if (kickWorker) { _kick.Set(); }
+    }
+
+    private static ulong Merge(ulong old, ulong value, int width, bool high) =>
+        width == 8 ? value : high ? (old & 0xFFFF_FFFFUL) | value << 32 : (old & ~0xFFFF_FFFFUL) | value;
+
+    private static bool Aligned(ulong offset, int width) =>
+        width is 4 or 8 && offset % (ulong)width == 0 && offset + (ulong)width <= Bar0Size;
+
+    private void WriteCc(uint value)
+    {
+        bool wasEnabled = (_cc & 1) != 0, enable = (value & 1) != 0;
+        uint shn = (value >> 14) & 3;
+        _cc = value;
+        if (shn != 0 && enable)
+        {
+            // Shutdown completes at once: there is nothing volatile to flush (§7.6.2).
+            _csts = (_csts & ~(3u << 2)) | 2u << 2;
+            StateChanged?.Invoke("shutdown");
+        }
+        if (!wasEnabled && enable)
+        {
+            int sqSize = (int)(_aqa & 0xFFF) + 1, cqSize = (int)((_aqa >> 16) & 0xFFF) + 1;
+            string? refused =
+                ((value >> 7) & 0xF) != 0 ? "CC.MPS asks for pages other than 4 KiB (CAP.MPSMAX = 0)"
+                : ((value >> 4) & 7) != 0 ? "CC.CSS selects a command set other than NVM"
+                : (_asq & (Page - 1)) != 0 || (_acq & (Page - 1)) != 0 ? "ASQ and ACQ must be page aligned"
+                : sqSize < 2 || cqSize < 2 ? "AQA gives an admin queue of fewer than 2 entries"
+                : null;
+            if (refused is not null)
+            {
+                // A controller enabled with settings it cannot honour reports Controller Fatal Status (§3.1.6).
+                _csts = 1 | 2;
+                Violation("controller enabled with bad settings: " + refused);
+                StateChanged?.Invoke("fatal");
+                return;
+            }
+            _sqs[0] = new SubmissionState { Exists = true, Base = _asq, Size = sqSize, CqId = 0 };
+            _cqs[0] = new CompletionState { Exists = true, Base = _acq, Size = cqSize, Phase = true, InterruptsEnabled = true, Vector = 0 };
+            _csts = (_csts & (3u << 2)) | 1;
+            StateChanged?.Invoke("enable");
+        }
+        else if (wasEnabled && !enable)
+        {
+            // CC.EN 1 -> 0: controller reset; every queue is deleted and CSTS.CFS clears (§3.1.5, §7.3.2).
+            DeleteAllQueues();
+            _csts = 0;
+            ControllerResets++;
+            StateChanged?.Invoke("disable");
+        }
+    }
+
+    /// <summary>Handles a doorbell write; returns true when the worker thread should run.</summary>
+    private bool Doorbell(ulong offset, uint value)
+    {
+        ulong stride = 4UL << _options.DoorbellStride;
+        ulong index = (offset - ControllerRegister.DoorbellBase) / stride;
+        int qid = (int)(index / 2);
+        if ((offset - ControllerRegister.DoorbellBase) % stride != 0 || qid >= _sqs.Length)
+        {
+            Violation($"doorbell write at 0x{offset:x} is not the doorbell of any queue (stride {stride})");
+            return false;
+        }
+        if (index % 2 == 0)
+        {
+            ref var sq = ref _sqs[qid];
+            if (!sq.Exists) { Violation($"SQ {qid} tail doorbell rung, but the queue does not exist"); return false; }
+            if (value >= (uint)sq.Size) { Violation($"SQ {qid} tail {value} beyond its size {sq.Size}"); return false; }
+            sq.Tail = (int)value;
+            _submissionDoorbells[qid]++;
+            if (ProcessOnWorkerThread) { StartWorker(); return true; }
+            Process(qid);
+            return false;
+        }
+        ref var cq = ref _cqs[qid];
+        if (!cq.Exists) { Violation($"CQ {qid} head doorbell rung, but the queue does not exist"); return false; }
+        if (value >= (uint)cq.Size) { Violation($"CQ {qid} head {value} beyond its size {cq.Size}"); return false; }
+        cq.Head = (int)value;
+        // Room in the CQ: submission queues that waited for it may go on.
+        if (ProcessOnWorkerThread) { return true; }
+        for (int q = 0; q < _sqs.Length; q++)
+        {
+            if (_sqs[q].Exists && _sqs[q].CqId == qid && _sqs[q].Head != _sqs[q].Tail) { Process(q); }
+        }
+        return false;
+    }
+
+    private void StartWorker()
+    {
+        if (_worker is not null) { return; }
+        _worker = new Thread(() =>
+        {
+            while (!_stopWorker)
+            {
+                _kick.WaitOne(5);
+                Thread.Sleep(1);   // deliberately later than the doorbell, so completion is asynchronous
+                lock (_lock)
+                {
+                    for (int q = 0; q < _sqs.Length; q++) { if (_sqs[q].Exists) { Process(q); } }
+                }
+            }
+        }) { IsBackground = true, Name = "emulated nvme" };
+        _worker.Start();
+    }
+
+    // ------------------------------------------------------------------ queues (§4.1, §4.6)
+
+    private void Process(int qid)
+    {
+        if ((_cc & 1) == 0 || (_csts & 2) != 0) { return; }        // disabled or fatal: nothing is fetched
+        if (qid != 0 && Stalled) { return; }
+        Span<byte> entry = stackalloc byte[NvmeCommand.Size];
+        while (_sqs[qid].Exists && _sqs[qid].Head != _sqs[qid].Tail)
+        {
+            ref var sq = ref _sqs[qid];
+            ref var cq = ref _cqs[sq.CqId];
+            // The host must not let a CQ overflow (§4.6); the controller waits for room rather than fetching.
+            if ((cq.Tail + 1) % cq.Size == cq.Head) { return; }
+            if (!TryDma(sq.Base + (ulong)sq.Head * NvmeCommand.Size, entry, toHost: false))
+            {
+                Fatal($"SQ {qid} entry {sq.Head} at 0x{sq.Base + (ulong)sq.Head * NvmeCommand.Size:x} cannot be fetched");
+                return;
+            }
+            var command = MemoryMarshal.Read<NvmeCommand>(entry);
+            sq.Head = sq.Head + 1 == sq.Size ? 0 : sq.Head + 1;
+            int cqid = sq.CqId, head = sq.Head;
+            uint dw0 = 0;
+            var status = qid == 0 ? Admin(command, ref dw0) : Io(command);
+            if (!Post(cqid, qid, head, command.CommandId, status, dw0)) { return; }
+        }
+    }
+
+    private bool Post(int cqid, int sqid, int sqHead, ushort cid, NvmeStatus status, uint dw0)
+    {
+        ref var cq = ref _cqs[cqid];
+        if (!cq.Exists) { return true; }    // the command deleted the CQ it completes to (not allowed: §5.4), nothing to post
+        var completion = new NvmeCompletion
+        {
+            Dw0 = dw0,
+            SubmissionQueueHead = (ushort)sqHead,
+            SubmissionQueueId = (ushort)sqid,
+            CommandId = cid,
+            StatusAndPhase = (ushort)(status.Value << 1 | (cq.Phase ? 1 : 0)),
+        };
+        Span<byte> bytes = stackalloc byte[NvmeCompletion.Size];
+        MemoryMarshal.Write(bytes, in completion);
+        ulong at = cq.Base + (ulong)cq.Tail * NvmeCompletion.Size;
+        // The status and phase tag (the last two bytes) go last: once the phase flips, the host may read the entry.
+        if (!TryDma(at, bytes[..14], toHost: true) || !TryDma(at + 14, bytes[14..], toHost: true))
+        {
+            Fatal($"CQ {cqid} entry {cq.Tail} at 0x{at:x} cannot be written");
+            return false;
+        }
+        cq.Tail = cq.Tail + 1 == cq.Size ? 0 : cq.Tail + 1;
+        if (cq.Tail == 0) { cq.Phase = !cq.Phase; }
+        if (cq.InterruptsEnabled && cq.Vector < _interrupts.Length && Context.SignalInterrupt(IrqIndex.Msix, cq.Vector))
+        {
+            Interlocked.Increment(ref _interrupts[cq.Vector]);
+        }
+        return true;
+    }
+
+    private void Fatal(string why)
+    {
+        _csts |= 2;
+        Violation(why + "; controller fatal status set");
+        StateChanged?.Invoke("fatal");
+    }
+
+    /// <summary>
+    /// Moves bytes between the host's memory and <paramref name="data"/>; false when the host did not map the range,
+    /// the client failed the access, or bus mastering is off (PCI Local Bus 3.0 §6.2.2: no DMA without it).
+    /// </summary>
+    private bool TryDma(ulong address, Span<byte> data, bool toHost)
+    {
+        if ((Config.Command & PciCommand.BusMaster) == 0)
+        {
+            Violation($"DMA {(toHost ? "write" : "read")} of {data.Length} bytes at 0x{address:x} with bus mastering off");
+            return false;
+        }
+        try
+        {
+            if (toHost) { Context.WriteDma(new DmaAddress(address), data); }
+            else { Context.ReadDma(new DmaAddress(address), data); }
+            return true;
+        }
+        catch (Exception e) when (e is VfioException or IOException or TimeoutException)
+        {
+            Violation($"DMA {(toHost ? "write" : "read")} of {data.Length} bytes at 0x{address:x} failed: {e.Message}");
+            return false;
+        }
+    }
+
+    private void Violation(string what) => ProtocolViolation?.Invoke(what);
+
+    // ------------------------------------------------------------------ admin commands (§5)
+
+    private static NvmeStatus Generic(byte code, bool dnr = true) => NvmeStatus.Create(StatusCodeType.Generic, code, doNotRetry: dnr);
+
+    private static NvmeStatus Specific(byte code) => NvmeStatus.Create(StatusCodeType.CommandSpecific, code, doNotRetry: true);
+
+    private NvmeStatus Admin(in NvmeCommand c, ref uint dw0)
+    {
+        int maxQid = _sqs.Length - 1;
+        switch ((AdminOpcode)c.Opcode)
+        {
+            case AdminOpcode.Identify:
+                return Identify(c);
+            case AdminOpcode.SetFeatures when (c.Cdw10 & 0xFF) == (uint)FeatureId.NumberOfQueues:
+            {
+                if (_queuesConfigured) { return Generic(CommandSequenceError); }   // once per enable (§5.21.1.7)
+                if ((c.Cdw11 & 0xFFFF) == 0xFFFF || (c.Cdw11 >> 16) == 0xFFFF) { return Generic(InvalidField); }
+                _queuesConfigured = true;
+                int asked = (int)Math.Min(c.Cdw11 & 0xFFFF, c.Cdw11 >> 16) + 1;
+                _grantedQueues = Math.Min(asked, maxQid);
+                dw0 = (uint)(_grantedQueues - 1) | (uint)(_grantedQueues - 1) << 16;
+                return default;
+            }
+            case AdminOpcode.SetFeatures:
+                return Generic(InvalidField);
+            case AdminOpcode.CreateIoCompletionQueue:
+            {
+                int qid = (int)(c.Cdw10 & 0xFFFF), size = (int)(c.Cdw10 >> 16) + 1;
+                bool contiguous = (c.Cdw11 & 1) != 0, ien = (c.Cdw11 & 2) != 0;
+                int vector = (int)(c.Cdw11 >> 16);
+                if (qid < 1 || qid > _grantedQueues || _cqs[qid].Exists) { return Specific(InvalidQueueIdentifier); }
+                if (size < 2 || size > 2048) { return Specific(InvalidQueueSize); }
+                if (!contiguous || (c.Prp1 & (Page - 1)) != 0) { return Generic(InvalidField); }
+                if (ien && vector >= _interrupts.Length) { return Specific(InvalidInterruptVector); }
+                _cqs[qid] = new CompletionState { Exists = true, Base = c.Prp1, Size = size, Phase = true, InterruptsEnabled = ien, Vector = vector };
+                return default;
+            }
+            case AdminOpcode.CreateIoSubmissionQueue:
+            {
+                int qid = (int)(c.Cdw10 & 0xFFFF), size = (int)(c.Cdw10 >> 16) + 1, cqid = (int)(c.Cdw11 >> 16);
+                if (qid < 1 || qid > _grantedQueues || _sqs[qid].Exists) { return Specific(InvalidQueueIdentifier); }
+                if (cqid < 1 || cqid > maxQid || !_cqs[cqid].Exists) { return Specific(CompletionQueueInvalid); }
+                if (size < 2 || size > 2048) { return Specific(InvalidQueueSize); }
+                if ((c.Cdw11 & 1) == 0 || (c.Prp1 & (Page - 1)) != 0) { return Generic(InvalidField); }
+                _sqs[qid] = new SubmissionState { Exists = true, Base = c.Prp1, Size = size, CqId = cqid };
+                return default;
+            }
+            case AdminOpcode.DeleteIoSubmissionQueue:
+            {
+                int qid = (int)(c.Cdw10 & 0xFFFF);
+                if (qid < 1 || qid > maxQid || !_sqs[qid].Exists) { return Specific(InvalidQueueIdentifier); }
+                _sqs[qid] = default;
+                return default;
+            }
+            case AdminOpcode.DeleteIoCompletionQueue:
+            {
+                int qid = (int)(c.Cdw10 & 0xFFFF);
+                if (qid < 1 || qid > maxQid || !_cqs[qid].Exists) { return Specific(InvalidQueueIdentifier); }
+                for (int i = 1; i <= maxQid; i++)
+                {
+                    if (_sqs[i].Exists && _sqs[i].CqId == qid) { return Specific(InvalidQueueDeletion); }
+                }
+                _cqs[qid] = default;
+                return default;
+            }
+            default:
+                return Generic(InvalidOpcode);
+        }
+    }
+
+    private NvmeStatus Identify(in NvmeCommand c)
+    {
+        var data = new byte[4096];
+        switch ((IdentifyCns)(c.Cdw10 & 0xFF))
+        {
+            case IdentifyCns.Controller:
+                BinaryPrimitives.WriteUInt16LittleEndian(data, 0x1b36);                 // VID
+                BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(2), 0x1af4);       // SSVID
+                Pad(data.AsSpan(4, 20), _options.Serial);
+                Pad(data.AsSpan(24, 40), _options.Model);
+                Pad(data.AsSpan(64, 8), "1.0");
+                data[77] = _options.Mdts;
+                BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(80), 0x0001_0400);  // VER 1.4
+                data[512] = 0x66;                                                       // SQES: 64 bytes
+                data[513] = 0x44;                                                       // CQES: 16 bytes
+                BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(516), 1);          // NN
+                BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(520), (ushort)_options.Oncs);
+                data[525] = 1;                                                          // VWC present
+                break;
+            case IdentifyCns.Namespace:
+                if (c.Nsid != 1) { return Generic(InvalidNamespace); }
+                BinaryPrimitives.WriteUInt64LittleEndian(data, _options.BlockCount);             // NSZE
+                BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(8), _options.BlockCount);   // NCAP
+                BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(16), _options.BlockCount);  // NUSE
+                data[25] = 1;                                                                     // NLBAF: two formats, 512 and 4096
+                data[26] = (byte)(_options.BlockSize == 4096 ? 1 : 0);                            // FLBAS
+                BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(128), 9u << 16);
+                BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(132), 12u << 16);
+                break;
+            case IdentifyCns.ActiveNamespaces:
+                if (c.Nsid < 1) { BinaryPrimitives.WriteUInt32LittleEndian(data, 1); }
+                break;
+            default:
+                return Generic(InvalidField);
+        }
+        return Transfer(c.Prp1, c.Prp2, data.Length, data, toHost: true);
+    }
+
+    private static void Pad(Span<byte> field, string text)
+    {
+        field.Fill((byte)' ');
+        Encoding.ASCII.GetBytes(text, field);
+    }
+
+    // ------------------------------------------------------------------ I/O commands (NVM command set §6)
+
+    private NvmeStatus Io(in NvmeCommand c)
+    {
+        IoCommands++;
+        if (FailNextIo is { } injected)
+        {
+            FailNextIo = null;
+            return injected;
+        }
+        if (c.Nsid != 1) { return Generic(InvalidNamespace); }
+        int blockSize = _options.BlockSize;
+        switch ((NvmOpcode)c.Opcode)
+        {
+            case NvmOpcode.Flush:
+                return default;
+            case NvmOpcode.Read:
+            case NvmOpcode.Write:
+            {
+                if (!InRange(c.StartingLba, c.BlockCount)) { return Generic(LbaOutOfRange); }
+                int bytes = c.BlockCount * blockSize;
+                if (_options.Mdts != 0 && bytes > (4096 << _options.Mdts)) { return Generic(InvalidField); }
+                var range = _disk.AsSpan(checked((int)(c.StartingLba * (ulong)blockSize)), bytes);
+                return Transfer(c.Prp1, c.Prp2, bytes, range, toHost: (NvmOpcode)c.Opcode == NvmOpcode.Read);
+            }
+            case NvmOpcode.WriteZeroes when (_options.Oncs & OptionalNvmCommands.WriteZeroes) != 0:
+                if (!InRange(c.StartingLba, c.BlockCount)) { return Generic(LbaOutOfRange); }
+                _disk.AsSpan(checked((int)(c.StartingLba * (ulong)blockSize)), c.BlockCount * blockSize).Clear();
+                return default;
+            case NvmOpcode.DatasetManagement when (_options.Oncs & OptionalNvmCommands.DatasetManagement) != 0:
+                return DatasetManagement(c);
+            default:
+                return Generic(InvalidOpcode);
+        }
+    }
+
+    private NvmeStatus DatasetManagement(in NvmeCommand c)
+    {
+        // The range list is one 4 KiB page at most: 256 ranges of 16 bytes (§6.7).
+        int ranges = (int)(c.Cdw10 & 0xFF) + 1;
+        Span<byte> list = stackalloc byte[256 * 16];
+        list = list[..(ranges * 16)];
+        var status = Transfer(c.Prp1, c.Prp2, list.Length, list, toHost: false);
+        if (!status.IsSuccess) { return status; }
+        var parsed = MemoryMarshal.Cast<byte, DsmRange>(list);
+        foreach (ref readonly var r in parsed)
+        {
+            if (r.BlockCount > int.MaxValue || !InRange(r.StartingLba, (int)r.BlockCount)) { return Generic(LbaOutOfRange); }
+        }
+        if ((c.Cdw11 & 4) != 0)   // AD: deallocate; deallocated blocks read as zeroes here (DLFEAT behaviour)
+        {
+            foreach (ref readonly var r in parsed)
+            {
+                _disk.AsSpan(checked((int)(r.StartingLba * (ulong)_options.BlockSize)), (int)r.BlockCount * _options.BlockSize).Clear();
+            }
+        }
+        return default;
+    }
+
+    private bool InRange(ulong lba, int blocks) => lba < _options.BlockCount && (ulong)blocks <= _options.BlockCount - lba;
+
+    /// <summary>Moves data as PRP1/PRP2 describe it (NVMe 1.4 §4.3), checking the offsets a controller may rely on.</summary>
+    private NvmeStatus Transfer(ulong prp1, ulong prp2, int length, Span<byte> data, bool toHost)
+    {
+        if ((prp1 & 3) != 0) { return Generic(InvalidPrpOffset); }
+        int first = (int)Math.Min((ulong)length, Page - (prp1 & (Page - 1)));
+        if (!TryDma(prp1, data[..first], toHost)) { return Generic(DataTransferError); }
+        int done = first;
+        if (done == length) { return default; }
+        if (length - done <= (int)Page)
+        {
+            if ((prp2 & (Page - 1)) != 0) { return Generic(InvalidPrpOffset); }
+            return TryDma(prp2, data[done..], toHost) ? default : Generic(DataTransferError);
+        }
+        if ((prp2 & 7) != 0) { return Generic(InvalidPrpOffset); }
+        ulong entryAddress = prp2;
+        int entries = 0;
+        Span<byte> entryBytes = stackalloc byte[8];
+        while (done < length)
+        {
+            if (!TryDma(entryAddress, entryBytes, toHost: false)) { return Generic(DataTransferError); }
+            ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(entryBytes);
+            entries++;
+            bool lastInPage = ((entryAddress + 8) & (Page - 1)) == 0;
+            if (lastInPage && length - done > (int)Page)
+            {
+                // The last entry of a list page with more than one page to go points to the next list page.
+                if ((entry & 7) != 0) { return Generic(InvalidPrpOffset); }
+                entryAddress = entry;
+                continue;
+            }
+            if ((entry & (Page - 1)) != 0) { return Generic(InvalidPrpOffset); }
+            int chunk = Math.Min(length - done, (int)Page);
+            if (!TryDma(entry, data.Slice(done, chunk), toHost)) { return Generic(DataTransferError); }
+            done += chunk;
+            entryAddress += 8;
+        }
+        if (entries > MaxPrpListEntries) { MaxPrpListEntries = entries; }
+        return default;
+    }
+}

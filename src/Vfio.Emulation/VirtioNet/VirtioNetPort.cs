@@ -1,0 +1,600 @@
+using System.Buffers.Binary;
+using Vfio.Devices;
+using Vfio.Dma;
+using Vfio.User.Server;
+using Vfio.VirtioNet;
+using Vfio.VirtioNet.Virtio;
+
+namespace Vfio.Emulation.VirtioNet;
+
+/// <summary>
+/// A modern virtio-net device (virtio 1.2 §4.1 PCI transport, §5.1 network device, split virtqueues) on the
+/// vfio-user server library: 1af4:1041, the common, ISR, device and notify structures in BAR4 laid out as QEMU lays
+/// them out, polled, or with MSI-X vectors in BAR1 (as QEMU places them) when created with some. Two ports joined with <see cref="Connect"/> form a hub: what one transmits the
+/// other receives. As with QEMU's hub, a frame waits in the sender's transmit queue while the receiver has no buffer,
+/// and moves when the receiver kicks its receive queue. With more than one queue pair, the control queue accepts
+/// VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET.
+/// <para>
+/// A driver's mistakes never take the model down: register misuse is ignored, and a malformed ring (a buffer outside
+/// mapped memory, a looping or oversized chain, a buffer of the wrong direction) sets DEVICE_NEEDS_RESET (§2.1.2)
+/// and stops the data path until a reset. Each case raises <see cref="ProtocolViolation"/>.
+/// </para>
+/// </summary>
+public sealed class VirtioNetPort : EmulatedPciDevice
+{
+    /// <summary>The BAR holding the virtio structures.</summary>
+    public const int Bar = 4;
+
+    /// <summary>Offsets of the structures in <see cref="Bar"/>, and its size.</summary>
+    public const ulong CommonOffset = 0x0000, IsrOffset = 0x1000, DeviceOffset = 0x2000, NotifyOffset = 0x3000, BarSize = 0x4000;
+
+    /// <summary>notify_off_multiplier: queue n's doorbell is at <see cref="NotifyOffset"/> + n × 4.</summary>
+    public const uint NotifyMultiplier = 4;
+
+    /// <summary>The BAR holding the MSI-X table (at 0) and pending-bit array (at 0x800) when the port has vectors.</summary>
+    public const int MsixBar = 1;
+
+    private const int MaxFrame = 65536;
+
+    private readonly QueueState[] _queues;
+    private readonly byte[] _frame = new byte[MaxFrame];
+    private Lock _hub = new();
+    private uint _deviceFeatureSelect, _driverFeatureSelect;
+    private ushort _queueSelect, _msixConfig;
+    private byte _status, _generation, _isr;
+    private ushort _linkStatus = 1;
+    private int _resetReadsLeft;
+    private long _interruptsRaised;
+
+    /// <summary>Creates a port with MAC <paramref name="mac"/>, offering <paramref name="features"/> (default: the set the driver uses).</summary>
+    /// <param name="mac">The MAC address in device config.</param>
+    /// <param name="features">Device features offered (default: the set the driver uses).</param>
+    /// <param name="queueSize">Entries of each virtqueue.</param>
+    /// <param name="maxPairs">max_virtqueue_pairs.</param>
+    /// <param name="msixVectors">MSI-X vectors (0: none, a polled port).</param>
+    /// <exception cref="ArgumentException">The MAC is not 6 bytes, the queue size not a power of two of 2-32768, the pairs not 1-8, or the vectors not 0-64.</exception>
+    public VirtioNetPort(ReadOnlySpan<byte> mac, ulong? features = null, ushort queueSize = 256, int maxPairs = 1, int msixVectors = 0)
+        : base(new EmulatedConfigSpace(0x1af4, 0x1041, classCode: 0x020000, revision: 1))   // revision 1: modern (§4.1.2)
+    {
+        if (mac.Length != 6) { throw new ArgumentException("a MAC address is 6 bytes", nameof(mac)); }
+        if (queueSize < 2 || (queueSize & (queueSize - 1)) != 0) { throw new ArgumentOutOfRangeException(nameof(queueSize), queueSize, "a queue size is a power of two, 2 to 32768"); }
+        if (maxPairs is < 1 or > 8) { throw new ArgumentOutOfRangeException(nameof(maxPairs), maxPairs, "1 to 8 queue pairs"); }
+        if (msixVectors is < 0 or > 64) { throw new ArgumentOutOfRangeException(nameof(msixVectors), msixVectors, "0 to 64 MSI-X vectors"); }
+        Mac = mac.ToArray();
+        MaxPairs = maxPairs;
+        OfferedFeatures = features ?? (VirtioFeatures.Version1 | VirtioFeatures.AccessPlatform | VirtioFeatures.NetMac
+            | VirtioFeatures.NetStatus | VirtioFeatures.NetMergeRxBuffers | VirtioFeatures.RingEventIndex | VirtioFeatures.NetCsum);
+        // receiveqN = 2(N-1), transmitqN = 2(N-1)+1, then the control queue when MQ is offered (§5.1.2).
+        _queues = new QueueState[2 * maxPairs + (maxPairs > 1 ? 1 : 0)];
+        for (int i = 0; i < _queues.Length; i++) { _queues[i] = new QueueState(queueSize); }
+        if (maxPairs > 1) { OfferedFeatures |= VirtioFeatures.NetMultiQueue | VirtioFeatures.NetControlQueue; }
+        AddVirtioCapability(VirtioPciCapType.Common, CommonOffset, 0x38);
+        AddVirtioCapability(VirtioPciCapType.Isr, IsrOffset, 1);
+        AddVirtioCapability(VirtioPciCapType.Device, DeviceOffset, 12);
+        AddVirtioCapability(VirtioPciCapType.Notify, NotifyOffset, 0x1000, NotifyMultiplier);
+        SetBar(Bar, new EmulatedBar(BarSize, ReadBar, WriteBar));
+        MsixVectors = msixVectors;
+        if (msixVectors > 0) { AddMsix(msixVectors, MsixBar, 0x800, 0x1000); }
+    }
+
+    /// <summary>MSI-X vectors the port offers (0: polled only).</summary>
+    public int MsixVectors { get; }
+
+    /// <summary>Interrupts signalled: used buffers on a queue with a vector, while the driver did not set VIRTQ_AVAIL_F_NO_INTERRUPT.</summary>
+    public long InterruptsRaised => Interlocked.Read(ref _interruptsRaised);
+
+    /// <summary>Joins two ports on one hub: what one transmits the other receives.</summary>
+    public static void Connect(VirtioNetPort a, VirtioNetPort b)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        if (a == b) { throw new ArgumentException("a port cannot be its own peer", nameof(b)); }
+        a.Peer = b;
+        b.Peer = a;
+        b._hub = a._hub;   // one lock for both: a transmit on one port writes into the other's receive queue
+    }
+
+    /// <summary>Raised with a description whenever the driver breaks a rule of the specification.</summary>
+    public event Action<string>? ProtocolViolation;
+
+    /// <summary>The port on the other side of the hub, if any.</summary>
+    public VirtioNetPort? Peer { get; private set; }
+
+    /// <summary>The MAC address in device config.</summary>
+    public byte[] Mac { get; }
+
+    /// <summary>Device features offered.</summary>
+    public ulong OfferedFeatures { get; set; }
+
+    /// <summary>Features the driver accepted.</summary>
+    public ulong DriverFeatures { get; private set; }
+
+    /// <summary>device_status.</summary>
+    public VirtioStatus DeviceStatus => (VirtioStatus)_status;
+
+    /// <summary>Set VIRTQ_USED_F_NO_NOTIFY on every queue: the driver must not kick; the host calls <see cref="Pump"/>.</summary>
+    public bool SuppressNotifications { get; set; }
+
+    /// <summary>Fault injection: refuse FEATURES_OK whatever the driver accepts.</summary>
+    public bool RefuseFeatures { get; set; }
+
+    /// <summary>Fault injection: a reset takes this many reads of device_status to finish.</summary>
+    public int ResetLatencyReads { get; set; }
+
+    /// <summary>VIRTIO_NET_S_LINK_UP in device config; changing it bumps config_generation.</summary>
+    public bool LinkUp
+    {
+        get => (_linkStatus & 1) != 0;
+        set { lock (_hub) { _linkStatus = value ? (ushort)1 : (ushort)0; _generation++; } }
+    }
+
+    /// <summary>max_virtqueue_pairs.</summary>
+    public int MaxPairs { get; }
+
+    /// <summary>Queue pairs the driver switched on with VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET (1 until then, §5.1.6.5.5).</summary>
+    public int ActivePairs { get; private set; } = 1;
+
+    /// <summary>Doorbell writes.</summary>
+    public long Kicks { get; private set; }
+
+    /// <summary>Frames delivered to the peer.</summary>
+    public long FramesSent { get; private set; }
+
+    /// <summary>Frames transmitted while no live peer was there to take them.</summary>
+    public long FramesDropped { get; private set; }
+
+    /// <summary>Device resets (device_status written 0, or a function reset).</summary>
+    public int Resets { get; private set; }
+
+    /// <summary>Function resets (VFIO device reset, client disconnect).</summary>
+    public int FunctionResets { get; private set; }
+
+    /// <inheritdoc />
+    public override void Reset()
+    {
+        lock (_hub)
+        {
+            FunctionResets++;
+            DeviceReset();
+        }
+        Config.Write(0x04, [0, 0]);   // command register: decoding and bus mastering off, as after a function reset
+    }
+
+    /// <summary>Does what kicks would have done: both ports drain their transmit queues.</summary>
+    public void Pump()
+    {
+        lock (_hub)
+        {
+            for (int p = 0; p < ActivePairs; p++)
+            {
+                ProcessTx(p);
+                Peer?.ProcessTx(p);
+            }
+        }
+    }
+
+    private void AddVirtioCapability(VirtioPciCapType type, ulong offset, uint length, uint? multiplier = null)
+    {
+        // struct virtio_pci_cap (§4.1.4): cap_vndr, cap_next, cap_len, cfg_type, bar, id, padding[2], offset, length;
+        // the notify capability adds notify_off_multiplier.
+        Span<byte> c = stackalloc byte[multiplier is null ? 16 : 20];
+        c.Clear();
+        c[0] = PciCapabilityId.VendorSpecific;
+        c[2] = (byte)c.Length;
+        c[3] = (byte)type;
+        c[4] = Bar;
+        BinaryPrimitives.WriteUInt32LittleEndian(c[8..], (uint)offset);
+        BinaryPrimitives.WriteUInt32LittleEndian(c[12..], length);
+        if (multiplier is { } m) { BinaryPrimitives.WriteUInt32LittleEndian(c[16..], m); }
+        Config.AddCapability(c);
+    }
+
+    // ------------------------------------------------------------------ registers (§4.1.4.3 common configuration)
+
+    private void ReadBar(ulong offset, Span<byte> data)
+    {
+        ulong value = 0;
+        if (data.Length is 1 or 2 or 4 && offset % (ulong)data.Length == 0)
+        {
+            lock (_hub) { value = ReadRegister(offset, data.Length); }
+        }
+        else
+        {
+            Violation($"BAR{Bar} read of {data.Length} bytes at 0x{offset:x}: virtio registers are read 1, 2 or 4 bytes wide, aligned (§4.1.3.1)");
+        }
+        Span<byte> all = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(all, value);
+        data.Clear();
+        all[..Math.Min(8, data.Length)].CopyTo(data);
+    }
+
+    private void WriteBar(ulong offset, ReadOnlySpan<byte> data)
+    {
+        if (data.Length is not (1 or 2 or 4) || offset % (ulong)data.Length != 0)
+        {
+            Violation($"BAR{Bar} write of {data.Length} bytes at 0x{offset:x}: virtio registers are written 1, 2 or 4 bytes wide, aligned (§4.1.3.1)");
+            return;
+        }
+        ulong value = data.Length switch { 1 => data[0], 2 => BinaryPrimitives.ReadUInt16LittleEndian(data), _ => BinaryPrimitives.ReadUInt32LittleEndian(data) };
+        lock (_hub) { WriteRegister(offset, data.Length, value); }
+    }
+
+    private ulong ReadRegister(ulong offset, int width)
+    {
+        if (offset >= IsrOffset && offset < DeviceOffset)
+        {
+            byte isr = _isr;
+            _isr = 0;   // reading the ISR clears it (§4.1.4.5)
+            return isr;
+        }
+        if (offset >= DeviceOffset && offset < NotifyOffset) { return ReadDeviceConfig(offset - DeviceOffset, width); }
+        if (offset >= NotifyOffset) { return 0; }
+        var q = _queueSelect < _queues.Length ? _queues[_queueSelect] : null;
+        return offset switch
+        {
+            0x00 => _deviceFeatureSelect,
+            0x04 => _deviceFeatureSelect switch { 0 => (uint)OfferedFeatures, 1 => (uint)(OfferedFeatures >> 32), _ => 0u },
+            0x08 => _driverFeatureSelect,
+            0x0C => _driverFeatureSelect switch { 0 => (uint)DriverFeatures, 1 => (uint)(DriverFeatures >> 32), _ => 0u },
+            0x10 => _msixConfig,
+            0x12 => (ulong)_queues.Length,
+            0x14 => ReadStatus(),
+            0x15 => _generation,
+            0x16 => _queueSelect,
+            0x18 => q?.Size ?? 0,
+            0x1A => q?.MsixVector ?? VirtioPciTransport.NoVector,
+            0x1C => q is { Enabled: true } ? 1u : 0u,
+            0x1E => _queueSelect,   // queue_notify_off: queue n's doorbell is n × multiplier into the notify structure
+            >= 0x20 and < 0x38 => q is null ? 0 : Half(offset, q),
+            _ => 0,
+        };
+    }
+
+    private static ulong Half(ulong offset, QueueState q)
+    {
+        ulong field = offset < 0x28 ? q.Desc : offset < 0x30 ? q.Driver : q.Device;
+        return (offset & 4) == 0 ? (uint)field : field >> 32;
+    }
+
+    private byte ReadStatus()
+    {
+        if (_resetReadsLeft > 0 && --_resetReadsLeft > 0) { return _status == 0 ? (byte)VirtioStatus.Acknowledge : _status; }
+        return _status;
+    }
+
+    private ulong ReadDeviceConfig(ulong offset, int width)
+    {
+        // struct virtio_net_config (§5.1.4): mac, status, max_virtqueue_pairs, mtu.
+        Span<byte> cfg = stackalloc byte[12];
+        Mac.CopyTo(cfg);
+        BinaryPrimitives.WriteUInt16LittleEndian(cfg[6..], _linkStatus);
+        BinaryPrimitives.WriteUInt16LittleEndian(cfg[8..], (ushort)MaxPairs);
+        BinaryPrimitives.WriteUInt16LittleEndian(cfg[10..], 1500);
+        if (offset + (ulong)width > 12) { return 0; }
+        return width switch
+        {
+            1 => cfg[(int)offset],
+            2 => BinaryPrimitives.ReadUInt16LittleEndian(cfg[(int)offset..]),
+            _ => BinaryPrimitives.ReadUInt32LittleEndian(cfg[(int)offset..]),
+        };
+    }
+
+    private void WriteRegister(ulong offset, int width, ulong value)
+    {
+        if (offset >= NotifyOffset)
+        {
+            ulong queue = (offset - NotifyOffset) / NotifyMultiplier;
+            if (width != 2 || queue != value || queue >= (ulong)_queues.Length)
+            {
+                Violation($"bad doorbell write: {width} bytes of {value} at queue {queue}'s doorbell");
+                return;
+            }
+            if ((_status & (byte)VirtioStatus.DriverOk) == 0) { Violation("doorbell rung before DRIVER_OK (§3.1.1)"); return; }
+            Kicks++;
+            OnNotify((int)queue);
+            return;
+        }
+        if (offset >= IsrOffset) { return; }   // ISR and device config are read-only
+        var q = _queueSelect < _queues.Length ? _queues[_queueSelect] : null;
+        switch (offset)
+        {
+            case 0x00: _deviceFeatureSelect = (uint)value; break;
+            case 0x08: _driverFeatureSelect = (uint)value; break;
+            case 0x0C:
+                if (_driverFeatureSelect == 0) { DriverFeatures = (DriverFeatures & ~0xFFFF_FFFFUL) | (uint)value; }
+                else if (_driverFeatureSelect == 1) { DriverFeatures = (DriverFeatures & 0xFFFF_FFFFUL) | (value << 32); }
+                break;
+            // §4.1.5.1.2: a vector the device cannot use reads back as NO_VECTOR.
+            case 0x10: _msixConfig = VectorOrNone(value); break;
+            case 0x14: WriteStatus((byte)value); break;
+            case 0x16: _queueSelect = (ushort)value; break;
+            case 0x18 when q is not null:
+                if (value == 0 || value > q.MaxSize || (value & (value - 1)) != 0) { Violation($"queue size {value} (max {q.MaxSize}, a power of two)"); }
+                else { q.Size = (ushort)value; }
+                break;
+            case 0x1A when q is not null: q.MsixVector = VectorOrNone(value); break;
+            case 0x1C when q is not null: q.Enabled = value == 1; break;
+            case >= 0x20 and < 0x38:
+                if (width != 4) { Violation("64-bit queue addresses are written as two 32-bit halves (§4.1.3.1)"); }
+                else if (q is not null) { SetHalf(offset, q, (uint)value); }
+                break;
+        }
+    }
+
+    private static void SetHalf(ulong offset, QueueState q, uint value)
+    {
+        static ulong Merge(ulong field, ulong offset, uint value) =>
+            (offset & 4) == 0 ? (field & ~0xFFFF_FFFFUL) | value : (field & 0xFFFF_FFFFUL) | ((ulong)value << 32);
+        if (offset < 0x28) { q.Desc = Merge(q.Desc, offset, value); }
+        else if (offset < 0x30) { q.Driver = Merge(q.Driver, offset, value); }
+        else { q.Device = Merge(q.Device, offset, value); }
+    }
+
+    private void WriteStatus(byte value)
+    {
+        if (value == 0) { DeviceReset(); return; }
+        var bits = (VirtioStatus)value;
+        if ((bits & VirtioStatus.FeaturesOk) != 0 && (_status & (byte)VirtioStatus.FeaturesOk) == 0)
+        {
+            // §2.2.2: the device refuses features it did not offer, and (§6.1) VERSION_1 is mandatory for a modern device.
+            bool ok = !RefuseFeatures && (DriverFeatures & ~OfferedFeatures) == 0 && (DriverFeatures & VirtioFeatures.Version1) != 0;
+            if (!ok) { bits &= ~VirtioStatus.FeaturesOk; }
+        }
+        // DEVICE_NEEDS_RESET is the device's to set; the driver cannot clear it short of a reset.
+        _status = (byte)((byte)bits | (_status & (byte)VirtioStatus.DeviceNeedsReset));
+        if ((bits & VirtioStatus.DriverOk) != 0)
+        {
+            foreach (var q in _queues)
+            {
+                if (q.Enabled && !TrySetUsedFlags(q)) { return; }
+            }
+        }
+    }
+
+    private void DeviceReset()
+    {
+        Resets++;
+        _status = 0;
+        _resetReadsLeft = ResetLatencyReads;
+        DriverFeatures = 0;
+        _queueSelect = 0;
+        _isr = 0;
+        foreach (var q in _queues) { q.Reset(); }
+        ActivePairs = 1;
+    }
+
+    // ------------------------------------------------------------------ data path (§2.7 split virtqueues)
+
+    private bool Live => (_status & ((byte)VirtioStatus.DriverOk | (byte)VirtioStatus.DeviceNeedsReset)) == (byte)VirtioStatus.DriverOk;
+
+    private void OnNotify(int queue)
+    {
+        if (MaxPairs > 1 && queue == 2 * MaxPairs) { ProcessControl(); return; }
+        int pair = queue / 2;
+        if (pair >= ActivePairs) { Violation($"doorbell of queue {queue}, but only {ActivePairs} pair(s) are switched on"); return; }
+        if (queue % 2 == 1) { ProcessTx(pair); }
+        else { Peer?.ProcessTx(pair); }   // receive buffers arrived: what the peer had waiting can flow
+    }
+
+    /// <summary>A malformed ring: the device needs a reset before it touches the rings again (§2.1.2).</summary>
+    private void NeedsReset(string why)
+    {
+        _status |= (byte)VirtioStatus.DeviceNeedsReset;
+        _generation++;
+        Violation(why + "; DEVICE_NEEDS_RESET set");
+    }
+
+    private void Violation(string what) => ProtocolViolation?.Invoke(what);
+
+    /// <summary>The control queue (§5.1.6.5): VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET is the one command understood.</summary>
+    private void ProcessControl()
+    {
+        var q = _queues[2 * MaxPairs];
+        if (!Live || !q.Enabled) { return; }
+        Span<byte> command = stackalloc byte[4];
+        while (TryRead16(q.Driver + 2, out ushort availIdx) && availIdx != q.LastAvail)
+        {
+            if (!TryRead16(q.Driver + 4 + 2UL * (ulong)(q.LastAvail % q.Size), out ushort head)) { return; }
+            if (!TryDescriptor(q, head, out var d0)) { return; }
+            if ((d0.Flags & (ushort)VirtqDescriptorFlags.Next) == 0 || d0.Length < 2) { NeedsReset("control command without an ack buffer"); return; }
+            if (!TryDescriptor(q, d0.Next, out var d1)) { return; }
+            if ((d1.Flags & (ushort)VirtqDescriptorFlags.Write) == 0 || d1.Length < 1) { NeedsReset("the control ack buffer is not device-writable"); return; }
+            var cmd = command[..(int)Math.Min(d0.Length, 4u)];
+            cmd.Clear();
+            if (!TryDma(d0.Address, cmd, toDriver: false)) { return; }
+            byte ack = 1;   // VIRTIO_NET_ERR
+            if (cmd.Length == 4 && cmd[0] == 4 && cmd[1] == 0)   // class MQ, VQ_PAIRS_SET
+            {
+                int pairs = cmd[2] | cmd[3] << 8;
+                if (pairs >= 1 && pairs <= MaxPairs) { ActivePairs = pairs; ack = 0; }
+            }
+            if (!TryDma(d1.Address, new Span<byte>(ref ack), toDriver: true)) { return; }
+            q.LastAvail++;
+            if (!TryPushUsed(q, head, 1)) { return; }
+        }
+    }
+
+    private bool TrySetUsedFlags(QueueState q)
+    {
+        Span<byte> flags = stackalloc byte[2];
+        BinaryPrimitives.WriteUInt16LittleEndian(flags, SuppressNotifications ? SplitVirtqueue.UsedNoNotify : (ushort)0);
+        return TryDma(q.Device, flags, toDriver: true);
+    }
+
+    /// <summary>Sends what the transmit queue holds while the peer can take it (§2.7.14 from the device's side).</summary>
+    private void ProcessTx(int pair)
+    {
+        var q = _queues[2 * pair + 1];
+        if (!Live || !q.Enabled || !TrySetUsedFlags(q)) { return; }
+        while (TryRead16(q.Driver + 2, out ushort availIdx) && availIdx != q.LastAvail)
+        {
+            if (!TryRead16(q.Driver + 4 + 2UL * (ulong)(q.LastAvail % q.Size), out ushort head)) { return; }
+            int length = Gather(q, head);
+            if (length < 0) { return; }
+            int payload = length - VirtioNetDevice.HeaderSize;
+            if (payload < 0) { NeedsReset($"a transmitted buffer of {length} bytes has no room for the virtio-net header"); return; }
+            if (Peer is { } peer && peer.Live)
+            {
+                int delivered = peer.TryDeliver(pair, _frame.AsSpan(VirtioNetDevice.HeaderSize, payload));
+                if (delivered == 0) { return; }   // wait for receive buffers
+                if (delivered > 0) { FramesSent++; } else { FramesDropped++; }   // < 0: the peer's ring is broken
+            }
+            else
+            {
+                FramesDropped++;
+            }
+            q.LastAvail++;
+            if (!TryPushUsed(q, head, 0)) { return; }
+        }
+    }
+
+    /// <summary>Copies a transmit chain into the frame buffer; its length, or -1 after flagging a malformed chain.</summary>
+    private int Gather(QueueState q, ushort head)
+    {
+        int total = 0;
+        ushort id = head;
+        for (int n = 0; ; n++)
+        {
+            if (n >= q.Size) { NeedsReset("a descriptor chain loops"); return -1; }
+            if (!TryDescriptor(q, id, out var d)) { return -1; }
+            if ((d.Flags & (ushort)VirtqDescriptorFlags.Write) != 0) { NeedsReset("a device-writable buffer in a transmit chain"); return -1; }
+            if (d.Length > (uint)(MaxFrame - total)) { NeedsReset($"a transmit chain longer than {MaxFrame} bytes"); return -1; }
+            if (!TryDma(d.Address, _frame.AsSpan(total, (int)d.Length), toDriver: false)) { return -1; }
+            total += (int)d.Length;
+            if ((d.Flags & (ushort)VirtqDescriptorFlags.Next) == 0) { return total; }
+            id = d.Next;
+        }
+    }
+
+    /// <summary>Puts <paramref name="frame"/> in the next receive buffer: 1 done, 0 no buffer yet, -1 the receive ring is malformed.</summary>
+    private int TryDeliver(int pair, ReadOnlySpan<byte> frame)
+    {
+        var q = _queues[2 * pair];
+        if (!q.Enabled || !TrySetUsedFlags(q)) { return 0; }
+        if (!TryRead16(q.Driver + 2, out ushort availIdx)) { return -1; }
+        if (availIdx == q.LastAvail) { return 0; }
+        if (!TryRead16(q.Driver + 4 + 2UL * (ulong)(q.LastAvail % q.Size), out ushort head)) { return -1; }
+        if (!TryDescriptor(q, head, out var d)) { return -1; }
+        if ((d.Flags & (ushort)VirtqDescriptorFlags.Write) == 0) { NeedsReset("a device-readable buffer in the receive queue"); return -1; }
+        if ((d.Flags & (ushort)VirtqDescriptorFlags.Next) != 0) { NeedsReset("the emulation takes single-buffer receive descriptors"); return -1; }
+        int needed = VirtioNetDevice.HeaderSize + frame.Length;
+        if (d.Length < needed) { NeedsReset($"a receive buffer of {d.Length} bytes for a {frame.Length}-byte frame"); return -1; }
+        // struct virtio_net_hdr (§5.1.6): no offloads, num_buffers = 1.
+        Span<byte> header = stackalloc byte[VirtioNetDevice.HeaderSize];
+        header.Clear();
+        BinaryPrimitives.WriteUInt16LittleEndian(header[10..], 1);
+        if (!TryDma(d.Address, header, toDriver: true)) { return -1; }
+        if (!TryDmaWrite(d.Address + (ulong)VirtioNetDevice.HeaderSize, frame)) { return -1; }
+        q.LastAvail++;
+        return TryPushUsed(q, head, (uint)needed) ? 1 : -1;
+    }
+
+    private bool TryPushUsed(QueueState q, ushort id, uint length)
+    {
+        Span<byte> element = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt32LittleEndian(element, id);
+        BinaryPrimitives.WriteUInt32LittleEndian(element[4..], length);
+        if (!TryDma(q.Device + 4 + 8UL * (ulong)(q.UsedIdx % q.Size), element, toDriver: true)) { return false; }
+        q.UsedIdx++;
+        // The element (and the buffer contents) are written before the index that publishes them.
+        Span<byte> index = stackalloc byte[2];
+        BinaryPrimitives.WriteUInt16LittleEndian(index, q.UsedIdx);
+        if (!TryDma(q.Device + 2, index, toDriver: true)) { return false; }
+        if (q.MsixVector != VirtioPciTransport.NoVector && InterruptWanted(q) && Context.SignalInterrupt(IrqIndex.Msix, q.MsixVector))
+        {
+            Interlocked.Increment(ref _interruptsRaised);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// §2.7.7.2: without EVENT_IDX, unless the driver set VIRTQ_AVAIL_F_NO_INTERRUPT; with it, when the used index
+    /// just passed used_event (the flag is then ignored). The used index moved by one since the last check.
+    /// </summary>
+    private bool InterruptWanted(QueueState q)
+    {
+        if ((DriverFeatures & VirtioFeatures.RingEventIndex) == 0)
+        {
+            return TryRead16(q.Driver, out ushort flags) && (flags & 1) == 0;
+        }
+        if (!TryRead16(q.Driver + 4 + 2UL * q.Size, out ushort usedEvent)) { return false; }
+        return (ushort)(q.UsedIdx - usedEvent - 1) < 1;
+    }
+
+    private ushort VectorOrNone(ulong value) => value < (ulong)MsixVectors ? (ushort)value : VirtioPciTransport.NoVector;
+
+    private readonly record struct Descriptor(ulong Address, uint Length, ushort Flags, ushort Next);
+
+    private bool TryDescriptor(QueueState q, ushort id, out Descriptor descriptor)
+    {
+        descriptor = default;
+        if (id >= q.Size) { NeedsReset($"descriptor {id} beyond the queue size {q.Size}"); return false; }
+        Span<byte> d = stackalloc byte[16];
+        if (!TryDma(q.Desc + 16UL * id, d, toDriver: false)) { return false; }
+        descriptor = new Descriptor(BinaryPrimitives.ReadUInt64LittleEndian(d), BinaryPrimitives.ReadUInt32LittleEndian(d[8..]),
+            BinaryPrimitives.ReadUInt16LittleEndian(d[12..]), BinaryPrimitives.ReadUInt16LittleEndian(d[14..]));
+        if ((descriptor.Flags & (ushort)VirtqDescriptorFlags.Indirect) != 0) { NeedsReset("an indirect descriptor, which was not negotiated"); return false; }
+        return true;
+    }
+
+    private bool TryRead16(ulong address, out ushort value)
+    {
+        Span<byte> b = stackalloc byte[2];
+        bool ok = TryDma(address, b, toDriver: false);
+        value = BinaryPrimitives.ReadUInt16LittleEndian(b);
+        return ok;
+    }
+
+    private bool TryDma(ulong address, Span<byte> data, bool toDriver) =>
+        toDriver ? TryTransfer(address, data, default) : TryTransfer(address, default, data);
+
+    private bool TryDmaWrite(ulong address, ReadOnlySpan<byte> data) => TryTransfer(address, data, default);
+
+    /// <summary>Writes <paramref name="source"/> to the driver's memory, or reads into <paramref name="destination"/>; false after flagging a failure.</summary>
+    private bool TryTransfer(ulong address, ReadOnlySpan<byte> source, Span<byte> destination)
+    {
+        bool write = !source.IsEmpty;
+        if (!BusMaster(address)) { return false; }
+        try
+        {
+            if (write) { Context.WriteDma(new DmaAddress(address), source); }
+            else { Context.ReadDma(new DmaAddress(address), destination); }
+            return true;
+        }
+        catch (Exception e) when (e is VfioException or IOException or TimeoutException)
+        {
+            NeedsReset($"DMA {(write ? "write" : "read")} of {(write ? source.Length : destination.Length)} bytes at 0x{address:x} failed: {e.Message}");
+            return false;
+        }
+    }
+
+    // PCI Local Bus 3.0 §6.2.2: without bus mastering the device may not touch memory.
+    private bool BusMaster(ulong address)
+    {
+        if ((Config.Command & PciCommand.BusMaster) != 0) { return true; }
+        NeedsReset($"DMA at 0x{address:x} with bus mastering off");
+        return false;
+    }
+
+    private sealed class QueueState(ushort max)
+    {
+        public ushort MaxSize { get; } = max;
+        public ushort Size { get; set; } = max;
+        public ushort MsixVector { get; set; } = VirtioPciTransport.NoVector;
+        public bool Enabled { get; set; }
+        public ulong Desc { get; set; }
+        public ulong Driver { get; set; }
+        public ulong Device { get; set; }
+        public ushort LastAvail { get; set; }
+        public ushort UsedIdx { get; set; }
+
+        public void Reset()
+        {
+            Size = MaxSize;
+            MsixVector = VirtioPciTransport.NoVector;
+            Enabled = false;
+            Desc = Driver = Device = 0;
+            LastAvail = UsedIdx = 0;
+        }
+    }
+}
