@@ -135,6 +135,24 @@ public static partial class Lab
         return (p.ExitCode, stdout, stderr.Result);
     }
 
+    /// <summary>
+    /// Binds the NVMe device to vfio-pci (the guest's nvme driver holds it at boot, and again after a remove and
+    /// rescan); later calls find it bound.
+    /// </summary>
+    public static PciAddress BoundNvme()
+    {
+        lock (s_bindLock)
+        {
+            var address = PciAddress.Parse(Nvme);
+            var host = new PciHost();
+            if (host.GetDevice(address).Driver != PciHost.VfioPciDriver)
+            {
+                host.BindToVfio(address);
+            }
+            return address;
+        }
+    }
+
     /// <summary>Makes sure the second edu device is bound to no driver (tests that bind it put it back too).</summary>
     public static PciAddress UnboundEdu2()
     {

@@ -158,8 +158,21 @@ internal sealed unsafe class EmulatedNvme : IPciDevice
         }
     }
 
+    /// <summary>Cancelled by <see cref="RequestRelease"/>, as the kernel's request interrupt would.</summary>
+    public CancellationToken ReleaseRequested => _releaseRequest.Token;
+
+    /// <summary>Asks for the device back, like a hot-unplug.</summary>
+    public void RequestRelease() => _releaseRequest.Cancel();
+
+    /// <summary>True after <see cref="Dispose"/>.</summary>
+    public bool Closed { get; private set; }
+
+    private readonly CancellationTokenSource _releaseRequest = new();
+
     public void Dispose()
     {
+        if (!Closed) { Log.Add("device closed"); }
+        Closed = true;
         _stopWorker = true;
         _kick.Set();
         _worker?.Join();
