@@ -89,7 +89,7 @@ public sealed partial class NvmeController : IDisposable
     /// <summary>Cancelled when <see cref="IsReleased"/> becomes true.</summary>
     public CancellationToken Released => _releasedSource.Token;
 
-    /// <summary>How long the last release took, from the request to the device being closed (null before one).</summary>
+    /// <summary>How long the release took, from the request to the device being closed (null before one).</summary>
     public TimeSpan? ReleaseDuration { get; private set; }
 
     /// <summary>How many times <see cref="Reset"/> has re-initialised the controller.</summary>
@@ -171,10 +171,11 @@ public sealed partial class NvmeController : IDisposable
             var controller = new NvmeController(device, bar, options, logger, cap, admin, scratch, msix);
             controller.Version = new NvmeVersion(bar.Read32(ControllerRegister.Vs));
             controller.Initialize(firstTime: true);
-            // The callback only queues the release: it may run on the poller's thread, or inline if the request
-            // came before this line, and stopping the device takes milliseconds.
+            // The callback only starts the release: it runs on the poller's thread, or inline if the request came
+            // before this line. A thread of its own, not the pool: the pool may be slow to add a worker while
+            // queue threads spin, and the kernel keeps the remover blocked meanwhile.
             controller._releaseRequest = device.ReleaseRequested.UnsafeRegister(
-                static s => ThreadPool.UnsafeQueueUserWorkItem(static c => c.ReleaseToHost(), (NvmeController)s!, preferLocal: false),
+                static s => new Thread(static c => ((NvmeController)c!).ReleaseToHost()) { IsBackground = true, Name = "nvme release" }.Start(s),
                 controller);
             LogOpened(logger, device.Address, controller.Identity.ModelNumber, controller.Identity.SerialNumber, controller.Version,
                 controller.Namespaces.Count, controller._grantedQueues);
@@ -591,16 +592,16 @@ public sealed partial class NvmeController : IDisposable
         lock (_adminLock)
         {
             if (_disposed) { return; }
-            bool stopped = Stop(deleteQueues: true);
+            bool stopped = Stop(deleteQueues: true, shutdown: true);
             FreeAfterStop(stopped);
         }
         _releaseRequest.Dispose();
     }
 
     /// <summary>
-    /// The host asked for the device back: stop it the same way as <see cref="Dispose"/> (without deleting I/O
-    /// queues one by one: disabling the controller deletes them), then fail the waiting I/O, free the memory and
-    /// close the device so the kernel can finish the removal. Runs on a thread-pool thread.
+    /// The host asked for the device back: stop it (disable, which deletes every queue in the controller, and bus
+    /// master off), fail the waiting I/O, close the device so the kernel can finish the removal, then free the
+    /// memory. Runs on a thread of its own.
     /// </summary>
     private void ReleaseToHost()
     {
@@ -609,20 +610,23 @@ public sealed partial class NvmeController : IDisposable
         {
             if (_disposed) { return; }
             LogReleaseRequested(_logger, _device.Address);
-            bool stopped = Stop(deleteQueues: false);
+            bool stopped = Stop(deleteQueues: false, shutdown: false);
             // The device no longer fetches commands or moves data, so waiters may now give up and their callers
             // reuse their buffers.
             _released = true;
             _releasedSource.Cancel();
             WaitForQueuesIdle(TimeSpan.FromMilliseconds(500));
+            // The kernel waits for the BAR mappings and the device fd only, and the stopped device no longer
+            // touches queue memory: close first, free after, so the remover is not kept waiting on IOMMU unmaps.
+            _bar.Dispose();
+            if (_options.DisposeDeviceOnReleaseRequest)
+            {
+                _device.Dispose();
+            }
+            ReleaseDuration = Time.GetElapsedTime(start);
             FreeAfterStop(stopped);
+            LogReleased(_logger, _device.Address, ReleaseDuration.Value.TotalMilliseconds);
         }
-        if (_options.DisposeDeviceOnReleaseRequest)
-        {
-            _device.Dispose();
-        }
-        ReleaseDuration = Time.GetElapsedTime(start);
-        LogReleased(_logger, _device.Address, ReleaseDuration.Value.TotalMilliseconds);
     }
 
     /// <summary>
@@ -647,15 +651,20 @@ public sealed partial class NvmeController : IDisposable
     }
 
     /// <summary>
-    /// Deletes the I/O queues (when asked and the controller is healthy), shuts the controller down, disables it
-    /// and clears bus mastering. Returns whether the device is known to have stopped DMA.
+    /// Deletes the I/O queues (when asked and the controller is healthy), shuts the controller down (when asked),
+    /// disables it and clears bus mastering. Returns whether the device is known to have stopped DMA.
     /// </summary>
-    private bool Stop(bool deleteQueues)
+    /// <remarks>
+    /// A release to the host skips the shutdown notification: disabling alone stops all DMA (a controller reset),
+    /// while CC.SHN also commits the volatile write cache, which NVMe leaves to Flush (data is durable once a Flush
+    /// completed) and which costs a whole host fsync under QEMU, blocking the remover for it.
+    /// </remarks>
+    private bool Stop(bool deleteQueues, bool shutdown)
     {
         bool stopped = false;
         try
         {
-            if (!_fatal)
+            if (!_fatal && shutdown)
             {
                 if (deleteQueues)
                 {

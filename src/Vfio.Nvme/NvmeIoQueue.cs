@@ -241,7 +241,7 @@ public sealed class NvmeIoQueue : IDisposable
             }
             if (++spins < 64) { continue; }
             spins = 0;
-            _controller.ThrowIfReleased();
+            LeaveIfReleased();
             var elapsed = time.GetElapsedTime(start);
             if (elapsed.Ticks >= nextHealthCheck)
             {
@@ -319,7 +319,7 @@ public sealed class NvmeIoQueue : IDisposable
         {
             ReapInternal();
             if (AllDone(tags)) { return; }
-            _controller.ThrowIfReleased();
+            LeaveIfReleased();
             _controller.CheckHealth();
             if (time.GetElapsedTime(start) > _controller.CommandTimeout)
             {
@@ -605,6 +605,15 @@ public sealed class NvmeIoQueue : IDisposable
         }
         // Checked again after taking the queue (the exchange is a full fence): a release that began in between
         // waits for IsBusy to clear, and this thread sees the flag here and never touches the BAR.
+        LeaveIfReleased();
+    }
+
+    /// <summary>
+    /// Once the controller is released, gives the queue up before throwing: the thread touches neither the BAR nor
+    /// queue memory again, so the release need not wait for the exception to unwind (slow the first time).
+    /// </summary>
+    private void LeaveIfReleased()
+    {
         if (_controller.IsReleased)
         {
             Exit();

@@ -10,7 +10,8 @@ internal sealed class KernelInterruptSet : IInterruptSet
     private readonly InterruptVector[] _vectors;
     private bool _disposed;
 
-    public KernelInterruptSet(VfioDevice device, IrqIndex index, int count, IrqFlags flags)
+    /// <summary>Enables the vectors; <paramref name="onSignal"/>, when given, is called on the poller's thread for each signal.</summary>
+    public KernelInterruptSet(VfioDevice device, IrqIndex index, int count, IrqFlags flags, Action? onSignal = null)
     {
         _device = device;
         Index = index;
@@ -20,7 +21,7 @@ internal sealed class KernelInterruptSet : IInterruptSet
         {
             for (int i = 0; i < count; i++)
             {
-                _vectors[i] = new InterruptVector(this, i, new EventFdSignal());
+                _vectors[i] = new InterruptVector(this, i, new EventFdSignal(onSignal));
             }
             Span<int> fds = stackalloc int[count];
             var refs = new bool[count];

@@ -257,21 +257,14 @@ public sealed partial class VfioDevice : IPciDevice
         if (Info.IrqCount <= (int)IrqIndex.Req) { return; }
         var info = GetIrqInfo(IrqIndex.Req);
         if (info.Count < 1 || (info.Flags & IrqFlags.Eventfd) == 0) { return; }
-        var set = new KernelInterruptSet(this, IrqIndex.Req, 1, info.Flags);
+        // Called on the poller's thread: the kernel is blocking the remover meanwhile, so no thread-pool hop.
+        var set = new KernelInterruptSet(this, IrqIndex.Req, 1, info.Flags, OnReleaseRequested);
         lock (_lock) { _irqSets[IrqIndex.Req] = set; }
-        _ = WaitForReleaseRequestAsync(set[0]);
     }
 
-    private async Task WaitForReleaseRequestAsync(IInterruptVector request)
+    private void OnReleaseRequested()
     {
-        try
-        {
-            await request.WaitAsync().ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-            return;   // the device was closed first
-        }
+        if (_releaseRequested.IsCancellationRequested) { return; }   // the kernel repeats the request every 10 s
         LogReleaseRequested(_logger, Address);
         try
         {
