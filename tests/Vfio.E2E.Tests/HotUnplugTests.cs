@@ -67,7 +67,7 @@ public sealed class HotUnplugTests
             Assert.True(io.Join(TimeSpan.FromSeconds(30)));
 
             SpinWait.SpinUntil(() => c.ReleaseDuration is not null, TimeSpan.FromSeconds(10));   // set just after the close
-            Report($"hot-unplug {Lab.Config}: sysfs remove blocked {removeTime.Elapsed.TotalMilliseconds:F0} ms; driver release " +
+            Lab.Report($"hot-unplug {Lab.Config}: sysfs remove blocked {removeTime.Elapsed.TotalMilliseconds:F0} ms; driver release " +
                 $"{c.ReleaseDuration?.TotalMilliseconds:F0} ms; {completed} I/Os before");
             var error = Assert.IsType<DeviceReleasedException>(ioError);
             Assert.Equal(address, error.Device);
@@ -99,11 +99,5 @@ public sealed class HotUnplugTests
         File.WriteAllText("/sys/bus/pci/rescan", "1");
         Assert.True(SpinWait.SpinUntil(() => Directory.Exists(dir) && Lab.Driver(address.ToString()) is not null, TimeSpan.FromSeconds(60)),
             $"{address} did not come back after a rescan");
-    }
-
-    private static void Report(string line)
-    {
-        TestContext.Current.TestOutputHelper?.WriteLine(line);
-        File.AppendAllText(Path.Combine(Lab.OutDir, "faults.txt"), line + Environment.NewLine, System.Text.Encoding.UTF8);
     }
 }

@@ -109,6 +109,13 @@ public static partial class Lab
         return n;
     }
 
+    /// <summary>Records a measured figure: in the test's output and in faults.txt of the lab's output directory.</summary>
+    public static void Report(string line)
+    {
+        TestContext.Current.TestOutputHelper?.WriteLine(line);
+        File.AppendAllText(Path.Combine(OutDir, "faults.txt"), line + Environment.NewLine);
+    }
+
     /// <summary>The calling thread's kernel id (what the kernel logs as task_pid_nr(current)).</summary>
     [LibraryImport("libc", EntryPoint = "gettid")]
     public static partial int GetTid();
