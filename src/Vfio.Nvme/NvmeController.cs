@@ -12,6 +12,9 @@ namespace Vfio.Nvme;
 /// specification's initialisation sequence (NVMe 1.4 §7.6.1), identified, and shut down in order on
 /// <see cref="Dispose"/>. I/O goes through <see cref="NvmeIoQueue"/>s created with <see cref="CreateIoQueue"/>,
 /// one per submitting thread. The caller keeps owning <see cref="IPciDevice"/> and disposes it after the controller.
+/// <para>When the host asks for the device back (<see cref="IPciDevice.ReleaseRequested"/>), the controller stops
+/// the device, fails waiting and new I/O with <see cref="DeviceReleasedException"/>, frees its memory and (by default,
+/// <see cref="NvmeControllerOptions.DisposeDeviceOnReleaseRequest"/>) disposes the device, without the owner's help.</para>
 /// </summary>
 public sealed partial class NvmeController : IDisposable
 {
@@ -28,6 +31,9 @@ public sealed partial class NvmeController : IDisposable
     private ushort _adminCid;
     private int _grantedQueues;
     private volatile bool _fatal;
+    private volatile bool _released;
+    private readonly CancellationTokenSource _releasedSource = new();
+    private CancellationTokenRegistration _releaseRequest;
     private bool _disposed;
 
     private NvmeController(IPciDevice device, IDeviceRegion bar, NvmeControllerOptions options, ILogger logger,
@@ -73,6 +79,21 @@ public sealed partial class NvmeController : IDisposable
 
     /// <summary>True after the controller reported a fatal status or a command timed out; <see cref="Reset"/> clears it.</summary>
     public bool IsFaulted => _fatal;
+
+    /// <summary>
+    /// True once the controller gave the device back to the host after <see cref="IPciDevice.ReleaseRequested"/>:
+    /// every operation then throws <see cref="DeviceReleasedException"/>.
+    /// </summary>
+    public bool IsReleased => _released;
+
+    /// <summary>Cancelled when <see cref="IsReleased"/> becomes true.</summary>
+    public CancellationToken Released => _releasedSource.Token;
+
+    /// <summary>
+    /// How long the release took, from the request to the device being closed; set once the release is complete
+    /// (memory freed too), null before.
+    /// </summary>
+    public TimeSpan? ReleaseDuration { get; private set; }
 
     /// <summary>How many times <see cref="Reset"/> has re-initialised the controller.</summary>
     public int ResetCount { get; private set; }
@@ -153,6 +174,12 @@ public sealed partial class NvmeController : IDisposable
             var controller = new NvmeController(device, bar, options, logger, cap, admin, scratch, msix);
             controller.Version = new NvmeVersion(bar.Read32(ControllerRegister.Vs));
             controller.Initialize(firstTime: true);
+            // The callback only starts the release: it runs on the poller's thread, or inline if the request came
+            // before this line. A thread of its own, not the pool: the pool may be slow to add a worker while
+            // queue threads spin, and the kernel keeps the remover blocked meanwhile.
+            controller._releaseRequest = device.ReleaseRequested.UnsafeRegister(
+                static s => new Thread(static c => ((NvmeController)c!).ReleaseToHost()) { IsBackground = true, Name = "nvme release" }.Start(s),
+                controller);
             LogOpened(logger, device.Address, controller.Identity.ModelNumber, controller.Identity.SerialNumber, controller.Version,
                 controller.Namespaces.Count, controller._grantedQueues);
             return controller;
@@ -181,7 +208,7 @@ public sealed partial class NvmeController : IDisposable
     {
         lock (_adminLock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             LogResetting(_logger, _device.Address, _fatal);
             foreach (var q in _ioQueues) { q.AbandonInFlight(); }
             try
@@ -211,7 +238,7 @@ public sealed partial class NvmeController : IDisposable
         options ??= new NvmeIoQueueOptions();
         lock (_adminLock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             ThrowIfFaulted();
             int qid = 1;
             while (qid <= _grantedQueues && _ioQueues.Exists(q => q.QueueId == qid)) { qid++; }
@@ -267,7 +294,7 @@ public sealed partial class NvmeController : IDisposable
     {
         lock (_adminLock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             ThrowIfFaulted();
             return ExecuteAdminLocked(command);
         }
@@ -278,7 +305,7 @@ public sealed partial class NvmeController : IDisposable
     {
         lock (_adminLock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             ThrowIfFaulted();
             return IdentifyLocked(cns, nsid);
         }
@@ -494,6 +521,21 @@ public sealed partial class NvmeController : IDisposable
 
     internal void MarkFaulted() => _fatal = true;
 
+    /// <summary>Throws <see cref="DeviceReleasedException"/> after a release to the host, else ObjectDisposedException after Dispose.</summary>
+    internal void ThrowIfUnusable()
+    {
+        ThrowIfReleased();
+        ObjectDisposedException.ThrowIf(_disposed, this);
+    }
+
+    internal void ThrowIfReleased()
+    {
+        if (_released)
+        {
+            throw new DeviceReleasedException(_device.Address, "the NVMe controller was stopped and its queues freed");
+        }
+    }
+
     internal void ThrowIfFaulted()
     {
         if (_fatal)
@@ -553,10 +595,84 @@ public sealed partial class NvmeController : IDisposable
         lock (_adminLock)
         {
             if (_disposed) { return; }
-            bool stopped = false;
-            try
+            bool stopped = Stop(deleteQueues: true, shutdown: true);
+            FreeAfterStop(stopped);
+        }
+        _releaseRequest.Dispose();
+    }
+
+    /// <summary>
+    /// The host asked for the device back: stop it (disable, which deletes every queue in the controller, and bus
+    /// master off), fail the waiting I/O, close the device so the kernel can finish the removal, then free the
+    /// memory. Runs on a thread of its own.
+    /// </summary>
+    private void ReleaseToHost()
+    {
+        long start = Time.GetTimestamp();
+        lock (_adminLock)
+        {
+            if (_disposed) { return; }
+            LogReleaseRequested(_logger, _device.Address);
+            bool stopped = Stop(deleteQueues: false, shutdown: false);
+            // The device no longer fetches commands or moves data, so waiters may now give up and their callers
+            // reuse their buffers.
+            _released = true;
+            _releasedSource.Cancel();
+            WaitForQueuesIdle(TimeSpan.FromMilliseconds(500));
+            // The kernel waits for the BAR mappings and the device fd only, and the stopped device no longer
+            // touches queue memory: close first, free after, so the remover is not kept waiting on IOMMU unmaps.
+            _bar.Dispose();
+            if (_options.DisposeDeviceOnReleaseRequest)
             {
-                if (!_fatal)
+                _device.Dispose();
+            }
+            // Measured to the close (what the remover waits for), published once the memory is freed too, so a
+            // non-null ReleaseDuration means the release is complete.
+            var closedAfter = Time.GetElapsedTime(start);
+            FreeAfterStop(stopped);
+            ReleaseDuration = closedAfter;
+            LogReleased(_logger, _device.Address, closedAfter.TotalMilliseconds);
+        }
+    }
+
+    /// <summary>
+    /// Waits until no thread is inside an operation of an I/O queue: each sees <see cref="IsReleased"/> within one
+    /// poll or interrupt wait and leaves. The BAR must not be unmapped under a thread about to ring a doorbell.
+    /// </summary>
+    private void WaitForQueuesIdle(TimeSpan limit)
+    {
+        long start = Time.GetTimestamp();
+        foreach (var q in _ioQueues)
+        {
+            while (q.IsBusy)
+            {
+                if (Time.GetElapsedTime(start) > limit)
+                {
+                    LogTeardownProblem(_logger, _device.Address, $"I/O queue {q.QueueId} is still in an operation after {limit.TotalMilliseconds} ms");
+                    break;
+                }
+                Thread.Sleep(1);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Deletes the I/O queues (when asked and the controller is healthy), shuts the controller down (when asked),
+    /// disables it and clears bus mastering. Returns whether the device is known to have stopped DMA.
+    /// </summary>
+    /// <remarks>
+    /// A release to the host skips the shutdown notification: disabling alone stops all DMA (a controller reset),
+    /// while CC.SHN also commits the volatile write cache, which NVMe leaves to Flush (data is durable once a Flush
+    /// completed) and which costs a whole host fsync under QEMU, blocking the remover for it.
+    /// </remarks>
+    private bool Stop(bool deleteQueues, bool shutdown)
+    {
+        bool stopped = false;
+        try
+        {
+            if (!_fatal && shutdown)
+            {
+                if (deleteQueues)
                 {
                     foreach (var q in _ioQueues.ToArray())
                     {
@@ -571,51 +687,57 @@ public sealed partial class NvmeController : IDisposable
                             break;
                         }
                     }
-                    uint cc = _bar.Read32(ControllerRegister.Cc);
-                    _bar.Write32(ControllerRegister.Cc, ControllerConfiguration.WithShutdown(cc, ShutdownNotification.Normal));
-                    WaitForStatus(static s => ControllerConfiguration.GetShutdownStatus(s) == ShutdownStatus.Complete || ControllerConfiguration.IsFatal(s),
-                        "CSTS.SHST = complete after CC.SHN = normal", ReadyTimeout);
                 }
-                Disable();
-                stopped = true;
+                uint cc = _bar.Read32(ControllerRegister.Cc);
+                _bar.Write32(ControllerRegister.Cc, ControllerConfiguration.WithShutdown(cc, ShutdownNotification.Normal));
+                WaitForStatus(static s => ControllerConfiguration.GetShutdownStatus(s) == ShutdownStatus.Complete || ControllerConfiguration.IsFatal(s),
+                    "CSTS.SHST = complete after CC.SHN = normal", ReadyTimeout);
             }
-            catch (Exception e) when (e is NvmeException or TimeoutException or VfioException)
-            {
-                LogTeardownProblem(_logger, _device.Address, e.Message);
-            }
-            try
-            {
-                // PCI Local Bus 3.0 §6.2.2: with Bus Master clear the function starts no memory transactions.
-                _device.Config.BusMaster = false;
-                stopped = true;
-            }
-            catch (VfioException e)
-            {
-                LogTeardownProblem(_logger, _device.Address, $"clearing bus master: {e.Message}");
-            }
-            _disposed = true;
-            _msix?.Dispose();
-            if (stopped)
-            {
-                foreach (var q in _ioQueues)
-                {
-                    q.Pair.ReleaseOwnership();
-                    q.ReleaseBufferOwnership();
-                    q.DisposeMemory();
-                }
-                _admin.ReleaseOwnership();
-                _admin.Dispose();
-                _scratchLease?.Dispose();
-                _scratch.Dispose();
-            }
-            else
-            {
-                LogQueueMemoryKept(_logger, _device.Address, -1);
-            }
-            _ioQueues.Clear();
-            _bar.Dispose();
-            LogClosed(_logger, _device.Address);
+            Disable();
+            stopped = true;
         }
+        catch (Exception e) when (e is NvmeException or TimeoutException or VfioException)
+        {
+            LogTeardownProblem(_logger, _device.Address, e.Message);
+        }
+        try
+        {
+            // PCI Local Bus 3.0 §6.2.2: with Bus Master clear the function starts no memory transactions.
+            _device.Config.BusMaster = false;
+            stopped = true;
+        }
+        catch (VfioException e)
+        {
+            LogTeardownProblem(_logger, _device.Address, $"clearing bus master: {e.Message}");
+        }
+        return stopped;
+    }
+
+    /// <summary>Disables MSI-X and frees queue and PRP memory (kept allocated when the device may still DMA), then unmaps BAR0.</summary>
+    private void FreeAfterStop(bool stopped)
+    {
+        _disposed = true;
+        _msix?.Dispose();
+        if (stopped)
+        {
+            foreach (var q in _ioQueues)
+            {
+                q.Pair.ReleaseOwnership();
+                q.ReleaseBufferOwnership();
+                q.DisposeMemory();
+            }
+            _admin.ReleaseOwnership();
+            _admin.Dispose();
+            _scratchLease?.Dispose();
+            _scratch.Dispose();
+        }
+        else
+        {
+            LogQueueMemoryKept(_logger, _device.Address, -1);
+        }
+        _ioQueues.Clear();
+        _bar.Dispose();
+        LogClosed(_logger, _device.Address);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message =
@@ -634,6 +756,12 @@ public sealed partial class NvmeController : IDisposable
     [LoggerMessage(Level = LogLevel.Warning, Message =
         "{Device}: the controller could not be stopped, so the memory of queue {Queue} (-1: all) stays allocated until the process exits")]
     private static partial void LogQueueMemoryKept(ILogger logger, PciAddress device, int queue);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: the host asks for the NVMe controller back; stopping it and failing its I/O")]
+    private static partial void LogReleaseRequested(ILogger logger, PciAddress device);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Device}: NVMe controller released to the host in {Milliseconds:F1} ms")]
+    private static partial void LogReleased(ILogger logger, PciAddress device, double milliseconds);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "{Device}: NVMe controller shut down")]
     private static partial void LogClosed(ILogger logger, PciAddress device);

@@ -241,6 +241,7 @@ public sealed class NvmeIoQueue : IDisposable
             }
             if (++spins < 64) { continue; }
             spins = 0;
+            LeaveIfReleased();
             var elapsed = time.GetElapsedTime(start);
             if (elapsed.Ticks >= nextHealthCheck)
             {
@@ -318,6 +319,7 @@ public sealed class NvmeIoQueue : IDisposable
         {
             ReapInternal();
             if (AllDone(tags)) { return; }
+            LeaveIfReleased();
             _controller.CheckHealth();
             if (time.GetElapsedTime(start) > _controller.CommandTimeout)
             {
@@ -331,7 +333,7 @@ public sealed class NvmeIoQueue : IDisposable
             // Sleep until the controller signals this queue's vector. The eventfd counts signals, so one that
             // arrived between the reap above and this wait is not lost. The slice bounds the sleep so the
             // timeout and CSTS are still checked if a signal never comes.
-            using var slice = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            using var slice = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _controller.Released);
             slice.CancelAfter(TimeSpan.FromMilliseconds(100));
             try
             {
@@ -595,14 +597,34 @@ public sealed class NvmeIoQueue : IDisposable
 
     private void Enter()
     {
+        _controller.ThrowIfReleased();
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (Interlocked.Exchange(ref _busy, 1) != 0)
         {
             throw new InvalidOperationException($"NVMe I/O queue {QueueId} is in use by another operation; use one queue per thread");
         }
+        // Checked again after taking the queue (the exchange is a full fence): a release that began in between
+        // waits for IsBusy to clear, and this thread sees the flag here and never touches the BAR.
+        LeaveIfReleased();
+    }
+
+    /// <summary>
+    /// Once the controller is released, gives the queue up before throwing: the thread touches neither the BAR nor
+    /// queue memory again, so the release need not wait for the exception to unwind (slow the first time).
+    /// </summary>
+    private void LeaveIfReleased()
+    {
+        if (_controller.IsReleased)
+        {
+            Exit();
+            _controller.ThrowIfReleased();
+        }
     }
 
     private void Exit() => Volatile.Write(ref _busy, 0);
+
+    /// <summary>True while a thread is inside an operation on this queue.</summary>
+    internal bool IsBusy => Volatile.Read(ref _busy) != 0;
 
     /// <summary>Before a controller reset: every command in flight ends as aborted (SQ deletion, NVMe 1.4 Figure 127).</summary>
     internal void AbandonInFlight()

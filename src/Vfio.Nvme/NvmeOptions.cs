@@ -27,6 +27,15 @@ public sealed record NvmeControllerOptions
     /// </summary>
     public TimeSpan MinimumReadyTimeout { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// When the host asks for the device back (<see cref="Devices.IPciDevice.ReleaseRequested"/>: hot-unplug, sysfs
+    /// remove, unbind), the controller always stops the device and fails pending and new I/O with
+    /// <see cref="DeviceReleasedException"/>; with this set (the default) it then also disposes the
+    /// <see cref="Devices.IPciDevice"/>, which is what lets the kernel finish the removal. The owner's later
+    /// Dispose of the device is then a no-op. Turn it off only when the owner handles the request itself.
+    /// </summary>
+    public bool DisposeDeviceOnReleaseRequest { get; init; } = true;
+
     /// <summary>Clock for timeouts (tests pass a fake one).</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 

@@ -57,6 +57,8 @@ internal abstract class HostedDevice : IPciDevice
     public DeviceInfo Info => _inner.Info;
     public PciConfigSpace Config { get; }
     public IDmaAllocator Dma => _inner.Dma;
+    /// <summary>The host's request for the device back; a test emulator overrides it to simulate a hot-unplug.</summary>
+    public virtual CancellationToken ReleaseRequested => CancellationToken.None;
     public RegionInfo GetRegionInfo(int index) => _inner.GetRegionInfo(index);
     public IDeviceRegion OpenRegion(int index) => _inner.OpenRegion(index);
     public IrqInfo GetIrqInfo(IrqIndex index) => _inner.GetIrqInfo(index);

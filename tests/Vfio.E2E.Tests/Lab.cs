@@ -109,6 +109,13 @@ public static partial class Lab
         return n;
     }
 
+    /// <summary>Records a measured figure: in the test's output and in faults.txt of the lab's output directory.</summary>
+    public static void Report(string line)
+    {
+        TestContext.Current.TestOutputHelper?.WriteLine(line);
+        File.AppendAllText(Path.Combine(OutDir, "faults.txt"), line + Environment.NewLine);
+    }
+
     /// <summary>The calling thread's kernel id (what the kernel logs as task_pid_nr(current)).</summary>
     [LibraryImport("libc", EntryPoint = "gettid")]
     public static partial int GetTid();
@@ -133,6 +140,24 @@ public static partial class Lab
         string stdout = p.StandardOutput.ReadToEnd();
         p.WaitForExit();
         return (p.ExitCode, stdout, stderr.Result);
+    }
+
+    /// <summary>
+    /// Binds the NVMe device to vfio-pci (the guest's nvme driver holds it at boot, and again after a remove and
+    /// rescan); later calls find it bound.
+    /// </summary>
+    public static PciAddress BoundNvme()
+    {
+        lock (s_bindLock)
+        {
+            var address = PciAddress.Parse(Nvme);
+            var host = new PciHost();
+            if (host.GetDevice(address).Driver != PciHost.VfioPciDriver)
+            {
+                host.BindToVfio(address);
+            }
+            return address;
+        }
     }
 
     /// <summary>Makes sure the second edu device is bound to no driver (tests that bind it put it back too).</summary>

@@ -15,23 +15,7 @@ namespace Vfio.E2E.Tests;
 [Trait("lab", Lab.Type1)]
 public sealed class NvmeTests
 {
-    private static readonly object s_bindLock = new();
-
-    private static PciAddress BoundNvme()
-    {
-        lock (s_bindLock)
-        {
-            var address = PciAddress.Parse(Lab.Nvme);
-            var host = new PciHost();
-            if (host.GetDevice(address).Driver != PciHost.VfioPciDriver)
-            {
-                host.BindToVfio(address);     // the guest's nvme driver holds it at boot
-            }
-            return address;
-        }
-    }
-
-    private static VfioDevice OpenDevice() => VfioDevice.Open(BoundNvme(), new VfioOpenOptions { AllowNoIommu = true });
+    private static VfioDevice OpenDevice() => VfioDevice.Open(Lab.BoundNvme(), new VfioOpenOptions { AllowNoIommu = true });
 
     private static byte[] Pattern(int length, int seed)
     {

@@ -30,15 +30,18 @@ internal abstract class EventFdInterruptSet : IInterruptSet
         ? _vectors[vector]
         : throw new ArgumentOutOfRangeException(nameof(vector), vector, $"{Index} has vectors 0..{_vectors.Length - 1} enabled");
 
-    /// <summary>Creates one eventfd per vector and wires them all as triggers; on failure closes them and rethrows.</summary>
-    protected void Open()
+    /// <summary>
+    /// Creates one eventfd per vector and wires them all as triggers; on failure closes them and rethrows.
+    /// <paramref name="onSignal"/>, when given, is called on the poller's thread for each signal.
+    /// </summary>
+    protected void Open(Action? onSignal = null)
     {
         var signals = new EventFdSignal[_vectors.Length];
         try
         {
             for (int i = 0; i < signals.Length; i++)
             {
-                signals[i] = new EventFdSignal();
+                signals[i] = new EventFdSignal(onSignal);
                 _vectors[i] = new EventFdVector(this, i, signals[i]);
             }
             WireTriggers(signals);

@@ -63,6 +63,16 @@ public interface IPciDevice : IDisposable
     /// <summary>Allocates DMA memory this device can reach, addressed as the device must see it.</summary>
     IDmaAllocator Dma { get; }
 
+    /// <summary>
+    /// Cancelled when the host asks for the device back: a hot-unplug, a sysfs <c>remove</c> or an unbind from
+    /// vfio-pci. The kernel then waits (blocking the remover) until the process closes the device, so the owner
+    /// must stop using it, stop its DMA and dispose it promptly. For kernel VFIO this is the request interrupt
+    /// (<see cref="IrqIndex.Req"/>), watched from open on; backends without such a notification never cancel it.
+    /// Callbacks registered on the token run on the thread that observed the request and should hand long work
+    /// to another thread.
+    /// </summary>
+    CancellationToken ReleaseRequested => CancellationToken.None;
+
     /// <summary>Resets the device (function-level or bus reset, as the kernel offers).</summary>
     /// <exception cref="ResetNotSupportedException">The device has no reset VFIO can perform.</exception>
     void Reset();

@@ -124,3 +124,14 @@ public sealed class VfioUnavailableException(string detail, string? hint = null)
 public sealed class ResetNotSupportedException(PciAddress device)
     : VfioException("device does not support reset (VFIO_DEVICE_FLAGS_RESET is clear: no FLR, PM reset or bus reset)", device,
         "reinitialise the device through its own registers instead");
+
+/// <summary>
+/// The host took the device back (hot-unplug, or an unbind through sysfs): the kernel raised the VFIO request
+/// interrupt (<see cref="Devices.IPciDevice.ReleaseRequested"/>) and the driver stopped the device and released it.
+/// Work that was pending or submitted afterwards fails with this exception; the process goes on. To use the device
+/// again, wait until it reappears (<c>echo 1 &gt; /sys/bus/pci/rescan</c> after a sysfs remove), bind it to vfio-pci
+/// and open it anew.
+/// </summary>
+public sealed class DeviceReleasedException(PciAddress device, string detail)
+    : VfioException($"the host asked for the device back and the driver released it: {detail}", device,
+        "the device is no longer usable through this handle; reopen it once it is back and bound to vfio-pci");

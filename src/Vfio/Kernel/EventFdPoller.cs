@@ -100,11 +100,18 @@ internal sealed class EventFdSignal : IDisposable
     private readonly object _lock = new();
     private readonly Queue<Waiter> _waiters = new();
     private readonly ulong _id;
+    private readonly Action? _onSignal;
     private ulong _pending;
     private bool _disposed;
 
-    public EventFdSignal()
+    /// <summary>
+    /// Creates the eventfd and starts watching it. With <paramref name="onSignal"/>, every signal is consumed by a
+    /// call to it on the poller's thread (no thread-pool hop: for notifications under a deadline, such as the
+    /// request to release a device) instead of being kept for waiters.
+    /// </summary>
+    public EventFdSignal(Action? onSignal = null)
     {
+        _onSignal = onSignal;
         Handle = new SafeFdHandle(Errno.Check(
             Interop.Libc.eventfd(0, Interop.Libc.EFD_CLOEXEC | Interop.Libc.EFD_NONBLOCK), "eventfd"));
         try
@@ -169,10 +176,16 @@ internal sealed class EventFdSignal : IDisposable
     {
         Waiter? toComplete = null;
         ulong count = 0;
+        bool notify = false;
         lock (_lock)
         {
             if (_disposed) { return; }
             DrainLocked();
+            if (_onSignal is not null)
+            {
+                notify = _pending > 0;
+                _pending = 0;
+            }
             while (_pending > 0 && _waiters.Count > 0)
             {
                 var w = _waiters.Dequeue();
@@ -186,6 +199,7 @@ internal sealed class EventFdSignal : IDisposable
         }
         // Completing outside the lock: continuations run asynchronously anyway, this only keeps the lock short.
         toComplete?.Complete(count);
+        if (notify) { _onSignal!(); }
     }
 
     private unsafe void DrainLocked()

@@ -8,11 +8,12 @@ internal sealed class KernelInterruptSet : EventFdInterruptSet
 {
     private readonly VfioDevice _device;
 
-    public KernelInterruptSet(VfioDevice device, IrqIndex index, int count, IrqFlags flags)
+    /// <summary>Enables the vectors; <paramref name="onSignal"/>, when given, is called on the poller's thread for each signal.</summary>
+    public KernelInterruptSet(VfioDevice device, IrqIndex index, int count, IrqFlags flags, Action? onSignal = null)
         : base(index, count, flags)
     {
         _device = device;
-        Open();
+        Open(onSignal);
     }
 
     protected override void WireTriggers(EventFdSignal[] signals)

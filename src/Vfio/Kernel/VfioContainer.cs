@@ -173,6 +173,13 @@ public sealed partial class VfioContainer : IDisposable, IIommuMapper
     public unsafe void UnmapDma(Iova iova, ulong size)
     {
         RequireType1("VFIO_IOMMU_UNMAP_DMA");
+        if (Handle.IsClosed)
+        {
+            // Closing the container released its IOMMU domain and every mapping in it (vfio_iommu_type1_release):
+            // nothing is left to unmap, and the pages may be freed. Happens when a driver closed the device on a
+            // hot-unplug before its owner freed the buffers.
+            return;
+        }
         var unmap = new vfio_iommu_type1_dma_unmap
         {
             argsz = (uint)sizeof(vfio_iommu_type1_dma_unmap),

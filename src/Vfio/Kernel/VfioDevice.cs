@@ -24,6 +24,7 @@ public sealed partial class VfioDevice : IPciDevice
     private readonly object _lock = new();
     private readonly KernelRegion _configRegion;
     private readonly bool _allowMigratablePages;
+    private readonly CancellationTokenSource _releaseRequested = new();
     private bool _disposed;
 
     private VfioDevice(PciAddress address, SafeFdHandle handle, VfioGroup group, VfioContainer container, bool ownsContainer,
@@ -40,6 +41,7 @@ public sealed partial class VfioDevice : IPciDevice
         _regionCache = new RegionInfo?[Math.Max(info.RegionCount, 0)];
         _configRegion = new KernelRegion(handle, address, GetRegionInfo(PciRegion.Config), map: false);
         Config = new PciConfigSpace(_configRegion);
+        WatchReleaseRequests();
     }
 
     /// <inheritdoc />
@@ -68,6 +70,14 @@ public sealed partial class VfioDevice : IPciDevice
 
     /// <inheritdoc />
     public PciConfigSpace Config { get; }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// vfio-pci signals the request interrupt (<c>VFIO_PCI_REQ_IRQ_INDEX</c>) from its remove path and then blocks
+    /// the remover until the device fd and every mapping of it are closed, repeating the signal every 10 s
+    /// (drivers/vfio/vfio_main.c, <c>vfio_unregister_group_dev</c>).
+    /// </remarks>
+    public CancellationToken ReleaseRequested { get; private set; }
 
     /// <inheritdoc />
     public IDmaAllocator Dma => _container.GetDmaAllocator(_allowMigratablePages);
@@ -223,6 +233,10 @@ public sealed partial class VfioDevice : IPciDevice
         }
         lock (_lock)
         {
+            if (index == IrqIndex.Req)
+            {
+                throw new InvalidOperationException($"the library watches the request interrupt of {Address} itself; use ReleaseRequested");
+            }
             if (_irqSets.ContainsKey(index))
             {
                 throw new InvalidOperationException($"{index} interrupts of {Address} are already enabled; dispose that set first");
@@ -230,6 +244,35 @@ public sealed partial class VfioDevice : IPciDevice
             var set = new KernelInterruptSet(this, index, count, info.Flags);
             _irqSets[index] = set;
             return set;
+        }
+    }
+
+    /// <summary>
+    /// Wires the request interrupt to an eventfd the shared poller watches; its first signal cancels
+    /// <see cref="ReleaseRequested"/>. Closing the device disables the index and ends the watch.
+    /// </summary>
+    private void WatchReleaseRequests()
+    {
+        ReleaseRequested = _releaseRequested.Token;
+        if (Info.IrqCount <= (int)IrqIndex.Req) { return; }
+        var info = GetIrqInfo(IrqIndex.Req);
+        if (info.Count < 1 || (info.Flags & IrqFlags.Eventfd) == 0) { return; }
+        // Called on the poller's thread: the kernel is blocking the remover meanwhile, so no thread-pool hop.
+        var set = new KernelInterruptSet(this, IrqIndex.Req, 1, info.Flags, OnReleaseRequested);
+        lock (_lock) { _irqSets[IrqIndex.Req] = set; }
+    }
+
+    private void OnReleaseRequested()
+    {
+        if (_releaseRequested.IsCancellationRequested) { return; }   // the kernel repeats the request every 10 s
+        LogReleaseRequested(_logger, Address);
+        try
+        {
+            _releaseRequested.Cancel();
+        }
+        catch (AggregateException e)
+        {
+            LogTeardownProblem(_logger, Address, $"a ReleaseRequested callback failed: {e.InnerException?.Message}");
         }
     }
 
@@ -321,6 +364,9 @@ public sealed partial class VfioDevice : IPciDevice
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Device} opened through VFIO group {Group} in {Mode} mode")]
     private static partial void LogOpened(ILogger logger, PciAddress device, string group, VfioMode mode);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: the kernel asks for the device back (VFIO request interrupt); it stays blocked until the device is closed")]
+    private static partial void LogReleaseRequested(ILogger logger, PciAddress device);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Device} reset")]
     private static partial void LogReset(ILogger logger, PciAddress device);

@@ -78,8 +78,21 @@ internal sealed class EmulatedNvme : HostedDevice
 
     public void ExpectViolations() => ViolationsExpected = true;
 
+    /// <summary>Cancelled by <see cref="RequestRelease"/>, as the kernel's request interrupt would be.</summary>
+    public override CancellationToken ReleaseRequested => _releaseRequest.Token;
+
+    /// <summary>Asks for the device back, like a hot-unplug.</summary>
+    public void RequestRelease() => _releaseRequest.Cancel();
+
+    /// <summary>True once the device was disposed (closed, in VFIO terms).</summary>
+    public bool Closed { get; private set; }
+
+    private readonly CancellationTokenSource _releaseRequest = new();
+
     protected override void OnDisposed()
     {
+        if (!Closed) { Log.Add("device closed"); }
+        Closed = true;
         Model.Dispose();
         if (!ViolationsExpected) { Assert.Empty(Violations); }
     }
