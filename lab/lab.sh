@@ -211,6 +211,102 @@ make_initramfs() {
   rm -rf "$r"
 }
 
+# -------------------------------------------------------------------------------------------------
+# The second guest kernel: Debian's linux-source-6.12 built from source with everything in
+# (lab/kernel-6.12.config), for the VFIO device cdev and iommufd (6.6+), and its uapi headers,
+# which the unit tests' layout probe compiles against (linux-libc-dev on bookworm is 6.1 and has no
+# linux/iommufd.h).
+# -------------------------------------------------------------------------------------------------
+
+K612_PACKAGES=(linux-source-6.12 bc bison flex libelf-dev libssl-dev make gcc xz-utils)
+K612_FRAGMENT="$LAB_DIR/kernel-6.12.config"
+K612_TARBALL=/usr/src/linux-source-6.12.tar.xz
+K612_BACKPORTS=/etc/apt/sources.list.d/vfio-lab-bookworm-backports.sources
+
+ensure_612_packages() {
+  local missing=() p
+  for p in "${K612_PACKAGES[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt_update_once
+    # bookworm gets linux-source-6.12 through bookworm-security; where the sources do not offer it,
+    # add bookworm-backports in a list of its own (backports are pinned low: nothing else upgrades).
+    if ! apt-cache policy linux-source-6.12 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+      log "adding bookworm-backports for linux-source-6.12 ($K612_BACKPORTS)"
+      printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\n' \
+        > "$K612_BACKPORTS"
+      APT_UPDATED=0
+      apt_update_once
+    fi
+    apt_install "${missing[@]}"
+  fi
+  [ -f "$K612_TARBALL" ] || die "$K612_TARBALL is missing (reinstall linux-source-6.12)"
+  K612_VERSION="$(pkg_version linux-source-6.12)"
+}
+
+# The uapi headers (make headers) of the 6.12 source. $1 = empty directory; leaves $1/include.
+extract_612_headers() {
+  local t="$1"
+  mkdir -p "$t/src"
+  tar -xf "$K612_TARBALL" -C "$t/src" --strip-components=1 || die "cannot extract $K612_TARBALL"
+  # "make headers" is headers_install without its rsync copy: the tree's usr/include is the result.
+  make -C "$t/src" ARCH=x86 headers > "$t/headers.log" 2>&1 \
+    || { tail -n 20 "$t/headers.log" >&2; die "make headers of linux-source-6.12 failed"; }
+  cp -a "$t/src/usr/include" "$t/include"
+  find "$t/include" -name '.*' -type f -delete    # kbuild's .cmd files
+  [ -f "$t/include/linux/iommufd.h" ] || die "the 6.12 headers have no linux/iommufd.h"
+  rm -rf "$t/src"
+}
+
+# bzImage of the 6.12 source: defconfig + kvm_guest.config + our fragment, every fragment line
+# checked after olddefconfig (a dependency Kconfig silently drops would otherwise go unnoticed).
+# $1 = empty directory; leaves $1/bzImage, $1/config and $1/build.log.
+build_612_kernel() {
+  local t="$1" src="$1/src"
+  mkdir -p "$src"
+  tar -xf "$K612_TARBALL" -C "$src" --strip-components=1 || die "cannot extract $K612_TARBALL"
+  {
+    make -C "$src" defconfig && make -C "$src" kvm_guest.config \
+      && (cd "$src" && scripts/kconfig/merge_config.sh -m .config "$K612_FRAGMENT") \
+      && make -C "$src" olddefconfig
+  } > "$t/build.log" 2>&1 || { tail -n 30 "$t/build.log" >&2; die "configuring the 6.12 kernel failed"; }
+  local line missing=0
+  while read -r line; do
+    case "$line" in
+      CONFIG_*=*) grep -qxF "$line" "$src/.config" || { log "6.12 config: '$line' did not stick"; missing=1; } ;;
+      "# CONFIG_"*" is not set") grep -q "^${line:2:-11}=" "$src/.config" && { log "6.12 config: '$line' did not stick"; missing=1; } ;;
+    esac
+  done < "$K612_FRAGMENT"
+  [ "$missing" = 0 ] || die "the 6.12 kernel config lacks options of $K612_FRAGMENT (see above)"
+  nice -n 10 make -C "$src" -j"$(nproc)" bzImage >> "$t/build.log" 2>&1 \
+    || { tail -n 30 "$t/build.log" >&2; die "building the 6.12 kernel failed (log above)"; }
+  cp "$src/arch/x86/boot/bzImage" "$t/bzImage"
+  cp "$src/.config" "$t/config"
+  rm -rf "$src"
+}
+
+# Sets K612_HEADERS (…/include) and, with "kernel", K612_BZIMAGE, building what is missing.
+prepare_612() { # [kernel]
+  ensure_612_packages
+  local hkey kkey
+  hkey="$( { declare -f extract_612_headers; echo "$K612_VERSION"; } | short_hash)"
+  local hdir="$CACHE/uapi-6.12-$hkey"
+  [ -e "$hdir" ] || log "extracting the linux-source-6.12 uapi headers ($K612_VERSION)"
+  cache_step "$hdir" extract_612_headers
+  touch "$hdir"
+  K612_HEADERS="$hdir/include"
+  [ "${1:-}" = kernel ] || return 0
+  kkey="$( { cat "$K612_FRAGMENT"; declare -f build_612_kernel; echo "$K612_VERSION"; } | short_hash)"
+  local kdir="$CACHE/kernel612-$kkey"
+  if [ ! -e "$kdir" ]; then
+    log "building the 6.12 guest kernel ($K612_VERSION): about 9 min on 2 idle cores, once"
+    local t0; t0="$(now)"
+    cache_step "$kdir" build_612_kernel
+    log "built the 6.12 kernel in $(elapsed "$t0") s"
+  fi
+  touch "$kdir"
+  K612_BZIMAGE="$kdir/bzImage"
+}
+
 prepare() {
   case "$CACHE" in /tmp/* | /run/*) die "VFIO_LAB_CACHE must not be under /tmp or /run (the guest overlays them)";; esac
   [[ "$CACHE" != *[[:space:]]* ]] || die "VFIO_LAB_CACHE must not contain spaces"
@@ -249,6 +345,8 @@ prepare() {
 
   VMLINUZ="$KERNEL_DIR/boot/vmlinuz-$KABI"
   INITRD="$INITRD_DIR/initramfs.gz"
+  # The 6.12 headers always (cheap, cached); the 6.12 kernel only when a caller needs it.
+  prepare_612 "${PREPARE_612:-}"
   flock -u 9
   log "prepared: kernel $KABI ($IMG_VERSION), cache $CACHE ($(elapsed "$t0") s)"
 }
@@ -546,6 +644,18 @@ cmd_shell() {
   INTERACTIVE=1 run_guest "$1" 0 "$ROOT/artifacts/lab/out" "$ROOT/artifacts/lab/$1.console.log" 0 bash -i
 }
 
+# The 6.12 uapi headers' include directory on stdout (extracted and cached on first use), for the
+# unit tests' layout probe; ./run exports it as VFIO_UAPI_INCLUDE.
+cmd_headers() {
+  [ $# -eq 0 ] || die "usage: lab.sh headers"
+  mkdir -p "$CACHE"
+  exec 9> "$CACHE/.lock"
+  flock 9
+  prepare_612
+  flock -u 9
+  echo "$K612_HEADERS"
+}
+
 RUN_DIR=""
 cleanup() { [ -z "$RUN_DIR" ] || rm -rf "$RUN_DIR"; }
 
@@ -554,7 +664,8 @@ main() {
   [ "$(id -u)" = 0 ] || die "the lab needs root (apt, the cache under /var/cache, vfio in the guest)"
   local cmd="${1:-help}"; shift || true
   case "$cmd" in
-    prepare) prepare ;;
+    prepare) PREPARE_612=kernel prepare ;;
+    headers) cmd_headers "$@" ;;
     run) cmd_run "$@" ;;
     e2e) cmd_e2e "$@" ;;
     bench) cmd_bench "$@" ;;
