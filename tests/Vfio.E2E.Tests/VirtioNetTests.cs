@@ -26,7 +26,7 @@ public sealed class VirtioNetTests : IDisposable
         var a = Bound(Lab.Net0);
         var b = Bound(Lab.Net1);
         _devA = VfioDevice.Open(a, new VfioOpenOptions { AllowNoIommu = true });
-        _devB = VfioDevice.Open(b, new VfioOpenOptions { AllowNoIommu = true, Container = _devA.Container });
+        _devB = VfioDevice.Open(b, new VfioOpenOptions { AllowNoIommu = true }.SharingDmaWith(_devA));
         _a = VirtioNetDevice.Open(_devA);
         _b = VirtioNetDevice.Open(_devB, new VirtioNetOptions { Pool = _a.Pool });
     }
