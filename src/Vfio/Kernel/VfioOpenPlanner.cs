@@ -65,14 +65,16 @@ internal static class VfioOpenPlanner
     }
 
     /// <summary>
-    /// The device's cdev name (<c>vfioN</c>) from <c>/sys/bus/pci/devices/BDF/vfio-dev/</c>, which vfio-pci creates
-    /// on kernels with CONFIG_VFIO_DEVICE_CDEV for devices with an IOMMU; null when there is none.
+    /// The device's cdev name (<c>vfioN</c>): listed in <c>/sys/bus/pci/devices/BDF/vfio-dev/</c> on kernels with
+    /// CONFIG_VFIO_DEVICE_CDEV, and only a cdev when <c>/dev/vfio/devices/vfioN</c> exists too (6.12 lists No-IOMMU
+    /// devices in sysfs but gives them no node). Null when there is none.
     /// </summary>
     private static string? FindCdev(PciHost host, PciAddress address)
     {
         string dir = Path.Combine(host.SysfsRoot, "bus", "pci", "devices", address.ToString(), "vfio-dev");
         return Directory.Exists(dir)
-            ? Directory.EnumerateFileSystemEntries(dir, "vfio*").Select(Path.GetFileName).Order(StringComparer.Ordinal).FirstOrDefault()
+            ? Directory.EnumerateFileSystemEntries(dir, "vfio*").Select(Path.GetFileName).Order(StringComparer.Ordinal)
+                .FirstOrDefault(name => File.Exists(Path.Combine(host.DevRoot, "vfio", "devices", name!)))
             : null;
     }
 
@@ -143,7 +145,7 @@ internal static class VfioOpenPlanner
             return groupPlan;
         }
         throw facts.Cdev is null
-            ? new VfioUnavailableException($"{address}: iommufd mode was requested but the device has no VFIO device cdev (no vfio-dev/vfioN in sysfs)",
+            ? new VfioUnavailableException($"{address}: iommufd mode was requested but the device has no VFIO device cdev (no vfio-dev/vfioN in sysfs with a /dev/vfio/devices node)",
                 "the device cdev needs Linux 6.6+ built with CONFIG_VFIO_DEVICE_CDEV; use VfioMode.Auto or Type1 to open through the group")
             : new VfioUnavailableException($"{address}: iommufd mode was requested but /dev/iommu does not exist",
                 "the kernel needs CONFIG_IOMMUFD; use VfioMode.Auto or Type1 to open through the group");
