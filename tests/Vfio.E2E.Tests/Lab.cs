@@ -109,7 +109,7 @@ public static partial class Lab
     }
 
     /// <summary>
-    /// Descriptors this process holds on VFIO objects (containers, groups, device fds) and eventfds: what the library
+    /// Descriptors this process holds on VFIO objects (containers, groups, device fds, iommufd) and eventfds: what the library
     /// opens. The runtime's own descriptors come and go (finalizers, pipes of child processes) and are not counted.
     /// </summary>
     public static int OpenFdCount()
@@ -120,7 +120,7 @@ public static partial class Lab
         foreach (var fd in Directory.GetFileSystemEntries("/proc/self/fd"))
         {
             string? target = new FileInfo(fd).LinkTarget;
-            if (target is not null && (target.StartsWith("/dev/vfio", StringComparison.Ordinal)
+            if (target is not null && (target.StartsWith("/dev/vfio", StringComparison.Ordinal) || target == "/dev/iommu"
                 || target.StartsWith("anon_inode:[vfio", StringComparison.Ordinal)
                 || target == "anon_inode:[eventfd]"))
             {
