@@ -1,4 +1,6 @@
+using Vfio.Host;
 using Vfio.Kernel;
+using Vfio.Tests.Host;
 
 namespace Vfio.Tests.Kernel;
 
@@ -202,6 +204,51 @@ public class VfioOpenPlannerTests
     {
         var e = Assert.Throws<ArgumentException>(() => VfioOpenPlanner.ParseMode("vfio"));
         Assert.Contains("VFIO_DOTNET_MODE", e.Message);
+    }
+
+    // ---- what Gather reads for the cdev: sysfs vfio-dev/vfioN, its /dev/vfio/devices node, /dev/iommu ----
+
+    private static FakeSysfs CdevHost(bool devNode, bool iommu)
+    {
+        var fs = new FakeSysfs()
+            .Device("0000:00:04.0", driver: "vfio-pci", group: 7, vfioDev: "vfio3")
+            .VfioModule("N")
+            .ProcFile("self/status", "CapEff:\t000001ffffffffff\n");
+        if (devNode) { fs.DevNode("vfio/devices/vfio3"); }
+        if (iommu) { fs.DevNode("iommu"); }
+        return fs;
+    }
+
+    [Fact]
+    public void GatherFindsTheCdevAndIommufdAndAutoOpensThere()
+    {
+        using var fs = CdevHost(devNode: true, iommu: true);
+        var options = new VfioOpenOptions { SysfsRoot = fs.Sys, ProcRoot = fs.Proc, DevRoot = fs.Dev };
+        var facts = VfioOpenPlanner.Gather(new PciHost(fs.Sys, fs.Proc, fs.Dev), Dev);
+        Assert.Equal("vfio3", facts.Cdev);
+        Assert.True(facts.IommufdPresent);
+        var plan = VfioOpenPlanner.Decide(Dev, facts, options);
+        Assert.Equal(VfioMode.Iommufd, plan.Mode);
+        Assert.Equal(Path.Combine(fs.Dev, "vfio", "devices", "vfio3"), plan.NodePath);
+    }
+
+    [Fact]
+    public void GatherIgnoresACdevSysfsListsWithoutADevNode()
+    {
+        // Linux 6.12 lists No-IOMMU devices under vfio-dev but gives them no /dev/vfio/devices node.
+        using var fs = CdevHost(devNode: false, iommu: true);
+        var facts = VfioOpenPlanner.Gather(new PciHost(fs.Sys, fs.Proc, fs.Dev), Dev);
+        Assert.Null(facts.Cdev);
+        Assert.Equal(VfioMode.Type1, VfioOpenPlanner.Decide(Dev, facts, new VfioOpenOptions { DevRoot = fs.Dev }).Mode);
+    }
+
+    [Fact]
+    public void IommufdOpenWithoutDevIommuSaysWhichKernelOption()
+    {
+        using var fs = CdevHost(devNode: true, iommu: false);
+        Assert.False(Iommufd.IsAvailable(fs.Dev));
+        var e = Assert.Throws<VfioUnavailableException>(() => Iommufd.Open(fs.Dev));
+        Assert.Contains("CONFIG_IOMMUFD", e.Message);
     }
 
     // Only its non-null-ness matters to Decide; never used as a container.
