@@ -2,9 +2,13 @@
 # /init of the guest lab's initramfs (runs as PID 1 under busybox sh).
 #
 # Reads its settings from the kernel command line (written by lab.sh):
-#   vfio_lab.config=noiommu|type1|noiommu-off   which guest configuration this is
+#   vfio_lab.config=noiommu|type1|noiommu-off|612-noiommu|612-iommufd|612-type1
+#                                                which guest configuration this is
 #   vfio_lab.modules=/path                      host directory holding lib/modules/<abi> of the
 #                                                guest kernel (depmod'ed, vfio rebuilt with No-IOMMU)
+#   vfio_lab.builtin=1                          the kernel has everything built in (the 6.12 guests):
+#                                                no module tree, nothing to load; vfio's No-IOMMU
+#                                                parameter comes on the kernel command line
 #   vfio_lab.interactive=1                      give the job the serial line as controlling tty
 # then mounts the host's root read-only over 9p (tag "host"), the per-run control directory
 # (tag "lab", read-write) and the output directory (tag "out", read-write), loads the vfio stack,
@@ -26,18 +30,19 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 
 # --- settings from the kernel command line -------------------------------------------------------
-CONFIG="" MODULES="" REPO="" INTERACTIVE=0
+CONFIG="" MODULES="" REPO="" INTERACTIVE=0 BUILTIN=0
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vfio_lab.config=*) CONFIG="${arg#*=}" ;;
     vfio_lab.modules=*) MODULES="${arg#*=}" ;;
     vfio_lab.repo=*) REPO="${arg#*=}" ;;
     vfio_lab.interactive=*) INTERACTIVE="${arg#*=}" ;;
+    vfio_lab.builtin=*) BUILTIN="${arg#*=}" ;;
   esac
 done
 case "$CONFIG" in
-  noiommu) NOIOMMU=1 ;;
-  type1 | noiommu-off) NOIOMMU=0 ;;
+  noiommu | 612-noiommu) NOIOMMU=1 ;;
+  type1 | noiommu-off | 612-iommufd | 612-type1) NOIOMMU=0 ;;
   *) fail "unknown or missing vfio_lab.config='$CONFIG'" ;;
 esac
 ABI="$(uname -r)"
@@ -72,6 +77,11 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 lab /host/run/vfio-lab
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out /host/run/vfio-lab/out \
   || fail "cannot mount the output directory (9p tag 'out')"
 
+if [ "$BUILTIN" = 1 ]; then
+  # vfio, vfio-pci, nvme and virtio_net are built in: the devices are already bound as on a real machine.
+  [ "$(cat /sys/module/vfio/parameters/enable_unsafe_noiommu_mode)" = "$( [ "$NOIOMMU" = 1 ] && echo Y || echo N)" ] \
+    || fail "vfio.enable_unsafe_noiommu_mode is not what config $CONFIG needs"
+else
 # --- the guest kernel's module tree, from the lab cache on the host -------------------------------
 [ -n "$MODULES" ] && [ -d "/host$MODULES/lib/modules/$ABI" ] \
   || fail "module tree '/host$MODULES/lib/modules/$ABI' not found"
@@ -93,6 +103,7 @@ done
 for m in nvme virtio_net; do
   modprobe "$m" || fail "modprobe $m"
 done
+fi
 say "vfio noiommu=$(cat /sys/module/vfio/parameters/enable_unsafe_noiommu_mode)"
 
 # --- /dev extras: ptys, shm, 2 MiB hugepages ------------------------------------------------------

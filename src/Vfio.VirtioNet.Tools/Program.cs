@@ -40,7 +40,7 @@ fwd.SetAction(parse =>
 {
     bool noIommu = parse.GetValue(unsafeNoIommu);
     using var deviceA = OpenVfio(parse.GetRequiredValue(portA), noIommu, null);
-    using var deviceB = OpenVfio(parse.GetRequiredValue(portB), noIommu, deviceA.Container);
+    using var deviceB = OpenVfio(parse.GetRequiredValue(portB), noIommu, deviceA);
     int qs = parse.GetValue(queueSize);
     int threshold = parse.GetValue(doorbell);
     using var netA = VirtioNetDevice.Open(deviceA, new VirtioNetOptions { QueueSize = qs, TxDoorbellThreshold = threshold });
@@ -61,7 +61,7 @@ fwd.SetAction(parse =>
 var root = new RootCommand("Packet tools on the userspace virtio-net driver") { pktgen, fwd };
 return root.Parse(args).Invoke();
 
-static VfioDevice OpenVfio(string bdf, bool allowNoIommu, VfioContainer? container)
+static VfioDevice OpenVfio(string bdf, bool allowNoIommu, VfioDevice? shareDmaWith)
 {
     var address = PciAddress.Parse(bdf);
     var host = new PciHost();
@@ -69,5 +69,6 @@ static VfioDevice OpenVfio(string bdf, bool allowNoIommu, VfioContainer? contain
     {
         host.BindToVfio(address);
     }
-    return VfioDevice.Open(address, new VfioOpenOptions { AllowNoIommu = allowNoIommu, Container = container });
+    var options = new VfioOpenOptions { AllowNoIommu = allowNoIommu };
+    return VfioDevice.Open(address, shareDmaWith is null ? options : options.SharingDmaWith(shareDmaWith));
 }

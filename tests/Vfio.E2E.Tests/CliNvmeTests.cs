@@ -140,7 +140,7 @@ public sealed class CliNvmeType1Tests
     public void IdentifyOpensInType1WithoutAnyFlag()
     {
         CliNvme.Bind();
-        CliNvme.AssertIdentity(VfioCli.Json("nvme", "identify", Lab.Nvme), "type1", isolated: true);
+        CliNvme.AssertIdentity(VfioCli.Json("nvme", "identify", Lab.Nvme), Lab.ExpectedModeName, isolated: true);
     }
 
     [Fact]
@@ -154,7 +154,7 @@ public sealed class CliNvmeType1Tests
     public void PerfReportsIops()
     {
         CliNvme.Bind();
-        CliNvme.PerfHasIops("type1");
+        CliNvme.PerfHasIops(Lab.ExpectedModeName);
     }
 }
 

@@ -155,7 +155,7 @@ public sealed class CliType1Tests
     public void InfoOpensInType1WithoutAnyFlag()
     {
         var info = VfioCli.Json("info", Lab.BoundEdu().ToString());
-        Assert.Equal("type1", info.GetProperty("mode").GetString());
+        Assert.Equal(Lab.ExpectedModeName, info.GetProperty("mode").GetString());
         Assert.True(info.GetProperty("dmaIsolated").GetBoolean());
     }
 

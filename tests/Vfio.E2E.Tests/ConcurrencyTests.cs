@@ -12,6 +12,7 @@ namespace Vfio.E2E.Tests;
 /// handed out comes back exactly once, no completion is stray, and every block reads back its own stamp.
 /// </summary>
 [Trait("lab", Lab.Type1)]
+[Trait("cost", "long")]   // 6.1 guests only (lab.sh e2e)
 public sealed class ConcurrencyTests
 {
     private const int Batch = 16, Record = 4096;

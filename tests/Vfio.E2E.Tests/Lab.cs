@@ -17,7 +17,28 @@ public static partial class Lab
     /// <summary>Trait values: the lab configuration a test class is written for.</summary>
     public const string NoIommu = "noiommu", Type1 = "type1", NoIommuOff = "noiommu-off";
 
+    /// <summary>
+    /// The configuration family the guest belongs to (noiommu, type1, noiommu-off): the 6.12 guests run the suites
+    /// of their family (612-noiommu runs the noiommu tests, 612-iommufd and 612-type1 the type1 tests).
+    /// </summary>
     public static string Config => Env("VFIO_LAB_CONFIG");
+
+    /// <summary>Trait values of tests written for one 6.12 guest only (lab/lab.sh configurations of the same name).</summary>
+    public const string K612NoIommu = "612-noiommu", K612Iommufd = "612-iommufd", K612Type1 = "612-type1";
+
+    /// <summary>The guest configuration's own name (612-iommufd, ...; the family name on the 6.1 guests).</summary>
+    public static string Name => Environment.GetEnvironmentVariable("VFIO_LAB_NAME") is { Length: > 0 } n ? n : Config;
+
+    /// <summary>
+    /// How VfioDevice.Open opens a device with an IOMMU in this guest: through the cdev + iommufd on the 6.12 guest that
+    /// offers it and does not force the group, through the group + type1 container otherwise (VFIO_LAB_OPEN_MODE).
+    /// </summary>
+    public static Vfio.Kernel.VfioMode ExpectedMode => Config == NoIommu
+        ? Vfio.Kernel.VfioMode.NoIommu
+        : Environment.GetEnvironmentVariable("VFIO_LAB_OPEN_MODE") == "iommufd" ? Vfio.Kernel.VfioMode.Iommufd : Vfio.Kernel.VfioMode.Type1;
+
+    /// <summary>The mode name the CLI reports for <see cref="ExpectedMode"/> (noiommu, type1, iommufd).</summary>
+    public static string ExpectedModeName => ExpectedMode.ToString().ToLowerInvariant();
     /// <summary>A writable directory whose files reach the host (lab.sh run --out / e2e OUTDIR).</summary>
     public static string OutDir => Env("VFIO_LAB_OUT");
     /// <summary>QEMU edu device: the device under test.</summary>
@@ -88,7 +109,7 @@ public static partial class Lab
     }
 
     /// <summary>
-    /// Descriptors this process holds on VFIO objects (containers, groups, device fds) and eventfds: what the library
+    /// Descriptors this process holds on VFIO objects (containers, groups, device fds, iommufd) and eventfds: what the library
     /// opens. The runtime's own descriptors come and go (finalizers, pipes of child processes) and are not counted.
     /// </summary>
     public static int OpenFdCount()
@@ -99,7 +120,7 @@ public static partial class Lab
         foreach (var fd in Directory.GetFileSystemEntries("/proc/self/fd"))
         {
             string? target = new FileInfo(fd).LinkTarget;
-            if (target is not null && (target.StartsWith("/dev/vfio", StringComparison.Ordinal)
+            if (target is not null && (target.StartsWith("/dev/vfio", StringComparison.Ordinal) || target == "/dev/iommu"
                 || target.StartsWith("anon_inode:[vfio", StringComparison.Ordinal)
                 || target == "anon_inode:[eventfd]"))
             {

@@ -53,6 +53,7 @@ public sealed class DmaLifetimeTests
 /// count, locked memory (VmLck) and free hugepages where they started.
 /// </summary>
 [Trait("lab", Lab.Type1)]
+[Trait("cost", "long")]   // 6.1 guests only (lab.sh e2e)
 public sealed class LeakTests
 {
     private const int Cycles = 1000;

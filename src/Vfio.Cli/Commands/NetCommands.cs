@@ -149,7 +149,7 @@ internal static class NetCommands
             int b = parse.GetValue(burst);
             var duration = TimeSpan.FromSeconds(parse.GetValue(seconds));
             using var deviceA = Open(ctx, parse.GetValue(portA), noIommu, null);
-            using var deviceB = Open(ctx, parse.GetValue(portB), noIommu, (deviceA as VfioDevice)?.Container);
+            using var deviceB = Open(ctx, parse.GetValue(portB), noIommu, deviceA as VfioDevice);
             using var netA = VirtioNetDevice.Open(deviceA, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory });
             // Port B receives into port A's pool as well: what B receives is sent on A and freed there.
             using var netB = VirtioNetDevice.Open(deviceB, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory, Pool = netA.Pool });
@@ -222,7 +222,7 @@ internal static class NetCommands
 
     private static string FormatMac(byte[] bytes) => string.Join(':', bytes.Select(x => x.ToString("x2", CultureInfo.InvariantCulture)));
 
-    private static IPciDevice Open(CliContext ctx, PciAddress address, bool allowNoIommu, VfioContainer? container)
+    private static IPciDevice Open(CliContext ctx, PciAddress address, bool allowNoIommu, VfioDevice? shareDmaWith)
     {
         var options = new VfioOpenOptions
         {
@@ -231,9 +231,9 @@ internal static class NetCommands
             ProcRoot = ctx.ProcRoot,
             DevRoot = ctx.DevRoot,
             LoggerFactory = ctx.LoggerFactory,
-            Container = container,
         };
         var open = ctx.Environment.OpenDevice ?? VfioDevice.Open;
-        return open(address, options);
+        // Port B joins port A's container or IOAS, so buffers of A's pool reach both.
+        return open(address, shareDmaWith is null ? options : options.SharingDmaWith(shareDmaWith));
     }
 }

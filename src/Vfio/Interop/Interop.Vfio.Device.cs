@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using static Interop.Ioctl;
 
 internal static partial class Interop
 {
@@ -33,7 +34,10 @@ internal static partial class Interop
         internal const uint VFIO_DEVICE_FLAGS_FSL_MC = 1u << 6;
         internal const uint VFIO_DEVICE_FLAGS_CAPS = 1u << 7;
 
-        /// <summary><c>struct vfio_device_info</c>.</summary>
+        /// <summary>
+        /// <c>struct vfio_device_info</c>. Linux 6.4 named the tail padding <c>pad</c> (sizeof 24 either way in the
+        /// 6.12 header; 6.1's ended at cap_offset, 20 bytes): both kernels accept the larger argsz.
+        /// </summary>
         [StructLayout(LayoutKind.Sequential)]
         internal struct vfio_device_info
         {
@@ -42,6 +46,7 @@ internal static partial class Interop
             public uint num_regions;
             public uint num_irqs;
             public uint cap_offset;
+            public uint pad;
         }
 
         internal const uint VFIO_REGION_INFO_FLAG_READ = 1u << 0;

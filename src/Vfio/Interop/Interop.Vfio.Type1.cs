@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using static Interop.Ioctl;
 
 internal static partial class Interop
 {
@@ -17,7 +18,7 @@ internal static partial class Interop
         internal const uint VFIO_IOMMU_INFO_CAPS = 1u << 1;
 
         /// <summary>
-        /// <c>struct vfio_iommu_type1_info</c>. Note the 4 bytes of tail padding after <c>cap_offset</c>: sizeof is 24,
+        /// <c>struct vfio_iommu_type1_info</c>. <c>pad</c> (named in Linux 6.4; tail padding before) makes sizeof 24,
         /// and the kernel places the first capability there, at offset 24.
         /// </summary>
         [StructLayout(LayoutKind.Sequential)]
@@ -27,6 +28,7 @@ internal static partial class Interop
             public uint flags;
             public ulong iova_pgsizes;
             public uint cap_offset;
+            public uint pad;
         }
 
         // Type1 info capability ids.

@@ -1,19 +1,15 @@
 using System.Runtime.InteropServices;
+using static Interop.Ioctl;
 
 internal static partial class Interop
 {
     /// <summary>
     /// The VFIO user API of <c>include/uapi/linux/vfio.h</c>: constants, ioctl request numbers and structures, with
     /// the kernel's names. This file holds the container (<c>/dev/vfio/vfio</c>) and group (<c>/dev/vfio/$GROUP</c>)
-    /// parts and the capability-chain header every INFO ioctl shares; the device and type1 IOMMU parts live in
-    /// Interop.Vfio.Device.cs and Interop.Vfio.Type1.cs. Every value here is checked against the installed header
-    /// by tests/Vfio.Tests/Interop/HeaderLayoutTests.cs.
+    /// parts and the capability-chain header every INFO ioctl shares; the device, device cdev and type1 IOMMU parts
+    /// live in Interop.Vfio.Device.cs, Interop.Vfio.Cdev.cs and Interop.Vfio.Type1.cs. Every value here is checked
+    /// against the 6.12 uapi header by tests/Vfio.Tests/Interop/HeaderLayoutTests.cs.
     /// </summary>
-    /// <remarks>
-    /// The header on the build host (linux-libc-dev 6.1) predates the vfio cdev interface, so
-    /// <c>VFIO_DEVICE_BIND_IOMMUFD</c>, <c>VFIO_DEVICE_ATTACH_IOMMUFD_PT</c> and <c>VFIO_DEVICE_DETACH_IOMMUFD_PT</c>
-    /// are deliberately absent: nothing here is declared that the header cannot vouch for.
-    /// </remarks>
     internal static partial class Vfio
     {
         internal const int VFIO_API_VERSION = 0;

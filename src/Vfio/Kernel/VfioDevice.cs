@@ -8,16 +8,18 @@ using static Interop.Vfio;
 namespace Vfio.Kernel;
 
 /// <summary>
-/// A PCI device opened through kernel VFIO (legacy container/group API), in No-IOMMU or type1 mode.
-/// <see cref="Open(PciAddress, VfioOpenOptions?)"/> does the whole sequence — checks, group, container, IOMMU model, device fd — and on
-/// failure closes everything it opened before throwing.
+/// A PCI device opened through kernel VFIO: through the device cdev bound to an iommufd IOAS (Linux 6.6+), or through
+/// its group in a container (type1 or No-IOMMU). <see cref="Open(PciAddress, VfioOpenOptions?)"/> does the whole
+/// sequence — checks, IOMMU context, device fd — and on failure closes everything it opened before throwing. Once the
+/// device fd exists, regions, interrupts and reset are the same ioctls on either path.
 /// </summary>
 public sealed partial class VfioDevice : IPciDevice
 {
     private readonly ILogger _logger;
-    private readonly VfioGroup _group;
-    private readonly VfioContainer _container;
-    private readonly bool _ownsContainer;
+    private readonly VfioGroup? _group;
+    private readonly VfioContainer? _container;
+    private readonly IommufdIoas? _ioas;
+    private readonly IDisposable[] _owned;
     private readonly RegionInfo?[] _regionCache;
     private readonly Dictionary<IrqIndex, KernelInterruptSet> _irqSets = [];
     private readonly List<KernelRegion> _openRegions = [];
@@ -27,14 +29,18 @@ public sealed partial class VfioDevice : IPciDevice
     private readonly CancellationTokenSource _releaseRequested = new();
     private bool _disposed;
 
-    private VfioDevice(PciAddress address, SafeFdHandle handle, VfioGroup group, VfioContainer container, bool ownsContainer,
-        DeviceInfo info, ILogger logger, bool allowMigratablePages)
+    // owned: what this device opened for itself (group and container, or IOAS and iommufd), released after the
+    // device fd in that order.
+    private VfioDevice(PciAddress address, SafeFdHandle handle, VfioMode mode, VfioGroup? group, VfioContainer? container,
+        IommufdIoas? ioas, IDisposable[] owned, DeviceInfo info, ILogger logger, bool allowMigratablePages)
     {
         Address = address;
         Handle = handle;
+        Mode = mode;
         _group = group;
         _container = container;
-        _ownsContainer = ownsContainer;
+        _ioas = ioas;
+        _owned = owned;
         Info = info;
         _logger = logger;
         _allowMigratablePages = allowMigratablePages;
@@ -50,20 +56,30 @@ public sealed partial class VfioDevice : IPciDevice
     /// <summary>The device fd.</summary>
     public SafeFdHandle Handle { get; }
 
-    /// <summary>The group the device belongs to.</summary>
-    public VfioGroup Group => _group;
+    /// <summary>The group the device was opened through (type1 and No-IOMMU modes).</summary>
+    /// <exception cref="InvalidOperationException">The device was opened through its cdev (<see cref="VfioMode.Iommufd"/>).</exception>
+    public VfioGroup Group => _group ?? throw new InvalidOperationException($"{Address} was opened through its VFIO device cdev (iommufd), not a group");
 
-    /// <summary>The container (IOMMU context) the device's group is attached to.</summary>
-    public VfioContainer Container => _container;
+    /// <summary>The container (IOMMU context) the device's group is attached to (type1 and No-IOMMU modes).</summary>
+    /// <exception cref="InvalidOperationException">The device was opened through its cdev; see <see cref="Ioas"/>.</exception>
+    public VfioContainer Container => _container ?? throw new InvalidOperationException($"{Address} was opened through its VFIO device cdev: its IOMMU context is an iommufd IOAS (Ioas), not a container");
+
+    /// <summary>The iommufd IOAS the device is attached to (<see cref="VfioMode.Iommufd"/>), null on the group path.</summary>
+    public IommufdIoas? Ioas => _ioas;
 
     /// <inheritdoc />
-    public DeviceBackend Backend => _group.IsNoIommu ? DeviceBackend.KernelNoIommu : DeviceBackend.KernelType1;
+    public DeviceBackend Backend => Mode switch
+    {
+        VfioMode.NoIommu => DeviceBackend.KernelNoIommu,
+        VfioMode.Iommufd => DeviceBackend.KernelIommufd,
+        _ => DeviceBackend.KernelType1,
+    };
 
-    /// <summary>The VFIO mode the device was opened in.</summary>
-    public VfioMode Mode => _group.IsNoIommu ? VfioMode.NoIommu : VfioMode.Type1;
+    /// <summary>The VFIO mode the device was opened in (never <see cref="VfioMode.Auto"/>).</summary>
+    public VfioMode Mode { get; }
 
     /// <inheritdoc />
-    public bool IsDmaIsolated => !_group.IsNoIommu;
+    public bool IsDmaIsolated => Mode != VfioMode.NoIommu;
 
     /// <inheritdoc />
     public DeviceInfo Info { get; }
@@ -80,7 +96,7 @@ public sealed partial class VfioDevice : IPciDevice
     public CancellationToken ReleaseRequested { get; private set; }
 
     /// <inheritdoc />
-    public IDmaAllocator Dma => _container.GetDmaAllocator(_allowMigratablePages);
+    public IDmaAllocator Dma => _ioas?.GetDmaAllocator() ?? _container!.GetDmaAllocator(_allowMigratablePages);
 
     /// <summary>
     /// Opens <paramref name="address"/> through kernel VFIO. The mode follows the host: a device with an IOMMU group
@@ -100,19 +116,24 @@ public sealed partial class VfioDevice : IPciDevice
         var host = new PciHost(options.SysfsRoot, options.ProcRoot, options.DevRoot, loggerFactory?.CreateLogger<PciHost>());
 
         var plan = VfioOpenPlanner.Plan(host, address, options);
+        return plan.Mode == VfioMode.Iommufd
+            ? OpenCdev(address, plan.NodePath, options, logger)
+            : OpenThroughGroup(address, plan, host, options, logger);
+    }
 
+    private static VfioDevice OpenThroughGroup(PciAddress address, OpenPlan plan, PciHost host, VfioOpenOptions options, ILogger logger)
+    {
         var disposables = new Stack<IDisposable>();
         try
         {
             VfioContainer container;
-            bool ownsContainer = options.Container is null;
             if (options.Container is { } shared)
             {
                 container = shared;
             }
             else
             {
-                container = VfioContainer.Open(options.DevRoot, loggerFactory);
+                container = VfioContainer.Open(options.DevRoot, options.LoggerFactory);
                 disposables.Push(container);
             }
             var iommuType = plan.Mode == VfioMode.NoIommu ? VfioIommuType.NoIommu : VfioIommuType.Type1v2;
@@ -123,7 +144,7 @@ public sealed partial class VfioDevice : IPciDevice
                     : new VfioUnavailableException("the vfio container does not offer VFIO_TYPE1v2_IOMMU", "enable the IOMMU (intel_iommu=on or amd_iommu=on) and load vfio_iommu_type1");
             }
 
-            var group = VfioGroup.Open(plan.GroupPath, address);
+            var group = VfioGroup.Open(plan.NodePath, address);
             disposables.Push(group);
             var (viable, _) = group.GetStatus();
             if (!viable)
@@ -137,15 +158,91 @@ public sealed partial class VfioDevice : IPciDevice
             var handle = group.GetDeviceFd(address);
             disposables.Push(handle);
             var info = QueryDeviceInfo(handle, address);
-            var device = new VfioDevice(address, handle, group, container, ownsContainer, info, logger, options.AllowMigratableDmaPages);
+            // Released after the device fd: the group, then the container if this device opened it.
+            IDisposable[] release = options.Container is null ? [group, container] : [group];
+            var device = new VfioDevice(address, handle, plan.Mode, group, container, null, release, info, logger, options.AllowMigratableDmaPages);
             if (device.Mode == VfioMode.NoIommu)
             {
                 LogNoIommuOpened(logger, address, group.Name);
             }
             else
             {
-                LogOpened(logger, address, group.Name, device.Mode);
+                LogOpened(logger, address, group.Path, device.Mode);
             }
+            return device;
+        }
+        catch
+        {
+            while (disposables.Count > 0)
+            {
+                disposables.Pop().Dispose();
+            }
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The device cdev path (Linux 6.6+): open <c>/dev/vfio/devices/vfioN</c>, bind it to an iommufd
+    /// (<c>VFIO_DEVICE_BIND_IOMMUFD</c>), attach it to an IOAS (<c>VFIO_DEVICE_ATTACH_IOMMUFD_PT</c>). Until the
+    /// bind, the fd answers no device ioctl; after the attach it is the same device fd the group path yields.
+    /// </summary>
+    private static unsafe VfioDevice OpenCdev(PciAddress address, string cdevPath, VfioOpenOptions options, ILogger logger)
+    {
+        var disposables = new Stack<IDisposable>();
+        try
+        {
+            IommufdIoas ioas;
+            if (options.Ioas is { } shared)
+            {
+                ioas = shared;
+            }
+            else
+            {
+                var iommufd = Iommufd.Open(options.DevRoot, options.LoggerFactory);
+                disposables.Push(iommufd);
+                ioas = iommufd.AllocateIoas();
+                disposables.Push(ioas);
+            }
+
+            int fd = Interop.Libc.open(cdevPath, Interop.Libc.O_RDWR | Interop.Libc.O_CLOEXEC);
+            if (fd < 0)
+            {
+                int errno = Errno.Last;
+                throw Errno.ToException(errno, $"open {cdevPath}", address,
+                    errno == Errno.EBUSY ? "the device is already open (through its cdev or its group) in this or another process" : null);
+            }
+            var handle = new SafeFdHandle(fd);
+            disposables.Push(handle);
+
+            bool added = false;
+            ioas.Iommufd.Handle.DangerousAddRef(ref added);
+            try
+            {
+                var bind = new vfio_device_bind_iommufd
+                {
+                    argsz = (uint)sizeof(vfio_device_bind_iommufd),
+                    iommufd = ioas.Iommufd.Handle.Fd,
+                };
+                // SAFETY: bind is a local of the size argsz states; the iommufd it names is kept open by the AddRef.
+                VfioIoctl.Call(handle, VFIO_DEVICE_BIND_IOMMUFD, &bind, "VFIO_DEVICE_BIND_IOMMUFD", address);
+            }
+            finally
+            {
+                if (added) { ioas.Iommufd.Handle.DangerousRelease(); }
+            }
+            var attach = new vfio_device_attach_iommufd_pt
+            {
+                argsz = (uint)sizeof(vfio_device_attach_iommufd_pt),
+                pt_id = ioas.Id,
+            };
+            // SAFETY: attach is a local of the size argsz states.
+            VfioIoctl.Call(handle, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach, $"VFIO_DEVICE_ATTACH_IOMMUFD_PT(ioas {ioas.Id})", address);
+
+            var info = QueryDeviceInfo(handle, address);
+            // Released after the device fd (whose close detaches it): the IOAS, then the iommufd, if this device made them.
+            IDisposable[] release = options.Ioas is null ? [ioas, ioas.Iommufd] : [];
+            var device = new VfioDevice(address, handle, VfioMode.Iommufd, null, null, ioas, release, info, logger, options.AllowMigratableDmaPages);
+            LogOpened(logger, address, cdevPath, VfioMode.Iommufd);
             return device;
         }
         catch
@@ -319,8 +416,8 @@ public sealed partial class VfioDevice : IPciDevice
 
     /// <summary>
     /// Stops the device's DMA (bus master off), disables its interrupts, unmaps its regions and closes it, then
-    /// releases the group and, if this device opened it, the container with its DMA memory — in that order, so no
-    /// memory is freed while the device could still write it.
+    /// releases the group and, if this device opened it, the container (or the IOAS and iommufd) with its DMA memory
+    /// — in that order, so no memory is freed while the device could still write it.
     /// </summary>
     public void Dispose()
     {
@@ -347,11 +444,7 @@ public sealed partial class VfioDevice : IPciDevice
         _configRegion.Dispose();
         lock (_lock) { _disposed = true; }
         Handle.Dispose();
-        _group.Dispose();
-        if (_ownsContainer)
-        {
-            _container.Dispose();
-        }
+        foreach (var o in _owned) { o.Dispose(); }
         LogClosed(_logger, Address);
     }
 
@@ -362,8 +455,8 @@ public sealed partial class VfioDevice : IPciDevice
         "the kernel is tainted. Use only trusted devices and drivers.")]
     private static partial void LogNoIommuOpened(ILogger logger, PciAddress device, string group);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "{Device} opened through VFIO group {Group} in {Mode} mode")]
-    private static partial void LogOpened(ILogger logger, PciAddress device, string group, VfioMode mode);
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Device} opened through {Node} in {Mode} mode")]
+    private static partial void LogOpened(ILogger logger, PciAddress device, string node, VfioMode mode);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: the kernel asks for the device back (VFIO request interrupt); it stays blocked until the device is closed")]
     private static partial void LogReleaseRequested(ILogger logger, PciAddress device);

@@ -5,13 +5,19 @@ namespace Vfio.Kernel;
 /// <summary>Which VFIO path to use when opening a device.</summary>
 public enum VfioMode
 {
-    /// <summary>Pick from what the host offers: type1 when the device has an IOMMU group, No-IOMMU only when its
-    /// group is a No-IOMMU group and <see cref="VfioOpenOptions.AllowNoIommu"/> is set.</summary>
+    /// <summary>
+    /// Pick from what the host offers: the device cdev bound to an iommufd where the kernel has both (6.6+ with
+    /// CONFIG_VFIO_DEVICE_CDEV and CONFIG_IOMMUFD), a type1 container through the device's IOMMU group otherwise,
+    /// and No-IOMMU only when its group is a No-IOMMU group and <see cref="VfioOpenOptions.AllowNoIommu"/> is set.
+    /// The environment variable <c>VFIO_DOTNET_MODE</c> (auto, iommufd, type1, noiommu) overrides Auto.
+    /// </summary>
     Auto,
-    /// <summary>Require an IOMMU (type1 v2 container).</summary>
+    /// <summary>Require an IOMMU, through the device's group in a type1 (v2) container.</summary>
     Type1,
     /// <summary>Require No-IOMMU mode (still needs <see cref="VfioOpenOptions.AllowNoIommu"/>).</summary>
     NoIommu,
+    /// <summary>Require an IOMMU, through the device cdev (<c>/dev/vfio/devices/vfioN</c>) bound to an iommufd IOAS.</summary>
+    Iommufd,
 }
 
 /// <summary>How to open a device through kernel VFIO.</summary>
@@ -33,8 +39,29 @@ public sealed record VfioOpenOptions
     /// </summary>
     public bool AllowMigratableDmaPages { get; init; }
 
-    /// <summary>Join an existing container (so several devices share one IOMMU address space and DMA buffers).</summary>
+    /// <summary>
+    /// Join an existing container (so several devices share one IOMMU address space and DMA buffers); the device
+    /// then opens through its group. See <see cref="SharingDmaWith"/>.
+    /// </summary>
     public VfioContainer? Container { get; init; }
+
+    /// <summary>
+    /// Attach to an existing iommufd IOAS (so several devices share one IOMMU address space and DMA buffers); the
+    /// device then opens through its cdev. See <see cref="SharingDmaWith"/>.
+    /// </summary>
+    public IommufdIoas? Ioas { get; init; }
+
+    /// <summary>
+    /// These options, set to open the next device into the same IOMMU context as <paramref name="device"/> (its
+    /// container or its IOAS, whichever it was opened with), so DMA buffers of one reach both.
+    /// </summary>
+    public VfioOpenOptions SharingDmaWith(VfioDevice device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        return device.Ioas is { } ioas
+            ? this with { Ioas = ioas, Container = null, Mode = VfioMode.Iommufd }
+            : this with { Container = device.Container, Ioas = null, Mode = device.Mode };
+    }
 
     /// <summary>Where logs go; none by default.</summary>
     public ILoggerFactory? LoggerFactory { get; init; }

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using static Interop.Ioctl;
 using static Interop.Vfio;
 
 namespace Vfio.Tests.Uapi;
@@ -7,7 +8,8 @@ namespace Vfio.Tests.Uapi;
 /// <summary>
 /// The C# equivalent of static_asserts against the real headers: every interop struct's size, members, offsets,
 /// member sizes and signedness, every constant and ioctl number, compared with what gcc computes from
-/// /usr/include/linux/vfio.h (and the libc headers behind Interop.Libc). Fails, rather than skips, without gcc.
+/// Linux 6.12's linux/vfio.h and linux/iommufd.h (and the libc headers behind Interop.Libc). Fails, rather than skips,
+/// without gcc or without those headers (lab/lab.sh headers makes them).
 /// </summary>
 public class HeaderLayoutTests
 {

@@ -27,11 +27,11 @@ internal sealed partial class HeaderProbe
     public static readonly string[] Headers =
     [
         "stdio.h", "stddef.h", "fcntl.h", "unistd.h", "sys/mman.h", "linux/mman.h", "linux/memfd.h", "sys/eventfd.h",
-        "sys/epoll.h", "sys/resource.h", "sys/socket.h", "sys/uio.h", "poll.h", "linux/vfio.h",
+        "sys/epoll.h", "sys/resource.h", "sys/socket.h", "sys/uio.h", "poll.h", "linux/vfio.h", "linux/iommufd.h",
     ];
 
     /// <summary>Interop classes whose nested structs and constants are checked.</summary>
-    public static readonly Type[] InteropClasses = [typeof(Interop.Vfio), typeof(Interop.Libc)];
+    public static readonly Type[] InteropClasses = [typeof(Interop.Ioctl), typeof(Interop.Vfio), typeof(Interop.Iommufd), typeof(Interop.Libc)];
 
     /// <summary>
     /// Flexible array members (<c>T name[]</c>) that the C# structs leave out: the array follows the header at
@@ -57,12 +57,12 @@ internal sealed partial class HeaderProbe
     /// <summary>Sized ioctl encodings, C macro against the C# helper (VFIO itself uses only _IO, checked as constants).</summary>
     public static readonly (string C, Func<ulong> CSharp)[] IoctlSamples =
     [
-        ("_IOR(VFIO_TYPE, VFIO_BASE + 3, struct vfio_group_status)", () => Interop.Vfio._IOR<Interop.Vfio.vfio_group_status>(Interop.Vfio.VFIO_TYPE, Interop.Vfio.VFIO_BASE + 3)),
-        ("_IOW(VFIO_TYPE, VFIO_BASE + 10, struct vfio_irq_set)", () => Interop.Vfio._IOW<Interop.Vfio.vfio_irq_set>(Interop.Vfio.VFIO_TYPE, Interop.Vfio.VFIO_BASE + 10)),
-        ("_IOWR(VFIO_TYPE, VFIO_BASE + 8, struct vfio_region_info)", () => Interop.Vfio._IOWR<Interop.Vfio.vfio_region_info>(Interop.Vfio.VFIO_TYPE, Interop.Vfio.VFIO_BASE + 8)),
-        ("_IOWR(0xff, 0xff, struct vfio_iommu_type1_dma_map)", () => Interop.Vfio._IOWR<Interop.Vfio.vfio_iommu_type1_dma_map>(0xff, 0xff)),
-        ("_IOR('E', 0, struct epoll_event)", () => Interop.Vfio._IOR<Interop.Libc.epoll_event>('E', 0)),
-        ("_IO(0, 0)", () => Interop.Vfio._IO(0, 0)),
+        ("_IOR(VFIO_TYPE, VFIO_BASE + 3, struct vfio_group_status)", () => Interop.Ioctl._IOR<Interop.Vfio.vfio_group_status>(Interop.Vfio.VFIO_TYPE, Interop.Vfio.VFIO_BASE + 3)),
+        ("_IOW(VFIO_TYPE, VFIO_BASE + 10, struct vfio_irq_set)", () => Interop.Ioctl._IOW<Interop.Vfio.vfio_irq_set>(Interop.Vfio.VFIO_TYPE, Interop.Vfio.VFIO_BASE + 10)),
+        ("_IOWR(VFIO_TYPE, VFIO_BASE + 8, struct vfio_region_info)", () => Interop.Ioctl._IOWR<Interop.Vfio.vfio_region_info>(Interop.Vfio.VFIO_TYPE, Interop.Vfio.VFIO_BASE + 8)),
+        ("_IOWR(0xff, 0xff, struct vfio_iommu_type1_dma_map)", () => Interop.Ioctl._IOWR<Interop.Vfio.vfio_iommu_type1_dma_map>(0xff, 0xff)),
+        ("_IOR('E', 0, struct epoll_event)", () => Interop.Ioctl._IOR<Interop.Libc.epoll_event>('E', 0)),
+        ("_IO(0, 0)", () => Interop.Ioctl._IO(0, 0)),
     ];
 
     private static readonly Lazy<HeaderProbe> s_instance = new(Run);
@@ -124,9 +124,10 @@ internal sealed partial class HeaderProbe
             string exe = Path.Combine(dir.FullName, "probe");
             File.WriteAllText(source, GenerateSource());
 
-            Exec(compiler, ["-std=gnu11", "-Wall", "-o", exe, source], "compiling the header probe", source);
+            string uapi = FindUapiHeaders();
+            Exec(compiler, ["-std=gnu11", "-Wall", "-I", uapi, "-o", exe, source], "compiling the header probe", source);
             string output = Exec(exe, [], "running the header probe", source);
-            string preprocessed = Exec(compiler, ["-std=gnu11", "-E", "-P", source], "preprocessing the headers", source);
+            string preprocessed = Exec(compiler, ["-std=gnu11", "-I", uapi, "-E", "-P", source], "preprocessing the headers", source);
 
             var probe = new HeaderProbe();
             probe.Parse(output);
@@ -139,6 +140,34 @@ internal sealed partial class HeaderProbe
         }
     }
 
+    /// <summary>
+    /// The kernel uapi headers the probe compiles against, searched before /usr/include: Linux 6.12's (made by
+    /// <c>lab/lab.sh headers</c> from linux-source-6.12 into the lab cache; <c>./run test</c> does that first and
+    /// passes the directory in <c>VFIO_UAPI_INCLUDE</c>). The distribution's linux-libc-dev (6.1 on bookworm) has
+    /// no linux/iommufd.h and no vfio cdev ioctls, so it cannot vouch for them: missing headers fail the tests.
+    /// </summary>
+    internal static string FindUapiHeaders()
+    {
+        if (Environment.GetEnvironmentVariable("VFIO_UAPI_INCLUDE") is { Length: > 0 } explicitDir)
+        {
+            return File.Exists(Path.Combine(explicitDir, "linux", "iommufd.h"))
+                ? explicitDir
+                : throw new InvalidOperationException($"VFIO_UAPI_INCLUDE={explicitDir} has no linux/iommufd.h; run 'lab/lab.sh headers' (as root) to make them");
+        }
+        string cache = Environment.GetEnvironmentVariable("VFIO_LAB_CACHE") is { Length: > 0 } c ? c : "/var/cache/vfio-dotnet-lab";
+        var found = Directory.Exists(cache)
+            ? new DirectoryInfo(cache).GetDirectories("uapi-6.12-*")
+                .Where(d => File.Exists(Path.Combine(d.FullName, "include", "linux", "iommufd.h")))
+                .OrderByDescending(d => d.LastWriteTimeUtc).FirstOrDefault()
+            : null;
+        return found is not null
+            ? Path.Combine(found.FullName, "include")
+            : throw new InvalidOperationException(
+                $"no Linux 6.12 uapi headers in {cache} (uapi-6.12-*/include) and VFIO_UAPI_INCLUDE is not set. The layout " +
+                "tests check the iommufd and vfio cdev structures against linux/iommufd.h, which the distribution's headers " +
+                "lack. Run 'lab/lab.sh headers' as root (./run test does) to extract them from linux-source-6.12.");
+    }
+
     private static string FindCompiler()
     {
         if (Environment.GetEnvironmentVariable("CC") is { Length: > 0 } cc) { return cc; }
@@ -149,7 +178,7 @@ internal sealed partial class HeaderProbe
         }
         throw new InvalidOperationException(
             "gcc was not found on PATH (nor set in $CC). The interop layout tests compile a C probe against " +
-            "/usr/include/linux/vfio.h and cannot vouch for any struct layout or ioctl number without it. " +
+            "the kernel uapi headers and cannot vouch for any struct layout or ioctl number without it. " +
             "Install a C compiler and the kernel headers (Debian/Ubuntu: apt-get install gcc linux-libc-dev).");
     }
 
@@ -250,6 +279,14 @@ internal sealed partial class HeaderProbe
             foreach (string decl in SplitTopLevel(preprocessed[start..i], ';'))
             {
                 string clean = AttributeRegex().Replace(decl, " ");
+                // An anonymous union ("union { __u32 group_id; __u32 devid; };", Linux 6.6+ in vfio_pci_dependent_device)
+                // shares one slot: the C# struct carries it as its first member, whose offset and size the probe checks.
+                if (AnonymousAggregateRegex().Match(clean) is { Success: true } anonymous)
+                {
+                    var first = SplitTopLevel(anonymous.Groups[1].Value, ';').Select(d => d.Trim()).First(d => d.Length > 0);
+                    members.Add(DeclaratorRegex().Match(SplitTopLevel(first, ',').First().Trim()).Groups[1].Value);
+                    continue;
+                }
                 foreach (string declarator in SplitTopLevel(clean, ',').Select(d => d.Trim()).Where(d => d.Length > 0))
                 {
                     var id = DeclaratorRegex().Match(declarator);
@@ -280,6 +317,9 @@ internal sealed partial class HeaderProbe
 
     [GeneratedRegex(@"__attribute__\s*\(\((?:[^()]|\([^()]*\))*\)\)")]
     private static partial Regex AttributeRegex();
+
+    [GeneratedRegex(@"^\s*(?:union|struct)\s*\{(.*)\}\s*$", RegexOptions.Singleline)]
+    private static partial Regex AnonymousAggregateRegex();
 
     [GeneratedRegex(@"(\w+)\s*((?:\[[^\]]*\]\s*)*)(?::\s*\d+)?\s*$")]
     private static partial Regex DeclaratorRegex();

@@ -2,14 +2,17 @@ using System.Runtime.CompilerServices;
 
 internal static partial class Interop
 {
-    internal static partial class Vfio
+    /// <summary>
+    /// The ioctl request encoding macros of <c>include/uapi/asm-generic/ioctl.h</c>, shared by the VFIO and iommufd
+    /// ioctl families (both use only <c>_IO</c>: their structures carry their own size).
+    /// </summary>
+    internal static class Ioctl
     {
         // The ioctl request encoding of include/uapi/asm-generic/ioctl.h, which x86_64, arm64 and riscv use
         // (powerpc, mips and sparc widen the direction field to 3 bits; the library does not run there).
-        // VFIO itself only uses _IO: its structures carry their own size in argsz, so the request number
-        // embeds none ("We therefore use the _IO() macro", linux/vfio.h). The sized forms are here so that
-        // the macros are complete and can be checked against the C ones.
-        // These helpers belong in an Interop.Ioctl.cs of their own once a second ioctl family needs them.
+        // VFIO and iommufd only use _IO: their structures carry their own size (argsz, size), so the request
+        // number embeds none ("We therefore use the _IO() macro", linux/vfio.h). The sized forms are here so
+        // that the macros are complete and can be checked against the C ones.
 
         internal const int _IOC_NRBITS = 8;
         internal const int _IOC_TYPEBITS = 8;
