@@ -600,7 +600,7 @@ cmd_e2e() {
       local exclude=""
       if [[ "$cfg" == 612-* ]]; then exclude="cost=long"; fi
       run_guest "$cfg" "${VFIO_LAB_TIMEOUT:-900}" "$outdir" "$outdir/$cfg.console.txt" 0 \
-        bash -o pipefail -c 'dotnet "$1" -noColor -trait "lab=$VFIO_LAB_CONFIG" -trait "lab=$VFIO_LAB_NAME" ${2:+-trait- "$2"} -result-junit "$VFIO_LAB_OUT/$VFIO_LAB_NAME.junit.xml" 2>&1 | tee "$VFIO_LAB_OUT/$VFIO_LAB_NAME.log"' \
+        bash -o pipefail -c 'dotnet "$1" -noColor -trait "lab=$VFIO_LAB_CONFIG" -trait "lab=$VFIO_LAB_NAME" ${2:+-trait- "$2"} -longRunning 120 -result-junit "$VFIO_LAB_OUT/$VFIO_LAB_NAME.junit.xml" 2>&1 | tee "$VFIO_LAB_OUT/$VFIO_LAB_NAME.log"' \
         e2e "$dll" "$exclude" || rc=$?
       if [ -n "$LAB_FAILURE" ]; then
         {
