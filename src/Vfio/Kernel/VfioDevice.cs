@@ -80,7 +80,15 @@ public sealed partial class VfioDevice : IPciDevice
     public CancellationToken ReleaseRequested { get; private set; }
 
     /// <inheritdoc />
-    public IDmaAllocator Dma => _container.GetDmaAllocator(_allowMigratablePages);
+    public IDmaAllocator Dma
+    {
+        get
+        {
+            // After Dispose the container (and the allocator's memory) may be gone; say so rather than fail in an ioctl.
+            ThrowIfDisposed();
+            return _container.GetDmaAllocator(_allowMigratablePages);
+        }
+    }
 
     /// <summary>
     /// Opens <paramref name="address"/> through kernel VFIO. The mode follows the host: a device with an IOMMU group
