@@ -29,6 +29,9 @@ public sealed class KernelBadInputTests
     {
         var failures = new List<string>();
         int rows = 0;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var phases = new List<string>();
+        void Phase(string name) { phases.Add($"{name} {clock.ElapsedMilliseconds} ms"); clock.Restart(); }
         void Check(IEnumerable<Row> table)
         {
             foreach (var row in table)
@@ -42,6 +45,7 @@ public sealed class KernelBadInputTests
         }
 
         Check(AddressRows());
+        Phase("addresses");
 
         var dev = VfioDevice.Open(Lab.BoundEdu(), OptIn);
         try
@@ -52,6 +56,7 @@ public sealed class KernelBadInputTests
             var msi = dev.EnableInterrupts(IrqIndex.Msi, 1);
             var vector = msi[0];
             var buffer = dev.Dma.Allocate(4096, new DmaAllocationOptions { Name = "bad-input" });
+            Phase("open");
 
             Check(DeviceRows(dev, msiInfo));
             Check(RegionRows(bar0));
@@ -63,13 +68,16 @@ public sealed class KernelBadInputTests
             msi.Dispose();
             buffer.Dispose();
             Check(DisposedRows(bar0, msi, vector, buffer));
+            Phase("table");
 
             // The same open device still works: registers, the factorial unit, MSI again and a DMA round trip.
             ProveUsable(dev);
+            Phase("still usable");
 
             var stillOpen = dev.OpenRegion(PciRegion.Bar0);
             dev.Dispose();
             Check(DisposedDeviceRows(dev, stillOpen));
+            Phase("disposed device");
         }
         finally
         {
@@ -84,8 +92,9 @@ public sealed class KernelBadInputTests
             Assert.Equal(0x010000edu, edu.Id);
             Assert.Equal(5040u, edu.ComputeFactorial(7, Timeout));
         }
+        Phase("reopen");
 
-        TestContext.Current.TestOutputHelper?.WriteLine($"{rows} bad-input rows, {failures.Count} failed ({Lab.Config})");
+        TestContext.Current.TestOutputHelper?.WriteLine($"{rows} bad-input rows, {failures.Count} failed ({Lab.Config}); {string.Join(", ", phases)}");
         Assert.True(failures.Count == 0, $"{failures.Count} of {rows} rows failed:\n" + string.Join('\n', failures));
         Assert.True(rows >= 80, $"only {rows} rows ran");
     }
