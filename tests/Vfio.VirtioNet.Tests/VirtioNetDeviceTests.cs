@@ -222,7 +222,11 @@ public abstract class VirtioNetDeviceTests : IDisposable
         var rx = new PacketBuffer[32];
         var pending = b.ReceiveAsync(rx, cancellationToken: TestContext.Current.CancellationToken);
         SendFrames(a, b, 2);
-        Assert.Equal(2, await pending.AsTask().WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
+        int n = await pending.AsTask().WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        // Over a socket the first frame's interrupt may wake the wait before the second lands.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (n < 2 && DateTime.UtcNow < deadline) { n += b.Receive(rx.AsSpan(n)); }
+        Assert.Equal(2, n);
         PacketPool.Free(rx.AsSpan(0, 2));
     }
 

@@ -26,9 +26,16 @@ internal abstract class EventFdInterruptSet : IInterruptSet
 
     public int Count => _vectors.Length;
 
-    public IInterruptVector this[int vector] => (uint)vector < (uint)_vectors.Length
-        ? _vectors[vector]
-        : throw new ArgumentOutOfRangeException(nameof(vector), vector, $"{Index} has vectors 0..{_vectors.Length - 1} enabled");
+    public IInterruptVector this[int vector]
+    {
+        get
+        {
+            ThrowIfDisposed();
+            return (uint)vector < (uint)_vectors.Length
+                ? _vectors[vector]
+                : throw new ArgumentOutOfRangeException(nameof(vector), vector, $"{Index} has vectors 0..{_vectors.Length - 1} enabled");
+        }
+    }
 
     /// <summary>
     /// Creates one eventfd per vector and wires them all as triggers; on failure closes them and rethrows.

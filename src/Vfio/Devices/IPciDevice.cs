@@ -40,27 +40,41 @@ public interface IPciDevice : IDisposable
 
     /// <summary>Describes region <paramref name="index"/> (BARs 0-5, ROM 6, config 7, VGA 8, then device-specific).</summary>
     /// <exception cref="ArgumentOutOfRangeException">No such region.</exception>
+    /// <exception cref="ObjectDisposedException">The device is disposed.</exception>
     RegionInfo GetRegionInfo(int index);
 
     /// <summary>
     /// Opens region <paramref name="index"/> for access. Mappable parts are mmap'd (sparse areas honoured),
     /// the rest goes through read/write of the device file. The caller owns the returned object.
     /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">No such region.</exception>
+    /// <exception cref="ArgumentException">The region exists in name only (size 0, e.g. an unimplemented BAR).</exception>
+    /// <exception cref="ObjectDisposedException">The device is disposed.</exception>
     IDeviceRegion OpenRegion(int index);
 
     /// <summary>The PCI configuration space (region 7) with typed accessors and capability walks.</summary>
     PciConfigSpace Config { get; }
 
     /// <summary>Describes interrupt index <paramref name="index"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">No such interrupt index.</exception>
+    /// <exception cref="ObjectDisposedException">The device is disposed.</exception>
     IrqInfo GetIrqInfo(IrqIndex index);
 
     /// <summary>
     /// Enables <paramref name="count"/> vectors of <paramref name="index"/>, one eventfd each. Disposing the
     /// returned set disables them. Only one set per index may be enabled at a time.
     /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// No such interrupt index, or <paramref name="count"/> is not between 1 and the vectors the index offers.
+    /// </exception>
+    /// <exception cref="InvalidOperationException">
+    /// The index is already enabled, or it is <see cref="IrqIndex.Req"/>, which the backend watches itself.
+    /// </exception>
+    /// <exception cref="ObjectDisposedException">The device is disposed.</exception>
     IInterruptSet EnableInterrupts(IrqIndex index, int count);
 
     /// <summary>Allocates DMA memory this device can reach, addressed as the device must see it.</summary>
+    /// <exception cref="ObjectDisposedException">The device is disposed.</exception>
     IDmaAllocator Dma { get; }
 
     /// <summary>

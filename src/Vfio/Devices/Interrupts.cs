@@ -45,6 +45,8 @@ public interface IInterruptSet : IDisposable
     /// <summary>Number of vectors.</summary>
     int Count { get; }
     /// <summary>Vector <paramref name="vector"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="vector"/> is not between 0 and <see cref="Count"/> - 1.</exception>
+    /// <exception cref="ObjectDisposedException">The set is disposed.</exception>
     IInterruptVector this[int vector] { get; }
 }
 
@@ -64,8 +66,10 @@ public interface IInterruptVector
     ulong Poll();
 
     /// <summary>Signals the vector from software (<c>VFIO_IRQ_SET_DATA_NONE | ACTION_TRIGGER</c>), for tests.</summary>
+    /// <exception cref="ObjectDisposedException">The set is disposed.</exception>
     void Trigger();
 
     /// <summary>Unmasks the vector (INTx is masked by the kernel each time it fires).</summary>
+    /// <exception cref="ObjectDisposedException">The set is disposed.</exception>
     void Unmask();
 }

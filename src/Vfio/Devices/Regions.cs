@@ -83,23 +83,51 @@ public interface IDeviceRegion : IDisposable
     /// <summary>True when <paramref name="offset"/> lies in an mmap'd area (fast path).</summary>
     bool IsMapped(ulong offset);
     /// <summary>Reads 8 bits.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The access does not lie wholly inside the region.</exception>
+    /// <exception cref="ArgumentException">The offset is not aligned to the access width.</exception>
+    /// <exception cref="ObjectDisposedException">The region (or its device) is disposed.</exception>
     byte Read8(ulong offset);
     /// <summary>Reads 16 bits (offset 2-aligned).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The access does not lie wholly inside the region.</exception>
+    /// <exception cref="ArgumentException">The offset is not aligned to the access width.</exception>
+    /// <exception cref="ObjectDisposedException">The region (or its device) is disposed.</exception>
     ushort Read16(ulong offset);
     /// <summary>Reads 32 bits (offset 4-aligned).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The access does not lie wholly inside the region.</exception>
+    /// <exception cref="ArgumentException">The offset is not aligned to the access width.</exception>
+    /// <exception cref="ObjectDisposedException">The region (or its device) is disposed.</exception>
     uint Read32(ulong offset);
     /// <summary>Reads 64 bits (offset 8-aligned).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The access does not lie wholly inside the region.</exception>
+    /// <exception cref="ArgumentException">The offset is not aligned to the access width.</exception>
+    /// <exception cref="ObjectDisposedException">The region (or its device) is disposed.</exception>
     ulong Read64(ulong offset);
     /// <summary>Writes 8 bits.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The access does not lie wholly inside the region.</exception>
+    /// <exception cref="ArgumentException">The offset is not aligned to the access width.</exception>
+    /// <exception cref="ObjectDisposedException">The region (or its device) is disposed.</exception>
     void Write8(ulong offset, byte value);
     /// <summary>Writes 16 bits (offset 2-aligned).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The access does not lie wholly inside the region.</exception>
+    /// <exception cref="ArgumentException">The offset is not aligned to the access width.</exception>
+    /// <exception cref="ObjectDisposedException">The region (or its device) is disposed.</exception>
     void Write16(ulong offset, ushort value);
     /// <summary>Writes 32 bits (offset 4-aligned).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The access does not lie wholly inside the region.</exception>
+    /// <exception cref="ArgumentException">The offset is not aligned to the access width.</exception>
+    /// <exception cref="ObjectDisposedException">The region (or its device) is disposed.</exception>
     void Write32(ulong offset, uint value);
     /// <summary>Writes 64 bits (offset 8-aligned).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The access does not lie wholly inside the region.</exception>
+    /// <exception cref="ArgumentException">The offset is not aligned to the access width.</exception>
+    /// <exception cref="ObjectDisposedException">The region (or its device) is disposed.</exception>
     void Write64(ulong offset, ulong value);
     /// <summary>Copies bytes out of the region (no width guarantee; for memory-like regions).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The range does not lie wholly inside the region.</exception>
+    /// <exception cref="ObjectDisposedException">The region (or its device) is disposed.</exception>
     void Read(ulong offset, Span<byte> destination);
     /// <summary>Copies bytes into the region (no width guarantee; for memory-like regions).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The range does not lie wholly inside the region.</exception>
+    /// <exception cref="ObjectDisposedException">The region (or its device) is disposed.</exception>
     void Write(ulong offset, ReadOnlySpan<byte> source);
 }

@@ -54,8 +54,13 @@ public abstract class DmaBuffer : IDisposable
     }
 
     /// <summary>A span over <paramref name="length"/> bytes at <paramref name="offset"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// <paramref name="length"/> is negative, or the range does not lie inside the buffer.
+    /// </exception>
+    /// <exception cref="ObjectDisposedException">The buffer is disposed.</exception>
     public unsafe Span<byte> Slice(ulong offset, int length)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
         CheckRange(offset, (ulong)length);
         // SAFETY: the range was checked against Length, and the memory lives until Dispose.
         return new Span<byte>((byte*)Pointer + offset, length);
@@ -63,6 +68,7 @@ public abstract class DmaBuffer : IDisposable
 
     /// <summary>The device address of byte <paramref name="offset"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">Offset past the end.</exception>
+    /// <exception cref="ObjectDisposedException">The buffer is disposed.</exception>
     public DmaAddress GetDeviceAddress(ulong offset)
     {
         ThrowIfDisposed();

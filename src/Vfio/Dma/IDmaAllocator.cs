@@ -32,5 +32,11 @@ public interface IDmaAllocator
     DmaAddressing Addressing { get; }
 
     /// <summary>Allocates a zeroed buffer of at least <paramref name="size"/> bytes.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// <paramref name="size"/> is 0, above <see cref="long.MaxValue"/> or too large to round up to whole pages, or the alignment in
+    /// <paramref name="options"/> is not a power of two of at least 4096.
+    /// </exception>
+    /// <exception cref="VfioResourceException">Not enough memory (hugepages, address or IOVA space, locked-memory limit).</exception>
+    /// <exception cref="ObjectDisposedException">The allocator is disposed.</exception>
     DmaBuffer Allocate(ulong size, DmaAllocationOptions? options = null);
 }

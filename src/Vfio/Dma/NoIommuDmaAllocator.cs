@@ -122,6 +122,11 @@ public sealed partial class NoIommuDmaAllocator : IDmaAllocator, IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(size), size, "cannot allocate an empty DMA buffer");
         }
+        if (size > long.MaxValue)
+        {
+            // No address space is that large; refusing here keeps both allocators from answering with whatever mmap says.
+            throw new ArgumentOutOfRangeException(nameof(size), size, $"DMA buffer size is too large (at most {long.MaxValue} bytes; a negative size cast to ulong?)");
+        }
         if (!ulong.IsPow2(options.Alignment) || options.Alignment < MinAlignment)
         {
             throw new ArgumentOutOfRangeException(nameof(options), options.Alignment, "DMA alignment must be a power of two of at least 4096");

@@ -173,10 +173,10 @@ public sealed partial class Type1DmaAllocator : IDmaAllocator
         LogUnmapped(_logger, mapping.Length, mapping.Iova);
     }
 
-    private static ulong RoundUp(ulong value, ulong granule)
+    private static ulong RoundUp(ulong size, ulong granule)
     {
-        var rounded = (value + (granule - 1)) & ~(granule - 1);
-        return rounded >= value ? rounded : throw new ArgumentOutOfRangeException(nameof(value), value, "DMA buffer size is too large");
+        var rounded = (size + (granule - 1)) & ~(granule - 1);
+        return rounded >= size ? rounded : throw new ArgumentOutOfRangeException(nameof(size), size, "DMA buffer size is too large");
     }
 
     private static unsafe void ClearMemory(nint address, ulong length)

@@ -96,7 +96,15 @@ public sealed partial class VfioDevice : IPciDevice
     public CancellationToken ReleaseRequested { get; private set; }
 
     /// <inheritdoc />
-    public IDmaAllocator Dma => _ioas?.GetDmaAllocator() ?? _container!.GetDmaAllocator(_allowMigratablePages);
+    public IDmaAllocator Dma
+    {
+        get
+        {
+            // After Dispose the container or IOAS (and the allocator's memory) may be gone; say so rather than fail in an ioctl.
+            ThrowIfDisposed();
+            return _ioas?.GetDmaAllocator() ?? _container!.GetDmaAllocator(_allowMigratablePages);
+        }
+    }
 
     /// <summary>
     /// Opens <paramref name="address"/> through kernel VFIO. The mode follows the host: a device with an IOMMU group
