@@ -22,7 +22,8 @@ public sealed class VirtioNetInterruptTests : IDisposable
     {
         CliPktgenTests.BindPorts();
         _devA = VfioDevice.Open(PciAddress.Parse(Lab.Net0), new VfioOpenOptions { AllowNoIommu = true });
-        _devB = VfioDevice.Open(PciAddress.Parse(Lab.Net1), new VfioOpenOptions { AllowNoIommu = true, Container = _devA.Container });
+        // One DMA space for both ports (a container, or an IOAS on the cdev path).
+        _devB = VfioDevice.Open(PciAddress.Parse(Lab.Net1), new VfioOpenOptions { AllowNoIommu = true }.SharingDmaWith(_devA));
         _a = VirtioNetDevice.Open(_devA, new VirtioNetOptions { ReceiveInterrupts = true });
         // Each port its own pool: a test below sends on one thread while receiving on another, and a pool is
         // single-threaded (one allocating and freeing thread, as DPDK's per-lcore cache).
