@@ -84,6 +84,25 @@ internal sealed class CliContext
         return console;
     }
 
+    /// <summary>
+    /// Opens <paramref name="address"/> through VFIO (or the test environment's opener) with this invocation's roots
+    /// and logging; a No-IOMMU group only with <paramref name="allowNoIommu"/>. With <paramref name="shareDmaWith"/>
+    /// the device joins that device's container or IOAS, so one DMA pool serves both.
+    /// </summary>
+    public Devices.IPciDevice OpenDevice(PciAddress address, bool allowNoIommu, Kernel.VfioDevice? shareDmaWith = null)
+    {
+        var options = new Kernel.VfioOpenOptions
+        {
+            AllowNoIommu = allowNoIommu,
+            SysfsRoot = SysfsRoot,
+            ProcRoot = ProcRoot,
+            DevRoot = DevRoot,
+            LoggerFactory = LoggerFactory,
+        };
+        var open = Environment.OpenDevice ?? Kernel.VfioDevice.Open;
+        return open(address, shareDmaWith is null ? options : options.SharingDmaWith(shareDmaWith));
+    }
+
     /// <summary>Writes a JSON document to standard output.</summary>
     public void WriteJson<T>(T document, JsonTypeInfo<T> type)
     {

@@ -28,16 +28,7 @@ internal static class InfoCommand
 
     private static int Execute(CliContext ctx, PciAddress address, bool allowNoIommu)
     {
-        var options = new VfioOpenOptions
-        {
-            AllowNoIommu = allowNoIommu,
-            SysfsRoot = ctx.SysfsRoot,
-            ProcRoot = ctx.ProcRoot,
-            DevRoot = ctx.DevRoot,
-            LoggerFactory = ctx.LoggerFactory,
-        };
-        var open = ctx.Environment.OpenDevice ?? VfioDevice.Open;
-        using var device = open(address, options);
+        using var device = ctx.OpenDevice(address, allowNoIommu);
         var info = Describe(device);
         if (ctx.Json)
         {

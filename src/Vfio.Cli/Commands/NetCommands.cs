@@ -222,18 +222,7 @@ internal static class NetCommands
 
     private static string FormatMac(byte[] bytes) => string.Join(':', bytes.Select(x => x.ToString("x2", CultureInfo.InvariantCulture)));
 
-    private static IPciDevice Open(CliContext ctx, PciAddress address, bool allowNoIommu, VfioDevice? shareDmaWith)
-    {
-        var options = new VfioOpenOptions
-        {
-            AllowNoIommu = allowNoIommu,
-            SysfsRoot = ctx.SysfsRoot,
-            ProcRoot = ctx.ProcRoot,
-            DevRoot = ctx.DevRoot,
-            LoggerFactory = ctx.LoggerFactory,
-        };
-        var open = ctx.Environment.OpenDevice ?? VfioDevice.Open;
-        // Port B joins port A's container or IOAS, so buffers of A's pool reach both.
-        return open(address, shareDmaWith is null ? options : options.SharingDmaWith(shareDmaWith));
-    }
+    // Port B joins port A's container or IOAS, so buffers of A's pool reach both.
+    private static IPciDevice Open(CliContext ctx, PciAddress address, bool allowNoIommu, VfioDevice? shareDmaWith) =>
+        ctx.OpenDevice(address, allowNoIommu, shareDmaWith);
 }

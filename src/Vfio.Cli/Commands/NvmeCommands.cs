@@ -517,16 +517,7 @@ internal static class NvmeCommands
 
         public static Session Open(CliContext ctx, PciAddress address, bool allowNoIommu)
         {
-            var options = new VfioOpenOptions
-            {
-                AllowNoIommu = allowNoIommu,
-                SysfsRoot = ctx.SysfsRoot,
-                ProcRoot = ctx.ProcRoot,
-                DevRoot = ctx.DevRoot,
-                LoggerFactory = ctx.LoggerFactory,
-            };
-            var open = ctx.Environment.OpenDevice ?? VfioDevice.Open;
-            var device = open(address, options);
+            var device = ctx.OpenDevice(address, allowNoIommu);
             try
             {
                 uint classCode = device.Config.ClassCode;
