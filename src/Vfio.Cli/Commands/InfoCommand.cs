@@ -92,7 +92,8 @@ internal static class InfoCommand
             Regions: regions,
             Irqs: irqs,
             Capabilities: caps,
-            ExtendedCapabilities: extended);
+            ExtendedCapabilities: extended,
+            Container: device is VfioDevice { Ioas: null } kernel ? (kernel.Container.ServedByIommufd ? "iommufd" : "vfio") : null);
     }
 
     private static void Show(CliContext ctx, DeviceInfoJson info)
@@ -109,6 +110,10 @@ internal static class InfoCommand
         ctx.Say(info.DmaIsolated
             ? $"Mode:   {info.Mode} (DMA confined by the IOMMU to memory this process maps)"
             : $"Mode:   {info.Mode} (NO DMA isolation: the device can write any host memory)");
+        if (info.Container == "iommufd")
+        {
+            ctx.Say("        (the VFIO container is iommufd's emulation: CONFIG_IOMMUFD_VFIO_CONTAINER)");
+        }
         ctx.Say($"Flags:  {string.Join(", ", info.Flags)}; reset {(info.CanReset ? "supported" : "not supported")}");
 
         var regions = Tables.Create("Regions", "Index", "Name", "Size", "Offset", "Flags", "Mmap areas");

@@ -75,7 +75,11 @@ internal sealed record HugetlbfsMountJson(string MountPoint, ulong PageSize);
 /// <summary><c>vfio hugepages reserve --json</c>: <c>Granted</c> is the pool size the kernel reports afterwards.</summary>
 internal sealed record HugePageReservationJson(ulong PageSize, string Size, int Requested, long Granted, bool Complete);
 
-/// <summary><c>vfio info --json</c>.</summary>
+/// <summary>
+/// <c>vfio info --json</c>. <c>Container</c> says what serves the VFIO container of a device opened through its
+/// group: "vfio" (the VFIO container proper) or "iommufd" (iommufd's emulation, CONFIG_IOMMUFD_VFIO_CONTAINER);
+/// null for a device opened through its cdev or over vfio-user.
+/// </summary>
 internal sealed record DeviceInfoJson(
     string Address,
     string Mode,
@@ -88,7 +92,8 @@ internal sealed record DeviceInfoJson(
     IReadOnlyList<RegionJson> Regions,
     IReadOnlyList<IrqJson> Irqs,
     IReadOnlyList<CapabilityJson> Capabilities,
-    IReadOnlyList<CapabilityJson> ExtendedCapabilities);
+    IReadOnlyList<CapabilityJson> ExtendedCapabilities,
+    string? Container = null);
 
 /// <summary>One VFIO region; <c>Error</c> is set (and the rest zero) when the kernel would not describe it.</summary>
 internal sealed record RegionJson(

@@ -21,6 +21,7 @@ internal static partial class Interop
         internal const uint IOMMUFD_CMD_IOAS_IOVA_RANGES = 0x84;
         internal const uint IOMMUFD_CMD_IOAS_MAP = 0x85;
         internal const uint IOMMUFD_CMD_IOAS_UNMAP = 0x86;
+        internal const uint IOMMUFD_CMD_OPTION = 0x87;
 
         /// <summary>Argument: <see cref="iommu_destroy"/>*. Destroys any iommufd object by id.</summary>
         internal static readonly nuint IOMMU_DESTROY = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_DESTROY);
@@ -35,6 +36,35 @@ internal static partial class Interop
         internal static readonly nuint IOMMU_IOAS_MAP = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_MAP);
         /// <summary>Argument: <see cref="iommu_ioas_unmap"/>*; the kernel writes back the length unmapped.</summary>
         internal static readonly nuint IOMMU_IOAS_UNMAP = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_UNMAP);
+
+        /// <summary>
+        /// Argument: <see cref="iommu_option"/>*. Reads or sets a global or per-object option. Answered by any
+        /// iommufd file, including <c>/dev/vfio/vfio</c> when iommufd serves it (CONFIG_IOMMUFD_VFIO_CONTAINER);
+        /// a VFIO container proper does not know the request.
+        /// </summary>
+        internal static readonly nuint IOMMU_OPTION = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_OPTION);
+
+        // enum iommufd_option
+        internal const uint IOMMU_OPTION_RLIMIT_MODE = 0;
+
+        // enum iommufd_option_ops
+        internal const ushort IOMMU_OPTION_OP_SET = 0;
+        internal const ushort IOMMU_OPTION_OP_GET = 1;
+
+        /// <summary>
+        /// <c>struct iommu_option</c>: <c>object_id</c> 0 names a global option; <c>val64</c> is written back by
+        /// <see cref="IOMMU_OPTION_OP_GET"/>.
+        /// </summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct iommu_option
+        {
+            public uint size;
+            public uint option_id;
+            public ushort op;
+            public ushort __reserved;
+            public uint object_id;
+            public ulong val64;
+        }
 
         /// <summary><c>struct iommu_destroy</c>.</summary>
         [StructLayout(LayoutKind.Sequential)]

@@ -43,6 +43,14 @@ public sealed partial class VfioContainer : IDisposable, IIommuMapper
     /// <summary>The node it was opened from.</summary>
     public string Path { get; }
 
+    /// <summary>
+    /// Whether iommufd serves this <c>/dev/vfio/vfio</c> (a kernel built with CONFIG_IOMMUFD_VFIO_CONTAINER and
+    /// without CONFIG_VFIO_CONTAINER, Linux 6.2+): the container ioctls are then iommufd's emulation of them. Groups,
+    /// No-IOMMU mode and type1 DMA mapping work the same way through it; the emulation lacks a few type1 features
+    /// (peer-to-peer DMA mappings of another device's BAR, for one), which this library does not use.
+    /// </summary>
+    public bool ServedByIommufd { get; private init; }
+
     /// <summary>The IOMMU model, once set.</summary>
     public VfioIommuType? IommuType { get; private set; }
 
@@ -70,13 +78,35 @@ public sealed partial class VfioContainer : IDisposable, IIommuMapper
                 throw new VfioUnavailableException($"{path} speaks VFIO API version {version}, this library speaks {VFIO_API_VERSION}",
                     "use a kernel whose VFIO API matches (every Linux since 3.6 reports 0)");
             }
-            return new VfioContainer(handle, path, loggerFactory);
+            var container = new VfioContainer(handle, path, loggerFactory) { ServedByIommufd = AnswersIommufd(handle) };
+            if (container.ServedByIommufd)
+            {
+                LogServedByIommufd(container._logger, path);
+            }
+            return container;
         }
         catch
         {
             handle.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="handle"/> answers an iommufd request: reading the global RLIMIT_MODE option
+    /// (<c>IOMMU_OPTION</c>, read only, no object created). An iommufd file answers it; the VFIO container fails
+    /// it (no IOMMU driver is set yet, so the request reaches nothing that knows it).
+    /// </summary>
+    private static unsafe bool AnswersIommufd(SafeFdHandle handle)
+    {
+        var option = new Interop.Iommufd.iommu_option
+        {
+            size = (uint)sizeof(Interop.Iommufd.iommu_option),
+            option_id = Interop.Iommufd.IOMMU_OPTION_RLIMIT_MODE,
+            op = Interop.Iommufd.IOMMU_OPTION_OP_GET,
+        };
+        // SAFETY: option is a local of the size its size field states; the kernel writes only val64.
+        return VfioIoctl.Raw(handle, Interop.Iommufd.IOMMU_OPTION, &option) >= 0;
     }
 
     /// <summary><c>VFIO_CHECK_EXTENSION</c>: whether the kernel offers an IOMMU model or extension.</summary>
@@ -240,6 +270,9 @@ public sealed partial class VfioContainer : IDisposable, IIommuMapper
         foreach (var g in groups) { g.Dispose(); }
         Handle.Dispose();
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Path} is served by iommufd (CONFIG_IOMMUFD_VFIO_CONTAINER): the container ioctls are iommufd's emulation")]
+    private static partial void LogServedByIommufd(ILogger logger, string path);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "{Path}: IOMMU model set to {Type}")]
     private static partial void LogIommuSet(ILogger logger, string path, VfioIommuType type);
