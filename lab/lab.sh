@@ -5,7 +5,8 @@
 #   lab.sh prepare                                   install/build/cache everything a boot needs
 #   lab.sh run CONFIG [--timeout S] [--out DIR] [--log FILE] [--quiet] -- COMMAND...
 #                                                    boot one guest, run COMMAND, return its exit code
-#   lab.sh e2e OUTDIR                                every config runs the e2e tests; OUTDIR/<config>.log
+#   lab.sh e2e OUTDIR                                every config runs the e2e tests, in parallel lanes;
+#                                                    OUTDIR/<config>.log
 #   lab.sh shell CONFIG                              interactive guest (a bash in the host root)
 #   lab.sh bench lab                                 time a whole e2e lab run
 #   lab.sh bench net                                 virtio-net io-forward: DPDK testpmd vs ours
@@ -17,7 +18,9 @@
 # a 6.12 kernel built from Debian's source with everything built in (lab/kernel-6.12.config):
 # 612-noiommu (i440fx, No-IOMMU groups), 612-iommufd (q35 + intel-iommu: the library opens devices
 # through the VFIO device cdev + iommufd), 612-type1 (the same guest with VFIO_DOTNET_MODE=type1,
-# which forces the group + type1 container). A 6.12 guest runs the e2e tests of its family (noiommu
+# which forces the group + type1 container); and on the second 6.12 build (lab/kernel-6.12-compat.config),
+# whose /dev/vfio/vfio iommufd serves: 612-compat-noiommu (i440fx, No-IOMMU groups) and 612-compat-type1
+# (q35 + intel-iommu, VFIO_DOTNET_MODE=type1: the group path through iommufd's type1 emulation). A 6.12 guest runs the e2e tests of its family (noiommu
 # or type1) and those written for it alone (trait lab=<its name>).
 #
 # Guest devices, at the same PCI addresses in every configuration (slots 04-08 on bus 0; on q35
@@ -34,13 +37,14 @@
 #
 # Environment: VFIO_LAB_CACHE (default /var/cache/vfio-dotnet-lab), VFIO_LAB_TIMEOUT (seconds per
 # e2e boot, default 900), VFIO_LAB_KERNEL_ABI (pin a kernel ABI, e.g. 6.1.0-56-amd64),
-# CONFIG (build configuration of the test project, default Release).
+# VFIO_LAB_JOBS (e2e guests at a time, default one per core up to 4), VFIO_LAB_CONFIGS (e2e: only these
+# configurations, space-separated), CONFIG (build configuration of the test project, default Release).
 set -euo pipefail
 
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$LAB_DIR/.." && pwd)"
 CACHE="${VFIO_LAB_CACHE:-/var/cache/vfio-dotnet-lab}"
-CONFIGS=(noiommu type1 noiommu-off 612-noiommu 612-iommufd 612-type1)
+CONFIGS=(noiommu type1 noiommu-off 612-noiommu 612-iommufd 612-type1 612-compat-noiommu 612-compat-type1)
 INIT_SCRIPT="$LAB_DIR/guest-init.sh"
 KBUILD_FILE="$LAB_DIR/vfio-noiommu.kbuild"
 
@@ -225,6 +229,7 @@ make_initramfs() {
 
 K612_PACKAGES=(linux-source-6.12 bc bison flex libelf-dev libssl-dev make gcc xz-utils)
 K612_FRAGMENT="$LAB_DIR/kernel-6.12.config"
+K612_COMPAT_FRAGMENT="$LAB_DIR/kernel-6.12-compat.config"
 K612_TARBALL=/usr/src/linux-source-6.12.tar.xz
 K612_BACKPORTS=/etc/apt/sources.list.d/vfio-lab-bookworm-backports.sources
 
@@ -262,9 +267,23 @@ extract_612_headers() {
   rm -rf "$t/src"
 }
 
-# bzImage of the 6.12 source: defconfig + kvm_guest.config + our fragment, every fragment line
-# checked after olddefconfig (a dependency Kconfig silently drops would otherwise go unnoticed).
-# $1 = empty directory; leaves $1/bzImage, $1/config and $1/build.log.
+# Fails naming every line of fragment $2 that olddefconfig dropped from $1/.config (a dependency Kconfig
+# silently drops would otherwise go unnoticed).
+check_fragment() { # src fragment
+  local line missing=0
+  while read -r line; do
+    case "$line" in
+      CONFIG_*=*) grep -qxF "$line" "$1/.config" || { log "6.12 config: '$line' did not stick"; missing=1; } ;;
+      "# CONFIG_"*" is not set") grep -q "^${line:2:-11}=" "$1/.config" && { log "6.12 config: '$line' did not stick"; missing=1; } ;;
+    esac
+  done < "$2"
+  [ "$missing" = 0 ] || die "the 6.12 kernel config lacks options of $2 (see above)"
+}
+
+# The two 6.12 kernels: defconfig + kvm_guest.config + our fragment (bzImage, VFIO's own container), then
+# the compat fragment on top in the same tree (bzImage-compat, iommufd serving /dev/vfio/vfio): make only
+# recompiles what the changed options reach (vfio, iommufd) and relinks.
+# $1 = empty directory; leaves $1/bzImage, $1/config, $1/bzImage-compat, $1/config-compat and $1/build.log.
 build_612_kernel() {
   local t="$1" src="$1/src"
   mkdir -p "$src"
@@ -274,18 +293,19 @@ build_612_kernel() {
       && (cd "$src" && scripts/kconfig/merge_config.sh -m .config "$K612_FRAGMENT") \
       && make -C "$src" olddefconfig
   } > "$t/build.log" 2>&1 || { tail -n 30 "$t/build.log" >&2; die "configuring the 6.12 kernel failed"; }
-  local line missing=0
-  while read -r line; do
-    case "$line" in
-      CONFIG_*=*) grep -qxF "$line" "$src/.config" || { log "6.12 config: '$line' did not stick"; missing=1; } ;;
-      "# CONFIG_"*" is not set") grep -q "^${line:2:-11}=" "$src/.config" && { log "6.12 config: '$line' did not stick"; missing=1; } ;;
-    esac
-  done < "$K612_FRAGMENT"
-  [ "$missing" = 0 ] || die "the 6.12 kernel config lacks options of $K612_FRAGMENT (see above)"
+  check_fragment "$src" "$K612_FRAGMENT"
   nice -n 10 make -C "$src" -j"$(nproc)" bzImage >> "$t/build.log" 2>&1 \
     || { tail -n 30 "$t/build.log" >&2; die "building the 6.12 kernel failed (log above)"; }
   cp "$src/arch/x86/boot/bzImage" "$t/bzImage"
   cp "$src/.config" "$t/config"
+  {
+    (cd "$src" && scripts/kconfig/merge_config.sh -m .config "$K612_COMPAT_FRAGMENT") && make -C "$src" olddefconfig
+  } >> "$t/build.log" 2>&1 || { tail -n 30 "$t/build.log" >&2; die "configuring the 6.12 compat kernel failed"; }
+  check_fragment "$src" "$K612_COMPAT_FRAGMENT"
+  nice -n 10 make -C "$src" -j"$(nproc)" bzImage >> "$t/build.log" 2>&1 \
+    || { tail -n 30 "$t/build.log" >&2; die "building the 6.12 compat kernel failed (log above)"; }
+  cp "$src/arch/x86/boot/bzImage" "$t/bzImage-compat"
+  cp "$src/.config" "$t/config-compat"
   rm -rf "$src"
 }
 
@@ -314,14 +334,14 @@ prepare_612() { # [kernel]
 # neither waits for it nor removes its work in progress.
 prepare_612_kernel() {
   local kkey
-  kkey="$( { cat "$K612_FRAGMENT"; declare -f build_612_kernel; echo "$K612_VERSION"; } | short_hash)"
+  kkey="$( { cat "$K612_FRAGMENT" "$K612_COMPAT_FRAGMENT"; declare -f build_612_kernel check_fragment; echo "$K612_VERSION"; } | short_hash)"
   local kdir="$CACHE/kernel612-$kkey"
   if [ ! -e "$kdir" ]; then
     exec 8> "$CACHE/.lock612"
     flock 8
     rm -rf "$CACHE"/.tmp612.*   # an interrupted build's leftovers (no other build runs: we hold the lock)
     if [ ! -e "$kdir" ]; then
-      log "building the 6.12 guest kernel ($K612_VERSION): about 9 min on 2 idle cores, once"
+      log "building the 6.12 guest kernel ($K612_VERSION): about 11 min on 2 idle cores, once"
       local t0; t0="$(now)"
       cache_step "$kdir" build_612_kernel .tmp612
       log "built the 6.12 kernel in $(elapsed "$t0") s"
@@ -329,7 +349,7 @@ prepare_612_kernel() {
     flock -u 8
   fi
   touch "$kdir"
-  K612_BZIMAGE="$kdir/bzImage"
+  K612_BZIMAGE="$kdir/bzImage" K612_BZIMAGE_COMPAT="$kdir/bzImage-compat"
 }
 
 # The 6.12 guest's initramfs: the same /init, no modules (the kernel has 9p and virtio built in).
@@ -394,12 +414,13 @@ qemu_args() {
   if [[ "$config" == 612-* ]]; then
     [ -n "${K612_BZIMAGE:-}" ] || die "the 6.12 kernel is not prepared"
     kernel="$K612_BZIMAGE" initrd="$K612_INITRD"
+    if [[ "$config" == 612-compat-* ]]; then kernel="$K612_BZIMAGE_COMPAT"; fi
     # lapic=notscdeadline: with QEMU/TCG's -cpu max, 6.12 drives the local APIC timer in TSC-deadline mode,
     # and a vCPU's timer stopped firing minutes into a test run (RCU "timer wakeup didn't happen"); the
     # one-shot mode 6.1 uses does not stall.
     append+=" vfio_lab.builtin=1 lapic=notscdeadline"
     # vfio is built in: its module parameter goes on the kernel command line.
-    if [ "$config" = 612-noiommu ]; then append+=" vfio.enable_unsafe_noiommu_mode=1"; fi
+    case "$config" in 612-noiommu | 612-compat-noiommu) append+=" vfio.enable_unsafe_noiommu_mode=1" ;; esac
   else
     append+=" vfio_lab.modules=$KERNEL_DIR"
   fi
@@ -410,9 +431,9 @@ qemu_args() {
   QEMU_ARGS=(-accel tcg -cpu max -m 2048 -smp "$smp"
     -nodefaults -no-user-config -display none -monitor none -no-reboot)
   case "$config" in
-    noiommu | noiommu-off | 612-noiommu)
+    noiommu | noiommu-off | 612-noiommu | 612-compat-noiommu)
       QEMU_ARGS+=(-M pc) ;;
-    type1 | 612-iommufd | 612-type1)
+    type1 | 612-iommufd | 612-type1 | 612-compat-type1)
       # The vIOMMU comes before the devices it translates for.
       QEMU_ARGS+=(-M q35,kernel-irqchip=split -device intel-iommu,intremap=on)
       # no_timer_check: under TCG on a busy host the kernel's IO-APIC timer check (timer_irq_works) can miss
@@ -466,7 +487,7 @@ write_job() { # run-dir config command...
     printf 'export VFIO_LAB_CONFIG=%q VFIO_LAB_NAME=%q VFIO_LAB_OUT=/run/vfio-lab/out\n' "$(config_family "$config")" "$config"
     case "$config" in
       612-iommufd) echo 'export VFIO_LAB_OPEN_MODE=iommufd' ;;
-      612-type1) echo 'export VFIO_LAB_OPEN_MODE=type1 VFIO_DOTNET_MODE=type1' ;;
+      612-type1 | 612-compat-type1) echo 'export VFIO_LAB_OPEN_MODE=type1 VFIO_DOTNET_MODE=type1' ;;
     esac
     printf 'export VFIO_LAB_EDU=%s VFIO_LAB_EDU2=%s VFIO_LAB_NVME=%s VFIO_LAB_NET0=%s VFIO_LAB_NET1=%s\n' \
       "$(bdf $SLOT_EDU)" "$(bdf $SLOT_EDU2)" "$(bdf $SLOT_NVME)" "$(bdf $SLOT_NET0)" "$(bdf $SLOT_NET1)"
@@ -550,8 +571,8 @@ cmd_run() {
 # The family whose e2e tests a configuration runs: the 6.12 guests run those of their 6.1 counterpart.
 config_family() {
   case "$1" in
-    612-noiommu) echo noiommu ;;
-    612-iommufd | 612-type1) echo type1 ;;
+    612-noiommu | 612-compat-noiommu) echo noiommu ;;
+    612-iommufd | 612-type1 | 612-compat-type1) echo type1 ;;
     *) echo "$1" ;;
   esac
 }
@@ -571,30 +592,76 @@ cmd_e2e() {
   [ $# -eq 1 ] || die "usage: lab.sh e2e OUTDIR"
   local outdir; outdir="$(abspath "$1")"
   mkdir -p "$outdir"
-  local cfg
+  local cfg configs=("${CONFIGS[@]}")
+  if [ -n "${VFIO_LAB_CONFIGS:-}" ]; then
+    read -r -a configs <<< "$VFIO_LAB_CONFIGS"
+    for cfg in "${configs[@]}"; do check_config "$cfg"; done
+  fi
   for cfg in "${CONFIGS[@]}"; do rm -f "$outdir/$cfg".{log,rc,console.txt}; done
+  rm -f "$outdir"/.queue "$outdir"/.times "$outdir"/.k612.rc "$outdir"/prepare-612.txt
   local dll="tests/Vfio.E2E.Tests/bin/${CONFIG:-Release}/net10.0/Vfio.E2E.Tests.dll"
 
   # Each config leaves OUTDIR/<config>.log (the test run's output; a lab failure is written there
   # too, without an xunit summary, so ./run counts it as a failure) and OUTDIR/<config>.rc.
   # prepare exits on error: try it in a subshell first, so a failure still leaves logs behind.
-  if ! (PREPARE_612=kernel prepare); then
-    for cfg in "${CONFIGS[@]}"; do
+  if ! (prepare); then
+    for cfg in "${configs[@]}"; do
       echo "lab: FAILED: lab.sh prepare failed; no guest was booted" > "$outdir/$cfg.log"
       echo 125 > "$outdir/$cfg.rc"
     done
     return 1
   fi
-  PREPARE_612=kernel prepare 2>/dev/null   # cached now: sets the paths in this shell
-  local failed=0 t0 rc times=()
-  for cfg in "${CONFIGS[@]}"; do
+  prepare 2>/dev/null   # cached now: sets the paths in this shell
+  # The 6.12 kernels (about 11 min to build on a fresh machine, cached after) build in the background while
+  # the 6.1 guests run: a lane that reaches a 6.12 configuration first waits for them.
+  ( rc=0; (PREPARE_612=kernel prepare) > "$outdir/prepare-612.txt" 2>&1 || rc=$?; echo "$rc" > "$outdir/.k612.rc" ) &
+  local k612=$!
+
+  # Guests run in lanes, VFIO_LAB_JOBS at a time (default: one per core, at most 4 and one per 3 GiB of free
+  # memory): each TCG guest keeps about one core busy, so on 2 cores two lanes halve the lab's wall time.
+  # Lanes take configurations from one queue, 6.1 first (they need no 6.12 kernel), longest first.
+  local jobs="${VFIO_LAB_JOBS:-}"
+  if [ -z "$jobs" ]; then
+    local mem_gib; mem_gib=$(( $(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo) / 1024 / 1024 ))
+    jobs="$(nproc)"; [ "$jobs" -le 4 ] || jobs=4
+    [ "$jobs" -le $(( mem_gib / 3 )) ] || jobs=$(( mem_gib / 3 ))
+    [ "$jobs" -ge 1 ] || jobs=1
+  fi
+  local order=() c
+  for c in noiommu type1 noiommu-off 612-noiommu 612-compat-noiommu 612-iommufd 612-type1 612-compat-type1; do
+    for cfg in "${configs[@]}"; do [ "$cfg" = "$c" ] && order+=("$c"); done
+  done
+  printf '%s\n' "${order[@]}" > "$outdir/.queue"
+  log "e2e: ${#order[@]} configurations in $jobs lanes: ${order[*]}"
+  local t_all lanes=() lane; t_all="$(now)"
+  for ((lane = 1; lane <= jobs; lane++)); do
+    e2e_lane "$outdir" "$dll" "$lane" &
+    lanes+=("$!")
+  done
+  local failed=0 pid
+  for pid in "${lanes[@]}"; do wait "$pid" || failed=1; done
+  wait "$k612" || true
+  for cfg in "${order[@]}"; do
+    [ "$(cat "$outdir/$cfg.rc" 2>/dev/null || echo 125)" = 0 ] || failed=1
+  done
+  log "wall times ($jobs lanes, $(elapsed "$t_all") s in all): $(tr '\n' ' ' < "$outdir/.times" 2>/dev/null)"
+  return "$failed"
+}
+
+# One lane of cmd_e2e: boots the next configuration of OUTDIR/.queue until the queue is empty.
+e2e_lane() { # outdir dll lane
+  local outdir="$1" dll="$2" lane="$3" cfg t0 rc
+  trap cleanup EXIT   # this subshell's own run directory
+  while cfg="$(e2e_next "$outdir")"; do
     t0="$(now)" rc=0
+    LAB_FAILURE=""
     if [ ! -f "$ROOT/$dll" ]; then
       echo "lab: FAILED: $dll is missing (build the solution first: ./run test e2e)" > "$outdir/$cfg.log"
       rc=125
+    elif [[ "$cfg" == 612-* ]] && ! e2e_wait_612 "$outdir" "$cfg"; then
+      rc=125
     else
-      log "$cfg: booting"
-      LAB_FAILURE=""
+      log "$cfg: booting (lane $lane)"
       # The long fault tests (1,000-cycle leak loops, 30 s concurrency, 200 No-IOMMU open/close cycles) run on
       # the 6.1 guests only; the 6.12 guests run everything else of their family.
       local exclude=""
@@ -611,12 +678,41 @@ cmd_e2e() {
       fi
     fi
     echo "$rc" > "$outdir/$cfg.rc"
-    [ "$rc" -eq 0 ] || failed=1
-    times+=("$cfg=$(elapsed "$t0")s(exit $rc)")
-    log "$cfg: exit $rc in $(elapsed "$t0") s"
+    echo "$cfg=$(elapsed "$t0")s(exit $rc)" >> "$outdir/.times"
+    log "$cfg: exit $rc in $(elapsed "$t0") s (lane $lane)"
   done
-  log "wall times: ${times[*]}"
-  return "$failed"
+}
+
+# Pops the first configuration of OUTDIR/.queue onto stdout; fails when the queue is empty.
+e2e_next() { # outdir
+  local q="$1/.queue" first
+  {
+    flock 7
+    first="$(head -n 1 "$q")"
+    [ -n "$first" ] || return 1
+    sed -i 1d "$q"
+  } 7>> "$q"
+  echo "$first"
+}
+
+# Waits for the background 6.12 prepare of cmd_e2e, then sets the 6.12 paths in this lane. On failure writes
+# OUTDIR/<config>.log and fails.
+e2e_wait_612() { # outdir config
+  local outdir="$1" cfg="$2" t0 said=0; t0="$(now)"
+  until [ -s "$outdir/.k612.rc" ]; do
+    [ "$said" = 1 ] || { log "$cfg: waiting for the 6.12 kernels (building; log $outdir/prepare-612.txt)"; said=1; }
+    sleep 2
+  done
+  [ "$said" = 0 ] || log "$cfg: the 6.12 kernels are ready after $(elapsed "$t0") s of waiting"
+  # prepare exits on error: the subshell keeps that from ending the lane.
+  if [ "$(cat "$outdir/.k612.rc")" != 0 ] || ! (PREPARE_612=kernel prepare 2>/dev/null); then
+    {
+      echo "lab: FAILED: preparing the 6.12 kernels failed; no $cfg guest was booted"
+      tail -n 30 "$outdir/prepare-612.txt"
+    } > "$outdir/$cfg.log"
+    return 1
+  fi
+  PREPARE_612=kernel prepare 2>/dev/null   # cached: sets the 6.12 paths in this lane
 }
 
 # =================================================================================================

@@ -119,6 +119,7 @@ public sealed class CliNoIommuTests
 
         var info = VfioCli.Json("info", edu, "--unsafe-noiommu");
         Assert.Equal("noiommu", info.GetProperty("mode").GetString());
+        Assert.Equal(Lab.ExpectedContainer, info.GetProperty("container").GetString());
         Assert.False(info.GetProperty("dmaIsolated").GetBoolean());
         var bar0 = info.GetProperty("regions").EnumerateArray().Single(r => r.GetProperty("index").GetInt32() == 0);
         Assert.Equal(1UL << 20, bar0.GetProperty("size").GetUInt64());
@@ -156,6 +157,9 @@ public sealed class CliType1Tests
     {
         var info = VfioCli.Json("info", Lab.BoundEdu().ToString());
         Assert.Equal(Lab.ExpectedModeName, info.GetProperty("mode").GetString());
+        // A cdev-opened device has no container.
+        Assert.Equal(Lab.ExpectedMode == Vfio.Kernel.VfioMode.Iommufd ? null : Lab.ExpectedContainer,
+            info.TryGetProperty("container", out var container) ? container.GetString() : null);
         Assert.True(info.GetProperty("dmaIsolated").GetBoolean());
     }
 

@@ -1,4 +1,5 @@
 using Vfio.Devices;
+using Vfio.Dma;
 
 namespace Vfio.E2E.Tests;
 
@@ -42,6 +43,25 @@ internal sealed class Edu(IDeviceRegion bar0)
         Bar0.Write64(DmaCount, count);
         Bar0.Write64(DmaCommand, command);
         WaitUntil(() => (Bar0.Read64(DmaCommand) & DmaStart) == 0, timeout, "DMA");
+    }
+
+    /// <summary>
+    /// Sends <paramref name="count"/> random bytes (seeded) from the start of <paramref name="buffer"/> through the device
+    /// buffer and back to offset 4096 of it, with the buffer marked in use meanwhile, and asserts they arrive unchanged.
+    /// The caller enables bus mastering; <paramref name="buffer"/> must hold at least 4096 + count bytes.
+    /// </summary>
+    public void AssertDmaRoundTrip(DmaBuffer buffer, int count, int seed, TimeSpan timeout)
+    {
+        var pattern = new byte[count];
+        new Random(seed).NextBytes(pattern);
+        pattern.CopyTo(buffer.Span);
+        buffer.Span.Slice(4096, count).Clear();
+        using (buffer.MarkInUse("edu DMA engine"))
+        {
+            DmaFromRam(buffer.DeviceAddress.Value, 0, (uint)count, timeout);
+            DmaToRamAt(0, buffer.GetDeviceAddress(4096).Value, (uint)count, timeout);
+        }
+        Assert.Equal(pattern, buffer.Span.Slice(4096, count).ToArray());
     }
 
     public void RaiseInterrupt(uint value) => Bar0.Write32(IrqRaise, value);

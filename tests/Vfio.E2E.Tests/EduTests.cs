@@ -31,6 +31,12 @@ public sealed class EduTests
         Assert.Equal(ExpectedMode == VfioMode.NoIommu, ExpectedMode != VfioMode.Iommufd && dev.Group.Name.StartsWith("noiommu-", StringComparison.Ordinal));
         Assert.True(dev.Info.RegionCount >= 8);
         Assert.True(dev.Info.IrqCount >= 3);
+        // The iommufd probe of the container answers false on VFIO's own container (6.1, and 6.12 built with it),
+        // true where iommufd serves /dev/vfio/vfio (612-compat).
+        if (ExpectedMode != VfioMode.Iommufd)
+        {
+            Assert.Equal(Lab.ExpectedContainer == "iommufd", dev.Container.ServedByIommufd);
+        }
     }
 
     [Fact]
@@ -99,17 +105,7 @@ public sealed class EduTests
         Assert.Equal(ExpectedMode == VfioMode.NoIommu ? DmaAddressing.Physical : DmaAddressing.Iova, dev.Dma.Addressing);
 
         using var buffer = dev.Dma.Allocate(8192, new DmaAllocationOptions { Name = "edu-dma" });
-        var pattern = new byte[count];
-        new Random(count).NextBytes(pattern);
-        pattern.CopyTo(buffer.Span);
-        buffer.Span.Slice(4096, count).Clear();
-
-        using (buffer.MarkInUse("edu DMA engine"))
-        {
-            edu.DmaFromRam(buffer.DeviceAddress.Value, 0, (uint)count, Timeout);
-            edu.DmaToRamAt(0, buffer.GetDeviceAddress(4096).Value, (uint)count, Timeout);
-        }
-        Assert.Equal(pattern, buffer.Span.Slice(4096, count).ToArray());
+        edu.AssertDmaRoundTrip(buffer, count, count, Timeout);
         dev.Config.BusMaster = false;
     }
 

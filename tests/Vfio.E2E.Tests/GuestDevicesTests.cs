@@ -56,7 +56,7 @@ public class GuestDevicesTests
     [Fact]
     public void Output_directory_is_writable()
     {
-        var path = Path.Combine(Lab.OutDir, $"probe-{Lab.Config}.txt");
+        var path = Path.Combine(Lab.OutDir, $"probe-{Lab.Name}.txt");
         File.WriteAllText(path, Lab.Config);
         Assert.Equal(Lab.Config, File.ReadAllText(path));
         File.Delete(path);

@@ -91,16 +91,7 @@ public sealed class IommufdCdevTests
             Assert.Same(ioas.GetDmaAllocator(), dev.Dma);
             using var buffer = dev.Dma.Allocate(8192, new DmaAllocationOptions { Name = "edu-iommufd" });
             Assert.Contains(ioas.IovaRanges, r => buffer.DeviceAddress.Value >= r.Start && buffer.DeviceAddress.Value + 8191 <= r.End);
-            var pattern = new byte[512];
-            new Random(612).NextBytes(pattern);
-            pattern.CopyTo(buffer.Span);
-            buffer.Span.Slice(4096, pattern.Length).Clear();
-            using (buffer.MarkInUse("edu DMA engine"))
-            {
-                edu.DmaFromRam(buffer.DeviceAddress.Value, 0, (uint)pattern.Length, Timeout);
-                edu.DmaToRamAt(0, buffer.GetDeviceAddress(4096).Value, (uint)pattern.Length, Timeout);
-            }
-            Assert.Equal(pattern, buffer.Span.Slice(4096, pattern.Length).ToArray());
+            edu.AssertDmaRoundTrip(buffer, 512, 612, Timeout);
             dev.Config.BusMaster = false;
         }
         // The device was not the IOAS's owner: it is still alive, and with the device gone the kernel lets it be destroyed.
@@ -185,5 +176,130 @@ public sealed class NoIommuOnCdevKernelTests
         using var dev = VfioDevice.Open(bdf, new VfioOpenOptions { AllowNoIommu = true });
         Assert.Equal(VfioMode.NoIommu, dev.Mode);
         Assert.StartsWith("noiommu-", dev.Group.Name, StringComparison.Ordinal);
+    }
+}
+
+/// <summary>
+/// Linux 6.12 built with CONFIG_IOMMUFD_VFIO_CONTAINER and without CONFIG_VFIO_CONTAINER (lab config 612-compat, no
+/// IOMMU, lab config 612-compat-noiommu): iommufd serves /dev/vfio/vfio and emulates the container ioctls, No-IOMMU
+/// groups included (drivers/iommu/iommufd/vfio_compat.c). The legacy group path must work unchanged; the whole
+/// noiommu family (edu, NVMe, virtio-net, CLI) runs in this guest as well.
+/// </summary>
+[Trait("lab", Lab.K612CompatNoIommu)]
+public sealed class IommufdContainerCompatTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
+
+    public IommufdContainerCompatTests() => Assert.Equal(Lab.K612CompatNoIommu, Lab.Name);
+
+    [Fact]
+    public void IommufdServesTheContainerAndOffersNoIommu()
+    {
+        Assert.Equal("Y", Lab.ReadTrimmed(Lab.NoIommuParam));
+        using var container = VfioContainer.Open();
+        Assert.True(container.ServedByIommufd);
+        Assert.True(container.Supports(VfioIommuType.NoIommu));
+        // The kernel built without VFIO's container has no type1 backend of its own: only the emulation is left.
+        Assert.False(Directory.Exists("/sys/module/vfio_iommu_type1"));
+    }
+
+    [Fact]
+    public void TheNoIommuGroupPathWorksThroughTheEmulatedContainer()
+    {
+        var bdf = Lab.BoundEdu();
+        // The opt-in is still the caller's to give: the emulation does not change what the library refuses.
+        Assert.Throws<NoIommuNotPermittedException>(() => VfioDevice.Open(bdf));
+
+        using var dev = VfioDevice.Open(bdf, new VfioOpenOptions { AllowNoIommu = true });
+        Assert.Equal(VfioMode.NoIommu, dev.Mode);
+        Assert.StartsWith("noiommu-", dev.Group.Name, StringComparison.Ordinal);
+        Assert.True(dev.Container.ServedByIommufd);
+        Assert.Equal(VfioIommuType.NoIommu, dev.Container.IommuType);
+        // iommufd_vfio_check_extension: once a No-IOMMU group is attached the emulated container stops offering type1.
+        Assert.False(dev.Container.Supports(VfioIommuType.Type1v2));
+
+        using var bar0 = dev.OpenRegion(PciRegion.Bar0);
+        var edu = new Edu(bar0);
+        Assert.Equal(3628800u, edu.ComputeFactorial(10, Timeout));
+        dev.Config.BusMaster = true;
+        Assert.Equal(DmaAddressing.Physical, dev.Dma.Addressing);
+        using var buffer = dev.Dma.Allocate(8192, new DmaAllocationOptions { Name = "edu-compat" });
+        edu.AssertDmaRoundTrip(buffer, 256, 8, Timeout);
+        dev.Config.BusMaster = false;
+    }
+
+    [Fact]
+    public void TwoNoIommuGroupsShareOneEmulatedContainer()
+    {
+        var edu = Lab.BoundEdu();
+        var nvme = Lab.BoundNvme();
+        var options = new VfioOpenOptions { AllowNoIommu = true };
+        using var first = VfioDevice.Open(edu, options);
+        using var second = VfioDevice.Open(nvme, new VfioOpenOptions { AllowNoIommu = true }.SharingDmaWith(first));
+        Assert.Same(first.Container, second.Container);
+        Assert.Equal(2, first.Container.GroupCount);
+        Assert.Same(first.Dma, second.Dma);
+        Assert.NotEqual(first.Group.Name, second.Group.Name);
+    }
+}
+
+/// <summary>
+/// The same compat kernel with the vIOMMU (lab config 612-compat-type1), the group path forced by VFIO_DOTNET_MODE=type1:
+/// the type1 container ioctls (GET_INFO with its IOVA-range capability, MAP_DMA, UNMAP_DMA) are iommufd's emulation
+/// over its compat IOAS. The whole type1 family runs here as well.
+/// </summary>
+[Trait("lab", Lab.K612CompatType1)]
+public sealed class IommufdContainerCompatType1Tests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
+
+    public IommufdContainerCompatType1Tests() => Assert.Equal(Lab.K612CompatType1, Lab.Name);
+
+    [Fact]
+    public void Type1DmaGoesThroughTheEmulatedContainer()
+    {
+        Assert.Equal("type1", Environment.GetEnvironmentVariable("VFIO_DOTNET_MODE"));
+        using var dev = VfioDevice.Open(Lab.BoundEdu());
+        Assert.Equal(VfioMode.Type1, dev.Mode);
+        Assert.True(dev.Container.ServedByIommufd);
+        Assert.Equal(VfioIommuType.Type1v2, dev.Container.IommuType);
+        // iommufd_fill_cap_iova reports the compat IOAS's allowed ranges, which the vIOMMU narrowed; VT-d's interrupt
+        // window (VT-d spec 3.13) is never among them.
+        var ranges = dev.Container.IovaRanges;
+        Assert.NotEmpty(ranges);
+        Assert.DoesNotContain(ranges, r => r.Start <= 0xfee0_0000 && r.End >= 0xfeef_ffff);
+        Assert.NotEqual(0ul, dev.Container.PageSizes);
+
+        using var bar0 = dev.OpenRegion(PciRegion.Bar0);
+        var edu = new Edu(bar0);
+        dev.Config.BusMaster = true;
+        Assert.Equal(DmaAddressing.Iova, dev.Dma.Addressing);
+        using var buffer = dev.Dma.Allocate(8192, new DmaAllocationOptions { Name = "edu-compat-type1" });
+        Assert.Contains(ranges, r => buffer.DeviceAddress.Value >= r.Start && buffer.DeviceAddress.Value + 8191 <= r.End);
+        edu.AssertDmaRoundTrip(buffer, 1024, 1, Timeout);
+        dev.Config.BusMaster = false;
+    }
+
+    [Fact]
+    public unsafe void MapAndUnmapAreCheckedByTheEmulation()
+    {
+        using var dev = VfioDevice.Open(Lab.BoundEdu());
+        var container = dev.Container;
+        const ulong Size = 2 << 20;
+        void* memory = NativeMemory.AlignedAlloc((nuint)Size, 4096);
+        try
+        {
+            var iova = new Iova(0x7000_0000);
+            container.MapDma((nint)memory, iova, Size);
+            var again = Assert.ThrowsAny<VfioException>(() => container.MapDma((nint)memory, iova, Size));
+            Assert.Contains("VFIO_IOMMU_MAP_DMA", again.Message);
+            container.UnmapDma(iova, Size);
+            // Nothing left there: the emulation unmaps 0 bytes, which the library reports rather than ignores.
+            Assert.ThrowsAny<VfioException>(() => container.UnmapDma(iova, Size));
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(memory);
+        }
     }
 }

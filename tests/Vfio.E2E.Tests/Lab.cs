@@ -26,6 +26,15 @@ public static partial class Lab
     /// <summary>Trait values of tests written for one 6.12 guest only (lab/lab.sh configurations of the same name).</summary>
     public const string K612NoIommu = "612-noiommu", K612Iommufd = "612-iommufd", K612Type1 = "612-type1";
 
+    /// <summary>
+    /// The 6.12 guests whose /dev/vfio/vfio iommufd serves (CONFIG_IOMMUFD_VFIO_CONTAINER): No-IOMMU groups (noiommu
+    /// family), and the vIOMMU with the group path forced (type1 family).
+    /// </summary>
+    public const string K612CompatNoIommu = "612-compat-noiommu", K612CompatType1 = "612-compat-type1";
+
+    /// <summary>What serves a group-opened device's container in this guest: "iommufd" on the 612-compat guests, "vfio" elsewhere.</summary>
+    public static string ExpectedContainer => Name is K612CompatNoIommu or K612CompatType1 ? "iommufd" : "vfio";
+
     /// <summary>The guest configuration's own name (612-iommufd, ...; the family name on the 6.1 guests).</summary>
     public static string Name => Environment.GetEnvironmentVariable("VFIO_LAB_NAME") is { Length: > 0 } n ? n : Config;
 
@@ -130,11 +139,14 @@ public static partial class Lab
         return n;
     }
 
-    /// <summary>Records a measured figure: in the test's output and in faults.txt of the lab's output directory.</summary>
+    /// <summary>
+    /// Records a measured figure: in the test's output and in faults-&lt;guest&gt;.txt of the lab's output directory (one
+    /// file per guest configuration: guests run side by side and share that directory).
+    /// </summary>
     public static void Report(string line)
     {
         TestContext.Current.TestOutputHelper?.WriteLine(line);
-        File.AppendAllText(Path.Combine(OutDir, "faults.txt"), line + Environment.NewLine);
+        File.AppendAllText(Path.Combine(OutDir, $"faults-{Name}.txt"), line + Environment.NewLine);
     }
 
     /// <summary>The calling thread's kernel id (what the kernel logs as task_pid_nr(current)).</summary>
