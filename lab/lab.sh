@@ -20,8 +20,9 @@
 # through the VFIO device cdev + iommufd), 612-type1 (the same guest with VFIO_DOTNET_MODE=type1,
 # which forces the group + type1 container); and on the second 6.12 build (lab/kernel-6.12-compat.config),
 # whose /dev/vfio/vfio iommufd serves: 612-compat-noiommu (i440fx, No-IOMMU groups) and 612-compat-type1
-# (q35 + intel-iommu, VFIO_DOTNET_MODE=type1: the group path through iommufd's type1 emulation). A 6.12 guest runs the e2e tests of its family (noiommu
-# or type1) and those written for it alone (trait lab=<its name>).
+# (q35 + intel-iommu, VFIO_DOTNET_MODE=type1: the group path through iommufd's type1 emulation).
+# A 6.12 guest runs the e2e tests of its family (noiommu or type1) and those written for it alone
+# (trait lab=<its name>).
 #
 # Guest devices, at the same PCI addresses in every configuration (slots 04-08 on bus 0; on q35
 # they are root-complex integrated, so the BDFs are the same as on i440fx):
