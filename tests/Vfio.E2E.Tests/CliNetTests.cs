@@ -5,6 +5,7 @@ namespace Vfio.E2E.Tests;
 /// Run: lab/lab.sh run noiommu -- dotnet tests/Vfio.E2E.Tests/bin/Release/net10.0/Vfio.E2E.Tests.dll -trait lab=noiommu -class Vfio.E2E.Tests.CliNetTests
 /// </summary>
 [Trait("lab", "noiommu")]
+[Trait("cost", Lab.CliOverDrivers)]
 public sealed class CliNetTests
 {
     [Fact]

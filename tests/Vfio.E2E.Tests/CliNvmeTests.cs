@@ -62,6 +62,7 @@ internal static class CliNvme
 }
 
 [Trait("lab", Lab.NoIommu)]
+[Trait("cost", Lab.CliOverDrivers)]
 public sealed class CliNvmeNoIommuTests
 {
     [Fact]
@@ -134,6 +135,7 @@ public sealed class CliNvmeNoIommuTests
 }
 
 [Trait("lab", Lab.Type1)]
+[Trait("cost", Lab.CliOverDrivers)]
 public sealed class CliNvmeType1Tests
 {
     [Fact]

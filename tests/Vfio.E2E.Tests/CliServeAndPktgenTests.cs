@@ -88,6 +88,7 @@ internal sealed class Child : IDisposable
 /// </summary>
 [Trait("lab", Lab.NoIommu)]
 [Trait("lab", Lab.Type1)]
+[Trait("cost", Lab.CliOverDrivers)]
 public sealed class CliPktgenTests
 {
     private static readonly TimeSpan ChildLimit = TimeSpan.FromSeconds(120);
@@ -186,6 +187,7 @@ public sealed class CliPktgenTests
 /// Run: lab/lab.sh run noiommu -- dotnet tests/Vfio.E2E.Tests/bin/Release/net10.0/Vfio.E2E.Tests.dll -trait lab=noiommu -class Vfio.E2E.Tests.CliServeTests
 /// </summary>
 [Trait("lab", Lab.NoIommu)]
+[Trait("cost", Lab.CliOverDrivers)]
 public sealed class CliServeTests
 {
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);

@@ -35,6 +35,14 @@ public static partial class Lab
     /// <summary>What serves a group-opened device's container in this guest: "iommufd" on the 612-compat guests, "vfio" elsewhere.</summary>
     public static string ExpectedContainer => Name is K612CompatNoIommu or K612CompatType1 ? "iommufd" : "vfio";
 
+    /// <summary>
+    /// Trait cost=cli-over-drivers: the vfio command driving the NVMe and virtio-net drivers (and serving vfio-user).
+    /// Under TCG every vfio start costs seconds, and what these classes reach in the kernel the driver suites of the
+    /// same guest already exercise, so only the 6.1 guests run them (lab/lab.sh); the 6.12 guests keep the CLI
+    /// classes that read kernel state (bind, noiommu status, info with its mode and container).
+    /// </summary>
+    public const string CliOverDrivers = "cli-over-drivers";
+
     /// <summary>The guest configuration's own name (612-iommufd, ...; the family name on the 6.1 guests).</summary>
     public static string Name => Environment.GetEnvironmentVariable("VFIO_LAB_NAME") is { Length: > 0 } n ? n : Config;
 
