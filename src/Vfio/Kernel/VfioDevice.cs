@@ -181,10 +181,7 @@ public sealed partial class VfioDevice : IPciDevice
         }
         catch
         {
-            while (disposables.Count > 0)
-            {
-                disposables.Pop().Dispose();
-            }
+            CloseOpened(disposables);
             throw;
         }
     }
@@ -255,11 +252,17 @@ public sealed partial class VfioDevice : IPciDevice
         }
         catch
         {
-            while (disposables.Count > 0)
-            {
-                disposables.Pop().Dispose();
-            }
+            CloseOpened(disposables);
             throw;
+        }
+    }
+
+    /// <summary>A failed open's cleanup: closes what it had opened, last opened first (device fd before its group or IOAS).</summary>
+    private static void CloseOpened(Stack<IDisposable> opened)
+    {
+        while (opened.Count > 0)
+        {
+            opened.Pop().Dispose();
         }
     }
 
