@@ -102,18 +102,35 @@ public readonly record struct DeviceInfo(DeviceFlags Flags, int RegionCount, int
     public bool CanReset => (Flags & DeviceFlags.Reset) != 0;
 }
 
-/// <summary>Device flags (<c>VFIO_DEVICE_FLAGS_*</c>).</summary>
+/// <summary>
+/// Device flags (<c>VFIO_DEVICE_FLAGS_*</c> in linux/vfio.h): which VFIO bus driver serves the device, and what its
+/// <c>VFIO_DEVICE_GET_INFO</c> reply carries. A device this library opens is always <see cref="Pci"/>; the others are
+/// named so that a reply is shown as the kernel meant it.
+/// </summary>
 [Flags]
 public enum DeviceFlags : uint
 {
     /// <summary>None.</summary>
     None = 0,
-    /// <summary>The device supports reset.</summary>
-    Reset = 1 << 0,
-    /// <summary>A PCI device.</summary>
-    Pci = 1 << 1,
-    /// <summary>Supports VFIO_DEVICE_GET_INFO capability chain.</summary>
-    Caps = 1 << 7,
-    /// <summary>Device is from a cdev.</summary>
-    Cdx = 1 << 8,
+    /// <summary>The device supports <c>VFIO_DEVICE_RESET</c>.</summary>
+    Reset = Interop.Vfio.VFIO_DEVICE_FLAGS_RESET,
+    /// <summary>Served by vfio-pci: a PCI function.</summary>
+    Pci = Interop.Vfio.VFIO_DEVICE_FLAGS_PCI,
+    /// <summary>Served by vfio-platform: a memory-mapped device described by device tree or ACPI, not on a bus.</summary>
+    Platform = Interop.Vfio.VFIO_DEVICE_FLAGS_PLATFORM,
+    /// <summary>Served by vfio-amba: an ARM AMBA (PrimeCell) peripheral.</summary>
+    Amba = Interop.Vfio.VFIO_DEVICE_FLAGS_AMBA,
+    /// <summary>Served by vfio-ccw: an s390 channel-attached (CCW) subchannel.</summary>
+    Ccw = Interop.Vfio.VFIO_DEVICE_FLAGS_CCW,
+    /// <summary>Served by vfio-ap: an s390 crypto adjunct processor queue.</summary>
+    Ap = Interop.Vfio.VFIO_DEVICE_FLAGS_AP,
+    /// <summary>Served by vfio-fsl-mc: an NXP Management Complex object.</summary>
+    FslMc = Interop.Vfio.VFIO_DEVICE_FLAGS_FSL_MC,
+    /// <summary>The <c>VFIO_DEVICE_GET_INFO</c> reply carries a capability chain (<c>cap_offset</c>).</summary>
+    Caps = Interop.Vfio.VFIO_DEVICE_FLAGS_CAPS,
+    /// <summary>
+    /// Served by vfio-cdx (Linux 6.6+): a device on AMD's CDX bus, the bus through which the firmware of AMD's
+    /// adaptive SoCs and FPGA cards exposes devices (drivers/cdx). Not related to the VFIO device cdev.
+    /// </summary>
+    Cdx = Interop.Vfio.VFIO_DEVICE_FLAGS_CDX,
 }

@@ -33,6 +33,7 @@ internal static partial class Interop
         internal const uint VFIO_DEVICE_FLAGS_AP = 1u << 5;
         internal const uint VFIO_DEVICE_FLAGS_FSL_MC = 1u << 6;
         internal const uint VFIO_DEVICE_FLAGS_CAPS = 1u << 7;
+        internal const uint VFIO_DEVICE_FLAGS_CDX = 1u << 8;
 
         /// <summary>
         /// <c>struct vfio_device_info</c>. Linux 6.4 named the tail padding <c>pad</c> (sizeof 24 either way in the
