@@ -93,7 +93,7 @@ installed_abi() {
   local src; src="$(pkg_version linux-source-6.1)"
   dpkg-query -W -f='${Package} ${Version} ${db:Status-Abbrev}\n' 'linux-headers-6.1.*-amd64' 2>/dev/null \
     | awk -v v="$src" '$2 == v && $3 == "ii" { sub("^linux-headers-", "", $1); print $1 }' \
-    | sort -V | tail -n1
+    | sort -V | tail -n1 || true   # none installed yet (an interrupted first prepare): the caller picks one
 }
 
 ensure_packages() {
