@@ -1,4 +1,4 @@
-using Vfio.Nvme.Protocol;
+using Vfio.Spec.Nvme;
 
 namespace Vfio.Nvme;
 

@@ -2,8 +2,8 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Vfio.Devices;
 using Vfio.Dma;
-using Vfio.Nvme.Protocol;
 using Vfio.Nvme.Queues;
+using Vfio.Spec.Nvme;
 
 namespace Vfio.Nvme;
 
@@ -314,13 +314,13 @@ public sealed partial class NvmeController : IDisposable
     private byte[] IdentifyLocked(IdentifyCns cns, uint nsid)
     {
         _scratch.Span.Clear();
-        ulong prp2 = 0;
+        DmaAddress prp2 = default;
         ulong pageBytes = 1UL << PageShift;
         if (pageBytes < 4096)
         {
-            prp2 = _scratch.GetDeviceAddress(pageBytes).Value;   // unreachable with 4 KiB minimum pages, kept for clarity
+            prp2 = _scratch.GetDeviceAddress(pageBytes);   // unreachable with 4 KiB minimum pages, kept for clarity
         }
-        ExecuteAdminLocked(NvmeCommand.Identify(cns, nsid, _scratch.DeviceAddress.Value, prp2));
+        ExecuteAdminLocked(NvmeCommand.Identify(cns, nsid, _scratch.DeviceAddress, prp2));
         return _scratch.Span[..4096].ToArray();
     }
 
@@ -381,7 +381,7 @@ public sealed partial class NvmeController : IDisposable
         {
             ids = IdentifyNamespace.ParseActiveList(IdentifyLocked(IdentifyCns.ActiveNamespaces, 0));
         }
-        catch (NvmeCommandException e) when (e.Status.Type == StatusCodeType.Generic && e.Status.Code == 0x02)
+        catch (NvmeCommandException e) when (e.Status.Type == StatusCodeType.Generic && e.Status.Code == (byte)GenericStatusCode.InvalidField)
         {
             // Before NVMe 1.1 CNS 02h is reserved: probe 1..NN instead, skipping namespaces of size 0 (inactive).
             ids = [];
@@ -409,11 +409,11 @@ public sealed partial class NvmeController : IDisposable
         queue.TakeBufferOwnership();
         try
         {
-            ExecuteAdminLocked(NvmeCommand.CreateIoCompletionQueue(queue.QueueId, pair.Entries, pair.CompletionAddress.Value,
+            ExecuteAdminLocked(NvmeCommand.CreateIoCompletionQueue(queue.QueueId, pair.Entries, pair.CompletionAddress,
                 interruptsEnabled: queue.Vector is not null, vector: queue.Vector?.Vector ?? 0));
             try
             {
-                ExecuteAdminLocked(NvmeCommand.CreateIoSubmissionQueue(queue.QueueId, pair.Entries, pair.SubmissionAddress.Value, queue.QueueId));
+                ExecuteAdminLocked(NvmeCommand.CreateIoSubmissionQueue(queue.QueueId, pair.Entries, pair.SubmissionAddress, queue.QueueId));
             }
             catch (NvmeCommandException)
             {

@@ -1,8 +1,8 @@
 using System.Runtime.CompilerServices;
 using Vfio.Devices;
 using Vfio.Dma;
-using Vfio.Nvme.Protocol;
 using Vfio.Nvme.Queues;
+using Vfio.Spec.Nvme;
 
 namespace Vfio.Nvme;
 
@@ -188,7 +188,7 @@ public sealed class NvmeIoQueue : IDisposable
             // The range list goes in the slot's PRP page, which this command does not need for PRPs.
             // SAFETY: the page belongs to this slot and is at least 16 bytes.
             *(DsmRange*)slot.PrpListPointer = new DsmRange { BlockCount = (uint)blocks, StartingLba = lba };
-            PlaceTagged(tag, NvmeCommand.Deallocate(ns.Id, 1, slot.PrpList.Value), batched: false);
+            PlaceTagged(tag, NvmeCommand.Deallocate(ns.Id, 1, slot.PrpList), batched: false);
             tags[0] = tag;
             Pair.RingSubmissions();
             WaitPolled(tags);
@@ -433,7 +433,7 @@ public sealed class NvmeIoQueue : IDisposable
         PrpPair prp;
         try
         {
-            prp = BuildPrp(ref map, bytes, slot.PrpListPointer, slot.PrpList.Value);
+            prp = BuildPrp(ref map, bytes, slot.PrpListPointer, slot.PrpList);
         }
         catch
         {
@@ -444,10 +444,11 @@ public sealed class NvmeIoQueue : IDisposable
         return tag;
     }
 
-    private unsafe PrpPair BuildPrp(ref DmaBufferAddressMap map, ulong bytes, nint listPointer, ulong listAddress)
+    private unsafe PrpPair BuildPrp(ref DmaBufferAddressMap map, ulong bytes, nint listPointer, DmaAddress listAddress)
     {
-        // SAFETY: the slot's list page is page-size bytes of DMA memory owned by this queue.
-        var list = new Span<ulong>((void*)listPointer, 1 << (_pageShift - 3));
+        // SAFETY: the slot's list page is page-size bytes of DMA memory owned by this queue; a DmaAddress is the
+        // 8-byte little-endian PRP entry itself (Vfio.Spec.Nvme tests assert its size), so the page is its entries.
+        var list = new Span<DmaAddress>((void*)listPointer, 1 << (_pageShift - 3));
         return Prp.Build(ref map, bytes, _pageShift, list, listAddress);
     }
 
@@ -629,7 +630,7 @@ public sealed class NvmeIoQueue : IDisposable
     /// <summary>Before a controller reset: every command in flight ends as aborted (SQ deletion, NVMe 1.4 Figure 127).</summary>
     internal void AbandonInFlight()
     {
-        var aborted = NvmeStatus.Create(StatusCodeType.Generic, 0x08);
+        var aborted = NvmeStatus.Create(GenericStatusCode.CommandAbortedSqDeletion);
         for (int i = 0; i < _slots.Length; i++)
         {
             if (_slots[i].State == InFlight)

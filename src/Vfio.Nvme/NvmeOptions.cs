@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Logging;
-using Vfio.Nvme.Protocol;
+using Vfio.Spec.Nvme;
 
 namespace Vfio.Nvme;
 

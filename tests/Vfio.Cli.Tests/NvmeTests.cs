@@ -1,8 +1,8 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using Vfio.Kernel;
-using Vfio.Nvme.Protocol;
 using Vfio.Nvme.Tests.Emulation;
+using Vfio.Spec.Nvme;
 using Vfio.Tests.Host;
 
 namespace Vfio.Cli.Tests;

@@ -3,7 +3,7 @@ using System.Globalization;
 using Vfio.Dma;
 using Vfio.Kernel;
 using Vfio.Nvme;
-using Vfio.Nvme.Protocol;
+using Vfio.Spec.Nvme;
 
 namespace Vfio.E2E.Tests;
 

@@ -2,7 +2,7 @@ using Vfio.Dma;
 using Vfio.Host;
 using Vfio.Kernel;
 using Vfio.Nvme;
-using Vfio.Nvme.Protocol;
+using Vfio.Spec.Nvme;
 
 namespace Vfio.E2E.Tests;
 

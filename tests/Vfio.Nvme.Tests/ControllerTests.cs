@@ -1,8 +1,8 @@
 using Vfio.Devices;
 using Vfio.Dma;
 using Vfio.Emulation.Nvme;
-using Vfio.Nvme.Protocol;
 using Vfio.Nvme.Tests.Emulation;
+using Vfio.Spec.Nvme;
 
 namespace Vfio.Nvme.Tests;
 

@@ -2,8 +2,8 @@ using System.Runtime.InteropServices;
 using Vfio.Devices;
 using Vfio.Dma;
 using Vfio.Emulation.Nvme;
-using Vfio.Nvme.Protocol;
 using Vfio.Nvme.Tests.Emulation;
+using Vfio.Spec.Nvme;
 
 namespace Vfio.Nvme.Tests;
 
@@ -19,7 +19,7 @@ public sealed class SocketMessageDmaModelRobustnessTests() : ModelRobustnessTest
 /// </summary>
 public abstract class ModelRobustnessTests(NvmeTransport transport)
 {
-    private const ulong Unmapped = 0x7700_0000_0000;   // never handed out by either allocator
+    private static readonly DmaAddress Unmapped = new(0x7700_0000_0000);   // never handed out by either allocator
 
     private static NvmeController Open(EmulatedNvme dev) =>
         NvmeController.Open(dev, new NvmeControllerOptions { MinimumReadyTimeout = TimeSpan.FromSeconds(1) });
@@ -41,13 +41,13 @@ public abstract class ModelRobustnessTests(NvmeTransport transport)
         using var c = Open(dev);
         int granted = c.GrantedIoQueues;
         using var page = dev.Dma.Allocate(4096);
-        ulong at = page.DeviceAddress.Value;
+        DmaAddress at = page.DeviceAddress;
 
         AssertStatus(AdminStatus(c, new NvmeCommand { Cdw0 = 0xC5 }), StatusCodeType.Generic, 0x01);                      // unknown opcode
-        AssertStatus(AdminStatus(c, NvmeCommand.Identify((IdentifyCns)0x55, 0, at, 0)), StatusCodeType.Generic, 0x02);     // unknown CNS
-        AssertStatus(AdminStatus(c, NvmeCommand.Identify(IdentifyCns.Namespace, 7, at, 0)), StatusCodeType.Generic, 0x0B); // no such namespace
-        AssertStatus(AdminStatus(c, NvmeCommand.Identify(IdentifyCns.Controller, 0, Unmapped, 0)), StatusCodeType.Generic, 0x04);
-        AssertStatus(AdminStatus(c, NvmeCommand.Identify(IdentifyCns.Controller, 0, at + 2, 0)), StatusCodeType.Generic, 0x13);
+        AssertStatus(AdminStatus(c, NvmeCommand.Identify((IdentifyCns)0x55, 0, at, default)), StatusCodeType.Generic, 0x02); // unknown CNS
+        AssertStatus(AdminStatus(c, NvmeCommand.Identify(IdentifyCns.Namespace, 7, at, default)), StatusCodeType.Generic, 0x0B); // no such namespace
+        AssertStatus(AdminStatus(c, NvmeCommand.Identify(IdentifyCns.Controller, 0, Unmapped, default)), StatusCodeType.Generic, 0x04);
+        AssertStatus(AdminStatus(c, NvmeCommand.Identify(IdentifyCns.Controller, 0, at + 2, default)), StatusCodeType.Generic, 0x13);
         AssertStatus(AdminStatus(c, NvmeCommand.CreateIoCompletionQueue(granted + 1, 16, at, false, 0)), StatusCodeType.CommandSpecific, 0x01);
         AssertStatus(AdminStatus(c, NvmeCommand.CreateIoCompletionQueue(granted, 4096, at, false, 0)), StatusCodeType.CommandSpecific, 0x02);   // over CAP.MQES
         AssertStatus(AdminStatus(c, NvmeCommand.CreateIoCompletionQueue(granted, 16, at, true, 40)), StatusCodeType.CommandSpecific, 0x08);
@@ -56,7 +56,7 @@ public abstract class ModelRobustnessTests(NvmeTransport transport)
         AssertStatus(AdminStatus(c, NvmeCommand.DeleteIoSubmissionQueue(33)), StatusCodeType.CommandSpecific, 0x01);
         AssertStatus(AdminStatus(c, NvmeCommand.DeleteIoCompletionQueue(0)), StatusCodeType.CommandSpecific, 0x01);
         AssertStatus(AdminStatus(c, NvmeCommand.SetNumberOfQueues(8, 8)), StatusCodeType.Generic, 0x0C);                   // once per enable
-        Assert.Contains(dev.Violations, v => v.Contains($"0x{Unmapped:x}", StringComparison.Ordinal));
+        Assert.Contains(dev.Violations, v => v.Contains(Unmapped.ToString(), StringComparison.Ordinal));
 
         // The controller is unharmed: the driver's I/O works.
         using var q = c.CreateIoQueue();
@@ -78,20 +78,20 @@ public abstract class ModelRobustnessTests(NvmeTransport transport)
         using var c = Open(dev);
         using var bar = dev.OpenRegion(PciRegion.Bar0);
         int qid = c.GrantedIoQueues;
-        c.ExecuteAdmin(NvmeCommand.CreateIoCompletionQueue(qid, 16, cq.DeviceAddress.Value, false, 0));
-        c.ExecuteAdmin(NvmeCommand.CreateIoSubmissionQueue(qid, 16, sq.DeviceAddress.Value, qid));
-        ulong buf = data.DeviceAddress.Value;
+        c.ExecuteAdmin(NvmeCommand.CreateIoCompletionQueue(qid, 16, cq.DeviceAddress, false, 0));
+        c.ExecuteAdmin(NvmeCommand.CreateIoSubmissionQueue(qid, 16, sq.DeviceAddress, qid));
+        DmaAddress buf = data.DeviceAddress;
         NvmeCommand[] commands =
         [
-            NvmeCommand.ReadWrite(NvmOpcode.Read, 1, 0, 8, Unmapped, 0),             // data buffer the host never mapped
-            NvmeCommand.ReadWrite(NvmOpcode.Read, 1, 1020, 8, buf, 0),               // past the last LBA
-            NvmeCommand.ReadWrite(NvmOpcode.Read, 1, ulong.MaxValue - 2, 8, buf, 0), // LBA that would wrap
-            NvmeCommand.ReadWrite(NvmOpcode.Write, 2, 0, 1, buf, 0),                 // no namespace 2
+            NvmeCommand.ReadWrite(NvmOpcode.Read, 1, 0, 8, Unmapped, default),       // data buffer the host never mapped
+            NvmeCommand.ReadWrite(NvmOpcode.Read, 1, 1020, 8, buf, default),         // past the last LBA
+            NvmeCommand.ReadWrite(NvmOpcode.Read, 1, ulong.MaxValue - 2, 8, buf, default), // LBA that would wrap
+            NvmeCommand.ReadWrite(NvmOpcode.Write, 2, 0, 1, buf, default),           // no namespace 2
             NvmeCommand.ReadWrite(NvmOpcode.Read, 1, 0, 16, buf, buf + 4100),        // PRP2 not page aligned
             NvmeCommand.ReadWrite(NvmOpcode.Read, 1, 0, 512, buf, buf + 4096),       // 256 KiB: over MDTS (128 KiB)
             NvmeCommand.ReadWrite(NvmOpcode.Read, 1, 0, 24, buf, Unmapped),          // PRP list the host never mapped
             new NvmeCommand { Cdw0 = 0x7F, Nsid = 1 },                               // no such opcode
-            NvmeCommand.ReadWrite(NvmOpcode.Read, 1, 0, 8, buf, 0),                  // and a good one after them all
+            NvmeCommand.ReadWrite(NvmOpcode.Read, 1, 0, 8, buf, default),            // and a good one after them all
         ];
         (StatusCodeType, byte)[] expected =
         [
@@ -133,12 +133,12 @@ public abstract class ModelRobustnessTests(NvmeTransport transport)
         using var bar = dev.OpenRegion(PciRegion.Bar0);
         int qid = c.GrantedIoQueues;
         c.ExecuteAdmin(NvmeCommand.CreateIoCompletionQueue(qid, 16, Unmapped, false, 0));
-        c.ExecuteAdmin(NvmeCommand.CreateIoSubmissionQueue(qid, 16, sq.DeviceAddress.Value, qid));
+        c.ExecuteAdmin(NvmeCommand.CreateIoSubmissionQueue(qid, 16, sq.DeviceAddress, qid));
         var flush = NvmeCommand.Flush(1);
         MemoryMarshal.Write(sq.Span, in flush);
         bar.Write32(ControllerRegister.DoorbellBase + 2 * (ulong)qid * 4, 1);
         Assert.Contains(dev.Violations, v => v.Contains("cannot be written", StringComparison.Ordinal));
-        Assert.Throws<NvmeControllerFatalException>(() => c.ExecuteAdmin(NvmeCommand.Identify(IdentifyCns.Controller, 0, Unmapped, 0)));
+        Assert.Throws<NvmeControllerFatalException>(() => c.ExecuteAdmin(NvmeCommand.Identify(IdentifyCns.Controller, 0, Unmapped, default)));
         c.Reset();
         using var q = c.CreateIoQueue();
         q.Flush(c.Namespaces[0]);

@@ -1,5 +1,6 @@
 using Vfio.Dma;
 using Vfio.Nvme.Tests.Emulation;
+using Vfio.Spec.Nvme;
 
 namespace Vfio.Nvme.Tests;
 
@@ -72,7 +73,7 @@ public sealed class ReleaseTests
         Assert.Throws<DeviceReleasedException>(() => q.RingDoorbell());
         Assert.Throws<DeviceReleasedException>(() => q.Reap(new NvmeIoCompletion[4]));
         Assert.Throws<DeviceReleasedException>(() => c.CreateIoQueue());
-        Assert.Throws<DeviceReleasedException>(() => c.Identify(Protocol.IdentifyCns.Controller, 0));
+        Assert.Throws<DeviceReleasedException>(() => c.Identify(IdentifyCns.Controller, 0));
         Assert.Throws<DeviceReleasedException>(c.Reset);
         // Disposing what is already released is harmless.
         q.Dispose();

@@ -10,7 +10,7 @@ using Vfio.Dma;
 using Vfio.Kernel;
 using Vfio.Nvme;
 using Vfio.Nvme.Benchmarks;
-using Vfio.Nvme.Protocol;
+using Vfio.Spec.Nvme;
 
 namespace Vfio.Cli.Commands;
 

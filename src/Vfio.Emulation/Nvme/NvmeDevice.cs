@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Vfio.Devices;
 using Vfio.Dma;
-using Vfio.Nvme.Protocol;
+using Vfio.Spec.Nvme;
 using Vfio.User.Server;
 
 namespace Vfio.Emulation.Nvme;
@@ -36,12 +36,6 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     private const int MsixBarSize = 0x1000;
     private const ulong Page = 4096;
 
-    // Status codes used here (NVMe 1.4 §4.6.1.2.1 generic, §4.6.1.2.2 command specific).
-    private const byte InvalidOpcode = 0x01, InvalidField = 0x02, DataTransferError = 0x04, InvalidNamespace = 0x0B,
-        CommandSequenceError = 0x0C, InvalidPrpOffset = 0x13, LbaOutOfRange = 0x80;
-    private const byte CompletionQueueInvalid = 0x00, InvalidQueueIdentifier = 0x01, InvalidQueueSize = 0x02,
-        InvalidInterruptVector = 0x08, InvalidQueueDeletion = 0x0C;
-
     private readonly NvmeDeviceOptions _options;
     private readonly Lock _lock = new();
     private readonly byte[] _disk;
@@ -61,14 +55,14 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     private struct SubmissionState
     {
         public bool Exists;
-        public ulong Base;
+        public DmaAddress Base;
         public int Size, Head, Tail, CqId;
     }
 
     private struct CompletionState
     {
         public bool Exists;
-        public ulong Base;
+        public DmaAddress Base;
         public int Size, Head, Tail, Vector;
         public bool Phase, InterruptsEnabled;
     }
@@ -303,8 +297,8 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
                 StateChanged?.Invoke("fatal");
                 return;
             }
-            _sqs[0] = new SubmissionState { Exists = true, Base = _asq, Size = sqSize, CqId = 0 };
-            _cqs[0] = new CompletionState { Exists = true, Base = _acq, Size = cqSize, Phase = true, InterruptsEnabled = true, Vector = 0 };
+            _sqs[0] = new SubmissionState { Exists = true, Base = new DmaAddress(_asq), Size = sqSize, CqId = 0 };
+            _cqs[0] = new CompletionState { Exists = true, Base = new DmaAddress(_acq), Size = cqSize, Phase = true, InterruptsEnabled = true, Vector = 0 };
             _csts = (_csts & (3u << 2)) | 1;
             StateChanged?.Invoke("enable");
         }
@@ -384,9 +378,10 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
             ref var cq = ref _cqs[sq.CqId];
             // The host must not let a CQ overflow (§4.6); the controller waits for room rather than fetching.
             if ((cq.Tail + 1) % cq.Size == cq.Head) { return; }
-            if (!TryDma(sq.Base + (ulong)sq.Head * NvmeCommand.Size, entry, toHost: false))
+            DmaAddress at = sq.Base + (ulong)sq.Head * NvmeCommand.Size;
+            if (!TryDma(at, entry, toHost: false))
             {
-                Fatal($"SQ {qid} entry {sq.Head} at 0x{sq.Base + (ulong)sq.Head * NvmeCommand.Size:x} cannot be fetched");
+                Fatal($"SQ {qid} entry {sq.Head} at {at} cannot be fetched");
                 return;
             }
             var command = MemoryMarshal.Read<NvmeCommand>(entry);
@@ -412,11 +407,11 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
         };
         Span<byte> bytes = stackalloc byte[NvmeCompletion.Size];
         MemoryMarshal.Write(bytes, in completion);
-        ulong at = cq.Base + (ulong)cq.Tail * NvmeCompletion.Size;
+        DmaAddress at = cq.Base + (ulong)cq.Tail * NvmeCompletion.Size;
         // The status and phase tag (the last two bytes) go last: once the phase flips, the host may read the entry.
         if (!TryDma(at, bytes[..14], toHost: true) || !TryDma(at + 14, bytes[14..], toHost: true))
         {
-            Fatal($"CQ {cqid} entry {cq.Tail} at 0x{at:x} cannot be written");
+            Fatal($"CQ {cqid} entry {cq.Tail} at {at} cannot be written");
             return false;
         }
         cq.Tail = cq.Tail + 1 == cq.Size ? 0 : cq.Tail + 1;
@@ -439,22 +434,22 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     /// Moves bytes between the host's memory and <paramref name="data"/>; false when the host did not map the range,
     /// the client failed the access, or bus mastering is off (PCI Local Bus 3.0 §6.2.2: no DMA without it).
     /// </summary>
-    private bool TryDma(ulong address, Span<byte> data, bool toHost)
+    private bool TryDma(DmaAddress address, Span<byte> data, bool toHost)
     {
         if ((Config.Command & PciCommand.BusMaster) == 0)
         {
-            Violation($"DMA {(toHost ? "write" : "read")} of {data.Length} bytes at 0x{address:x} with bus mastering off");
+            Violation($"DMA {(toHost ? "write" : "read")} of {data.Length} bytes at {address} with bus mastering off");
             return false;
         }
         try
         {
-            if (toHost) { Context.WriteDma(new DmaAddress(address), data); }
-            else { Context.ReadDma(new DmaAddress(address), data); }
+            if (toHost) { Context.WriteDma(address, data); }
+            else { Context.ReadDma(address, data); }
             return true;
         }
         catch (Exception e) when (e is VfioException or IOException or TimeoutException)
         {
-            Violation($"DMA {(toHost ? "write" : "read")} of {data.Length} bytes at 0x{address:x} failed: {e.Message}");
+            Violation($"DMA {(toHost ? "write" : "read")} of {data.Length} bytes at {address} failed: {e.Message}");
             return false;
         }
     }
@@ -463,9 +458,9 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
 
     // ------------------------------------------------------------------ admin commands (§5)
 
-    private static NvmeStatus Generic(byte code, bool dnr = true) => NvmeStatus.Create(StatusCodeType.Generic, code, doNotRetry: dnr);
+    private static NvmeStatus Generic(GenericStatusCode code) => NvmeStatus.Create(code, doNotRetry: true);
 
-    private static NvmeStatus Specific(byte code) => NvmeStatus.Create(StatusCodeType.CommandSpecific, code, doNotRetry: true);
+    private static NvmeStatus Specific(CommandSpecificStatusCode code) => NvmeStatus.Create(code, doNotRetry: true);
 
     private NvmeStatus Admin(in NvmeCommand c, ref uint dw0)
     {
@@ -476,8 +471,8 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
                 return Identify(c);
             case AdminOpcode.SetFeatures when (c.Cdw10 & 0xFF) == (uint)FeatureId.NumberOfQueues:
             {
-                if (_queuesConfigured) { return Generic(CommandSequenceError); }   // once per enable (§5.21.1.7)
-                if ((c.Cdw11 & 0xFFFF) == 0xFFFF || (c.Cdw11 >> 16) == 0xFFFF) { return Generic(InvalidField); }
+                if (_queuesConfigured) { return Generic(GenericStatusCode.CommandSequenceError); }   // once per enable (§5.21.1.7)
+                if ((c.Cdw11 & 0xFFFF) == 0xFFFF || (c.Cdw11 >> 16) == 0xFFFF) { return Generic(GenericStatusCode.InvalidField); }
                 _queuesConfigured = true;
                 int asked = (int)Math.Min(c.Cdw11 & 0xFFFF, c.Cdw11 >> 16) + 1;
                 _grantedQueues = Math.Min(asked, maxQid);
@@ -485,49 +480,49 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
                 return default;
             }
             case AdminOpcode.SetFeatures:
-                return Generic(InvalidField);
+                return Generic(GenericStatusCode.InvalidField);
             case AdminOpcode.CreateIoCompletionQueue:
             {
                 int qid = (int)(c.Cdw10 & 0xFFFF), size = (int)(c.Cdw10 >> 16) + 1;
                 bool contiguous = (c.Cdw11 & 1) != 0, ien = (c.Cdw11 & 2) != 0;
                 int vector = (int)(c.Cdw11 >> 16);
-                if (qid < 1 || qid > _grantedQueues || _cqs[qid].Exists) { return Specific(InvalidQueueIdentifier); }
-                if (size < 2 || size > 2048) { return Specific(InvalidQueueSize); }
-                if (!contiguous || (c.Prp1 & (Page - 1)) != 0) { return Generic(InvalidField); }
-                if (ien && vector >= _interrupts.Length) { return Specific(InvalidInterruptVector); }
+                if (qid < 1 || qid > _grantedQueues || _cqs[qid].Exists) { return Specific(CommandSpecificStatusCode.InvalidQueueIdentifier); }
+                if (size < 2 || size > 2048) { return Specific(CommandSpecificStatusCode.InvalidQueueSize); }
+                if (!contiguous || (c.Prp1.Value & (Page - 1)) != 0) { return Generic(GenericStatusCode.InvalidField); }
+                if (ien && vector >= _interrupts.Length) { return Specific(CommandSpecificStatusCode.InvalidInterruptVector); }
                 _cqs[qid] = new CompletionState { Exists = true, Base = c.Prp1, Size = size, Phase = true, InterruptsEnabled = ien, Vector = vector };
                 return default;
             }
             case AdminOpcode.CreateIoSubmissionQueue:
             {
                 int qid = (int)(c.Cdw10 & 0xFFFF), size = (int)(c.Cdw10 >> 16) + 1, cqid = (int)(c.Cdw11 >> 16);
-                if (qid < 1 || qid > _grantedQueues || _sqs[qid].Exists) { return Specific(InvalidQueueIdentifier); }
-                if (cqid < 1 || cqid > maxQid || !_cqs[cqid].Exists) { return Specific(CompletionQueueInvalid); }
-                if (size < 2 || size > 2048) { return Specific(InvalidQueueSize); }
-                if ((c.Cdw11 & 1) == 0 || (c.Prp1 & (Page - 1)) != 0) { return Generic(InvalidField); }
+                if (qid < 1 || qid > _grantedQueues || _sqs[qid].Exists) { return Specific(CommandSpecificStatusCode.InvalidQueueIdentifier); }
+                if (cqid < 1 || cqid > maxQid || !_cqs[cqid].Exists) { return Specific(CommandSpecificStatusCode.CompletionQueueInvalid); }
+                if (size < 2 || size > 2048) { return Specific(CommandSpecificStatusCode.InvalidQueueSize); }
+                if ((c.Cdw11 & 1) == 0 || (c.Prp1.Value & (Page - 1)) != 0) { return Generic(GenericStatusCode.InvalidField); }
                 _sqs[qid] = new SubmissionState { Exists = true, Base = c.Prp1, Size = size, CqId = cqid };
                 return default;
             }
             case AdminOpcode.DeleteIoSubmissionQueue:
             {
                 int qid = (int)(c.Cdw10 & 0xFFFF);
-                if (qid < 1 || qid > maxQid || !_sqs[qid].Exists) { return Specific(InvalidQueueIdentifier); }
+                if (qid < 1 || qid > maxQid || !_sqs[qid].Exists) { return Specific(CommandSpecificStatusCode.InvalidQueueIdentifier); }
                 _sqs[qid] = default;
                 return default;
             }
             case AdminOpcode.DeleteIoCompletionQueue:
             {
                 int qid = (int)(c.Cdw10 & 0xFFFF);
-                if (qid < 1 || qid > maxQid || !_cqs[qid].Exists) { return Specific(InvalidQueueIdentifier); }
+                if (qid < 1 || qid > maxQid || !_cqs[qid].Exists) { return Specific(CommandSpecificStatusCode.InvalidQueueIdentifier); }
                 for (int i = 1; i <= maxQid; i++)
                 {
-                    if (_sqs[i].Exists && _sqs[i].CqId == qid) { return Specific(InvalidQueueDeletion); }
+                    if (_sqs[i].Exists && _sqs[i].CqId == qid) { return Specific(CommandSpecificStatusCode.InvalidQueueDeletion); }
                 }
                 _cqs[qid] = default;
                 return default;
             }
             default:
-                return Generic(InvalidOpcode);
+                return Generic(GenericStatusCode.InvalidCommandOpcode);
         }
     }
 
@@ -551,7 +546,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
                 data[525] = 1;                                                          // VWC present
                 break;
             case IdentifyCns.Namespace:
-                if (c.Nsid != 1) { return Generic(InvalidNamespace); }
+                if (c.Nsid != 1) { return Generic(GenericStatusCode.InvalidNamespaceOrFormat); }
                 BinaryPrimitives.WriteUInt64LittleEndian(data, _options.BlockCount);             // NSZE
                 BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(8), _options.BlockCount);   // NCAP
                 BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(16), _options.BlockCount);  // NUSE
@@ -564,7 +559,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
                 if (c.Nsid < 1) { BinaryPrimitives.WriteUInt32LittleEndian(data, 1); }
                 break;
             default:
-                return Generic(InvalidField);
+                return Generic(GenericStatusCode.InvalidField);
         }
         return Transfer(c.Prp1, c.Prp2, data.Length, data, toHost: true);
     }
@@ -585,7 +580,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
             FailNextIo = null;
             return injected;
         }
-        if (c.Nsid != 1) { return Generic(InvalidNamespace); }
+        if (c.Nsid != 1) { return Generic(GenericStatusCode.InvalidNamespaceOrFormat); }
         int blockSize = _options.BlockSize;
         switch ((NvmOpcode)c.Opcode)
         {
@@ -594,20 +589,20 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
             case NvmOpcode.Read:
             case NvmOpcode.Write:
             {
-                if (!InRange(c.StartingLba, c.BlockCount)) { return Generic(LbaOutOfRange); }
+                if (!InRange(c.StartingLba, c.BlockCount)) { return Generic(GenericStatusCode.LbaOutOfRange); }
                 int bytes = c.BlockCount * blockSize;
-                if (_options.Mdts != 0 && bytes > (4096 << _options.Mdts)) { return Generic(InvalidField); }
+                if (_options.Mdts != 0 && bytes > (4096 << _options.Mdts)) { return Generic(GenericStatusCode.InvalidField); }
                 var range = _disk.AsSpan(checked((int)(c.StartingLba * (ulong)blockSize)), bytes);
                 return Transfer(c.Prp1, c.Prp2, bytes, range, toHost: (NvmOpcode)c.Opcode == NvmOpcode.Read);
             }
             case NvmOpcode.WriteZeroes when (_options.Oncs & OptionalNvmCommands.WriteZeroes) != 0:
-                if (!InRange(c.StartingLba, c.BlockCount)) { return Generic(LbaOutOfRange); }
+                if (!InRange(c.StartingLba, c.BlockCount)) { return Generic(GenericStatusCode.LbaOutOfRange); }
                 _disk.AsSpan(checked((int)(c.StartingLba * (ulong)blockSize)), c.BlockCount * blockSize).Clear();
                 return default;
             case NvmOpcode.DatasetManagement when (_options.Oncs & OptionalNvmCommands.DatasetManagement) != 0:
                 return DatasetManagement(c);
             default:
-                return Generic(InvalidOpcode);
+                return Generic(GenericStatusCode.InvalidCommandOpcode);
         }
     }
 
@@ -622,7 +617,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
         var parsed = MemoryMarshal.Cast<byte, DsmRange>(list);
         foreach (ref readonly var r in parsed)
         {
-            if (r.BlockCount > int.MaxValue || !InRange(r.StartingLba, (int)r.BlockCount)) { return Generic(LbaOutOfRange); }
+            if (r.BlockCount > int.MaxValue || !InRange(r.StartingLba, (int)r.BlockCount)) { return Generic(GenericStatusCode.LbaOutOfRange); }
         }
         if ((c.Cdw11 & 4) != 0)   // AD: deallocate; deallocated blocks read as zeroes here (DLFEAT behaviour)
         {
@@ -637,38 +632,39 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     private bool InRange(ulong lba, int blocks) => lba < _options.BlockCount && (ulong)blocks <= _options.BlockCount - lba;
 
     /// <summary>Moves data as PRP1/PRP2 describe it (NVMe 1.4 §4.3), checking the offsets a controller may rely on.</summary>
-    private NvmeStatus Transfer(ulong prp1, ulong prp2, int length, Span<byte> data, bool toHost)
+    private NvmeStatus Transfer(DmaAddress prp1, DmaAddress prp2, int length, Span<byte> data, bool toHost)
     {
-        if ((prp1 & 3) != 0) { return Generic(InvalidPrpOffset); }
-        int first = (int)Math.Min((ulong)length, Page - (prp1 & (Page - 1)));
-        if (!TryDma(prp1, data[..first], toHost)) { return Generic(DataTransferError); }
+        if ((prp1.Value & 3) != 0) { return Generic(GenericStatusCode.InvalidPrpOffset); }
+        int first = (int)Math.Min((ulong)length, Page - (prp1.Value & (Page - 1)));
+        if (!TryDma(prp1, data[..first], toHost)) { return Generic(GenericStatusCode.DataTransferError); }
         int done = first;
         if (done == length) { return default; }
         if (length - done <= (int)Page)
         {
-            if ((prp2 & (Page - 1)) != 0) { return Generic(InvalidPrpOffset); }
-            return TryDma(prp2, data[done..], toHost) ? default : Generic(DataTransferError);
+            if ((prp2.Value & (Page - 1)) != 0) { return Generic(GenericStatusCode.InvalidPrpOffset); }
+            return TryDma(prp2, data[done..], toHost) ? default : Generic(GenericStatusCode.DataTransferError);
         }
-        if ((prp2 & 7) != 0) { return Generic(InvalidPrpOffset); }
-        ulong entryAddress = prp2;
+        if ((prp2.Value & 7) != 0) { return Generic(GenericStatusCode.InvalidPrpOffset); }
+        DmaAddress entryAddress = prp2;
         int entries = 0;
         Span<byte> entryBytes = stackalloc byte[8];
         while (done < length)
         {
-            if (!TryDma(entryAddress, entryBytes, toHost: false)) { return Generic(DataTransferError); }
-            ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(entryBytes);
+            if (!TryDma(entryAddress, entryBytes, toHost: false)) { return Generic(GenericStatusCode.DataTransferError); }
+            // A list entry is a 64-bit little-endian address (§4.3); this is where the model takes it off the wire.
+            var entry = new DmaAddress(BinaryPrimitives.ReadUInt64LittleEndian(entryBytes));
             entries++;
-            bool lastInPage = ((entryAddress + 8) & (Page - 1)) == 0;
+            bool lastInPage = ((entryAddress.Value + 8) & (Page - 1)) == 0;
             if (lastInPage && length - done > (int)Page)
             {
                 // The last entry of a list page with more than one page to go points to the next list page.
-                if ((entry & 7) != 0) { return Generic(InvalidPrpOffset); }
+                if ((entry.Value & 7) != 0) { return Generic(GenericStatusCode.InvalidPrpOffset); }
                 entryAddress = entry;
                 continue;
             }
-            if ((entry & (Page - 1)) != 0) { return Generic(InvalidPrpOffset); }
+            if ((entry.Value & (Page - 1)) != 0) { return Generic(GenericStatusCode.InvalidPrpOffset); }
             int chunk = Math.Min(length - done, (int)Page);
-            if (!TryDma(entry, data.Slice(done, chunk), toHost)) { return Generic(DataTransferError); }
+            if (!TryDma(entry, data.Slice(done, chunk), toHost)) { return Generic(GenericStatusCode.DataTransferError); }
             done += chunk;
             entryAddress += 8;
         }

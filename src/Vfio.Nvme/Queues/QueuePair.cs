@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using Vfio.Devices;
 using Vfio.Dma;
-using Vfio.Nvme.Protocol;
+using Vfio.Spec.Nvme;
 
 namespace Vfio.Nvme.Queues;
 

@@ -1,6 +1,6 @@
 using Vfio.Devices;
 using Vfio.Emulation.Nvme;
-using Vfio.Nvme.Protocol;
+using Vfio.Spec.Nvme;
 using Vfio.Testing;
 using Vfio.User.Client;
 

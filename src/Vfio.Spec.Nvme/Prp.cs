@@ -1,31 +1,22 @@
 using Vfio.Dma;
 
-namespace Vfio.Nvme.Protocol;
+namespace Vfio.Spec.Nvme;
 
 /// <summary>
 /// Tells the device address of each byte of a transfer. A struct constraint keeps PRP construction free of
-/// allocations and virtual calls; tests pass fake maps.
+/// allocations and virtual calls; the driver maps a DMA buffer, tests pass fake maps.
 /// </summary>
 public interface IDeviceAddressMap
 {
     /// <summary>The device address of byte <paramref name="offset"/> of the transfer.</summary>
-    ulong Translate(ulong offset);
-}
-
-/// <summary>The device addresses of a range of a <see cref="DmaBuffer"/>, starting at <paramref name="start"/>.</summary>
-/// <param name="buffer">The buffer.</param>
-/// <param name="start">Offset of the transfer's first byte within the buffer.</param>
-public readonly struct DmaBufferAddressMap(DmaBuffer buffer, ulong start) : IDeviceAddressMap
-{
-    /// <inheritdoc />
-    public ulong Translate(ulong offset) => buffer.GetDeviceAddress(start + offset).Value;
+    DmaAddress Translate(ulong offset);
 }
 
 /// <summary>The two data pointer fields of a command and how many PRP list entries were written.</summary>
 /// <param name="Prp1">PRP entry 1.</param>
 /// <param name="Prp2">PRP entry 2 (0, the second page, or the list's address).</param>
 /// <param name="ListEntries">Entries written to the PRP list (chain pointers included); 0 when no list is used.</param>
-public readonly record struct PrpPair(ulong Prp1, ulong Prp2, int ListEntries);
+public readonly record struct PrpPair(DmaAddress Prp1, DmaAddress Prp2, int ListEntries);
 
 /// <summary>
 /// Builds PRP entries and lists (NVMe 1.4 §4.3, "Physical Region Page Entry and List"):
@@ -62,33 +53,34 @@ public static class Prp
 
     /// <summary>
     /// Fills PRP1/PRP2 and, when needed, the list in <paramref name="list"/>, whose first entry the device sees at
-    /// <paramref name="listAddress"/> (page aligned; the list pages are contiguous in device address space).
+    /// <paramref name="listAddress"/> (page aligned; the list pages are contiguous in device address space). A list
+    /// entry is one 64-bit address (§4.3), so <paramref name="list"/> may be a view of the list page itself.
     /// </summary>
     /// <exception cref="ArgumentException">The first byte is not dword aligned, a later page is not page aligned in
     /// device address space, or the list is too small.</exception>
-    public static PrpPair Build<TMap>(ref TMap data, ulong length, int pageShift, Span<ulong> list, ulong listAddress)
+    public static PrpPair Build<TMap>(ref TMap data, ulong length, int pageShift, Span<DmaAddress> list, DmaAddress listAddress)
         where TMap : struct, IDeviceAddressMap
     {
         if (length == 0) { throw new ArgumentOutOfRangeException(nameof(length), "a transfer moves at least one byte"); }
         ulong page = 1UL << pageShift, mask = page - 1;
-        ulong prp1 = data.Translate(0);
-        if ((prp1 & 3) != 0)
+        DmaAddress prp1 = data.Translate(0);
+        if ((prp1.Value & 3) != 0)
         {
-            throw new ArgumentException($"data starts at device address 0x{prp1:x}; PRP1 must be dword aligned (NVMe 1.4 §4.3)", nameof(data));
+            throw new ArgumentException($"data starts at device address {prp1}; PRP1 must be dword aligned (NVMe 1.4 §4.3)", nameof(data));
         }
-        ulong firstChunk = page - (prp1 & mask);
+        ulong firstChunk = page - (prp1.Value & mask);
         if (length <= firstChunk)
         {
-            return new PrpPair(prp1, 0, 0);
+            return new PrpPair(prp1, default, 0);
         }
-        int pages = PagesSpanned(prp1, length, pageShift);
+        int pages = PagesSpanned(prp1.Value, length, pageShift);
         if (pages == 2)
         {
             return new PrpPair(prp1, PageEntry(ref data, firstChunk, mask), 0);
         }
-        if ((listAddress & mask) != 0)
+        if ((listAddress.Value & mask) != 0)
         {
-            throw new ArgumentException($"PRP list at 0x{listAddress:x} is not page aligned", nameof(listAddress));
+            throw new ArgumentException($"PRP list at {listAddress} is not page aligned", nameof(listAddress));
         }
         int needed = ListEntriesNeeded(pages, pageShift);
         if (list.Length < needed)
@@ -112,13 +104,13 @@ public static class Prp
         return new PrpPair(prp1, listAddress, slot);
     }
 
-    private static ulong PageEntry<TMap>(ref TMap data, ulong offset, ulong mask) where TMap : struct, IDeviceAddressMap
+    private static DmaAddress PageEntry<TMap>(ref TMap data, ulong offset, ulong mask) where TMap : struct, IDeviceAddressMap
     {
-        ulong address = data.Translate(offset);
-        if ((address & mask) != 0)
+        DmaAddress address = data.Translate(offset);
+        if ((address.Value & mask) != 0)
         {
             throw new ArgumentException(
-                $"byte {offset} of the transfer is at device address 0x{address:x}, not at a page start: the buffer is not " +
+                $"byte {offset} of the transfer is at device address {address}, not at a page start: the buffer is not " +
                 "page aligned in device address space, which PRP entries after the first require (NVMe 1.4 §4.3)", nameof(data));
         }
         return address;

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 
-namespace Vfio.Nvme.Protocol;
+namespace Vfio.Spec.Nvme;
 
 /// <summary>Optional NVM commands the controller supports (ONCS, Identify Controller bytes 521:520, NVMe 1.4 Figure 247).</summary>
 [Flags]
@@ -27,7 +27,7 @@ public enum OptionalNvmCommands : ushort
     Verify = 1 << 7,
 }
 
-/// <summary>The Identify Controller data structure, the fields the driver uses (NVMe 1.4 §5.15.2.2, Figure 247).</summary>
+/// <summary>The Identify Controller data structure, the fields the driver and the model use (NVMe 1.4 §5.15.2.2, Figure 247).</summary>
 public sealed record IdentifyController
 {
     /// <summary>Size of the structure.</summary>
@@ -110,7 +110,7 @@ public readonly record struct LbaFormat(ushort MetadataSize, byte DataShift, byt
     public int BlockSize => DataShift == 0 ? 0 : 1 << DataShift;
 }
 
-/// <summary>The Identify Namespace data structure, the fields the driver uses (NVMe 1.4 §5.15.2.1, Figure 245).</summary>
+/// <summary>The Identify Namespace data structure, the fields the driver and the model use (NVMe 1.4 §5.15.2.1, Figure 245).</summary>
 public sealed record IdentifyNamespace
 {
     /// <summary>Size of the structure.</summary>
@@ -141,7 +141,7 @@ public sealed record IdentifyNamespace
     /// <summary>Bytes per logical block.</summary>
     public int BlockSize => CurrentFormat.BlockSize;
 
-    /// <summary>Metadata bytes per logical block (the driver supports only 0).</summary>
+    /// <summary>Metadata bytes per logical block (the NVMe driver supports only 0).</summary>
     public int MetadataSize => CurrentFormat.MetadataSize;
 
     /// <summary>Parses the 4096-byte structure.</summary>

@@ -1,4 +1,4 @@
-namespace Vfio.Nvme.Protocol;
+namespace Vfio.Spec.Nvme;
 
 /// <summary>
 /// Offsets of the controller registers in BAR0 (NVMe Base 1.4 §3.1, "Register Definition"; NVMe Base 2.0

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
+using Vfio.Dma;
 
-namespace Vfio.Nvme.Protocol;
+namespace Vfio.Spec.Nvme;
 
 /// <summary>Admin command opcodes (NVMe 1.4 §5, Figure 139).</summary>
 public enum AdminOpcode : byte
@@ -51,7 +52,7 @@ public enum IdentifyCns : byte
     ActiveNamespaces = 0x02,
 }
 
-/// <summary>Feature identifiers used by the driver (NVMe 1.4 §5.21.1, Figure 271).</summary>
+/// <summary>Feature identifiers used by the driver and the model (NVMe 1.4 §5.21.1, Figure 271).</summary>
 public enum FeatureId : byte
 {
     /// <summary>Number of Queues (§5.21.1.7).</summary>
@@ -77,12 +78,11 @@ public struct NvmeCommand
     public uint Cdw2;
     /// <summary>CDW3 (command specific).</summary>
     public uint Cdw3;
-    /// <summary>Metadata pointer.</summary>
-    public ulong Mptr;
-    /// <summary>PRP entry 1: first data page (may carry an offset).</summary>
-    public ulong Prp1;
-    /// <summary>PRP entry 2: second page, or a PRP list pointer, or 0.</summary>
-    public ulong Prp2;
+    // MPTR (bytes 23:16) and DPTR (PRP1 bytes 31:24, PRP2 bytes 39:32) are plain 64-bit fields in the layout;
+    // the properties below are the one place where a typed DmaAddress becomes the wire value and back.
+    private ulong _mptr;
+    private ulong _prp1;
+    private ulong _prp2;
     /// <summary>Command dword 10.</summary>
     public uint Cdw10;
     /// <summary>Command dword 11.</summary>
@@ -95,6 +95,27 @@ public struct NvmeCommand
     public uint Cdw14;
     /// <summary>Command dword 15.</summary>
     public uint Cdw15;
+
+    /// <summary>MPTR: the metadata pointer (bytes 23:16).</summary>
+    public DmaAddress Mptr
+    {
+        readonly get => new(_mptr);
+        set => _mptr = value.Value;
+    }
+
+    /// <summary>DPTR PRP entry 1 (bytes 31:24): the first data page, which may carry a dword-aligned offset.</summary>
+    public DmaAddress Prp1
+    {
+        readonly get => new(_prp1);
+        set => _prp1 = value.Value;
+    }
+
+    /// <summary>DPTR PRP entry 2 (bytes 39:32): the second page, a PRP list pointer, or 0.</summary>
+    public DmaAddress Prp2
+    {
+        readonly get => new(_prp2);
+        set => _prp2 = value.Value;
+    }
 
     /// <summary>The opcode (CDW0 bits 7:0).</summary>
     public readonly byte Opcode => (byte)Cdw0;
@@ -115,7 +136,7 @@ public struct NvmeCommand
     private static NvmeCommand Make(byte opcode, uint nsid) => new() { Cdw0 = opcode, Nsid = nsid };
 
     /// <summary>Identify (NVMe 1.4 §5.15): CNS in CDW10 bits 7:0; the 4 KiB result lands at PRP1/PRP2.</summary>
-    public static NvmeCommand Identify(IdentifyCns cns, uint nsid, ulong prp1, ulong prp2)
+    public static NvmeCommand Identify(IdentifyCns cns, uint nsid, DmaAddress prp1, DmaAddress prp2)
     {
         var c = Make((byte)AdminOpcode.Identify, nsid);
         c.Prp1 = prp1;
@@ -142,7 +163,7 @@ public struct NvmeCommand
     /// Create I/O Completion Queue (NVMe 1.4 §5.3): CDW10 QID 15:0 and QSIZE 31:16 (0's based);
     /// CDW11 PC (bit 0, physically contiguous), IEN (bit 1, interrupts enabled), IV (31:16, MSI-X vector).
     /// </summary>
-    public static NvmeCommand CreateIoCompletionQueue(int queueId, int entries, ulong baseAddress, bool interruptsEnabled, int vector)
+    public static NvmeCommand CreateIoCompletionQueue(int queueId, int entries, DmaAddress baseAddress, bool interruptsEnabled, int vector)
     {
         CheckQueue(queueId, entries);
         var c = Make((byte)AdminOpcode.CreateIoCompletionQueue, 0);
@@ -156,7 +177,7 @@ public struct NvmeCommand
     /// Create I/O Submission Queue (NVMe 1.4 §5.4): CDW10 QID and QSIZE as for a CQ; CDW11 PC (bit 0),
     /// QPRIO 2:1 (unused under round robin), CQID 31:16.
     /// </summary>
-    public static NvmeCommand CreateIoSubmissionQueue(int queueId, int entries, ulong baseAddress, int completionQueueId)
+    public static NvmeCommand CreateIoSubmissionQueue(int queueId, int entries, DmaAddress baseAddress, int completionQueueId)
     {
         CheckQueue(queueId, entries);
         var c = Make((byte)AdminOpcode.CreateIoSubmissionQueue, 0);
@@ -177,7 +198,7 @@ public struct NvmeCommand
     /// <summary>
     /// Read or Write (NVMe 1.4 §6.9, §6.15): SLBA in CDW10/11, NLB (0's based) in CDW12 bits 15:0, data at PRP1/PRP2.
     /// </summary>
-    public static NvmeCommand ReadWrite(NvmOpcode opcode, uint nsid, ulong startingLba, int blocks, ulong prp1, ulong prp2)
+    public static NvmeCommand ReadWrite(NvmOpcode opcode, uint nsid, ulong startingLba, int blocks, DmaAddress prp1, DmaAddress prp2)
     {
         if (opcode is not (NvmOpcode.Read or NvmOpcode.Write)) { throw new ArgumentOutOfRangeException(nameof(opcode), opcode, "Read or Write"); }
         var c = Make((byte)opcode, nsid);
@@ -202,7 +223,7 @@ public struct NvmeCommand
     /// Dataset Management with the Deallocate attribute (NVMe 1.4 §6.7): CDW10 NR (bits 7:0, 0's based number
     /// of 16-byte ranges at PRP1), CDW11 AD (bit 2).
     /// </summary>
-    public static NvmeCommand Deallocate(uint nsid, int ranges, ulong prp1)
+    public static NvmeCommand Deallocate(uint nsid, int ranges, DmaAddress prp1)
     {
         if (ranges is < 1 or > 256) { throw new ArgumentOutOfRangeException(nameof(ranges), ranges, "1..256 ranges"); }
         var c = Make((byte)NvmOpcode.DatasetManagement, nsid);
