@@ -14,7 +14,7 @@ public static class VirtioPciIds
     public const ushort NetDeviceType = 1;
     /// <summary>PCI device ID of a modern virtio-net device: 0x1040 + 1.</summary>
     public const ushort ModernNet = ModernDeviceBase + NetDeviceType;
-    /// <summary>PCI device ID of a transitional virtio-net device (§4.1.2.3, legacy interface).</summary>
+    /// <summary>PCI device ID of a transitional virtio-net device (§4.1.2.1, table "Transitional PCI Device ID").</summary>
     public const ushort TransitionalNet = 0x1000;
     /// <summary>The PCI Revision ID a non-transitional device should report, at least (§4.1.2.1).</summary>
     public const byte ModernRevision = 1;

@@ -10,7 +10,8 @@ public sealed class PciTransportTests
     public void ModernNetIdentity()
     {
         // 4.1.2.1 "Device Requirements: PCI Device Discovery": vendor 0x1AF4, device 0x1040 + virtio device ID,
-        // Revision ID 1 or higher; 5.1.1 "Device ID": a network card is 1. 4.1.2.3: transitional net is 0x1000.
+        // Revision ID 1 or higher, and (table "Transitional PCI Device ID") a transitional network card is 0x1000;
+        // 5.1.1 "Device ID": a network card is 1.
         Assert.Equal(0x1AF4, VirtioPciIds.Vendor);
         Assert.Equal(0x1040, VirtioPciIds.ModernDeviceBase);
         Assert.Equal(1, VirtioPciIds.NetDeviceType);
