@@ -1,13 +1,11 @@
 using Vfio.Dma;
+using Vfio.Spec.Virtio;
 using Vfio.VirtioNet.Virtio;
 
 namespace Vfio.VirtioNet;
 
 public sealed partial class VirtioNetDevice
 {
-    // §5.1.6.5 "Control Virtqueue": class VIRTIO_NET_CTRL_MQ, command VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, ack VIRTIO_NET_OK.
-    private const byte CtrlMq = 4, CtrlMqVqPairsSet = 0, CtrlOk = 0;
-
     /// <summary>
     /// Tells the device how many queue pairs to use (§5.1.6.5.5 "Automatic receive steering in multiqueue mode"):
     /// a command on the control queue, waited for by polling.
@@ -15,9 +13,10 @@ public sealed partial class VirtioNetDevice
     private void SetQueuePairs(int pairs)
     {
         var control = _control!;
-        Span<byte> command = [CtrlMq, CtrlMqVqPairsSet, (byte)pairs, (byte)(pairs >> 8)];
+        // §5.1.6.5 "Control Virtqueue": class VIRTIO_NET_CTRL_MQ, command VQ_PAIRS_SET, le16 virtqueue_pairs.
+        Span<byte> command = [VirtioNetControl.ClassMq, VirtioNetControl.MqVqPairsSet, (byte)pairs, (byte)(pairs >> 8)];
         byte ack = control.Execute(command, _time, TimeSpan.FromSeconds(5));
-        if (ack != CtrlOk)
+        if (ack != VirtioNetControl.Ok)
         {
             throw new VirtioNetException(Device.Address, $"the device refused VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET {pairs} (ack {ack})");
         }

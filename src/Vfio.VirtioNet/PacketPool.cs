@@ -30,7 +30,7 @@ public sealed unsafe class PacketPool : IDisposable
 
     private readonly List<DmaBuffer> _chunks = [];
     private readonly nint[] _pointers;
-    private readonly ulong[] _deviceAddresses;
+    private readonly DmaAddress[] _deviceAddresses;
     private readonly int[] _lengths;
     private readonly int[] _free;
     private readonly bool[] _allocated;
@@ -55,7 +55,7 @@ public sealed unsafe class PacketPool : IDisposable
         BufferSize = bufferSize;
         Name = name ?? "packets";
         _pointers = new nint[capacity];
-        _deviceAddresses = new ulong[capacity];
+        _deviceAddresses = new DmaAddress[capacity];
         _lengths = new int[capacity];
         _free = new int[capacity];
         _allocated = new bool[capacity];
@@ -72,7 +72,7 @@ public sealed unsafe class PacketPool : IDisposable
                 for (int i = 0; i < n; i++)
                 {
                     _pointers[first + i] = chunk.Pointer + i * bufferSize;
-                    _deviceAddresses[first + i] = (baseAddress + (ulong)(i * bufferSize)).Value;
+                    _deviceAddresses[first + i] = baseAddress + (ulong)(i * bufferSize);
                 }
             }
         }
@@ -172,7 +172,7 @@ public sealed unsafe class PacketPool : IDisposable
     internal nint PointerOf(int index) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_pointers), index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal ulong DeviceAddressOf(int index) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_deviceAddresses), index);
+    internal DmaAddress DeviceAddressOf(int index) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_deviceAddresses), index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal int LengthOf(int index) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_lengths), index);
@@ -270,7 +270,7 @@ public readonly unsafe struct PacketBuffer : IEquatable<PacketBuffer>
     }
 
     /// <summary>The device address of the first data byte.</summary>
-    public DmaAddress DeviceAddress => new(Pool.DeviceAddressOf(Index) + PacketPool.Headroom);
+    public DmaAddress DeviceAddress => Pool.DeviceAddressOf(Index) + PacketPool.Headroom;
 
     /// <summary>Returns the buffer to its pool.</summary>
     public void Free() => Pool.Free(this);

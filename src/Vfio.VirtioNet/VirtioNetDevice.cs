@@ -1,10 +1,10 @@
 using PhysicalAddress = System.Net.NetworkInformation.PhysicalAddress;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Vfio.Devices;
 using Vfio.Dma;
+using Vfio.Spec.Virtio;
 using Vfio.VirtioNet.Virtio;
 
 namespace Vfio.VirtioNet;
@@ -21,16 +21,9 @@ namespace Vfio.VirtioNet;
 /// </remarks>
 public sealed partial class VirtioNetDevice : IDisposable
 {
-    /// <summary>
-    /// Size of struct virtio_net_hdr when VIRTIO_F_VERSION_1 is negotiated (§5.1.6: num_buffers is always present
-    /// in 1.x, so the header is 12 bytes whether or not MRG_RXBUF is).
-    /// </summary>
-    public const int HeaderSize = 12;
-    private const int NumBuffersOffset = 10;
-
-    // §5.1.4 struct virtio_net_config.
-    private const uint ConfigMac = 0, ConfigStatus = 6, ConfigMaxPairs = 8;
-    private const ushort StatusLinkUp = 1;
+    // struct virtio_net_hdr with VERSION_1 (VirtioNetHeader, §5.1.6): 12 bytes, in the last bytes of a buffer's headroom.
+    private const int HeaderSize = VirtioNetHeader.Size;
+    private const int HeaderOffset = PacketPool.Headroom - HeaderSize;
 
     private readonly VirtioPciTransport _transport;
     private readonly ILogger _logger;
@@ -68,7 +61,7 @@ public sealed partial class VirtioNetDevice : IDisposable
     {
         ArgumentNullException.ThrowIfNull(device);
         options ??= new VirtioNetOptions();
-        if (device.Config.VendorId != 0x1AF4 || device.Config.DeviceId != 0x1041)
+        if (device.Config.VendorId != VirtioPciIds.Vendor || device.Config.DeviceId != VirtioPciIds.ModernNet)
         {
             throw new VirtioNetException(device.Address,
                 $"not a modern virtio-net device (ID {device.Config.VendorId:x4}:{device.Config.DeviceId:x4}, expected 1af4:1041; transitional 1af4:1000 devices need disable-legacy=on)");
@@ -128,7 +121,7 @@ public sealed partial class VirtioNetDevice : IDisposable
     /// </summary>
     public bool IsLinkUp =>
         (NegotiatedFeatures & VirtioFeatures.NetStatus) == 0
-        || (_transport.ReadDeviceConfigConsistently(t => t.ReadDeviceConfig16(ConfigStatus)) & StatusLinkUp) != 0;
+        || (_transport.ReadDeviceConfigConsistently(t => t.ReadDeviceConfig16(VirtioNetConfig.Status)) & VirtioNetConfig.StatusLinkUp) != 0;
 
     /// <summary>The device_status register.</summary>
     public VirtioStatus Status => _transport.Status;
@@ -146,7 +139,6 @@ public sealed partial class VirtioNetDevice : IDisposable
     {
         var rx = _rx[queuePair];
         var ring = rx.Ring;
-        var tokens = rx.Tokens;
         var pool = Pool;
         int poolId = pool.Id;
         int available = ring.UsedCount();
@@ -155,11 +147,8 @@ public sealed partial class VirtioNetDevice : IDisposable
         while (available > 0 && got < into.Length)
         {
             available--;
-            ushort id = ring.TakeUsed(out uint written);
-            // SAFETY (no bounds check): TakeUsed rejects ids outside the ring; tokens has one entry per descriptor.
-            ref int token = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(tokens), id);
-            int index = token;
-            token = -1;
+            // The token of a receive buffer is its index in the device's pool (see Refill).
+            int index = ring.TakeUsed(out uint written);
             if (rx.SkipBuffers > 0)
             {
                 // Later buffers of a packet that spanned several (MRG_RXBUF, §5.1.6.4): dropped with its first.
@@ -177,7 +166,7 @@ public sealed partial class VirtioNetDevice : IDisposable
             if (_mergeable)
             {
                 // SAFETY: the header lies in the buffer's headroom, inside the pool's mapping.
-                ushort buffers = *(ushort*)(pool.PointerOf(index) + PacketPool.Headroom - HeaderSize + NumBuffersOffset);
+                ushort buffers = *(ushort*)(pool.PointerOf(index) + HeaderOffset + VirtioNetHeader.NumBuffers);
                 if (buffers > 1)
                 {
                     rx.SkipBuffers = buffers - 1;
@@ -256,10 +245,9 @@ public sealed partial class VirtioNetDevice : IDisposable
     {
         var tx = _tx[queuePair];
         var ring = tx.Ring;
-        var tokens = tx.Tokens;
         // Reclaimed on every call, not lazily below a threshold as DPDK does (tx_free_thresh): sent packets held in
         // the ring would be missing from the pool, which is sized for full receive rings plus one transmit ring.
-        ReclaimTransmitted(ring, tokens);
+        ReclaimTransmitted(ring);
         int n = Math.Min(packets.Length, ring.FreeDescriptors);
         long bytes = 0;
         PacketPool? lastPool = null;
@@ -273,14 +261,13 @@ public sealed partial class VirtioNetDevice : IDisposable
             int length = pool.LengthOf(index);
             // §5.1.6.2: a zeroed header asks for no checksum offload and no segmentation (GSO_NONE); the header
             // and the frame go out as one device-readable buffer (VERSION_1 implies ANY_LAYOUT, §5.1.6.6).
-            byte* header = (byte*)pool.PointerOf(index) + PacketPool.Headroom - HeaderSize;
+            byte* header = (byte*)pool.PointerOf(index) + HeaderOffset;
             // SAFETY: the 12 header bytes lie in the buffer's headroom.
             *(ulong*)header = 0;
             *(uint*)(header + 8) = 0;
-            int id = ring.Enqueue(pool.DeviceAddressOf(index) + PacketPool.Headroom - HeaderSize, (uint)(length + HeaderSize), VirtqDescriptorFlags.None);
-            // SAFETY (no bounds check): n is at most the free descriptors, so Enqueue returns an id below the ring
-            // size (never -1), and tokens has one entry per descriptor.
-            Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(tokens), id) = packet.Handle;
+            // n is at most the free descriptors, so Enqueue succeeds. The token is the packet's handle: transmitted
+            // packets may come from any pool, and ReclaimTransmitted frees each to its own.
+            ring.Enqueue(pool.DeviceAddressOf(index) + HeaderOffset, (uint)(length + HeaderSize), VirtqDescriptorFlags.None, packet.Handle);
             bytes += length;
         }
         _txPackets += n;
@@ -305,29 +292,24 @@ public sealed partial class VirtioNetDevice : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         var tx = _tx[queuePair];
         FlushTransmit(queuePair);
-        ReclaimTransmitted(tx.Ring, tx.Tokens);
+        ReclaimTransmitted(tx.Ring);
         return tx.Ring.Size - tx.Ring.FreeDescriptors;
     }
 
     /// <summary>Frees what the device has sent (§2.7.14 "Receiving Used Buffers From The Device").</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ReclaimTransmitted(SplitVirtqueue ring, int[] tokens)
+    private static void ReclaimTransmitted(SplitVirtqueue ring)
     {
         int done = ring.UsedCount();
         if (done == 0) { return; }
         // Packets of one burst nearly always share a pool: look it up again only when the pool number changes.
         int lastPoolId = -1;
         PacketPool? pool = null;
-        ref int token0 = ref MemoryMarshal.GetArrayDataReference(tokens);
         for (; done > 0; done--)
         {
-            ushort id = ring.TakeUsed(out _);
-            // SAFETY (no bounds check): TakeUsed rejected ids outside the ring, and tokens has one entry per descriptor.
-            ref int token = ref Unsafe.Add(ref token0, id);
-            var packet = PacketBuffer.FromHandle(token);
+            var packet = PacketBuffer.FromHandle(ring.TakeUsed(out _));
             if (packet.PoolId != lastPoolId) { pool = packet.Pool; lastPoolId = packet.PoolId; }
             pool!.FreeIndex(packet.Index);
-            token = 0;
         }
     }
 
@@ -411,18 +393,18 @@ public sealed partial class VirtioNetDevice : IDisposable
         {
             MacAddress = _transport.ReadDeviceConfigConsistently(t =>
             {
-                var mac = new byte[6];
-                for (uint i = 0; i < 6; i++) { mac[i] = t.ReadDeviceConfig8(ConfigMac + i); }
+                var mac = new byte[VirtioNetConfig.MacLength];
+                for (uint i = 0; i < VirtioNetConfig.MacLength; i++) { mac[i] = t.ReadDeviceConfig8(VirtioNetConfig.Mac + i); }
                 return new PhysicalAddress(mac);
             });
         }
         MaxQueuePairs = (accepted & VirtioFeatures.NetMultiQueue) != 0
-            ? Math.Max((int)_transport.ReadDeviceConfig16(ConfigMaxPairs), 1) : 1;
+            ? Math.Max((int)_transport.ReadDeviceConfig16(VirtioNetConfig.MaxVirtqueuePairs), 1) : 1;
         int pairs = Math.Clamp(_options.QueuePairs, 1, MaxQueuePairs);
         if (_options.ReceiveInterrupts) { EnableReceiveVectors(pairs); }
 
         // Step 7: virtqueues. receiveqN is 2(N-1), transmitqN is 2(N-1)+1, controlq follows the last possible pair (§5.1.2).
-        SetUpQueues(pairs, (accepted & VirtioFeatures.NetControlQueue) != 0 ? (ushort)(2 * MaxQueuePairs) : null);
+        SetUpQueues(pairs, (accepted & VirtioFeatures.NetControlQueue) != 0 ? (ushort)VirtioNetQueues.Control(MaxQueuePairs) : null);
 
         // §5.1.5: fill the receive queues before DRIVER_OK; the doorbells wait until after it (§3.1.1 step 8,
         // "the driver MUST NOT send any buffer available notifications to the device before setting DRIVER_OK").
@@ -462,7 +444,7 @@ public sealed partial class VirtioNetDevice : IDisposable
                 $"receive interrupts need {pairs} MSI-X vector(s); the device offers {info.Count}");
         }
         _interrupts = Device.EnableInterrupts(IrqIndex.Msix, pairs);
-        _transport.SetConfigVector(VirtioPciTransport.NoVector);
+        _transport.SetConfigVector(VirtioPciCommonConfig.NoVector);
     }
 
     private void SetUpQueues(int pairs, ushort? controlIndex)
@@ -482,8 +464,8 @@ public sealed partial class VirtioNetDevice : IDisposable
         int poolNeed = 0;
         for (int p = 0; p < pairs; p++)
         {
-            _rx[p] = SetUpQueue(reuse ? _rx[p] : null, (ushort)(2 * p), requested, "rx", _interrupts is null ? VirtioPciTransport.NoVector : (ushort)p);
-            _tx[p] = SetUpQueue(reuse ? _tx[p] : null, (ushort)(2 * p + 1), requested, "tx");
+            _rx[p] = SetUpQueue(reuse ? _rx[p] : null, (ushort)VirtioNetQueues.Receive(p), requested, "rx", _interrupts is null ? VirtioPciCommonConfig.NoVector : (ushort)p);
+            _tx[p] = SetUpQueue(reuse ? _tx[p] : null, (ushort)VirtioNetQueues.Transmit(p), requested, "tx");
             poolNeed += 2 * _rx[p].Ring.Size + _tx[p].Ring.Size;
         }
         if (controlIndex is { } ci)
@@ -498,7 +480,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         }
     }
 
-    private Queue SetUpQueue(Queue? existing, ushort index, int requested, string kind, ushort vector = VirtioPciTransport.NoVector)
+    private Queue SetUpQueue(Queue? existing, ushort index, int requested, string kind, ushort vector = VirtioPciCommonConfig.NoVector)
     {
         ushort max = _transport.SelectQueue(index);
         if (max == 0) { throw new VirtioNetException(Device.Address, $"virtqueue {index} ({kind}) is not available"); }
@@ -521,7 +503,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         // Polling: ask for no interrupts (§2.7.7); ReceiveAsync lifts this only while it waits.
         queue.Ring.SetInterruptSuppression(true);
         queue.Doorbell = _transport.EnableQueue(index, queue.Ring, vector);
-        if (vector != VirtioPciTransport.NoVector && _transport.QueueVector(index) != vector)
+        if (vector != VirtioPciCommonConfig.NoVector && _transport.QueueVector(index) != vector)
         {
             // §4.1.5.1.2: the device reads back NO_VECTOR when it could not map the vector.
             throw new VirtioNetException(Device.Address, $"the device did not accept MSI-X vector {vector} for virtqueue {index} ({kind})");
@@ -532,14 +514,13 @@ public sealed partial class VirtioNetDevice : IDisposable
     private void Refill(Queue rx, bool notify = true)
     {
         var ring = rx.Ring;
-        var tokens = rx.Tokens;
         var pool = Pool;
         uint length = (uint)(pool.DataRoom + HeaderSize);
         while (ring.FreeDescriptors > 0 && pool.TryAllocate(out var packet))
         {
             // One device-writable buffer: header in the headroom's last 12 bytes, the frame after it (§5.1.6.3).
-            int id = ring.Enqueue(pool.DeviceAddressOf(packet.Index) + PacketPool.Headroom - HeaderSize, length, VirtqDescriptorFlags.Write);
-            tokens[id] = packet.Index;
+            // The token is the buffer's index in the device's pool, which Receive turns back into the packet.
+            ring.Enqueue(pool.DeviceAddressOf(packet.Index) + HeaderOffset, length, VirtqDescriptorFlags.Write, packet.Index);
         }
         if (ring.Publish() && notify && ring.DeviceWantsNotification())
         {
@@ -587,40 +568,26 @@ public sealed partial class VirtioNetDevice : IDisposable
         if (_ownsPool) { Pool?.Dispose(); }
     }
 
-    /// <summary>One virtqueue with its memory and the packet each descriptor carries.</summary>
+    /// <summary>One virtqueue with its memory; the ring's tokens name the packets the device holds.</summary>
     private sealed class Queue(ushort index, SplitVirtqueue ring, DmaBuffer memory) : IDisposable
     {
         public ushort Index { get; } = index;
         public SplitVirtqueue Ring { get; } = ring;
         public DmaBuffer Memory { get; } = memory;
         public ulong Doorbell { get; set; }
-        /// <summary>
-        /// Per descriptor id: the buffer it carries, or -1. Receive queues hold indexes into the device's pool;
-        /// transmit queues hold <see cref="PacketBuffer"/> handles (0 = none), as packets may come from any pool.
-        /// </summary>
-        public int[] Tokens { get; } = NewTokens(ring.Size, receive: index % 2 == 0);
         public int SkipBuffers { get; set; }
         /// <summary>Transmit queues: packets published since the last doorbell decision.</summary>
         public int Unannounced { get; set; }
-        private readonly bool _receive = index % 2 == 0;
+        private readonly bool _receive = index % 2 == 0;   // receiveqN is even (§5.1.2)
 
-        private static int[] NewTokens(int size, bool receive)
-        {
-            var tokens = new int[size];
-            if (receive) { Array.Fill(tokens, -1); }
-            return tokens;
-        }
-
+        /// <summary>
+        /// Returns the packets the device held to their pools: a receive queue's tokens are indexes into the
+        /// device's pool, a transmit queue's are <see cref="PacketBuffer"/> handles (packets may come from any pool).
+        /// </summary>
         public void ReleaseBuffers(PacketPool? receivePool)
         {
-            for (int i = 0; i < Tokens.Length; i++)
-            {
-                if (_receive ? Tokens[i] >= 0 : Tokens[i] != 0)
-                {
-                    if (_receive) { receivePool!.FreeIndex(Tokens[i]); } else { PacketPool.FreeHandle(Tokens[i]); }
-                }
-                Tokens[i] = _receive ? -1 : 0;
-            }
+            if (_receive) { Ring.ReleaseInFlight(receivePool!.FreeIndex); }
+            else { Ring.ReleaseInFlight(PacketPool.FreeHandle); }
             SkipBuffers = 0;
             Unannounced = 0;
         }

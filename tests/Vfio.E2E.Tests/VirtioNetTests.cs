@@ -3,7 +3,7 @@ using Vfio.Host;
 using Vfio.Kernel;
 using Vfio.VirtioNet;
 using Vfio.VirtioNet.Tools;
-using Vfio.VirtioNet.Virtio;
+using Vfio.Spec.Virtio;
 
 namespace Vfio.E2E.Tests;
 

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using CsCheck;
 using Vfio.Dma;
+using Vfio.Spec.Virtio;
 using Vfio.VirtioNet.Virtio;
 
 namespace Vfio.VirtioNet.Tests;
@@ -79,7 +80,7 @@ public sealed unsafe class SplitVirtqueueTests : IDisposable
         var q = Create(8, out var l);
         Assert.Equal(8, q.FreeDescriptors);
         Assert.Equal(new DmaAddress(0x1_0000_0000 + (ulong)l.AvailOffset), q.AvailRingAddress);
-        int id = q.Enqueue(0xABCD_0000, 1526, VirtqDescriptorFlags.Write);
+        int id = q.Enqueue(new DmaAddress(0xABCD_0000), 1526, VirtqDescriptorFlags.Write);
         Assert.Equal(0, AvailIdx(l));                     // not yet published
         Assert.True(q.Publish());
         Assert.False(q.Publish());                         // nothing new
@@ -95,17 +96,17 @@ public sealed unsafe class SplitVirtqueueTests : IDisposable
     {
         var q = Create(4, out var l);
         var ids = new List<int>();
-        for (int i = 0; i < 4; i++) { ids.Add(q.Enqueue((ulong)i * 4096, 64, VirtqDescriptorFlags.None)); }
-        Assert.Equal(-1, q.Enqueue(0, 64, VirtqDescriptorFlags.None));
+        for (int i = 0; i < 4; i++) { ids.Add(q.Enqueue(new DmaAddress((ulong)i * 4096), 64, VirtqDescriptorFlags.None, token: 100 + i)); }
+        Assert.Equal(-1, q.Enqueue(default, 64, VirtqDescriptorFlags.None));
         Assert.Equal(4, ids.Distinct().Count());
         q.Publish();
         Assert.Equal(0, q.UsedCount());
         DeviceUses(l, (ushort)ids[2], 10);
         DeviceUses(l, (ushort)ids[0], 20);
         Assert.Equal(2, q.UsedCount());
-        Assert.Equal(ids[2], q.TakeUsed(out uint len));
+        Assert.Equal(102, q.TakeUsed(out uint len));      // the token the buffer was enqueued with
         Assert.Equal(10u, len);
-        Assert.Equal(ids[0], q.TakeUsed(out len));
+        Assert.Equal(100, q.TakeUsed(out len));
         Assert.Equal(20u, len);
         Assert.Equal(2, q.FreeDescriptors);
         Assert.Equal(0, q.UsedCount());
@@ -142,14 +143,14 @@ public sealed unsafe class SplitVirtqueueTests : IDisposable
         var q = Create(4, out var l);
         for (int i = 0; i < 70_000; i++)
         {
-            int id = q.Enqueue((ulong)i, (uint)(i & 0xFFF), VirtqDescriptorFlags.Write);
+            int id = q.Enqueue(new DmaAddress((ulong)i), (uint)(i & 0xFFF), VirtqDescriptorFlags.Write, token: i);
             Assert.True(id >= 0);
             q.Publish();
             Assert.Equal(unchecked((ushort)(i + 1)), AvailIdx(l));
             Assert.Equal(id, AvailRing(l, i & 3));
             DeviceUses(l, (ushort)id, (uint)(i & 0xFFF));
             Assert.Equal(1, q.UsedCount());
-            Assert.Equal(id, q.TakeUsed(out uint len));
+            Assert.Equal(i, q.TakeUsed(out uint len));
             Assert.Equal((uint)(i & 0xFFF), len);
         }
         Assert.Equal(unchecked((ushort)70_000), q.AvailIndex);
@@ -160,7 +161,7 @@ public sealed unsafe class SplitVirtqueueTests : IDisposable
     public void ABogusUsedIdIsAProtocolError()
     {
         var q = Create(4, out var l);
-        q.Enqueue(0, 1, VirtqDescriptorFlags.None);
+        q.Enqueue(default, 1, VirtqDescriptorFlags.None);
         q.Publish();
         DeviceUses(l, 99, 0);
         Assert.Throws<InvalidDataException>(() => q.TakeUsed(out _));
@@ -171,10 +172,10 @@ public sealed unsafe class SplitVirtqueueTests : IDisposable
     {
         var q = Create(4, out var l);
         Assert.True(q.DeviceWantsNotification());
-        *(ushort*)(_memory + l.UsedOffset) = SplitVirtqueue.UsedNoNotify;
+        *(ushort*)(_memory + l.UsedOffset) = (ushort)VirtqUsedFlags.NoNotify;
         Assert.False(q.DeviceWantsNotification());
         q.SetInterruptSuppression(true);
-        Assert.Equal(SplitVirtqueue.AvailNoInterrupt, *(ushort*)(_memory + l.AvailOffset));
+        Assert.Equal((ushort)VirtqAvailFlags.NoInterrupt, *(ushort*)(_memory + l.AvailOffset));
         q.SetInterruptSuppression(false);
         Assert.Equal(0, *(ushort*)(_memory + l.AvailOffset));
     }
@@ -183,9 +184,10 @@ public sealed unsafe class SplitVirtqueueTests : IDisposable
     public void ResetStateForgetsEverything()
     {
         var q = Create(4, out var l);
-        q.Enqueue(1, 1, VirtqDescriptorFlags.None);
+        int id = q.Enqueue(new DmaAddress(1), 1, VirtqDescriptorFlags.None);
         q.Publish();
         q.ResetState();
+        Assert.False(q.IsInFlight(id));
         Assert.Equal(4, q.FreeDescriptors);
         Assert.Equal(0, AvailIdx(l));
         Assert.Equal(0, q.AvailIndex);
@@ -208,7 +210,7 @@ public sealed unsafe class SplitVirtqueueTests : IDisposable
                 {
                     if (op < 2)
                     {
-                        int id = q.Enqueue(1, 1, VirtqDescriptorFlags.None);
+                        int id = q.Enqueue(new DmaAddress(1), 1, VirtqDescriptorFlags.None);
                         if (id >= 0) { if (inFlight.Contains(id)) { return false; } inFlight.Enqueue(id); }
                         else if (inFlight.Count != 8) { return false; }
                         q.Publish();
@@ -227,5 +229,94 @@ public sealed unsafe class SplitVirtqueueTests : IDisposable
             }
             finally { NativeMemory.AlignedFree((void*)mem); }
         });
+    }
+
+    [Fact]
+    public void TheTokenComesBackWithItsBufferWhateverOrderTheDeviceUsesThem()
+    {
+        // The token is the caller's: any int, unrelated to the descriptor id, returned with the used buffer.
+        var q = Create(8, out var l);
+        int a = q.Enqueue(new DmaAddress(0x1000), 64, VirtqDescriptorFlags.Write, token: -7);
+        int b = q.EnqueueChain([new VirtqBuffer(new DmaAddress(0x2000), 4, false), new VirtqBuffer(new DmaAddress(0x3000), 1, true)], token: int.MaxValue);
+        int c = q.Enqueue(new DmaAddress(0x4000), 64, VirtqDescriptorFlags.Write, token: 0);
+        q.Publish();
+        DeviceUses(l, (ushort)b, 1);
+        DeviceUses(l, (ushort)c, 2);
+        DeviceUses(l, (ushort)a, 3);
+        Assert.Equal(int.MaxValue, q.TakeUsed(out uint len));
+        Assert.Equal(1u, len);
+        Assert.Equal(0, q.TakeUsed(out _));
+        Assert.Equal(-7, q.TakeUsed(out _));
+        Assert.Equal(8, q.FreeDescriptors);
+    }
+
+    [Fact]
+    public void InFlightStateFollowsEachChainFromEnqueueToTakeUsed()
+    {
+        var q = Create(8, out var l);
+        int single = q.Enqueue(new DmaAddress(0x1000), 64, VirtqDescriptorFlags.None, token: 1);
+        int chain = q.EnqueueChain([new VirtqBuffer(new DmaAddress(0x2000), 4, false), new VirtqBuffer(new DmaAddress(0x3000), 1, true)], token: 2);
+        Assert.True(q.IsInFlight(single));
+        Assert.True(q.IsInFlight(chain));
+        Assert.Equal(6, Enumerable.Range(0, 8).Count(i => !q.IsInFlight(i)));   // heads only: the chain's second descriptor is not one
+        Assert.False(q.IsInFlight(-1));
+        Assert.False(q.IsInFlight(8));
+        q.Publish();
+        DeviceUses(l, (ushort)chain, 1);
+        Assert.Equal(2, q.TakeUsed(out _));
+        Assert.False(q.IsInFlight(chain));
+        Assert.True(q.IsInFlight(single));
+        Assert.Equal(7, q.FreeDescriptors);
+    }
+
+    [Fact]
+    public void AUsedIdTheDriverDidNotMakeAvailableIsAProtocolError()
+    {
+        // A device returning a head twice (or a free descriptor) must not put descriptors on the free list twice.
+        var q = Create(4, out var l);
+        int id = q.Enqueue(new DmaAddress(0x1000), 64, VirtqDescriptorFlags.None, token: 5);
+        q.Publish();
+        DeviceUses(l, (ushort)id, 0);
+        DeviceUses(l, (ushort)id, 0);
+        Assert.Equal(5, q.TakeUsed(out _));
+        Assert.Contains("had not made available", Assert.Throws<InvalidDataException>(() => q.TakeUsed(out _)).Message);
+        Assert.Equal(4, q.FreeDescriptors);
+    }
+
+    [Fact]
+    public void InFlightBookkeepingIsNotInTheRingsTheDeviceCanWrite()
+    {
+        // A device scribbling over the descriptor flags of a chain it holds cannot change how many descriptors the
+        // driver frees: the chain's length comes from the driver's own state.
+        var q = Create(8, out var l);
+        int head = q.EnqueueChain([new VirtqBuffer(new DmaAddress(0x2000), 4, false), new VirtqBuffer(new DmaAddress(0x3000), 1, true)], token: 9);
+        q.Publish();
+        byte* d = (byte*)_memory + l.DescriptorOffset + VirtqDescriptorLayout.Size * head;
+        *(ushort*)(d + VirtqDescriptorLayout.Flags) = 0;   // NEXT cleared behind the driver's back
+        DeviceUses(l, (ushort)head, 1);
+        Assert.Equal(9, q.TakeUsed(out _));
+        Assert.Equal(8, q.FreeDescriptors);
+        var ids = new HashSet<int>();
+        for (int i = 0; i < 8; i++) { Assert.True(ids.Add(q.Enqueue(new DmaAddress(0), 1, VirtqDescriptorFlags.None))); }
+        Assert.Equal(-1, q.Enqueue(new DmaAddress(0), 1, VirtqDescriptorFlags.None));
+    }
+
+    [Fact]
+    public void ReleaseInFlightHandsBackEveryTokenTheDeviceStillHeld()
+    {
+        var q = Create(8, out var l);
+        q.Enqueue(new DmaAddress(0x1000), 64, VirtqDescriptorFlags.Write, token: 10);
+        int used = q.Enqueue(new DmaAddress(0x2000), 64, VirtqDescriptorFlags.Write, token: 11);
+        q.EnqueueChain([new VirtqBuffer(new DmaAddress(0x3000), 4, false), new VirtqBuffer(new DmaAddress(0x4000), 1, true)], token: 12);
+        q.Publish();
+        DeviceUses(l, (ushort)used, 64);
+        Assert.Equal(11, q.TakeUsed(out _));
+        var released = new List<int>();
+        q.ReleaseInFlight(released.Add);
+        Assert.Equal([10, 12], released.Order());
+        Assert.Equal(8, q.FreeDescriptors);
+        released.Clear();
+        q.ReleaseInFlight(released.Add);
+        Assert.Empty(released);
     }
 }

@@ -1,8 +1,9 @@
 using Vfio.Devices;
 using Vfio.VirtioNet.Tests.Emulation;
 using Vfio.VirtioNet.Tools;
+using Vfio.Spec.Virtio;
 using Vfio.VirtioNet.Virtio;
-using static Vfio.VirtioNet.Virtio.VirtioFeatures;
+using static Vfio.Spec.Virtio.VirtioFeatures;
 
 namespace Vfio.VirtioNet.Tests;
 

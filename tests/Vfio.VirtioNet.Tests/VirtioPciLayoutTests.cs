@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Vfio.Spec.Virtio;
 using Vfio.VirtioNet.Tests.Emulation;
 using Vfio.VirtioNet.Virtio;
 

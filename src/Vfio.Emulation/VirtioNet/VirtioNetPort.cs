@@ -1,9 +1,9 @@
 using System.Buffers.Binary;
 using Vfio.Devices;
 using Vfio.Dma;
+using Vfio.Spec.Virtio;
 using Vfio.User.Server;
-using Vfio.VirtioNet;
-using Vfio.VirtioNet.Virtio;
+using static Vfio.Spec.Virtio.VirtioPciCommonConfig;
 
 namespace Vfio.Emulation.VirtioNet;
 
@@ -54,7 +54,7 @@ public sealed class VirtioNetPort : EmulatedPciDevice
     /// <param name="msixVectors">MSI-X vectors (0: none, a polled port).</param>
     /// <exception cref="ArgumentException">The MAC is not 6 bytes, the queue size not a power of two of 2-32768, the pairs not 1-8, or the vectors not 0-64.</exception>
     public VirtioNetPort(ReadOnlySpan<byte> mac, ulong? features = null, ushort queueSize = 256, int maxPairs = 1, int msixVectors = 0)
-        : base(new EmulatedConfigSpace(0x1af4, 0x1041, classCode: 0x020000, revision: 1))   // revision 1: modern (§4.1.2)
+        : base(new EmulatedConfigSpace(VirtioPciIds.Vendor, VirtioPciIds.ModernNet, classCode: 0x020000, revision: VirtioPciIds.ModernRevision))   // §4.1.2.1
     {
         if (mac.Length != 6) { throw new ArgumentException("a MAC address is 6 bytes", nameof(mac)); }
         if (queueSize < 2 || (queueSize & (queueSize - 1)) != 0) { throw new ArgumentOutOfRangeException(nameof(queueSize), queueSize, "a queue size is a power of two, 2 to 32768"); }
@@ -65,12 +65,13 @@ public sealed class VirtioNetPort : EmulatedPciDevice
         OfferedFeatures = features ?? (VirtioFeatures.Version1 | VirtioFeatures.AccessPlatform | VirtioFeatures.NetMac
             | VirtioFeatures.NetStatus | VirtioFeatures.NetMergeRxBuffers | VirtioFeatures.RingEventIndex | VirtioFeatures.NetCsum);
         // receiveqN = 2(N-1), transmitqN = 2(N-1)+1, then the control queue when MQ is offered (§5.1.2).
-        _queues = new QueueState[2 * maxPairs + (maxPairs > 1 ? 1 : 0)];
+        _queues = new QueueState[VirtioNetQueues.Control(maxPairs) + (maxPairs > 1 ? 1 : 0)];
         for (int i = 0; i < _queues.Length; i++) { _queues[i] = new QueueState(queueSize); }
         if (maxPairs > 1) { OfferedFeatures |= VirtioFeatures.NetMultiQueue | VirtioFeatures.NetControlQueue; }
-        AddVirtioCapability(VirtioPciCapType.Common, CommonOffset, 0x38);
+        // The common configuration ends at queue_device: queue_notify_data and queue_reset belong to features not offered.
+        AddVirtioCapability(VirtioPciCapType.Common, CommonOffset, QueueDevice + 8);
         AddVirtioCapability(VirtioPciCapType.Isr, IsrOffset, 1);
-        AddVirtioCapability(VirtioPciCapType.Device, DeviceOffset, 12);
+        AddVirtioCapability(VirtioPciCapType.Device, DeviceOffset, VirtioNetConfig.SizeThroughMtu);
         AddVirtioCapability(VirtioPciCapType.Notify, NotifyOffset, 0x1000, NotifyMultiplier);
         SetBar(Bar, new EmulatedBar(BarSize, ReadBar, WriteBar));
         MsixVectors = msixVectors;
@@ -177,15 +178,15 @@ public sealed class VirtioNetPort : EmulatedPciDevice
     {
         // struct virtio_pci_cap (§4.1.4): cap_vndr, cap_next, cap_len, cfg_type, bar, id, padding[2], offset, length;
         // the notify capability adds notify_off_multiplier.
-        Span<byte> c = stackalloc byte[multiplier is null ? 16 : 20];
+        Span<byte> c = stackalloc byte[multiplier is null ? VirtioPciCap.Size : VirtioPciCap.NotifyCapSize];
         c.Clear();
-        c[0] = PciCapabilityId.VendorSpecific;
-        c[2] = (byte)c.Length;
-        c[3] = (byte)type;
-        c[4] = Bar;
-        BinaryPrimitives.WriteUInt32LittleEndian(c[8..], (uint)offset);
-        BinaryPrimitives.WriteUInt32LittleEndian(c[12..], length);
-        if (multiplier is { } m) { BinaryPrimitives.WriteUInt32LittleEndian(c[16..], m); }
+        c[VirtioPciCap.Vendor] = PciCapabilityId.VendorSpecific;
+        c[VirtioPciCap.CapLength] = (byte)c.Length;
+        c[VirtioPciCap.CfgType] = (byte)type;
+        c[VirtioPciCap.Bar] = Bar;
+        BinaryPrimitives.WriteUInt32LittleEndian(c[VirtioPciCap.Offset..], (uint)offset);
+        BinaryPrimitives.WriteUInt32LittleEndian(c[VirtioPciCap.Length..], length);
+        if (multiplier is { } m) { BinaryPrimitives.WriteUInt32LittleEndian(c[VirtioPciCap.NotifyOffMultiplier..], m); }
         Config.AddCapability(c);
     }
 
@@ -232,27 +233,27 @@ public sealed class VirtioNetPort : EmulatedPciDevice
         var q = _queueSelect < _queues.Length ? _queues[_queueSelect] : null;
         return offset switch
         {
-            0x00 => _deviceFeatureSelect,
-            0x04 => _deviceFeatureSelect switch { 0 => (uint)OfferedFeatures, 1 => (uint)(OfferedFeatures >> 32), _ => 0u },
-            0x08 => _driverFeatureSelect,
-            0x0C => _driverFeatureSelect switch { 0 => (uint)DriverFeatures, 1 => (uint)(DriverFeatures >> 32), _ => 0u },
-            0x10 => _msixConfig,
-            0x12 => (ulong)_queues.Length,
-            0x14 => ReadStatus(),
-            0x15 => _generation,
-            0x16 => _queueSelect,
-            0x18 => q?.Size ?? 0,
-            0x1A => q?.MsixVector ?? VirtioPciTransport.NoVector,
-            0x1C => q is { Enabled: true } ? 1u : 0u,
-            0x1E => _queueSelect,   // queue_notify_off: queue n's doorbell is n × multiplier into the notify structure
-            >= 0x20 and < 0x38 => q is null ? 0 : Half(offset, q),
+            DeviceFeatureSelect => _deviceFeatureSelect,
+            DeviceFeature => _deviceFeatureSelect switch { 0 => (uint)OfferedFeatures, 1 => (uint)(OfferedFeatures >> 32), _ => 0u },
+            DriverFeatureSelect => _driverFeatureSelect,
+            DriverFeature => _driverFeatureSelect switch { 0 => (uint)DriverFeatures, 1 => (uint)(DriverFeatures >> 32), _ => 0u },
+            ConfigMsixVector => _msixConfig,
+            NumQueues => (ulong)_queues.Length,
+            VirtioPciCommonConfig.DeviceStatus => ReadStatus(),
+            ConfigGeneration => _generation,
+            QueueSelect => _queueSelect,
+            QueueSize => q?.Size ?? 0,
+            QueueMsixVector => q?.MsixVector ?? NoVector,
+            QueueEnable => q is { Enabled: true } ? 1u : 0u,
+            QueueNotifyOff => _queueSelect,   // queue n's doorbell is n × multiplier into the notify structure
+            >= QueueDesc and < QueueDevice + 8 => q is null ? 0 : Half(offset, q),
             _ => 0,
         };
     }
 
     private static ulong Half(ulong offset, QueueState q)
     {
-        ulong field = offset < 0x28 ? q.Desc : offset < 0x30 ? q.Driver : q.Device;
+        ulong field = offset < QueueDriver ? q.Desc : offset < QueueDevice ? q.Driver : q.Device;
         return (offset & 4) == 0 ? (uint)field : field >> 32;
     }
 
@@ -265,12 +266,12 @@ public sealed class VirtioNetPort : EmulatedPciDevice
     private ulong ReadDeviceConfig(ulong offset, int width)
     {
         // struct virtio_net_config (§5.1.4): mac, status, max_virtqueue_pairs, mtu.
-        Span<byte> cfg = stackalloc byte[12];
-        Mac.CopyTo(cfg);
-        BinaryPrimitives.WriteUInt16LittleEndian(cfg[6..], _linkStatus);
-        BinaryPrimitives.WriteUInt16LittleEndian(cfg[8..], (ushort)MaxPairs);
-        BinaryPrimitives.WriteUInt16LittleEndian(cfg[10..], 1500);
-        if (offset + (ulong)width > 12) { return 0; }
+        Span<byte> cfg = stackalloc byte[VirtioNetConfig.SizeThroughMtu];
+        Mac.CopyTo(cfg[VirtioNetConfig.Mac..]);
+        BinaryPrimitives.WriteUInt16LittleEndian(cfg[VirtioNetConfig.Status..], _linkStatus);
+        BinaryPrimitives.WriteUInt16LittleEndian(cfg[VirtioNetConfig.MaxVirtqueuePairs..], (ushort)MaxPairs);
+        BinaryPrimitives.WriteUInt16LittleEndian(cfg[VirtioNetConfig.Mtu..], 1500);
+        if (offset + (ulong)width > VirtioNetConfig.SizeThroughMtu) { return 0; }
         return width switch
         {
             1 => cfg[(int)offset],
@@ -284,7 +285,7 @@ public sealed class VirtioNetPort : EmulatedPciDevice
         if (offset >= NotifyOffset)
         {
             ulong queue = (offset - NotifyOffset) / NotifyMultiplier;
-            if (width != 2 || queue != value || queue >= (ulong)_queues.Length)
+            if (width != VirtioPciNotify.NotificationSize || queue != value || queue >= (ulong)_queues.Length)
             {
                 Violation($"bad doorbell write: {width} bytes of {value} at queue {queue}'s doorbell");
                 return;
@@ -298,23 +299,23 @@ public sealed class VirtioNetPort : EmulatedPciDevice
         var q = _queueSelect < _queues.Length ? _queues[_queueSelect] : null;
         switch (offset)
         {
-            case 0x00: _deviceFeatureSelect = (uint)value; break;
-            case 0x08: _driverFeatureSelect = (uint)value; break;
-            case 0x0C:
+            case DeviceFeatureSelect: _deviceFeatureSelect = (uint)value; break;
+            case DriverFeatureSelect: _driverFeatureSelect = (uint)value; break;
+            case DriverFeature:
                 if (_driverFeatureSelect == 0) { DriverFeatures = (DriverFeatures & ~0xFFFF_FFFFUL) | (uint)value; }
                 else if (_driverFeatureSelect == 1) { DriverFeatures = (DriverFeatures & 0xFFFF_FFFFUL) | (value << 32); }
                 break;
             // §4.1.5.1.2: a vector the device cannot use reads back as NO_VECTOR.
-            case 0x10: _msixConfig = VectorOrNone(value); break;
-            case 0x14: WriteStatus((byte)value); break;
-            case 0x16: _queueSelect = (ushort)value; break;
-            case 0x18 when q is not null:
+            case ConfigMsixVector: _msixConfig = VectorOrNone(value); break;
+            case VirtioPciCommonConfig.DeviceStatus: WriteStatus((byte)value); break;
+            case QueueSelect: _queueSelect = (ushort)value; break;
+            case QueueSize when q is not null:
                 if (value == 0 || value > q.MaxSize || (value & (value - 1)) != 0) { Violation($"queue size {value} (max {q.MaxSize}, a power of two)"); }
                 else { q.Size = (ushort)value; }
                 break;
-            case 0x1A when q is not null: q.MsixVector = VectorOrNone(value); break;
-            case 0x1C when q is not null: q.Enabled = value == 1; break;
-            case >= 0x20 and < 0x38:
+            case QueueMsixVector when q is not null: q.MsixVector = VectorOrNone(value); break;
+            case QueueEnable when q is not null: q.Enabled = value == 1; break;
+            case >= QueueDesc and < QueueDevice + 8:
                 if (width != 4) { Violation("64-bit queue addresses are written as two 32-bit halves (§4.1.3.1)"); }
                 else if (q is not null) { SetHalf(offset, q, (uint)value); }
                 break;
@@ -325,8 +326,8 @@ public sealed class VirtioNetPort : EmulatedPciDevice
     {
         static ulong Merge(ulong field, ulong offset, uint value) =>
             (offset & 4) == 0 ? (field & ~0xFFFF_FFFFUL) | value : (field & 0xFFFF_FFFFUL) | ((ulong)value << 32);
-        if (offset < 0x28) { q.Desc = Merge(q.Desc, offset, value); }
-        else if (offset < 0x30) { q.Driver = Merge(q.Driver, offset, value); }
+        if (offset < QueueDriver) { q.Desc = Merge(q.Desc, offset, value); }
+        else if (offset < QueueDevice) { q.Driver = Merge(q.Driver, offset, value); }
         else { q.Device = Merge(q.Device, offset, value); }
     }
 
@@ -369,7 +370,7 @@ public sealed class VirtioNetPort : EmulatedPciDevice
 
     private void OnNotify(int queue)
     {
-        if (MaxPairs > 1 && queue == 2 * MaxPairs) { ProcessControl(); return; }
+        if (MaxPairs > 1 && queue == VirtioNetQueues.Control(MaxPairs)) { ProcessControl(); return; }
         int pair = queue / 2;
         if (pair >= ActivePairs) { Violation($"doorbell of queue {queue}, but only {ActivePairs} pair(s) are switched on"); return; }
         if (queue % 2 == 1) { ProcessTx(pair); }
@@ -389,24 +390,25 @@ public sealed class VirtioNetPort : EmulatedPciDevice
     /// <summary>The control queue (§5.1.6.5): VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET is the one command understood.</summary>
     private void ProcessControl()
     {
-        var q = _queues[2 * MaxPairs];
+        var q = _queues[VirtioNetQueues.Control(MaxPairs)];
         if (!Live || !q.Enabled) { return; }
-        Span<byte> command = stackalloc byte[4];
-        while (TryRead16(q.Driver + 2, out ushort availIdx) && availIdx != q.LastAvail)
+        Span<byte> command = stackalloc byte[VirtioNetControl.MqVqPairsSetLength];
+        while (TryReadAvailIndex(q, out ushort availIdx) && availIdx != q.LastAvail)
         {
-            if (!TryRead16(q.Driver + 4 + 2UL * (ulong)(q.LastAvail % q.Size), out ushort head)) { return; }
+            if (!TryReadAvailEntry(q, out ushort head)) { return; }
             if (!TryDescriptor(q, head, out var d0)) { return; }
-            if ((d0.Flags & (ushort)VirtqDescriptorFlags.Next) == 0 || d0.Length < 2) { NeedsReset("control command without an ack buffer"); return; }
+            if ((d0.Flags & (ushort)VirtqDescriptorFlags.Next) == 0 || d0.Length < VirtioNetControl.Data) { NeedsReset("control command without an ack buffer"); return; }
             if (!TryDescriptor(q, d0.Next, out var d1)) { return; }
             if ((d1.Flags & (ushort)VirtqDescriptorFlags.Write) == 0 || d1.Length < 1) { NeedsReset("the control ack buffer is not device-writable"); return; }
-            var cmd = command[..(int)Math.Min(d0.Length, 4u)];
+            var cmd = command[..(int)Math.Min(d0.Length, (uint)command.Length)];
             cmd.Clear();
             if (!TryDma(d0.Address, cmd, toDriver: false)) { return; }
-            byte ack = 1;   // VIRTIO_NET_ERR
-            if (cmd.Length == 4 && cmd[0] == 4 && cmd[1] == 0)   // class MQ, VQ_PAIRS_SET
+            byte ack = VirtioNetControl.Error;
+            if (cmd.Length == VirtioNetControl.MqVqPairsSetLength && cmd[VirtioNetControl.Class] == VirtioNetControl.ClassMq
+                && cmd[VirtioNetControl.Command] == VirtioNetControl.MqVqPairsSet)
             {
-                int pairs = cmd[2] | cmd[3] << 8;
-                if (pairs >= 1 && pairs <= MaxPairs) { ActivePairs = pairs; ack = 0; }
+                int pairs = BinaryPrimitives.ReadUInt16LittleEndian(cmd[VirtioNetControl.Data..]);
+                if (pairs >= VirtioNetControl.MqVqPairsMin && pairs <= MaxPairs) { ActivePairs = pairs; ack = VirtioNetControl.Ok; }
             }
             if (!TryDma(d1.Address, new Span<byte>(ref ack), toDriver: true)) { return; }
             q.LastAvail++;
@@ -417,25 +419,25 @@ public sealed class VirtioNetPort : EmulatedPciDevice
     private bool TrySetUsedFlags(QueueState q)
     {
         Span<byte> flags = stackalloc byte[2];
-        BinaryPrimitives.WriteUInt16LittleEndian(flags, SuppressNotifications ? SplitVirtqueue.UsedNoNotify : (ushort)0);
-        return TryDma(q.Device, flags, toDriver: true);
+        BinaryPrimitives.WriteUInt16LittleEndian(flags, (ushort)(SuppressNotifications ? VirtqUsedFlags.NoNotify : VirtqUsedFlags.None));
+        return TryDma(q.Device + VirtqUsedLayout.Flags, flags, toDriver: true);
     }
 
     /// <summary>Sends what the transmit queue holds while the peer can take it (§2.7.14 from the device's side).</summary>
     private void ProcessTx(int pair)
     {
-        var q = _queues[2 * pair + 1];
+        var q = _queues[VirtioNetQueues.Transmit(pair)];
         if (!Live || !q.Enabled || !TrySetUsedFlags(q)) { return; }
-        while (TryRead16(q.Driver + 2, out ushort availIdx) && availIdx != q.LastAvail)
+        while (TryReadAvailIndex(q, out ushort availIdx) && availIdx != q.LastAvail)
         {
-            if (!TryRead16(q.Driver + 4 + 2UL * (ulong)(q.LastAvail % q.Size), out ushort head)) { return; }
+            if (!TryReadAvailEntry(q, out ushort head)) { return; }
             int length = Gather(q, head);
             if (length < 0) { return; }
-            int payload = length - VirtioNetDevice.HeaderSize;
+            int payload = length - VirtioNetHeader.Size;
             if (payload < 0) { NeedsReset($"a transmitted buffer of {length} bytes has no room for the virtio-net header"); return; }
             if (Peer is { } peer && peer.Live)
             {
-                int delivered = peer.TryDeliver(pair, _frame.AsSpan(VirtioNetDevice.HeaderSize, payload));
+                int delivered = peer.TryDeliver(pair, _frame.AsSpan(VirtioNetHeader.Size, payload));
                 if (delivered == 0) { return; }   // wait for receive buffers
                 if (delivered > 0) { FramesSent++; } else { FramesDropped++; }   // < 0: the peer's ring is broken
             }
@@ -469,38 +471,39 @@ public sealed class VirtioNetPort : EmulatedPciDevice
     /// <summary>Puts <paramref name="frame"/> in the next receive buffer: 1 done, 0 no buffer yet, -1 the receive ring is malformed.</summary>
     private int TryDeliver(int pair, ReadOnlySpan<byte> frame)
     {
-        var q = _queues[2 * pair];
+        var q = _queues[VirtioNetQueues.Receive(pair)];
         if (!q.Enabled || !TrySetUsedFlags(q)) { return 0; }
-        if (!TryRead16(q.Driver + 2, out ushort availIdx)) { return -1; }
+        if (!TryReadAvailIndex(q, out ushort availIdx)) { return -1; }
         if (availIdx == q.LastAvail) { return 0; }
-        if (!TryRead16(q.Driver + 4 + 2UL * (ulong)(q.LastAvail % q.Size), out ushort head)) { return -1; }
+        if (!TryReadAvailEntry(q, out ushort head)) { return -1; }
         if (!TryDescriptor(q, head, out var d)) { return -1; }
         if ((d.Flags & (ushort)VirtqDescriptorFlags.Write) == 0) { NeedsReset("a device-readable buffer in the receive queue"); return -1; }
         if ((d.Flags & (ushort)VirtqDescriptorFlags.Next) != 0) { NeedsReset("the emulation takes single-buffer receive descriptors"); return -1; }
-        int needed = VirtioNetDevice.HeaderSize + frame.Length;
+        int needed = VirtioNetHeader.Size + frame.Length;
         if (d.Length < needed) { NeedsReset($"a receive buffer of {d.Length} bytes for a {frame.Length}-byte frame"); return -1; }
         // struct virtio_net_hdr (§5.1.6): no offloads, num_buffers = 1.
-        Span<byte> header = stackalloc byte[VirtioNetDevice.HeaderSize];
+        Span<byte> header = stackalloc byte[VirtioNetHeader.Size];
         header.Clear();
-        BinaryPrimitives.WriteUInt16LittleEndian(header[10..], 1);
+        BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.NumBuffers..], 1);
         if (!TryDma(d.Address, header, toDriver: true)) { return -1; }
-        if (!TryDmaWrite(d.Address + (ulong)VirtioNetDevice.HeaderSize, frame)) { return -1; }
+        if (!TryDmaWrite(d.Address + VirtioNetHeader.Size, frame)) { return -1; }
         q.LastAvail++;
         return TryPushUsed(q, head, (uint)needed) ? 1 : -1;
     }
 
     private bool TryPushUsed(QueueState q, ushort id, uint length)
     {
-        Span<byte> element = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt32LittleEndian(element, id);
-        BinaryPrimitives.WriteUInt32LittleEndian(element[4..], length);
-        if (!TryDma(q.Device + 4 + 8UL * (ulong)(q.UsedIdx % q.Size), element, toDriver: true)) { return false; }
+        // struct virtq_used_elem (§2.7.8): le32 id, le32 len.
+        Span<byte> element = stackalloc byte[VirtqUsedLayout.ElementSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(element[VirtqUsedLayout.ElementId..], id);
+        BinaryPrimitives.WriteUInt32LittleEndian(element[VirtqUsedLayout.ElementLength..], length);
+        if (!TryDma(q.Device + (ulong)VirtqUsedLayout.ElementOffset(q.UsedIdx % q.Size), element, toDriver: true)) { return false; }
         q.UsedIdx++;
         // The element (and the buffer contents) are written before the index that publishes them.
         Span<byte> index = stackalloc byte[2];
         BinaryPrimitives.WriteUInt16LittleEndian(index, q.UsedIdx);
-        if (!TryDma(q.Device + 2, index, toDriver: true)) { return false; }
-        if (q.MsixVector != VirtioPciTransport.NoVector && InterruptWanted(q) && Context.SignalInterrupt(IrqIndex.Msix, q.MsixVector))
+        if (!TryDma(q.Device + VirtqUsedLayout.Index, index, toDriver: true)) { return false; }
+        if (q.MsixVector != NoVector && InterruptWanted(q) && Context.SignalInterrupt(IrqIndex.Msix, q.MsixVector))
         {
             Interlocked.Increment(ref _interruptsRaised);
         }
@@ -515,13 +518,13 @@ public sealed class VirtioNetPort : EmulatedPciDevice
     {
         if ((DriverFeatures & VirtioFeatures.RingEventIndex) == 0)
         {
-            return TryRead16(q.Driver, out ushort flags) && (flags & 1) == 0;
+            return TryRead16(q.Driver + VirtqAvailLayout.Flags, out ushort flags) && (flags & (ushort)VirtqAvailFlags.NoInterrupt) == 0;
         }
-        if (!TryRead16(q.Driver + 4 + 2UL * q.Size, out ushort usedEvent)) { return false; }
+        if (!TryRead16(q.Driver + (ulong)VirtqAvailLayout.UsedEvent(q.Size), out ushort usedEvent)) { return false; }
         return (ushort)(q.UsedIdx - usedEvent - 1) < 1;
     }
 
-    private ushort VectorOrNone(ulong value) => value < (ulong)MsixVectors ? (ushort)value : VirtioPciTransport.NoVector;
+    private ushort VectorOrNone(ulong value) => value < (ulong)MsixVectors ? (ushort)value : NoVector;
 
     private readonly record struct Descriptor(ulong Address, uint Length, ushort Flags, ushort Next);
 
@@ -529,13 +532,22 @@ public sealed class VirtioNetPort : EmulatedPciDevice
     {
         descriptor = default;
         if (id >= q.Size) { NeedsReset($"descriptor {id} beyond the queue size {q.Size}"); return false; }
-        Span<byte> d = stackalloc byte[16];
-        if (!TryDma(q.Desc + 16UL * id, d, toDriver: false)) { return false; }
-        descriptor = new Descriptor(BinaryPrimitives.ReadUInt64LittleEndian(d), BinaryPrimitives.ReadUInt32LittleEndian(d[8..]),
-            BinaryPrimitives.ReadUInt16LittleEndian(d[12..]), BinaryPrimitives.ReadUInt16LittleEndian(d[14..]));
+        // struct virtq_desc (§2.7.5): le64 addr, le32 len, le16 flags, le16 next.
+        Span<byte> d = stackalloc byte[VirtqDescriptorLayout.Size];
+        if (!TryDma(q.Desc + (ulong)(VirtqDescriptorLayout.Size * id), d, toDriver: false)) { return false; }
+        descriptor = new Descriptor(BinaryPrimitives.ReadUInt64LittleEndian(d[VirtqDescriptorLayout.Address..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(d[VirtqDescriptorLayout.Length..]),
+            BinaryPrimitives.ReadUInt16LittleEndian(d[VirtqDescriptorLayout.Flags..]), BinaryPrimitives.ReadUInt16LittleEndian(d[VirtqDescriptorLayout.Next..]));
         if ((descriptor.Flags & (ushort)VirtqDescriptorFlags.Indirect) != 0) { NeedsReset("an indirect descriptor, which was not negotiated"); return false; }
         return true;
     }
+
+    /// <summary>avail->idx (§2.7.6): where the driver will put its next entry.</summary>
+    private bool TryReadAvailIndex(QueueState q, out ushort index) => TryRead16(q.Driver + VirtqAvailLayout.Index, out index);
+
+    /// <summary>The next available entry the device has not taken yet: the head of a descriptor chain (§2.7.6).</summary>
+    private bool TryReadAvailEntry(QueueState q, out ushort head) =>
+        TryRead16(q.Driver + (ulong)VirtqAvailLayout.EntryOffset(q.LastAvail % q.Size), out head);
 
     private bool TryRead16(ulong address, out ushort value)
     {
@@ -580,7 +592,7 @@ public sealed class VirtioNetPort : EmulatedPciDevice
     {
         public ushort MaxSize { get; } = max;
         public ushort Size { get; set; } = max;
-        public ushort MsixVector { get; set; } = VirtioPciTransport.NoVector;
+        public ushort MsixVector { get; set; } = NoVector;
         public bool Enabled { get; set; }
         public ulong Desc { get; set; }
         public ulong Driver { get; set; }
@@ -591,7 +603,7 @@ public sealed class VirtioNetPort : EmulatedPciDevice
         public void Reset()
         {
             Size = MaxSize;
-            MsixVector = VirtioPciTransport.NoVector;
+            MsixVector = NoVector;
             Enabled = false;
             Desc = Driver = Device = 0;
             LastAvail = UsedIdx = 0;

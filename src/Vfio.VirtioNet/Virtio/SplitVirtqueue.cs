@@ -1,6 +1,7 @@
-using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Vfio.Dma;
+using Vfio.Spec.Virtio;
 
 namespace Vfio.VirtioNet.Virtio;
 
@@ -12,41 +13,25 @@ namespace Vfio.VirtioNet.Virtio;
 /// <param name="TotalSize">Bytes the block needs.</param>
 public readonly record struct SplitQueueLayout(ushort Size, int DescriptorOffset, int AvailOffset, int UsedOffset, int TotalSize)
 {
-    /// <summary>Largest queue size a split virtqueue may have (§2.7).</summary>
-    public const int MaxSize = 32768;
-
     /// <summary>
     /// Lays out a queue of <paramref name="size"/> entries. The used ring starts on a 64-byte boundary: the spec
     /// asks for 4, but keeping the device-written ring off the driver-written cache lines avoids false sharing.
     /// </summary>
     public static SplitQueueLayout For(int size)
     {
-        if (size < 1 || size > MaxSize || !BitOperations.IsPow2(size))
+        if (!SplitVirtq.IsValidQueueSize(size))
         {
             throw new ArgumentOutOfRangeException(nameof(size), size, "a split virtqueue's size is a power of two from 1 to 32768 (virtio 1.2 §2.7)");
         }
         int desc = 0;
-        int avail = desc + 16 * size;
-        int used = Align(avail + 6 + 2 * size, 64);
-        int total = Align(used + 6 + 8 * size, 64);
+        // The table is a multiple of 16 bytes, so the driver area after it is aligned (2 needed).
+        int avail = desc + VirtqDescriptorLayout.TableSize(size);
+        int used = Align(avail + VirtqAvailLayout.AreaSize(size), 64);
+        int total = Align(used + VirtqUsedLayout.AreaSize(size), 64);
         return new SplitQueueLayout((ushort)size, desc, avail, used, total);
     }
 
     private static int Align(int value, int alignment) => (value + alignment - 1) & ~(alignment - 1);
-}
-
-/// <summary>Descriptor flags (virtio 1.2 §2.7.5).</summary>
-[Flags]
-public enum VirtqDescriptorFlags : ushort
-{
-    /// <summary>None: a device-readable buffer that ends its chain.</summary>
-    None = 0,
-    /// <summary>VIRTQ_DESC_F_NEXT: the chain continues at <c>next</c>.</summary>
-    Next = 1,
-    /// <summary>VIRTQ_DESC_F_WRITE: the device writes this buffer (otherwise it reads it).</summary>
-    Write = 2,
-    /// <summary>VIRTQ_DESC_F_INDIRECT: the buffer holds a table of descriptors.</summary>
-    Indirect = 4,
 }
 
 /// <summary>One buffer of a descriptor chain.</summary>
@@ -60,26 +45,43 @@ public readonly record struct VirtqBuffer(DmaAddress Address, uint Length, bool 
 /// descriptor list and the driver's shadow indexes; the device owns the used ring. Indexes are free-running
 /// 16-bit counters that wrap at 65536; ring slots are index mod size (§2.7.6, §2.7.8).
 /// </summary>
-/// <remarks>Not thread-safe: one thread drives a queue.</remarks>
+/// <remarks>
+/// <para>
+/// For every chain the device holds, the queue keeps two things, each with one meaning, in managed arrays the
+/// device cannot reach (never in the rings):
+/// </para>
+/// <list type="bullet">
+/// <item><description><b>in-flight state</b> (driver-private): whether the head is with the device, how many
+/// descriptors its chain has and which is its last. <see cref="TakeUsed"/> frees a chain from this, without
+/// walking flags in device-reachable memory, and rejects a used id the driver never made available.</description></item>
+/// <item><description><b>the caller's token</b>: an integer the caller hands to <see cref="Enqueue"/> or
+/// <see cref="EnqueueChain"/> (the virtio-net driver passes the packet the buffer belongs to) and gets back from
+/// <see cref="TakeUsed"/> or <see cref="ReleaseInFlight"/>. The queue never interprets it.</description></item>
+/// </list>
+/// <para>Not thread-safe: one thread drives a queue.</para>
+/// </remarks>
 public sealed unsafe class SplitVirtqueue
 {
-    private const int AvailFlagsOffset = 0, AvailIdxOffset = 2, AvailRingOffset = 4;
-    private const int UsedFlagsOffset = 0, UsedIdxOffset = 2, UsedRingOffset = 4;
-    /// <summary>VIRTQ_AVAIL_F_NO_INTERRUPT (§2.7.7).</summary>
-    public const ushort AvailNoInterrupt = 1;
-    /// <summary>VIRTQ_USED_F_NO_NOTIFY (§2.7.10).</summary>
-    public const ushort UsedNoNotify = 1;
     private const ushort EndOfList = 0xFFFF;
 
     private readonly byte* _desc;
     private readonly byte* _avail;
     private readonly byte* _used;
     private readonly ushort _mask;
+    private readonly InFlightChain[] _inFlight;
+    private readonly int[] _tokens;
     private ushort _freeHead;
     private int _freeCount;
     private ushort _availIdx;     // next avail->idx to publish
     private ushort _publishedIdx; // last avail->idx written to memory
     private ushort _lastUsed;     // next used slot to consume
+
+    /// <summary>In-flight state of one chain head: descriptors in the chain (0 = not with the device) and its last one.</summary>
+    private struct InFlightChain
+    {
+        public ushort Descriptors;
+        public ushort Tail;
+    }
 
     /// <summary>
     /// Wraps queue memory laid out as <paramref name="layout"/>. The memory must stay mapped for the queue's life
@@ -97,6 +99,8 @@ public sealed unsafe class SplitVirtqueue
         _avail = (byte*)memory + layout.AvailOffset;
         _used = (byte*)memory + layout.UsedOffset;
         _mask = (ushort)(layout.Size - 1);
+        _inFlight = new InFlightChain[layout.Size];
+        _tokens = new int[layout.Size];
         DescriptorTableAddress = deviceAddress + (ulong)layout.DescriptorOffset;
         AvailRingAddress = deviceAddress + (ulong)layout.AvailOffset;
         UsedRingAddress = deviceAddress + (ulong)layout.UsedOffset;
@@ -128,18 +132,26 @@ public sealed unsafe class SplitVirtqueue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Slot(ushort index, ushort size) => index & (size - 1);
 
-    /// <summary>Forgets every buffer and zeroes the rings: after a device reset, before the queue is handed to the device again.</summary>
+    /// <summary>True while the chain headed by descriptor <paramref name="head"/> has been made available and not yet taken back.</summary>
+    public bool IsInFlight(int head) => (uint)head < (uint)Size && _inFlight[head].Descriptors != 0;
+
+    /// <summary>
+    /// Forgets every buffer and zeroes the rings: after a device reset, before the queue is handed to the device
+    /// again. Tokens still in flight are dropped; call <see cref="ReleaseInFlight"/> first to get them back.
+    /// </summary>
     public void ResetState()
     {
         // SAFETY: the three areas lie inside the block given to the constructor.
-        new Span<byte>(_desc, 16 * Size).Clear();
-        new Span<byte>(_avail, 6 + 2 * Size).Clear();
-        new Span<byte>(_used, 6 + 8 * Size).Clear();
+        new Span<byte>(_desc, VirtqDescriptorLayout.TableSize(Size)).Clear();
+        new Span<byte>(_avail, VirtqAvailLayout.AreaSize(Size)).Clear();
+        new Span<byte>(_used, VirtqUsedLayout.AreaSize(Size)).Clear();
         for (int i = 0; i < Size; i++)
         {
             // Free list threaded through the descriptors' next fields, as the device ignores them until published.
-            *(ushort*)(_desc + 16 * i + 14) = i + 1 < Size ? (ushort)(i + 1) : EndOfList;
+            SetNext((ushort)i, i + 1 < Size ? (ushort)(i + 1) : EndOfList);
         }
+        Array.Clear(_inFlight);
+        Array.Clear(_tokens);
         _freeHead = 0;
         _freeCount = Size;
         _availIdx = _publishedIdx = _lastUsed = 0;
@@ -150,26 +162,26 @@ public sealed unsafe class SplitVirtqueue
     /// wants none. Only a hint without EVENT_IDX: the device may still interrupt.
     /// </summary>
     public void SetInterruptSuppression(bool suppress) =>
-        Volatile.Write(ref *(ushort*)(_avail + AvailFlagsOffset), suppress ? AvailNoInterrupt : (ushort)0);
+        Volatile.Write(ref *(ushort*)(_avail + VirtqAvailLayout.Flags), (ushort)(suppress ? VirtqAvailFlags.NoInterrupt : VirtqAvailFlags.None));
 
     /// <summary>
     /// Places one buffer in the next available slot (not yet visible to the device; see <see cref="Publish"/>).
     /// Returns the descriptor id the device will report in the used ring, or -1 when no descriptor is free.
     /// </summary>
+    /// <param name="address">Device address of the buffer.</param>
+    /// <param name="length">Its length in bytes.</param>
+    /// <param name="flags">WRITE for a device-writable buffer; NEXT is ignored (one buffer ends its chain).</param>
+    /// <param name="token">The caller's token, returned by <see cref="TakeUsed"/> when the device is done with the buffer.</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public int Enqueue(ulong deviceAddress, uint length, VirtqDescriptorFlags flags)
+    public int Enqueue(DmaAddress address, uint length, VirtqDescriptorFlags flags, int token = 0)
     {
         if (_freeCount == 0) { return -1; }
         ushort id = _freeHead;
-        byte* d = _desc + 16 * id;
-        _freeHead = *(ushort*)(d + 14);
+        _freeHead = NextOf(id);
         _freeCount--;
-        // §2.7.5 struct virtq_desc: le64 addr, le32 len, le16 flags, le16 next.
-        *(ulong*)d = deviceAddress;
-        *(uint*)(d + 8) = length;
-        *(ushort*)(d + 12) = (ushort)(flags & ~VirtqDescriptorFlags.Next);
-        *(ushort*)(_avail + AvailRingOffset + 2 * (_availIdx & _mask)) = id;
-        _availIdx++;
+        WriteDescriptor(id, address, length, flags & ~VirtqDescriptorFlags.Next);
+        Track(id, 1, id, token);
+        MakeAvailable(id);
         return id;
     }
 
@@ -177,7 +189,9 @@ public sealed unsafe class SplitVirtqueue
     /// Places a chain of buffers (device-readable ones first, §2.7.4.2) in the next available slot. Returns the head
     /// descriptor id, or -1 when fewer than <c>buffers.Length</c> descriptors are free.
     /// </summary>
-    public int EnqueueChain(ReadOnlySpan<VirtqBuffer> buffers)
+    /// <param name="buffers">The chain's buffers, in order.</param>
+    /// <param name="token">The caller's token, returned by <see cref="TakeUsed"/> when the device is done with the chain.</param>
+    public int EnqueueChain(ReadOnlySpan<VirtqBuffer> buffers, int token = 0)
     {
         if (buffers.IsEmpty) { throw new ArgumentException("a chain has at least one buffer", nameof(buffers)); }
         if (_freeCount < buffers.Length) { return -1; }
@@ -185,21 +199,55 @@ public sealed unsafe class SplitVirtqueue
         ushort id = head;
         for (int i = 0; i < buffers.Length; i++)
         {
-            byte* d = _desc + 16 * id;
-            ushort next = *(ushort*)(d + 14);
-            *(ulong*)d = buffers[i].Address.Value;
-            *(uint*)(d + 8) = buffers[i].Length;
+            ushort next = NextOf(id);
             var flags = buffers[i].DeviceWritable ? VirtqDescriptorFlags.Write : VirtqDescriptorFlags.None;
             bool last = i == buffers.Length - 1;
             if (!last) { flags |= VirtqDescriptorFlags.Next; }
-            *(ushort*)(d + 12) = (ushort)flags;
+            WriteDescriptor(id, buffers[i].Address, buffers[i].Length, flags);
             // The free list's link doubles as the chain's next pointer; the last one keeps the rest of the list.
             if (last) { _freeHead = next; } else { id = next; }
         }
         _freeCount -= buffers.Length;
-        *(ushort*)(_avail + AvailRingOffset + 2 * (_availIdx & _mask)) = head;
-        _availIdx++;
+        Track(head, (ushort)buffers.Length, id, token);
+        MakeAvailable(head);
         return head;
+    }
+
+    /// <summary>
+    /// Writes addr, len and flags of <c>struct virtq_desc</c> (§2.7.5): the one place a buffer's
+    /// <see cref="DmaAddress"/> becomes the ring's le64. The next field belongs to the free list and the chains.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void WriteDescriptor(ushort id, DmaAddress address, uint length, VirtqDescriptorFlags flags)
+    {
+        // SAFETY: id < Size, so the 16 bytes lie inside the descriptor table.
+        byte* d = _desc + VirtqDescriptorLayout.Size * id;
+        *(ulong*)(d + VirtqDescriptorLayout.Address) = address.Value;
+        *(uint*)(d + VirtqDescriptorLayout.Length) = length;
+        *(ushort*)(d + VirtqDescriptorLayout.Flags) = (ushort)flags;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ushort NextOf(ushort id) => *(ushort*)(_desc + VirtqDescriptorLayout.Size * id + VirtqDescriptorLayout.Next);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void SetNext(ushort id, ushort next) => *(ushort*)(_desc + VirtqDescriptorLayout.Size * id + VirtqDescriptorLayout.Next) = next;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Track(ushort head, ushort descriptors, ushort tail, int token)
+    {
+        // SAFETY (no bounds check): head and tail came off the free list, which holds ids below Size only.
+        ref var chain = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_inFlight), head);
+        chain.Descriptors = descriptors;
+        chain.Tail = tail;
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_tokens), head) = token;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void MakeAvailable(ushort head)
+    {
+        *(ushort*)(_avail + VirtqAvailLayout.EntryOffset(_availIdx & _mask)) = head;
+        _availIdx++;
     }
 
     /// <summary>
@@ -212,7 +260,7 @@ public sealed unsafe class SplitVirtqueue
         if (_availIdx == _publishedIdx) { return false; }
         // Release: the descriptors and ring entries written above must be visible before the new index (§2.7.13,
         // "the driver MUST perform a suitable memory barrier before the idx update").
-        Volatile.Write(ref *(ushort*)(_avail + AvailIdxOffset), _availIdx);
+        Volatile.Write(ref *(ushort*)(_avail + VirtqAvailLayout.Index), _availIdx);
         _publishedIdx = _availIdx;
         return true;
     }
@@ -227,7 +275,7 @@ public sealed unsafe class SplitVirtqueue
         // Full barrier: the avail->idx store must be visible before the used->flags load, or the device could
         // re-enable notifications after we looked and never see the new buffers (§2.7.13 step 4, virtio_mb).
         Interlocked.MemoryBarrier();
-        return (Volatile.Read(ref *(ushort*)(_used + UsedFlagsOffset)) & UsedNoNotify) == 0;
+        return (Volatile.Read(ref *(ushort*)(_used + VirtqUsedLayout.Flags)) & (ushort)VirtqUsedFlags.NoNotify) == 0;
     }
 
     /// <summary>Used entries the device has returned that the driver has not consumed yet.</summary>
@@ -235,53 +283,59 @@ public sealed unsafe class SplitVirtqueue
     public int UsedCount()
     {
         // Acquire: the used entries (and the data the device wrote into the buffers) are read only after the index.
-        ushort idx = Volatile.Read(ref *(ushort*)(_used + UsedIdxOffset));
+        ushort idx = Volatile.Read(ref *(ushort*)(_used + VirtqUsedLayout.Index));
         return Distance(_lastUsed, idx);
     }
 
     /// <summary>
-    /// Consumes the next used entry (call only when <see cref="UsedCount"/> said there is one): returns the head
-    /// descriptor id and the bytes the device wrote, and puts the chain's descriptors back on the free list.
+    /// Consumes the next used entry (call only when <see cref="UsedCount"/> said there is one): returns the token
+    /// the chain was enqueued with and the bytes the device wrote, and puts the chain's descriptors back on the
+    /// free list.
     /// </summary>
+    /// <exception cref="InvalidDataException">The device returned an id outside the ring, or one not in flight.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ushort TakeUsed(out uint length)
+    public int TakeUsed(out uint length)
     {
         // §2.7.8 struct virtq_used_elem: le32 id, le32 len.
-        byte* e = _used + UsedRingOffset + 8 * (_lastUsed & _mask);
-        uint id = *(uint*)e;
-        length = *(uint*)(e + 4);
+        byte* e = _used + VirtqUsedLayout.ElementOffset(_lastUsed & _mask);
+        uint id = *(uint*)(e + VirtqUsedLayout.ElementId);
+        length = *(uint*)(e + VirtqUsedLayout.ElementLength);
         _lastUsed++;
         if (id > _mask) { ThrowBadId(id); }
-        byte* d = _desc + 16 * id;
-        if ((*(ushort*)(d + 12) & (ushort)VirtqDescriptorFlags.Next) == 0)
+        // SAFETY (no bounds check): id <= _mask < Size, the length of both arrays.
+        ref var chain = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_inFlight), (int)id);
+        if (chain.Descriptors == 0) { ThrowNotInFlight(id); }
+        // The chain's last descriptor links it in front of the free list (its own next links still hold).
+        SetNext(chain.Tail, _freeHead);
+        _freeHead = (ushort)id;
+        _freeCount += chain.Descriptors;
+        chain = default;
+        return Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_tokens), (int)id);
+    }
+
+    /// <summary>
+    /// Gives the token of every chain still in flight to <paramref name="release"/> and puts their descriptors back
+    /// on the free list. Only once the device uses no more buffers: after a reset (§4.1.4.3.2), before
+    /// <see cref="ResetState"/>.
+    /// </summary>
+    public void ReleaseInFlight(Action<int> release)
+    {
+        ArgumentNullException.ThrowIfNull(release);
+        for (int head = 0; head < Size; head++)
         {
-            // A single-descriptor chain (every packet buffer): straight back on the free list.
-            *(ushort*)(d + 14) = _freeHead;
-            _freeHead = (ushort)id;
-            _freeCount++;
+            ref var chain = ref _inFlight[head];
+            if (chain.Descriptors == 0) { continue; }
+            SetNext(chain.Tail, _freeHead);
+            _freeHead = (ushort)head;
+            _freeCount += chain.Descriptors;
+            chain = default;
+            release(_tokens[head]);
         }
-        else
-        {
-            FreeChain((ushort)id);
-        }
-        return (ushort)id;
     }
 
     private void ThrowBadId(uint id) =>
         throw new InvalidDataException($"the device returned descriptor id {id} in a queue of {Size}");
 
-    private void FreeChain(ushort head)
-    {
-        ushort id = head;
-        int n = 1;
-        // Walk to the chain's end; its next field then links the free list.
-        while ((*(ushort*)(_desc + 16 * id + 12) & (ushort)VirtqDescriptorFlags.Next) != 0)
-        {
-            id = *(ushort*)(_desc + 16 * id + 14);
-            if (++n > Size) { throw new InvalidDataException("descriptor chain loops"); }
-        }
-        *(ushort*)(_desc + 16 * id + 14) = _freeHead;
-        _freeHead = head;
-        _freeCount += n;
-    }
+    private static void ThrowNotInFlight(uint id) =>
+        throw new InvalidDataException($"the device returned descriptor id {id}, which the driver had not made available");
 }

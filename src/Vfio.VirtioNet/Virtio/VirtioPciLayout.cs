@@ -1,26 +1,8 @@
 using System.Buffers.Binary;
 using Vfio.Devices;
+using Vfio.Spec.Virtio;
 
 namespace Vfio.VirtioNet.Virtio;
-
-/// <summary>The <c>cfg_type</c> of a virtio vendor capability (virtio 1.2 §4.1.4 "Virtio Structure PCI Capabilities").</summary>
-public enum VirtioPciCapType : byte
-{
-    /// <summary>VIRTIO_PCI_CAP_COMMON_CFG.</summary>
-    Common = 1,
-    /// <summary>VIRTIO_PCI_CAP_NOTIFY_CFG.</summary>
-    Notify = 2,
-    /// <summary>VIRTIO_PCI_CAP_ISR_CFG.</summary>
-    Isr = 3,
-    /// <summary>VIRTIO_PCI_CAP_DEVICE_CFG.</summary>
-    Device = 4,
-    /// <summary>VIRTIO_PCI_CAP_PCI_CFG (an access window through config space; not used).</summary>
-    PciCfg = 5,
-    /// <summary>VIRTIO_PCI_CAP_SHARED_MEMORY_CFG.</summary>
-    SharedMemory = 8,
-    /// <summary>VIRTIO_PCI_CAP_VENDOR_CFG.</summary>
-    Vendor = 9,
-}
 
 /// <summary>One virtio structure: which BAR it lives in, where and how long.</summary>
 /// <param name="Type">The structure.</param>
@@ -43,9 +25,7 @@ public readonly record struct VirtioStructure(VirtioPciCapType Type, byte Bar, u
 public sealed record VirtioPciLayout(VirtioStructure Common, VirtioStructure Notify, uint NotifyOffMultiplier, VirtioStructure Isr, VirtioStructure? Device)
 {
     /// <summary>Common configuration fields the driver uses end at queue_device + 8 (§4.1.4.3).</summary>
-    public const uint MinCommonLength = 0x38;
-    private const int CapTypeOffset = 3, CapBarOffset = 4, CapOffsetOffset = 8, CapLengthOffset = 12, NotifyMultiplierOffset = 16;
-    private const int MinCapLength = 16, MinNotifyCapLength = 20;
+    public const uint MinCommonLength = VirtioPciCommonConfig.QueueDevice + 8;
 
     /// <summary>
     /// Parses the capabilities of a config-space image (at least the first 256 bytes). Following §4.1.4, the first
@@ -70,24 +50,24 @@ public sealed record VirtioPciLayout(VirtioStructure Common, VirtioStructure Not
         {
             if (cap.Id != PciCapabilityId.VendorSpecific) { continue; }
             var s = bytes.Span[cap.Offset..];
-            int capLen = s[2];
-            if (capLen < MinCapLength || cap.Offset + MinCapLength > PciConfigSpace.ConventionalSize) { continue; }
-            var type = (VirtioPciCapType)s[CapTypeOffset];
-            byte bar = s[CapBarOffset];
-            if (bar > 5) { continue; }
+            int capLen = s[VirtioPciCap.CapLength];
+            if (capLen < VirtioPciCap.Size || cap.Offset + VirtioPciCap.Size > PciConfigSpace.ConventionalSize) { continue; }
+            var type = (VirtioPciCapType)s[VirtioPciCap.CfgType];
+            byte bar = s[VirtioPciCap.Bar];
+            if (bar > VirtioPciCap.MaxBar) { continue; }
             var structure = new VirtioStructure(type, bar,
-                BinaryPrimitives.ReadUInt32LittleEndian(s[CapOffsetOffset..]),
-                BinaryPrimitives.ReadUInt32LittleEndian(s[CapLengthOffset..]), cap.Offset);
+                BinaryPrimitives.ReadUInt32LittleEndian(s[VirtioPciCap.Offset..]),
+                BinaryPrimitives.ReadUInt32LittleEndian(s[VirtioPciCap.Length..]), cap.Offset);
             switch (type)
             {
                 case VirtioPciCapType.Common when common is null:
                     if (structure.Length >= MinCommonLength) { common = structure; }
                     break;
                 case VirtioPciCapType.Notify when notify is null:
-                    if (capLen >= MinNotifyCapLength && cap.Offset + MinNotifyCapLength <= PciConfigSpace.ConventionalSize)
+                    if (capLen >= VirtioPciCap.NotifyCapSize && cap.Offset + VirtioPciCap.NotifyCapSize <= PciConfigSpace.ConventionalSize)
                     {
                         notify = structure;
-                        multiplier = BinaryPrimitives.ReadUInt32LittleEndian(s[NotifyMultiplierOffset..]);
+                        multiplier = BinaryPrimitives.ReadUInt32LittleEndian(s[VirtioPciCap.NotifyOffMultiplier..]);
                     }
                     break;
                 case VirtioPciCapType.Isr when isr is null:
@@ -120,5 +100,5 @@ public sealed record VirtioPciLayout(VirtioStructure Common, VirtioStructure Not
     /// The doorbell's offset within the notify BAR for a queue whose <c>queue_notify_off</c> is
     /// <paramref name="queueNotifyOff"/>: cap.offset + queue_notify_off × notify_off_multiplier (§4.1.4.4).
     /// </summary>
-    public ulong DoorbellOffset(ushort queueNotifyOff) => Notify.Offset + (ulong)queueNotifyOff * NotifyOffMultiplier;
+    public ulong DoorbellOffset(ushort queueNotifyOff) => VirtioPciNotify.DoorbellOffset(Notify.Offset, queueNotifyOff, NotifyOffMultiplier);
 }

@@ -1,5 +1,7 @@
 using Vfio.Devices;
 using Vfio.Dma;
+using Vfio.Spec.Virtio;
+using static Vfio.Spec.Virtio.VirtioPciCommonConfig;
 
 namespace Vfio.VirtioNet.Virtio;
 
@@ -10,13 +12,7 @@ namespace Vfio.VirtioNet.Virtio;
 /// </summary>
 public sealed class VirtioPciTransport : IDisposable
 {
-    // virtio 1.2 §4.1.4.3 struct virtio_pci_common_cfg.
-    private const ulong DeviceFeatureSelect = 0x00, DeviceFeature = 0x04, DriverFeatureSelect = 0x08, DriverFeature = 0x0C,
-        MsixConfig = 0x10, NumQueues = 0x12, DeviceStatus = 0x14, ConfigGenerationField = 0x15, QueueSelect = 0x16,
-        QueueSize = 0x18, QueueMsixVector = 0x1A, QueueEnable = 0x1C, QueueNotifyOff = 0x1E, QueueDesc = 0x20,
-        QueueDriver = 0x28, QueueDevice = 0x30;
-    /// <summary>VIRTIO_MSI_NO_VECTOR (§4.1.5.1.2).</summary>
-    public const ushort NoVector = 0xFFFF;
+    // Register offsets: virtio 1.2 §4.1.4.3 struct virtio_pci_common_cfg (VirtioPciCommonConfig).
 
     private readonly Dictionary<int, IDeviceRegion> _bars = [];
     private readonly IDeviceRegion _common;
@@ -124,10 +120,10 @@ public sealed class VirtioPciTransport : IDisposable
     public ushort QueueCount => _common.Read16(_commonBase + NumQueues);
 
     /// <summary>config_generation: changes whenever device configuration changes (§4.1.4.3).</summary>
-    public byte ConfigGeneration => _common.Read8(_commonBase + ConfigGenerationField);
+    public byte ConfigGeneration => _common.Read8(_commonBase + VirtioPciCommonConfig.ConfigGeneration);
 
-    /// <summary>Sets msix_config (the vector for configuration changes); <see cref="NoVector"/> for none.</summary>
-    public void SetConfigVector(ushort vector) => _common.Write16(_commonBase + MsixConfig, vector);
+    /// <summary>Sets msix_config (the vector for configuration changes); <see cref="VirtioPciCommonConfig.NoVector"/> for none.</summary>
+    public void SetConfigVector(ushort vector) => _common.Write16(_commonBase + ConfigMsixVector, vector);
 
     /// <summary>Selects a queue and returns its maximum size (queue_size as the device reset it; 0 = unavailable).</summary>
     public ushort SelectQueue(ushort queue)
@@ -148,14 +144,14 @@ public sealed class VirtioPciTransport : IDisposable
         if (queue.Size > max) { throw new ArgumentException($"queue {index} of {queue.Size} entries exceeds the device's maximum {max}", nameof(queue)); }
         _common.Write16(_commonBase + QueueSize, queue.Size);
         // 64-bit fields are written as two 32-bit accesses (§4.1.3.1: 32-bit wide accesses for 64-bit fields).
-        Write64As32(QueueDesc, queue.DescriptorTableAddress.Value);
-        Write64As32(QueueDriver, queue.AvailRingAddress.Value);
-        Write64As32(QueueDevice, queue.UsedRingAddress.Value);
+        WriteQueueAddress(QueueDesc, queue.DescriptorTableAddress);
+        WriteQueueAddress(QueueDriver, queue.AvailRingAddress);
+        WriteQueueAddress(QueueDevice, queue.UsedRingAddress);
         _common.Write16(_commonBase + QueueMsixVector, msixVector);
         ushort notifyOff = _common.Read16(_commonBase + QueueNotifyOff);
         _common.Write16(_commonBase + QueueEnable, 1);
         ulong doorbell = Layout.DoorbellOffset(notifyOff);
-        if (doorbell + 2 > _notify.Size)
+        if (doorbell + VirtioPciNotify.NotificationSize > _notify.Size)
         {
             throw new FormatException($"{Device.Address}: doorbell of queue {index} at 0x{doorbell:x} lies outside BAR{Layout.Notify.Bar}");
         }
@@ -164,7 +160,7 @@ public sealed class VirtioPciTransport : IDisposable
 
     /// <summary>
     /// queue_msix_vector of queue <paramref name="index"/> as the device reports it: the vector written, or
-    /// <see cref="NoVector"/> when the device could not map it (§4.1.5.1.2).
+    /// <see cref="VirtioPciCommonConfig.NoVector"/> when the device could not map it (§4.1.5.1.2).
     /// </summary>
     public ushort QueueVector(ushort index)
     {
@@ -201,10 +197,12 @@ public sealed class VirtioPciTransport : IDisposable
         }
     }
 
-    private void Write64As32(ulong field, ulong value)
+    /// <summary>Programs queue_desc, queue_driver or queue_device: the one place a ring address leaves its type.</summary>
+    private void WriteQueueAddress(int field, DmaAddress address)
     {
-        _common.Write32(_commonBase + field, (uint)value);
-        _common.Write32(_commonBase + field + 4, (uint)(value >> 32));
+        ulong value = address.Value;
+        _common.Write32(_commonBase + (ulong)field, (uint)value);
+        _common.Write32(_commonBase + (ulong)field + 4, (uint)(value >> 32));
     }
 
     /// <summary>Unmaps the BARs.</summary>

@@ -2,9 +2,9 @@ using System.Buffers.Binary;
 using Vfio.Devices;
 using Vfio.Dma;
 using Vfio.Emulation.VirtioNet;
+using Vfio.Spec.Virtio;
 using Vfio.Testing;
 using Vfio.User.Client;
-using Vfio.VirtioNet.Virtio;
 
 namespace Vfio.VirtioNet.Tests.Emulation;
 

@@ -1,4 +1,4 @@
-namespace Vfio.VirtioNet.Virtio;
+namespace Vfio.Spec.Virtio;
 
 /// <summary>Device status bits (virtio 1.2 §2.1 "Device Status Field").</summary>
 [Flags]
