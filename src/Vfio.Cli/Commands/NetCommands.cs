@@ -2,10 +2,10 @@ using System.CommandLine;
 using System.Globalization;
 using Spectre.Console;
 using Vfio.Cli.Output;
+using Vfio.Cli.Tools.Net;
 using Vfio.Devices;
 using Vfio.Kernel;
 using Vfio.VirtioNet;
-using Vfio.VirtioNet.Tools;
 
 namespace Vfio.Cli.Commands;
 

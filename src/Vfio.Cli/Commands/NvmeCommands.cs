@@ -5,11 +5,11 @@ using System.Security.Cryptography;
 using System.Text;
 using Spectre.Console;
 using Vfio.Cli.Output;
+using Vfio.Cli.Tools.Nvme;
 using Vfio.Devices;
 using Vfio.Dma;
 using Vfio.Kernel;
 using Vfio.Nvme;
-using Vfio.Nvme.Benchmarks;
 using Vfio.Nvme.Protocol;
 
 namespace Vfio.Cli.Commands;
