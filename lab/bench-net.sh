@@ -1,19 +1,25 @@
 #!/bin/bash
 # The guest half of `lab.sh bench net` (runs chrooted in a No-IOMMU guest): the io-forward loop between
-# the two virtio-net ports, DPDK 22.11 testpmd and this project's forwarder (vfio-net fwd), for the same time.
+# the two virtio-net ports, DPDK 22.11 testpmd and this project's forwarder (vfio net fwd), for the same time.
 # Both start with a tx-first burst of 32 per port and forward in bursts of 32. The host's load shifts
 # from second to second (QEMU's TCG and other guests share its cores), so the two alternate for
 # VFIO_BENCH_ROUNDS short rounds (default 5 of VFIO_BENCH_SECONDS=5 s) and each side's median is compared:
 # a round that a burst of host load hit moves a median less than a mean. Each round is printed, and each
 # side's spread ((max - min) / median) says how much to trust the ratio. Each side's rate is its steady
 # state: both ports' packets per second after the first second.
-# Writes $VFIO_LAB_OUT/{dpdk,ours}-N.log and $VFIO_LAB_OUT/result, whose last line is
+# Writes $VFIO_LAB_OUT/{dpdk,ours}-N.log, ours-N.json (vfio's report) and $VFIO_LAB_OUT/result, whose last line is
 # "net-ioforward ours=<Mpps> dpdk=<Mpps> ratio=<ours/dpdk>".
 set -u
 SECS="${VFIO_BENCH_SECONDS:-5}"
 ROUNDS="${VFIO_BENCH_ROUNDS:-5}"
 OUT="$VFIO_LAB_OUT"
 PMDS=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0
+# The vfio command built beside the tests (as the e2e suite runs it), through dotnet.
+VFIO_DLL="$PWD/src/Vfio.Cli/bin/${CONFIG:-Release}/net10.0/vfio.dll"
+[ -f "$VFIO_DLL" ] || { echo "bench: $VFIO_DLL is missing; build first (./run bench does)" >&2; exit 1; }
+vfio() { dotnet "$VFIO_DLL" "$@"; }
+# A number of vfio's --json document (indented: one field a line), or nothing when the field is absent or null.
+json_number() { sed -n "s/^ *\"$2\": *\(-\{0,1\}[0-9][0-9.eE+-]*\),\{0,1\}\$/\1/p" "$1" | head -n 1; }
 
 bind_vfio() {
   local d=/sys/bus/pci/devices/$1
@@ -48,16 +54,18 @@ run_dpdk() { # log -> Mpps
 }
 
 run_ours() { # log -> Mpps
-  dotnet src/Vfio.VirtioNet.Tools/bin/Release/net10.0/vfio-net.dll fwd --port-a "$VFIO_LAB_NET0" --port-b "$VFIO_LAB_NET1" \
-    --seconds "$SECS" --warmup 1 --burst 32 --unsafe-noiommu > "$1" 2>&1
-  local v; v="$(sed -n 's/^fwd-mpps=//p' "$1")"
-  echo "${v:-0}"
+  # The report (--json) goes to ours-N.json, the logs to ours-N.log; the rate is both ports' after the first second.
+  local json="${1%.log}.json"
+  vfio net fwd "$VFIO_LAB_NET0" "$VFIO_LAB_NET1" --seconds "$SECS" --warmup 1 --burst 32 --unsafe-noiommu --json \
+    > "$json" 2> "$1"
+  local v; v="$(json_number "$json" steadyMpps)"
+  if [ -n "$v" ]; then printf '%.4f\n' "$v"; else echo 0; fi
 }
 
 dpdk_all="" ours_all=""
 for r in $(seq 1 "$ROUNDS"); do
   d="$(run_dpdk "$OUT/dpdk-$r.log")"; echo "bench: round $r dpdk-testpmd ${d} Mpps" >&2
-  o="$(run_ours "$OUT/ours-$r.log")"; echo "bench: round $r vfio-net fwd ${o} Mpps" >&2
+  o="$(run_ours "$OUT/ours-$r.log")"; echo "bench: round $r vfio net fwd ${o} Mpps" >&2
   dpdk_all+=" $d" ours_all+=" $o"
 done
 median() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 }
@@ -71,7 +79,7 @@ dpdk="$(median $dpdk_all)" ours="$(median $ours_all)"
 {
   echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (guest); rounds: $ROUNDS x $SECS s each side, alternating"
   echo "dpdk-testpmd io-forward, per round (Mpps, both ports, burst 32, tx-first):$dpdk_all"
-  echo "vfio-net fwd io-forward, per round (Mpps, both ports, burst 32, tx-first):$ours_all"
+  echo "vfio net fwd io-forward, per round (Mpps, both ports, burst 32, tx-first):$ours_all"
   echo "dpdk median $dpdk Mpps, spread $(spread $dpdk_all); ours median $ours Mpps, spread $(spread $ours_all)"
   awk -v o="$ours" -v d="$dpdk" 'BEGIN { printf "net-ioforward ours=%s dpdk=%s ratio=%.3f\n", o, d, (d > 0 ? o / d : 0) }'
 } > "$OUT/result"

@@ -1,9 +1,15 @@
 #!/bin/bash
 # Runs inside a lab guest (lab.sh bench nvme): the kernel's nvme driver with fio, then the project's driver with
-# vfio-nvme-perf, on the same null-co-backed QEMU nvme, 4 KiB random reads at queue depth 32 on one queue.
-# Leaves fio.json and key=value results in $VFIO_LAB_OUT; the host reads them and prints the comparison.
+# `vfio nvme perf`, on the same null-co-backed QEMU nvme, 4 KiB random reads at queue depth 32 on one queue.
+# Leaves fio.json, perf.json and key=value results in $VFIO_LAB_OUT; the host reads them and prints the comparison.
 set -euo pipefail
 : "${VFIO_LAB_NVME:?}" "${VFIO_LAB_OUT:?}"
+# The vfio command built beside the tests (as the e2e suite runs it), through dotnet.
+VFIO_DLL="$PWD/src/Vfio.Cli/bin/${CONFIG:-Release}/net10.0/vfio.dll"
+[ -f "$VFIO_DLL" ] || { echo "bench: $VFIO_DLL is missing; build first (./run bench does)" >&2; exit 1; }
+vfio() { dotnet "$VFIO_DLL" "$@"; }
+# A number of vfio's --json document (indented: one field a line), or nothing when the field is absent or null.
+json_number() { sed -n "s/^ *\"$2\": *\(-\{0,1\}[0-9][0-9.eE+-]*\),\{0,1\}\$/\1/p" "$1" | head -n 1; }
 SECONDS_PER_RUN="${BENCH_SECONDS:-8}"
 out="$VFIO_LAB_OUT/nvme-bench.txt"
 : > "$out"
@@ -23,12 +29,15 @@ fio --name=randread --filename="$blkdev" --direct=1 --rw=randread --bs=4k --iode
     --ioengine=io_uring --runtime="$SECONDS_PER_RUN" --time_based --group_reporting \
     --output-format=json > "$VFIO_LAB_OUT/fio.json"
 
-# 2. Ours: rebind to vfio-pci (the perf tool does it) and run the same workload.
-echo "bench: ours: vfio-nvme-perf (${SECONDS_PER_RUN}s)" >&2
-dotnet src/Vfio.Nvme.Perf/bin/"${CONFIG:-Release}"/net10.0/vfio-nvme-perf.dll "$VFIO_LAB_NVME" --bind --unsafe-noiommu \
-    -q 32 -t "$SECONDS_PER_RUN" --alloc-check 2000 | tee "$VFIO_LAB_OUT/perf.txt" >&2
-line="$(grep '^randread ' "$VFIO_LAB_OUT/perf.txt")"
-for key in iops p50_us p99_us; do
-  echo "ours_$key=$(sed -n "s/.* $key=\([0-9.]*\).*/\1/p" <<< "$line")" >> "$out"
-done
-echo "ours_alloc_bytes_per_io=$(sed -n 's/.*allocated_bytes_per_io=\([0-9.]*\).*/\1/p' "$VFIO_LAB_OUT/perf.txt")" >> "$out"
+# 2. Ours: rebind to vfio-pci and run the same workload; then the managed bytes one synchronous read allocates.
+echo "bench: ours: vfio nvme perf (${SECONDS_PER_RUN}s)" >&2
+vfio bind "$VFIO_LAB_NVME" >&2
+vfio nvme perf "$VFIO_LAB_NVME" --unsafe-noiommu -q 32 -t "$SECONDS_PER_RUN" --alloc-check 2000 --json > "$VFIO_LAB_OUT/perf.json"
+cat "$VFIO_LAB_OUT/perf.json" >&2
+perf="$VFIO_LAB_OUT/perf.json"
+{
+  printf 'ours_iops=%.0f\n' "$(json_number "$perf" iops)"
+  printf 'ours_p50_us=%.1f\n' "$(json_number "$perf" p50Us)"
+  printf 'ours_p99_us=%.1f\n' "$(json_number "$perf" p99Us)"
+  printf 'ours_alloc_bytes_per_io=%.3f\n' "$(json_number "$perf" allocatedBytesPerIo)"
+} >> "$out"

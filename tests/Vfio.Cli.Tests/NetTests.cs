@@ -69,6 +69,10 @@ public sealed class NetTests : IDisposable
     [InlineData("0000:00:04.0 0000:00:05.0 --seconds 100000")]
     [InlineData("0000:00:04.0 0000:00:05.0 --burst 0")]
     [InlineData("0000:00:04.0 0000:00:05.0 --burst 513")]
+    [InlineData("0000:00:04.0 0000:00:05.0 -t 2 --warmup 2")]
+    [InlineData("0000:00:04.0 0000:00:05.0 --warmup 10")]
+    [InlineData("0000:00:04.0 0000:00:05.0 --warmup -1")]
+    [InlineData("0000:00:04.0 0000:00:05.0 --warmup x")]
     public void Fwd_bad_arguments_are_usage_errors(string args)
     {
         string[] rest = args.Length == 0 ? [] : args.Split(' ');
@@ -122,6 +126,20 @@ public sealed class NetTests : IDisposable
         Assert.True(d.GetProperty("aToB").GetInt64() > 0 && d.GetProperty("bToA").GetInt64() > 0, r.Out);
         Assert.True(d.GetProperty("mpps").GetDouble() > 0, r.Out);
         foreach (var name in new[] { "mode", "dmaIsolated", "dropped", "steadyMpps", "rounds" }) { Assert.True(d.TryGetProperty(name, out _), name); }
+        Assert.Equal(0.075, d.GetProperty("warmupSeconds").GetDouble());   // a quarter of -t when that is under 1 s
+    }
+
+    [Fact]
+    public void Fwd_warmup_sets_what_the_steady_rate_leaves_out()
+    {
+        var (a, b) = EmulatedVirtioNet.CreatePair();
+        var cli = new CliRunner(_fs) { OpenDevice = (address, _) => address == a.Address ? a : b };
+        var r = cli.Run("net", "fwd", a.Address.ToString(), b.Address.ToString(), "-t", "0.4", "--warmup", "0.25", "--json").AssertNoStackTrace();
+
+        Assert.True(r.ExitCode == ExitCodes.Ok, $"exit {r.ExitCode}: {r.Out}{r.Err}");
+        var d = Json.Parse(r.Out);
+        Assert.Equal(0.25, d.GetProperty("warmupSeconds").GetDouble());
+        Assert.True(d.GetProperty("steadyMpps").GetDouble() > 0, r.Out);
     }
 
     [Fact]

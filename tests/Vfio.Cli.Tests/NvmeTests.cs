@@ -218,6 +218,23 @@ public sealed class NvmeTests : IDisposable
         double p50 = d.GetProperty("p50Us").GetDouble(), p99 = d.GetProperty("p99Us").GetDouble();
         Assert.True(p50 > 0 && p99 >= p50);
         Assert.Equal(JsonValueKind.Null, d.GetProperty("firstError").ValueKind);
+        Assert.Equal(JsonValueKind.Null, d.GetProperty("allocCheckReads").ValueKind);
+        Assert.Equal(JsonValueKind.Null, d.GetProperty("allocatedBytesPerIo").ValueKind);
+    }
+
+    [Fact]
+    public void Perf_alloc_check_reports_the_managed_bytes_per_synchronous_read()
+    {
+        var d = Ok(Run("nvme", "perf", Bdf, "-q", "4", "-t", "0.2", "--alloc-check", "300", "--json"));
+
+        Assert.Equal(300, d.GetProperty("allocCheckReads").GetInt32());
+        double perIo = d.GetProperty("allocatedBytesPerIo").GetDouble();
+        Assert.True(perIo >= 0 && double.IsFinite(perIo), $"{perIo}");
+        Assert.True(d.GetProperty("ios").GetInt64() > 0);
+
+        var r = Run("nvme", "perf", Bdf, "-q", "4", "-t", "0.2", "--alloc-check", "300");
+        Assert.Equal(ExitCodes.Ok, r.ExitCode);
+        Assert.Matches(@"managed allocation: \d+\.\d{3} bytes per synchronous polled read, over 300 reads", r.Out);
     }
 
     [Fact]
@@ -260,6 +277,9 @@ public sealed class NvmeTests : IDisposable
     [InlineData("perf -q 1024")]
     [InlineData("perf -t 0")]
     [InlineData("perf -t -1")]
+    [InlineData("perf --alloc-check -1")]
+    [InlineData("perf --alloc-check 1000001")]
+    [InlineData("perf --alloc-check x")]
     public void Bad_arguments_are_usage_errors_before_the_device_is_opened(string args)
     {
         string[] split = args.Split(' ');

@@ -1,11 +1,11 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Vfio.Cli.Tools.Net;
 using Vfio.Devices;
 using Vfio.Host;
 using Vfio.Kernel;
 using Vfio.User.Client;
 using Vfio.VirtioNet;
-using Vfio.VirtioNet.Tools;
 
 namespace Vfio.E2E.Tests;
 

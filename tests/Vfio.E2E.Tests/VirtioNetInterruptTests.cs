@@ -1,8 +1,8 @@
 using System.Diagnostics;
+using Vfio.Cli.Tools.Net;
 using Vfio.Devices;
 using Vfio.Kernel;
 using Vfio.VirtioNet;
-using Vfio.VirtioNet.Tools;
 
 namespace Vfio.E2E.Tests;
 

@@ -1,8 +1,8 @@
 using System.Diagnostics;
+using Vfio.Cli.Tools.Net;
 using Vfio.Host;
 using Vfio.Kernel;
 using Vfio.VirtioNet;
-using Vfio.VirtioNet.Tools;
 using Vfio.Spec.Virtio;
 
 namespace Vfio.E2E.Tests;

@@ -1,5 +1,5 @@
 using Vfio.Devices;
-using Vfio.User.Emulation;
+using Vfio.Emulation.Edu;
 
 namespace Vfio.User.Tests;
 

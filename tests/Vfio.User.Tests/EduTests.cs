@@ -1,7 +1,7 @@
 using Vfio.Devices;
 using Vfio.Dma;
+using Vfio.Emulation.Edu;
 using Vfio.User.Client;
-using Vfio.User.Emulation;
 using Vfio.User.Protocol;
 
 namespace Vfio.User.Tests;

@@ -2,8 +2,8 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.Sockets;
 using Vfio.Devices;
+using Vfio.Emulation.Edu;
 using Vfio.User.Client;
-using Vfio.User.Emulation;
 using Vfio.User.Protocol;
 using Vfio.User.Transport;
 

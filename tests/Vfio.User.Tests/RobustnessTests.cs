@@ -1,6 +1,6 @@
 using Vfio.Devices;
+using Vfio.Emulation.Edu;
 using Vfio.User.Client;
-using Vfio.User.Emulation;
 using Vfio.User.Protocol;
 using Vfio.User.Server;
 

@@ -1,6 +1,6 @@
+using Vfio.Cli.Tools.Net;
 using Vfio.Devices;
 using Vfio.VirtioNet.Tests.Emulation;
-using Vfio.VirtioNet.Tools;
 using Vfio.Spec.Virtio;
 using Vfio.VirtioNet.Virtio;
 using static Vfio.Spec.Virtio.VirtioFeatures;

@@ -8,6 +8,34 @@ internal static class Arguments
 {
     private const string BdfHelp = "PCI address as sysfs names it, DDDD:BB:DD.F or BB:DD.F (e.g. 0000:03:00.0)";
 
+    /// <summary>
+    /// The option's value for a validator, or false when it did not parse (the parser reports that error itself; a
+    /// validator that read the value anyway would throw).
+    /// </summary>
+    public static bool TryGet<T>(System.CommandLine.Parsing.OptionResult r, out T value)
+    {
+        try
+        {
+            value = r.GetValueOrDefault<T>();
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            value = default!;
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// <c>--unsafe-noiommu</c>: the consent to open a device in a No-IOMMU group. <paramref name="recursive"/> for a
+    /// command group, so it is accepted before or after the subcommand.
+    /// </summary>
+    public static Option<bool> AllowNoIommu(bool recursive = false) => new("--unsafe-noiommu")
+    {
+        Description = "Allow opening a device in a No-IOMMU group (no DMA isolation; the kernel is tainted)",
+        Recursive = recursive,
+    };
+
     /// <summary>One or more PCI addresses.</summary>
     public static Argument<PciAddress[]> Bdfs() => new("BDF")
     {

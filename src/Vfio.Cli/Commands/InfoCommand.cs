@@ -13,10 +13,7 @@ internal static class InfoCommand
     public static Command Create(Func<ParseResult, CliContext> context)
     {
         var bdf = Arguments.Bdf();
-        var allowNoIommu = new Option<bool>("--unsafe-noiommu")
-        {
-            Description = "Allow opening a device in a No-IOMMU group (no DMA isolation; the kernel is tainted)",
-        };
+        var allowNoIommu = Arguments.AllowNoIommu();
         var command = new Command("info",
             "Open a device bound to vfio-pci and show its regions, interrupts and PCI capabilities, and the VFIO mode it opened in")
         {

@@ -2,10 +2,10 @@ using System.CommandLine;
 using System.Globalization;
 using Spectre.Console;
 using Vfio.Cli.Output;
+using Vfio.Cli.Tools.Net;
 using Vfio.Devices;
 using Vfio.Kernel;
 using Vfio.VirtioNet;
-using Vfio.VirtioNet.Tools;
 
 namespace Vfio.Cli.Commands;
 
@@ -22,13 +22,12 @@ internal static class NetCommands
     /// <summary>Longest forwarding run accepted, in seconds.</summary>
     internal const double MaxSeconds = 86_400;
 
+    /// <summary>How long <c>fwd</c> forwards without <c>--seconds</c>.</summary>
+    private const double DefaultFwdSeconds = 10;
+
     public static Command Create(Func<ParseResult, CliContext> context)
     {
-        var allowNoIommu = new Option<bool>("--unsafe-noiommu")
-        {
-            Description = "Allow opening a device in a No-IOMMU group (no DMA isolation; the kernel is tainted)",
-            Recursive = true,
-        };
+        var allowNoIommu = Arguments.AllowNoIommu(recursive: true);
         var net = new Command("net",
             "Drive virtio-net ports bound to vfio-pci with this project's userspace driver: send test frames, forward between two ports")
         {
@@ -44,7 +43,7 @@ internal static class NetCommands
         var burst = new Option<int>("--burst", "-b") { Description = "Packets per burst", DefaultValueFactory = _ => 32, HelpName = "N" };
         burst.Validators.Add(r =>
         {
-            if (TryGet(r, out int v) && v is < 1 or > MaxBurst) { r.AddError($"--burst must be 1 to {MaxBurst}"); }
+            if (Arguments.TryGet(r, out int v) && v is < 1 or > MaxBurst) { r.AddError($"--burst must be 1 to {MaxBurst}"); }
         });
         return burst;
     }
@@ -54,7 +53,7 @@ internal static class NetCommands
         var seconds = new Option<double>("--seconds", "-t") { Description = description, DefaultValueFactory = _ => defaultSeconds, HelpName = "SECONDS" };
         seconds.Validators.Add(r =>
         {
-            if (TryGet(r, out double v) && !(v > 0 && v <= MaxSeconds)) { r.AddError($"--seconds must be more than 0 and at most {MaxSeconds:0}"); }
+            if (Arguments.TryGet(r, out double v) && !(v > 0 && v <= MaxSeconds)) { r.AddError($"--seconds must be more than 0 and at most {MaxSeconds:0}"); }
         });
         return seconds;
     }
@@ -65,11 +64,11 @@ internal static class NetCommands
     {
         var port = Arguments.Bdf("PORT");
         var count = new Option<long>("--count", "-n") { Description = "Frames to send", DefaultValueFactory = _ => 10_000, HelpName = "N" };
-        count.Validators.Add(r => { if (TryGet(r, out long v) && v < 1) { r.AddError("--count must be 1 or more"); } });
+        count.Validators.Add(r => { if (Arguments.TryGet(r, out long v) && v < 1) { r.AddError("--count must be 1 or more"); } });
         var size = new Option<int>("--size", "-s") { Description = "Frame size in bytes (without the FCS)", DefaultValueFactory = _ => 64, HelpName = "BYTES" };
         size.Validators.Add(r =>
         {
-            if (TryGet(r, out int v) && v is < TestFrames.MinSize or > TestFrames.MaxSize)
+            if (Arguments.TryGet(r, out int v) && v is < TestFrames.MinSize or > TestFrames.MaxSize)
             {
                 r.AddError($"--size must be {TestFrames.MinSize} to {TestFrames.MaxSize}");
             }
@@ -127,12 +126,17 @@ internal static class NetCommands
     {
         var portA = Arguments.Bdf("PORT_A");
         var portB = Arguments.Bdf("PORT_B");
-        var seconds = SecondsOption(10, "How long to forward");
+        var seconds = SecondsOption(DefaultFwdSeconds, "How long to forward");
         var burst = BurstOption();
+        var warmup = new Option<double?>("--warmup")
+        {
+            Description = "Seconds at the start left out of the steady-state rate (default: 1, or a quarter of --seconds when shorter)",
+            HelpName = "SECONDS",
+        };
         var command = new Command("fwd",
             "io-forward between two ports, both ways, on one thread (testpmd --forward-mode=io --tx-first), and report packets and Mpps")
         {
-            portA, portB, seconds, burst,
+            portA, portB, seconds, burst, warmup,
         };
         command.Validators.Add(r =>
         {
@@ -140,6 +144,13 @@ internal static class NetCommands
                 && PciAddress.TryParse(ta, out var a) && PciAddress.TryParse(tb, out var b) && a.Equals(b))
             {
                 r.AddError("PORT_A and PORT_B must be two different ports");
+            }
+            // A bad --seconds is reported by its own validator; the warm-up is checked against a good one only.
+            if (r.GetResult(warmup) is { } w && Arguments.TryGet(w, out double? given) && given is { } ws)
+            {
+                double length = DefaultFwdSeconds;
+                if (r.GetResult(seconds) is { } sr && !Arguments.TryGet(sr, out length)) { return; }
+                if (!(ws >= 0 && ws < length)) { r.AddError("--warmup must be 0 or more and less than --seconds"); }
             }
         });
         command.SetAction(parse =>
@@ -159,7 +170,8 @@ internal static class NetCommands
                     $"fwd {deviceA.Address} <-> {deviceB.Address} ({InfoCommand.ModeName(deviceA.Backend)}), burst {b}, {duration.TotalSeconds:0.#} s"));
                 ctx.Output.Flush();
             }
-            var r = IoForwarder.Run(netA, netB, duration, b, warmup: TimeSpan.FromSeconds(Math.Min(1, duration.TotalSeconds / 4)));
+            var warm = TimeSpan.FromSeconds(parse.GetValue(warmup) ?? Math.Min(1, duration.TotalSeconds / 4));
+            var r = IoForwarder.Run(netA, netB, duration, b, warmup: warm);
             var doc = new NetFwdJson(
                 PortA: deviceA.Address.ToString(),
                 PortB: deviceB.Address.ToString(),
@@ -173,7 +185,8 @@ internal static class NetCommands
                 Dropped: r.Dropped,
                 Mpps: Math.Round(r.Mpps, 4),
                 SteadyMpps: Math.Round(r.SteadyMpps, 4),
-                Rounds: r.Rounds);
+                Rounds: r.Rounds,
+                WarmupSeconds: Math.Round(warm.TotalSeconds, 3));
             if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NetFwdJson); }
             else { ShowFwd(ctx, doc); }
             if (r.Forwarded == 0)
@@ -202,21 +215,6 @@ internal static class NetCommands
     }
 
     // ------------------------------------------------------------------------------------------------ shared
-
-    /// <summary>The option's value, or false when it did not parse (that error is reported by the parser itself).</summary>
-    private static bool TryGet<T>(System.CommandLine.Parsing.OptionResult r, out T value)
-    {
-        try
-        {
-            value = r.GetValueOrDefault<T>();
-            return true;
-        }
-        catch (InvalidOperationException)
-        {
-            value = default!;
-            return false;
-        }
-    }
 
     private static string? Token(System.CommandLine.Parsing.ArgumentResult? r) => r is { Tokens.Count: > 0 } ? r.Tokens[0].Value : null;
 

@@ -5,11 +5,11 @@ using System.Security.Cryptography;
 using System.Text;
 using Spectre.Console;
 using Vfio.Cli.Output;
+using Vfio.Cli.Tools.Nvme;
 using Vfio.Devices;
 using Vfio.Dma;
 using Vfio.Kernel;
 using Vfio.Nvme;
-using Vfio.Nvme.Benchmarks;
 using Vfio.Spec.Nvme;
 
 namespace Vfio.Cli.Commands;
@@ -24,15 +24,14 @@ internal static class NvmeCommands
     /// <summary>Largest transfer <c>read</c> and <c>write</c> move in one invocation.</summary>
     internal const long MaxTransferBytes = 64L << 20;
 
+    /// <summary>Most reads <c>perf --alloc-check</c> takes (a million synchronous reads is minutes on a slow device).</summary>
+    internal const int MaxAllocCheckReads = 1_000_000;
+
     private const uint NvmeClassCode = 0x010802;
 
     public static Command Create(Func<ParseResult, CliContext> context)
     {
-        var allowNoIommu = new Option<bool>("--unsafe-noiommu")
-        {
-            Description = "Allow opening a device in a No-IOMMU group (no DMA isolation; the kernel is tainted)",
-            Recursive = true,
-        };
+        var allowNoIommu = Arguments.AllowNoIommu(recursive: true);
         var nsid = new Option<uint>("--nsid")
         {
             Description = "Namespace to use",
@@ -341,9 +340,18 @@ internal static class NvmeCommands
         {
             if (r.GetValueOrDefault<double>() is var s && (!(s > 0) || s > 3600)) { r.AddError("--seconds must be more than 0 and at most 3600"); }
         });
+        var allocCheck = new Option<int>("--alloc-check")
+        {
+            Description = "After the timed run, also measure the managed bytes allocated per synchronous polled read over N reads (0: off)",
+            HelpName = "N",
+        };
+        allocCheck.Validators.Add(r =>
+        {
+            if (Arguments.TryGet(r, out int n) && n is < 0 or > MaxAllocCheckReads) { r.AddError($"--alloc-check must be 0..{MaxAllocCheckReads}"); }
+        });
         var command = new Command("perf", "4 KiB random reads at a fixed queue depth on one queue: IOPS, MB/s and latency percentiles")
         {
-            bdf, depth, seconds,
+            bdf, depth, seconds, allocCheck,
         };
         command.SetAction(parse =>
         {
@@ -365,6 +373,12 @@ internal static class NvmeCommands
             using var buffer = session.Device.Dma.Allocate((ulong)qd * RandomReadBenchmark.IoBytes,
                 new DmaAllocationOptions { Contiguous = false, Name = "vfio nvme perf" });
             var result = RunWithProgress(ctx, queue, ns, buffer, qd, duration);
+            // The allocation check runs outside the timed window, and only after a clean run: it reads synchronously
+            // and a failing controller would turn the perf report into a read error.
+            int allocReads = parse.GetValue(allocCheck);
+            double? allocatedPerIo = allocReads > 0 && result.Errors == 0
+                ? Math.Round(RandomReadBenchmark.AllocatedBytesPerSyncRead(queue, ns, buffer, allocReads), 3)
+                : null;
             var doc = new NvmePerfJson(
                 Address: session.Device.Address.ToString(),
                 Mode: InfoCommand.ModeName(session.Device.Backend),
@@ -381,7 +395,9 @@ internal static class NvmeCommands
                 P50Us: Finite(result.P50Microseconds),
                 P90Us: Finite(result.P90Microseconds),
                 P99Us: Finite(result.P99Microseconds),
-                FirstError: result.FirstError is { } e ? $"{e.Command} failed: {e.Status}" : null);
+                FirstError: result.FirstError is { } e ? $"{e.Command} failed: {e.Status}" : null,
+                AllocCheckReads: allocatedPerIo is null ? null : allocReads,
+                AllocatedBytesPerIo: allocatedPerIo);
             if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NvmePerfJson); }
             else { ShowPerf(ctx, doc); }
             if (result.Errors > 0)
@@ -452,6 +468,11 @@ internal static class NvmeCommands
             new Text(d.Ios.ToString("N0", CultureInfo.InvariantCulture)),
             new Text(d.Errors.ToString(CultureInfo.InvariantCulture)));
         ctx.Console.Write(table);
+        if (d.AllocatedBytesPerIo is { } allocated)
+        {
+            ctx.Say(string.Create(CultureInfo.InvariantCulture,
+                $"managed allocation: {allocated:F3} bytes per synchronous polled read, over {d.AllocCheckReads:N0} reads"));
+        }
     }
 
     private static string Micro(double? us) => us is { } v ? v.ToString("F1", CultureInfo.InvariantCulture) : "-";

@@ -2,9 +2,9 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Vfio.Cli.Output;
+using Vfio.Emulation.Edu;
 using Vfio.Emulation.Nvme;
 using Vfio.Emulation.VirtioNet;
-using Vfio.User.Emulation;
 using Vfio.User.Server;
 
 namespace Vfio.Cli.Commands;

@@ -144,7 +144,10 @@ internal sealed record NvmeReadJson(string Address, uint Nsid, ulong Lba, int Bl
 internal sealed record NvmeWriteJson(string Address, uint Nsid, ulong Lba, int Blocks, int BlockSize, int Bytes, string Source, string Sha256,
     bool Flushed, bool? Verified);
 
-/// <summary><c>vfio nvme perf --json</c>: latencies in microseconds (null when no read completed).</summary>
+/// <summary>
+/// <c>vfio nvme perf --json</c>: latencies in microseconds (null when no read completed). <c>AllocCheckReads</c> and
+/// <c>AllocatedBytesPerIo</c>: the --alloc-check measurement, null when it was not asked for or the run had errors.
+/// </summary>
 internal sealed record NvmePerfJson(
     string Address,
     string Mode,
@@ -161,7 +164,9 @@ internal sealed record NvmePerfJson(
     double? P50Us,
     double? P90Us,
     double? P99Us,
-    string? FirstError);
+    string? FirstError,
+    int? AllocCheckReads,
+    double? AllocatedBytesPerIo);
 
 /// <summary>
 /// <c>vfio net pktgen --json</c>: frames sent on one port. <c>Sent</c> counts frames the device finished sending;
@@ -172,10 +177,10 @@ internal sealed record NetPktgenJson(string Port, string Mode, bool DmaIsolated,
 
 /// <summary>
 /// <c>vfio net fwd --json</c>: <c>Packets</c> is both directions together; <c>Mpps</c> the overall rate and
-/// <c>SteadyMpps</c> the rate after the warm-up.
+/// <c>SteadyMpps</c> the rate after the first <c>WarmupSeconds</c>.
 /// </summary>
 internal sealed record NetFwdJson(string PortA, string PortB, string Mode, bool DmaIsolated, int Burst, double Seconds, long Packets,
-    long AToB, long BToA, long Dropped, double Mpps, double SteadyMpps, long Rounds);
+    long AToB, long BToA, long Dropped, double Mpps, double SteadyMpps, long Rounds, double WarmupSeconds);
 
 /// <summary>
 /// <c>vfio serve edu|nvme|virtio-net --json</c>: one document when listening (<c>State</c> "listening", <c>Clients</c>

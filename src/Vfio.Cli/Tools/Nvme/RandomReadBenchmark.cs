@@ -1,7 +1,8 @@
 using System.Diagnostics;
 using Vfio.Dma;
+using Vfio.Nvme;
 
-namespace Vfio.Nvme.Benchmarks;
+namespace Vfio.Cli.Tools.Nvme;
 
 /// <summary>Outcome of a <see cref="RandomReadBenchmark"/> run.</summary>
 /// <param name="Ios">Reads completed in the timed window.</param>
@@ -11,7 +12,7 @@ namespace Vfio.Nvme.Benchmarks;
 /// <param name="P99Microseconds">99th percentile latency, in microseconds.</param>
 /// <param name="Errors">Reads the controller completed with an error status.</param>
 /// <param name="FirstError">The status of the first failed read, when there was one.</param>
-public sealed record BenchmarkResult(long Ios, TimeSpan Elapsed, double P50Microseconds, double P90Microseconds,
+internal sealed record BenchmarkResult(long Ios, TimeSpan Elapsed, double P50Microseconds, double P90Microseconds,
     double P99Microseconds, long Errors, NvmeIoCompletion? FirstError = null)
 {
     /// <summary>Completed reads per second.</summary>
@@ -25,15 +26,15 @@ public sealed record BenchmarkResult(long Ios, TimeSpan Elapsed, double P50Micro
 /// <param name="Ios">Reads completed so far.</param>
 /// <param name="Elapsed">Time since the timed window began.</param>
 /// <param name="Duration">Length of the whole window.</param>
-public readonly record struct BenchmarkProgress(long Ios, TimeSpan Elapsed, TimeSpan Duration);
+internal readonly record struct BenchmarkProgress(long Ios, TimeSpan Elapsed, TimeSpan Duration);
 
 /// <summary>
 /// 4 KiB random reads at a fixed queue depth on one queue: every completion is replaced by a new read, all
 /// submissions of one reap round announced with one doorbell write. Latency is completion time minus the
 /// submission timestamp the queue recorded, both in <see cref="Stopwatch"/> ticks (the controller must use
-/// <see cref="TimeProvider.System"/>). Used by the perf tool (src/Vfio.Nvme.Perf) and <c>vfio nvme perf</c>.
+/// <see cref="TimeProvider.System"/>). Used by <c>vfio nvme perf</c>.
 /// </summary>
-public static class RandomReadBenchmark
+internal static class RandomReadBenchmark
 {
     /// <summary>Bytes per read.</summary>
     public const int IoBytes = 4096;

@@ -1,7 +1,7 @@
 using CsCheck;
-using Vfio.VirtioNet.Tools;
+using Vfio.Cli.Tools.Net;
 
-namespace Vfio.VirtioNet.Tests;
+namespace Vfio.Cli.Tests;
 
 public sealed class TestFramesTests
 {

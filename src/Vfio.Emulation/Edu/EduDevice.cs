@@ -3,7 +3,7 @@ using Vfio.Devices;
 using Vfio.Dma;
 using Vfio.User.Server;
 
-namespace Vfio.User.Emulation;
+namespace Vfio.Emulation.Edu;
 
 /// <summary>
 /// QEMU's educational PCI device (docs/specs/edu.rst), emulated with the same register map: 1234:11e8, BAR0 of

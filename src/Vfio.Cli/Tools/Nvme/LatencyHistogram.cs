@@ -1,12 +1,12 @@
 using System.Diagnostics;
 
-namespace Vfio.Nvme.Benchmarks;
+namespace Vfio.Cli.Tools.Nvme;
 
 /// <summary>
 /// Latencies in 100 ns buckets up to 100 ms (one overflow bucket above), preallocated so that recording
 /// allocates nothing and costs one increment.
 /// </summary>
-public sealed class LatencyHistogram
+internal sealed class LatencyHistogram
 {
     private const long BucketNanoseconds = 100;
     private readonly long[] _buckets = new long[1_000_001];

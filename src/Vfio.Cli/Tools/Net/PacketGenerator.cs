@@ -1,6 +1,7 @@
 using System.Diagnostics;
+using Vfio.VirtioNet;
 
-namespace Vfio.VirtioNet.Tools;
+namespace Vfio.Cli.Tools.Net;
 
 /// <summary>What a <see cref="PacketGenerator"/> run did.</summary>
 /// <param name="Sent">Frames the device took.</param>
@@ -9,7 +10,7 @@ namespace Vfio.VirtioNet.Tools;
 /// Of <paramref name="Sent"/>, frames the device still held when the run ended (it had not finished sending them
 /// when the time was up; 0 after a run that completed in time).
 /// </param>
-public readonly record struct PacketGeneratorResult(long Sent, TimeSpan Elapsed, int InFlight = 0)
+internal readonly record struct PacketGeneratorResult(long Sent, TimeSpan Elapsed, int InFlight = 0)
 {
     /// <summary>Million frames per second: those the device finished sending, over <see cref="Elapsed"/>.</summary>
     public double Mpps => Elapsed.TotalSeconds > 0 ? (Sent - InFlight) / Elapsed.TotalSeconds / 1e6 : 0;
@@ -24,7 +25,7 @@ public readonly record struct PacketGeneratorResult(long Sent, TimeSpan Elapsed,
 /// peer that never empties its receive queue (a QEMU hub port whose other side posts no buffers) stops the
 /// transmit queue for good.
 /// </remarks>
-public static class PacketGenerator
+internal static class PacketGenerator
 {
     /// <summary>
     /// Sends <paramref name="count"/> frames of <paramref name="frameSize"/> bytes, sequence numbers from

@@ -1,7 +1,8 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using Vfio.VirtioNet;
 
-namespace Vfio.VirtioNet.Tools;
+namespace Vfio.Cli.Tools.Net;
 
 /// <summary>What an <see cref="IoForwarder"/> run did.</summary>
 /// <param name="AToB">Packets received on port A and sent on port B.</param>
@@ -11,7 +12,7 @@ namespace Vfio.VirtioNet.Tools;
 /// <param name="SteadyPackets">Packets forwarded after the warm-up interval.</param>
 /// <param name="SteadyElapsed">Time after the warm-up interval.</param>
 /// <param name="Rounds">Loop rounds (each polls both ports once).</param>
-public readonly record struct ForwardResult(long AToB, long BToA, long Dropped, TimeSpan Elapsed, long SteadyPackets, TimeSpan SteadyElapsed, long Rounds)
+internal readonly record struct ForwardResult(long AToB, long BToA, long Dropped, TimeSpan Elapsed, long SteadyPackets, TimeSpan SteadyElapsed, long Rounds)
 {
     /// <summary>Packets forwarded in both directions.</summary>
     public long Forwarded => AToB + BToA;
@@ -26,7 +27,7 @@ public readonly record struct ForwardResult(long AToB, long BToA, long Dropped, 
 /// the other, both ways, on one thread. Nothing circulates between two ports that only forward, so the loop starts
 /// with a tx-first burst of test frames on each port (testpmd --tx-first).
 /// </summary>
-public static class IoForwarder
+internal static class IoForwarder
 {
     /// <summary>
     /// Runs the loop for <paramref name="duration"/> (or until cancelled) with bursts of <paramref name="burst"/>.

@@ -1,14 +1,14 @@
 using System.Buffers.Binary;
 using PhysicalAddress = System.Net.NetworkInformation.PhysicalAddress;
 
-namespace Vfio.VirtioNet.Tools;
+namespace Vfio.Cli.Tools.Net;
 
 /// <summary>
 /// Test frames a receiver can check without knowing what was sent: an Ethernet II header with the local
 /// experimental EtherType 0x88B5 (IEEE 802 "Local Experimental Ethertype 1"), a 64-bit sequence number, the frame's
 /// length, and a payload that is a function of both, so any corruption or truncation shows.
 /// </summary>
-public static class TestFrames
+internal static class TestFrames
 {
     /// <summary>The EtherType used.</summary>
     public const ushort EtherType = 0x88B5;
