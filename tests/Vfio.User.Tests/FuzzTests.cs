@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.Sockets;
 using Vfio.Devices;
+using Vfio.Linux;
 using Vfio.User.Client;
 using Vfio.User.Emulation;
 using Vfio.User.Protocol;

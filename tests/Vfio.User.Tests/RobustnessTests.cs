@@ -1,4 +1,5 @@
 using Vfio.Devices;
+using Vfio.Linux;
 using Vfio.User.Client;
 using Vfio.User.Emulation;
 using Vfio.User.Protocol;
