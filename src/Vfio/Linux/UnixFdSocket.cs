@@ -146,8 +146,7 @@ public sealed class UnixFdSocket : IDisposable
                     if (n < 0)
                     {
                         int errno = Errno.Last;
-                        if (errno == Errno.EINTR) { continue; }
-                        if (errno == Errno.EAGAIN) { WaitFor(Interop.Libc.POLLOUT); continue; }
+                        if (CanRetry(errno, Interop.Libc.POLLOUT)) { continue; }
                         throw Errno.ToException(errno, "sendmsg on a UNIX socket");
                     }
                     attach = false;
@@ -211,8 +210,7 @@ public sealed class UnixFdSocket : IDisposable
                     if (n < 0)
                     {
                         int errno = Errno.Last;
-                        if (errno == Errno.EINTR) { continue; }
-                        if (errno == Errno.EAGAIN) { WaitFor(Interop.Libc.POLLIN); continue; }
+                        if (CanRetry(errno, Interop.Libc.POLLIN)) { continue; }
                         throw Errno.ToException(errno, "recvmsg on a UNIX socket");
                     }
                     CollectFds(&msg, fds);
@@ -258,6 +256,18 @@ public sealed class UnixFdSocket : IDisposable
             }
             p += Interop.Libc.CMSG_ALIGN(cmsg->cmsg_len);
         }
+    }
+
+    /// <summary>
+    /// Whether a call that failed with <paramref name="errno"/> is to be made again: after a signal (EINTR), or once the
+    /// socket is ready for <paramref name="events"/> when it would have blocked (EAGAIN).
+    /// </summary>
+    private bool CanRetry(int errno, short events)
+    {
+        if (errno == Errno.EINTR) { return true; }
+        if (errno != Errno.EAGAIN) { return false; }
+        WaitFor(events);
+        return true;
     }
 
     private unsafe void WaitFor(short events)
