@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using Vfio.Devices;
 using Vfio.Emulation.Edu;
+using Vfio.Linux;
 using Vfio.User.Client;
 using Vfio.User.Protocol;
 using Vfio.User.Transport;

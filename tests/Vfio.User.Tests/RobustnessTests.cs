@@ -1,5 +1,6 @@
 using Vfio.Devices;
 using Vfio.Emulation.Edu;
+using Vfio.Linux;
 using Vfio.User.Client;
 using Vfio.User.Protocol;
 using Vfio.User.Server;

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Vfio.Devices;
+using Vfio.Linux;
 using Vfio.User.Protocol;
 using Vfio.User.Server;
 

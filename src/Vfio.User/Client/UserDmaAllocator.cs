@@ -1,4 +1,5 @@
 using Vfio.Dma;
+using Vfio.Linux;
 using Vfio.User.Protocol;
 using Vfio.User.Transport;
 

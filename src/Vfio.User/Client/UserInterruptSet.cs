@@ -1,5 +1,5 @@
 using Vfio.Devices;
-using Vfio.Kernel;
+using Vfio.Linux;
 using Vfio.User.Protocol;
 
 namespace Vfio.User.Client;
@@ -20,7 +20,7 @@ internal sealed class UserInterruptSet : EventFdInterruptSet
         Open();
     }
 
-    protected override void WireTriggers(EventFdSignal[] signals) =>
+    protected override void WireTriggers(EventFd[] signals) =>
         Set(SetIrqsRequest.DataEventFd | SetIrqsRequest.ActionTrigger, 0, (uint)signals.Length, [.. signals.Select(s => s.Handle)]);
 
     protected override void TriggerVector(int vector) => Set(SetIrqsRequest.DataNone | SetIrqsRequest.ActionTrigger, (uint)vector, 1, []);

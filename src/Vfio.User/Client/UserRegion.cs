@@ -1,4 +1,5 @@
 using Vfio.Devices;
+using Vfio.Linux;
 using Vfio.User.Protocol;
 
 namespace Vfio.User.Client;

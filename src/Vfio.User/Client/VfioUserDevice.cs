@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Net.Sockets;
 using Vfio.Devices;
 using Vfio.Dma;
-using Vfio.Kernel;
+using Vfio.Linux;
 using Vfio.User.Protocol;
 using Vfio.User.Transport;
 

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net.Sockets;
 using Vfio.Devices;
 using Vfio.Dma;
+using Vfio.Linux;
 using Vfio.User.Protocol;
 using Vfio.User.Transport;
 
@@ -176,7 +177,7 @@ public sealed partial class VfioUserServer
             }
             if (memory is null) { return new CommandResult(reply); }
             // The descriptor is sent with the reply; a duplicate, so closing it after sending leaves the BAR's own open.
-            return new CommandResult(reply, [new SafeFdHandle(Errno.Check(Interop.Libc.dup(memory.Handle.Fd), "dup of a BAR memfd"))]);
+            return new CommandResult(reply, [memory.Handle.Duplicate("dup of a BAR memfd")]);
         }
 
         private CommandResult GetRegionIoFds(byte[] body)
@@ -264,7 +265,7 @@ public sealed partial class VfioUserServer
                 {
                     // Signalling writes 8 bytes to each descriptor from the device's threads: anything but an eventfd
                     // (a full pipe, a socket) could block them, so nothing else is accepted.
-                    if (!IsEventFd(fd)) { throw VfioUserCommandException.Invalid(C, "a descriptor passed for an interrupt is not an eventfd"); }
+                    if (!EventFd.IsEventFd(fd)) { throw VfioUserCommandException.Invalid(C, "a descriptor passed for an interrupt is not an eventfd"); }
                 }
                 lock (_irqLock)
                 {
@@ -290,8 +291,6 @@ public sealed partial class VfioUserServer
             }
             return CommandResult.Empty;
 
-            static bool IsEventFd(SafeFdHandle fd) =>
-                new FileInfo($"/proc/self/fd/{fd.Fd}").LinkTarget == "anon_inode:[eventfd]";
             static bool IsSingleBit(uint v) => v != 0 && (v & (v - 1)) == 0;
             static void Clear(SafeFdHandle?[] set) { for (int i = 0; i < set.Length; i++) { set[i]?.Dispose(); set[i] = null; } }
         }
@@ -382,22 +381,17 @@ public sealed partial class VfioUserServer
                         throw new VfioUserCommandException(C, Errno.EEXIST, $"range 0x{req.Address:x}+0x{req.Size:x} overlaps a mapping at 0x{existing.Address:x}");
                     }
                 }
-                nint pointer = 0;
-                if (m.Fds.Count == 1)
-                {
-                    pointer = MapClientMemory(m.Fds[0], req);
-                }
-                _mappings.Add(new DmaMapping(req.Address, req.Size, req.Flags, pointer));
+                var memory = m.Fds.Count == 1 ? MapClientMemory(m.Fds[0], req) : null;
+                _mappings.Add(new DmaMapping(req.Address, req.Size, req.Flags, memory));
             }
             return CommandResult.Empty;
         }
 
-        private static nint MapClientMemory(SafeFdHandle fd, DmaMapRequest req)
+        private static SharedMapping MapClientMemory(SafeFdHandle fd, DmaMapRequest req)
         {
             const Command C = Command.DmaMap;
             // The file must hold the whole range now: touching a page past its end would raise SIGBUS in the server.
-            long end = Interop.Libc.lseek(fd.Fd, 0, Interop.Libc.SEEK_END);
-            if (end < 0 || req.Offset + req.Size < req.Offset || (ulong)end < req.Offset + req.Size)
+            if (!SharedMapping.TryGetFileLength(fd, out long end) || req.Offset + req.Size < req.Offset || (ulong)end < req.Offset + req.Size)
             {
                 throw VfioUserCommandException.Invalid(C, $"the descriptor is not a file of at least {req.Offset}+{req.Size} bytes");
             }
@@ -405,13 +399,15 @@ public sealed partial class VfioUserServer
             {
                 throw VfioUserCommandException.Invalid(C, "the file offset must be page-aligned");
             }
-            int prot = ((req.Flags & DmaMapFlags.Read) != 0 ? Interop.Libc.PROT_READ : 0) | ((req.Flags & DmaMapFlags.Write) != 0 ? Interop.Libc.PROT_WRITE : 0);
-            nint p = Interop.Libc.mmap(0, (nuint)req.Size, prot, Interop.Libc.MAP_SHARED, fd.Fd, (long)req.Offset);
-            if (p == Interop.Libc.MAP_FAILED)
+            var access = ((req.Flags & DmaMapFlags.Read) != 0 ? MappingAccess.Read : 0) | ((req.Flags & DmaMapFlags.Write) != 0 ? MappingAccess.Write : 0);
+            try
             {
-                throw new VfioUserCommandException(C, Errno.Last, $"mmap of the client's memory failed: {Errno.Describe(Errno.Last)}");
+                return SharedMapping.Map(fd, req.Offset, req.Size, access);
             }
-            return p;
+            catch (VfioException e) when (e.ErrorNumber != 0)
+            {
+                throw new VfioUserCommandException(C, e.ErrorNumber, $"mmap of the client's memory failed: {Errno.Describe(e.ErrorNumber)}");
+            }
         }
 
         private CommandResult DmaUnmap(byte[] body)
@@ -508,7 +504,7 @@ public sealed partial class VfioUserServer
             }
         }
 
-        public unsafe bool SignalInterrupt(IrqIndex index, int vector)
+        public bool SignalInterrupt(IrqIndex index, int vector)
         {
             lock (_irqLock)
             {
@@ -518,20 +514,16 @@ public sealed partial class VfioUserServer
                     if (_intxMasked || (Device.Config.Command & PciCommand.IntxDisable) != 0) { return false; }
                     _intxMasked = true; // auto-masked until the client unmasks, as vfio-pci does for level-triggered INTx
                 }
-                var fd = _eventfds[(int)index][vector]!;
-                ulong one = 1;
-                // SAFETY: one is an 8-byte local; writing 8 bytes adds to the eventfd counter.
-                return Interop.Libc.write(fd.Fd, &one, sizeof(ulong)) == sizeof(ulong);
+                return EventFd.TrySignal(_eventfds[(int)index][vector]!);
             }
         }
     }
 
-    /// <summary>A range of client memory: mmap'd from its descriptor (Pointer != 0) or reachable only by message.</summary>
-    private sealed record DmaMapping(ulong Address, ulong Size, DmaMapFlags Flags, nint Pointer) : IDisposable
+    /// <summary>A range of client memory: mmap'd from its descriptor (Memory, Pointer != 0) or reachable only by message.</summary>
+    private sealed record DmaMapping(ulong Address, ulong Size, DmaMapFlags Flags, SharedMapping? Memory) : IDisposable
     {
-        public void Dispose()
-        {
-            if (Pointer != 0) { Interop.Libc.munmap(Pointer, (nuint)Size); }
-        }
+        public nint Pointer => Memory?.Pointer ?? 0;
+
+        public void Dispose() => Memory?.Dispose();
     }
 }

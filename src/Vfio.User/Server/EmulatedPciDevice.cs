@@ -1,5 +1,6 @@
 using Vfio.Devices;
 using Vfio.Dma;
+using Vfio.Linux;
 
 namespace Vfio.User.Server;
 

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Vfio.Linux;
 using Vfio.User.Protocol;
 
 namespace Vfio.User.Transport;

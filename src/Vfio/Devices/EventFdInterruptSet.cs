@@ -1,13 +1,14 @@
-using Vfio.Kernel;
+using Vfio.Linux;
 
 namespace Vfio.Devices;
 
 /// <summary>
-/// The vectors of one IRQ index, each an eventfd watched by <see cref="EventFdPoller"/>: the bookkeeping shared by
-/// kernel VFIO (VFIO_DEVICE_SET_IRQS ioctls) and vfio-user (SET_IRQS messages). A backend says only how to wire the
-/// eventfds, trigger or unmask one vector, and disable the index; waiting is the same code for both.
+/// The vectors of one IRQ index, each an <see cref="EventFd"/> watched by the process-wide epoll thread: the
+/// bookkeeping shared by kernel VFIO (VFIO_DEVICE_SET_IRQS ioctls) and vfio-user (SET_IRQS messages). A backend says
+/// only how to wire the eventfds, trigger or unmask one vector, and disable the index; waiting is the same code for
+/// both. For implementations of <see cref="IPciDevice"/>; drivers see only <see cref="IInterruptSet"/>.
 /// </summary>
-internal abstract class EventFdInterruptSet : IInterruptSet
+public abstract class EventFdInterruptSet : IInterruptSet
 {
     private readonly EventFdVector[] _vectors;
     private bool _disposed;
@@ -20,12 +21,16 @@ internal abstract class EventFdInterruptSet : IInterruptSet
         _vectors = new EventFdVector[count];
     }
 
+    /// <inheritdoc />
     public IrqIndex Index { get; }
 
+    /// <inheritdoc />
     public IrqFlags Flags { get; }
 
+    /// <inheritdoc />
     public int Count => _vectors.Length;
 
+    /// <inheritdoc />
     public IInterruptVector this[int vector]
     {
         get
@@ -41,14 +46,15 @@ internal abstract class EventFdInterruptSet : IInterruptSet
     /// Creates one eventfd per vector and wires them all as triggers; on failure closes them and rethrows.
     /// <paramref name="onSignal"/>, when given, is called on the poller's thread for each signal.
     /// </summary>
+    /// <exception cref="VfioException">An eventfd could not be created, or the backend refused the wiring.</exception>
     protected void Open(Action? onSignal = null)
     {
-        var signals = new EventFdSignal[_vectors.Length];
+        var signals = new EventFd[_vectors.Length];
         try
         {
             for (int i = 0; i < signals.Length; i++)
             {
-                signals[i] = new EventFdSignal(onSignal);
+                signals[i] = new EventFd(onSignal);
                 _vectors[i] = new EventFdVector(this, i, signals[i]);
             }
             WireTriggers(signals);
@@ -61,7 +67,7 @@ internal abstract class EventFdInterruptSet : IInterruptSet
     }
 
     /// <summary>Wires <paramref name="signals"/> (one per vector, from 0) as the index's trigger eventfds.</summary>
-    protected abstract void WireTriggers(EventFdSignal[] signals);
+    protected abstract void WireTriggers(EventFd[] signals);
 
     /// <summary>Fires vector <paramref name="vector"/> from software (ACTION_TRIGGER with DATA_NONE).</summary>
     protected abstract void TriggerVector(int vector);
@@ -75,6 +81,7 @@ internal abstract class EventFdInterruptSet : IInterruptSet
     /// <summary>Tells the device the set is gone, so the index may be enabled again.</summary>
     protected abstract void OnDisposed();
 
+    /// <summary>Disables the index, closes the eventfds (pending waits fail) and tells the device.</summary>
     public void Dispose()
     {
         if (_disposed) { return; }
@@ -86,9 +93,9 @@ internal abstract class EventFdInterruptSet : IInterruptSet
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
-    private sealed class EventFdVector(EventFdInterruptSet owner, int vector, EventFdSignal signal) : IInterruptVector
+    private sealed class EventFdVector(EventFdInterruptSet owner, int vector, EventFd signal) : IInterruptVector
     {
-        public EventFdSignal Signal { get; } = signal;
+        public EventFd Signal { get; } = signal;
 
         public int Vector { get; } = vector;
 

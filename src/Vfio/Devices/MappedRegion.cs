@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Vfio.Linux;
 
 namespace Vfio.Devices;
 
@@ -7,9 +8,10 @@ namespace Vfio.Devices;
 /// volatile loads and stores of the exact width; everything else goes to the backend's slow path (pread/pwrite on a
 /// kernel device fd, REGION_READ/REGION_WRITE messages for vfio-user). Accesses are checked for bounds and natural
 /// alignment, and after <see cref="Dispose"/> every access throws <see cref="ObjectDisposedException"/> instead of
-/// faulting.
+/// faulting. For implementations of <see cref="IPciDevice"/> (a transport's regions); drivers see only
+/// <see cref="IDeviceRegion"/>.
 /// </summary>
-internal abstract class MappedRegion : IDeviceRegion
+public abstract class MappedRegion : IDeviceRegion
 {
     private readonly Mapping[] _mappings;
     private volatile bool _disposed;
@@ -20,6 +22,8 @@ internal abstract class MappedRegion : IDeviceRegion
     /// Maps <paramref name="info"/>'s mappable areas from <paramref name="mapFrom"/> (none when null), at the region's
     /// offset in that file. <paramref name="what"/> names the region kind in messages.
     /// </summary>
+    /// <exception cref="ObjectDisposedException"><paramref name="mapFrom"/> is closed.</exception>
+    /// <exception cref="VfioException">mmap of an area failed; the areas mapped before it are unmapped.</exception>
     protected MappedRegion(RegionInfo info, PciAddress? address, SafeFdHandle? mapFrom, string what)
     {
         Info = info;
@@ -53,8 +57,10 @@ internal abstract class MappedRegion : IDeviceRegion
         _mappings = [.. maps];
     }
 
+    /// <inheritdoc />
     public RegionInfo Info { get; }
 
+    /// <inheritdoc />
     public ulong Size => Info.Size;
 
     /// <summary>The device, for messages (null when unknown).</summary>
@@ -63,6 +69,7 @@ internal abstract class MappedRegion : IDeviceRegion
     /// <summary>Mapped areas, for diagnostics.</summary>
     public int MappedAreaCount => _mappings.Length;
 
+    /// <inheritdoc />
     public bool IsMapped(ulong offset) => TryPointer(offset, 1, out _);
 
     /// <summary>Reads <paramref name="destination"/>.Length bytes at <paramref name="offset"/> outside the mapped areas.</summary>
@@ -71,6 +78,7 @@ internal abstract class MappedRegion : IDeviceRegion
     /// <summary>Writes <paramref name="source"/> at <paramref name="offset"/> outside the mapped areas.</summary>
     protected abstract void WriteUnmapped(ulong offset, ReadOnlySpan<byte> source);
 
+    /// <inheritdoc />
     public byte Read8(ulong offset)
     {
         Check(offset, 1);
@@ -80,6 +88,7 @@ internal abstract class MappedRegion : IDeviceRegion
         return b[0];
     }
 
+    /// <inheritdoc />
     public ushort Read16(ulong offset)
     {
         Check(offset, 2);
@@ -89,6 +98,7 @@ internal abstract class MappedRegion : IDeviceRegion
         return BinaryPrimitives.ReadUInt16LittleEndian(b);
     }
 
+    /// <inheritdoc />
     public uint Read32(ulong offset)
     {
         Check(offset, 4);
@@ -98,6 +108,7 @@ internal abstract class MappedRegion : IDeviceRegion
         return BinaryPrimitives.ReadUInt32LittleEndian(b);
     }
 
+    /// <inheritdoc />
     public ulong Read64(ulong offset)
     {
         Check(offset, 8);
@@ -107,6 +118,7 @@ internal abstract class MappedRegion : IDeviceRegion
         return BinaryPrimitives.ReadUInt64LittleEndian(b);
     }
 
+    /// <inheritdoc />
     public void Write8(ulong offset, byte value)
     {
         Check(offset, 1);
@@ -114,6 +126,7 @@ internal abstract class MappedRegion : IDeviceRegion
         SlowWrite(offset, [value]);
     }
 
+    /// <inheritdoc />
     public void Write16(ulong offset, ushort value)
     {
         Check(offset, 2);
@@ -123,6 +136,7 @@ internal abstract class MappedRegion : IDeviceRegion
         SlowWrite(offset, b);
     }
 
+    /// <inheritdoc />
     public void Write32(ulong offset, uint value)
     {
         Check(offset, 4);
@@ -132,6 +146,7 @@ internal abstract class MappedRegion : IDeviceRegion
         SlowWrite(offset, b);
     }
 
+    /// <inheritdoc />
     public void Write64(ulong offset, ulong value)
     {
         Check(offset, 8);
@@ -141,6 +156,7 @@ internal abstract class MappedRegion : IDeviceRegion
         SlowWrite(offset, b);
     }
 
+    /// <inheritdoc />
     public unsafe void Read(ulong offset, Span<byte> destination)
     {
         CheckRange(offset, (ulong)destination.Length);
@@ -153,6 +169,7 @@ internal abstract class MappedRegion : IDeviceRegion
         SlowRead(offset, destination);
     }
 
+    /// <inheritdoc />
     public unsafe void Write(ulong offset, ReadOnlySpan<byte> source)
     {
         CheckRange(offset, (ulong)source.Length);
@@ -165,6 +182,7 @@ internal abstract class MappedRegion : IDeviceRegion
         SlowWrite(offset, source);
     }
 
+    /// <summary>Unmaps the mapped areas; every access afterwards throws <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
         if (_disposed) { return; }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Vfio.Linux;
 
 namespace Vfio.Dma;
 

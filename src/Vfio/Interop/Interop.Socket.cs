@@ -6,6 +6,9 @@ internal static partial class Interop
     internal static partial class Libc
     {
         // sys/socket.h (x86_64)
+        internal const int AF_UNIX = 1;
+        internal const int SOCK_STREAM = 1;
+        internal const int SOCK_CLOEXEC = 0x80000;
         internal const int SOL_SOCKET = 1;
         internal const int SCM_RIGHTS = 1;
         internal const int MSG_CTRUNC = 0x8;
@@ -51,6 +54,9 @@ internal static partial class Interop
 
         /// <summary><c>CMSG_SPACE</c>: buffer bytes one control message with <paramref name="len"/> data bytes takes.</summary>
         internal static unsafe nuint CMSG_SPACE(nuint len) => CMSG_ALIGN((nuint)sizeof(cmsghdr)) + CMSG_ALIGN(len);
+
+        [LibraryImport(LibraryName, EntryPoint = "socketpair", SetLastError = true)]
+        internal static unsafe partial int socketpair(int domain, int type, int protocol, int* sv);
 
         [LibraryImport(LibraryName, EntryPoint = "sendmsg", SetLastError = true)]
         internal static unsafe partial nint sendmsg(int sockfd, msghdr* msg, int flags);

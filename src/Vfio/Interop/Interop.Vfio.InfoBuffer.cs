@@ -20,7 +20,7 @@ internal static partial class Interop
         /// <c>__u32</c> of every such struct); when capabilities do not fit, the kernel still succeeds but writes
         /// back the <c>argsz</c> it needs and leaves the chain out ("Callers of INFO ioctls passing insufficiently
         /// sized buffers ...", linux/vfio.h). So: call with the fixed struct, grow to the reported size, call
-        /// again. The returned bytes are the whole reply, ready for <see cref="global::Vfio.Kernel.VfioCapabilityChain"/>.
+        /// again. The returned bytes are the whole reply, ready for <see cref="global::Vfio.Devices.VfioCapabilityChain"/>.
         /// </summary>
         internal static class VfioInfoBuffer
         {
@@ -34,7 +34,7 @@ internal static partial class Interop
             /// Runs <paramref name="request"/> with a zeroed <typeparamref name="T"/> as the fixed part, e.g.
             /// <c>Query&lt;vfio_iommu_type1_info&gt;(container, VFIO_IOMMU_GET_INFO, "VFIO_IOMMU_GET_INFO", null)</c>.
             /// </summary>
-            public static byte[] Query<T>(SafeFdHandle handle, nuint request, string operation, PciAddress? device)
+            public static byte[] Query<T>(SafeHandle handle, nuint request, string operation, PciAddress? device)
                 where T : unmanaged =>
                 Query(handle, request, default(T), operation, device);
 
@@ -45,7 +45,7 @@ internal static partial class Interop
             /// with ENOSPC is then retried with that size too.
             /// </summary>
             /// <exception cref="VfioException">The ioctl failed, or the reply size is absurd or never settles.</exception>
-            public static unsafe byte[] Query<T>(SafeFdHandle handle, nuint request, in T fixedPart, string operation,
+            public static unsafe byte[] Query<T>(SafeHandle handle, nuint request, in T fixedPart, string operation,
                 PciAddress? device, RequiredArgsz? required = null)
                 where T : unmanaged
             {
@@ -53,7 +53,7 @@ internal static partial class Interop
                 handle.DangerousAddRef(ref added);
                 try
                 {
-                    int fd = handle.Fd;
+                    int fd = (int)handle.DangerousGetHandle();
                     // SAFETY: Query passes a pinned buffer of exactly the argsz it wrote into it, and the reference
                     // taken above keeps fd open until the last call returns.
                     return Query(fixedPart, argument => Libc.ioctl(fd, request, argument), operation, device, required);
@@ -65,7 +65,7 @@ internal static partial class Interop
             }
 
             /// <summary><c>VFIO_DEVICE_GET_REGION_INFO</c> for region <paramref name="index"/>, capabilities included.</summary>
-            public static byte[] QueryRegion(SafeFdHandle handle, uint index, PciAddress? device) =>
+            public static byte[] QueryRegion(SafeHandle handle, uint index, PciAddress? device) =>
                 Query(handle, VFIO_DEVICE_GET_REGION_INFO, new vfio_region_info { index = index },
                     $"VFIO_DEVICE_GET_REGION_INFO({index})", device);
 
@@ -74,7 +74,7 @@ internal static partial class Interop
             /// <c>count</c> <see cref="vfio_pci_dependent_device"/>. This ioctl does not report a size in argsz: it
             /// fails with ENOSPC and sets <c>count</c>, from which the size follows.
             /// </summary>
-            public static unsafe byte[] QueryPciHotResetInfo(SafeFdHandle handle, PciAddress? device) =>
+            public static unsafe byte[] QueryPciHotResetInfo(SafeHandle handle, PciAddress? device) =>
                 Query(handle, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, default(vfio_pci_hot_reset_info),
                     "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", device,
                     static reply => (ulong)sizeof(vfio_pci_hot_reset_info)

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Vfio.Linux;
 using static Interop.Iommufd;
 
 namespace Vfio.Kernel;

@@ -1,4 +1,5 @@
 using Vfio.Devices;
+using Vfio.Linux;
 using static Interop.Vfio;
 
 namespace Vfio.Kernel;
@@ -16,7 +17,7 @@ internal sealed class KernelInterruptSet : EventFdInterruptSet
         Open(onSignal);
     }
 
-    protected override void WireTriggers(EventFdSignal[] signals)
+    protected override void WireTriggers(EventFd[] signals)
     {
         Span<int> fds = stackalloc int[signals.Length];
         var refs = new bool[signals.Length];

@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Vfio.Devices;
 using Vfio.Dma;
+using Vfio.Linux;
 using static Interop.Vfio;
 
 namespace Vfio.Kernel;

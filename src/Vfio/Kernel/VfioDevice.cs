@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Vfio.Devices;
 using Vfio.Dma;
 using Vfio.Host;
+using Vfio.Linux;
 using static Interop.Vfio;
 
 namespace Vfio.Kernel;

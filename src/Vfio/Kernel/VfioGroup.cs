@@ -1,3 +1,4 @@
+using Vfio.Linux;
 using static Interop.Vfio;
 
 namespace Vfio.Kernel;

@@ -1,3 +1,5 @@
+using Vfio.Linux;
+
 namespace Vfio.Kernel;
 
 /// <summary>Calls ioctls on SafeFdHandles, keeping the handle alive for the call and mapping errno once.</summary>

@@ -1,5 +1,5 @@
 using Vfio.Devices;
-using Vfio.Kernel;
+using Vfio.Linux;
 
 namespace Vfio.Tests.Devices;
 
@@ -16,12 +16,12 @@ public sealed class EventFdInterruptSetTests
 
         public bool FailWiring { get; }
         public List<string> Calls { get; } = [];
-        public EventFdSignal[] Wired { get; private set; } = [];
+        public EventFd[] Wired { get; private set; } = [];
 
         /// <summary>What the last constructor wired (kept where a failing constructor leaves no object).</summary>
-        public static EventFdSignal[] LastWired { get; private set; } = [];
+        public static EventFd[] LastWired { get; private set; } = [];
 
-        protected override void WireTriggers(EventFdSignal[] signals)
+        protected override void WireTriggers(EventFd[] signals)
         {
             Wired = LastWired = signals;
             if (FailWiring) { throw new VfioException("SET_IRQS refused"); }
@@ -48,7 +48,7 @@ public sealed class EventFdInterruptSetTests
         set.Dispose();
     }
 
-    private static unsafe void Signal(EventFdSignal signal)
+    private static unsafe void Signal(EventFd signal)
     {
         ulong one = 1;
         // SAFETY: one is an 8-byte local; writing it adds 1 to the eventfd, as the kernel or a server does.

@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using Vfio.Devices;
 using Vfio.Kernel;
+using Vfio.Linux;
 using static Interop.Vfio;
 using static Vfio.Tests.Uapi.KernelReply;
 

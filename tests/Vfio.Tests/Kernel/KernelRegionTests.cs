@@ -1,5 +1,6 @@
 using Vfio.Devices;
 using Vfio.Kernel;
+using Vfio.Linux;
 
 namespace Vfio.Tests.Kernel;
 

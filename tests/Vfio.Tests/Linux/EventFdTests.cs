@@ -1,11 +1,11 @@
-using Vfio.Kernel;
+using Vfio.Linux;
 
-namespace Vfio.Tests.Kernel;
+namespace Vfio.Tests.Linux;
 
 /// <summary>The epoll thread and awaitable eventfds, on real eventfds (no device needed).</summary>
-public class EventFdSignalTests
+public class EventFdTests
 {
-    private static unsafe void Signal(EventFdSignal s, ulong n)
+    private static unsafe void Signal(EventFd s, ulong n)
     {
         bool added = false;
         s.Handle.DangerousAddRef(ref added);
@@ -22,7 +22,7 @@ public class EventFdSignalTests
     [Fact]
     public async Task WaitCompletesWhenTheEventfdIsWritten()
     {
-        using var s = new EventFdSignal();
+        using var s = new EventFd();
         var wait = s.WaitAsync(CancellationToken.None).AsTask();
         await Task.Delay(50, TestContext.Current.CancellationToken);
         Assert.False(wait.IsCompleted);
@@ -34,7 +34,7 @@ public class EventFdSignalTests
     [Fact]
     public async Task SignalBeforeWaitIsNotLost()
     {
-        using var s = new EventFdSignal();
+        using var s = new EventFd();
         Signal(s, 1);
         Signal(s, 1);
         var n = await s.WaitAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
@@ -45,7 +45,7 @@ public class EventFdSignalTests
     [Fact]
     public async Task CancelledWaitEnds()
     {
-        using var s = new EventFdSignal();
+        using var s = new EventFd();
         using var cts = new CancellationTokenSource();
         var wait = s.WaitAsync(cts.Token).AsTask();
         cts.Cancel();
@@ -58,7 +58,7 @@ public class EventFdSignalTests
     [Fact]
     public async Task AlreadyCancelledTokenEndsAtOnce()
     {
-        using var s = new EventFdSignal();
+        using var s = new EventFd();
         var wait = s.WaitAsync(new CancellationToken(true));
         Assert.True(wait.IsCanceled);
         await Task.CompletedTask;
@@ -67,7 +67,7 @@ public class EventFdSignalTests
     [Fact]
     public async Task DisposeFailsPendingWaits()
     {
-        var s = new EventFdSignal();
+        var s = new EventFd();
         var wait = s.WaitAsync(CancellationToken.None).AsTask();
         s.Dispose();
         await Assert.ThrowsAsync<ObjectDisposedException>(() => wait.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
@@ -77,7 +77,7 @@ public class EventFdSignalTests
     [Fact]
     public async Task ManySignalsAcrossManyEventfdsAreAllDelivered()
     {
-        var signals = Enumerable.Range(0, 32).Select(_ => new EventFdSignal()).ToArray();
+        var signals = Enumerable.Range(0, 32).Select(_ => new EventFd()).ToArray();
         try
         {
             var waits = signals.Select(s => s.WaitAsync(CancellationToken.None).AsTask()).ToArray();
@@ -89,5 +89,55 @@ public class EventFdSignalTests
         {
             foreach (var s in signals) { s.Dispose(); }
         }
+    }
+
+    [Fact]
+    public async Task SignalAddsToTheCounterAWaiterConsumes()
+    {
+        using var s = new EventFd();
+        var wait = s.WaitAsync(CancellationToken.None).AsTask();
+        s.Signal();
+        s.Signal(4);
+        ulong n = await wait.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        // The poller may wake between the two writes: whatever the first wait missed, Poll has.
+        Assert.Equal(5UL, n + s.Poll());
+        Assert.Equal(5UL, s.TotalSignals);
+    }
+
+    [Fact]
+    public void TrySignalWritesAnotherHandleToTheSameEventfd()
+    {
+        using var s = new EventFd();
+        using var dup = s.Handle.Duplicate();
+        Assert.True(EventFd.TrySignal(dup, 3));
+        Assert.True(SpinWait.SpinUntil(() => s.TotalSignals == 3 || s.Poll() == 3, TimeSpan.FromSeconds(10)));
+        Assert.True(EventFd.IsEventFd(dup));
+    }
+
+    [Fact]
+    public void TrySignalFailsOnADescriptorThatIsNotWritable()
+    {
+        using var memory = new SharedMemory(4096, "not-an-eventfd");
+        Assert.False(EventFd.IsEventFd(memory.Handle));
+        using var invalid = new SafeFdHandle();
+        Assert.False(EventFd.TrySignal(invalid));
+    }
+
+    [Fact]
+    public void BadInputAndDisposedObjectsGetTheirDocumentedExceptions()
+    {
+        var s = new EventFd();
+        Assert.Throws<ArgumentOutOfRangeException>(() => s.Signal(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => s.Signal(ulong.MaxValue));
+        Assert.Throws<ArgumentNullException>(() => EventFd.TrySignal(null!));
+        Assert.Throws<ArgumentNullException>(() => EventFd.IsEventFd(null!));
+        var handle = s.Handle;
+        s.Dispose();
+        s.Dispose();
+        Assert.True(handle.IsClosed);
+        Assert.Throws<ObjectDisposedException>(() => s.Signal());
+        Assert.Throws<ObjectDisposedException>(() => { _ = s.WaitAsync(CancellationToken.None); });
+        Assert.Throws<ObjectDisposedException>(() => EventFd.TrySignal(handle));
+        Assert.Throws<ObjectDisposedException>(() => EventFd.IsEventFd(handle));
     }
 }

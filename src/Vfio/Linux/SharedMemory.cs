@@ -1,16 +1,19 @@
-namespace Vfio.User;
+namespace Vfio.Linux;
 
 /// <summary>
 /// Memory backed by a memfd and mapped shared in this process, so another process that receives the descriptor
-/// maps the same pages: BARs a server offers for mmap, DMA memory a client registers with VFIO_USER_DMA_MAP.
+/// maps the same pages: BARs a vfio-user server offers for mmap, DMA memory a client registers with VFIO_USER_DMA_MAP.
 /// </summary>
-public sealed unsafe class SharedMemory : IDisposable
+public sealed class SharedMemory : IDisposable
 {
+    private readonly SharedMapping _mapping;
     private int _disposed;
 
     /// <summary>Creates <paramref name="length"/> bytes (rounded up to whole pages) of zeroed shared memory.</summary>
     /// <param name="length">Bytes; at least 1.</param>
     /// <param name="name">The memfd's name (shows in /proc/PID/maps).</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is 0.</exception>
+    /// <exception cref="VfioException">memfd_create, ftruncate or mmap failed.</exception>
     public SharedMemory(ulong length, string name)
     {
         ArgumentOutOfRangeException.ThrowIfZero(length);
@@ -20,9 +23,7 @@ public sealed unsafe class SharedMemory : IDisposable
         try
         {
             Errno.Check(Interop.Libc.ftruncate(Handle.Fd, (long)Length), $"ftruncate of memfd {name} to {Length} bytes");
-            nint p = Interop.Libc.mmap(0, (nuint)Length, Interop.Libc.PROT_READ | Interop.Libc.PROT_WRITE, Interop.Libc.MAP_SHARED, Handle.Fd, 0);
-            if (p == Interop.Libc.MAP_FAILED) { throw Errno.ToException(Errno.Last, $"mmap of memfd {name} ({Length} bytes)"); }
-            Pointer = p;
+            _mapping = SharedMapping.Map(Handle, 0, Length, MappingAccess.ReadWrite, $"mmap of memfd {name} ({Length} bytes)");
         }
         catch
         {
@@ -31,24 +32,24 @@ public sealed unsafe class SharedMemory : IDisposable
         }
     }
 
-    /// <summary>The memfd, to pass to the peer.</summary>
+    /// <summary>The memfd, to pass to the peer (send a <see cref="SafeFdHandle.Duplicate"/> to keep this one open).</summary>
     public SafeFdHandle Handle { get; }
 
     /// <summary>Where the memory is mapped in this process.</summary>
-    public nint Pointer { get; }
+    public nint Pointer => _mapping.Pointer;
 
     /// <summary>Bytes (whole pages).</summary>
     public ulong Length { get; }
 
     /// <summary>The memory as bytes.</summary>
+    /// <exception cref="ObjectDisposedException">The memory is disposed.</exception>
     public Span<byte> Span
     {
         get
         {
             ObjectDisposedException.ThrowIf(_disposed != 0, this);
-            // SAFETY: Pointer..Pointer+Length is mapped until Dispose, checked above. Length fits: callers allocate
-            // shared memory for BARs and DMA buffers well below 2 GiB.
-            return new Span<byte>((void*)Pointer, checked((int)Length));
+            // Callers allocate shared memory for BARs and DMA buffers well below 2 GiB; SharedMapping checks the length.
+            return _mapping.Span;
         }
     }
 
@@ -56,7 +57,7 @@ public sealed unsafe class SharedMemory : IDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) { return; }
-        Interop.Libc.munmap(Pointer, (nuint)Length);
+        _mapping.Dispose();
         Handle.Dispose();
     }
 }

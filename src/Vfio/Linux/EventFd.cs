@@ -1,101 +1,15 @@
-using System.Collections.Concurrent;
-using System.Runtime.InteropServices;
-
-namespace Vfio.Kernel;
+namespace Vfio.Linux;
 
 /// <summary>
-/// One epoll thread for the whole process that watches every interrupt eventfd. When an eventfd becomes
-/// readable the thread reads its counter and hands it to the owning <see cref="EventFdSignal"/>, which
-/// completes awaiting callers. No thread blocks per interrupt and no Task.Run wraps a blocking read.
+/// An eventfd (<c>eventfd(2)</c>, non-blocking, close-on-exec) that this process waits on: the kernel or a peer adds
+/// to its counter (an interrupt vector, the VFIO request-to-release notification, a vfio-user server's interrupt) and
+/// the process-wide epoll thread consumes the counter and completes awaiting callers, so no thread blocks per eventfd.
 /// </summary>
-internal sealed class EventFdPoller
-{
-    private static readonly Lazy<EventFdPoller> s_shared = new(() => new EventFdPoller(), LazyThreadSafetyMode.ExecutionAndPublication);
-
-    private readonly SafeFdHandle _epoll;
-    private readonly ConcurrentDictionary<ulong, EventFdSignal> _signals = new();
-    private long _nextId;
-
-    /// <summary>The process-wide poller, started on first use.</summary>
-    public static EventFdPoller Shared => s_shared.Value;
-
-    private EventFdPoller()
-    {
-        _epoll = new SafeFdHandle(Errno.Check(Interop.Libc.epoll_create1(Interop.Libc.EPOLL_CLOEXEC), "epoll_create1"));
-        var thread = new Thread(Run) { IsBackground = true, Name = "vfio-eventfd-poller" };
-        thread.Start();
-    }
-
-    /// <summary>Starts watching <paramref name="signal"/>'s eventfd.</summary>
-    public unsafe ulong Register(EventFdSignal signal)
-    {
-        ulong id = (ulong)Interlocked.Increment(ref _nextId);
-        _signals[id] = signal;
-        var ev = new Interop.Libc.epoll_event { events = Interop.Libc.EPOLLIN, data = id };
-        bool added = false;
-        signal.Handle.DangerousAddRef(ref added);
-        try
-        {
-            // SAFETY: ev lives on this stack frame for the duration of the call.
-            if (Interop.Libc.epoll_ctl(_epoll.Fd, Interop.Libc.EPOLL_CTL_ADD, signal.Handle.Fd, &ev) < 0)
-            {
-                _signals.TryRemove(id, out _);
-                throw Errno.ToException(Errno.Last, "epoll_ctl(EPOLL_CTL_ADD) for an interrupt eventfd");
-            }
-        }
-        finally
-        {
-            if (added) { signal.Handle.DangerousRelease(); }
-        }
-        return id;
-    }
-
-    /// <summary>Stops watching; must be called before the eventfd is closed.</summary>
-    public unsafe void Unregister(ulong id, SafeFdHandle handle)
-    {
-        _signals.TryRemove(id, out _);
-        bool added = false;
-        handle.DangerousAddRef(ref added);
-        try
-        {
-            // SAFETY: a null event pointer is allowed for EPOLL_CTL_DEL since Linux 2.6.9.
-            Interop.Libc.epoll_ctl(_epoll.Fd, Interop.Libc.EPOLL_CTL_DEL, handle.Fd, null);
-        }
-        finally
-        {
-            if (added) { handle.DangerousRelease(); }
-        }
-    }
-
-    private unsafe void Run()
-    {
-        const int MaxEvents = 64;
-        var events = stackalloc Interop.Libc.epoll_event[MaxEvents];
-        while (true)
-        {
-            // SAFETY: events points at MaxEvents stack-allocated entries that outlive the call.
-            int n = Interop.Libc.epoll_wait(_epoll.Fd, events, MaxEvents, -1);
-            if (n < 0)
-            {
-                if (Marshal.GetLastPInvokeError() == Errno.EINTR) { continue; }
-                return; // the epoll fd is gone: nothing left to do in a background thread
-            }
-            for (int i = 0; i < n; i++)
-            {
-                if (_signals.TryGetValue(events[i].data, out var signal))
-                {
-                    signal.OnReadable();
-                }
-            }
-        }
-    }
-}
-
-/// <summary>
-/// An eventfd the kernel signals (an interrupt vector, the request-to-release notification) with awaitable
-/// consumption of its counter.
-/// </summary>
-internal sealed class EventFdSignal : IDisposable
+/// <remarks>
+/// Hand <see cref="Handle"/> to whoever signals it (VFIO_DEVICE_SET_IRQS, a vfio-user SET_IRQS message). To signal an
+/// eventfd this process did not create (one a peer passed), use <see cref="TrySignal(SafeFdHandle, ulong)"/>.
+/// </remarks>
+public sealed class EventFd : IDisposable
 {
     private readonly object _lock = new();
     private readonly Queue<Waiter> _waiters = new();
@@ -109,7 +23,8 @@ internal sealed class EventFdSignal : IDisposable
     /// call to it on the poller's thread (no thread-pool hop: for notifications under a deadline, such as the
     /// request to release a device) instead of being kept for waiters.
     /// </summary>
-    public EventFdSignal(Action? onSignal = null)
+    /// <exception cref="VfioException">The kernel refused the eventfd or the epoll registration (EMFILE, ENOMEM).</exception>
+    public EventFd(Action? onSignal = null)
     {
         _onSignal = onSignal;
         Handle = new SafeFdHandle(Errno.Check(
@@ -125,12 +40,18 @@ internal sealed class EventFdSignal : IDisposable
         }
     }
 
-    /// <summary>The eventfd, to hand to the kernel.</summary>
+    /// <summary>The eventfd, to hand to the kernel or to a peer. Closed by <see cref="Dispose"/>.</summary>
     public SafeFdHandle Handle { get; }
 
     /// <summary>Total number of signals observed so far (diagnostics).</summary>
     public ulong TotalSignals { get; private set; }
 
+    /// <summary>
+    /// Waits until the counter is non-zero and consumes it: the result is the number of signals since the last
+    /// consumption (at least 1). Signals that came before the call are not lost.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The eventfd is disposed, or is disposed while the wait is pending.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public ValueTask<ulong> WaitAsync(CancellationToken cancellationToken)
     {
         Waiter waiter;
@@ -158,7 +79,8 @@ internal sealed class EventFdSignal : IDisposable
         return new ValueTask<ulong>(waiter.Source.Task);
     }
 
-    /// <summary>Consumes pending signals without waiting.</summary>
+    /// <summary>Consumes pending signals without waiting; 0 when there were none.</summary>
+    /// <exception cref="ObjectDisposedException">The eventfd is disposed.</exception>
     public ulong Poll()
     {
         lock (_lock)
@@ -171,8 +93,60 @@ internal sealed class EventFdSignal : IDisposable
         }
     }
 
+    /// <summary>Adds <paramref name="count"/> to the counter, as the kernel or a peer does when it signals.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is 0 or the eventfd maximum (2^64 - 1).</exception>
+    /// <exception cref="ObjectDisposedException">The eventfd is disposed.</exception>
+    /// <exception cref="VfioException">The write failed (EAGAIN: the counter would overflow).</exception>
+    public void Signal(ulong count = 1)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(count);
+        ArgumentOutOfRangeException.ThrowIfEqual(count, ulong.MaxValue);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!TrySignal(Handle, count)) { throw Errno.ToException(Errno.Last, "write to an eventfd"); }
+    }
+
+    /// <summary>
+    /// Adds <paramref name="count"/> to the counter of the eventfd <paramref name="eventFd"/> (8-byte <c>write(2)</c>),
+    /// for eventfds a peer passed; false when the write failed (the counter would overflow a non-blocking eventfd, or
+    /// the descriptor is not writable). Never blocks on an eventfd; check <see cref="IsEventFd"/> first for a
+    /// descriptor from an untrusted peer, since a write to a full pipe or a socket could.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException"><paramref name="eventFd"/> is closed.</exception>
+    public static unsafe bool TrySignal(SafeFdHandle eventFd, ulong count = 1)
+    {
+        ArgumentNullException.ThrowIfNull(eventFd);
+        bool added = false;
+        eventFd.DangerousAddRef(ref added);
+        try
+        {
+            // SAFETY: count is an 8-byte local; writing 8 bytes adds it to the eventfd counter.
+            return Interop.Libc.write(eventFd.Fd, &count, sizeof(ulong)) == sizeof(ulong);
+        }
+        finally
+        {
+            if (added) { eventFd.DangerousRelease(); }
+        }
+    }
+
+    /// <summary>Whether <paramref name="fd"/> is an eventfd (its <c>/proc/self/fd</c> link is <c>anon_inode:[eventfd]</c>).</summary>
+    /// <exception cref="ObjectDisposedException"><paramref name="fd"/> is closed.</exception>
+    public static bool IsEventFd(SafeFdHandle fd)
+    {
+        ArgumentNullException.ThrowIfNull(fd);
+        bool added = false;
+        fd.DangerousAddRef(ref added);
+        try
+        {
+            return new FileInfo($"/proc/self/fd/{fd.Fd}").LinkTarget == "anon_inode:[eventfd]";
+        }
+        finally
+        {
+            if (added) { fd.DangerousRelease(); }
+        }
+    }
+
     /// <summary>Called by the poller thread when the eventfd is readable.</summary>
-    public void OnReadable()
+    internal void OnReadable()
     {
         Waiter? toComplete = null;
         ulong count = 0;
@@ -236,6 +210,7 @@ internal sealed class EventFdSignal : IDisposable
         }
     }
 
+    /// <summary>Stops watching and closes the eventfd; pending waits fail with <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
         Waiter[] orphans;
@@ -252,12 +227,12 @@ internal sealed class EventFdSignal : IDisposable
         {
             if (w.TryClaim())
             {
-                w.Fail(new ObjectDisposedException(nameof(EventFdSignal), "the interrupt was disabled while a wait was pending"));
+                w.Fail(new ObjectDisposedException(nameof(EventFd), "the interrupt was disabled while a wait was pending"));
             }
         }
     }
 
-    private sealed class Waiter(EventFdSignal owner)
+    private sealed class Waiter(EventFd owner)
     {
         private int _claimed;
         public TaskCompletionSource<ulong> Source { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -1,11 +1,10 @@
 using System.Collections.ObjectModel;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Vfio.Devices;
 using Vfio.Dma;
 using static Interop.Vfio;
 
-namespace Vfio.Kernel;
+namespace Vfio.Devices;
 
 /// <summary>One capability found in an INFO reply's chain: its id, version and offset from the start of the reply.</summary>
 /// <param name="Id">Capability id (a namespace per INFO ioctl).</param>
@@ -32,9 +31,10 @@ internal sealed record IommuType1Info(ulong PageSizes, IReadOnlyList<IovaRange> 
 /// the chain. Every offset and length is checked against the reply before it is read: a malformed reply (a loop,
 /// an offset past the end, a truncated capability, an <c>argsz</c> smaller than the fixed part) is reported as a
 /// <see cref="VfioException"/> saying what is wrong, never as an index error. Unknown capability ids are skipped:
-/// newer kernels add them.
+/// newer kernels add them. Public for implementations of <see cref="IPciDevice"/>: vfio-user carries the same
+/// <c>vfio_region_info</c> replies as the kernel (vfio-user spec, VFIO_USER_DEVICE_GET_REGION_INFO).
 /// </summary>
-internal static class VfioCapabilityChain
+public static class VfioCapabilityChain
 {
     private static readonly int HeaderSize = Unsafe.SizeOf<vfio_info_cap_header>();
 
@@ -99,7 +99,7 @@ internal static class VfioCapabilityChain
     /// mappings available.
     /// </summary>
     /// <exception cref="VfioException">The reply is malformed; the message says how.</exception>
-    public static IommuType1Info ParseIommuType1Info(ReadOnlySpan<byte> buffer)
+    internal static IommuType1Info ParseIommuType1Info(ReadOnlySpan<byte> buffer)
     {
         const string what = "VFIO_IOMMU_GET_INFO";
         var reply = FixedPart<vfio_iommu_type1_info>(buffer, what, nameof(vfio_iommu_type1_info));
@@ -141,7 +141,7 @@ internal static class VfioCapabilityChain
     /// <param name="firstOffset">The fixed struct's <c>cap_offset</c>.</param>
     /// <param name="what">The ioctl's name, for messages.</param>
     /// <exception cref="VfioException">The chain is malformed.</exception>
-    public static IReadOnlyList<VfioCapability> ReadChain(ReadOnlySpan<byte> reply, int fixedSize, uint firstOffset, string what)
+    internal static IReadOnlyList<VfioCapability> ReadChain(ReadOnlySpan<byte> reply, int fixedSize, uint firstOffset, string what)
     {
         var caps = new List<VfioCapability>();
         var seen = new HashSet<uint>();
