@@ -280,6 +280,10 @@ public sealed class NvmeTests : IDisposable
     [InlineData("perf --alloc-check -1")]
     [InlineData("perf --alloc-check 1000001")]
     [InlineData("perf --alloc-check x")]
+    [InlineData("perf -q x")]                                        // not numbers: parser errors, not validator crashes
+    [InlineData("perf -t x")]
+    [InlineData("read --lba 0 --count x")]
+    [InlineData("read --lba 0 --nsid x")]
     public void Bad_arguments_are_usage_errors_before_the_device_is_opened(string args)
     {
         string[] split = args.Split(' ');

@@ -180,6 +180,7 @@ public sealed class ServeTests : IDisposable
     [Theory]
     [InlineData("--queue-size", "100", "--queue-size must be a power of two from 2 to 32768")]
     [InlineData("--peer-socket", "SAME", "--peer-socket must differ from --socket")]
+    [InlineData("--queue-size", "x", "'x'")]
     public void Serve_virtio_net_rejects_bad_arguments(string option, string value, string message)
     {
         string socket = Path.Combine(_dir, "y.sock");
@@ -192,6 +193,8 @@ public sealed class ServeTests : IDisposable
     [InlineData("--size-mb", "0", "--size-mb must be 1 to 1024")]
     [InlineData("--size-mb", "4096", "--size-mb must be 1 to 1024")]
     [InlineData("--block-size", "1000", "--block-size must be 512 or 4096")]
+    [InlineData("--size-mb", "x", "'x'")]
+    [InlineData("--block-size", "x", "'x'")]
     public void Serve_nvme_rejects_bad_sizes(string option, string value, string message)
     {
         var r = new CliRunner(_fs).Run("serve", "nvme", "--socket", Path.Combine(_dir, "x.sock"), option, value).AssertNoStackTrace();

@@ -26,6 +26,21 @@ internal static class Arguments
         }
     }
 
+    /// <summary>The argument's value for a validator, or false when it did not parse (as <see cref="TryGet{T}(System.CommandLine.Parsing.OptionResult, out T)"/>).</summary>
+    public static bool TryGet<T>(System.CommandLine.Parsing.ArgumentResult r, out T value)
+    {
+        try
+        {
+            value = r.GetValueOrDefault<T>();
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            value = default!;
+            return false;
+        }
+    }
+
     /// <summary>
     /// <c>--unsafe-noiommu</c>: the consent to open a device in a No-IOMMU group. <paramref name="recursive"/> for a
     /// command group, so it is accepted before or after the subcommand.

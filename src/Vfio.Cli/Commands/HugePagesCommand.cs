@@ -16,7 +16,7 @@ internal static class HugePagesCommand
         var count = new Argument<int>("N") { Description = "The pool size to ask the kernel for, in pages" };
         count.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<int>() < 0) { r.AddError("N must be 0 or more"); }
+            if (Arguments.TryGet(r, out int n) && n < 0) { r.AddError("N must be 0 or more"); }
         });
         var size = new Option<ulong?>("--size")
         {

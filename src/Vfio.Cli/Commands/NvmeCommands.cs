@@ -39,7 +39,7 @@ internal static class NvmeCommands
             Recursive = true,
             HelpName = "N",
         };
-        nsid.Validators.Add(r => { if (r.GetValueOrDefault<uint>() == 0) { r.AddError("--nsid must be 1 or more"); } });
+        nsid.Validators.Add(r => { if (Arguments.TryGet(r, out uint id) && id == 0) { r.AddError("--nsid must be 1 or more"); } });
 
         var nvme = new Command("nvme",
             "Drive an NVMe controller bound to vfio-pci with this project's userspace driver: identify it, read and write blocks, " +
@@ -145,7 +145,7 @@ internal static class NvmeCommands
     private static Option<int?> CountOption(string description)
     {
         var count = new Option<int?>("--count", "-n") { Description = description, HelpName = "N" };
-        count.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) { r.AddError("--count must be 1 or more"); } });
+        count.Validators.Add(r => { if (Arguments.TryGet(r, out int? n) && n is < 1) { r.AddError("--count must be 1 or more"); } });
         return count;
     }
 
@@ -334,11 +334,11 @@ internal static class NvmeCommands
     {
         var bdf = Arguments.Bdf();
         var depth = new Option<int>("--queue-depth", "-q") { Description = "Reads in flight (1-1023)", DefaultValueFactory = _ => 32, HelpName = "N" };
-        depth.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 1023) { r.AddError("--queue-depth must be 1..1023"); } });
+        depth.Validators.Add(r => { if (Arguments.TryGet(r, out int qd) && qd is < 1 or > 1023) { r.AddError("--queue-depth must be 1..1023"); } });
         var seconds = new Option<double>("--seconds", "-t") { Description = "Length of the timed run", DefaultValueFactory = _ => 5, HelpName = "SECONDS" };
         seconds.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<double>() is var s && (!(s > 0) || s > 3600)) { r.AddError("--seconds must be more than 0 and at most 3600"); }
+            if (Arguments.TryGet(r, out double s) && (!(s > 0) || s > 3600)) { r.AddError("--seconds must be more than 0 and at most 3600"); }
         });
         var allocCheck = new Option<int>("--alloc-check")
         {

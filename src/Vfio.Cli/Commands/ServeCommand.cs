@@ -33,13 +33,13 @@ internal static class ServeCommand
         };
         sizeMb.Validators.Add(r =>
         {
-            int mb = r.GetValueOrDefault<int>();
+            if (!Arguments.TryGet(r, out int mb)) { return; }
             if (mb < 1 || (ulong)mb > NvmeDeviceOptions.MaxCapacityBytes >> 20) { r.AddError($"--size-mb must be 1 to {NvmeDeviceOptions.MaxCapacityBytes >> 20}"); }
         });
         var blockSize = new Option<int>("--block-size") { Description = "Logical block size: 512 or 4096", HelpName = "BYTES", DefaultValueFactory = _ => 512 };
         blockSize.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<int>() is not (512 or 4096)) { r.AddError("--block-size must be 512 or 4096"); }
+            if (Arguments.TryGet(r, out int bs) && bs is not (512 or 4096)) { r.AddError("--block-size must be 512 or 4096"); }
         });
         var nvme = new Command("nvme", "An NVMe controller (1b36:0010) with one in-memory namespace: admin and I/O queues, read/write/flush, write zeroes, deallocate, MSI-X")
         {
@@ -61,7 +61,7 @@ internal static class ServeCommand
         var queueSize = new Option<int>("--queue-size") { Description = "Entries of each virtqueue: a power of two, 2-32768", HelpName = "N", DefaultValueFactory = _ => 256 };
         queueSize.Validators.Add(r =>
         {
-            int n = r.GetValueOrDefault<int>();
+            if (!Arguments.TryGet(r, out int n)) { return; }
             if (n < 2 || n > 32768 || (n & (n - 1)) != 0) { r.AddError("--queue-size must be a power of two from 2 to 32768"); }
         });
         var net = new Command("virtio-net", "A modern virtio-net port (1af4:1041), polled; with --peer-socket two ports joined by a hub")
