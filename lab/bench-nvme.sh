@@ -35,9 +35,17 @@ vfio bind "$VFIO_LAB_NVME" >&2
 vfio nvme perf "$VFIO_LAB_NVME" --unsafe-noiommu -q 32 -t "$SECONDS_PER_RUN" --alloc-check 2000 --json > "$VFIO_LAB_OUT/perf.json"
 cat "$VFIO_LAB_OUT/perf.json" >&2
 perf="$VFIO_LAB_OUT/perf.json"
+# A field the report lacks must fail the bench, never become a 0 that prints a ratio.
+field() { # key -> its number, or exit 1
+  local v; v="$(json_number "$perf" "$1")"
+  [ -n "$v" ] || { echo "bench: perf.json has no number for $1" >&2; exit 1; }
+  echo "$v"
+}
+iops="$(field iops)"; p50="$(field p50Us)"; p99="$(field p99Us)"; alloc="$(field allocatedBytesPerIo)"
+awk -v v="$iops" 'BEGIN { exit !(v > 0) }' || { echo "bench: our driver did no I/O (iops=$iops)" >&2; exit 1; }
 {
-  printf 'ours_iops=%.0f\n' "$(json_number "$perf" iops)"
-  printf 'ours_p50_us=%.1f\n' "$(json_number "$perf" p50Us)"
-  printf 'ours_p99_us=%.1f\n' "$(json_number "$perf" p99Us)"
-  printf 'ours_alloc_bytes_per_io=%.3f\n' "$(json_number "$perf" allocatedBytesPerIo)"
+  printf 'ours_iops=%.0f\n' "$iops"
+  printf 'ours_p50_us=%.1f\n' "$p50"
+  printf 'ours_p99_us=%.1f\n' "$p99"
+  printf 'ours_alloc_bytes_per_io=%.3f\n' "$alloc"
 } >> "$out"

@@ -12,26 +12,16 @@ internal static class Arguments
     /// The option's value for a validator, or false when it did not parse (the parser reports that error itself; a
     /// validator that read the value anyway would throw).
     /// </summary>
-    public static bool TryGet<T>(System.CommandLine.Parsing.OptionResult r, out T value)
-    {
-        try
-        {
-            value = r.GetValueOrDefault<T>();
-            return true;
-        }
-        catch (InvalidOperationException)
-        {
-            value = default!;
-            return false;
-        }
-    }
+    public static bool TryGet<T>(System.CommandLine.Parsing.OptionResult r, out T value) => TryRead(r.GetValueOrDefault<T>, out value);
 
     /// <summary>The argument's value for a validator, or false when it did not parse (as <see cref="TryGet{T}(System.CommandLine.Parsing.OptionResult, out T)"/>).</summary>
-    public static bool TryGet<T>(System.CommandLine.Parsing.ArgumentResult r, out T value)
+    public static bool TryGet<T>(System.CommandLine.Parsing.ArgumentResult r, out T value) => TryRead(r.GetValueOrDefault<T>, out value);
+
+    private static bool TryRead<T>(Func<T> read, out T value)
     {
         try
         {
-            value = r.GetValueOrDefault<T>();
+            value = read();
             return true;
         }
         catch (InvalidOperationException)

@@ -72,10 +72,14 @@ public sealed class UnixFdSocket : IDisposable
         Socket? a = null, b = null;
         try
         {
-            a = new Socket(new SafeSocketHandle(sv[0], ownsHandle: true));
+            // Each fd is owned by its SafeSocketHandle from the moment that exists (sv[i] = -1), so a failing
+            // Socket constructor leaves it to the handle's Dispose, never to a second close of a reused number.
+            var ha = new SafeSocketHandle(sv[0], ownsHandle: true);
             sv[0] = -1;
-            b = new Socket(new SafeSocketHandle(sv[1], ownsHandle: true));
+            try { a = new Socket(ha); } catch { ha.Dispose(); throw; }
+            var hb = new SafeSocketHandle(sv[1], ownsHandle: true);
             sv[1] = -1;
+            try { b = new Socket(hb); } catch { hb.Dispose(); throw; }
             return (new UnixFdSocket(a, maxReceiveFds), new UnixFdSocket(b, maxReceiveFds));
         }
         catch
