@@ -221,13 +221,23 @@ public sealed class EventFd : IDisposable
             orphans = _waiters.ToArray();
             _waiters.Clear();
         }
-        EventFdPoller.Shared.Unregister(_id, Handle);
-        Handle.Dispose();
-        foreach (var w in orphans)
+        try
         {
-            if (w.TryClaim())
+            // A Handle the caller closed itself has already left epoll (the kernel drops a closed fd from every
+            // epoll set); only the poller's table entry, which Unregister removes first, is left to forget.
+            if (!Handle.IsClosed) { EventFdPoller.Shared.Unregister(_id, Handle); }
+            else { EventFdPoller.Shared.Forget(_id); }
+            Handle.Dispose();
+        }
+        finally
+        {
+            // Pending waits fail whatever happened above: a waiter left pending would hang its caller for good.
+            foreach (var w in orphans)
             {
-                w.Fail(new ObjectDisposedException(nameof(EventFd), "the interrupt was disabled while a wait was pending"));
+                if (w.TryClaim())
+                {
+                    w.Fail(new ObjectDisposedException(nameof(EventFd), "the interrupt was disabled while a wait was pending"));
+                }
             }
         }
     }

@@ -50,6 +50,9 @@ internal sealed class EventFdPoller
         return id;
     }
 
+    /// <summary>Forgets a registration whose eventfd is already closed (the kernel removed it from the epoll set).</summary>
+    public void Forget(ulong id) => _signals.TryRemove(id, out _);
+
     /// <summary>Stops watching; must be called before the eventfd is closed.</summary>
     public unsafe void Unregister(ulong id, SafeFdHandle handle)
     {

@@ -75,6 +75,19 @@ public class EventFdTests
     }
 
     [Fact]
+    public async Task DisposeAfterTheCallerClosedTheHandleStillFailsPendingWaits()
+    {
+        var s = new EventFd();
+        var wait = s.WaitAsync(CancellationToken.None).AsTask();
+        s.Handle.Dispose();                                   // the public handle, closed behind the EventFd's back
+        s.Dispose();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => wait.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
+        using var other = new EventFd();                      // the poller still serves new eventfds
+        other.Signal();
+        Assert.Equal(1UL, await other.WaitAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
     public async Task ManySignalsAcrossManyEventfdsAreAllDelivered()
     {
         var signals = Enumerable.Range(0, 32).Select(_ => new EventFd()).ToArray();
