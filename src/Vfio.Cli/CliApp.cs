@@ -133,8 +133,6 @@ public static class CliApp
             NoIommuNotPermittedException or NoIommuModeDisabledException => (ExitCodes.NoIommuRefused, Kind(e), ((VfioException)e).Device),
             VfioPermissionException or MissingCapabilityException => (ExitCodes.Permission, Kind(e), ((VfioException)e).Device),
             VfioException v => (ExitCodes.DeviceOrHost, Kind(e), v.Device),
-            Nvme.NvmeTimeoutException t => (ExitCodes.DeviceOrHost, Kind(e), t.Device),
-            VirtioNet.VirtioNetException n => (ExitCodes.DeviceOrHost, Kind(e), n.Device),
             UnauthorizedAccessException => (ExitCodes.Permission, "Permission", (PciAddress?)null),
             _ => (ExitCodes.Internal, "Internal", (PciAddress?)null),
         };

@@ -96,15 +96,14 @@ public sealed class NvmeControllerFatalException : NvmeException
 }
 
 /// <summary>A command did not complete in time. The queue is faulted until the controller is reset.</summary>
-public sealed class NvmeTimeoutException : TimeoutException
+public sealed class NvmeTimeoutException : NvmeException
 {
     /// <summary>Creates the exception.</summary>
     public NvmeTimeoutException(NvmeCommandInfo command, TimeSpan timeout, PciAddress? device)
-        : base($"{device}: {command} did not complete within {timeout.TotalMilliseconds} ms; call NvmeController.Reset() to recover")
+        : base($"{command} did not complete within {timeout.TotalMilliseconds} ms", device, "call NvmeController.Reset() to recover")
     {
         Command = command;
         Timeout = timeout;
-        Device = device;
     }
 
     /// <summary>The command that timed out.</summary>
@@ -113,6 +112,4 @@ public sealed class NvmeTimeoutException : TimeoutException
     /// <summary>How long the driver waited.</summary>
     public TimeSpan Timeout { get; }
 
-    /// <summary>The controller.</summary>
-    public PciAddress? Device { get; }
 }

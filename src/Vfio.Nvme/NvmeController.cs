@@ -113,7 +113,7 @@ public sealed partial class NvmeController : IDisposable
     /// </summary>
     /// <exception cref="NvmeException">The device is not a usable NVMe controller.</exception>
     /// <exception cref="NvmeControllerFatalException">The controller reported a fatal status.</exception>
-    /// <exception cref="TimeoutException">The controller did not become ready within CAP.TO.</exception>
+    /// <exception cref="DeviceTimeoutException">The controller did not become ready within CAP.TO.</exception>
     public static NvmeController Open(IPciDevice device, NvmeControllerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -215,7 +215,7 @@ public sealed partial class NvmeController : IDisposable
             {
                 Disable();
             }
-            catch (TimeoutException) when (_device.Info.CanReset)
+            catch (DeviceTimeoutException) when (_device.Info.CanReset)
             {
                 // The controller is wedged: a function-level reset brings it to its power-on state.
                 _device.Reset();
@@ -446,7 +446,7 @@ public sealed partial class NvmeController : IDisposable
                     ExecuteAdminLocked(NvmeCommand.DeleteIoCompletionQueue(queue.QueueId));
                     deleted = true;
                 }
-                catch (Exception e) when (e is NvmeException or TimeoutException)
+                catch (Exception e) when (e is NvmeException or DeviceTimeoutException)
                 {
                     LogTeardownProblem(_logger, _device.Address, $"deleting I/O queue {queue.QueueId}: {e.Message}");
                 }
@@ -579,7 +579,7 @@ public sealed partial class NvmeController : IDisposable
             if (csts != uint.MaxValue && condition(csts)) { return; }
             if (Time.GetElapsedTime(start) > timeout)
             {
-                throw new TimeoutException($"{_device.Address}: NVMe controller did not reach {what} within {timeout.TotalMilliseconds} ms (CSTS 0x{csts:x8})");
+                throw new DeviceTimeoutException(_device.Address, $"NVMe {what}", timeout, $"CSTS 0x{csts:x8}");
             }
             Thread.Sleep(1);
         }
@@ -681,7 +681,7 @@ public sealed partial class NvmeController : IDisposable
                             ExecuteAdminLocked(NvmeCommand.DeleteIoSubmissionQueue(q.QueueId));
                             ExecuteAdminLocked(NvmeCommand.DeleteIoCompletionQueue(q.QueueId));
                         }
-                        catch (Exception e) when (e is NvmeException or TimeoutException)
+                        catch (Exception e) when (e is NvmeException or DeviceTimeoutException)
                         {
                             LogTeardownProblem(_logger, _device.Address, $"deleting I/O queue {q.QueueId}: {e.Message}");
                             break;
@@ -696,7 +696,7 @@ public sealed partial class NvmeController : IDisposable
             Disable();
             stopped = true;
         }
-        catch (Exception e) when (e is NvmeException or TimeoutException or VfioException)
+        catch (VfioException e)
         {
             LogTeardownProblem(_logger, _device.Address, e.Message);
         }

@@ -1,16 +1,13 @@
 namespace Vfio.VirtioNet;
 
 /// <summary>A virtio-net device refused or failed initialisation, or broke the virtio protocol.</summary>
-public sealed class VirtioNetException : Exception
+public sealed class VirtioNetException : VfioException
 {
     /// <summary>Creates the exception.</summary>
     public VirtioNetException(PciAddress device, string message)
-        : base($"{device}: {message}") => Device = device;
+        : base(message, device, 0, null) { }
 
     /// <summary>Creates the exception with an inner cause.</summary>
     public VirtioNetException(PciAddress device, string message, Exception inner)
-        : base($"{device}: {message}", inner) => Device = device;
-
-    /// <summary>The device.</summary>
-    public PciAddress Device { get; }
+        : base(message, device, 0, null, inner) { }
 }

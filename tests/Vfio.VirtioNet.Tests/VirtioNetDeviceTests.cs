@@ -567,6 +567,6 @@ public abstract class VirtioNetDeviceTests : IDisposable
         using var t = new VirtioPciTransport(_devA);
         _devA.ResetLatencyReads = int.MaxValue;
         t.AddStatus(VirtioStatus.Acknowledge);
-        Assert.Throws<TimeoutException>(() => t.Reset(TimeSpan.FromMilliseconds(50)));
+        Assert.Throws<DeviceTimeoutException>(() => t.Reset(TimeSpan.FromMilliseconds(50)));
     }
 }

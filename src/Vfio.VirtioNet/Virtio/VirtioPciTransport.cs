@@ -81,7 +81,7 @@ public sealed class VirtioPciTransport : IDisposable
     /// Resets the device: writes 0 to device_status and waits until it reads back 0 (§4.1.4.3.2: "the driver MUST
     /// wait for a read of device_status to return 0 before reinitializing the device").
     /// </summary>
-    /// <exception cref="TimeoutException">The device did not finish its reset in time.</exception>
+    /// <exception cref="DeviceTimeoutException">The device did not finish its reset in time.</exception>
     public void Reset(TimeSpan? timeout = null)
     {
         Status = VirtioStatus.Reset;
@@ -91,7 +91,7 @@ public sealed class VirtioPciTransport : IDisposable
         {
             if (_time.GetElapsedTime(start) > limit)
             {
-                throw new TimeoutException($"{Device.Address}: virtio device_status did not return to 0 within {limit.TotalSeconds} s of a reset");
+                throw new DeviceTimeoutException(Device.Address, "virtio device_status 0 after a reset", limit);
             }
             Thread.Sleep(1);
         }

@@ -135,3 +135,19 @@ public sealed class ResetNotSupportedException(PciAddress device)
 public sealed class DeviceReleasedException(PciAddress device, string detail)
     : VfioException($"the host asked for the device back and the driver released it: {detail}", device,
         "the device is no longer usable through this handle; reopen it once it is back and bound to vfio-pci");
+
+/// <summary>
+/// A device did not reach a state it was asked for within the time the driver allows (an NVMe controller's
+/// CSTS.RDY or shutdown status, a virtio device_status returning to 0 after a reset). The device may be wedged;
+/// a function reset (<see cref="Devices.IPciDevice.Reset"/>) is the usual way out.
+/// </summary>
+public sealed class DeviceTimeoutException(PciAddress device, string what, TimeSpan timeout, string? detail = null)
+    : VfioException($"device did not reach {what} within {timeout.TotalMilliseconds} ms{(detail is null ? "" : $" ({detail})")}", device,
+        "reset the device (a function reset clears a wedged device), or check that the emulator or hardware is responsive")
+{
+    /// <summary>The state waited for.</summary>
+    public string What { get; } = what;
+
+    /// <summary>How long the driver waited.</summary>
+    public TimeSpan Timeout { get; } = timeout;
+}
