@@ -4,12 +4,8 @@
 # Leaves fio.json, perf.json and key=value results in $VFIO_LAB_OUT; the host reads them and prints the comparison.
 set -euo pipefail
 : "${VFIO_LAB_NVME:?}" "${VFIO_LAB_OUT:?}"
-# The vfio command built beside the tests (as the e2e suite runs it), through dotnet.
-VFIO_DLL="$PWD/src/Vfio.Cli/bin/${CONFIG:-Release}/net10.0/vfio.dll"
-[ -f "$VFIO_DLL" ] || { echo "bench: $VFIO_DLL is missing; build first (./run bench does)" >&2; exit 1; }
-vfio() { dotnet "$VFIO_DLL" "$@"; }
-# A number of vfio's --json document (indented: one field a line), or nothing when the field is absent or null.
-json_number() { sed -n "s/^ *\"$2\": *\(-\{0,1\}[0-9][0-9.eE+-]*\),\{0,1\}\$/\1/p" "$1" | head -n 1; }
+# vfio and json_number.
+. "$(dirname "${BASH_SOURCE[0]}")/bench-vfio.sh"
 SECONDS_PER_RUN="${BENCH_SECONDS:-8}"
 out="$VFIO_LAB_OUT/nvme-bench.txt"
 : > "$out"
