@@ -123,3 +123,24 @@ public sealed class ProtocolTests
         Assert.Equal(Errno.EINVAL, Assert.Throws<VfioUserCommandException>(() => VersionMessage.Read(b)).ErrorNumber);
     }
 }
+
+public sealed class MessageSocketLimitTests
+{
+    [Fact]
+    public void MoreDescriptorsThanOneMessageCarriesIsAnIOException()
+    {
+        using var a = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        using var socket = new Vfio.User.Transport.MessageSocket(a, 1 << 20, 16);
+        var fds = Enumerable.Range(0, Vfio.Linux.UnixFdSocket.MaxFdsPerMessage + 1).Select(_ => new Vfio.Linux.EventFd()).ToArray();
+        try
+        {
+            var handles = fds.Select(f => f.Handle).ToArray();
+            var e = Assert.Throws<IOException>(() => socket.Send(MessageHeader.ForCommand(1, Command.DeviceSetIrqs, 0), [], handles));
+            Assert.Contains("at most 253", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            foreach (var f in fds) { f.Dispose(); }
+        }
+    }
+}

@@ -70,6 +70,13 @@ internal sealed class MessageSocket : IDisposable
             {
                 throw new IOException($"vfio-user: sending {header.Command} failed: {Errno.Describe(e.ErrorNumber)}", e);
             }
+            catch (ArgumentOutOfRangeException e) when (fds.Length > UnixFdSocket.MaxFdsPerMessage)
+            {
+                // The kernel passes at most SCM_MAX_FD descriptors with one message; before UnixFdSocket checked
+                // that itself, sendmsg refused with EINVAL, and callers (SET_IRQS with many vectors) saw an IOException.
+                throw new IOException($"vfio-user: sending {header.Command} failed: {Errno.Describe(Errno.EINVAL)} " +
+                    $"({fds.Length} descriptors; one message carries at most {UnixFdSocket.MaxFdsPerMessage})", e);
+            }
         }
     }
 
