@@ -46,22 +46,27 @@ run_dpdk() { # log -> Mpps
     /Tx-pps:/ { for (i = 1; i <= NF; i++) if ($i == "Tx-pps:") v = $(i + 1); sum += v; n++;
                 if (n % 2 == 0) { s[++k] = sum; sum = 0 } }
     END { t = 0; m = 0; for (i = 2; i <= k; i++) { t += s[i]; m++ }
-          if (m == 0) { print "0"; exit } ; printf "%.4f", t / m / 1e6 }'
+          if (m == 0 || t <= 0) { exit 1 } ; printf "%.4f", t / m / 1e6 }'
 }
 
 run_ours() { # log -> Mpps
   # The report (--json) goes to ours-N.json, the logs to ours-N.log; the rate is both ports' after the first second.
   local json="${1%.log}.json"
   vfio net fwd "$VFIO_LAB_NET0" "$VFIO_LAB_NET1" --seconds "$SECS" --warmup 1 --burst 32 --unsafe-noiommu --json \
-    > "$json" 2> "$1"
+    > "$json" 2> "$1" || return 1
   local v; v="$(json_number "$json" steadyMpps)"
-  if [ -n "$v" ]; then printf '%.4f\n' "$v"; else echo 0; fi
+  [ -n "$v" ] && awk -v v="$v" 'BEGIN { exit !(v > 0) }' || return 1
+  printf '%.4f\n' "$v"
 }
 
 dpdk_all="" ours_all=""
 for r in $(seq 1 "$ROUNDS"); do
-  d="$(run_dpdk "$OUT/dpdk-$r.log")"; echo "bench: round $r dpdk-testpmd ${d} Mpps" >&2
-  o="$(run_ours "$OUT/ours-$r.log")"; echo "bench: round $r vfio net fwd ${o} Mpps" >&2
+  # A round in which either side failed or reported no rate fails the bench: a median over the other rounds
+  # would still print a ratio.
+  d="$(run_dpdk "$OUT/dpdk-$r.log")" || { echo "bench: round $r: dpdk-testpmd reported no rate (see $OUT/dpdk-$r.log)" >&2; exit 1; }
+  echo "bench: round $r dpdk-testpmd ${d} Mpps" >&2
+  o="$(run_ours "$OUT/ours-$r.log")" || { echo "bench: round $r: vfio net fwd failed or reported no rate (see $OUT/ours-$r.log)" >&2; exit 1; }
+  echo "bench: round $r vfio net fwd ${o} Mpps" >&2
   dpdk_all+=" $d" ours_all+=" $o"
 done
 median() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 }
