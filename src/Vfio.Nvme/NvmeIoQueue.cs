@@ -115,6 +115,12 @@ public sealed class NvmeIoQueue : IDisposable
     /// <summary>True when the completion queue signals an MSI-X vector.</summary>
     public bool UsesInterrupts => Vector is not null;
 
+    /// <summary>SQ tail doorbell writes (MMIO) since the queue was created: one per batch of submissions.</summary>
+    public long SubmissionDoorbellWrites => Pair.SubmissionDoorbellWrites;
+
+    /// <summary>CQ head doorbell writes (MMIO) since the queue was created: one per batch of reaped completions.</summary>
+    public long CompletionDoorbellWrites => Pair.CompletionDoorbellWrites;
+
     /// <summary>Largest transfer per command, in bytes.</summary>
     public int MaxTransferBytes => _controller.MaxTransferBytes;
 

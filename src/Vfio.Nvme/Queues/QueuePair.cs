@@ -94,6 +94,12 @@ internal sealed unsafe class QueuePair : IDisposable
     /// <summary>The current submission tail (host side).</summary>
     public int Tail => _tail;
 
+    /// <summary>SQ tail doorbell writes since creation (one per batch of placed commands).</summary>
+    public long SubmissionDoorbellWrites { get; private set; }
+
+    /// <summary>CQ head doorbell writes since creation (one per batch of consumed completions).</summary>
+    public long CompletionDoorbellWrites { get; private set; }
+
     /// <summary>Commands written but not yet announced by a doorbell write.</summary>
     public int Unrung => _unrungSubmissions;
 
@@ -153,6 +159,7 @@ internal sealed unsafe class QueuePair : IDisposable
         Interlocked.MemoryBarrier();
         _bar.Write32(_sqDoorbell, (uint)_tail);
         _unrungSubmissions = 0;
+        SubmissionDoorbellWrites++;
     }
 
     /// <summary>
@@ -189,6 +196,7 @@ internal sealed unsafe class QueuePair : IDisposable
         // controller learns it may overwrite those slots.
         _bar.Write32(_cqDoorbell, (uint)_head);
         _unrungCompletions = 0;
+        CompletionDoorbellWrites++;
     }
 
     /// <summary>
