@@ -113,3 +113,23 @@ public sealed class NvmeTimeoutException : NvmeException
     public TimeSpan Timeout { get; }
 
 }
+
+/// <summary>
+/// The controller was reset (<see cref="NvmeController.Reset"/>) while the command was in flight: the reset
+/// disabled the controller, which ends every command without a completion (NVMe 1.4 §3.1.5). The command may or
+/// may not have taken effect: a write's blocks hold either the old or the new data. The queue works again once
+/// the reset finished; retry the operation.
+/// </summary>
+public sealed class NvmeCommandAbortedException : NvmeException
+{
+    /// <summary>Creates the exception.</summary>
+    public NvmeCommandAbortedException(NvmeCommandInfo command, PciAddress? device)
+        : base($"{command} was aborted by a controller reset while in flight", device,
+            "the command may or may not have executed; retry it (the controller accepts I/O again once the reset completed)")
+    {
+        Command = command;
+    }
+
+    /// <summary>The command that was in flight.</summary>
+    public NvmeCommandInfo Command { get; }
+}

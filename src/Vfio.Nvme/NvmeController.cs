@@ -210,20 +210,37 @@ public sealed partial class NvmeController : IDisposable
         {
             ThrowIfUnusable();
             LogResetting(_logger, _device.Address, _fatal);
-            foreach (var q in _ioQueues) { q.AbandonInFlight(); }
+            // 1. No thread is inside a queue from here on, so nothing rings a doorbell or reads a completion
+            //    while the controller goes down; new operations wait for the reset.
+            foreach (var q in _ioQueues) { q.Quiesce(); }
             try
             {
-                Disable();
+                // 2. Disabled, the controller fetches no command and moves no data (NVMe 1.4 §3.1.5) ...
+                try
+                {
+                    Disable();
+                }
+                catch (DeviceTimeoutException) when (_device.Info.CanReset)
+                {
+                    // The controller is wedged: a function-level reset brings it to its power-on state.
+                    _device.Reset();
+                    _device.Config.UpdateCommand(PciCommand.MemorySpace | PciCommand.BusMaster | PciCommand.IntxDisable);
+                    Disable();
+                }
+                // 3. ... so every command in flight can end (NvmeCommandAbortedException) and its buffers be returned.
+                foreach (var q in _ioQueues) { q.AbortInFlight(released: false); }
+                Initialize(firstTime: false);
+                ResetCount++;
             }
-            catch (DeviceTimeoutException) when (_device.Info.CanReset)
+            catch (Exception e) when (e is VfioException)
             {
-                // The controller is wedged: a function-level reset brings it to its power-on state.
-                _device.Reset();
-                _device.Config.UpdateCommand(PciCommand.MemorySpace | PciCommand.BusMaster | PciCommand.IntxDisable);
-                Disable();
+                // The controller did not come back: what waited fails, and the queues stay faulted.
+                _fatal = true;
+                foreach (var q in _ioQueues) { q.Resume(); }
+                throw;
             }
-            Initialize(firstTime: false);
-            ResetCount++;
+            // 4. The queues exist again: what waited for the reset is submitted.
+            foreach (var q in _ioQueues) { q.Resume(); }
         }
     }
 
@@ -248,12 +265,13 @@ public sealed partial class NvmeController : IDisposable
             }
             int entries = Math.Min(options.Entries, Capabilities.MaxQueueEntries);
             if (entries < 2) { throw new ArgumentOutOfRangeException(nameof(options), options.Entries, "a queue needs at least 2 entries"); }
+            var mode = options.CompletionMode ?? (options.UseInterrupts ? NvmeCompletionMode.Interrupt : NvmeCompletionMode.Polled);
             IInterruptVector? vector = null;
-            if (options.UseInterrupts)
+            if (options.UseInterrupts || mode != NvmeCompletionMode.Polled)
             {
                 if (_msix is null)
                 {
-                    throw new InvalidOperationException("interrupt-driven queues need NvmeControllerOptions.EnableMsix = true");
+                    throw new InvalidOperationException($"interrupt-driven queues ({mode} completion) need NvmeControllerOptions.EnableMsix = true");
                 }
                 if (qid >= _msix.Count)
                 {
@@ -261,7 +279,7 @@ public sealed partial class NvmeController : IDisposable
                 }
                 vector = _msix[qid];
             }
-            var queue = new NvmeIoQueue(this, qid, entries, vector);
+            var queue = new NvmeIoQueue(this, qid, entries, vector, mode, options.HybridSpin);
             try
             {
                 CreateOnController(queue);
@@ -437,6 +455,7 @@ public sealed partial class NvmeController : IDisposable
         {
             if (!_ioQueues.Remove(queue)) { return; }
             if (_disposed) { return; }
+            queue.Quiesce();
             bool deleted = false;
             if (!_fatal)
             {
@@ -451,6 +470,8 @@ public sealed partial class NvmeController : IDisposable
                     LogTeardownProblem(_logger, _device.Address, $"deleting I/O queue {queue.QueueId}: {e.Message}");
                 }
             }
+            // A deleted SQ's commands are aborted by the controller (NVMe 1.4 §5.6): none can still move data.
+            queue.Terminate(new ObjectDisposedException(nameof(NvmeIoQueue), $"NVMe I/O queue {queue.QueueId} was disposed"), deviceStopped: deleted, released: false);
             if (deleted)
             {
                 queue.DisposeMemory();
@@ -595,7 +616,10 @@ public sealed partial class NvmeController : IDisposable
         lock (_adminLock)
         {
             if (_disposed) { return; }
+            foreach (var q in _ioQueues) { q.Quiesce(); }
             bool stopped = Stop(deleteQueues: true, shutdown: true);
+            var disposed = new ObjectDisposedException(nameof(NvmeController), "the NVMe controller was disposed");
+            foreach (var q in _ioQueues) { q.Terminate(disposed, stopped, released: false); }
             FreeAfterStop(stopped);
         }
         _releaseRequest.Dispose();
@@ -613,12 +637,15 @@ public sealed partial class NvmeController : IDisposable
         {
             if (_disposed) { return; }
             LogReleaseRequested(_logger, _device.Address);
+            // No thread is inside a queue once they are quiesced: nothing touches the BAR or the rings after this.
+            foreach (var q in _ioQueues) { q.Quiesce(); }
             bool stopped = Stop(deleteQueues: false, shutdown: false);
             // The device no longer fetches commands or moves data, so waiters may now give up and their callers
             // reuse their buffers.
             _released = true;
             _releasedSource.Cancel();
-            WaitForQueuesIdle(TimeSpan.FromMilliseconds(500));
+            var released = new DeviceReleasedException(_device.Address, "the NVMe controller was stopped and its queues freed");
+            foreach (var q in _ioQueues) { q.Terminate(released, stopped, released: true); }
             // The kernel waits for the BAR mappings and the device fd only, and the stopped device no longer
             // touches queue memory: close first, free after, so the remover is not kept waiting on IOMMU unmaps.
             _bar.Dispose();
@@ -632,27 +659,6 @@ public sealed partial class NvmeController : IDisposable
             FreeAfterStop(stopped);
             ReleaseDuration = closedAfter;
             LogReleased(_logger, _device.Address, closedAfter.TotalMilliseconds);
-        }
-    }
-
-    /// <summary>
-    /// Waits until no thread is inside an operation of an I/O queue: each sees <see cref="IsReleased"/> within one
-    /// poll or interrupt wait and leaves. The BAR must not be unmapped under a thread about to ring a doorbell.
-    /// </summary>
-    private void WaitForQueuesIdle(TimeSpan limit)
-    {
-        long start = Time.GetTimestamp();
-        foreach (var q in _ioQueues)
-        {
-            while (q.IsBusy)
-            {
-                if (Time.GetElapsedTime(start) > limit)
-                {
-                    LogTeardownProblem(_logger, _device.Address, $"I/O queue {q.QueueId} is still in an operation after {limit.TotalMilliseconds} ms");
-                    break;
-                }
-                Thread.Sleep(1);
-            }
         }
     }
 
@@ -762,6 +768,11 @@ public sealed partial class NvmeController : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Device}: NVMe controller released to the host in {Milliseconds:F1} ms")]
     private static partial void LogReleased(ILogger logger, PciAddress device, double milliseconds);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Device}: a continuation of an operation on I/O queue {Queue} threw; the queue goes on")]
+    private static partial void LogContinuationFailed(ILogger logger, PciAddress device, int queue, Exception exception);
+
+    internal void LogContinuationFailure(int queueId, Exception e) => LogContinuationFailed(_logger, _device.Address, queueId, e);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "{Device}: NVMe controller shut down")]
     private static partial void LogClosed(ILogger logger, PciAddress device);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Vfio.Devices;
 using Vfio.Dma;
@@ -18,22 +19,36 @@ public readonly record struct NvmeIoCompletion(ushort Tag, NvmeStatus Status, Nv
 }
 
 /// <summary>
-/// One I/O submission/completion queue pair. Not thread-safe: use one queue per submitting thread (the controller
-/// grants several), and one operation at a time per queue; a concurrent call throws
-/// <see cref="InvalidOperationException"/>.
-/// <para>Three ways to do I/O: synchronous calls (<see cref="Read"/>, <see cref="Write"/>, ...) that submit and
-/// poll the completion queue, allocating nothing; asynchronous calls that sleep on the queue's MSI-X vector when
-/// it has one; and the batch interface (<see cref="SubmitRead"/>, <see cref="RingDoorbell"/>, <see cref="Reap"/>)
-/// that keeps many commands in flight with one doorbell write per batch.</para>
-/// <para>Data buffers must stay allocated until their commands complete, and be dword aligned at the start and
-/// page aligned in device address space from the second page on (NVMe 1.4 §4.3).</para>
+/// One I/O submission/completion queue pair and the engine that drives it. Safe to use from any number of
+/// threads at once: every access to the rings and the doorbells happens under the queue's lock, which is held
+/// only to place or consume entries, never while waiting.
+/// <para>One engine, three front ends. Every operation is a request of the engine: split into as many commands
+/// as the transfer limit needs, placed in free submission slots (waiting in order for a slot when all are taken:
+/// backpressure, never an error), its buffer leased from submission to the completion of its last command, and
+/// retired by the one routine that validates completions. Synchronous calls (<see cref="Read"/>, <see cref="Write"/>,
+/// ...) poll for their own request; asynchronous calls (<see cref="ReadAsync"/>, ...) return a
+/// <see cref="ValueTask"/> backed by a pooled request, completed by the queue's completion thread (polled,
+/// interrupt-driven or hybrid: <see cref="NvmeIoQueueOptions.CompletionMode"/>), allocating nothing in steady
+/// state; the batch interface (<see cref="SubmitRead"/>, <see cref="RingDoorbell"/>, <see cref="Reap"/>) places
+/// single commands without a request and leaves reaping to the caller.</para>
+/// <para>Data buffers must stay allocated until their commands complete (the lease makes disposing them throw),
+/// and be dword aligned at the start and page aligned in device address space from the second page on
+/// (NVMe 1.4 §4.3).</para>
 /// </summary>
 public sealed class NvmeIoQueue : IDisposable
 {
     private const byte Free = 0, InFlight = 1, Done = 2;
-    private const int Wave = 64;
+    private const byte BatchKind = 1, RequestKind = 2;
+    private const int MaxWriteZeroesBlocks = 65536;   // NLB is 16 bits, 0's based (NVMe 1.4 §6.16)
+
+    /// <summary>The queue whose completion thread is answering requests on this thread: its doorbell is rung once after the round.</summary>
+    [ThreadStatic] private static NvmeIoQueue? t_answering;
+
+    /// <summary>Set on a queue's completion thread: the queue a continuation running there should submit to.</summary>
+    [ThreadStatic] private static NvmeIoQueue? t_pollerQueue;
 
     private readonly NvmeController _controller;
+    private readonly Lock _lock = new();
     private readonly DmaBuffer _prpPages;
     private DeviceUseLease? _prpLease;
     private readonly Slot[] _slots;
@@ -41,30 +56,52 @@ public sealed class NvmeIoQueue : IDisposable
     private int _freeCount;
     private readonly ushort[] _doneTags;
     private int _doneHead, _doneCount;
+    private readonly Queue<NvmeRequest> _pending = new();
+    private readonly Queue<NvmeRequest> _completed = new();
+    private readonly Stack<NvmeRequest> _pool = new();
+    private readonly Stack<DmaBuffer> _bounces = new();
+    private readonly List<DmaBuffer> _allBounces = [];
     private readonly int _pageShift;
-    private int _busy;
+    private readonly string _leaseOwner;
+    private readonly ManualResetEventSlim _running = new(true);
+    private readonly ManualResetEventSlim _wake = new(false);
+    private Thread? _poller;
+    private volatile bool _pollerStop;
+    private bool _parked;
+    private int _activeAsync;
+    private bool _stopped;
+    private Exception? _terminal;
     private bool _faulted;
     private bool _disposed;
+    private long _requestsCompleted, _interruptWakeups, _bounced;
 
     private struct Slot
     {
         public byte State;
-        public bool Batched;
+        public byte Kind;
         public NvmeStatus Status;
         public NvmeCommandInfo Info;
         public long Submitted;
         public DmaAddress PrpList;
         public nint PrpListPointer;
+        public DmaBuffer? Leased;
+        public NvmeRequest? Request;
     }
 
-    internal NvmeIoQueue(NvmeController controller, int queueId, int entries, IInterruptVector? vector)
+    /// <summary>Why a command ended.</summary>
+    private enum EndReason : byte { Device, Reset, Released, Deleted }
+
+    internal NvmeIoQueue(NvmeController controller, int queueId, int entries, IInterruptVector? vector, NvmeCompletionMode mode, TimeSpan hybridSpin)
     {
         _controller = controller;
         QueueId = queueId;
         Vector = vector;
+        CompletionMode = mode;
+        HybridSpin = hybridSpin;
         _pageShift = controller.PageShift;
+        _leaseOwner = $"NVMe I/O queue {queueId}";
         var device = controller.Device;
-        Pair = new QueuePair(queueId, entries, device.Dma, GetBar(controller), controller.Capabilities.DoorbellStride, "nvme");
+        Pair = new QueuePair(queueId, entries, device.Dma, controller.Bar, controller.Capabilities.DoorbellStride, "nvme");
         int depth = entries - 1;
         ulong page = 1UL << _pageShift;
         try
@@ -97,11 +134,11 @@ public sealed class NvmeIoQueue : IDisposable
         _freeCount = depth;
     }
 
-    private static IDeviceRegion GetBar(NvmeController controller) => controller.Bar;
-
     internal QueuePair Pair { get; }
 
     internal IInterruptVector? Vector { get; }
+
+    internal NvmeController Controller => _controller;
 
     /// <summary>The queue identifier (1..).</summary>
     public int QueueId { get; }
@@ -109,11 +146,17 @@ public sealed class NvmeIoQueue : IDisposable
     /// <summary>Most commands in flight at once (entries - 1).</summary>
     public int Depth => _slots.Length;
 
-    /// <summary>Commands submitted and not yet reaped.</summary>
-    public int Outstanding => _slots.Length - _freeCount;
+    /// <summary>Commands in flight (submitted and not retired; batch commands until reaped).</summary>
+    public int Outstanding => _slots.Length - Volatile.Read(ref _freeCount);
 
     /// <summary>True when the completion queue signals an MSI-X vector.</summary>
     public bool UsesInterrupts => Vector is not null;
+
+    /// <summary>How the completion thread learns of completions for asynchronous calls.</summary>
+    public NvmeCompletionMode CompletionMode { get; }
+
+    /// <summary>In <see cref="NvmeCompletionMode.Hybrid"/>: how long the completion thread polls after the last completion before it sleeps on the vector.</summary>
+    public TimeSpan HybridSpin { get; }
 
     /// <summary>SQ tail doorbell writes (MMIO) since the queue was created: one per batch of submissions.</summary>
     public long SubmissionDoorbellWrites => Pair.SubmissionDoorbellWrites;
@@ -121,289 +164,229 @@ public sealed class NvmeIoQueue : IDisposable
     /// <summary>CQ head doorbell writes (MMIO) since the queue was created: one per batch of reaped completions.</summary>
     public long CompletionDoorbellWrites => Pair.CompletionDoorbellWrites;
 
+    /// <summary>Operations (synchronous or asynchronous, not batch commands) completed since the queue was created.</summary>
+    public long OperationsCompleted => Interlocked.Read(ref _requestsCompleted);
+
+    /// <summary>Times the completion thread woke from a sleep on the MSI-X vector with the vector signalled.</summary>
+    public long InterruptWakeups => Interlocked.Read(ref _interruptWakeups);
+
+    /// <summary>Operations whose data went through a bounce buffer (the caller's memory was not DMA memory).</summary>
+    public long BouncedOperations => Interlocked.Read(ref _bounced);
+
+    /// <summary>Completions whose identifier matched no command in flight (a controller bug, or after a reset).</summary>
+    public long StrayCompletions { get; private set; }
+
     /// <summary>Largest transfer per command, in bytes.</summary>
     public int MaxTransferBytes => _controller.MaxTransferBytes;
 
-    // ---------------------------------------------------------------- synchronous, polled
+    /// <summary>The queue whose completion thread is the current thread, if any.</summary>
+    internal static NvmeIoQueue? CurrentPollerQueue => t_pollerQueue;
+
+    /// <summary>True when a command slot is free right now (a hint for choosing a queue).</summary>
+    internal bool HasFreeSlot => Volatile.Read(ref _freeCount) > 0;
+
+    // ---------------------------------------------------------------- synchronous (the caller polls)
 
     /// <summary>Reads <paramref name="blocks"/> blocks from <paramref name="lba"/> into <paramref name="buffer"/> at <paramref name="offset"/>.</summary>
     /// <exception cref="NvmeCommandException">The controller failed the command.</exception>
+    /// <exception cref="NvmeTimeoutException">A command did not complete in time; the controller is faulted until reset.</exception>
+    /// <exception cref="NvmeCommandAbortedException">A controller reset ended the command.</exception>
+    /// <exception cref="DeviceReleasedException">The host took the device back.</exception>
     public void Read(NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset = 0) =>
-        Transfer(NvmOpcode.Read, ns, lba, blocks, buffer, offset);
+        RunSync(PrepareTransfer(NvmOpcode.Read, ns, lba, blocks, buffer, offset, synchronous: true));
 
     /// <summary>Writes <paramref name="blocks"/> blocks at <paramref name="lba"/> from <paramref name="buffer"/> at <paramref name="offset"/>.</summary>
     /// <exception cref="NvmeCommandException">The controller failed the command.</exception>
+    /// <exception cref="NvmeTimeoutException">A command did not complete in time; the controller is faulted until reset.</exception>
+    /// <exception cref="NvmeCommandAbortedException">A controller reset ended the command.</exception>
+    /// <exception cref="DeviceReleasedException">The host took the device back.</exception>
     public void Write(NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset = 0) =>
-        Transfer(NvmOpcode.Write, ns, lba, blocks, buffer, offset);
+        RunSync(PrepareTransfer(NvmOpcode.Write, ns, lba, blocks, buffer, offset, synchronous: true));
 
     /// <summary>Commits the namespace's volatile write cache to media (Flush, NVMe 1.4 §6.8).</summary>
-    public void Flush(NvmeNamespace ns)
-    {
-        Enter();
-        try
-        {
-            Span<ushort> tags = stackalloc ushort[1];
-            tags[0] = Place(NvmeCommand.Flush(ns.Id), batched: false);
-            Pair.RingSubmissions();
-            WaitPolled(tags);
-            ThrowFirstError(tags);
-        }
-        finally { Exit(); }
-    }
+    public void Flush(NvmeNamespace ns) => RunSync(PrepareCommand(NvmOpcode.Flush, ns, 0, 1, synchronous: true));
 
     /// <summary>Zeroes <paramref name="blocks"/> blocks at <paramref name="lba"/> without a data transfer (Write Zeroes, NVMe 1.4 §6.16).</summary>
     /// <exception cref="NotSupportedException">ONCS says the controller lacks Write Zeroes.</exception>
     public void WriteZeroes(NvmeNamespace ns, ulong lba, int blocks)
     {
         RequireOptional(OptionalNvmCommands.WriteZeroes, "Write Zeroes");
-        CheckBlocks(ns, blocks);
-        Enter();
-        try
-        {
-            Span<ushort> tags = stackalloc ushort[Wave];
-            while (blocks > 0)
-            {
-                int n = 0;
-                while (blocks > 0 && n < Wave && _freeCount > 0)
-                {
-                    int chunk = Math.Min(blocks, 65536);
-                    tags[n++] = Place(NvmeCommand.WriteZeroes(ns.Id, lba, chunk), batched: false);
-                    lba += (ulong)chunk;
-                    blocks -= chunk;
-                }
-                Pair.RingSubmissions();
-                WaitPolled(tags[..n]);
-                ThrowFirstError(tags[..n]);
-            }
-        }
-        finally { Exit(); }
+        RunSync(PrepareCommand(NvmOpcode.WriteZeroes, ns, lba, blocks, synchronous: true));
     }
 
     /// <summary>Deallocates (trims) a range (Dataset Management with AD, NVMe 1.4 §6.7).</summary>
     /// <exception cref="NotSupportedException">ONCS says the controller lacks Dataset Management.</exception>
-    public unsafe void Deallocate(NvmeNamespace ns, ulong lba, int blocks)
+    public void Deallocate(NvmeNamespace ns, ulong lba, int blocks)
     {
         RequireOptional(OptionalNvmCommands.DatasetManagement, "Dataset Management");
-        CheckBlocks(ns, blocks);
-        Enter();
-        try
-        {
-            Span<ushort> tags = stackalloc ushort[1];
-            ushort tag = TakeTag();
-            ref var slot = ref _slots[tag];
-            // The range list goes in the slot's PRP page, which this command does not need for PRPs.
-            // SAFETY: the page belongs to this slot and is at least 16 bytes.
-            *(DsmRange*)slot.PrpListPointer = new DsmRange { BlockCount = (uint)blocks, StartingLba = lba };
-            PlaceTagged(tag, NvmeCommand.Deallocate(ns.Id, 1, slot.PrpList), batched: false);
-            tags[0] = tag;
-            Pair.RingSubmissions();
-            WaitPolled(tags);
-            ThrowFirstError(tags);
-        }
-        finally { Exit(); }
+        RunSync(PrepareCommand(NvmOpcode.DatasetManagement, ns, lba, blocks, synchronous: true));
     }
 
-    private void Transfer(NvmOpcode opcode, NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset)
-    {
-        CheckTransfer(ns, lba, blocks, buffer, offset);
-        Enter();
-        try
-        {
-            int blockSize = ns.BlockSize;
-            int perCommand = Math.Min(_controller.MaxTransferBytes / blockSize, 65536);
-            Span<ushort> tags = stackalloc ushort[Wave];
-            while (blocks > 0)
-            {
-                int n = 0;
-                while (blocks > 0 && n < Wave && _freeCount > 0)
-                {
-                    int chunk = Math.Min(blocks, perCommand);
-                    tags[n++] = PlaceTransfer(opcode, ns, lba, chunk, buffer, offset, batched: false);
-                    lba += (ulong)chunk;
-                    offset += (ulong)chunk * (ulong)blockSize;
-                    blocks -= chunk;
-                }
-                // One doorbell write for the whole wave.
-                Pair.RingSubmissions();
-                WaitPolled(tags[..n]);
-                ThrowFirstError(tags[..n]);
-            }
-        }
-        finally { Exit(); }
-    }
+    // ---------------------------------------------------------------- asynchronous (the completion thread answers)
 
-    private void WaitPolled(ReadOnlySpan<ushort> tags)
-    {
-        var time = _controller.Time;
-        long start = time.GetTimestamp();
-        long nextHealthCheck = TimeSpan.TicksPerMillisecond;
-        int spins = 0;
-        while (!AllDone(tags))
-        {
-            if (ReapInternal() > 0)
-            {
-                spins = 0;
-                continue;
-            }
-            if (++spins < 64) { continue; }
-            spins = 0;
-            LeaveIfReleased();
-            var elapsed = time.GetElapsedTime(start);
-            if (elapsed.Ticks >= nextHealthCheck)
-            {
-                _controller.CheckHealth();
-                nextHealthCheck = elapsed.Ticks + 10 * TimeSpan.TicksPerMillisecond;
-            }
-            if (elapsed > _controller.CommandTimeout)
-            {
-                ThrowTimeout(tags);
-            }
-            Thread.SpinWait(16);
-        }
-    }
-
-    // ---------------------------------------------------------------- asynchronous
-
-    /// <summary>Reads asynchronously; sleeps on the queue's MSI-X vector when it has one.</summary>
+    /// <summary>
+    /// Reads asynchronously. Any number of calls may be outstanding, from any threads: when every slot is taken the
+    /// operation waits for one. The <see cref="ValueTask"/> may be awaited once.
+    /// </summary>
+    /// <exception cref="NvmeCommandException">The controller failed a command (in the task).</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled (in the task). A command
+    /// already in flight keeps its slot and the buffer's lease until the device completes it or a reset ends it.</exception>
     public ValueTask ReadAsync(NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset = 0, CancellationToken cancellationToken = default) =>
-        TransferAsync(NvmOpcode.Read, ns, lba, blocks, buffer, offset, cancellationToken);
+        SubmitAsync(PrepareTransfer(NvmOpcode.Read, ns, lba, blocks, buffer, offset, synchronous: false), cancellationToken);
 
-    /// <summary>Writes asynchronously; sleeps on the queue's MSI-X vector when it has one.</summary>
+    /// <summary>Writes asynchronously; see <see cref="ReadAsync"/>.</summary>
     public ValueTask WriteAsync(NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset = 0, CancellationToken cancellationToken = default) =>
-        TransferAsync(NvmOpcode.Write, ns, lba, blocks, buffer, offset, cancellationToken);
+        SubmitAsync(PrepareTransfer(NvmOpcode.Write, ns, lba, blocks, buffer, offset, synchronous: false), cancellationToken);
 
-    /// <summary>Flushes asynchronously.</summary>
-    public async ValueTask FlushAsync(NvmeNamespace ns, CancellationToken cancellationToken = default)
+    /// <summary>Flushes asynchronously; see <see cref="Flush"/>.</summary>
+    public ValueTask FlushAsync(NvmeNamespace ns, CancellationToken cancellationToken = default) =>
+        SubmitAsync(PrepareCommand(NvmOpcode.Flush, ns, 0, 1, synchronous: false), cancellationToken);
+
+    /// <summary>Write Zeroes asynchronously; see <see cref="WriteZeroes"/>.</summary>
+    public ValueTask WriteZeroesAsync(NvmeNamespace ns, ulong lba, int blocks, CancellationToken cancellationToken = default)
     {
-        Enter();
-        try
-        {
-            ushort[] tags = [Place(NvmeCommand.Flush(ns.Id), batched: false)];
-            Pair.RingSubmissions();
-            await WaitAsync(tags, cancellationToken).ConfigureAwait(false);
-            ThrowFirstError(tags);
-        }
-        finally { Exit(); }
+        RequireOptional(OptionalNvmCommands.WriteZeroes, "Write Zeroes");
+        return SubmitAsync(PrepareCommand(NvmOpcode.WriteZeroes, ns, lba, blocks, synchronous: false), cancellationToken);
     }
 
-    private async ValueTask TransferAsync(NvmOpcode opcode, NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset, CancellationToken cancellationToken)
+    /// <summary>Deallocate asynchronously; see <see cref="Deallocate"/>.</summary>
+    public ValueTask DeallocateAsync(NvmeNamespace ns, ulong lba, int blocks, CancellationToken cancellationToken = default)
     {
-        CheckTransfer(ns, lba, blocks, buffer, offset);
-        Enter();
-        // The controller writes or reads the buffer until the commands complete: it may not be freed before.
-        using var lease = buffer.MarkInUse($"NVMe {opcode} on queue {QueueId}");
-        try
-        {
-            int blockSize = ns.BlockSize;
-            int perCommand = Math.Min(_controller.MaxTransferBytes / blockSize, 65536);
-            var tags = new List<ushort>();
-            while (blocks > 0)
-            {
-                tags.Clear();
-                while (blocks > 0 && tags.Count < Wave && _freeCount > 0)
-                {
-                    int chunk = Math.Min(blocks, perCommand);
-                    tags.Add(PlaceTransfer(opcode, ns, lba, chunk, buffer, offset, batched: false));
-                    lba += (ulong)chunk;
-                    offset += (ulong)chunk * (ulong)blockSize;
-                    blocks -= chunk;
-                }
-                Pair.RingSubmissions();
-                var wave = tags.ToArray();
-                await WaitAsync(wave, cancellationToken).ConfigureAwait(false);
-                ThrowFirstError(wave);
-            }
-        }
-        finally { Exit(); }
+        RequireOptional(OptionalNvmCommands.DatasetManagement, "Dataset Management");
+        return SubmitAsync(PrepareCommand(NvmOpcode.DatasetManagement, ns, lba, blocks, synchronous: false), cancellationToken);
     }
 
-    private async ValueTask WaitAsync(ushort[] tags, CancellationToken cancellationToken)
+    // ---------------------------------------------------------------- bounced transfers (NvmeBlockDevice)
+
+    /// <summary>Bytes one bounce buffer holds: a transfer through bounce buffers larger than this is split by the caller.</summary>
+    internal int BounceBytes => Math.Min(_controller.MaxTransferBytes, 128 * 1024);
+
+    /// <summary>An asynchronous read into ordinary memory: the device writes a pooled bounce buffer, copied out once every command succeeded.</summary>
+    internal ValueTask ReadBouncedAsync(NvmeNamespace ns, ulong lba, Memory<byte> destination, CancellationToken cancellationToken)
     {
-        var time = _controller.Time;
-        long start = time.GetTimestamp();
-        while (true)
+        var r = PrepareBounced(NvmOpcode.Read, ns, lba, destination.Length, synchronous: false);
+        r.CopyOut = destination;
+        return SubmitAsync(r, cancellationToken);
+    }
+
+    /// <summary>An asynchronous write from ordinary memory, copied into a pooled bounce buffer first.</summary>
+    internal ValueTask WriteBouncedAsync(NvmeNamespace ns, ulong lba, ReadOnlyMemory<byte> source, CancellationToken cancellationToken)
+    {
+        var r = PrepareBounced(NvmOpcode.Write, ns, lba, source.Length, synchronous: false);
+        source.Span.CopyTo(r.Bounce!.Span);
+        return SubmitAsync(r, cancellationToken);
+    }
+
+    /// <summary>A synchronous read into a span through a bounce buffer (the caller copies after completion).</summary>
+    internal void ReadBounced(NvmeNamespace ns, ulong lba, Span<byte> destination)
+    {
+        var r = PrepareBounced(NvmOpcode.Read, ns, lba, destination.Length, synchronous: true);
+        var bounce = r.Bounce!;
+        WaitSync(r, out var failure);
+        try
         {
-            ReapInternal();
-            if (AllDone(tags)) { return; }
-            LeaveIfReleased();
-            _controller.CheckHealth();
-            if (time.GetElapsedTime(start) > _controller.CommandTimeout)
-            {
-                ThrowTimeout(tags);
-            }
-            if (Vector is null)
-            {
-                await Task.Yield();
-                continue;
-            }
-            // Sleep until the controller signals this queue's vector. The eventfd counts signals, so one that
-            // arrived between the reap above and this wait is not lost. The slice bounds the sleep so the
-            // timeout and CSTS are still checked if a signal never comes.
-            using var slice = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _controller.Released);
-            slice.CancelAfter(TimeSpan.FromMilliseconds(100));
-            try
-            {
-                await Vector.WaitAsync(slice.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-            }
+            if (failure is null) { bounce.Span[..destination.Length].CopyTo(destination); }
         }
+        finally
+        {
+            ReleaseRequest(r);
+        }
+        if (failure is not null) { throw failure; }
+    }
+
+    /// <summary>A synchronous write from a span through a bounce buffer.</summary>
+    internal void WriteBounced(NvmeNamespace ns, ulong lba, ReadOnlySpan<byte> source)
+    {
+        var r = PrepareBounced(NvmOpcode.Write, ns, lba, source.Length, synchronous: true);
+        source.CopyTo(r.Bounce!.Span);
+        RunSync(r);
     }
 
     // ---------------------------------------------------------------- batch interface
 
     /// <summary>
     /// Places a Read in the submission queue without ringing the doorbell; <see cref="RingDoorbell"/> announces
-    /// every placed command with one register write. The transfer must fit <see cref="MaxTransferBytes"/>.
+    /// every placed command with one register write. The transfer must fit <see cref="MaxTransferBytes"/>. The
+    /// buffer is leased until <see cref="Reap"/> returns the command.
     /// </summary>
     /// <returns>A tag that <see cref="Reap"/> reports with the completion.</returns>
     /// <exception cref="InvalidOperationException">The queue is full: reap completions first.</exception>
     public ushort SubmitRead(NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset = 0) =>
-        SubmitTransfer(NvmOpcode.Read, ns, lba, blocks, buffer, offset);
+        SubmitBatch(NvmOpcode.Read, ns, lba, blocks, buffer, offset);
 
     /// <summary>Places a Write without ringing; see <see cref="SubmitRead"/>.</summary>
     public ushort SubmitWrite(NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset = 0) =>
-        SubmitTransfer(NvmOpcode.Write, ns, lba, blocks, buffer, offset);
+        SubmitBatch(NvmOpcode.Write, ns, lba, blocks, buffer, offset);
 
-    private ushort SubmitTransfer(NvmOpcode opcode, NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset)
+    private ushort SubmitBatch(NvmOpcode opcode, NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset)
     {
-        CheckTransfer(ns, lba, blocks, buffer, offset);
+        CheckTransfer(ns, blocks, buffer, offset);
         if ((long)blocks * ns.BlockSize > _controller.MaxTransferBytes)
         {
             throw new ArgumentOutOfRangeException(nameof(blocks), blocks, $"one command moves at most {_controller.MaxTransferBytes} bytes");
         }
-        Enter();
-        try
+        while (true)
         {
-            if (_freeCount == 0)
+            lock (_lock)
             {
-                throw new InvalidOperationException($"queue {QueueId} has {Depth} commands in flight; reap completions before submitting more");
+                ThrowIfUnusableLocked();
+                if (!_stopped)
+                {
+                    if (_freeCount == 0)
+                    {
+                        throw new InvalidOperationException($"queue {QueueId} has {Depth} commands in flight; reap completions before submitting more");
+                    }
+                    ushort tag = _freeTags[--_freeCount];
+                    ref var slot = ref _slots[tag];
+                    PrpPair prp;
+                    try
+                    {
+                        var map = new DmaBufferAddressMap(buffer, offset);
+                        prp = BuildPrp(ref map, (ulong)blocks * (ulong)ns.BlockSize, slot.PrpListPointer, slot.PrpList);
+                    }
+                    catch
+                    {
+                        _freeTags[_freeCount++] = tag;
+                        throw;
+                    }
+                    buffer.AddDeviceUse(_leaseOwner);
+                    slot.Leased = buffer;
+                    slot.Kind = BatchKind;
+                    slot.Request = null;
+                    PlaceLocked(tag, NvmeCommand.ReadWrite(opcode, ns.Id, lba, blocks, prp.Prp1, prp.Prp2));
+                    return tag;
+                }
             }
-            return PlaceTransfer(opcode, ns, lba, blocks, buffer, offset, batched: true);
+            WaitWhileStopped();
         }
-        finally { Exit(); }
     }
 
     /// <summary>Announces every command placed since the last ring with one doorbell write.</summary>
     public void RingDoorbell()
     {
-        Enter();
-        try { Pair.RingSubmissions(); }
-        finally { Exit(); }
+        lock (_lock)
+        {
+            ThrowIfUnusableLocked();
+            if (!_stopped) { Pair.RingSubmissions(); }
+        }
     }
 
     /// <summary>
     /// Collects finished batch commands into <paramref name="completions"/> (without waiting) and frees their
     /// slots; returns how many. Errors are reported in <see cref="NvmeIoCompletion.Status"/>, not thrown; see
-    /// <see cref="EnsureSuccess"/>.
+    /// <see cref="EnsureSuccess"/>. Commands a controller reset ended come back with status Command Aborted due
+    /// to SQ Deletion.
     /// </summary>
     public int Reap(Span<NvmeIoCompletion> completions)
     {
-        Enter();
-        try
+        lock (_lock)
         {
-            if (_doneCount < completions.Length) { ReapInternal(); }
+            ThrowIfUnusableLocked();
+            if (_doneCount < completions.Length && !_stopped && ReapLocked() > 0)
+            {
+                PumpLocked();
+                RingLocked();
+            }
             int n = 0;
             while (n < completions.Length && _doneCount > 0)
             {
@@ -412,11 +395,16 @@ public sealed class NvmeIoQueue : IDisposable
                 _doneCount--;
                 ref var slot = ref _slots[tag];
                 completions[n++] = new NvmeIoCompletion(tag, slot.Status, slot.Info, slot.Submitted);
-                Release(tag);
+                slot.State = Free;
+                _freeTags[_freeCount++] = tag;
+            }
+            if (n > 0 && _pending.Count > 0)
+            {
+                PumpLocked();
+                RingLocked();
             }
             return n;
         }
-        finally { Exit(); }
     }
 
     /// <summary>Throws <see cref="NvmeCommandException"/> when <paramref name="completion"/> failed.</summary>
@@ -428,26 +416,286 @@ public sealed class NvmeIoQueue : IDisposable
         }
     }
 
-    // ---------------------------------------------------------------- slots
+    // ---------------------------------------------------------------- requests: preparation
 
-    private ushort PlaceTransfer(NvmOpcode opcode, NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset, bool batched)
+    private NvmeRequest PrepareTransfer(NvmOpcode opcode, NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset, bool synchronous)
     {
-        ushort tag = TakeTag();
-        ref var slot = ref _slots[tag];
-        ulong bytes = (ulong)blocks * (ulong)ns.BlockSize;
-        var map = new DmaBufferAddressMap(buffer, offset);
-        PrpPair prp;
+        CheckTransfer(ns, blocks, buffer, offset);
+        var r = Rent(opcode, ns, lba, blocks, synchronous);
         try
         {
-            prp = BuildPrp(ref map, bytes, slot.PrpListPointer, slot.PrpList);
+            buffer.AddDeviceUse(_leaseOwner);
         }
         catch
         {
-            Release(tag);
+            ReleaseRequest(r);
             throw;
         }
-        PlaceTagged(tag, NvmeCommand.ReadWrite(opcode, ns.Id, lba, blocks, prp.Prp1, prp.Prp2), batched);
-        return tag;
+        r.Buffer = buffer;
+        r.BufferLeased = true;
+        r.Offset = offset;
+        return r;
+    }
+
+    private NvmeRequest PrepareCommand(NvmOpcode opcode, NvmeNamespace ns, ulong lba, int blocks, bool synchronous)
+    {
+        ArgumentNullException.ThrowIfNull(ns);
+        if (blocks < 1) { throw new ArgumentOutOfRangeException(nameof(blocks), blocks, "at least one block"); }
+        return Rent(opcode, ns, lba, opcode is NvmOpcode.Flush or NvmOpcode.DatasetManagement ? 1 : blocks, synchronous, rangeBlocks: blocks);
+    }
+
+    private NvmeRequest PrepareBounced(NvmOpcode opcode, NvmeNamespace ns, ulong lba, int bytes, bool synchronous)
+    {
+        ArgumentNullException.ThrowIfNull(ns);
+        if (bytes <= 0 || bytes % ns.BlockSize != 0 || bytes > BounceBytes)
+        {
+            throw new ArgumentOutOfRangeException(nameof(bytes), bytes, $"a bounced transfer is 1..{BounceBytes} bytes in whole {ns.BlockSize}-byte blocks");
+        }
+        var r = Rent(opcode, ns, lba, bytes / ns.BlockSize, synchronous);
+        lock (_lock)
+        {
+            if (!_bounces.TryPop(out var bounce))
+            {
+                try
+                {
+                    bounce = _controller.Device.Dma.Allocate((ulong)BounceBytes,
+                        new DmaAllocationOptions { Alignment = 4096, Contiguous = false, Name = $"nvme bounce Q{QueueId}" });
+                }
+                catch
+                {
+                    ReleaseRefLocked(r);
+                    throw;
+                }
+                _allBounces.Add(bounce);
+            }
+            r.Bounce = bounce;
+            r.Buffer = bounce;
+            r.Offset = 0;
+        }
+        Interlocked.Increment(ref _bounced);
+        return r;
+    }
+
+    private NvmeRequest Rent(NvmOpcode opcode, NvmeNamespace ns, ulong lba, int blocks, bool synchronous, int rangeBlocks = 0)
+    {
+        NvmeRequest? r;
+        lock (_lock)
+        {
+            ThrowIfUnusableLocked();
+            _pool.TryPop(out r);
+        }
+        r ??= new NvmeRequest(this);
+        r.Opcode = opcode;
+        r.Nsid = ns.Id;
+        r.BlockSize = ns.BlockSize;
+        r.Lba = lba;
+        r.Blocks = blocks;
+        r.RangeBlocks = rangeBlocks;
+        r.Synchronous = synchronous;
+        r.Refs = 1;   // the caller
+        return r;
+    }
+
+    // ---------------------------------------------------------------- requests: submission and waiting
+
+    private ValueTask SubmitAsync(NvmeRequest r, CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            ReleaseRequest(r);
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+        EnsurePoller();
+        short version = r.Version;
+        lock (_lock)
+        {
+            if (CurrentFailureLocked() is { } failure)
+            {
+                ReleaseRefLocked(r);
+                return ValueTask.FromException(failure);
+            }
+            _activeAsync++;
+            EnqueueLocked(r);
+            if (_parked)
+            {
+                _parked = false;
+                _wake.Set();
+            }
+        }
+        if (cancellationToken.CanBeCanceled)
+        {
+            r.Token = cancellationToken;
+            r.Registration = cancellationToken.UnsafeRegister(static s => ((NvmeRequest)s!).Cancel(), r);
+        }
+        return new ValueTask(r, version);
+    }
+
+    private void RunSync(NvmeRequest r)
+    {
+        WaitSync(r, out var failure);
+        ReleaseRequest(r);
+        if (failure is not null) { throw failure; }
+    }
+
+    /// <summary>Submits a synchronous request and polls until it is done; the caller still owns it afterwards.</summary>
+    private void WaitSync(NvmeRequest r, out Exception? failure)
+    {
+        lock (_lock)
+        {
+            if (CurrentFailureLocked() is { } f)
+            {
+                failure = f;
+                return;
+            }
+            EnqueueLocked(r);
+            // Rung now even on the completion thread (a continuation calling a synchronous method): this thread
+            // waits for the command, so the doorbell cannot wait for the end of the round.
+            if (!_stopped) { Pair.RingSubmissions(); }
+        }
+        var time = _controller.Time;
+        long start = time.GetTimestamp();
+        long nextCheck = TimeSpan.TicksPerMillisecond;
+        int idle = 0;
+        while (!r.SyncDone)
+        {
+            bool progressed = false;
+            lock (_lock)
+            {
+                if (!_stopped && !r.SyncDone && ReapLocked() > 0)
+                {
+                    PumpLocked();
+                    Pair.RingSubmissions();
+                    progressed = true;
+                }
+            }
+            if (r.SyncDone) { break; }
+            if (progressed)
+            {
+                idle = 0;
+                continue;
+            }
+            if (++idle < 64) { continue; }
+            idle = 0;
+            var elapsed = time.GetElapsedTime(start);
+            if (elapsed.Ticks >= nextCheck)
+            {
+                nextCheck = elapsed.Ticks + 10 * TimeSpan.TicksPerMillisecond;
+                CheckHealthAndTimeouts();
+            }
+            Thread.SpinWait(16);
+        }
+        failure = r.Failure;
+    }
+
+    /// <summary>Queues a request behind those already waiting and places what fits. Under the lock.</summary>
+    private void EnqueueLocked(NvmeRequest r)
+    {
+        r.Refs++;
+        r.InPending = true;
+        _pending.Enqueue(r);
+        if (!_stopped)
+        {
+            PumpLocked();
+            RingLocked();
+        }
+    }
+
+    /// <summary>Places commands of waiting requests, in order, while slots are free. Under the lock.</summary>
+    private void PumpLocked()
+    {
+        while (_pending.Count > 0)
+        {
+            var r = _pending.Peek();
+            if (!r.Stop && r.HasMore)
+            {
+                if (_freeCount == 0) { return; }
+                PlaceRequestLocked(r);
+                if (!r.Stop && r.HasMore) { return; }   // out of slots
+            }
+            _pending.Dequeue();
+            r.InPending = false;
+            MaybeCompleteLocked(r);
+            ReleaseRefLocked(r);
+        }
+    }
+
+    private unsafe void PlaceRequestLocked(NvmeRequest r)
+    {
+        while (!r.Stop && r.HasMore && _freeCount > 0)
+        {
+            ushort tag = _freeTags[--_freeCount];
+            ref var slot = ref _slots[tag];
+            NvmeCommand command;
+            switch (r.Opcode)
+            {
+                case NvmOpcode.Read or NvmOpcode.Write:
+                {
+                    int chunk = Math.Min(r.Blocks, Math.Min(_controller.MaxTransferBytes / r.BlockSize, 65536));
+                    ulong bytes = (ulong)chunk * (ulong)r.BlockSize;
+                    PrpPair prp;
+                    try
+                    {
+                        var map = new DmaBufferAddressMap(r.Buffer!, r.Offset);
+                        prp = BuildPrp(ref map, bytes, slot.PrpListPointer, slot.PrpList);
+                    }
+                    catch (Exception e) when (e is ArgumentException or ObjectDisposedException)
+                    {
+                        _freeTags[_freeCount++] = tag;
+                        r.Failure ??= e;
+                        r.Stop = true;
+                        return;
+                    }
+                    command = NvmeCommand.ReadWrite(r.Opcode, r.Nsid, r.Lba, chunk, prp.Prp1, prp.Prp2);
+                    r.Lba += (ulong)chunk;
+                    r.Offset += bytes;
+                    r.Blocks -= chunk;
+                    break;
+                }
+                case NvmOpcode.WriteZeroes:
+                {
+                    int chunk = Math.Min(r.Blocks, MaxWriteZeroesBlocks);
+                    command = NvmeCommand.WriteZeroes(r.Nsid, r.Lba, chunk);
+                    r.Lba += (ulong)chunk;
+                    r.Blocks -= chunk;
+                    break;
+                }
+                case NvmOpcode.DatasetManagement:
+                    // The range list goes in the slot's PRP page, which this command does not need for PRPs.
+                    // SAFETY: the page belongs to this slot (taken above) and is at least 16 bytes.
+                    *(DsmRange*)slot.PrpListPointer = new DsmRange { BlockCount = (uint)r.RangeBlocks, StartingLba = r.Lba };
+                    command = NvmeCommand.Deallocate(r.Nsid, 1, slot.PrpList);
+                    r.Blocks = 0;
+                    break;
+                default:
+                    command = NvmeCommand.Flush(r.Nsid);
+                    r.Blocks = 0;
+                    break;
+            }
+            slot.Kind = RequestKind;
+            slot.Request = r;
+            slot.Leased = null;
+            r.ChunksInFlight++;
+            r.Refs++;
+            PlaceLocked(tag, command);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void PlaceLocked(ushort tag, NvmeCommand command)
+    {
+        command.CommandId = tag;
+        ref var slot = ref _slots[tag];
+        slot.State = InFlight;
+        slot.Status = default;
+        slot.Info = NvmeCommandInfo.From(QueueId, command);
+        slot.Submitted = _controller.Time.GetTimestamp();
+        Pair.Place(command);
+    }
+
+    /// <summary>Rings the SQ doorbell, unless this queue's completion thread is answering on this thread (it rings once after the round).</summary>
+    private void RingLocked()
+    {
+        if (!_stopped && t_answering != this) { Pair.RingSubmissions(); }
     }
 
     private unsafe PrpPair BuildPrp(ref DmaBufferAddressMap map, ulong bytes, nint listPointer, DmaAddress listAddress)
@@ -458,48 +706,10 @@ public sealed class NvmeIoQueue : IDisposable
         return Prp.Build(ref map, bytes, _pageShift, list, listAddress);
     }
 
-    private ushort Place(NvmeCommand command, bool batched)
-    {
-        ushort tag = TakeTag();
-        PlaceTagged(tag, command, batched);
-        return tag;
-    }
+    // ---------------------------------------------------------------- completions: the one place they are retired
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void PlaceTagged(ushort tag, NvmeCommand command, bool batched)
-    {
-        command.CommandId = tag;
-        ref var slot = ref _slots[tag];
-        slot.State = InFlight;
-        slot.Batched = batched;
-        slot.Status = default;
-        slot.Info = NvmeCommandInfo.From(QueueId, command);
-        slot.Submitted = _controller.Time.GetTimestamp();
-        Pair.Place(command);
-    }
-
-    private ushort TakeTag()
-    {
-        if (_faulted || _controller.IsFaulted)
-        {
-            _controller.ThrowIfFaulted();
-            throw new InvalidOperationException($"queue {QueueId} faulted (a command timed out); reset the controller");
-        }
-        if (_freeCount == 0)
-        {
-            throw new InvalidOperationException($"queue {QueueId} is full ({Depth} commands in flight)");
-        }
-        return _freeTags[--_freeCount];
-    }
-
-    private void Release(ushort tag)
-    {
-        _slots[tag].State = Free;
-        _freeTags[_freeCount++] = tag;
-    }
-
-    /// <summary>Takes every posted completion, records it in its slot, and rings the CQ head doorbell once.</summary>
-    private int ReapInternal()
+    /// <summary>Takes every posted completion, retires its command, and rings the CQ head doorbell once. Under the lock, not stopped.</summary>
+    private int ReapLocked()
     {
         int n = 0;
         while (Pair.TryTake(out var c))
@@ -511,17 +721,93 @@ public sealed class NvmeIoQueue : IDisposable
                 StrayCompletions++;
                 continue;
             }
-            ref var slot = ref _slots[tag];
-            slot.State = Done;
-            slot.Status = c.Status;
-            if (slot.Batched) { PushDone((ushort)tag); }
+            RetireLocked((ushort)tag, c.Status, EndReason.Device);
         }
         Pair.RingCompletions();
         return n;
     }
 
-    /// <summary>Completions whose identifier matched no command in flight (a controller bug, or after a reset).</summary>
-    public long StrayCompletions { get; private set; }
+    private void RetireLocked(ushort tag, NvmeStatus status, EndReason reason)
+    {
+        ref var slot = ref _slots[tag];
+        if (slot.Kind == BatchKind)
+        {
+            slot.Leased?.ReleaseDeviceUse();
+            slot.Leased = null;
+            slot.State = Done;
+            slot.Status = status;
+            PushDone(tag);
+            return;
+        }
+        var r = slot.Request!;
+        slot.Request = null;
+        slot.State = Free;
+        _freeTags[_freeCount++] = tag;
+        r.ChunksInFlight--;
+        if (!status.IsSuccess && r.Failure is null)
+        {
+            var address = _controller.Device.Address;
+            r.Failure = reason switch
+            {
+                EndReason.Reset => new NvmeCommandAbortedException(slot.Info, address),
+                EndReason.Released => new DeviceReleasedException(address, "the NVMe controller was stopped while the command was in flight"),
+                EndReason.Deleted => new ObjectDisposedException(nameof(NvmeIoQueue), $"NVMe I/O queue {QueueId} was deleted while {slot.Info} was in flight"),
+                _ => new NvmeCommandException(slot.Info, status, address),
+            };
+        }
+        if (!status.IsSuccess) { r.Stop = true; }
+        MaybeCompleteLocked(r);
+        ReleaseRefLocked(r);
+    }
+
+    /// <summary>Hands a request to be answered once it is finished (or must be answered early). Under the lock.</summary>
+    private void MaybeCompleteLocked(NvmeRequest r)
+    {
+        if (r.Completing) { return; }
+        bool finished = r.ChunksInFlight == 0 && (!r.HasMore || r.Stop) && !r.InPending;
+        if (!finished && !(r.AnswerEarly && r.Failure is not null)) { return; }
+        r.Completing = true;
+        _requestsCompleted++;
+        if (r.Synchronous)
+        {
+            r.SyncDone = true;
+            return;
+        }
+        _activeAsync--;
+        r.Refs++;
+        _completed.Enqueue(r);
+        if (_parked)
+        {
+            _parked = false;
+            _wake.Set();
+        }
+    }
+
+    private void ReleaseRefLocked(NvmeRequest r)
+    {
+        if (--r.Refs > 0) { return; }
+        Debug.Assert(r.ChunksInFlight == 0 && !r.InPending);
+        if (r.BufferLeased) { r.Buffer!.ReleaseDeviceUse(); }
+        if (r.Bounce is { } bounce) { _bounces.Push(bounce); }
+        r.Clear();
+        _pool.Push(r);
+    }
+
+    /// <summary>The caller is done with <paramref name="r"/> (it has its result).</summary>
+    internal void ReleaseRequest(NvmeRequest r)
+    {
+        lock (_lock) { ReleaseRefLocked(r); }
+    }
+
+    /// <summary>A cancelled request places no further commands; one still waiting for a slot leaves the line.</summary>
+    internal void StopRequest(NvmeRequest r)
+    {
+        lock (_lock)
+        {
+            r.Stop = true;
+            if (r.InPending && r.ChunksInFlight == 0 && !_stopped) { PumpLocked(); }
+        }
+    }
 
     private void PushDone(ushort tag)
     {
@@ -530,50 +816,321 @@ public sealed class NvmeIoQueue : IDisposable
         _doneCount++;
     }
 
-    private bool AllDone(ReadOnlySpan<ushort> tags)
+    // ---------------------------------------------------------------- the completion thread
+
+    private void EnsurePoller()
     {
-        foreach (var t in tags)
+        if (_poller is not null) { return; }
+        lock (_lock)
         {
-            if (_slots[t].State != Done) { return false; }
+            if (_poller is not null || _pollerStop) { return; }
+            var thread = new Thread(static s => ((NvmeIoQueue)s!).PollerMain())
+            {
+                IsBackground = true,
+                Name = $"nvme Q{QueueId} completions",
+            };
+            thread.Start(this);
+            _poller = thread;
         }
-        return true;
     }
 
-    /// <summary>Frees the waited-for slots and throws for the first that failed.</summary>
-    private void ThrowFirstError(ReadOnlySpan<ushort> tags)
+    /// <summary>
+    /// Reaps the queue and answers asynchronous requests, running their continuations inline on this thread; a
+    /// continuation that submits to this queue has its command placed and the doorbell rung once for the whole
+    /// round. Sleeps when no asynchronous request is outstanding; between completions it polls, sleeps on the
+    /// MSI-X vector, or polls for <see cref="HybridSpin"/> and then sleeps, by <see cref="CompletionMode"/>.
+    /// </summary>
+    private void PollerMain()
     {
-        int failed = -1;
-        foreach (var t in tags)
+        t_pollerQueue = this;
+        var round = new NvmeRequest[64];
+        var claimed = new bool[round.Length];
+        var time = _controller.Time;
+        long lastWork = Stopwatch.GetTimestamp();
+        long spinTicks = (long)(HybridSpin.TotalSeconds * Stopwatch.Frequency);
+        long nextCheck = 0;
+        int spins = 0;
+        while (true)
         {
-            if (failed < 0 && !_slots[t].Status.IsSuccess) { failed = t; }
+            int n = 0;
+            bool idle;
+            lock (_lock)
+            {
+                if (!_stopped && ReapLocked() > 0) { PumpLocked(); }
+                while (n < round.Length && _completed.TryDequeue(out var r)) { round[n++] = r; }
+                // Stopping for good: the requests the end failed are answered first.
+                if (n == 0 && _pollerStop) { break; }
+                idle = n == 0 && (_stopped || _activeAsync == 0);
+                if (idle)
+                {
+                    _parked = true;
+                    _wake.Reset();
+                }
+                if (!_stopped) { Pair.RingSubmissions(); }
+            }
+            if (n > 0)
+            {
+                // Claim each answer, then drop the completed list's ownership: a claimed request lives on through its
+                // caller's, and one a cancellation answered first must not be touched after this.
+                lock (_lock)
+                {
+                    for (int i = 0; i < n; i++)
+                    {
+                        claimed[i] = round[i].TryClaim();
+                        ReleaseRefLocked(round[i]);
+                    }
+                }
+                t_answering = this;
+                try
+                {
+                    for (int i = 0; i < n; i++)
+                    {
+                        if (!claimed[i]) { continue; }
+                        try { round[i].Deliver(); }
+                        catch (Exception e) { _controller.LogContinuationFailure(QueueId, e); }
+                    }
+                }
+                finally { t_answering = null; }
+                lock (_lock)
+                {
+                    if (!_stopped) { Pair.RingSubmissions(); }
+                }
+                Array.Clear(round, 0, n);
+                lastWork = Stopwatch.GetTimestamp();
+                spins = 0;
+                continue;
+            }
+            if (idle)
+            {
+                _wake.Wait();
+                lastWork = Stopwatch.GetTimestamp();
+                continue;
+            }
+            long now = Stopwatch.GetTimestamp();
+            if (now >= nextCheck)
+            {
+                nextCheck = now + Stopwatch.Frequency / 100;
+                CheckHealthAndTimeouts();
+            }
+            bool sleep = Vector is not null && (CompletionMode == NvmeCompletionMode.Interrupt
+                || (CompletionMode == NvmeCompletionMode.Hybrid && now - lastWork > spinTicks));
+            if (sleep)
+            {
+                try
+                {
+                    // Bounded so timeouts and CSTS are still checked when no interrupt comes.
+                    if (Vector!.Wait(TimeSpan.FromMilliseconds(10)) > 0) { Interlocked.Increment(ref _interruptWakeups); }
+                }
+                catch (ObjectDisposedException)
+                {
+                    // Interrupts are being torn down (release or dispose): the stop flag follows.
+                    Thread.Sleep(1);
+                }
+            }
+            else if (++spins % 256 == 0)
+            {
+                Thread.Yield();   // on one CPU, let the threads that submit run
+            }
+            else
+            {
+                Thread.SpinWait(8);
+            }
         }
-        if (failed >= 0)
-        {
-            var info = _slots[failed].Info;
-            var status = _slots[failed].Status;
-            foreach (var t in tags) { Release(t); }
-            throw new NvmeCommandException(info, status, _controller.Device.Address);
-        }
-        foreach (var t in tags) { Release(t); }
+        t_pollerQueue = null;
     }
 
-    private void ThrowTimeout(ReadOnlySpan<ushort> tags)
+    /// <summary>
+    /// Reads CSTS and checks the oldest commands against the command timeout; either failure faults the queue:
+    /// every request in flight is answered with the error at once while its commands keep their slots (the device
+    /// may still complete them or move data) until a reset.
+    /// </summary>
+    private void CheckHealthAndTimeouts()
     {
-        var info = default(NvmeCommandInfo);
-        foreach (var t in tags)
+        lock (_lock)
         {
-            if (_slots[t].State != Done) { info = _slots[t].Info; break; }
+            if (_stopped || _terminal is not null) { return; }
+            try
+            {
+                _controller.CheckHealth();
+            }
+            catch (NvmeControllerFatalException e)
+            {
+                FaultLocked(e);
+                return;
+            }
+            long now = _controller.Time.GetTimestamp();
+            var limit = _controller.CommandTimeout;
+            for (int i = 0; i < _slots.Length; i++)
+            {
+                ref var slot = ref _slots[i];
+                if (slot.State == InFlight && slot.Kind == RequestKind && !slot.Request!.AnswerEarly
+                    && _controller.Time.GetElapsedTime(slot.Submitted, now) > limit)
+                {
+                    FaultLocked(new NvmeTimeoutException(slot.Info, limit, _controller.Device.Address));
+                    return;
+                }
+            }
         }
-        // The controller may still complete or DMA for these commands: the slots stay taken and the queue
-        // refuses work until a reset.
+    }
+
+    private void FaultLocked(Exception e)
+    {
         _faulted = true;
         _controller.MarkFaulted();
-        throw new NvmeTimeoutException(info, _controller.CommandTimeout, _controller.Device.Address);
+        FailOutstandingLocked(e);
     }
 
-    // ---------------------------------------------------------------- checks, reset, lifetime
+    /// <summary>Answers every request in flight or waiting with <paramref name="e"/>; commands in flight keep their slots.</summary>
+    private void FailOutstandingLocked(Exception e)
+    {
+        for (int i = 0; i < _slots.Length; i++)
+        {
+            ref var slot = ref _slots[i];
+            if (slot.State == InFlight && slot.Kind == RequestKind && slot.Request is { } r)
+            {
+                r.Failure ??= e;
+                r.Stop = true;
+                r.AnswerEarly = true;
+                MaybeCompleteLocked(r);
+            }
+        }
+        while (_pending.TryDequeue(out var r))
+        {
+            r.InPending = false;
+            r.Failure ??= e;
+            r.Stop = true;
+            r.AnswerEarly = true;
+            MaybeCompleteLocked(r);
+            ReleaseRefLocked(r);
+        }
+    }
 
-    private void CheckTransfer(NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset)
+    /// <summary>The error a new operation gets now, if any. Under the lock.</summary>
+    private Exception? CurrentFailureLocked()
+    {
+        if (_terminal is not null) { return _terminal; }
+        if (_faulted || _controller.IsFaulted)
+        {
+            return new NvmeControllerFatalException("the controller faulted earlier (fatal status or a command timeout) and has not been reset; call NvmeController.Reset()",
+                0, _controller.Device.Address);
+        }
+        return null;
+    }
+
+    // ---------------------------------------------------------------- lifetime: quiesce, reset, release
+
+    /// <summary>
+    /// Stops every use of the rings and the doorbells: once this returns, no thread is inside the queue (they all
+    /// need the lock, and see the flag), so the controller may be disabled and its memory reset or freed.
+    /// </summary>
+    internal void Quiesce()
+    {
+        lock (_lock)
+        {
+            _stopped = true;
+            _running.Reset();
+        }
+    }
+
+    /// <summary>After the controller was disabled (it no longer fetches commands or writes completions): ends every command in flight.</summary>
+    internal void AbortInFlight(bool released)
+    {
+        var aborted = NvmeStatus.Create(GenericStatusCode.CommandAbortedSqDeletion);
+        lock (_lock)
+        {
+            for (int i = 0; i < _slots.Length; i++)
+            {
+                if (_slots[i].State == InFlight)
+                {
+                    RetireLocked((ushort)i, aborted, released ? EndReason.Released : EndReason.Reset);
+                }
+            }
+        }
+    }
+
+    /// <summary>After a controller reset: empty rings, ready for the queue to be created again.</summary>
+    internal void ResetState()
+    {
+        lock (_lock)
+        {
+            Pair.ResetState();
+            _faulted = false;
+        }
+    }
+
+    /// <summary>After the queue exists again: places what waited and lets everyone in.</summary>
+    internal void Resume()
+    {
+        lock (_lock)
+        {
+            _stopped = false;
+            PumpLocked();
+            RingLocked();
+            _running.Set();
+            if (_parked)
+            {
+                _parked = false;
+                _wake.Set();
+            }
+        }
+    }
+
+    /// <summary>
+    /// The queue ends for good (release to the host, controller or queue disposal), quiesced already: every
+    /// request in flight or waiting is answered with <paramref name="error"/>, later calls get it too. With
+    /// <paramref name="deviceStopped"/> the device can no longer touch the commands' memory, so their slots are
+    /// retired and leases returned; otherwise they stay taken (the memory stays allocated).
+    /// </summary>
+    internal void Terminate(Exception error, bool deviceStopped, bool released)
+    {
+        lock (_lock)
+        {
+            _terminal ??= error;
+            if (deviceStopped)
+            {
+                var aborted = NvmeStatus.Create(GenericStatusCode.CommandAbortedSqDeletion);
+                for (int i = 0; i < _slots.Length; i++)
+                {
+                    if (_slots[i].State == InFlight)
+                    {
+                        RetireLocked((ushort)i, aborted, released ? EndReason.Released : EndReason.Deleted);
+                    }
+                }
+            }
+            FailOutstandingLocked(error);
+            _running.Set();
+            _pollerStop = true;
+            _wake.Set();
+        }
+    }
+
+    /// <summary>Blocks a batch submission while a reset is in progress.</summary>
+    private void WaitWhileStopped()
+    {
+        var limit = _controller.CommandTimeout + TimeSpan.FromSeconds(30);
+        if (!_running.Wait(limit))
+        {
+            throw new DeviceTimeoutException(_controller.Device.Address, $"the end of the reset of NVMe I/O queue {QueueId}", limit);
+        }
+    }
+
+    private void ThrowIfUnusableLocked()
+    {
+        if (_terminal is not null)
+        {
+            if (_terminal is DeviceReleasedException) { _controller.ThrowIfReleased(); }
+            ObjectDisposedException.ThrowIf(true, this);
+        }
+        if (_faulted || _controller.IsFaulted)
+        {
+            _controller.ThrowIfFaulted();
+            throw new InvalidOperationException($"queue {QueueId} faulted (a command timed out); reset the controller");
+        }
+    }
+
+    // ---------------------------------------------------------------- checks
+
+    private static void CheckTransfer(NvmeNamespace ns, int blocks, DmaBuffer buffer, ulong offset)
     {
         ArgumentNullException.ThrowIfNull(ns);
         ArgumentNullException.ThrowIfNull(buffer);
@@ -588,78 +1145,11 @@ public sealed class NvmeIoQueue : IDisposable
         // answers LBA Out of Range, which callers may rely on.
     }
 
-    private static void CheckBlocks(NvmeNamespace ns, int blocks)
-    {
-        ArgumentNullException.ThrowIfNull(ns);
-        if (blocks < 1) { throw new ArgumentOutOfRangeException(nameof(blocks), blocks, "at least one block"); }
-    }
-
     private void RequireOptional(OptionalNvmCommands command, string name)
     {
         if ((_controller.Identity.OptionalCommands & command) == 0)
         {
             throw new NotSupportedException($"the controller does not support {name} (Identify Controller ONCS 0x{(ushort)_controller.Identity.OptionalCommands:x4})");
-        }
-    }
-
-    private void Enter()
-    {
-        _controller.ThrowIfReleased();
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if (Interlocked.Exchange(ref _busy, 1) != 0)
-        {
-            throw new InvalidOperationException($"NVMe I/O queue {QueueId} is in use by another operation; use one queue per thread");
-        }
-        // Checked again after taking the queue (the exchange is a full fence): a release that began in between
-        // waits for IsBusy to clear, and this thread sees the flag here and never touches the BAR.
-        LeaveIfReleased();
-    }
-
-    /// <summary>
-    /// Once the controller is released, gives the queue up before throwing: the thread touches neither the BAR nor
-    /// queue memory again, so the release need not wait for the exception to unwind (slow the first time).
-    /// </summary>
-    private void LeaveIfReleased()
-    {
-        if (_controller.IsReleased)
-        {
-            Exit();
-            _controller.ThrowIfReleased();
-        }
-    }
-
-    private void Exit() => Volatile.Write(ref _busy, 0);
-
-    /// <summary>True while a thread is inside an operation on this queue.</summary>
-    internal bool IsBusy => Volatile.Read(ref _busy) != 0;
-
-    /// <summary>Before a controller reset: every command in flight ends as aborted (SQ deletion, NVMe 1.4 Figure 127).</summary>
-    internal void AbandonInFlight()
-    {
-        var aborted = NvmeStatus.Create(GenericStatusCode.CommandAbortedSqDeletion);
-        for (int i = 0; i < _slots.Length; i++)
-        {
-            if (_slots[i].State == InFlight)
-            {
-                _slots[i].State = Done;
-                _slots[i].Status = aborted;
-                if (_slots[i].Batched) { PushDone((ushort)i); }
-            }
-        }
-    }
-
-    /// <summary>After a controller reset: empty rings; slots whose owners are gone are freed.</summary>
-    internal void ResetState()
-    {
-        Pair.ResetState();
-        _faulted = false;
-        // Synchronous waiters that timed out left their slots taken; nobody will release them.
-        for (int i = 0; i < _slots.Length; i++)
-        {
-            if (_slots[i].State == Done && !_slots[i].Batched && Volatile.Read(ref _busy) == 0)
-            {
-                Release((ushort)i);
-            }
         }
     }
 
@@ -671,6 +1161,7 @@ public sealed class NvmeIoQueue : IDisposable
         _prpLease = null;
     }
 
+    /// <summary>Frees the rings, PRP pages and the bounce buffers no request holds. The device must be stopped or the queue deleted.</summary>
     internal void DisposeMemory()
     {
         _disposed = true;
@@ -678,9 +1169,19 @@ public sealed class NvmeIoQueue : IDisposable
         Pair.ReleaseOwnership();
         Pair.Dispose();
         _prpPages.Dispose();
+        lock (_lock)
+        {
+            while (_bounces.TryPop(out var b))
+            {
+                _allBounces.Remove(b);
+                b.Dispose();
+            }
+        }
     }
 
-    /// <summary>Deletes the queue pair in the controller (SQ, then CQ) and frees its memory.</summary>
+    internal bool IsDisposed => _disposed;
+
+    /// <summary>Deletes the queue pair in the controller (SQ, then CQ) and frees its memory; operations in flight end with <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
         if (_disposed) { return; }

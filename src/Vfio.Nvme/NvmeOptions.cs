@@ -55,6 +55,33 @@ public sealed record NvmeIoQueueOptions
     /// either way.
     /// </summary>
     public bool UseInterrupts { get; init; }
+
+    /// <summary>
+    /// How the queue's completion thread waits between completions of asynchronous calls. Null (the default):
+    /// <see cref="NvmeCompletionMode.Interrupt"/> with <see cref="UseInterrupts"/>, else
+    /// <see cref="NvmeCompletionMode.Polled"/>. Interrupt and Hybrid create the completion queue with interrupts
+    /// on the queue's MSI-X vector (they need <see cref="NvmeControllerOptions.EnableMsix"/>).
+    /// </summary>
+    public NvmeCompletionMode? CompletionMode { get; init; }
+
+    /// <summary>In <see cref="NvmeCompletionMode.Hybrid"/>: how long to poll after the last completion before sleeping on the vector.</summary>
+    public TimeSpan HybridSpin { get; init; } = TimeSpan.FromMicroseconds(50);
+}
+
+/// <summary>How a queue's completion thread learns that the controller posted completions (for asynchronous calls).</summary>
+public enum NvmeCompletionMode
+{
+    /// <summary>
+    /// Poll the completion queue without pause while an asynchronous call is outstanding (a CPU is spent on it,
+    /// as SPDK does); sleep when none is. Lowest latency.
+    /// </summary>
+    Polled,
+
+    /// <summary>Sleep on the queue's MSI-X vector until the controller signals; no CPU is spent waiting.</summary>
+    Interrupt,
+
+    /// <summary>Poll for <see cref="NvmeIoQueueOptions.HybridSpin"/> after the last completion, then sleep on the vector.</summary>
+    Hybrid,
 }
 
 /// <summary>An active namespace: its ID and what Identify Namespace says about it.</summary>

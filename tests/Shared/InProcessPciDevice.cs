@@ -177,7 +177,8 @@ internal sealed class EmulatedInterruptSet(IrqIndex index, int count, Action onD
 
 internal sealed class EmulatedVector(int vector) : IInterruptVector
 {
-    private readonly Lock _lock = new();
+    private readonly object _lock = new();
+    private int _blocked;
     private ulong _pending;
     private TaskCompletionSource<ulong>? _waiter;
 
@@ -215,6 +216,28 @@ internal sealed class EmulatedVector(int vector) : IInterruptVector
         }
     }
 
+    public ulong Wait(TimeSpan timeout)
+    {
+        long deadline = Environment.TickCount64 + (long)Math.Ceiling(timeout.TotalMilliseconds);
+        lock (_lock)
+        {
+            _blocked++;
+            try
+            {
+                while (_pending == 0)
+                {
+                    long left = deadline - Environment.TickCount64;
+                    if (left <= 0) { return 0; }
+                    Monitor.Wait(_lock, (int)left);
+                }
+                var n = _pending;
+                _pending = 0;
+                return n;
+            }
+            finally { _blocked--; }
+        }
+    }
+
     public void Trigger()
     {
         TaskCompletionSource<ulong>? waiter;
@@ -222,7 +245,11 @@ internal sealed class EmulatedVector(int vector) : IInterruptVector
         {
             waiter = _waiter;
             _waiter = null;
-            if (waiter is null) { _pending++; }
+            if (waiter is null)
+            {
+                _pending++;
+                if (_blocked > 0) { Monitor.PulseAll(_lock); }
+            }
         }
         waiter?.TrySetResult(1);
     }

@@ -430,20 +430,29 @@ public abstract class ControllerTests(NvmeTransport transport)
     }
 
     [Fact]
-    public async Task AQueueRefusesConcurrentUse()
+    public async Task AQueueServesASynchronousCallWhileAnAsynchronousOneWaits()
     {
         using var dev = New();
         dev.Deferred = true;
         using var c = Open(dev);
         var ns = c.Namespaces[0];
         using var q = c.CreateIoQueue();
-        using var buf = dev.Dma.Allocate(4096);
-        // Stalled: the read cannot complete before the second use is tried (a timing window would make this flaky).
+        using var a = dev.Dma.Allocate(4096);
+        using var b = dev.Dma.Allocate(4096);
+        a.Span.Fill(0x5A);
+        q.Write(ns, 0, 8, a);
+        // Stalled: the read cannot complete before the second call is made (a timing window would make this flaky).
         dev.Stalled = true;
-        var pending = q.ReadAsync(ns, 0, 1, buf, cancellationToken: TestContext.Current.CancellationToken);
+        var pending = q.ReadAsync(ns, 0, 8, b, cancellationToken: TestContext.Current.CancellationToken);
         Assert.False(pending.IsCompleted);
-        Assert.Throws<InvalidOperationException>(() => q.Read(ns, 0, 1, buf));
-        dev.Stalled = false;     // the worker thread picks the command up on its next round
+        Assert.True(b.IsInUse);                                   // leased while the command is in flight
+        var sync = Task.Run(() => q.Read(ns, 0, 8, a), TestContext.Current.CancellationToken);
+        await Task.Delay(50, TestContext.Current.CancellationToken);
+        Assert.False(sync.IsCompleted);
+        dev.Stalled = false;     // the worker thread picks both commands up on its next round
         await pending;
+        await sync;
+        Assert.Equal(0x5A, b.Span[4095]);
+        Assert.False(b.IsInUse);
     }
 }

@@ -66,7 +66,7 @@ internal sealed class UserDmaAllocator(VfioUserDevice device) : IDmaAllocator
     {
         // The server forgets the range first: until it has, its device may still write the pages.
         var body = new byte[DmaUnmapRequest.Length];
-        new DmaUnmapRequest(0, buffer.Iova.Value, buffer.Memory.Length).Write(body);
+        new DmaUnmapRequest(0, buffer.Iova.Value, buffer.Shared.Length).Write(body);
         try
         {
             using var _ = device.Request(Command.DmaUnmap, body);
@@ -77,7 +77,7 @@ internal sealed class UserDmaAllocator(VfioUserDevice device) : IDmaAllocator
         }
         lock (_lock) { _buffers.Remove(buffer); }
         Iovas.Free(buffer.Iova);
-        buffer.Memory.Dispose();
+        buffer.Shared.Dispose();
     }
 
     public CommandResult ServeRead(byte[] body)
@@ -119,10 +119,10 @@ internal sealed class UserDmaAllocator(VfioUserDevice device) : IDmaAllocator
             // Under the lock: Release takes it before freeing memory, so the copy never touches unmapped pages.
             foreach (var b in _buffers)
             {
-                ulong start = b.Iova.Value, length = b.Memory.Length;
+                ulong start = b.Iova.Value, length = b.Shared.Length;
                 if (req.Address >= start && req.Address - start < length && req.Count <= length - (req.Address - start))
                 {
-                    action(b.Memory.Span.Slice((int)(req.Address - start), (int)req.Count));
+                    action(b.Shared.Span.Slice((int)(req.Address - start), (int)req.Count));
                     return;
                 }
             }
@@ -133,7 +133,7 @@ internal sealed class UserDmaAllocator(VfioUserDevice device) : IDmaAllocator
     private sealed class UserDmaBuffer(UserDmaAllocator owner, SharedMemory memory, ulong length, Iova iova, string? name)
         : DmaBuffer(memory.Pointer, length, name)
     {
-        public SharedMemory Memory { get; } = memory;
+        public SharedMemory Shared { get; } = memory;
 
         public Iova Iova { get; } = iova;
 

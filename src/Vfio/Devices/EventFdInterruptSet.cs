@@ -103,6 +103,8 @@ public abstract class EventFdInterruptSet : IInterruptSet
 
         public ulong Poll() => Signal.Poll();
 
+        public ulong Wait(TimeSpan timeout) => Signal.Wait(timeout);
+
         public void Trigger()
         {
             owner.ThrowIfDisposed();

@@ -65,6 +65,14 @@ public interface IInterruptVector
     /// <summary>Consumes pending signals without waiting; returns how many there were (0 if none).</summary>
     ulong Poll();
 
+    /// <summary>
+    /// Blocks the calling thread until the vector has fired since the last wait consumed it, or until
+    /// <paramref name="timeout"/> passes; returns how many times it fired (0: the time passed). Allocates nothing:
+    /// for a driver's own completion thread.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The set is disposed.</exception>
+    ulong Wait(TimeSpan timeout);
+
     /// <summary>Signals the vector from software (<c>VFIO_IRQ_SET_DATA_NONE | ACTION_TRIGGER</c>), for tests.</summary>
     /// <exception cref="ObjectDisposedException">The set is disposed.</exception>
     void Trigger();

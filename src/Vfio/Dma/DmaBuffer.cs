@@ -104,6 +104,71 @@ public abstract class DmaBuffer : IDisposable
 
     internal void EndUse() => Interlocked.Decrement(ref _inUse);
 
+    /// <summary>
+    /// Takes a counted claim without an object, for hot paths that pair every call with one
+    /// <see cref="ReleaseDeviceUse"/> (a command from submission to completion); the effect on
+    /// <see cref="Dispose()"/> is that of <see cref="MarkInUse"/>. <paramref name="owner"/> is kept for the message
+    /// <see cref="Dispose()"/> gives while a claim is held, so pass a string that already exists.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The buffer is disposed.</exception>
+    public void AddDeviceUse(string owner)
+    {
+        ThrowIfDisposed();
+        Interlocked.Increment(ref _inUse);
+        _owner = owner;
+    }
+
+    /// <summary>Ends one claim taken with <see cref="AddDeviceUse"/>.</summary>
+    /// <exception cref="InvalidOperationException">No claim is held (a release without its <see cref="AddDeviceUse"/>).</exception>
+    public void ReleaseDeviceUse()
+    {
+        if (Interlocked.Decrement(ref _inUse) < 0)
+        {
+            Interlocked.Increment(ref _inUse);
+            throw new InvalidOperationException($"DMA buffer '{Name ?? "unnamed"}' has no device claim to release");
+        }
+    }
+
+    /// <summary>
+    /// The buffer as <see cref="Memory{T}"/>, for APIs that take memory rather than a buffer. Drivers recognise it
+    /// (<see cref="TryGetBuffer"/>) and hand the device its addresses directly instead of copying through a bounce
+    /// buffer. Valid until the buffer is disposed.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The buffer is larger than <see cref="int.MaxValue"/> bytes.</exception>
+    /// <exception cref="ObjectDisposedException">The buffer is disposed.</exception>
+    public Memory<byte> Memory
+    {
+        get
+        {
+            ThrowIfDisposed();
+            if (Length > int.MaxValue)
+            {
+                throw new InvalidOperationException($"buffer of {Length} bytes is larger than a Memory<byte>; use Slice");
+            }
+            _memoryManager ??= new DmaBufferMemoryManager(this);
+            return _memoryManager.Memory;
+        }
+    }
+
+    private DmaBufferMemoryManager? _memoryManager;
+
+    /// <summary>
+    /// Finds the DMA buffer behind <paramref name="memory"/> when it came from <see cref="Memory"/> (sliced or not):
+    /// the buffer and the offset of the memory's first byte in it.
+    /// </summary>
+    public static bool TryGetBuffer(ReadOnlyMemory<byte> memory, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out DmaBuffer? buffer, out ulong offset)
+    {
+        if (System.Runtime.InteropServices.MemoryMarshal.TryGetMemoryManager(memory, out DmaBufferMemoryManager? manager, out int start, out _))
+        {
+            buffer = manager.Buffer;
+            offset = (ulong)start;
+            return true;
+        }
+        buffer = null;
+        offset = 0;
+        return false;
+    }
+
     /// <summary>The device address of byte <paramref name="offset"/> (already range-checked).</summary>
     protected abstract DmaAddress DeviceAddressAt(ulong offset);
 
@@ -142,6 +207,23 @@ public abstract class DmaBuffer : IDisposable
             throw new ArgumentOutOfRangeException(nameof(offset), offset, $"range [{offset}, +{length}) is outside the {Length}-byte DMA buffer");
         }
     }
+}
+
+/// <summary>The <see cref="System.Buffers.MemoryManager{T}"/> behind <see cref="DmaBuffer.Memory"/>: the memory is pinned already.</summary>
+internal sealed unsafe class DmaBufferMemoryManager(DmaBuffer buffer) : System.Buffers.MemoryManager<byte>
+{
+    public DmaBuffer Buffer { get; } = buffer;
+
+    public override Span<byte> GetSpan() => Buffer.Span;
+
+    // SAFETY: DMA memory never moves while allocated (its type's contract), so no pinning is needed; the pointer is
+    // valid until the buffer is disposed, as is the Memory itself.
+    public override System.Buffers.MemoryHandle Pin(int elementIndex = 0) =>
+        new((byte*)Buffer.Pointer + elementIndex);
+
+    public override void Unpin() { }
+
+    protected override void Dispose(bool disposing) { }
 }
 
 /// <summary>A device's claim on a <see cref="DmaBuffer"/>; dispose it once the device can no longer touch the buffer.</summary>

@@ -57,14 +57,7 @@ public sealed class EventFd : IDisposable
         Waiter waiter;
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            DrainLocked();
-            if (_pending > 0)
-            {
-                ulong n = _pending;
-                _pending = 0;
-                return ValueTask.FromResult(n);
-            }
+            if (TakeLocked() is ulong n and > 0) { return ValueTask.FromResult(n); }
             if (cancellationToken.IsCancellationRequested)
             {
                 return ValueTask.FromCanceled<ulong>(cancellationToken);
@@ -79,18 +72,52 @@ public sealed class EventFd : IDisposable
         return new ValueTask<ulong>(waiter.Source.Task);
     }
 
+    /// <summary>
+    /// Blocks until the counter is non-zero and consumes it, or until <paramref name="timeout"/> passes (0 then).
+    /// Allocates nothing. The poller thread wakes the blocked caller when it sees the eventfd readable, so a signal
+    /// between the caller's check and its sleep is not lost.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The eventfd is disposed, before or during the wait.</exception>
+    public ulong Wait(TimeSpan timeout)
+    {
+        long deadline = Environment.TickCount64 + (long)Math.Ceiling(timeout.TotalMilliseconds);
+        lock (_lock)
+        {
+            _blockedWaiters++;
+            try
+            {
+                while (true)
+                {
+                    if (TakeLocked() is ulong n and > 0) { return n; }
+                    long left = deadline - Environment.TickCount64;
+                    if (left <= 0) { return 0; }
+                    Monitor.Wait(_lock, (int)Math.Min(left, int.MaxValue));
+                }
+            }
+            finally
+            {
+                _blockedWaiters--;
+            }
+        }
+    }
+
+    private int _blockedWaiters;
+
+    /// <summary>Reads the eventfd and takes every pending signal (0 when none). Under the lock.</summary>
+    private ulong TakeLocked()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        DrainLocked();
+        ulong n = _pending;
+        _pending = 0;
+        return n;
+    }
+
     /// <summary>Consumes pending signals without waiting; 0 when there were none.</summary>
     /// <exception cref="ObjectDisposedException">The eventfd is disposed.</exception>
     public ulong Poll()
     {
-        lock (_lock)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            DrainLocked();
-            ulong n = _pending;
-            _pending = 0;
-            return n;
-        }
+        lock (_lock) { return TakeLocked(); }
     }
 
     /// <summary>Adds <paramref name="count"/> to the counter, as the kernel or a peer does when it signals.</summary>
@@ -160,6 +187,10 @@ public sealed class EventFd : IDisposable
                 notify = _pending > 0;
                 _pending = 0;
             }
+            if (_pending > 0 && _blockedWaiters > 0)
+            {
+                Monitor.PulseAll(_lock);
+            }
             while (_pending > 0 && _waiters.Count > 0)
             {
                 var w = _waiters.Dequeue();
@@ -218,6 +249,7 @@ public sealed class EventFd : IDisposable
         {
             if (_disposed) { return; }
             _disposed = true;
+            Monitor.PulseAll(_lock);   // blocked Wait callers see the flag and throw
             orphans = _waiters.ToArray();
             _waiters.Clear();
         }
