@@ -788,7 +788,16 @@ public sealed class NvmeIoQueue : IDisposable
         if (--r.Refs > 0) { return; }
         Debug.Assert(r.ChunksInFlight == 0 && !r.InPending);
         if (r.BufferLeased) { r.Buffer!.ReleaseDeviceUse(); }
-        if (r.Bounce is { } bounce) { _bounces.Push(bounce); }
+        if (r.Bounce is { } bounce)
+        {
+            // After the queue's memory was freed (its caller answered late), the bounce buffer goes too.
+            if (_disposed)
+            {
+                _allBounces.Remove(bounce);
+                bounce.Dispose();
+            }
+            else { _bounces.Push(bounce); }
+        }
         r.Clear();
         _pool.Push(r);
     }
@@ -1164,7 +1173,7 @@ public sealed class NvmeIoQueue : IDisposable
     /// <summary>Frees the rings, PRP pages and the bounce buffers no request holds. The device must be stopped or the queue deleted.</summary>
     internal void DisposeMemory()
     {
-        _disposed = true;
+        lock (_lock) { _disposed = true; }
         ReleaseBufferOwnership();
         Pair.ReleaseOwnership();
         Pair.Dispose();
