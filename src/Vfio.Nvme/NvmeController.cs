@@ -499,9 +499,17 @@ public sealed partial class NvmeController : IDisposable
             if (_admin.TryTake(out var c))
             {
                 _admin.RingCompletions();
-                if (c.CommandId != command.CommandId)
+                // One admin command is outstanding at a time, and the admin queue is cleared at every reset, so
+                // any other CID, a head outside the queue or another SQ's id is the controller breaking §4.6.
+                string? violation =
+                    c.CommandId != command.CommandId ? $"CID {c.CommandId}, but only CID {command.CommandId} is outstanding" :
+                    c.SubmissionQueueId != 0 ? $"SQID {c.SubmissionQueueId} on the admin completion queue" :
+                    c.SubmissionQueueHead >= _admin.Entries ? $"SQHD {c.SubmissionQueueHead}, but the admin queue has {_admin.Entries} entries" :
+                    null;
+                if (violation is not null)
                 {
-                    continue;   // a stale completion from before a reset; ours is still coming
+                    _fatal = true;
+                    throw new DeviceProtocolViolationException(_device.Address, $"NVMe admin completion for {info}", violation);
                 }
                 if (!c.Status.IsSuccess)
                 {

@@ -173,7 +173,7 @@ public sealed class NvmeIoQueue : IDisposable
     /// <summary>Operations whose data went through a bounce buffer (the caller's memory was not DMA memory).</summary>
     public long BouncedOperations => Interlocked.Read(ref _bounced);
 
-    /// <summary>Completions whose identifier matched no command in flight (a controller bug, or after a reset).</summary>
+    /// <summary>Completions the controller wrote against the rules (see <see cref="DeviceProtocolViolationException"/>); each faults the queue.</summary>
     public long StrayCompletions { get; private set; }
 
     /// <summary>Largest transfer per command, in bytes.</summary>
@@ -708,18 +708,32 @@ public sealed class NvmeIoQueue : IDisposable
 
     // ---------------------------------------------------------------- completions: the one place they are retired
 
-    /// <summary>Takes every posted completion, retires its command, and rings the CQ head doorbell once. Under the lock, not stopped.</summary>
+    /// <summary>
+    /// Takes every posted completion, validates what the controller wrote, retires its command, and rings the CQ
+    /// head doorbell once. Under the lock, not stopped. A completion the specification does not allow (NVMe 1.4
+    /// §4.6: the CID of a command outstanding on this SQ, SQHD inside the queue, SQID of this queue) faults the
+    /// queue with <see cref="DeviceProtocolViolationException"/>: no further entry is consumed, and commands in
+    /// flight keep their slots and buffers (the device may still write them) until a reset.
+    /// </summary>
     private int ReapLocked()
     {
+        if (_faulted) { return 0; }
         int n = 0;
         while (Pair.TryTake(out var c))
         {
             n++;
             int tag = c.CommandId;
-            if ((uint)tag >= (uint)_slots.Length || _slots[tag].State != InFlight)
+            string? violation =
+                c.SubmissionQueueId != QueueId ? $"SQID {c.SubmissionQueueId}, but this is the completion queue of SQ {QueueId}" :
+                c.SubmissionQueueHead >= Pair.Entries ? $"SQHD {c.SubmissionQueueHead}, but the queue has {Pair.Entries} entries" :
+                (uint)tag >= (uint)_slots.Length || _slots[tag].State != InFlight ? $"CID {tag}, which is not outstanding on this queue" :
+                null;
+            if (violation is not null)
             {
                 StrayCompletions++;
-                continue;
+                FaultLocked(new DeviceProtocolViolationException(_controller.Device.Address,
+                    $"NVMe I/O completion queue {QueueId} entry (CID {tag}, status 0x{c.Status.Value:x4})", violation));
+                break;
             }
             RetireLocked((ushort)tag, c.Status, EndReason.Device);
         }

@@ -288,3 +288,32 @@ public sealed class BlockDeviceAllocationTests
         Assert.True(ios >= Measured);
     }
 }
+
+/// <summary>A controller that writes completions against the rules faults the queue with a named exception; a reset recovers.</summary>
+public sealed class CompletionValidationTests
+{
+    [Theory(Timeout = 60_000)]
+    [InlineData(NvmeMisbehavior.UnknownCommandId, "not outstanding")]
+    [InlineData(NvmeMisbehavior.SubmissionHeadOutOfRange, "SQHD")]
+    [InlineData(NvmeMisbehavior.WrongSubmissionQueue, "SQID")]
+    public async Task ARuleBreakingCompletionFaultsTheQueueAndAResetRecovers(NvmeMisbehavior misbehavior, string said)
+    {
+        using var dev = BlockDeviceTests.NewDevice();
+        using var c = NvmeController.Open(dev, new NvmeControllerOptions { MinimumReadyTimeout = TimeSpan.FromSeconds(1) });
+        using var bd = NvmeBlockDevice.Open(c, new NvmeBlockDeviceOptions { Queues = 1 });
+        using var buf = bd.AllocateBuffer(4096);
+        await bd.ReadAsync(0, buf.Memory, TestContext.Current.CancellationToken);
+        dev.Model.MisbehaveNextIo = misbehavior;
+        var sync = Assert.ThrowsAny<Exception>(() => bd.Queues[0].Read(bd.Namespace, 0, 8, buf));
+        var e = Assert.IsType<DeviceProtocolViolationException>(sync);
+        Assert.Contains(said, e.Seen);
+        Assert.True(c.IsFaulted);
+        // The queue refuses work until a reset; the command's buffer stays leased (the device never completed it
+        // in a way the driver accepted) and is released by the reset.
+        await Assert.ThrowsAsync<NvmeControllerFatalException>(async () => await bd.ReadAsync(0, buf.Memory, TestContext.Current.CancellationToken));
+        c.Reset();
+        Assert.False(buf.IsInUse);
+        await bd.ReadAsync(0, buf.Memory, TestContext.Current.CancellationToken);
+        Assert.Equal(1, bd.Queues[0].StrayCompletions);
+    }
+}

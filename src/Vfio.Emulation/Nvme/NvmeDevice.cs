@@ -108,6 +108,12 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     /// <summary>Fault injection: complete the next I/O command with this status instead of running it.</summary>
     public NvmeStatus? FailNextIo { get; set; }
 
+    /// <summary>
+    /// Makes the next I/O completion break the rules of NVMe 1.4 §4.6 as a buggy or hostile controller would, to
+    /// test that the driver validates what it reads; reset to <see cref="NvmeMisbehavior.None"/> once used.
+    /// </summary>
+    public NvmeMisbehavior MisbehaveNextIo { get; set; }
+
     /// <summary>True while CC.EN is set.</summary>
     public bool Enabled { get { lock (_lock) { return (_cc & 1) != 0; } } }
 
@@ -405,6 +411,16 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
             CommandId = cid,
             StatusAndPhase = (ushort)(status.Value << 1 | (cq.Phase ? 1 : 0)),
         };
+        if (sqid != 0 && MisbehaveNextIo != NvmeMisbehavior.None)
+        {
+            switch (MisbehaveNextIo)
+            {
+                case NvmeMisbehavior.UnknownCommandId: completion.CommandId = (ushort)(cid ^ 0x4000); break;
+                case NvmeMisbehavior.SubmissionHeadOutOfRange: completion.SubmissionQueueHead = (ushort)_sqs[sqid].Size; break;
+                case NvmeMisbehavior.WrongSubmissionQueue: completion.SubmissionQueueId = (ushort)(sqid + 1); break;
+            }
+            MisbehaveNextIo = NvmeMisbehavior.None;
+        }
         Span<byte> bytes = stackalloc byte[NvmeCompletion.Size];
         MemoryMarshal.Write(bytes, in completion);
         DmaAddress at = cq.Base + (ulong)cq.Tail * NvmeCompletion.Size;
@@ -671,4 +687,20 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
         if (entries > MaxPrpListEntries) { MaxPrpListEntries = entries; }
         return default;
     }
+}
+
+/// <summary>Ways <see cref="NvmeDevice.MisbehaveNextIo"/> breaks an I/O completion.</summary>
+public enum NvmeMisbehavior
+{
+    /// <summary>Behave.</summary>
+    None,
+
+    /// <summary>A command identifier no command in flight has.</summary>
+    UnknownCommandId,
+
+    /// <summary>An SQ head pointer past the end of the submission queue.</summary>
+    SubmissionHeadOutOfRange,
+
+    /// <summary>The identifier of another submission queue.</summary>
+    WrongSubmissionQueue,
 }

@@ -151,3 +151,21 @@ public sealed class DeviceTimeoutException(PciAddress device, string what, TimeS
     /// <summary>How long the driver waited.</summary>
     public TimeSpan Timeout { get; } = timeout;
 }
+
+/// <summary>
+/// A device wrote a value the specification does not allow where the driver reads it (an NVMe completion for a
+/// command that is not outstanding, a submission queue head outside the queue, a completion on another queue; a
+/// virtio used id that is not in flight, a length past the buffer). The driver stopped using the queue or the
+/// device (it is faulted), kept every buffer the device may still write, and the process is unaffected. A
+/// buggy or hostile device, or in No-IOMMU mode a driver bug elsewhere that overwrote the ring.
+/// </summary>
+public sealed class DeviceProtocolViolationException(PciAddress device, string where, string seen)
+    : VfioException($"device broke its protocol at {where}: {seen}", device,
+        "the queue is faulted; reset the device (NvmeController.Reset) or reopen it, and suspect the device or its emulator")
+{
+    /// <summary>The structure and field the value was read from.</summary>
+    public string Where { get; } = where;
+
+    /// <summary>What the device wrote, and what was allowed.</summary>
+    public string Seen { get; } = seen;
+}
