@@ -72,6 +72,25 @@ internal static class Arguments
         },
     };
 
+    /// <summary>
+    /// Exactly one device for the <c>nvme</c> commands: a PCI address, or the path of a vfio-user socket (any text
+    /// with a <c>/</c> in it, e.g. <c>/tmp/nvme.sock</c> or <c>./nvme.sock</c>) served by <c>vfio serve nvme</c> or
+    /// another vfio-user server.
+    /// </summary>
+    public static Argument<DeviceTarget> Device(string name = "DEVICE") => new(name)
+    {
+        Description = BdfHelp + ", or the path of a vfio-user socket (contains a '/', e.g. ./nvme.sock)",
+        Arity = ArgumentArity.ExactlyOne,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            if (text.Contains('/', StringComparison.Ordinal)) { return DeviceTarget.Socket(text); }
+            if (ParseBdf(text) is { } address) { return DeviceTarget.Pci(address); }
+            result.AddError(BdfError(text) + " (a vfio-user socket is given as a path with a '/')");
+            return default;
+        },
+    };
+
     private static PciAddress? ParseBdf(string text) => PciAddress.TryParse(text, out var a) ? a : null;
 
     private static string BdfError(string text)
@@ -127,4 +146,22 @@ internal static class Arguments
 
     /// <summary>Hex, lowercase, zero-padded, as lspci -n prints IDs.</summary>
     public static string Hex(uint value, int digits) => value.ToString("x" + digits.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// The device a command works on: a PCI function opened through VFIO, or an emulated or remote one reached over a
+/// vfio-user socket.
+/// </summary>
+/// <param name="Address">The PCI address; default for a socket.</param>
+/// <param name="SocketPath">The vfio-user socket, or null for a PCI function.</param>
+internal readonly record struct DeviceTarget(PciAddress Address, string? SocketPath)
+{
+    /// <summary>A PCI function opened through VFIO.</summary>
+    public static DeviceTarget Pci(PciAddress address) => new(address, null);
+
+    /// <summary>A device behind a vfio-user socket.</summary>
+    public static DeviceTarget Socket(string path) => new(default, path);
+
+    /// <summary>The BDF or the socket path, as the user named the device.</summary>
+    public override string ToString() => SocketPath ?? Address.ToString();
 }

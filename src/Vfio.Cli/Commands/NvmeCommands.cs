@@ -58,7 +58,7 @@ internal static class NvmeCommands
 
     private static Command CreateIdentify(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu)
     {
-        var bdf = Arguments.Bdf();
+        var bdf = Arguments.Device();
         var command = new Command("identify", "Bring the controller up and show Identify Controller and its active namespaces") { bdf };
         command.SetAction(parse =>
         {
@@ -77,7 +77,7 @@ internal static class NvmeCommands
         var c = session.Controller;
         var id = c.Identity;
         return new NvmeIdentifyJson(
-            Address: session.Device.Address.ToString(),
+            Address: session.Name,
             Mode: InfoCommand.ModeName(session.Device.Backend),
             DmaIsolated: session.Device.IsDmaIsolated,
             VendorId: Arguments.Hex(id.VendorId, 4),
@@ -151,7 +151,7 @@ internal static class NvmeCommands
 
     private static Command CreateRead(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid)
     {
-        var bdf = Arguments.Bdf();
+        var bdf = Arguments.Device();
         var lba = LbaOption();
         var count = CountOption("Blocks to read (default 1)");
         var outFile = new Option<string?>("--out", "-o") { Description = "Write the data to this file", HelpName = "FILE" };
@@ -184,7 +184,7 @@ internal static class NvmeCommands
             string? path = parse.GetValue(outFile);
             if (path is not null) { File.WriteAllBytes(path, data); }
             bool dump = parse.GetValue(hex);
-            var doc = new NvmeReadJson(session.Device.Address.ToString(), ns.Id, first, blocks, ns.BlockSize, bytes,
+            var doc = new NvmeReadJson(session.Name, ns.Id, first, blocks, ns.BlockSize, bytes,
                 Sha256(data), path is null ? null : Path.GetFullPath(path), dump ? Convert.ToHexStringLower(data) : null);
             if (ctx.Json)
             {
@@ -207,7 +207,7 @@ internal static class NvmeCommands
 
     private static Command CreateWrite(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid)
     {
-        var bdf = Arguments.Bdf();
+        var bdf = Arguments.Device();
         var lba = LbaOption();
         var count = CountOption("Blocks to write (required with --pattern; with --in, the file's size rounded up to blocks)");
         var pattern = new Option<byte?>("--pattern", "-p")
@@ -286,11 +286,11 @@ internal static class NvmeCommands
                 {
                     buffer.Span.Clear();
                     queue.Read(ns, first, blocks, buffer);
-                    Verify(session.Device.Address, ns, first, data, buffer.Span[..bytes]);
+                    Verify(session, ns, first, data, buffer.Span[..bytes]);
                 }
             }
             watch.Stop();
-            var doc = new NvmeWriteJson(session.Device.Address.ToString(), ns.Id, first, blocks, ns.BlockSize, bytes, source,
+            var doc = new NvmeWriteJson(session.Name, ns.Id, first, blocks, ns.BlockSize, bytes, source,
                 Sha256(data), Flushed: true, Verified: check ? true : null);
             if (ctx.Json)
             {
@@ -307,15 +307,15 @@ internal static class NvmeCommands
         return command;
     }
 
-    private static void Verify(PciAddress address, NvmeNamespace ns, ulong lba, ReadOnlySpan<byte> written, ReadOnlySpan<byte> read)
+    private static void Verify(Session session, NvmeNamespace ns, ulong lba, ReadOnlySpan<byte> written, ReadOnlySpan<byte> read)
     {
         int first = written.CommonPrefixLength(read);
         if (first == written.Length) { return; }
         int differ = 0;
         for (int i = first; i < written.Length; i++) { if (written[i] != read[i]) { differ++; } }
         throw new CliException(string.Create(CultureInfo.InvariantCulture,
-            $"{address}: verify failed: {differ} of {written.Length} bytes differ, the first at byte {first} (LBA {lba + (ulong)(first / ns.BlockSize)}): " +
-            $"wrote 0x{written[first]:x2}, read 0x{read[first]:x2}"), ExitCodes.DeviceOrHost, "VerifyFailed", address);
+            $"{session.Name}: verify failed: {differ} of {written.Length} bytes differ, the first at byte {first} (LBA {lba + (ulong)(first / ns.BlockSize)}): " +
+            $"wrote 0x{written[first]:x2}, read 0x{read[first]:x2}"), ExitCodes.DeviceOrHost, "VerifyFailed", session.Device.Address);
     }
 
     internal static byte? ParseByte(string text)
@@ -332,7 +332,7 @@ internal static class NvmeCommands
 
     private static Command CreatePerf(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid)
     {
-        var bdf = Arguments.Bdf();
+        var bdf = Arguments.Device();
         var depth = new Option<int>("--queue-depth", "-q") { Description = "Reads in flight (1-1023)", DefaultValueFactory = _ => 32, HelpName = "N" };
         depth.Validators.Add(r => { if (Arguments.TryGet(r, out int qd) && qd is < 1 or > 1023) { r.AddError("--queue-depth must be 1..1023"); } });
         var seconds = new Option<double>("--seconds", "-t") { Description = "Length of the timed run", DefaultValueFactory = _ => 5, HelpName = "SECONDS" };
@@ -380,7 +380,7 @@ internal static class NvmeCommands
                 ? Math.Round(RandomReadBenchmark.AllocatedBytesPerSyncRead(queue, ns, buffer, allocReads), 3)
                 : null;
             var doc = new NvmePerfJson(
-                Address: session.Device.Address.ToString(),
+                Address: session.Name,
                 Mode: InfoCommand.ModeName(session.Device.Backend),
                 DmaIsolated: session.Device.IsDmaIsolated,
                 Nsid: ns.Id,
@@ -527,28 +527,40 @@ internal static class NvmeCommands
     /// <summary>An opened device with its controller brought up; disposes both, controller first.</summary>
     internal sealed class Session : IDisposable
     {
-        private Session(IPciDevice device, NvmeController controller)
+        private Session(DeviceTarget target, IPciDevice device, NvmeController controller)
         {
+            Target = target;
             Device = device;
             Controller = controller;
         }
 
+        /// <summary>The device as the command line named it.</summary>
+        public DeviceTarget Target { get; }
+
+        /// <summary>The BDF, or the vfio-user socket's path: what the JSON documents call <c>address</c>.</summary>
+        public string Name => Target.ToString();
+
         public IPciDevice Device { get; }
         public NvmeController Controller { get; }
 
-        public static Session Open(CliContext ctx, PciAddress address, bool allowNoIommu)
+        /// <summary>
+        /// Opens <paramref name="target"/> and brings its controller up, asking for <paramref name="maxIoQueues"/> I/O
+        /// queue pairs (Set Features, Number of Queues: the controller may grant fewer, see
+        /// <see cref="NvmeController.GrantedIoQueues"/>).
+        /// </summary>
+        public static Session Open(CliContext ctx, DeviceTarget target, bool allowNoIommu, int maxIoQueues = 1)
         {
-            var device = ctx.OpenDevice(address, allowNoIommu);
+            var device = ctx.OpenDevice(target, allowNoIommu);
             try
             {
                 uint classCode = device.Config.ClassCode;
                 if (classCode != NvmeClassCode)
                 {
-                    throw new CliException($"{address} is not an NVMe controller: its class is {Arguments.Hex(classCode, 6)} " +
-                        $"({PciNames.ClassName(classCode)}), not 010802 (NVM Express)", ExitCodes.DeviceOrHost, "NotNvme", address);
+                    throw new CliException($"{target} is not an NVMe controller: its class is {Arguments.Hex(classCode, 6)} " +
+                        $"({PciNames.ClassName(classCode)}), not 010802 (NVM Express)", ExitCodes.DeviceOrHost, "NotNvme", device.Address);
                 }
-                var controller = NvmeController.Open(device, new NvmeControllerOptions { MaxIoQueues = 1, LoggerFactory = ctx.LoggerFactory });
-                return new Session(device, controller);
+                var controller = NvmeController.Open(device, new NvmeControllerOptions { MaxIoQueues = maxIoQueues, LoggerFactory = ctx.LoggerFactory });
+                return new Session(target, device, controller);
             }
             catch
             {
@@ -565,7 +577,7 @@ internal static class NvmeCommands
                 if (ns.Id == nsid) { return ns; }
             }
             var active = Controller.Namespaces.Count == 0 ? "none" : string.Join(", ", Controller.Namespaces.Select(n => n.Id));
-            throw new CliException($"{Device.Address}: namespace {nsid} is not active (active: {active})", ExitCodes.DeviceOrHost,
+            throw new CliException($"{Name}: namespace {nsid} is not active (active: {active})", ExitCodes.DeviceOrHost,
                 "NamespaceNotFound", Device.Address);
         }
 
