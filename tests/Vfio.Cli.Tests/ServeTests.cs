@@ -160,6 +160,25 @@ public sealed class ServeTests : IDisposable
     }
 
     [Fact]
+    public async Task Nvme_perf_runs_verified_on_two_queues_over_the_socket_of_serve_nvme()
+    {
+        string socket = Path.Combine(_dir, "perf.sock");
+        var serve = Task.Run(() => new CliRunner(_fs).Run("serve", "nvme", "--socket", socket, "--size-mb", "8", "--once"), TestContext.Current.CancellationToken);
+
+        var r = await RunWhenListening("nvme", "perf", socket, "-w", "randrw", "-q", "8", "-c", "2", "-t", "0.3", "--verify", "--json");
+
+        Assert.True(r.ExitCode == ExitCodes.Ok, $"exit {r.ExitCode}: {r.Out}{r.Err}");
+        var d = Json.Parse(r.Out);
+        Assert.Equal(socket, d.GetProperty("address").GetString());
+        Assert.Equal("vfio-user", d.GetProperty("mode").GetString());
+        Assert.Equal(2, d.GetProperty("queues").GetInt32());
+        Assert.True(d.GetProperty("reads").GetInt64() > 0 && d.GetProperty("writes").GetInt64() > 0);
+        Assert.Equal(0, d.GetProperty("errors").GetInt64());
+        Assert.Equal(0, d.GetProperty("mismatches").GetInt64());
+        Assert.Equal(ExitCodes.Ok, (await serve.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken)).AssertNoStackTrace().ExitCode);
+    }
+
+    [Fact]
     public void Nvme_on_a_socket_nobody_serves_is_a_device_error()
     {
         var r = new CliRunner(_fs).Run("nvme", "identify", Path.Combine(_dir, "none.sock"), "--json").AssertNoStackTrace();

@@ -111,21 +111,51 @@ internal static class Arguments
     /// A hugepage size: a number with K, M or G (optionally followed by B or iB), powers of 1024 as the kernel means
     /// them ("2M", "1G", "2048kB"). Returns null for anything else.
     /// </summary>
-    public static ulong? ParsePageSize(string text)
+    public static ulong? ParsePageSize(string text) => ParseSize(text, unitRequired: true);
+
+    /// <summary>
+    /// A byte count: a plain number of bytes ("4096", "4096B"), or a number with K, M or G (optionally followed by B or iB),
+    /// powers of 1024 ("4k", "128K", "64MiB"), unless <paramref name="unitRequired"/>. Returns null for anything
+    /// else, zero included.
+    /// </summary>
+    public static ulong? ParseSize(string text, bool unitRequired = false)
     {
         var s = text.Trim();
         if (s.EndsWith("iB", StringComparison.OrdinalIgnoreCase)) { s = s[..^2]; }
         else if (s.EndsWith('B') || s.EndsWith('b')) { s = s[..^1]; }
-        if (s.Length < 2) { return null; }
+        if (s.Length == 0) { return null; }
         int shift = char.ToUpperInvariant(s[^1]) switch { 'K' => 10, 'M' => 20, 'G' => 30, _ => -1 };
-        if (shift < 0) { return null; }
-        if (!ulong.TryParse(s[..^1], NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n == 0 ||
+        if (shift < 0)
+        {
+            if (unitRequired) { return null; }
+            shift = 0;
+        }
+        else { s = s[..^1]; }
+        if (!ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n == 0 ||
             n > ulong.MaxValue >> shift)
         {
             return null;
         }
         return n << shift;
     }
+
+    /// <summary>
+    /// An option whose value is a byte count as <paramref name="parse"/> reads it (null: not one); a token it
+    /// cannot read is a usage error with the message <paramref name="error"/> makes of it.
+    /// </summary>
+    public static Option<ulong?> SizeOption(string name, string description, string helpName, Func<string, ulong?> parse,
+        Func<string, string> error, params string[] aliases) => new(name, aliases)
+    {
+        Description = description,
+        HelpName = helpName,
+        CustomParser = r =>
+        {
+            var text = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
+            if (parse(text) is { } bytes) { return bytes; }
+            r.AddError(error(text));
+            return null;
+        },
+    };
 
     /// <summary>A page size as people write it: "2M", "1G", "64K".</summary>
     public static string FormatPageSize(ulong bytes) =>
