@@ -103,6 +103,25 @@ internal sealed class CliContext
         return open(address, shareDmaWith is null ? options : options.SharingDmaWith(shareDmaWith));
     }
 
+    /// <summary>
+    /// Opens <paramref name="target"/>: a PCI function as <see cref="OpenDevice(PciAddress, bool, Kernel.VfioDevice?)"/>
+    /// does, or the device behind a vfio-user socket (the server decides what DMA it may do, so no No-IOMMU consent
+    /// is involved).
+    /// </summary>
+    public Devices.IPciDevice OpenDevice(Commands.DeviceTarget target, bool allowNoIommu)
+    {
+        if (target.SocketPath is not { } path) { return OpenDevice(target.Address, allowNoIommu); }
+        try
+        {
+            return User.Client.VfioUserDevice.Connect(path);
+        }
+        catch (IOException e)
+        {
+            throw new CliException($"{e.Message} (is a vfio-user server, e.g. `vfio serve nvme --socket {path}`, listening there?)",
+                ExitCodes.DeviceOrHost, "VfioUserConnect");
+        }
+    }
+
     /// <summary>Writes a JSON document to standard output.</summary>
     public void WriteJson<T>(T document, JsonTypeInfo<T> type)
     {

@@ -10,8 +10,9 @@ namespace Vfio.Cli.Tests;
 /// <summary>
 /// <c>vfio nvme</c> against the NVMe driver's in-process emulated controller (8192 blocks of 512 bytes, model
 /// "Emulated NVMe Ctrl", serial EMU-0001): argument validation, the JSON documents, data round trips, and errors.
+/// <c>perf</c> is in NvmeTests.Perf.cs.
 /// </summary>
-public sealed class NvmeTests : IDisposable
+public sealed partial class NvmeTests : IDisposable
 {
     private const string Bdf = "0000:00:06.0";
     private readonly FakeSysfs _fs = new();
@@ -203,65 +204,6 @@ public sealed class NvmeTests : IDisposable
         Assert.Contains("namespace 2 is not active (active: 1)", r.Err, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public void Perf_json_has_iops_and_latency_percentiles()
-    {
-        var d = Ok(Run("nvme", "perf", Bdf, "-q", "8", "-t", "0.3", "--json"));
-
-        Assert.Equal("randread", d.GetProperty("workload").GetString());
-        Assert.Equal(4096, d.GetProperty("ioBytes").GetInt32());
-        Assert.Equal(8, d.GetProperty("queueDepth").GetInt32());
-        Assert.True(d.GetProperty("ios").GetInt64() > 0);
-        Assert.True(d.GetProperty("iops").GetDouble() > 0);
-        Assert.True(d.GetProperty("mbPerSecond").GetDouble() > 0);
-        Assert.Equal(0, d.GetProperty("errors").GetInt64());
-        double p50 = d.GetProperty("p50Us").GetDouble(), p99 = d.GetProperty("p99Us").GetDouble();
-        Assert.True(p50 > 0 && p99 >= p50);
-        Assert.Equal(JsonValueKind.Null, d.GetProperty("firstError").ValueKind);
-        Assert.Equal(JsonValueKind.Null, d.GetProperty("allocCheckReads").ValueKind);
-        Assert.Equal(JsonValueKind.Null, d.GetProperty("allocatedBytesPerIo").ValueKind);
-    }
-
-    [Fact]
-    public void Perf_alloc_check_reports_the_managed_bytes_per_synchronous_read()
-    {
-        var d = Ok(Run("nvme", "perf", Bdf, "-q", "4", "-t", "0.2", "--alloc-check", "300", "--json"));
-
-        Assert.Equal(300, d.GetProperty("allocCheckReads").GetInt32());
-        double perIo = d.GetProperty("allocatedBytesPerIo").GetDouble();
-        Assert.True(perIo >= 0 && double.IsFinite(perIo), $"{perIo}");
-        Assert.True(d.GetProperty("ios").GetInt64() > 0);
-
-        var r = Run("nvme", "perf", Bdf, "-q", "4", "-t", "0.2", "--alloc-check", "300");
-        Assert.Equal(ExitCodes.Ok, r.ExitCode);
-        Assert.Matches(@"managed allocation: \d+\.\d{3} bytes per synchronous polled read, over 300 reads", r.Out);
-    }
-
-    [Fact]
-    public void Perf_table_prints_progress_lines_and_a_summary()
-    {
-        var r = Run("nvme", "perf", Bdf, "-q", "4", "-t", "1.5");
-
-        Assert.Equal(ExitCodes.Ok, r.ExitCode);
-        Assert.Contains("randread 4 KiB, queue depth 4, 1.5 s", r.Out, StringComparison.Ordinal);
-        // A progress line about once a second; a loaded machine may print it at 1.1 s.
-        Assert.Matches(@"1\.\d s\s+[\d,]+ reads\s+[\d,]+ IOPS", r.Out);
-        Assert.Matches(@"IOPS\s+MB/s\s+p50 us\s+p90 us\s+p99 us\s+reads\s+errors", r.Out);
-    }
-
-    [Fact]
-    public void Perf_with_failed_reads_exits_2_and_names_the_status()
-    {
-        _nvme.FailNextIo = NvmeStatus.Create(StatusCodeType.MediaError, 0x81);
-        var r = Run("nvme", "perf", Bdf, "-q", "2", "-t", "0.2", "--json");
-
-        Assert.Equal(ExitCodes.DeviceOrHost, r.ExitCode);
-        var d = Json.Parse(r.Out);
-        Assert.Equal(1, d.GetProperty("errors").GetInt64());
-        Assert.Contains("Unrecovered Read Error", d.GetProperty("firstError").GetString(), StringComparison.Ordinal);
-        Assert.Contains("1 of ", r.Err, StringComparison.Ordinal);
-    }
-
     [Theory]
     [InlineData("write --lba 0 --count 1")]                          // neither --pattern nor --in
     [InlineData("write --lba 0 --count 1 --pattern 1 --in x")]       // both
@@ -273,16 +215,7 @@ public sealed class NvmeTests : IDisposable
     [InlineData("read --lba -1")]
     [InlineData("read --lba 0 --hex --out f")]
     [InlineData("read --lba 0 --nsid 0")]
-    [InlineData("perf -q 0")]
-    [InlineData("perf -q 1024")]
-    [InlineData("perf -t 0")]
-    [InlineData("perf -t -1")]
-    [InlineData("perf --alloc-check -1")]
-    [InlineData("perf --alloc-check 1000001")]
-    [InlineData("perf --alloc-check x")]
-    [InlineData("perf -q x")]                                        // not numbers: parser errors, not validator crashes
-    [InlineData("perf -t x")]
-    [InlineData("read --lba 0 --count x")]
+    [InlineData("read --lba 0 --count x")]                           // not numbers: parser errors, not validator crashes
     [InlineData("read --lba 0 --nsid x")]
     public void Bad_arguments_are_usage_errors_before_the_device_is_opened(string args)
     {

@@ -144,6 +144,50 @@ public sealed class ServeTests : IDisposable
     }
 
     [Fact]
+    public async Task Nvme_identify_takes_the_socket_of_serve_nvme_where_a_bdf_goes()
+    {
+        string socket = Path.Combine(_dir, "identify.sock");
+        var serve = Task.Run(() => new CliRunner(_fs).Run("serve", "nvme", "--socket", socket, "--size-mb", "2", "--once"), TestContext.Current.CancellationToken);
+
+        var r = await RunWhenListening("nvme", "identify", socket, "--json");
+
+        Assert.True(r.ExitCode == ExitCodes.Ok, $"exit {r.ExitCode}: {r.Out}{r.Err}");
+        var d = Json.Parse(r.Out);
+        Assert.Equal(socket, d.GetProperty("address").GetString());
+        Assert.Equal("vfio-user", d.GetProperty("mode").GetString());
+        Assert.Equal(4096UL, Assert.Single(d.GetProperty("namespaces").EnumerateArray()).GetProperty("blocks").GetUInt64());
+        Assert.Equal(ExitCodes.Ok, (await serve.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken)).AssertNoStackTrace().ExitCode);
+    }
+
+    [Fact]
+    public async Task Nvme_perf_runs_verified_on_two_queues_over_the_socket_of_serve_nvme()
+    {
+        string socket = Path.Combine(_dir, "perf.sock");
+        var serve = Task.Run(() => new CliRunner(_fs).Run("serve", "nvme", "--socket", socket, "--size-mb", "8", "--once"), TestContext.Current.CancellationToken);
+
+        var r = await RunWhenListening("nvme", "perf", socket, "-w", "randrw", "-q", "8", "-c", "2", "-t", "0.3", "--verify", "--json");
+
+        Assert.True(r.ExitCode == ExitCodes.Ok, $"exit {r.ExitCode}: {r.Out}{r.Err}");
+        var d = Json.Parse(r.Out);
+        Assert.Equal(socket, d.GetProperty("address").GetString());
+        Assert.Equal("vfio-user", d.GetProperty("mode").GetString());
+        Assert.Equal(2, d.GetProperty("queues").GetInt32());
+        Assert.True(d.GetProperty("reads").GetInt64() > 0 && d.GetProperty("writes").GetInt64() > 0);
+        Assert.Equal(0, d.GetProperty("errors").GetInt64());
+        Assert.Equal(0, d.GetProperty("mismatches").GetInt64());
+        Assert.Equal(ExitCodes.Ok, (await serve.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken)).AssertNoStackTrace().ExitCode);
+    }
+
+    [Fact]
+    public void Nvme_on_a_socket_nobody_serves_is_a_device_error()
+    {
+        var r = new CliRunner(_fs).Run("nvme", "identify", Path.Combine(_dir, "none.sock"), "--json").AssertNoStackTrace();
+        Assert.Equal(ExitCodes.DeviceOrHost, r.ExitCode);
+        Assert.Contains("cannot connect", r.Err, StringComparison.Ordinal);
+        Assert.Equal("VfioUserConnect", Json.Parse(r.Out).GetProperty("error").GetProperty("kind").GetString());
+    }
+
+    [Fact]
     public async Task Serve_virtio_net_pair_carries_frames_between_two_clients()
     {
         string socketA = Path.Combine(_dir, "net-a.sock"), socketB = Path.Combine(_dir, "net-b.sock");
@@ -201,6 +245,19 @@ public sealed class ServeTests : IDisposable
         Assert.Equal(ExitCodes.Usage, r.ExitCode);
         Assert.Contains(message, r.Err, StringComparison.Ordinal);
         Assert.False(File.Exists(Path.Combine(_dir, "x.sock")));
+    }
+
+    /// <summary>Runs the command against a server started just before, again while it is not listening yet (10 s at most).</summary>
+    private async Task<CliResult> RunWhenListening(params string[] args)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var r = new CliRunner(_fs).Run(args).AssertNoStackTrace();
+            bool notListening = r.ExitCode == ExitCodes.DeviceOrHost && r.Err.Contains("cannot connect", StringComparison.Ordinal);
+            if (!notListening || DateTime.UtcNow >= deadline) { return r; }
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
     }
 
     private static VfioUserDevice ConnectWithRetry(string socket, VfioUserClientOptions? options = null)

@@ -72,6 +72,25 @@ internal static class Arguments
         },
     };
 
+    /// <summary>
+    /// Exactly one device for the <c>nvme</c> commands: a PCI address, or the path of a vfio-user socket (any text
+    /// with a <c>/</c> in it, e.g. <c>/tmp/nvme.sock</c> or <c>./nvme.sock</c>) served by <c>vfio serve nvme</c> or
+    /// another vfio-user server.
+    /// </summary>
+    public static Argument<DeviceTarget> Device(string name = "DEVICE") => new(name)
+    {
+        Description = BdfHelp + ", or the path of a vfio-user socket (contains a '/', e.g. ./nvme.sock)",
+        Arity = ArgumentArity.ExactlyOne,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            if (text.Contains('/', StringComparison.Ordinal)) { return DeviceTarget.Socket(text); }
+            if (ParseBdf(text) is { } address) { return DeviceTarget.Pci(address); }
+            result.AddError(BdfError(text) + " (a vfio-user socket is given as a path with a '/')");
+            return default;
+        },
+    };
+
     private static PciAddress? ParseBdf(string text) => PciAddress.TryParse(text, out var a) ? a : null;
 
     private static string BdfError(string text)
@@ -92,21 +111,51 @@ internal static class Arguments
     /// A hugepage size: a number with K, M or G (optionally followed by B or iB), powers of 1024 as the kernel means
     /// them ("2M", "1G", "2048kB"). Returns null for anything else.
     /// </summary>
-    public static ulong? ParsePageSize(string text)
+    public static ulong? ParsePageSize(string text) => ParseSize(text, unitRequired: true);
+
+    /// <summary>
+    /// A byte count: a plain number of bytes ("4096", "4096B"), or a number with K, M or G (optionally followed by B or iB),
+    /// powers of 1024 ("4k", "128K", "64MiB"), unless <paramref name="unitRequired"/>. Returns null for anything
+    /// else, zero included.
+    /// </summary>
+    public static ulong? ParseSize(string text, bool unitRequired = false)
     {
         var s = text.Trim();
         if (s.EndsWith("iB", StringComparison.OrdinalIgnoreCase)) { s = s[..^2]; }
         else if (s.EndsWith('B') || s.EndsWith('b')) { s = s[..^1]; }
-        if (s.Length < 2) { return null; }
+        if (s.Length == 0) { return null; }
         int shift = char.ToUpperInvariant(s[^1]) switch { 'K' => 10, 'M' => 20, 'G' => 30, _ => -1 };
-        if (shift < 0) { return null; }
-        if (!ulong.TryParse(s[..^1], NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n == 0 ||
+        if (shift < 0)
+        {
+            if (unitRequired) { return null; }
+            shift = 0;
+        }
+        else { s = s[..^1]; }
+        if (!ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n == 0 ||
             n > ulong.MaxValue >> shift)
         {
             return null;
         }
         return n << shift;
     }
+
+    /// <summary>
+    /// An option whose value is a byte count as <paramref name="parse"/> reads it (null: not one); a token it
+    /// cannot read is a usage error with the message <paramref name="error"/> makes of it.
+    /// </summary>
+    public static Option<ulong?> SizeOption(string name, string description, string helpName, Func<string, ulong?> parse,
+        Func<string, string> error, params string[] aliases) => new(name, aliases)
+    {
+        Description = description,
+        HelpName = helpName,
+        CustomParser = r =>
+        {
+            var text = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
+            if (parse(text) is { } bytes) { return bytes; }
+            r.AddError(error(text));
+            return null;
+        },
+    };
 
     /// <summary>A page size as people write it: "2M", "1G", "64K".</summary>
     public static string FormatPageSize(ulong bytes) =>
@@ -127,4 +176,22 @@ internal static class Arguments
 
     /// <summary>Hex, lowercase, zero-padded, as lspci -n prints IDs.</summary>
     public static string Hex(uint value, int digits) => value.ToString("x" + digits.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// The device a command works on: a PCI function opened through VFIO, or an emulated or remote one reached over a
+/// vfio-user socket.
+/// </summary>
+/// <param name="Address">The PCI address; default for a socket.</param>
+/// <param name="SocketPath">The vfio-user socket, or null for a PCI function.</param>
+internal readonly record struct DeviceTarget(PciAddress Address, string? SocketPath)
+{
+    /// <summary>A PCI function opened through VFIO.</summary>
+    public static DeviceTarget Pci(PciAddress address) => new(address, null);
+
+    /// <summary>A device behind a vfio-user socket.</summary>
+    public static DeviceTarget Socket(string path) => new(default, path);
+
+    /// <summary>The BDF or the socket path, as the user named the device.</summary>
+    public override string ToString() => SocketPath ?? Address.ToString();
 }

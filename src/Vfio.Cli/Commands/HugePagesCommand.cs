@@ -18,18 +18,8 @@ internal static class HugePagesCommand
         {
             if (Arguments.TryGet(r, out int n) && n < 0) { r.AddError("N must be 0 or more"); }
         });
-        var size = new Option<ulong?>("--size")
-        {
-            Description = "Page size: 2M or 1G on x86_64 (default: the kernel's default hugepage size)",
-            HelpName = "SIZE",
-            CustomParser = r =>
-            {
-                var text = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
-                if (Arguments.ParsePageSize(text) is { } bytes) { return bytes; }
-                r.AddError($"'{text}' is not a page size (expected e.g. 2M or 1G)");
-                return null;
-            },
-        };
+        var size = Arguments.SizeOption("--size", "Page size: 2M or 1G on x86_64 (default: the kernel's default hugepage size)", "SIZE",
+            Arguments.ParsePageSize, text => $"'{text}' is not a page size (expected e.g. 2M or 1G)");
         var reserve = new Command("reserve", "Set the pool of one page size to N pages (nr_hugepages) and report what the kernel granted")
         {
             count, size,

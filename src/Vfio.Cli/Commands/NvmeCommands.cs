@@ -5,7 +5,6 @@ using System.Security.Cryptography;
 using System.Text;
 using Spectre.Console;
 using Vfio.Cli.Output;
-using Vfio.Cli.Tools.Nvme;
 using Vfio.Devices;
 using Vfio.Dma;
 using Vfio.Kernel;
@@ -15,17 +14,15 @@ using Vfio.Spec.Nvme;
 namespace Vfio.Cli.Commands;
 
 /// <summary>
-/// <c>vfio nvme identify|read|write|perf BDF</c>: the NVMe driver (src/Vfio.Nvme) on a controller bound to vfio-pci.
-/// Each command opens the device through VFIO (a No-IOMMU group only with <c>--unsafe-noiommu</c>), brings the
-/// controller up with one I/O queue, does its work, and shuts the controller down again.
+/// <c>vfio nvme identify|read|write|perf DEVICE</c>: the NVMe driver (src/Vfio.Nvme) on a controller bound to vfio-pci,
+/// or behind a vfio-user socket. Each command opens the device through VFIO (a No-IOMMU group only with
+/// <c>--unsafe-noiommu</c>) or the socket, brings the controller up with its I/O queues (one; <c>perf -c</c>: more),
+/// does its work, and shuts the controller down again. <c>perf</c> is <see cref="NvmePerfCommand"/>.
 /// </summary>
 internal static class NvmeCommands
 {
     /// <summary>Largest transfer <c>read</c> and <c>write</c> move in one invocation.</summary>
     internal const long MaxTransferBytes = 64L << 20;
-
-    /// <summary>Most reads <c>perf --alloc-check</c> takes (a million synchronous reads is minutes on a slow device).</summary>
-    internal const int MaxAllocCheckReads = 1_000_000;
 
     private const uint NvmeClassCode = 0x010802;
 
@@ -43,14 +40,14 @@ internal static class NvmeCommands
 
         var nvme = new Command("nvme",
             "Drive an NVMe controller bound to vfio-pci with this project's userspace driver: identify it, read and write blocks, " +
-            "measure random-read performance")
+            "measure performance")
         {
             allowNoIommu, nsid,
         };
         nvme.Subcommands.Add(CreateIdentify(context, allowNoIommu));
         nvme.Subcommands.Add(CreateRead(context, allowNoIommu, nsid));
         nvme.Subcommands.Add(CreateWrite(context, allowNoIommu, nsid));
-        nvme.Subcommands.Add(CreatePerf(context, allowNoIommu, nsid));
+        nvme.Subcommands.Add(NvmePerfCommand.Create(context, allowNoIommu, nsid));
         return nvme;
     }
 
@@ -58,7 +55,7 @@ internal static class NvmeCommands
 
     private static Command CreateIdentify(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu)
     {
-        var bdf = Arguments.Bdf();
+        var bdf = Arguments.Device();
         var command = new Command("identify", "Bring the controller up and show Identify Controller and its active namespaces") { bdf };
         command.SetAction(parse =>
         {
@@ -77,7 +74,7 @@ internal static class NvmeCommands
         var c = session.Controller;
         var id = c.Identity;
         return new NvmeIdentifyJson(
-            Address: session.Device.Address.ToString(),
+            Address: session.Name,
             Mode: InfoCommand.ModeName(session.Device.Backend),
             DmaIsolated: session.Device.IsDmaIsolated,
             VendorId: Arguments.Hex(id.VendorId, 4),
@@ -151,7 +148,7 @@ internal static class NvmeCommands
 
     private static Command CreateRead(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid)
     {
-        var bdf = Arguments.Bdf();
+        var bdf = Arguments.Device();
         var lba = LbaOption();
         var count = CountOption("Blocks to read (default 1)");
         var outFile = new Option<string?>("--out", "-o") { Description = "Write the data to this file", HelpName = "FILE" };
@@ -184,7 +181,7 @@ internal static class NvmeCommands
             string? path = parse.GetValue(outFile);
             if (path is not null) { File.WriteAllBytes(path, data); }
             bool dump = parse.GetValue(hex);
-            var doc = new NvmeReadJson(session.Device.Address.ToString(), ns.Id, first, blocks, ns.BlockSize, bytes,
+            var doc = new NvmeReadJson(session.Name, ns.Id, first, blocks, ns.BlockSize, bytes,
                 Sha256(data), path is null ? null : Path.GetFullPath(path), dump ? Convert.ToHexStringLower(data) : null);
             if (ctx.Json)
             {
@@ -207,7 +204,7 @@ internal static class NvmeCommands
 
     private static Command CreateWrite(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid)
     {
-        var bdf = Arguments.Bdf();
+        var bdf = Arguments.Device();
         var lba = LbaOption();
         var count = CountOption("Blocks to write (required with --pattern; with --in, the file's size rounded up to blocks)");
         var pattern = new Option<byte?>("--pattern", "-p")
@@ -286,11 +283,11 @@ internal static class NvmeCommands
                 {
                     buffer.Span.Clear();
                     queue.Read(ns, first, blocks, buffer);
-                    Verify(session.Device.Address, ns, first, data, buffer.Span[..bytes]);
+                    Verify(session, ns, first, data, buffer.Span[..bytes]);
                 }
             }
             watch.Stop();
-            var doc = new NvmeWriteJson(session.Device.Address.ToString(), ns.Id, first, blocks, ns.BlockSize, bytes, source,
+            var doc = new NvmeWriteJson(session.Name, ns.Id, first, blocks, ns.BlockSize, bytes, source,
                 Sha256(data), Flushed: true, Verified: check ? true : null);
             if (ctx.Json)
             {
@@ -307,15 +304,15 @@ internal static class NvmeCommands
         return command;
     }
 
-    private static void Verify(PciAddress address, NvmeNamespace ns, ulong lba, ReadOnlySpan<byte> written, ReadOnlySpan<byte> read)
+    private static void Verify(Session session, NvmeNamespace ns, ulong lba, ReadOnlySpan<byte> written, ReadOnlySpan<byte> read)
     {
         int first = written.CommonPrefixLength(read);
         if (first == written.Length) { return; }
         int differ = 0;
         for (int i = first; i < written.Length; i++) { if (written[i] != read[i]) { differ++; } }
         throw new CliException(string.Create(CultureInfo.InvariantCulture,
-            $"{address}: verify failed: {differ} of {written.Length} bytes differ, the first at byte {first} (LBA {lba + (ulong)(first / ns.BlockSize)}): " +
-            $"wrote 0x{written[first]:x2}, read 0x{read[first]:x2}"), ExitCodes.DeviceOrHost, "VerifyFailed", address);
+            $"{session.Name}: verify failed: {differ} of {written.Length} bytes differ, the first at byte {first} (LBA {lba + (ulong)(first / ns.BlockSize)}): " +
+            $"wrote 0x{written[first]:x2}, read 0x{read[first]:x2}"), ExitCodes.DeviceOrHost, "VerifyFailed", session.Device.Address);
     }
 
     internal static byte? ParseByte(string text)
@@ -327,155 +324,6 @@ internal static class NvmeCommands
         }
         return byte.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var d) ? d : null;
     }
-
-    // ------------------------------------------------------------------------------------------------ perf
-
-    private static Command CreatePerf(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid)
-    {
-        var bdf = Arguments.Bdf();
-        var depth = new Option<int>("--queue-depth", "-q") { Description = "Reads in flight (1-1023)", DefaultValueFactory = _ => 32, HelpName = "N" };
-        depth.Validators.Add(r => { if (Arguments.TryGet(r, out int qd) && qd is < 1 or > 1023) { r.AddError("--queue-depth must be 1..1023"); } });
-        var seconds = new Option<double>("--seconds", "-t") { Description = "Length of the timed run", DefaultValueFactory = _ => 5, HelpName = "SECONDS" };
-        seconds.Validators.Add(r =>
-        {
-            if (Arguments.TryGet(r, out double s) && (!(s > 0) || s > 3600)) { r.AddError("--seconds must be more than 0 and at most 3600"); }
-        });
-        var allocCheck = new Option<int>("--alloc-check")
-        {
-            Description = "After the timed run, also measure the managed bytes allocated per synchronous polled read over N reads (0: off)",
-            HelpName = "N",
-        };
-        allocCheck.Validators.Add(r =>
-        {
-            if (Arguments.TryGet(r, out int n) && n is < 0 or > MaxAllocCheckReads) { r.AddError($"--alloc-check must be 0..{MaxAllocCheckReads}"); }
-        });
-        var command = new Command("perf", "4 KiB random reads at a fixed queue depth on one queue: IOPS, MB/s and latency percentiles")
-        {
-            bdf, depth, seconds, allocCheck,
-        };
-        command.SetAction(parse =>
-        {
-            var ctx = context(parse);
-            int qd = parse.GetValue(depth);
-            var duration = TimeSpan.FromSeconds(parse.GetValue(seconds));
-            using var session = Session.Open(ctx, parse.GetValue(bdf), parse.GetValue(allowNoIommu));
-            var ns = session.Namespace(parse.GetValue(nsid));
-            if (ns.BlockSize > RandomReadBenchmark.IoBytes)
-            {
-                throw new CliException($"namespace {ns.Id} has {ns.BlockSize}-byte blocks; perf reads 4 KiB", ExitCodes.DeviceOrHost, "Unsupported", session.Device.Address);
-            }
-            using var queue = session.Controller.CreateIoQueue(new NvmeIoQueueOptions { Entries = qd + 1 });
-            if (queue.Depth < qd)
-            {
-                throw new CliException(string.Create(CultureInfo.InvariantCulture,
-                    $"the controller's queues hold at most {queue.Depth} commands (CAP.MQES); use -q {queue.Depth} or less"), ExitCodes.Usage, "Usage");
-            }
-            using var buffer = session.Device.Dma.Allocate((ulong)qd * RandomReadBenchmark.IoBytes,
-                new DmaAllocationOptions { Contiguous = false, Name = "vfio nvme perf" });
-            var result = RunWithProgress(ctx, queue, ns, buffer, qd, duration);
-            // The allocation check runs outside the timed window, and only after a clean run: it reads synchronously
-            // and a failing controller would turn the perf report into a read error.
-            int allocReads = parse.GetValue(allocCheck);
-            double? allocatedPerIo = allocReads > 0 && result.Errors == 0
-                ? Math.Round(RandomReadBenchmark.AllocatedBytesPerSyncRead(queue, ns, buffer, allocReads), 3)
-                : null;
-            var doc = new NvmePerfJson(
-                Address: session.Device.Address.ToString(),
-                Mode: InfoCommand.ModeName(session.Device.Backend),
-                DmaIsolated: session.Device.IsDmaIsolated,
-                Nsid: ns.Id,
-                Workload: "randread",
-                IoBytes: RandomReadBenchmark.IoBytes,
-                QueueDepth: qd,
-                Seconds: Math.Round(result.Elapsed.TotalSeconds, 3),
-                Ios: result.Ios,
-                Errors: result.Errors,
-                Iops: Math.Round(result.Iops, 1),
-                MbPerSecond: Math.Round(result.MegabytesPerSecond, 2),
-                P50Us: Finite(result.P50Microseconds),
-                P90Us: Finite(result.P90Microseconds),
-                P99Us: Finite(result.P99Microseconds),
-                FirstError: result.FirstError is { } e ? $"{e.Command} failed: {e.Status}" : null,
-                AllocCheckReads: allocatedPerIo is null ? null : allocReads,
-                AllocatedBytesPerIo: allocatedPerIo);
-            if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NvmePerfJson); }
-            else { ShowPerf(ctx, doc); }
-            if (result.Errors > 0)
-            {
-                ctx.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"vfio: {result.Errors} of {result.Ios} reads failed; the first: {doc.FirstError}"));
-                return ExitCodes.DeviceOrHost;
-            }
-            return result.Ios > 0 ? ExitCodes.Ok : Fail(ctx, "no read completed in the timed run");
-        });
-        return command;
-    }
-
-    private static int Fail(CliContext ctx, string message)
-    {
-        ctx.Error.WriteLine($"vfio: {message}");
-        return ExitCodes.DeviceOrHost;
-    }
-
-    private static double? Finite(double value) => double.IsFinite(value) ? value : null;
-
-    private static BenchmarkResult RunWithProgress(CliContext ctx, NvmeIoQueue queue, NvmeNamespace ns, DmaBuffer buffer, int qd, TimeSpan duration)
-    {
-        string title = string.Create(CultureInfo.InvariantCulture, $"randread 4 KiB, queue depth {qd}, {duration.TotalSeconds:0.#} s");
-        if (ctx.Json)
-        {
-            return RandomReadBenchmark.Run(queue, ns, buffer, qd, duration);
-        }
-        if (ctx.Environment.IsTerminal && ctx.InteractiveConsole is { } live)
-        {
-            BenchmarkResult? result = null;
-            live.Progress()
-                .AutoClear(false)
-                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                .Start(p =>
-                {
-                    var task = p.AddTask(title, maxValue: duration.TotalSeconds);
-                    result = RandomReadBenchmark.Run(queue, ns, buffer, qd, duration, progress =>
-                    {
-                        task.Value = Math.Min(progress.Elapsed.TotalSeconds, duration.TotalSeconds);
-                        double iops = progress.Elapsed > TimeSpan.Zero ? progress.Ios / progress.Elapsed.TotalSeconds : 0;
-                        task.Description = string.Create(CultureInfo.InvariantCulture, $"{title}: {iops:N0} IOPS");
-                    });
-                    task.Value = duration.TotalSeconds;
-                });
-            return result!;
-        }
-        // A pipe or a file: one line a second, so a log shows the run is alive.
-        ctx.Say(title);
-        return RandomReadBenchmark.Run(queue, ns, buffer, qd, duration, progress =>
-        {
-            if (progress.Elapsed >= progress.Duration) { return; }
-            double iops = progress.Elapsed > TimeSpan.Zero ? progress.Ios / progress.Elapsed.TotalSeconds : 0;
-            ctx.Say(string.Create(CultureInfo.InvariantCulture, $"  {progress.Elapsed.TotalSeconds,5:F1} s  {progress.Ios,10:N0} reads  {iops,10:N0} IOPS"));
-            ctx.Output.Flush();
-        }, TimeSpan.FromSeconds(1));
-    }
-
-    private static void ShowPerf(CliContext ctx, NvmePerfJson d)
-    {
-        ctx.Say(string.Create(CultureInfo.InvariantCulture,
-            $"{d.Address} ({d.Mode}) nsid {d.Nsid}: {d.Workload} {d.IoBytes / 1024} KiB, queue depth {d.QueueDepth}, 1 queue, {d.Seconds:F1} s"));
-        var table = Tables.Create(null, "IOPS", "MB/s", "p50 us", "p90 us", "p99 us", "reads", "errors");
-        table.AddRow(
-            new Text(d.Iops.ToString("N0", CultureInfo.InvariantCulture)),
-            new Text(d.MbPerSecond.ToString("F1", CultureInfo.InvariantCulture)),
-            new Text(Micro(d.P50Us)), new Text(Micro(d.P90Us)), new Text(Micro(d.P99Us)),
-            new Text(d.Ios.ToString("N0", CultureInfo.InvariantCulture)),
-            new Text(d.Errors.ToString(CultureInfo.InvariantCulture)));
-        ctx.Console.Write(table);
-        if (d.AllocatedBytesPerIo is { } allocated)
-        {
-            ctx.Say(string.Create(CultureInfo.InvariantCulture,
-                $"managed allocation: {allocated:F3} bytes per synchronous polled read, over {d.AllocCheckReads:N0} reads"));
-        }
-    }
-
-    private static string Micro(double? us) => us is { } v ? v.ToString("F1", CultureInfo.InvariantCulture) : "-";
 
     // ------------------------------------------------------------------------------------------------ shared
 
@@ -527,28 +375,40 @@ internal static class NvmeCommands
     /// <summary>An opened device with its controller brought up; disposes both, controller first.</summary>
     internal sealed class Session : IDisposable
     {
-        private Session(IPciDevice device, NvmeController controller)
+        private Session(DeviceTarget target, IPciDevice device, NvmeController controller)
         {
+            Target = target;
             Device = device;
             Controller = controller;
         }
 
+        /// <summary>The device as the command line named it.</summary>
+        public DeviceTarget Target { get; }
+
+        /// <summary>The BDF, or the vfio-user socket's path: what the JSON documents call <c>address</c>.</summary>
+        public string Name => Target.ToString();
+
         public IPciDevice Device { get; }
         public NvmeController Controller { get; }
 
-        public static Session Open(CliContext ctx, PciAddress address, bool allowNoIommu)
+        /// <summary>
+        /// Opens <paramref name="target"/> and brings its controller up, asking for <paramref name="maxIoQueues"/> I/O
+        /// queue pairs (Set Features, Number of Queues: the controller may grant fewer, see
+        /// <see cref="NvmeController.GrantedIoQueues"/>).
+        /// </summary>
+        public static Session Open(CliContext ctx, DeviceTarget target, bool allowNoIommu, int maxIoQueues = 1)
         {
-            var device = ctx.OpenDevice(address, allowNoIommu);
+            var device = ctx.OpenDevice(target, allowNoIommu);
             try
             {
                 uint classCode = device.Config.ClassCode;
                 if (classCode != NvmeClassCode)
                 {
-                    throw new CliException($"{address} is not an NVMe controller: its class is {Arguments.Hex(classCode, 6)} " +
-                        $"({PciNames.ClassName(classCode)}), not 010802 (NVM Express)", ExitCodes.DeviceOrHost, "NotNvme", address);
+                    throw new CliException($"{target} is not an NVMe controller: its class is {Arguments.Hex(classCode, 6)} " +
+                        $"({PciNames.ClassName(classCode)}), not 010802 (NVM Express)", ExitCodes.DeviceOrHost, "NotNvme", device.Address);
                 }
-                var controller = NvmeController.Open(device, new NvmeControllerOptions { MaxIoQueues = 1, LoggerFactory = ctx.LoggerFactory });
-                return new Session(device, controller);
+                var controller = NvmeController.Open(device, new NvmeControllerOptions { MaxIoQueues = maxIoQueues, LoggerFactory = ctx.LoggerFactory });
+                return new Session(target, device, controller);
             }
             catch
             {
@@ -565,7 +425,7 @@ internal static class NvmeCommands
                 if (ns.Id == nsid) { return ns; }
             }
             var active = Controller.Namespaces.Count == 0 ? "none" : string.Join(", ", Controller.Namespaces.Select(n => n.Id));
-            throw new CliException($"{Device.Address}: namespace {nsid} is not active (active: {active})", ExitCodes.DeviceOrHost,
+            throw new CliException($"{Name}: namespace {nsid} is not active (active: {active})", ExitCodes.DeviceOrHost,
                 "NamespaceNotFound", Device.Address);
         }
 

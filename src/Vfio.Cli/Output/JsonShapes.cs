@@ -145,28 +145,51 @@ internal sealed record NvmeWriteJson(string Address, uint Nsid, ulong Lba, int B
     bool Flushed, bool? Verified);
 
 /// <summary>
-/// <c>vfio nvme perf --json</c>: latencies in microseconds (null when no read completed). <c>AllocCheckReads</c> and
-/// <c>AllocatedBytesPerIo</c>: the --alloc-check measurement, null when it was not asked for or the run had errors.
+/// <c>vfio nvme perf --json</c>. Counts and rates cover the timed window (after the ramp); <c>errors</c> and
+/// <c>mismatches</c> count from the first I/O on. Latencies in microseconds, per-I/O figures and latencies null
+/// when no I/O completed; doorbells per I/O null when the API does not count them. <c>AllocatedBytesPerIo</c>: managed
+/// bytes the whole process allocated in the window per I/O; <c>QueueThreadAllocatedBytesPerIo</c>: those the queues'
+/// own threads allocated (null when the API does not run a queue on one thread). <c>AllocCheckReads</c> and <c>AllocCheckBytesPerRead</c>:
+/// the --alloc-check measurement, null when it was not asked for or the run had errors or mismatches.
 /// </summary>
 internal sealed record NvmePerfJson(
     string Address,
     string Mode,
     bool DmaIsolated,
     uint Nsid,
+    string Api,
     string Workload,
+    int ReadPercent,
     int IoBytes,
     int QueueDepth,
+    int Queues,
     double Seconds,
+    double RampSeconds,
+    bool Verify,
+    ulong SpanBytes,
     long Ios,
+    long Reads,
+    long Writes,
     long Errors,
+    long Mismatches,
     double Iops,
     double MbPerSecond,
     double? P50Us,
     double? P90Us,
     double? P99Us,
+    double? P999Us,
+    double? P9999Us,
+    double? MaxUs,
+    double? AllocatedBytesPerIo,
+    double? QueueThreadAllocatedBytesPerIo,
+    double? CpuSecondsPerMillionIos,
+    double? SubmissionDoorbellsPerIo,
+    double? CompletionDoorbellsPerIo,
+    IReadOnlyList<long> QueueIos,
     string? FirstError,
+    string? FirstMismatch,
     int? AllocCheckReads,
-    double? AllocatedBytesPerIo);
+    double? AllocCheckBytesPerRead);
 
 /// <summary>
 /// <c>vfio net pktgen --json</c>: frames sent on one port. <c>Sent</c> counts frames the device finished sending;
