@@ -71,15 +71,21 @@ public sealed partial class NvmeTests
     }
 
     [Theory]
-    [InlineData("randread", 100)]
-    [InlineData("randwrite", 0)]
-    [InlineData("read", 100)]
-    [InlineData("write", 0)]
-    [InlineData("randrw", 50)]
-    public void Perf_runs_every_workload_without_errors(string workload, int readPercent)
+    [InlineData("randread", 100, "raw")]
+    [InlineData("randwrite", 0, "raw")]
+    [InlineData("read", 100, "raw")]
+    [InlineData("write", 0, "raw")]
+    [InlineData("randrw", 50, "raw")]
+    [InlineData("randread", 100, "async")]
+    [InlineData("randwrite", 0, "async")]
+    [InlineData("read", 100, "async")]
+    [InlineData("write", 0, "async")]
+    [InlineData("randrw", 50, "async")]
+    public void Perf_runs_every_workload_without_errors(string workload, int readPercent, string api)
     {
-        var d = Perf("-w", workload, "-q", "4");
+        var d = Perf("-w", workload, "-q", "4", "--api", api);
 
+        Assert.Equal(api, d.GetProperty("api").GetString());
         Assert.Equal(workload, d.GetProperty("workload").GetString());
         Assert.Equal(readPercent, d.GetProperty("readPercent").GetInt32());
         long ios = d.GetProperty("ios").GetInt64(), reads = d.GetProperty("reads").GetInt64(), writes = d.GetProperty("writes").GetInt64();
@@ -89,6 +95,17 @@ public sealed partial class NvmeTests
         if (readPercent == 100) { Assert.Equal(0, writes); }
         else if (readPercent == 0) { Assert.Equal(0, reads); }
         else { Assert.True(reads > 0 && writes > 0, $"{reads} reads, {writes} writes"); }
+        Assert.True(d.GetProperty("submissionDoorbellsPerIo").GetDouble() is > 0 and <= 1.0);
+    }
+
+    [Fact]
+    public void Perf_async_allocates_nothing_per_io_on_the_completion_thread()
+    {
+        var d = Perf("-q", "8", "--api", "async", "--ramp", "0.1");
+
+        Assert.True(d.GetProperty("ios").GetInt64() > 1000);
+        Assert.True(d.GetProperty("queueThreadAllocatedBytesPerIo").GetDouble() < 1.0,
+            $"{d.GetProperty("queueThreadAllocatedBytesPerIo").GetDouble()} bytes per I/O on the completion thread");
     }
 
     [Fact]
@@ -103,12 +120,14 @@ public sealed partial class NvmeTests
     }
 
     [Theory]
-    [InlineData("randread")]
-    [InlineData("randrw")]
-    [InlineData("read")]
-    public void Perf_verify_prefills_the_span_and_finds_every_block_intact(string workload)
+    [InlineData("randread", "raw")]
+    [InlineData("randrw", "raw")]
+    [InlineData("read", "raw")]
+    [InlineData("randread", "async")]
+    [InlineData("randrw", "async")]
+    public void Perf_verify_prefills_the_span_and_finds_every_block_intact(string workload, string api)
     {
-        var d = Perf("-w", workload, "-q", "8", "-o", "8k", "--verify", "--size", "1m");
+        var d = Perf("-w", workload, "-q", "8", "-o", "8k", "--verify", "--size", "1m", "--api", api);
 
         Assert.True(d.GetProperty("verify").GetBoolean());
         Assert.Equal(1UL << 20, d.GetProperty("spanBytes").GetUInt64());
@@ -157,10 +176,12 @@ public sealed partial class NvmeTests
         Assert.Contains($"{mismatches} blocks read back other than written", r.Err, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public void Perf_on_two_queues_rings_both_and_counts_each()
+    [Theory]
+    [InlineData("raw")]
+    [InlineData("async")]
+    public void Perf_on_two_queues_rings_both_and_counts_each(string api)
     {
-        var d = Perf("-c", "2", "-q", "4", "-w", "read", "--ramp", "0.1");
+        var d = Perf("-c", "2", "-q", "4", "-w", "read", "--ramp", "0.1", "--api", api);
 
         Assert.Equal(2, d.GetProperty("queues").GetInt32());
         Assert.Equal(0.1, d.GetProperty("rampSeconds").GetDouble());
@@ -235,7 +256,6 @@ public sealed partial class NvmeTests
     [InlineData("-c 257")]
     [InlineData("--size 0")]
     [InlineData("--api uring")]
-    [InlineData("--api async")]                                      // accepted by the parser, refused before the device is opened
     [InlineData("--alloc-check -1")]
     [InlineData("--alloc-check 1000001")]
     [InlineData("--alloc-check x")]
@@ -246,16 +266,6 @@ public sealed partial class NvmeTests
         Assert.Equal(ExitCodes.Usage, r.ExitCode);
         Assert.StartsWith("vfio: ", r.Err, StringComparison.Ordinal);
         Assert.Equal(0, _opens);
-    }
-
-    [Fact]
-    public void Perf_api_async_says_it_is_not_available_yet()
-    {
-        var r = Run("nvme", "perf", Bdf, "--api", "async", "--json");
-
-        Assert.Equal(ExitCodes.Usage, r.ExitCode);
-        Assert.Contains("--api async is not available yet", r.Err, StringComparison.Ordinal);
-        Assert.Equal("Unsupported", Json.Parse(r.Out).GetProperty("error").GetProperty("kind").GetString());
     }
 
     [Theory]

@@ -30,7 +30,7 @@ internal static class NvmePerfCommand
     internal const ulong DefaultVerifySpanBytes = 64UL << 20;
 
     /// <summary>The values <c>--api</c> takes.</summary>
-    private static readonly string[] Apis = [RawBatchEngine.Api, "async"];
+    private static readonly string[] Apis = [RawBatchEngine.Api, AsyncBlockDeviceEngine.Api];
 
     public static Command Create(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid)
     {
@@ -165,8 +165,8 @@ internal static class NvmePerfCommand
     private static Func<Session, PerfPlan, IPerfEngine> EngineFor(string api) => api switch
     {
         RawBatchEngine.Api => (session, plan) => new RawBatchEngine(session.Controller, session.Device.Dma, plan),
-        _ => throw new CliException($"--api {api} is not available yet: the async block-device API is not wired into perf; use --api raw",
-            ExitCodes.Usage, "Unsupported"),
+        AsyncBlockDeviceEngine.Api => (session, plan) => new AsyncBlockDeviceEngine(session.Controller, plan),
+        _ => throw new CliException($"--api {api} is not one of raw, async", ExitCodes.Usage, "Usage"),
     };
 
     /// <summary>What the command line asked for, before the device says what it allows.</summary>
