@@ -31,6 +31,8 @@
 #   VFIO_LAB_NVME  0000:00:06.0  nvme, 256 MiB raw file created per run, serial VFIOLAB0001
 #   VFIO_LAB_NET0  0000:00:07.0  virtio-net-pci, modern only, hub 0 port p0
 #   VFIO_LAB_NET1  0000:00:08.0  virtio-net-pci, modern only, hub 0 port p1
+#   VFIO_LAB_NVME2 0000:00:09.0  bench nvme only: a second nvme, 128 MiB raw file, serial VFIOLAB0002 (the data check
+#                                while VFIO_LAB_NVME is null-co)
 #   (00:10.0-00:12.0 are the 9p shares the lab itself uses: host root, run dir, output dir.)
 #
 # Exit codes of `run`: COMMAND's own, or 124 when the guest timed out, 125 when the lab failed
@@ -50,7 +52,7 @@ INIT_SCRIPT="$LAB_DIR/guest-init.sh"
 KBUILD_FILE="$LAB_DIR/vfio-noiommu.kbuild"
 
 # PCI slots (hex) of the guest devices; the BDFs exported to commands derive from these.
-SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08
+SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08 SLOT_NVME2=09
 SLOT_9P_HOST=10 SLOT_9P_LAB=11 SLOT_9P_OUT=12
 
 log() { printf 'lab: %s\n' "$*" >&2; }
@@ -445,6 +447,11 @@ qemu_args() {
     *) die "unknown configuration '$config' (${CONFIGS[*]})" ;;
   esac
   [ "${INTERACTIVE:-0}" = 1 ] && append+=" vfio_lab.interactive=1"
+  # Polled I/O queues for the kernel's nvme driver (bench nvme). The driver reads poll_queues when it probes a
+  # controller and sizes the blk-mq maps from it then: writing the parameter later and resetting the controller makes
+  # a poll queue the block layer never maps, so it goes on the command line (a module parameter that busybox's
+  # modprobe and the built-in 6.12 driver both take from there).
+  [ -n "${VFIO_LAB_NVME_POLL_QUEUES:-}" ] && append+=" nvme.poll_queues=$VFIO_LAB_NVME_POLL_QUEUES"
   QEMU_ARGS+=(-kernel "$kernel" -initrd "$initrd" -append "$append"
     # the lab's own shares: host root (read-only), run directory, output directory
     -fsdev "local,id=fshost,path=/,security_model=none,readonly=on,multidevs=remap"
@@ -461,6 +468,11 @@ qemu_args() {
     -netdev hubport,id=p0,hubid=0 -netdev hubport,id=p1,hubid=0
     -device "virtio-net-pci,netdev=p0,disable-legacy=on,mac=52:54:00:00:00:01,addr=0x$SLOT_NET0$net_extra"
     -device "virtio-net-pci,netdev=p1,disable-legacy=on,mac=52:54:00:00:00:02,addr=0x$SLOT_NET1$net_extra")
+  # bench nvme checks data on a file-backed controller while the timed runs use the null-co one.
+  if [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ]; then
+    QEMU_ARGS+=(-drive "file=$run/nvme2.img,if=none,format=raw,id=nvm2"
+      -device "nvme,drive=nvm2,serial=VFIOLAB0002,addr=0x$SLOT_NVME2")
+  fi
 }
 
 # The nvme's backing: a raw file (data checks), or null-co (benchmarks only: it discards writes, reads zeroes).
@@ -492,6 +504,11 @@ write_job() { # run-dir config command...
     esac
     printf 'export VFIO_LAB_EDU=%s VFIO_LAB_EDU2=%s VFIO_LAB_NVME=%s VFIO_LAB_NET0=%s VFIO_LAB_NET1=%s\n' \
       "$(bdf $SLOT_EDU)" "$(bdf $SLOT_EDU2)" "$(bdf $SLOT_NVME)" "$(bdf $SLOT_NET0)" "$(bdf $SLOT_NET1)"
+    [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ] && printf 'export VFIO_LAB_NVME2=%s\n' "$(bdf $SLOT_NVME2)"
+    # The guest starts from an empty environment (guest-init.sh runs the job under env -i): a caller's settings
+    # for the command (NAME=VALUE) come through JOB_ENV.
+    local kv
+    for kv in "${JOB_ENV[@]}"; do printf 'export %q\n' "$kv"; done
     printf 'cd %q || exit 126\n' "$ROOT"
     printf '%q ' "$@"; echo
   } > "$run/job.sh"
@@ -505,6 +522,7 @@ run_guest() {
   RUN_DIR="$run"   # removed on exit even when interrupted (see main)
   mkdir -p "$run/out" "$out" "$(dirname "$logf")"
   truncate -s 256M "$run/nvme.img"
+  [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ] && truncate -s 128M "$run/nvme2.img"
   write_job "$run" "$config" "$@"
   qemu_args "$config" "$run" "$out"
 
@@ -823,6 +841,7 @@ cmd_headers() {
 }
 
 RUN_DIR=""
+JOB_ENV=()   # NAME=VALUE settings write_job exports to the guest's command
 cleanup() { [ -z "$RUN_DIR" ] || rm -rf "$RUN_DIR"; }
 
 main() {
