@@ -9,6 +9,9 @@
 #                                                    OUTDIR/<config>.log
 #   lab.sh shell CONFIG                              interactive guest (a bash in the host root)
 #   lab.sh bench lab                                 time a whole e2e lab run
+#   lab.sh bench nvme                                the kernel's nvme driver (fio io_uring: interrupts, polled,
+#                                                    SQ thread) vs ours (vfio nvme perf, raw and async API) on a
+#                                                    null-co nvme, and a data check on a file-backed one (lab/bench-nvme.sh)
 #   lab.sh bench net                                 virtio-net io-forward: DPDK testpmd vs ours
 #   lab.sh demo                                      the vfio command in a No-IOMMU guest, step by step
 #                                                    (lab/demo.sh); output in artifacts/demo/
@@ -31,6 +34,8 @@
 #   VFIO_LAB_NVME  0000:00:06.0  nvme, 256 MiB raw file created per run, serial VFIOLAB0001
 #   VFIO_LAB_NET0  0000:00:07.0  virtio-net-pci, modern only, hub 0 port p0
 #   VFIO_LAB_NET1  0000:00:08.0  virtio-net-pci, modern only, hub 0 port p1
+#   VFIO_LAB_NVME2 0000:00:09.0  bench nvme only: a second nvme, 128 MiB raw file, serial VFIOLAB0002 (the data check
+#                                while VFIO_LAB_NVME is null-co)
 #   (00:10.0-00:12.0 are the 9p shares the lab itself uses: host root, run dir, output dir.)
 #
 # Exit codes of `run`: COMMAND's own, or 124 when the guest timed out, 125 when the lab failed
@@ -50,7 +55,7 @@ INIT_SCRIPT="$LAB_DIR/guest-init.sh"
 KBUILD_FILE="$LAB_DIR/vfio-noiommu.kbuild"
 
 # PCI slots (hex) of the guest devices; the BDFs exported to commands derive from these.
-SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08
+SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08 SLOT_NVME2=09
 SLOT_9P_HOST=10 SLOT_9P_LAB=11 SLOT_9P_OUT=12
 
 log() { printf 'lab: %s\n' "$*" >&2; }
@@ -445,6 +450,11 @@ qemu_args() {
     *) die "unknown configuration '$config' (${CONFIGS[*]})" ;;
   esac
   [ "${INTERACTIVE:-0}" = 1 ] && append+=" vfio_lab.interactive=1"
+  # Polled I/O queues for the kernel's nvme driver (bench nvme). The driver reads poll_queues when it probes a
+  # controller and sizes the blk-mq maps from it then: writing the parameter later and resetting the controller makes
+  # a poll queue the block layer never maps, so it goes on the command line (a module parameter that busybox's
+  # modprobe and the built-in 6.12 driver both take from there).
+  [ -n "${VFIO_LAB_NVME_POLL_QUEUES:-}" ] && append+=" nvme.poll_queues=$VFIO_LAB_NVME_POLL_QUEUES"
   QEMU_ARGS+=(-kernel "$kernel" -initrd "$initrd" -append "$append"
     # the lab's own shares: host root (read-only), run directory, output directory
     -fsdev "local,id=fshost,path=/,security_model=none,readonly=on,multidevs=remap"
@@ -461,6 +471,11 @@ qemu_args() {
     -netdev hubport,id=p0,hubid=0 -netdev hubport,id=p1,hubid=0
     -device "virtio-net-pci,netdev=p0,disable-legacy=on,mac=52:54:00:00:00:01,addr=0x$SLOT_NET0$net_extra"
     -device "virtio-net-pci,netdev=p1,disable-legacy=on,mac=52:54:00:00:00:02,addr=0x$SLOT_NET1$net_extra")
+  # bench nvme checks data on a file-backed controller while the timed runs use the null-co one.
+  if [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ]; then
+    QEMU_ARGS+=(-drive "file=$run/nvme2.img,if=none,format=raw,id=nvm2"
+      -device "nvme,drive=nvm2,serial=VFIOLAB0002,addr=0x$SLOT_NVME2")
+  fi
 }
 
 # The nvme's backing: a raw file (data checks), or null-co (benchmarks only: it discards writes, reads zeroes).
@@ -492,6 +507,11 @@ write_job() { # run-dir config command...
     esac
     printf 'export VFIO_LAB_EDU=%s VFIO_LAB_EDU2=%s VFIO_LAB_NVME=%s VFIO_LAB_NET0=%s VFIO_LAB_NET1=%s\n' \
       "$(bdf $SLOT_EDU)" "$(bdf $SLOT_EDU2)" "$(bdf $SLOT_NVME)" "$(bdf $SLOT_NET0)" "$(bdf $SLOT_NET1)"
+    [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ] && printf 'export VFIO_LAB_NVME2=%s\n' "$(bdf $SLOT_NVME2)"
+    # The guest starts from an empty environment (guest-init.sh runs the job under env -i): a caller's settings
+    # for the command (NAME=VALUE) come through JOB_ENV.
+    local kv
+    for kv in "${JOB_ENV[@]}"; do printf 'export %q\n' "$kv"; done
     printf 'cd %q || exit 126\n' "$ROOT"
     printf '%q ' "$@"; echo
   } > "$run/job.sh"
@@ -505,6 +525,7 @@ run_guest() {
   RUN_DIR="$run"   # removed on exit even when interrupted (see main)
   mkdir -p "$run/out" "$out" "$(dirname "$logf")"
   truncate -s 256M "$run/nvme.img"
+  [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ] && truncate -s 128M "$run/nvme2.img"
   write_job "$run" "$config" "$@"
   qemu_args "$config" "$run" "$out"
 
@@ -730,22 +751,26 @@ cmd_bench() {
       return "$rc"
       ;;
     nvme)
-      # One boot, one null-co nvme: the kernel's driver with fio, then ours (bench-nvme.sh rebinds between them).
+      # One boot, two QEMU nvme controllers: null-co for the timed runs (the kernel's driver with fio, ours, and
+      # spdk_nvme_perf when SPDK_NVME_PERF names one), a raw file for the data check. lab/bench-nvme.sh writes the
+      # table and, when every run and check passed, the ratio line to $out/result.
       pkg_installed fio || apt_install fio
       prepare
-      local out="$ROOT/artifacts/bench-nvme" rc=0
+      local out="$ROOT/artifacts/bench-nvme" rc=0 t0 load_before secs="${BENCH_SECONDS:-10}" ramp="${BENCH_RAMP:-2}"
       rm -rf "$out"; mkdir -p "$out"
-      VFIO_LAB_NVME_BACKEND=null run_guest noiommu "${VFIO_LAB_TIMEOUT:-600}" "$out" "$out/console.txt" 0 \
-        lab/bench-nvme.sh || rc=$?
-      [ "$rc" -eq 0 ] && [ -s "$out/nvme-bench.txt" ] || { log "bench nvme failed (exit $rc); see $out"; return 1; }
-      # shellcheck disable=SC1091
-      . "$out/nvme-bench.txt"
-      eval "$(fio_summary "$out/fio.json")"
-      printf '%-8s %10s %10s %10s\n' "" IOPS p50_us p99_us
-      printf '%-8s %10s %10s %10s\n' kernel "$kernel_iops" "$kernel_p50_us" "$kernel_p99_us"
-      printf '%-8s %10s %10s %10s\n' ours "$ours_iops" "$ours_p50_us" "$ours_p99_us"
-      echo "ours: ${ours_alloc_bytes_per_io} managed bytes allocated per synchronous polled I/O"
-      echo "nvme-randread-qd32 ours=$ours_iops kernel=$kernel_iops ratio=$(awk -v a="$ours_iops" -v b="$kernel_iops" 'BEGIN { printf "%.2f", a / b }')"
+      # 12 fio runs, 8 of ours, 4 of SPDK's at most and the data check, each with its ramp and some start-up.
+      local timeout="${VFIO_LAB_TIMEOUT:-$((600 + 25 * (secs + ramp + 20)))}"
+      load_before="$(cut -d' ' -f1-3 /proc/loadavg)" t0="$(now)"
+      JOB_ENV=("BENCH_SECONDS=$secs" "BENCH_RAMP=$ramp" "SPDK_NVME_PERF=${SPDK_NVME_PERF:-}")
+      VFIO_LAB_NVME_BACKEND=null VFIO_LAB_VERIFY_NVME=1 VFIO_LAB_NVME_POLL_QUEUES=1 \
+        run_guest noiommu "$timeout" "$out" "$out/console.txt" 0 lab/bench-nvme.sh || rc=$?
+      JOB_ENV=()
+      [ -s "$out/result" ] || die "bench nvme produced no result (exit $rc; console $out/console.txt, logs in $out)"
+      # The host's load decides how much CPU QEMU's TCG threads got: say what it was around the run.
+      echo "host load average: before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg); $(elapsed "$t0") s including the boot"
+      [ "$rc" -eq 0 ] || log "bench nvme failed (exit $rc): the table has what ran, the failures follow it; logs in $out"
+      cat "$out/result"
+      return "$rc"
       ;;
     net)
       # io-forward between the two virtio-net ports in one No-IOMMU guest: DPDK testpmd, then ours
@@ -765,16 +790,6 @@ cmd_bench() {
       ;;
     *) die "unknown benchmark '${1:-}' (lab, nvme, net)" ;;
   esac
-}
-
-# fio's JSON report -> kernel_iops=, kernel_p50_us=, kernel_p99_us= (shell assignments).
-fio_summary() { # fio.json
-  python3 - "$1" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))["jobs"][0]["read"]
-p = r["clat_ns"]["percentile"]
-print(f"kernel_iops={r['iops']:.0f} kernel_p50_us={p['50.000000'] / 1000:.1f} kernel_p99_us={p['99.000000'] / 1000:.1f}")
-PY
 }
 
 # The demo: one No-IOMMU boot running lab/demo.sh, its output streamed as it happens. The guest keeps
@@ -823,6 +838,7 @@ cmd_headers() {
 }
 
 RUN_DIR=""
+JOB_ENV=()   # NAME=VALUE settings write_job exports to the guest's command
 cleanup() { [ -z "$RUN_DIR" ] || rm -rf "$RUN_DIR"; }
 
 main() {
