@@ -232,11 +232,41 @@ public sealed class NvmeIoQueue : IDisposable
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled (in the task). A command
     /// already in flight keeps its slot and the buffer's lease until the device completes it or a reset ends it.</exception>
     public ValueTask ReadAsync(NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset = 0, CancellationToken cancellationToken = default) =>
-        SubmitAsync(PrepareTransfer(NvmOpcode.Read, ns, lba, blocks, buffer, offset, synchronous: false), cancellationToken);
+        SubmitTransferAsync(NvmOpcode.Read, ns, lba, blocks, buffer, offset, cancellationToken);
 
     /// <summary>Writes asynchronously; see <see cref="ReadAsync"/>.</summary>
     public ValueTask WriteAsync(NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset = 0, CancellationToken cancellationToken = default) =>
-        SubmitAsync(PrepareTransfer(NvmOpcode.Write, ns, lba, blocks, buffer, offset, synchronous: false), cancellationToken);
+        SubmitTransferAsync(NvmOpcode.Write, ns, lba, blocks, buffer, offset, cancellationToken);
+
+    /// <summary>
+    /// The hot path of an asynchronous transfer on DMA memory: the request is taken from the pool, filled and
+    /// queued under one acquisition of the lock.
+    /// </summary>
+    private ValueTask SubmitTransferAsync(NvmOpcode opcode, NvmeNamespace ns, ulong lba, int blocks, DmaBuffer buffer, ulong offset, CancellationToken cancellationToken)
+    {
+        CheckTransfer(ns, blocks, buffer, offset);
+        if (cancellationToken.IsCancellationRequested) { return ValueTask.FromCanceled(cancellationToken); }
+        EnsurePoller();
+        buffer.AddDeviceUse(_leaseOwner);
+        NvmeRequest r;
+        short version;
+        lock (_lock)
+        {
+            if (CurrentFailureLocked() is { } failure)
+            {
+                buffer.ReleaseDeviceUse();
+                return ValueTask.FromException(failure);
+            }
+            r = RentLocked(opcode, ns, lba, blocks, synchronous: false, rangeBlocks: 0);
+            r.Buffer = buffer;
+            r.BufferLeased = true;
+            r.Offset = offset;
+            version = r.Version;
+            StartAsyncLocked(r);
+        }
+        if (cancellationToken.CanBeCanceled) { Register(r, cancellationToken); }
+        return new ValueTask(r, version);
+    }
 
     /// <summary>Flushes asynchronously; see <see cref="Flush"/>.</summary>
     public ValueTask FlushAsync(NvmeNamespace ns, CancellationToken cancellationToken = default) =>
@@ -478,13 +508,26 @@ public sealed class NvmeIoQueue : IDisposable
 
     private NvmeRequest Rent(NvmOpcode opcode, NvmeNamespace ns, ulong lba, int blocks, bool synchronous, int rangeBlocks = 0)
     {
-        NvmeRequest? r;
         lock (_lock)
         {
             ThrowIfUnusableLocked();
-            _pool.TryPop(out r);
+            return RentLocked(opcode, ns, lba, blocks, synchronous, rangeBlocks);
         }
-        r ??= new NvmeRequest(this);
+    }
+
+    private NvmeRequest RentLocked(NvmOpcode opcode, NvmeNamespace ns, ulong lba, int blocks, bool synchronous, int rangeBlocks)
+    {
+        if (!_pool.TryPop(out var r))
+        {
+            for (var back = Interlocked.Exchange(ref _returned, null); back is not null;)
+            {
+                var next = back.NextReturned;
+                back.NextReturned = null;
+                _pool.Push(back);
+                back = next;
+            }
+            if (!_pool.TryPop(out r)) { r = new NvmeRequest(this); }
+        }
         r.Opcode = opcode;
         r.Nsid = ns.Id;
         r.BlockSize = ns.BlockSize;
@@ -514,20 +557,27 @@ public sealed class NvmeIoQueue : IDisposable
                 ReleaseRefLocked(r);
                 return ValueTask.FromException(failure);
             }
-            _activeAsync++;
-            EnqueueLocked(r);
-            if (_parked)
-            {
-                _parked = false;
-                _wake.Set();
-            }
+            StartAsyncLocked(r);
         }
-        if (cancellationToken.CanBeCanceled)
-        {
-            r.Token = cancellationToken;
-            r.Registration = cancellationToken.UnsafeRegister(static s => ((NvmeRequest)s!).Cancel(), r);
-        }
+        if (cancellationToken.CanBeCanceled) { Register(r, cancellationToken); }
         return new ValueTask(r, version);
+    }
+
+    private void StartAsyncLocked(NvmeRequest r)
+    {
+        _activeAsync++;
+        EnqueueLocked(r);
+        if (_parked)
+        {
+            _parked = false;
+            _wake.Set();
+        }
+    }
+
+    private static void Register(NvmeRequest r, CancellationToken cancellationToken)
+    {
+        r.Token = cancellationToken;
+        r.Registration = cancellationToken.UnsafeRegister(static s => ((NvmeRequest)s!).Cancel(), r);
     }
 
     private void RunSync(NvmeRequest r)
@@ -590,7 +640,7 @@ public sealed class NvmeIoQueue : IDisposable
     /// <summary>Queues a request behind those already waiting and places what fits. Under the lock.</summary>
     private void EnqueueLocked(NvmeRequest r)
     {
-        r.Refs++;
+        Interlocked.Increment(ref r.Refs);
         r.InPending = true;
         _pending.Enqueue(r);
         if (!_stopped)
@@ -675,7 +725,7 @@ public sealed class NvmeIoQueue : IDisposable
             slot.Request = r;
             slot.Leased = null;
             r.ChunksInFlight++;
-            r.Refs++;
+            Interlocked.Increment(ref r.Refs);
             PlaceLocked(tag, command);
         }
     }
@@ -788,7 +838,7 @@ public sealed class NvmeIoQueue : IDisposable
             return;
         }
         _activeAsync--;
-        r.Refs++;
+        Interlocked.Increment(ref r.Refs);
         _completed.Enqueue(r);
         if (_parked)
         {
@@ -799,7 +849,13 @@ public sealed class NvmeIoQueue : IDisposable
 
     private void ReleaseRefLocked(NvmeRequest r)
     {
-        if (--r.Refs > 0) { return; }
+        if (Interlocked.Decrement(ref r.Refs) > 0) { return; }
+        RecycleLocked(r);
+    }
+
+    /// <summary>No one owns <paramref name="r"/> any more: its lease and bounce buffer go back, the request to the pool.</summary>
+    private void RecycleLocked(NvmeRequest r)
+    {
         Debug.Assert(r.ChunksInFlight == 0 && !r.InPending);
         if (r.BufferLeased) { r.Buffer!.ReleaseDeviceUse(); }
         if (r.Bounce is { } bounce)
@@ -819,8 +875,27 @@ public sealed class NvmeIoQueue : IDisposable
     /// <summary>The caller is done with <paramref name="r"/> (it has its result).</summary>
     internal void ReleaseRequest(NvmeRequest r)
     {
-        lock (_lock) { ReleaseRefLocked(r); }
+        // Owners are counted atomically, so the caller's release takes the lock only when it is the last one:
+        // in steady state the command retired before the answer, and this is the last release.
+        if (Interlocked.Decrement(ref r.Refs) > 0) { return; }
+        if (r.Bounce is not null)
+        {
+            lock (_lock) { RecycleLocked(r); }
+            return;
+        }
+        // No one else can reach the request now: its lease ends and it is cleared here, and it joins a lock-free
+        // list the next rent moves into the pool (one consumer, under the lock, takes the whole list at once).
+        if (r.BufferLeased) { r.Buffer!.ReleaseDeviceUse(); }
+        r.Clear();
+        var head = Volatile.Read(ref _returned);
+        do
+        {
+            r.NextReturned = head;
+        }
+        while (!ReferenceEquals(head = Interlocked.CompareExchange(ref _returned, r, head), r.NextReturned));
     }
+
+    private NvmeRequest? _returned;
 
     /// <summary>A cancelled request places no further commands; one still waiting for a slot leaves the line.</summary>
     internal void StopRequest(NvmeRequest r)

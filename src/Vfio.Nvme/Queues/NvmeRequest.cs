@@ -52,6 +52,9 @@ internal sealed class NvmeRequest(NvmeIoQueue queue) : IValueTaskSource
 
     internal int Refs;
 
+    /// <summary>The next request of the queue's list of returned requests.</summary>
+    internal NvmeRequest? NextReturned;
+
     /// <summary>1 once the caller has been (or is being) answered.</summary>
     internal int Claimed;
 

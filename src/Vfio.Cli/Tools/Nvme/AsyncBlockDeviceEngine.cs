@@ -31,9 +31,6 @@ internal sealed class AsyncBlockDeviceEngine(NvmeController controller, PerfPlan
         private readonly NvmeIoQueue _queue;
         private readonly DmaBuffer _buffer;
         private readonly int _stride;
-        // Guards the picker and the stats: after the first round every loop runs on the queue's completion
-        // thread, but the first submissions come from the runner's thread while early completions are answered.
-        private readonly Lock _lock = new();
 
         public Worker(NvmeController controller, PerfPlan plan, int index)
         {
@@ -84,7 +81,7 @@ internal sealed class AsyncBlockDeviceEngine(NvmeController controller, PerfPlan
         public void Run(PerfWindow window, QueueStats stats) =>
             Drive(new IoPicker(_plan, _index), long.MaxValue, window, stats, verifyWrites: _plan.Verify);
 
-        /// <summary>Shared state of one pass: the loops take their next I/O from it under the worker's lock.</summary>
+        /// <summary>Shared state of one pass, used on the queue's completion thread only (but for <see cref="LastCompletion"/>).</summary>
         private sealed class Pass(IoPicker picker, long limit, PerfWindow window, QueueStats stats, bool verifyWrites)
         {
             public IoPicker Picker = picker;
@@ -101,15 +98,11 @@ internal sealed class AsyncBlockDeviceEngine(NvmeController controller, PerfPlan
         private void Drive(IoPicker picker, long limit, PerfWindow window, QueueStats stats, bool verifyWrites)
         {
             var pass = new Pass(picker, limit, window, stats, verifyWrites);
-            var loops = new Task[_plan.QueueDepth];
-            for (int slot = 0; slot < loops.Length; slot++) { loops[slot] = Loop(pass, slot); }
-            var all = Task.WhenAll(loops);
+            var all = Start(pass);
             // The runner's thread only watches: a queue that stops completing fails the run instead of hanging it.
             while (!all.Wait(TimeSpan.FromMilliseconds(200)))
             {
-                long last;
-                lock (_lock) { last = pass.LastCompletion; }
-                if (Stopwatch.GetElapsedTime(last) > TimeSpan.FromSeconds(StallSeconds))
+                if (Stopwatch.GetElapsedTime(Volatile.Read(ref pass.LastCompletion)) > TimeSpan.FromSeconds(StallSeconds))
                 {
                     window.Stop();
                     throw new CliException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
@@ -117,7 +110,20 @@ internal sealed class AsyncBlockDeviceEngine(NvmeController controller, PerfPlan
                         ExitCodes.DeviceOrHost, "NvmeTimeout");
                 }
             }
+            if (all.IsFaulted) { all.GetAwaiter().GetResult(); }
             if (pass.Failure is { } failure) { throw failure; }
+        }
+
+        /// <summary>
+        /// Moves onto the queue's completion thread with one uncounted read, then starts the depth's loops there: from
+        /// then on every loop runs on that one thread, so the picker and the stats need no lock, as in the raw engine.
+        /// </summary>
+        private async Task Start(Pass pass)
+        {
+            await _device.ReadAsync(pass.Picker.PeekStart, Slot(0)).ConfigureAwait(false);
+            var loops = new Task[_plan.QueueDepth];
+            for (int slot = 0; slot < loops.Length; slot++) { loops[slot] = Loop(pass, slot); }
+            await Task.WhenAll(loops).ConfigureAwait(false);
         }
 
         /// <summary>One of the depth's loops: an I/O, awaited, accounted, the next one.</summary>
@@ -128,12 +134,9 @@ internal sealed class AsyncBlockDeviceEngine(NvmeController controller, PerfPlan
             {
                 bool write;
                 ulong lba;
-                lock (_lock)
-                {
-                    if (pass.Over || pass.Submitted >= pass.Limit || pass.Failure is not null) { return; }
-                    pass.Submitted++;
-                    write = pass.Picker.Next(out lba);
-                }
+                if (pass.Over || pass.Submitted >= pass.Limit || pass.Failure is not null) { return; }
+                pass.Submitted++;
+                write = pass.Picker.Next(out lba);
                 if (write && pass.VerifyWrites) { VerifyPattern.Fill(memory.Span, lba, _plan.Namespace.BlockSize, _plan.Seed); }
                 long started = Stopwatch.GetTimestamp();
                 try
@@ -148,7 +151,7 @@ internal sealed class AsyncBlockDeviceEngine(NvmeController controller, PerfPlan
                 }
                 catch (Exception e) when (e is VfioException or ObjectDisposedException)
                 {
-                    lock (_lock) { pass.Failure ??= e; }
+                    pass.Failure ??= e;
                     pass.Window.Stop();
                     return;
                 }
@@ -158,27 +161,24 @@ internal sealed class AsyncBlockDeviceEngine(NvmeController controller, PerfPlan
         private void Account(Pass pass, bool write, ulong lba, ReadOnlySpan<byte> data, long started, NvmeCommandException? failed)
         {
             long now = Stopwatch.GetTimestamp();
-            lock (_lock)
+            Volatile.Write(ref pass.LastCompletion, now);
+            var stats = pass.Stats;
+            // Opened and closed on the completion thread, which does the queue's work: its allocations and the
+            // queue's doorbells between the two are what the window measures.
+            if (!pass.Counting && now >= pass.Window.Start)
             {
-                pass.LastCompletion = now;
-                var stats = pass.Stats;
-                // Opened and closed on the completion thread, which does the queue's work: its allocations and
-                // the queue's doorbells between the two are what the window measures.
-                if (!pass.Counting && now >= pass.Window.Start)
-                {
-                    pass.Counting = true;
-                    stats.OpenWindow(_queue.SubmissionDoorbellWrites, _queue.CompletionDoorbellWrites);
-                }
-                if (!pass.Over && pass.Window.IsOver(now))
-                {
-                    pass.Over = true;
-                    if (pass.Counting) { stats.CloseWindow(_queue.SubmissionDoorbellWrites, _queue.CompletionDoorbellWrites); }
-                }
-                bool counted = pass.Counting && !pass.Over;
-                if (failed is not null) { stats.Failed(failed.Command, failed.Status); }
-                else { stats.Succeeded(write, lba, data, now - started, counted); }
-                if (counted) { stats.Publish(); }
+                pass.Counting = true;
+                stats.OpenWindow(_queue.SubmissionDoorbellWrites, _queue.CompletionDoorbellWrites);
             }
+            if (!pass.Over && pass.Window.IsOver(now))
+            {
+                pass.Over = true;
+                if (pass.Counting) { stats.CloseWindow(_queue.SubmissionDoorbellWrites, _queue.CompletionDoorbellWrites); }
+            }
+            bool counted = pass.Counting && !pass.Over;
+            if (failed is not null) { stats.Failed(failed.Command, failed.Status); }
+            else { stats.Succeeded(write, lba, data, now - started, counted); }
+            if (counted) { stats.Publish(); }
         }
 
         private Memory<byte> Slot(int slot) => _buffer.Memory.Slice(slot * _stride, _plan.IoBytes);
