@@ -788,7 +788,7 @@ cmd_bench() {
       cat "$out/result"
       return "$rc"
       ;;
-    *) die "unknown benchmark '${1:-}' (lab, nvme, net)" ;;
+    *) die "unknown benchmark '${1:-}' (lab, nvme, net; micro runs on the host: ./run bench micro)" ;;
   esac
 }
 

@@ -21,6 +21,13 @@ namespace Vfio.Emulation.Nvme;
 /// it does not support), sets CSTS.CFS. Each such case raises <see cref="ProtocolViolation"/>, which driver tests
 /// use to fail on behaviour a lenient device would let pass.
 /// </para>
+/// <para>
+/// Locking: one lock guards the registers, the admin queue and the shape of the queue tables (creation, deletion,
+/// resets); each I/O submission queue and each completion queue has its own besides, so commands of different
+/// queue pairs run at the same time, as the queues of a real controller are fetched and processed independently
+/// (NVMe 1.4 "Command Arbitration" leaves the order between submission queues to the controller). Order: the
+/// controller lock, then a submission queue's, then a completion queue's; the I/O path never takes the first.
+/// </para>
 /// </summary>
 public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
 {
@@ -38,10 +45,17 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
 
     private readonly NvmeDeviceOptions _options;
     private readonly Lock _lock = new();
+    private readonly Lock[] _sqLocks;
+    private readonly Lock[] _cqLocks;
+    private readonly Lock _workerLock = new();
+    private readonly Lock _faultLock = new();
+    private NvmeStatus? _failNextIo;
+    private volatile bool _failNextArmed;
+    private int _maxPrpListEntries;
     private readonly byte[] _disk;
     private readonly SubmissionState[] _sqs;
     private readonly CompletionState[] _cqs;
-    private readonly int[] _submissionDoorbells;
+    private readonly QueueCounters[] _counters;
     private readonly long[] _interrupts;
     private uint _cc, _csts, _aqa;
     private ulong _asq, _acq;
@@ -52,6 +66,10 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     private int _disposed;
     private readonly AutoResetEvent _kick = new(false);
 
+    // Each queue's state and counters take 128 bytes, so no two queues share a 64-byte cache line wherever the array
+    // starts: queue pairs are processed on different threads, and a line two of them write would bounce between their
+    // CPUs on every command.
+    [StructLayout(LayoutKind.Sequential, Size = 128)]
     private struct SubmissionState
     {
         public bool Exists;
@@ -59,12 +77,21 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
         public int Size, Head, Tail, CqId;
     }
 
+    [StructLayout(LayoutKind.Sequential, Size = 128)]
     private struct CompletionState
     {
         public bool Exists;
         public DmaAddress Base;
         public int Size, Head, Tail, Vector;
         public bool Phase, InterruptsEnabled;
+    }
+
+    /// <summary>Counted under the queue's lock (the controller's for the admin queue), read without it.</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 128)]
+    private struct QueueCounters
+    {
+        public long IoCommands;
+        public int SubmissionDoorbells;
     }
 
     /// <summary>Creates a controller; the namespace starts zeroed.</summary>
@@ -77,7 +104,9 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
         _disk = new byte[_options.BlockCount * (ulong)_options.BlockSize];
         _sqs = new SubmissionState[_options.MaxIoQueues + 1];
         _cqs = new CompletionState[_options.MaxIoQueues + 1];
-        _submissionDoorbells = new int[_options.MaxIoQueues + 1];
+        _counters = new QueueCounters[_options.MaxIoQueues + 1];
+        _sqLocks = [.. Enumerable.Range(0, _sqs.Length).Select(_ => new Lock())];
+        _cqLocks = [.. Enumerable.Range(0, _cqs.Length).Select(_ => new Lock())];
         _interrupts = new long[_options.MsixVectors];
         Config.SetSubsystem(0x1af4, 0x1100);
         Config.SetInterruptPin(1);
@@ -106,7 +135,18 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     public bool Stalled { get; set; }
 
     /// <summary>Fault injection: complete the next I/O command with this status instead of running it.</summary>
-    public NvmeStatus? FailNextIo { get; set; }
+    public NvmeStatus? FailNextIo
+    {
+        get { lock (_faultLock) { return _failNextIo; } }
+        set
+        {
+            lock (_faultLock)
+            {
+                _failNextIo = value;
+                _failNextArmed = value.HasValue;
+            }
+        }
+    }
 
     /// <summary>
     /// Makes the next I/O completion break the rules of NVMe 1.4 §4.6 as a buggy or hostile controller would, to
@@ -115,7 +155,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     public NvmeMisbehavior MisbehaveNextIo { get; set; }
 
     /// <summary>True while CC.EN is set.</summary>
-    public bool Enabled { get { lock (_lock) { return (_cc & 1) != 0; } } }
+    public bool Enabled => (Volatile.Read(ref _cc) & 1) != 0;
 
     /// <summary>I/O submission queues that exist.</summary>
     public int QueuesAlive
@@ -132,10 +172,18 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     }
 
     /// <summary>I/O commands fetched so far.</summary>
-    public long IoCommands { get; private set; }
+    public long IoCommands
+    {
+        get
+        {
+            long n = 0;
+            for (int q = 1; q < _counters.Length; q++) { n += Volatile.Read(ref _counters[q].IoCommands); }
+            return n;
+        }
+    }
 
     /// <summary>The most entries one command's PRP list held.</summary>
-    public int MaxPrpListEntries { get; private set; }
+    public int MaxPrpListEntries => Volatile.Read(ref _maxPrpListEntries);
 
     /// <summary>Controller resets (CC.EN 1 → 0).</summary>
     public int ControllerResets { get; private set; }
@@ -144,7 +192,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     public int FunctionResets { get; private set; }
 
     /// <summary>Submission tail doorbell writes to queue <paramref name="queueId"/>.</summary>
-    public int SubmissionDoorbells(int queueId) { lock (_lock) { return _submissionDoorbells[queueId]; } }
+    public int SubmissionDoorbells(int queueId) => Volatile.Read(ref _counters[queueId].SubmissionDoorbells);
 
     /// <summary>MSI-X signals sent on <paramref name="vector"/>.</summary>
     public long InterruptsSignalled(int vector) => Interlocked.Read(ref _interrupts[vector]);
@@ -152,7 +200,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     /// <summary>Fault injection: sets CSTS.CFS; the controller fetches nothing until the host disables it.</summary>
     public void SetFatal()
     {
-        lock (_lock) { _csts |= 2; }
+        UpdateCsts(clear: 0, set: 2);
         StateChanged?.Invoke("fatal");
     }
 
@@ -189,17 +237,30 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
 
     private void PowerOnReset()
     {
-        _cc = _csts = _aqa = 0;
+        _cc = _aqa = 0;
+        UpdateCsts(clear: ~0u, set: 0);
         _asq = _acq = 0;
         DeleteAllQueues();
     }
 
+    /// <summary>Under the controller lock: each queue goes under its own lock, once no command of it is being processed.</summary>
     private void DeleteAllQueues()
     {
-        Array.Clear(_sqs);
-        Array.Clear(_cqs);
+        for (int q = 0; q < _sqs.Length; q++) { lock (_sqLocks[q]) { _sqs[q] = default; } }
+        for (int q = 0; q < _cqs.Length; q++) { lock (_cqLocks[q]) { _cqs[q] = default; } }
         _queuesConfigured = false;
         _grantedQueues = 0;
+    }
+
+    /// <summary>
+    /// CSTS = (CSTS &amp; ~<paramref name="clear"/>) | <paramref name="set"/>, atomically: the I/O path sets CFS
+    /// (<see cref="Fatal"/>) without the controller lock that guards every other change.
+    /// </summary>
+    private void UpdateCsts(uint clear, uint set)
+    {
+        uint old;
+        do { old = Volatile.Read(ref _csts); }
+        while (Interlocked.CompareExchange(ref _csts, (old & ~clear) | set, old) != old);
     }
 
     private void ReadBar0(ulong offset, Span<byte> data)
@@ -227,7 +288,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
         ControllerRegister.Cap + 4 => (uint)(Cap >> 32),
         ControllerRegister.Vs => 0x0001_0400,        // 1.4.0; INTMS/INTMC read 0 while MSI-X is used
         ControllerRegister.Cc => _cc,
-        ControllerRegister.Csts => _csts,
+        ControllerRegister.Csts => Volatile.Read(ref _csts),
         ControllerRegister.Aqa => _aqa,
         ControllerRegister.Asq => (uint)_asq,
         ControllerRegister.Asq + 4 => (uint)(_asq >> 32),
@@ -240,33 +301,29 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
     {
         if (!Aligned(offset, data.Length)) { Violation($"BAR0 write of {data.Length} bytes at 0x{offset:x}: registers are written 4 or 8 bytes wide, aligned"); return; }
         ulong value = data.Length == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(data) : BinaryPrimitives.ReadUInt32LittleEndian(data);
-        bool kickWorker = false;
+        if (offset >= ControllerRegister.DoorbellBase)
+        {
+            if (data.Length != 4) { Violation($"doorbell write of {data.Length} bytes at 0x{offset:x}: doorbells are 32 bits"); return; }
+            if (Doorbell(offset, (uint)value)) { _kick.Set(); }
+            return;
+        }
         lock (_lock)
         {
-            if (offset >= ControllerRegister.DoorbellBase)
+            switch (offset)
             {
-                if (data.Length != 4) { Violation($"doorbell write of {data.Length} bytes at 0x{offset:x}: doorbells are 32 bits"); return; }
-                kickWorker = Doorbell(offset, (uint)value);
-            }
-            else
-            {
-                switch (offset)
-                {
-                    case ControllerRegister.Cc when data.Length == 4: WriteCc((uint)value); break;
-                    case ControllerRegister.Aqa when data.Length == 4: _aqa = (uint)value & 0x0FFF_0FFF; break;
-                    case ControllerRegister.Asq: _asq = Merge(_asq, value, data.Length, high: false); break;
-                    case ControllerRegister.Asq + 4 when data.Length == 4: _asq = Merge(_asq, value, 4, high: true); break;
-                    case ControllerRegister.Acq: _acq = Merge(_acq, value, data.Length, high: false); break;
-                    case ControllerRegister.Acq + 4 when data.Length == 4: _acq = Merge(_acq, value, 4, high: true); break;
-                    case ControllerRegister.Intms or ControllerRegister.Intmc when data.Length == 4:
-                        break;   // interrupt mask registers are reserved when MSI-X is in use (§3.1.3, §3.1.4): ignored
-                    default:
-                        Violation($"write of 0x{value:x} to read-only or reserved register 0x{offset:x} ({data.Length} bytes)");
-                        break;
-                }
+                case ControllerRegister.Cc when data.Length == 4: WriteCc((uint)value); break;
+                case ControllerRegister.Aqa when data.Length == 4: _aqa = (uint)value & 0x0FFF_0FFF; break;
+                case ControllerRegister.Asq: _asq = Merge(_asq, value, data.Length, high: false); break;
+                case ControllerRegister.Asq + 4 when data.Length == 4: _asq = Merge(_asq, value, 4, high: true); break;
+                case ControllerRegister.Acq: _acq = Merge(_acq, value, data.Length, high: false); break;
+                case ControllerRegister.Acq + 4 when data.Length == 4: _acq = Merge(_acq, value, 4, high: true); break;
+                case ControllerRegister.Intms or ControllerRegister.Intmc when data.Length == 4:
+                    break;   // interrupt mask registers are reserved when MSI-X is in use (§3.1.3, §3.1.4): ignored
+                default:
+                    Violation($"write of 0x{value:x} to read-only or reserved register 0x{offset:x} ({data.Length} bytes)");
+                    break;
             }
         }
-        if (kickWorker) { _kick.Set(); }
     }
 
     private static ulong Merge(ulong old, ulong value, int width, bool high) =>
@@ -283,7 +340,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
         if (shn != 0 && enable)
         {
             // Shutdown completes at once: there is nothing volatile to flush (§7.6.2).
-            _csts = (_csts & ~(3u << 2)) | 2u << 2;
+            UpdateCsts(clear: 3u << 2, set: 2u << 2);
             StateChanged?.Invoke("shutdown");
         }
         if (!wasEnabled && enable)
@@ -298,27 +355,30 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
             if (refused is not null)
             {
                 // A controller enabled with settings it cannot honour reports Controller Fatal Status (§3.1.6).
-                _csts = 1 | 2;
+                UpdateCsts(clear: ~0u, set: 1 | 2);
                 Violation("controller enabled with bad settings: " + refused);
                 StateChanged?.Invoke("fatal");
                 return;
             }
             _sqs[0] = new SubmissionState { Exists = true, Base = new DmaAddress(_asq), Size = sqSize, CqId = 0 };
             _cqs[0] = new CompletionState { Exists = true, Base = new DmaAddress(_acq), Size = cqSize, Phase = true, InterruptsEnabled = true, Vector = 0 };
-            _csts = (_csts & (3u << 2)) | 1;
+            UpdateCsts(clear: ~(3u << 2), set: 1);
             StateChanged?.Invoke("enable");
         }
         else if (wasEnabled && !enable)
         {
             // CC.EN 1 -> 0: controller reset; every queue is deleted and CSTS.CFS clears (§3.1.5, §7.3.2).
             DeleteAllQueues();
-            _csts = 0;
+            UpdateCsts(clear: ~0u, set: 0);
             ControllerResets++;
             StateChanged?.Invoke("disable");
         }
     }
 
-    /// <summary>Handles a doorbell write; returns true when the worker thread should run.</summary>
+    /// <summary>
+    /// Handles a doorbell write under the lock of the queue rung (the controller's for the admin queue, whose
+    /// commands change the queue tables); returns true when the worker thread should run.
+    /// </summary>
     private bool Doorbell(ulong offset, uint value)
     {
         ulong stride = 4UL << _options.DoorbellStride;
@@ -329,54 +389,112 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
             Violation($"doorbell write at 0x{offset:x} is not the doorbell of any queue (stride {stride})");
             return false;
         }
-        if (index % 2 == 0)
+        bool tail = index % 2 == 0;
+        if (qid == 0)
         {
-            ref var sq = ref _sqs[qid];
-            if (!sq.Exists) { Violation($"SQ {qid} tail doorbell rung, but the queue does not exist"); return false; }
-            if (value >= (uint)sq.Size) { Violation($"SQ {qid} tail {value} beyond its size {sq.Size}"); return false; }
-            sq.Tail = (int)value;
-            _submissionDoorbells[qid]++;
-            if (ProcessOnWorkerThread) { StartWorker(); return true; }
-            Process(qid);
+            lock (_lock) { return tail ? SubmissionTail(0, value) : SetCompletionHead(0, value) && ResumeWaiting(0); }
+        }
+        if (tail)
+        {
+            lock (_sqLocks[qid]) { return SubmissionTail(qid, value); }
+        }
+        lock (_cqLocks[qid])
+        {
+            if (!SetCompletionHead(qid, value)) { return false; }
+        }
+        // The completion queue's lock is let go first: a submission queue's lock is taken before it (class remarks).
+        return ResumeWaiting(qid);
+    }
+
+    /// <summary>An SQ tail doorbell, under the queue's lock: runs what was placed, or leaves it to the worker (true).</summary>
+    private bool SubmissionTail(int qid, uint value)
+    {
+        ref var sq = ref _sqs[qid];
+        if (!sq.Exists) { Violation($"SQ {qid} tail doorbell rung, but the queue does not exist"); return false; }
+        if (value >= (uint)sq.Size) { Violation($"SQ {qid} tail {value} beyond its size {sq.Size}"); return false; }
+        sq.Tail = (int)value;
+        _counters[qid].SubmissionDoorbells++;
+        if (ProcessOnWorkerThread) { StartWorker(); return true; }
+        Process(qid);
+        return false;
+    }
+
+    /// <summary>A CQ head doorbell, under the completion queue's lock; false when the write was refused.</summary>
+    private bool SetCompletionHead(int cqid, uint value)
+    {
+        ref var cq = ref _cqs[cqid];
+        if (!cq.Exists) { Violation($"CQ {cqid} head doorbell rung, but the queue does not exist"); return false; }
+        if (value >= (uint)cq.Size) { Violation($"CQ {cqid} head {value} beyond its size {cq.Size}"); return false; }
+        cq.Head = (int)value;
+        return true;
+    }
+
+    /// <summary>
+    /// Room in CQ <paramref name="cqid"/>: the submission queues that post to it and waited for room go on (or the
+    /// worker takes them: true). For the admin CQ under the controller lock; otherwise holding no lock.
+    /// </summary>
+    private bool ResumeWaiting(int cqid)
+    {
+        if (ProcessOnWorkerThread) { return true; }
+        if (cqid == 0)
+        {
+            if (_sqs[0].Exists && _sqs[0].Head != _sqs[0].Tail) { Process(0); }
             return false;
         }
-        ref var cq = ref _cqs[qid];
-        if (!cq.Exists) { Violation($"CQ {qid} head doorbell rung, but the queue does not exist"); return false; }
-        if (value >= (uint)cq.Size) { Violation($"CQ {qid} head {value} beyond its size {cq.Size}"); return false; }
-        cq.Head = (int)value;
-        // Room in the CQ: submission queues that waited for it may go on.
-        if (ProcessOnWorkerThread) { return true; }
-        for (int q = 0; q < _sqs.Length; q++)
+        for (int q = 1; q < _sqs.Length; q++)
         {
-            if (_sqs[q].Exists && _sqs[q].CqId == qid && _sqs[q].Head != _sqs[q].Tail) { Process(q); }
+            // Read without the queue's lock, as a hint; Process looks again under it.
+            if (_sqs[q].Exists && _sqs[q].CqId == cqid && _sqs[q].Head != _sqs[q].Tail)
+            {
+                lock (_sqLocks[q]) { Process(q); }
+            }
         }
         return false;
     }
 
     private void StartWorker()
     {
-        if (_worker is not null) { return; }
-        _worker = new Thread(() =>
+        lock (_workerLock)
         {
-            while (!_stopWorker)
+            if (_worker is not null) { return; }
+            _worker = new Thread(() =>
             {
-                _kick.WaitOne(5);
-                Thread.Sleep(1);   // deliberately later than the doorbell, so completion is asynchronous
-                lock (_lock)
+                while (!_stopWorker)
                 {
-                    for (int q = 0; q < _sqs.Length; q++) { if (_sqs[q].Exists) { Process(q); } }
+                    _kick.WaitOne(5);
+                    Thread.Sleep(1);   // deliberately later than the doorbell, so completion is asynchronous
+                    lock (_lock) { Process(0); }
+                    for (int q = 1; q < _sqs.Length; q++)
+                    {
+                        lock (_sqLocks[q]) { Process(q); }
+                    }
                 }
-            }
-        }) { IsBackground = true, Name = "emulated nvme" };
-        _worker.Start();
+            }) { IsBackground = true, Name = "emulated nvme" };
+            _worker.Start();
+        }
     }
 
     // ------------------------------------------------------------------ queues (§4.1, §4.6)
 
+    /// <summary>
+    /// Fetches and runs what SQ <paramref name="qid"/> holds, under its lock (the controller's for the admin queue);
+    /// an I/O queue's completions are posted under its completion queue's lock as well.
+    /// </summary>
     private void Process(int qid)
     {
-        if ((_cc & 1) == 0 || (_csts & 2) != 0) { return; }        // disabled or fatal: nothing is fetched
-        if (qid != 0 && Stalled) { return; }
+        if ((Volatile.Read(ref _cc) & 1) == 0 || (Volatile.Read(ref _csts) & 2) != 0) { return; }   // disabled or fatal: nothing is fetched
+        if (!_sqs[qid].Exists) { return; }
+        if (qid == 0)
+        {
+            Drain(0);
+            return;
+        }
+        if (Stalled) { return; }
+        lock (_cqLocks[_sqs[qid].CqId]) { Drain(qid); }
+    }
+
+    private void Drain(int qid)
+    {
         Span<byte> entry = stackalloc byte[NvmeCommand.Size];
         while (_sqs[qid].Exists && _sqs[qid].Head != _sqs[qid].Tail)
         {
@@ -394,7 +512,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
             sq.Head = sq.Head + 1 == sq.Size ? 0 : sq.Head + 1;
             int cqid = sq.CqId, head = sq.Head;
             uint dw0 = 0;
-            var status = qid == 0 ? Admin(command, ref dw0) : Io(command);
+            var status = qid == 0 ? Admin(command, ref dw0) : Io(qid, command);
             if (!Post(cqid, qid, head, command.CommandId, status, dw0)) { return; }
         }
     }
@@ -441,7 +559,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
 
     private void Fatal(string why)
     {
-        _csts |= 2;
+        UpdateCsts(clear: 0, set: 2);
         Violation(why + "; controller fatal status set");
         StateChanged?.Invoke("fatal");
     }
@@ -506,7 +624,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
                 if (size < 2 || size > 2048) { return Specific(CommandSpecificStatusCode.InvalidQueueSize); }
                 if (!contiguous || (c.Prp1.Value & (Page - 1)) != 0) { return Generic(GenericStatusCode.InvalidField); }
                 if (ien && vector >= _interrupts.Length) { return Specific(CommandSpecificStatusCode.InvalidInterruptVector); }
-                _cqs[qid] = new CompletionState { Exists = true, Base = c.Prp1, Size = size, Phase = true, InterruptsEnabled = ien, Vector = vector };
+                lock (_cqLocks[qid]) { _cqs[qid] = new CompletionState { Exists = true, Base = c.Prp1, Size = size, Phase = true, InterruptsEnabled = ien, Vector = vector }; }
                 return default;
             }
             case AdminOpcode.CreateIoSubmissionQueue:
@@ -516,14 +634,14 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
                 if (cqid < 1 || cqid > maxQid || !_cqs[cqid].Exists) { return Specific(CommandSpecificStatusCode.CompletionQueueInvalid); }
                 if (size < 2 || size > 2048) { return Specific(CommandSpecificStatusCode.InvalidQueueSize); }
                 if ((c.Cdw11 & 1) == 0 || (c.Prp1.Value & (Page - 1)) != 0) { return Generic(GenericStatusCode.InvalidField); }
-                _sqs[qid] = new SubmissionState { Exists = true, Base = c.Prp1, Size = size, CqId = cqid };
+                lock (_sqLocks[qid]) { _sqs[qid] = new SubmissionState { Exists = true, Base = c.Prp1, Size = size, CqId = cqid }; }
                 return default;
             }
             case AdminOpcode.DeleteIoSubmissionQueue:
             {
                 int qid = (int)(c.Cdw10 & 0xFFFF);
                 if (qid < 1 || qid > maxQid || !_sqs[qid].Exists) { return Specific(CommandSpecificStatusCode.InvalidQueueIdentifier); }
-                _sqs[qid] = default;
+                lock (_sqLocks[qid]) { _sqs[qid] = default; }   // once no command of it is being run
                 return default;
             }
             case AdminOpcode.DeleteIoCompletionQueue:
@@ -534,7 +652,7 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
                 {
                     if (_sqs[i].Exists && _sqs[i].CqId == qid) { return Specific(CommandSpecificStatusCode.InvalidQueueDeletion); }
                 }
-                _cqs[qid] = default;
+                lock (_cqLocks[qid]) { _cqs[qid] = default; }
                 return default;
             }
             default:
@@ -588,14 +706,10 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
 
     // ------------------------------------------------------------------ I/O commands (NVM command set §6)
 
-    private NvmeStatus Io(in NvmeCommand c)
+    private NvmeStatus Io(int qid, in NvmeCommand c)
     {
-        IoCommands++;
-        if (FailNextIo is { } injected)
-        {
-            FailNextIo = null;
-            return injected;
-        }
+        _counters[qid].IoCommands++;
+        if (_failNextArmed && TakeInjectedFailure() is { } injected) { return injected; }
         if (c.Nsid != 1) { return Generic(GenericStatusCode.InvalidNamespaceOrFormat); }
         int blockSize = _options.BlockSize;
         switch ((NvmOpcode)c.Opcode)
@@ -619,6 +733,18 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
                 return DatasetManagement(c);
             default:
                 return Generic(GenericStatusCode.InvalidCommandOpcode);
+        }
+    }
+
+    /// <summary>The status <see cref="FailNextIo"/> set, once: queues processed at the same time take it only once.</summary>
+    private NvmeStatus? TakeInjectedFailure()
+    {
+        lock (_faultLock)
+        {
+            var injected = _failNextIo;
+            _failNextIo = null;
+            _failNextArmed = false;
+            return injected;
         }
     }
 
@@ -684,7 +810,9 @@ public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
             done += chunk;
             entryAddress += 8;
         }
-        if (entries > MaxPrpListEntries) { MaxPrpListEntries = entries; }
+        int most;
+        while (entries > (most = Volatile.Read(ref _maxPrpListEntries))
+            && Interlocked.CompareExchange(ref _maxPrpListEntries, entries, most) != most) { }
         return default;
     }
 }

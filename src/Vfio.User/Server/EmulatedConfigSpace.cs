@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using Vfio.Devices;
 
 namespace Vfio.User.Server;
@@ -43,8 +44,12 @@ public sealed class EmulatedConfigSpace
     /// <summary>Size in bytes.</summary>
     public int Size => _data.Length;
 
-    /// <summary>The command register (what the driver last wrote).</summary>
-    public PciCommand Command => (PciCommand)Read16(0x04);
+    /// <summary>
+    /// The command register (what the driver last wrote). Read without the lock: a model checks bus mastering before
+    /// every DMA, from as many threads as it runs queues on, and the lock would make them take turns. The register is
+    /// two aligned bytes of bits that each stand alone, so a read that races a write sees each bit before or after it.
+    /// </summary>
+    public PciCommand Command => (PciCommand)Volatile.Read(ref Unsafe.As<byte, ushort>(ref _data[0x04]));
 
     /// <summary>Sets subsystem IDs.</summary>
     public void SetSubsystem(ushort vendorId, ushort id)
