@@ -15,11 +15,15 @@ public sealed class LifetimeTests
 
     private static readonly NvmeControllerOptions Options = new() { MinimumReadyTimeout = TimeSpan.FromSeconds(1), MaxIoQueues = 2 };
 
-    /// <summary>What one thread knows about its blocks: the version each holds, or the two it may hold.</summary>
+    /// <summary>
+    /// What one thread knows about its blocks: the version each holds, or, after writes a reset aborted, the
+    /// versions it may hold: each aborted write may or may not have reached the medium, so two aborted writes to a
+    /// block before a read leave three candidates.
+    /// </summary>
     private sealed class Model
     {
         public readonly int[] Known = new int[UnitsPerThread * UnitBlocks];
-        public readonly int[] Alternative = Enumerable.Repeat(-1, UnitsPerThread * UnitBlocks).ToArray();
+        public readonly List<int>[] Alternatives = Enumerable.Range(0, UnitsPerThread * UnitBlocks).Select(_ => new List<int>()).ToArray();
     }
 
     private sealed class Outcome
@@ -72,7 +76,7 @@ public sealed class LifetimeTests
                     for (int b = 0; b < UnitBlocks; b++)
                     {
                         model.Known[unit * UnitBlocks + b] = newVersion;
-                        model.Alternative[unit * UnitBlocks + b] = -1;
+                        model.Alternatives[unit * UnitBlocks + b].Clear();
                     }
                 }
                 else
@@ -84,10 +88,17 @@ public sealed class LifetimeTests
                     {
                         int index = unit * UnitBlocks + b;
                         var block = memory.Span.Slice(b * 512, 512);
-                        if (BlockIs(block, thread, index, model.Known[index])) { model.Alternative[index] = -1; }
-                        else if (model.Alternative[index] >= 0 && BlockIs(block, thread, index, model.Alternative[index]))
+                        var alternatives = model.Alternatives[index];
+                        if (BlockIs(block, thread, index, model.Known[index])) { alternatives.Clear(); continue; }
+                        int found = -1;
+                        for (int a = 0; a < alternatives.Count && found < 0; a++)
                         {
-                            (model.Known[index], model.Alternative[index]) = (model.Alternative[index], -1);
+                            if (BlockIs(block, thread, index, alternatives[a])) { found = a; }
+                        }
+                        if (found >= 0)
+                        {
+                            model.Known[index] = alternatives[found];
+                            alternatives.Clear();
                         }
                         else { Interlocked.Increment(ref outcome.Mismatches); }
                     }
@@ -103,7 +114,7 @@ public sealed class LifetimeTests
                     for (int b = 0; b < UnitBlocks; b++)
                     {
                         int index = unit * UnitBlocks + b;
-                        if (model.Alternative[index] < 0) { model.Alternative[index] = model.Known[index]; }
+                        model.Alternatives[index].Add(model.Known[index]);
                         model.Known[index] = newVersion;
                     }
                 }
