@@ -65,7 +65,7 @@ public enum FeatureId : byte
 /// which is what NVMe specifies.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Size = Size)]
-public struct NvmeCommand
+public partial struct NvmeCommand
 {
     /// <summary>Bytes per entry (CC.IOSQES = 6).</summary>
     public const int Size = 64;

@@ -29,7 +29,7 @@ namespace Vfio.Emulation.Nvme;
 /// controller lock, then a submission queue's, then a completion queue's; the I/O path never takes the first.
 /// </para>
 /// </summary>
-public sealed class NvmeDevice : EmulatedPciDevice, IDisposable
+public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
 {
     /// <summary>Size of BAR0: registers, then doorbells from 0x1000.</summary>
     public const int Bar0Size = 0x4000;
