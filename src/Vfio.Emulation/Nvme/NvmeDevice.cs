@@ -63,6 +63,13 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
     private bool _queuesConfigured;
     private Thread? _worker;
     private volatile bool _stopWorker;
+
+    /// <summary>
+    /// Called (under the controller lock) when a namespace is created, deleted, attached, detached or formatted: the
+    /// Changed Namespace List log (04h) records it and a Namespace Attribute Changed notice is raised when enabled
+    /// (§5.14.1.4, §5.2).
+    /// </summary>
+    partial void OnNamespaceAttributeChanged(uint nsid);
     private int _disposed;
     private readonly AutoResetEvent _kick = new(false);
 
