@@ -157,7 +157,9 @@ public sealed partial class NvmeController : IDisposable
             var admin = new QueuePair(0, adminEntries, device.Dma, bar, cap.DoorbellStride, "nvme admin");
             disposables.Push(admin);
             ulong pageBytes = 1UL << cap.MinPageShift;
-            var scratch = device.Dma.Allocate(pageBytes, new DmaAllocationOptions { Alignment = Math.Max(4096, pageBytes), Name = "nvme identify" });
+            // The admin data buffer: AdminDataBytes (at least one page) of data, then one page for its PRP list.
+            ulong dataBytes = Math.Max((ulong)AdminDataBytes, pageBytes);
+            var scratch = device.Dma.Allocate(dataBytes + pageBytes, new DmaAllocationOptions { Alignment = Math.Max(4096, pageBytes), Name = "nvme admin data" });
             disposables.Push(scratch);
             IInterruptSet? msix = null;
             if (options.EnableMsix)
