@@ -28,8 +28,11 @@ public enum OptionalNvmCommands : ushort
 }
 
 /// <summary>The Identify Controller data structure, the fields the driver and the model use (NVMe 1.4 §5.15.2.2, Figure 247).</summary>
-public sealed record IdentifyController
+public sealed partial record IdentifyController
 {
+    /// <summary>The 4096 bytes as the controller returned them, for fields not given a property of their own.</summary>
+    public ReadOnlyMemory<byte> Raw { get; init; }
+
     /// <summary>Size of the structure.</summary>
     public const int Size = 4096;
 
@@ -74,6 +77,7 @@ public sealed record IdentifyController
         if (data.Length < Size) { throw new ArgumentException($"Identify Controller is {Size} bytes; got {data.Length}", nameof(data)); }
         return new IdentifyController
         {
+            Raw = data[..Size].ToArray(),
             VendorId = BinaryPrimitives.ReadUInt16LittleEndian(data),
             SubsystemVendorId = BinaryPrimitives.ReadUInt16LittleEndian(data[2..]),
             SerialNumber = Ascii(data.Slice(4, 20)),
@@ -111,8 +115,11 @@ public readonly record struct LbaFormat(ushort MetadataSize, byte DataShift, byt
 }
 
 /// <summary>The Identify Namespace data structure, the fields the driver and the model use (NVMe 1.4 §5.15.2.1, Figure 245).</summary>
-public sealed record IdentifyNamespace
+public sealed partial record IdentifyNamespace
 {
+    /// <summary>The 4096 bytes as the controller returned them, for fields not given a property of their own.</summary>
+    public ReadOnlyMemory<byte> Raw { get; init; }
+
     /// <summary>Size of the structure.</summary>
     public const int Size = 4096;
 
@@ -158,6 +165,7 @@ public sealed record IdentifyNamespace
         }
         var ns = new IdentifyNamespace
         {
+            Raw = data[..Size].ToArray(),
             SizeInBlocks = BinaryPrimitives.ReadUInt64LittleEndian(data),
             Capacity = BinaryPrimitives.ReadUInt64LittleEndian(data[8..]),
             Utilization = BinaryPrimitives.ReadUInt64LittleEndian(data[16..]),
