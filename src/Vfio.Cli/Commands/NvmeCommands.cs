@@ -44,23 +44,26 @@ internal static class NvmeCommands
         {
             allowNoIommu, nsid,
         };
-        nvme.Subcommands.Add(CreateIdentify(context, allowNoIommu));
-        nvme.Subcommands.Add(CreateRead(context, allowNoIommu, nsid));
-        nvme.Subcommands.Add(CreateWrite(context, allowNoIommu, nsid));
-        nvme.Subcommands.Add(NvmePerfCommand.Create(context, allowNoIommu, nsid));
+        var target = new NvmeTarget();
+        nvme.Options.Add(target.Socket);
+        nvme.Subcommands.Add(NvmeListCommand.Create(context, allowNoIommu, target));
+        nvme.Subcommands.Add(CreateIdentify(context, allowNoIommu, target));
+        nvme.Subcommands.Add(CreateRead(context, allowNoIommu, nsid, target));
+        nvme.Subcommands.Add(CreateWrite(context, allowNoIommu, nsid, target));
+        nvme.Subcommands.Add(NvmePerfCommand.Create(context, allowNoIommu, nsid, target));
         return nvme;
     }
 
     // ------------------------------------------------------------------------------------------------ identify
 
-    private static Command CreateIdentify(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu)
+    private static Command CreateIdentify(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, NvmeTarget target)
     {
-        var bdf = Arguments.Device();
-        var command = new Command("identify", "Bring the controller up and show Identify Controller and its active namespaces") { bdf };
+        var command = new Command("identify", "Bring the controller up and show Identify Controller and its active namespaces");
+        var bdf = target.Device(command);
         command.SetAction(parse =>
         {
             var ctx = context(parse);
-            using var session = Session.Open(ctx, parse.GetValue(bdf), parse.GetValue(allowNoIommu));
+            using var session = Session.Open(ctx, target.Get(parse, bdf), parse.GetValue(allowNoIommu));
             var doc = Identify(session);
             if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NvmeIdentifyJson); }
             else { ShowIdentify(ctx, doc); }
@@ -146,17 +149,17 @@ internal static class NvmeCommands
         return count;
     }
 
-    private static Command CreateRead(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid)
+    private static Command CreateRead(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid, NvmeTarget target)
     {
-        var bdf = Arguments.Device();
         var lba = LbaOption();
         var count = CountOption("Blocks to read (default 1)");
         var outFile = new Option<string?>("--out", "-o") { Description = "Write the data to this file", HelpName = "FILE" };
         var hex = new Option<bool>("--hex") { Description = "Print the data as a hex dump (in JSON: a hex string)" };
         var command = new Command("read", "Read blocks and print a checksum, a hex dump (--hex), or save them (--out FILE)")
         {
-            bdf, lba, count, outFile, hex,
+            lba, count, outFile, hex,
         };
+        var bdf = target.Device(command);
         command.Validators.Add(r =>
         {
             if (r.GetResult(outFile) is not null && r.GetResult(hex) is not null) { r.AddError("--out and --hex cannot be used together"); }
@@ -164,7 +167,7 @@ internal static class NvmeCommands
         command.SetAction(parse =>
         {
             var ctx = context(parse);
-            using var session = Session.Open(ctx, parse.GetValue(bdf), parse.GetValue(allowNoIommu));
+            using var session = Session.Open(ctx, target.Get(parse, bdf), parse.GetValue(allowNoIommu));
             var ns = session.Namespace(parse.GetValue(nsid));
             ulong first = parse.GetValue(lba);
             int blocks = parse.GetValue(count) ?? 1;
@@ -202,9 +205,8 @@ internal static class NvmeCommands
 
     // ------------------------------------------------------------------------------------------------ write
 
-    private static Command CreateWrite(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid)
+    private static Command CreateWrite(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid, NvmeTarget target)
     {
-        var bdf = Arguments.Device();
         var lba = LbaOption();
         var count = CountOption("Blocks to write (required with --pattern; with --in, the file's size rounded up to blocks)");
         var pattern = new Option<byte?>("--pattern", "-p")
@@ -223,8 +225,9 @@ internal static class NvmeCommands
         var verify = new Option<bool>("--verify") { Description = "Read the blocks back and compare" };
         var command = new Command("write", "Write blocks from a byte pattern or a file, flush, and optionally read them back to verify")
         {
-            bdf, lba, count, pattern, inFile, verify,
+            lba, count, pattern, inFile, verify,
         };
+        var bdf = target.Device(command);
         command.Validators.Add(r =>
         {
             bool hasPattern = r.GetResult(pattern) is not null, hasIn = r.GetResult(inFile) is not null;
@@ -246,7 +249,7 @@ internal static class NvmeCommands
                 if (contents.Length == 0) { throw new CliException($"{path} is empty: nothing to write", ExitCodes.Usage, "Usage"); }
             }
 
-            using var session = Session.Open(ctx, parse.GetValue(bdf), parse.GetValue(allowNoIommu));
+            using var session = Session.Open(ctx, target.Get(parse, bdf), parse.GetValue(allowNoIommu));
             var ns = session.Namespace(parse.GetValue(nsid));
             ulong first = parse.GetValue(lba);
             int blocks = parse.GetValue(count) ?? (int)Math.Min(int.MaxValue, (contents!.LongLength + ns.BlockSize - 1) / ns.BlockSize);

@@ -32,9 +32,8 @@ internal static class NvmePerfCommand
     /// <summary>The values <c>--api</c> takes.</summary>
     private static readonly string[] Apis = [RawBatchEngine.Api, AsyncBlockDeviceEngine.Api];
 
-    public static Command Create(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid)
+    public static Command Create(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid, NvmeTarget target)
     {
-        var device = Arguments.Device();
         var workload = new Option<string>("--workload", "-w")
         {
             Description = "Access pattern: randread, randwrite, read, write (sequential: each queue walks its own region) or randrw",
@@ -108,8 +107,9 @@ internal static class NvmePerfCommand
             "Random or sequential reads, writes or a mix at a fixed queue depth on one or more queues: IOPS, MB/s, latency percentiles, " +
             "doorbells, allocation and CPU per I/O (spdk_nvme_perf's measurements)")
         {
-            device, workload, readPercent, ioSize, depth, queues, seconds, ramp, api, verify, span, allocCheck,
+            workload, readPercent, ioSize, depth, queues, seconds, ramp, api, verify, span, allocCheck,
         };
+        var device = target.Device(command);
         command.Validators.Add(r =>
         {
             if (r.GetResult(readPercent) is not null && r.GetValue(workload) != PerfWorkload.RandRw.Name())
@@ -132,7 +132,7 @@ internal static class NvmePerfCommand
                 TimeSpan.FromSeconds(parse.GetValue(ramp)),
                 parse.GetValue(verify),
                 parse.GetValue(span));
-            using var session = Session.Open(ctx, parse.GetValue(device), parse.GetValue(allowNoIommu), options.Queues);
+            using var session = Session.Open(ctx, target.Get(parse, device), parse.GetValue(allowNoIommu), options.Queues);
             var plan = Plan(session, session.Namespace(parse.GetValue(nsid)), options);
             var result = RunWithProgress(ctx, engineFactory(session, plan), plan);
             // The allocation check runs outside the timed window, and only after a clean run: it reads synchronously
