@@ -68,7 +68,7 @@ short_hash() { sha256sum | cut -c1-16; }
 # prepare: packages, guest kernel, vfio modules, module tree, initramfs. All cached under $CACHE.
 # =================================================================================================
 
-HOST_PACKAGES=(qemu-system-x86 busybox-static cpio kmod linux-source-6.1 make gcc xz-utils gzip)
+HOST_PACKAGES=(qemu-system-x86 busybox-static cpio kmod linux-source-6.1 make gcc xz-utils gzip nvme-cli python3)
 APT_UPDATED=0
 
 pkg_installed() { # package -> true when dpkg says it is installed
@@ -467,7 +467,7 @@ qemu_args() {
     -device "edu,addr=0x$SLOT_EDU,dma_mask=0xffffffffffffffff"
     -device "edu,addr=0x$SLOT_EDU2,dma_mask=0xffffffffffffffff"
     -drive "$(nvme_drive "$run")"
-    -device "nvme,drive=nvm,serial=VFIOLAB0001,addr=0x$SLOT_NVME"
+    -device "nvme,id=nvme0,drive=nvm,serial=VFIOLAB0001,addr=0x$SLOT_NVME"
     -netdev hubport,id=p0,hubid=0 -netdev hubport,id=p1,hubid=0
     -device "virtio-net-pci,netdev=p0,disable-legacy=on,mac=52:54:00:00:00:01,addr=0x$SLOT_NET0$net_extra"
     -device "virtio-net-pci,netdev=p1,disable-legacy=on,mac=52:54:00:00:00:02,addr=0x$SLOT_NET1$net_extra")
@@ -501,6 +501,8 @@ write_job() { # run-dir config command...
     # Under TCG every JIT'ed instruction is expensive: skip tiered PGO's instrumented tier.
     echo 'export DOTNET_TieredPGO=0'
     printf 'export VFIO_LAB_CONFIG=%q VFIO_LAB_NAME=%q VFIO_LAB_OUT=/run/vfio-lab/out\n' "$(config_family "$config")" "$config"
+    # QMP through lab/qmp-bridge.py: the QOM path of VFIO_LAB_NVME is /machine/peripheral/nvme0.
+    echo 'export VFIO_LAB_QMP=/run/vfio-lab/qmp'
     case "$config" in
       612-iommufd) echo 'export VFIO_LAB_OPEN_MODE=iommufd' ;;
       612-type1 | 612-compat-type1) echo 'export VFIO_LAB_OPEN_MODE=type1 VFIO_DOTNET_MODE=type1' ;;
@@ -528,6 +530,13 @@ run_guest() {
   [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ] && truncate -s 128M "$run/nvme2.img"
   write_job "$run" "$config" "$@"
   qemu_args "$config" "$run" "$out"
+  # QMP for the job (lab/qmp-bridge.py: the guest writes requests into the shared run directory), not interactive runs.
+  local bridge=""
+  if [ "${INTERACTIVE:-0}" != 1 ]; then
+    QEMU_ARGS+=(-qmp "unix:$run/qmp.sock,server=on,wait=off")
+    /usr/bin/python3 "$LAB_DIR/qmp-bridge.py" "$run" > "$run/qmp-bridge.log" 2>&1 &
+    bridge=$!
+  fi
 
   set +e
   if [ "${INTERACTIVE:-0}" = 1 ]; then
@@ -542,6 +551,7 @@ run_guest() {
     qrc=$?
   fi
   set -e
+  if [ -n "$bridge" ]; then kill "$bridge" 2>/dev/null || true; wait "$bridge" 2>/dev/null || true; fi
 
   if [ -s "$run/rc" ]; then
     rc="$(cat "$run/rc")"
