@@ -34,6 +34,8 @@
 #   VFIO_LAB_NVME  0000:00:06.0  nvme, 256 MiB raw file created per run, serial VFIOLAB0001
 #   VFIO_LAB_NET0  0000:00:07.0  virtio-net-pci, modern only, hub 0 port p0
 #   VFIO_LAB_NET1  0000:00:08.0  virtio-net-pci, modern only, hub 0 port p1
+#   VFIO_LAB_NVME3 0000:00:0a.0  e2e on noiommu only (VFIO_LAB_NVME_SUBSYS=1): nvme in subsystem vfio-lab-subsys3,
+#                                serial VFIOLAB0003, nsid 1 attached and nsid 2 detached (16 MiB each)
 #   VFIO_LAB_NVME2 0000:00:09.0  bench nvme only: a second nvme, 128 MiB raw file, serial VFIOLAB0002 (the data check
 #                                while VFIO_LAB_NVME is null-co)
 #   (00:10.0-00:12.0 are the 9p shares the lab itself uses: host root, run dir, output dir.)
@@ -55,7 +57,7 @@ INIT_SCRIPT="$LAB_DIR/guest-init.sh"
 KBUILD_FILE="$LAB_DIR/vfio-noiommu.kbuild"
 
 # PCI slots (hex) of the guest devices; the BDFs exported to commands derive from these.
-SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08 SLOT_NVME2=09
+SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08 SLOT_NVME2=09 SLOT_NVME3=0a
 SLOT_9P_HOST=10 SLOT_9P_LAB=11 SLOT_9P_OUT=12
 
 log() { printf 'lab: %s\n' "$*" >&2; }
@@ -471,6 +473,16 @@ qemu_args() {
     -netdev hubport,id=p0,hubid=0 -netdev hubport,id=p1,hubid=0
     -device "virtio-net-pci,netdev=p0,disable-legacy=on,mac=52:54:00:00:00:01,addr=0x$SLOT_NET0$net_extra"
     -device "virtio-net-pci,netdev=p1,disable-legacy=on,mac=52:54:00:00:00:02,addr=0x$SLOT_NET1$net_extra")
+  # Namespace management (e2e on noiommu, VFIO_LAB_NVME_SUBSYS=1): a controller in an NVM subsystem (QEMU 6.1+:
+  # Namespace Attachment) with namespace 1 attached and namespace 2 detached, 16 MiB each. Not in benchmark guests:
+  # a second controller there could take the kernel name nvme0.
+  if [ "${VFIO_LAB_NVME_SUBSYS:-0}" = 1 ]; then
+    truncate -s 16M "$run/ns1.img" "$run/ns2.img"
+    QEMU_ARGS+=(-device "nvme-subsys,id=subsys3,nqn=vfio-lab-subsys3"
+      -device "nvme,id=nvme3,serial=VFIOLAB0003,subsys=subsys3,addr=0x$SLOT_NVME3"
+      -drive "file=$run/ns1.img,if=none,format=raw,id=ns1" -device "nvme-ns,drive=ns1,nsid=1,bus=nvme3"
+      -drive "file=$run/ns2.img,if=none,format=raw,id=ns2" -device "nvme-ns,drive=ns2,nsid=2,detached=on,bus=nvme3")
+  fi
   # bench nvme checks data on a file-backed controller while the timed runs use the null-co one.
   if [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ]; then
     QEMU_ARGS+=(-drive "file=$run/nvme2.img,if=none,format=raw,id=nvm2"
@@ -510,6 +522,7 @@ write_job() { # run-dir config command...
     printf 'export VFIO_LAB_EDU=%s VFIO_LAB_EDU2=%s VFIO_LAB_NVME=%s VFIO_LAB_NET0=%s VFIO_LAB_NET1=%s\n' \
       "$(bdf $SLOT_EDU)" "$(bdf $SLOT_EDU2)" "$(bdf $SLOT_NVME)" "$(bdf $SLOT_NET0)" "$(bdf $SLOT_NET1)"
     [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ] && printf 'export VFIO_LAB_NVME2=%s\n' "$(bdf $SLOT_NVME2)"
+    [ "${VFIO_LAB_NVME_SUBSYS:-0}" = 1 ] && printf 'export VFIO_LAB_NVME3=%s\n' "$(bdf $SLOT_NVME3)"
     # The guest starts from an empty environment (guest-init.sh runs the job under env -i): a caller's settings
     # for the command (NAME=VALUE) come through JOB_ENV.
     local kv
@@ -699,7 +712,9 @@ e2e_lane() { # outdir dll lane
       # driver suites of the same guest cover) run on the 6.1 guests only; the 6.12 guests run the rest of their family.
       local exclude=""
       if [[ "$cfg" == 612-* ]]; then exclude="cost=long cost=cli-over-drivers"; fi
-      run_guest "$cfg" "${VFIO_LAB_TIMEOUT:-900}" "$outdir" "$outdir/$cfg.console.txt" 0 \
+      local subsys=0
+      [ "$cfg" = noiommu ] && subsys=1
+      VFIO_LAB_NVME_SUBSYS=$subsys run_guest "$cfg" "${VFIO_LAB_TIMEOUT:-900}" "$outdir" "$outdir/$cfg.console.txt" 0 \
         bash -o pipefail -c 'x=(); for t in $2; do x+=(-trait- "$t"); done; dotnet "$1" -noColor -trait "lab=$VFIO_LAB_CONFIG" -trait "lab=$VFIO_LAB_NAME" "${x[@]}" -longRunning 120 -result-junit "$VFIO_LAB_OUT/$VFIO_LAB_NAME.junit.xml" 2>&1 | tee "$VFIO_LAB_OUT/$VFIO_LAB_NAME.log"' \
         e2e "$dll" "$exclude" || rc=$?
       if [ -n "$LAB_FAILURE" ]; then

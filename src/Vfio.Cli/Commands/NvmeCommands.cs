@@ -36,7 +36,7 @@ internal static class NvmeCommands
             Recursive = true,
             HelpName = "N",
         };
-        nsid.Validators.Add(r => { if (Arguments.TryGet(r, out uint id) && id == 0) { r.AddError("--nsid must be 1 or more"); } });
+        // NSID 0 is checked against the controller (Session.Namespace), with NN in the message, like any NSID it lacks.
 
         var nvme = new Command("nvme",
             "Drive an NVMe controller bound to vfio-pci with this project's userspace driver: identify it, read and write blocks, " +
@@ -428,8 +428,28 @@ internal static class NvmeCommands
                 if (ns.Id == nsid) { return ns; }
             }
             var active = Controller.Namespaces.Count == 0 ? "none" : string.Join(", ", Controller.Namespaces.Select(n => n.Id));
-            throw new CliException($"{Name}: namespace {nsid} is not active (active: {active})", ExitCodes.DeviceOrHost,
+            uint nn = Controller.Identity.NamespaceCount;
+            string range = nsid == 0 || nsid > nn
+                ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"; namespace IDs here are 1 to {nn} (NN)")
+                : "";
+            throw new CliException($"{Name}: namespace {nsid} is not active (active: {active}){range}", ExitCodes.DeviceOrHost,
                 "NamespaceNotFound", Device.Address);
+        }
+
+        /// <summary>
+        /// A device error for an NSID outside 1..NN (NVMe 1.4 §6.1.2: 0 is never valid, FFFFFFFFh is "all" and only where
+        /// a command says so).
+        /// </summary>
+        public void CheckNamespaceId(uint nsid, bool allowAll = false)
+        {
+            uint nn = Controller.Identity.NamespaceCount;
+            if (allowAll && nsid == uint.MaxValue) { return; }
+            if (nsid == 0 || nsid > nn)
+            {
+                throw new CliException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"{Name}: namespace {nsid} does not exist: this controller's namespace IDs are 1 to {nn} (NN)"),
+                    ExitCodes.DeviceOrHost, "NamespaceNotFound", Device.Address);
+            }
         }
 
         public void Dispose()
