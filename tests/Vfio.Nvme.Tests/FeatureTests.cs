@@ -202,6 +202,25 @@ public sealed class FeatureTests
     }
 
     [Fact]
+    public void VolatileWriteCacheIsRefusedWhenTheControllerHasNone()
+    {
+        using var dev = new EmulatedNvme(NvmeTransport.InProcess, new NvmeDeviceOptions { Oncs = Saving, VolatileWriteCache = false });
+        using var ctrl = Open(dev);
+        Assert.False(ctrl.Identity.VolatileWriteCache);
+        int doorbells = dev.SubmissionDoorbells(0);
+        var e = Assert.Throws<ArgumentException>(() => ctrl.SetFeature(new VolatileWriteCacheFeature { Enabled = true }));
+        Assert.Equal("fid", e.ParamName);
+        Assert.Contains("VWC", e.Message);
+        Assert.Throws<ArgumentException>(() => ctrl.SetFeature(FeatureId.VolatileWriteCache, 0, save: true));
+        Assert.Equal(doorbells, dev.SubmissionDoorbells(0));
+        // The device has no such feature either: Invalid Field, for a Get or a Set that bypasses the driver.
+        Assert.Equal((byte)GenericStatusCode.InvalidField, Assert.Throws<NvmeCommandException>(() => ctrl.GetFeature<VolatileWriteCacheFeature>()).StatusCode);
+        Assert.Equal((byte)GenericStatusCode.InvalidField, Assert.Throws<NvmeCommandException>(() =>
+            ctrl.ExecuteAdmin(NvmeCommand.SetFeatures(FeatureId.VolatileWriteCache, save: false, nsid: 0, cdw11: 1))).StatusCode);
+        StillAnswers(ctrl);
+    }
+
+    [Fact]
     public void WriteAtomicityNormalIsNotChangeableInTheModel()
     {
         using var dev = New();

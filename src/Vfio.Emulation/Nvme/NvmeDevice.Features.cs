@@ -39,9 +39,18 @@ public sealed partial class NvmeDevice
         ActivatePendingFirmware();
     }
 
-    /// <summary>What SEL = 011b reports for a feature the model keeps (§5.13.2), or null for an unknown FID.</summary>
-    private static FeatureCapabilities? Capabilities(FeatureId fid) => fid switch
+    /// <summary>Identify Controller fields of the features and firmware (Figure 247): VWC, then FR, FRMW and FWUG.</summary>
+    private void IdentifyFeaturesAndFirmware(Span<byte> data)
     {
+        data[525] = (byte)(_options.VolatileWriteCache ? 1 : 0);
+        IdentifyFirmware(data);
+    }
+
+    /// <summary>What SEL = 011b reports for a feature the model keeps (§5.13.2), or null for an unknown FID.</summary>
+    private FeatureCapabilities? Capabilities(FeatureId fid) => fid switch
+    {
+        // Without a volatile write cache, FID 06h does not exist (§5.21.1.6).
+        FeatureId.VolatileWriteCache when !_options.VolatileWriteCache => null,
         FeatureId.Arbitration or FeatureId.PowerManagement or FeatureId.TemperatureThreshold or FeatureId.VolatileWriteCache
             or FeatureId.InterruptCoalescing or FeatureId.InterruptVectorConfiguration => FeatureCapabilities.Saveable | FeatureCapabilities.Changeable,
         FeatureId.ErrorRecovery => FeatureCapabilities.Saveable | FeatureCapabilities.NamespaceSpecific | FeatureCapabilities.Changeable,

@@ -693,7 +693,7 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
                 BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(516), 1);          // NN
                 BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(520), (ushort)_options.Oncs);
                 data[525] = 1;                                                          // VWC present
-                IdentifyFirmware(data);                                                 // FR, FRMW, FWUG (NvmeDevice.Firmware.cs)
+                IdentifyFeaturesAndFirmware(data);                                      // VWC, FR, FRMW, FWUG per options (NvmeDevice.Features.cs)
                 break;
             case IdentifyCns.Namespace:
                 if (c.Nsid != 1) { return Generic(GenericStatusCode.InvalidNamespaceOrFormat); }

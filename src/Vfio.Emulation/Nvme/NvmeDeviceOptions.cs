@@ -39,6 +39,12 @@ public sealed record NvmeDeviceOptions
     public int MaxIoQueues { get; init; } = 64;
 
     /// <summary>
+    /// Identify Controller VWC bit 0: a volatile write cache is present (the default) and the Volatile Write Cache
+    /// feature exists; without it Get and Set Features of FID 06h answer Invalid Field.
+    /// </summary>
+    public bool VolatileWriteCache { get; init; } = true;
+
+    /// <summary>
     /// Firmware slots (1-7) for Firmware Image Download and Commit; null (the default) answers both with Invalid
     /// Command Opcode, as QEMU 7.2's nvme device does.
     /// </summary>
