@@ -24,6 +24,10 @@ public enum AdminOpcode : byte
     SetFeatures = 0x09,
     /// <summary>Get Features.</summary>
     GetFeatures = 0x0A,
+    /// <summary>Firmware Commit (§5.11).</summary>
+    FirmwareCommit = 0x10,
+    /// <summary>Firmware Image Download (§5.12).</summary>
+    FirmwareImageDownload = 0x11,
 }
 
 /// <summary>NVM command set I/O opcodes (NVMe 1.4 §6, Figure 346).</summary>
@@ -55,8 +59,24 @@ public enum IdentifyCns : byte
 /// <summary>Feature identifiers used by the driver and the model (NVMe 1.4 §5.21.1, Figure 271).</summary>
 public enum FeatureId : byte
 {
+    /// <summary>Arbitration (§5.21.1.1).</summary>
+    Arbitration = 0x01,
+    /// <summary>Power Management (§5.21.1.2).</summary>
+    PowerManagement = 0x02,
+    /// <summary>Temperature Threshold (§5.21.1.4).</summary>
+    TemperatureThreshold = 0x04,
+    /// <summary>Error Recovery (§5.21.1.5).</summary>
+    ErrorRecovery = 0x05,
+    /// <summary>Volatile Write Cache (§5.21.1.6).</summary>
+    VolatileWriteCache = 0x06,
     /// <summary>Number of Queues (§5.21.1.7).</summary>
     NumberOfQueues = 0x07,
+    /// <summary>Interrupt Coalescing (§5.21.1.8).</summary>
+    InterruptCoalescing = 0x08,
+    /// <summary>Interrupt Vector Configuration (§5.21.1.9).</summary>
+    InterruptVectorConfiguration = 0x09,
+    /// <summary>Write Atomicity Normal (§5.21.1.10).</summary>
+    WriteAtomicityNormal = 0x0A,
 }
 
 /// <summary>

@@ -90,10 +90,28 @@ public enum CommandSpecificStatusCode : byte
     InvalidQueueIdentifier = 0x01,
     /// <summary>Invalid Queue Size (Create I/O queue commands).</summary>
     InvalidQueueSize = 0x02,
+    /// <summary>Invalid Firmware Slot (Firmware Commit).</summary>
+    InvalidFirmwareSlot = 0x06,
+    /// <summary>Invalid Firmware Image (Firmware Commit).</summary>
+    InvalidFirmwareImage = 0x07,
     /// <summary>Invalid Interrupt Vector (Create I/O Completion Queue).</summary>
     InvalidInterruptVector = 0x08,
+    /// <summary>Firmware Activation Requires Conventional Reset (Firmware Commit: committed, active after that reset).</summary>
+    FirmwareActivationRequiresConventionalReset = 0x0B,
     /// <summary>Invalid Queue Deletion (Delete I/O Completion Queue while an SQ still uses it).</summary>
     InvalidQueueDeletion = 0x0C,
+    /// <summary>Feature Identifier Not Saveable (Set Features with SV set).</summary>
+    FeatureIdentifierNotSaveable = 0x0D,
+    /// <summary>Feature Not Changeable (Set Features).</summary>
+    FeatureNotChangeable = 0x0E,
+    /// <summary>Feature Not Namespace Specific (Set Features with an NSID for a controller-wide feature).</summary>
+    FeatureNotNamespaceSpecific = 0x0F,
+    /// <summary>Firmware Activation Requires NVM Subsystem Reset (Firmware Commit).</summary>
+    FirmwareActivationRequiresNvmSubsystemReset = 0x10,
+    /// <summary>Firmware Activation Requires Controller Level Reset (Firmware Commit).</summary>
+    FirmwareActivationRequiresControllerLevelReset = 0x11,
+    /// <summary>Overlapping Range (Firmware Image Download).</summary>
+    OverlappingRange = 0x14,
 }
 
 /// <summary>Media and data integrity error values, SCT 2h (NVMe 1.4 §4.6.1.2.3): the one named here.</summary>
@@ -160,8 +178,17 @@ public readonly record struct NvmeStatus(ushort Value)
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.CompletionQueueInvalid) => "Completion Queue Invalid",
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidQueueIdentifier) => "Invalid Queue Identifier",
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidQueueSize) => "Invalid Queue Size",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidFirmwareSlot) => "Invalid Firmware Slot",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidFirmwareImage) => "Invalid Firmware Image",
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidInterruptVector) => "Invalid Interrupt Vector",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.FirmwareActivationRequiresConventionalReset) => "Firmware Activation Requires Conventional Reset",
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidQueueDeletion) => "Invalid Queue Deletion",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.FeatureIdentifierNotSaveable) => "Feature Identifier Not Saveable",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.FeatureNotChangeable) => "Feature Not Changeable",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.FeatureNotNamespaceSpecific) => "Feature Not Namespace Specific",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.FirmwareActivationRequiresNvmSubsystemReset) => "Firmware Activation Requires NVM Subsystem Reset",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.FirmwareActivationRequiresControllerLevelReset) => "Firmware Activation Requires Controller Level Reset",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.OverlappingRange) => "Overlapping Range",
         (StatusCodeType.MediaError, (byte)MediaErrorStatusCode.UnrecoveredReadError) => "Unrecovered Read Error",
         _ => null,
     };

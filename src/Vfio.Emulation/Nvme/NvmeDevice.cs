@@ -248,6 +248,7 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
         UpdateCsts(clear: ~0u, set: 0);
         _asq = _acq = 0;
         DeleteAllQueues();
+        ResetFeatureState();
     }
 
     /// <summary>Under the controller lock: each queue goes under its own lock, once no command of it is being processed.</summary>
@@ -376,6 +377,7 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
         {
             // CC.EN 1 -> 0: controller reset; every queue is deleted and CSTS.CFS clears (§3.1.5, §7.3.2).
             DeleteAllQueues();
+            ResetFeatureState();
             UpdateCsts(clear: ~0u, set: 0);
             ControllerResets++;
             StateChanged?.Invoke("disable");
@@ -621,7 +623,13 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
                 return default;
             }
             case AdminOpcode.SetFeatures:
-                return Generic(GenericStatusCode.InvalidField);
+                return SetFeatures(c, ref dw0);
+            case AdminOpcode.GetFeatures:
+                return GetFeatures(c, ref dw0);
+            case AdminOpcode.FirmwareImageDownload:
+                return FirmwareImageDownload(c);
+            case AdminOpcode.FirmwareCommit:
+                return FirmwareCommit(c);
             case AdminOpcode.CreateIoCompletionQueue:
             {
                 int qid = (int)(c.Cdw10 & 0xFFFF), size = (int)(c.Cdw10 >> 16) + 1;
@@ -685,6 +693,7 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
                 BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(516), 1);          // NN
                 BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(520), (ushort)_options.Oncs);
                 data[525] = 1;                                                          // VWC present
+                IdentifyFeaturesAndFirmware(data);                                      // VWC, FR, FRMW, FWUG per options (NvmeDevice.Features.cs)
                 break;
             case IdentifyCns.Namespace:
                 if (c.Nsid != 1) { return Generic(GenericStatusCode.InvalidNamespaceOrFormat); }

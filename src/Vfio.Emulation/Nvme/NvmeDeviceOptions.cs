@@ -26,7 +26,10 @@ public sealed record NvmeDeviceOptions
     /// <summary>Model number (Identify Controller bytes 24-63).</summary>
     public string Model { get; init; } = "Emulated NVMe Ctrl";
 
-    /// <summary>Optional NVM commands offered (ONCS); Write Zeroes and Dataset Management by default.</summary>
+    /// <summary>
+    /// Optional NVM commands offered (ONCS); Write Zeroes and Dataset Management by default. The default stays without
+    /// <see cref="OptionalNvmCommands.SaveAndSelect"/> (Set Features SV, Get Features SEL): tests of saved features set it.
+    /// </summary>
     public OptionalNvmCommands Oncs { get; init; } = OptionalNvmCommands.WriteZeroes | OptionalNvmCommands.DatasetManagement;
 
     /// <summary>MSI-X vectors (1-64).</summary>
@@ -34,6 +37,18 @@ public sealed record NvmeDeviceOptions
 
     /// <summary>Most I/O queue pairs granted by Set Features (Number of Queues), 1-64.</summary>
     public int MaxIoQueues { get; init; } = 64;
+
+    /// <summary>
+    /// Identify Controller VWC bit 0: a volatile write cache is present (the default) and the Volatile Write Cache
+    /// feature exists; without it Get and Set Features of FID 06h answer Invalid Field.
+    /// </summary>
+    public bool VolatileWriteCache { get; init; } = true;
+
+    /// <summary>
+    /// Firmware slots (1-7) for Firmware Image Download and Commit; null (the default) answers both with Invalid
+    /// Command Opcode, as QEMU 7.2's nvme device does.
+    /// </summary>
+    public int? FirmwareSlots { get; init; }
 
     /// <summary>Throws when a value is out of range, naming it.</summary>
     internal void Validate()
@@ -47,6 +62,7 @@ public sealed record NvmeDeviceOptions
         if (Mdts > 8) { throw new ArgumentOutOfRangeException(nameof(Mdts), Mdts, "MDTS is 0 (no limit) to 8 (1 MiB)"); }
         if (MsixVectors is < 1 or > 64) { throw new ArgumentOutOfRangeException(nameof(MsixVectors), MsixVectors, "1-64 MSI-X vectors"); }
         if (MaxIoQueues is < 1 or > 64) { throw new ArgumentOutOfRangeException(nameof(MaxIoQueues), MaxIoQueues, "1-64 I/O queues"); }
+        if (FirmwareSlots is < 1 or > 7) { throw new ArgumentOutOfRangeException(nameof(FirmwareSlots), FirmwareSlots, "1-7 firmware slots, or null for none"); }
         ArgumentNullException.ThrowIfNull(Serial);
         ArgumentNullException.ThrowIfNull(Model);
         if (Serial.Length > 20 || !Ascii(Serial)) { throw new ArgumentException("the serial number is at most 20 ASCII characters", nameof(Serial)); }
