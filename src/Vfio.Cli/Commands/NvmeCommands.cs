@@ -51,6 +51,7 @@ internal static class NvmeCommands
         nvme.Subcommands.Add(CreateRead(context, allowNoIommu, nsid, target));
         nvme.Subcommands.Add(CreateWrite(context, allowNoIommu, nsid, target));
         nvme.Subcommands.Add(NvmePerfCommand.Create(context, allowNoIommu, nsid, target));
+        NvmeAdminCommands.AddTo(nvme, context, allowNoIommu, nsid, target);
         return nvme;
     }
 
