@@ -94,6 +94,22 @@ public enum CommandSpecificStatusCode : byte
     InvalidInterruptVector = 0x08,
     /// <summary>Invalid Queue Deletion (Delete I/O Completion Queue while an SQ still uses it).</summary>
     InvalidQueueDeletion = 0x0C,
+    /// <summary>Invalid Format (Format NVM, Namespace Management: the LBA format or protection settings are not offered).</summary>
+    InvalidFormat = 0x0A,
+    /// <summary>Namespace Insufficient Capacity (Namespace Management: more than the unallocated NVM capacity).</summary>
+    NamespaceInsufficientCapacity = 0x15,
+    /// <summary>Namespace Identifier Unavailable (Namespace Management: every NSID up to NN is allocated).</summary>
+    NamespaceIdentifierUnavailable = 0x16,
+    /// <summary>Namespace Already Attached (Namespace Attachment).</summary>
+    NamespaceAlreadyAttached = 0x18,
+    /// <summary>Namespace Is Private (Namespace Attachment: NMIC says it may have only one controller).</summary>
+    NamespaceIsPrivate = 0x19,
+    /// <summary>Namespace Not Attached (Namespace Attachment, detach).</summary>
+    NamespaceNotAttached = 0x1A,
+    /// <summary>Thin Provisioning Not Supported (Namespace Management: NCAP below NSZE).</summary>
+    ThinProvisioningNotSupported = 0x1B,
+    /// <summary>Controller List Invalid (Namespace Attachment).</summary>
+    ControllerListInvalid = 0x1C,
 }
 
 /// <summary>Media and data integrity error values, SCT 2h (NVMe 1.4 §4.6.1.2.3): the one named here.</summary>
@@ -101,6 +117,8 @@ public enum MediaErrorStatusCode : byte
 {
     /// <summary>Unrecovered Read Error (NVM command set).</summary>
     UnrecoveredReadError = 0x81,
+    /// <summary>Compare Failure (Compare: the data differ).</summary>
+    CompareFailure = 0x85,
 }
 
 /// <summary>
@@ -162,6 +180,15 @@ public readonly record struct NvmeStatus(ushort Value)
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidQueueSize) => "Invalid Queue Size",
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidInterruptVector) => "Invalid Interrupt Vector",
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidQueueDeletion) => "Invalid Queue Deletion",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidFormat) => "Invalid Format",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.NamespaceInsufficientCapacity) => "Namespace Insufficient Capacity",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.NamespaceIdentifierUnavailable) => "Namespace Identifier Unavailable",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.NamespaceAlreadyAttached) => "Namespace Already Attached",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.NamespaceIsPrivate) => "Namespace Is Private",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.NamespaceNotAttached) => "Namespace Not Attached",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.ThinProvisioningNotSupported) => "Thin Provisioning Not Supported",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.ControllerListInvalid) => "Controller List Invalid",
+        (StatusCodeType.MediaError, (byte)MediaErrorStatusCode.CompareFailure) => "Compare Failure",
         (StatusCodeType.MediaError, (byte)MediaErrorStatusCode.UnrecoveredReadError) => "Unrecovered Read Error",
         _ => null,
     };
