@@ -326,12 +326,23 @@ public sealed partial class NvmeController
         {
             throw new ArgumentOutOfRangeException(nameof(startAfter), startAfter, "start after an NSID below FFFFFFFEh");
         }
+        lock (_adminLock)
+        {
+            ThrowIfUnusable();
+            ThrowIfFaulted();
+            return ReadNamespaceListLocked(cns, startAfter);
+        }
+    }
+
+    /// <summary>A namespace ID list read page by page, checked (ascending, at most NN), with the admin lock held.</summary>
+    private List<uint> ReadNamespaceListLocked(IdentifyCns cns, uint startAfter)
+    {
         uint nn = Identity.NamespaceCount;
         var all = new List<uint>();
         uint after = startAfter;
         while (true)
         {
-            var page = NamespaceIdList.Parse(Identify(cns, after), after);
+            var page = NamespaceIdList.Parse(IdentifyLocked(cns, after), after);
             if (page.Count > 0 && page[^1] > nn)
             {
                 throw new DeviceProtocolViolationException(_device.Address, $"Identify CNS {(byte)cns:x2}h namespace list",

@@ -399,7 +399,7 @@ public sealed partial class NvmeController : IDisposable
         List<uint> ids;
         try
         {
-            ids = Spec.Nvme.IdentifyNamespace.ParseActiveList(IdentifyLocked(IdentifyCns.ActiveNamespaces, 0));
+            ids = ReadNamespaceListLocked(IdentifyCns.ActiveNamespaces, 0);   // every page, checked (NvmeController.Namespaces.cs)
         }
         catch (NvmeCommandException e) when (e.Status.Type == StatusCodeType.Generic && e.Status.Code == (byte)GenericStatusCode.InvalidField)
         {

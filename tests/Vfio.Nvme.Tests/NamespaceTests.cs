@@ -361,6 +361,29 @@ public sealed class NamespaceTests
     }
 
     [Fact]
+    public void ActiveListsOfMoreThan1024AreReadPageByPage()
+    {
+        const int count = 1100;
+        using var dev = New(maxNamespaces: count, total: 8192 * 512 + (count - 1) * 512UL);
+        using var c = Open(dev);
+        var list = new byte[ControllerList.Size];
+        ControllerList.Write(list, [c.Identity.ControllerId]);
+        for (int i = 1; i < count; i++)
+        {
+            uint nsid = c.CreateNamespace(new NamespaceCreateOptions(1));
+            // Attached bypassing the driver, which would read every active namespace again after each attach.
+            c.ExecuteAdmin(NvmeCommand.NamespaceAttachment(NamespaceAttachmentSelect.Attach, nsid), list, NvmeDataDirection.ToDevice);
+        }
+        Assert.Equal(0u, (uint)c.Identity.UnallocatedNvmCapacity);
+        var active = c.GetActiveNamespaceIds();
+        Assert.Equal(Enumerable.Range(1, count).Select(i => (uint)i), active);
+        Assert.Equal(Enumerable.Range(1001, count - 1000).Select(i => (uint)i), c.GetActiveNamespaceIds(startAfter: 1000));
+        Assert.Equal(count, c.GetAllocatedNamespaceIds().Count);
+        Assert.Equal(count, c.RefreshNamespaces().Count);
+        Assert.Equal((uint)count, c.Namespaces[^1].Id);
+    }
+
+    [Fact]
     public void CompareEqualAndDifferent()
     {
         using var dev = New();

@@ -3,7 +3,7 @@ namespace Vfio.Emulation.Nvme;
 public sealed partial record NvmeDeviceOptions
 {
     /// <summary>
-    /// NN: the highest namespace ID (1-1024). 1, the default, is one fixed namespace as before; above 1 the controller
+    /// NN: the highest namespace ID (1-4096; above 1024 the active list takes more than one Identify page). 1, the default, is one fixed namespace as before; above 1 the controller
     /// offers Namespace Management and Attachment (OACS bit 3) and NSIDs 2..NN start unallocated.
     /// </summary>
     public int MaxNamespaces { get; init; } = 1;
@@ -20,7 +20,7 @@ public sealed partial record NvmeDeviceOptions
 
     private void ValidateNamespaces()
     {
-        if (MaxNamespaces is < 1 or > 1024) { throw new ArgumentOutOfRangeException(nameof(MaxNamespaces), MaxNamespaces, "NN is 1-1024"); }
+        if (MaxNamespaces is < 1 or > 4096) { throw new ArgumentOutOfRangeException(nameof(MaxNamespaces), MaxNamespaces, "NN is 1-4096"); }
         ulong first = BlockCount * (ulong)BlockSize;
         if (TotalCapacityBytes != 0 && (TotalCapacityBytes < first || TotalCapacityBytes > MaxCapacityBytes))
         {
