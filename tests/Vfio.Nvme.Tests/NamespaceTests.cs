@@ -484,6 +484,39 @@ public sealed class NamespaceTests
     }
 
     [Fact]
+    public void HostileIdentifyDataIsRejectedAndTheControllerGoesOn()
+    {
+        using var dev = New();
+        using var c = Open(dev);
+        void Tamper(IdentifyCns which, Action<byte[]> change) => dev.Model.TamperNamespaceIdentify = (cns, data) => { if (cns == which) { change(data); } };
+
+        Tamper(IdentifyCns.NamespaceDescriptors, d => d[1] = 16);                    // the EUI64 descriptor claims 16 bytes
+        Assert.Throws<FormatException>(() => c.GetNamespaceIdentifiers(1));
+        StillAnswers(c);
+
+        Tamper(IdentifyCns.ActiveNamespaces, d => { BinaryPrimitives.WriteUInt32LittleEndian(d, 3); BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(4), 2); });
+        Assert.Throws<FormatException>(() => c.GetActiveNamespaceIds());              // not ascending
+        Assert.Throws<FormatException>(() => c.RefreshNamespaces());
+        Assert.Equal([1u], c.Namespaces.Select(n => n.Id));                           // the old list stays
+
+        Tamper(IdentifyCns.AllocatedNamespaces, d => BinaryPrimitives.WriteUInt32LittleEndian(d, 9));
+        var nn = Assert.Throws<DeviceProtocolViolationException>(() => c.GetAllocatedNamespaceIds());
+        Assert.Contains("NN is 8", nn.Message);
+
+        Tamper(IdentifyCns.SubsystemControllers, d => BinaryPrimitives.WriteUInt16LittleEndian(d, 5000));
+        Assert.Throws<FormatException>(() => c.GetSubsystemControllers());             // more than 2047 identifiers
+        Tamper(IdentifyCns.AttachedControllers, d => ControllerList.Write(d, [4, 2]));
+        Assert.Throws<DeviceProtocolViolationException>(() => c.GetAttachedControllers(1));
+
+        Tamper(IdentifyCns.Namespace, d => d[26] = 7);                                 // FLBAS names a format not listed
+        Assert.Throws<FormatException>(() => c.IdentifyNamespace(1));
+
+        dev.Model.TamperNamespaceIdentify = null;
+        Assert.Equal([1u], c.GetActiveNamespaceIds());
+        StillAnswers(c);
+    }
+
+    [Fact]
     public void HostileDescriptorAndControllerListsAreRejected()
     {
         var bad = new byte[4096];

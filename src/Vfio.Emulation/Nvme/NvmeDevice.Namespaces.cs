@@ -67,6 +67,12 @@ public sealed partial class NvmeDevice
         }
     }
 
+    /// <summary>
+    /// Fault injection: called (under the controller lock) with the CNS and the 4 KiB of every namespace Identify (CNS 00h,
+    /// 02h, 03h, 10h-13h) just before it goes to the host, to write what a broken or hostile controller would.
+    /// </summary>
+    public Action<IdentifyCns, byte[]>? TamperNamespaceIdentify { get; set; }
+
     /// <summary>Namespace Management and Attachment are offered only when there is more than one NSID to manage.</summary>
     private bool NamespaceManagementOffered => _options.MaxNamespaces > 1;
 
@@ -168,6 +174,7 @@ public sealed partial class NvmeDevice
             default:
                 return Generic(GenericStatusCode.InvalidField);
         }
+        TamperNamespaceIdentify?.Invoke(cns, data);
         return Transfer(c.Prp1, c.Prp2, data.Length, data, toHost: true);
     }
 
