@@ -343,7 +343,8 @@ public sealed partial class NvmeController
         while (true)
         {
             var page = NamespaceIdList.Parse(IdentifyLocked(cns, after), after);
-            if (page.Count > 0 && page[^1] > nn)
+            // NN 0 is a controller that does not say: nothing to check against then.
+            if (nn != 0 && page.Count > 0 && page[^1] > nn)
             {
                 throw new DeviceProtocolViolationException(_device.Address, $"Identify CNS {(byte)cns:x2}h namespace list",
                     $"NSID {page[^1]}, but NN is {nn}");
