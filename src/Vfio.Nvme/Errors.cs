@@ -22,7 +22,7 @@ public readonly record struct NvmeCommandInfo(int QueueId, ushort CommandId, byt
     /// <summary>Describes a command's identity from its submission entry.</summary>
     public static NvmeCommandInfo From(int queueId, in NvmeCommand command)
     {
-        bool ranged = queueId != 0 && (NvmOpcode)command.Opcode is NvmOpcode.Read or NvmOpcode.Write or NvmOpcode.WriteZeroes;
+        bool ranged = queueId != 0 && (NvmOpcode)command.Opcode is NvmOpcode.Read or NvmOpcode.Write or NvmOpcode.WriteZeroes or NvmOpcode.Compare;
         return new(queueId, command.CommandId, command.Opcode, command.Nsid,
             ranged ? command.StartingLba : 0, ranged ? command.BlockCount : 0);
     }

@@ -39,7 +39,7 @@ public sealed record NvmeBlockDeviceOptions
 /// at once with <see cref="OperationCanceledException"/> while its commands keep their slots, and a
 /// <see cref="DmaBuffer"/> they use stays leased, until the device completes them or a reset ends them.</para>
 /// </summary>
-public sealed class NvmeBlockDevice : IDisposable
+public sealed partial class NvmeBlockDevice : IDisposable
 {
     private readonly NvmeIoQueue[] _queues;
     private bool _disposed;

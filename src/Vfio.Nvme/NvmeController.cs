@@ -399,7 +399,7 @@ public sealed partial class NvmeController : IDisposable
         List<uint> ids;
         try
         {
-            ids = IdentifyNamespace.ParseActiveList(IdentifyLocked(IdentifyCns.ActiveNamespaces, 0));
+            ids = ReadNamespaceListLocked(IdentifyCns.ActiveNamespaces, 0);   // every page, checked (NvmeController.Namespaces.cs)
         }
         catch (NvmeCommandException e) when (e.Status.Type == StatusCodeType.Generic && e.Status.Code == (byte)GenericStatusCode.InvalidField)
         {
@@ -410,7 +410,7 @@ public sealed partial class NvmeController : IDisposable
         var list = new List<NvmeNamespace>();
         foreach (uint id in ids)
         {
-            var ns = IdentifyNamespace.Parse(IdentifyLocked(IdentifyCns.Namespace, id));
+            var ns = Spec.Nvme.IdentifyNamespace.Parse(IdentifyLocked(IdentifyCns.Namespace, id));
             if (ns.SizeInBlocks == 0) { continue; }
             if (ns.MetadataSize != 0)
             {

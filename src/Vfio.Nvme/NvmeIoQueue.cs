@@ -35,7 +35,7 @@ public readonly record struct NvmeIoCompletion(ushort Tag, NvmeStatus Status, Nv
 /// and be dword aligned at the start and page aligned in device address space from the second page on
 /// (NVMe 1.4 §4.3).</para>
 /// </summary>
-public sealed class NvmeIoQueue : IDisposable
+public sealed partial class NvmeIoQueue : IDisposable
 {
     private const byte Free = 0, InFlight = 1, Done = 2;
     private const byte BatchKind = 1, RequestKind = 2;
@@ -678,7 +678,7 @@ public sealed class NvmeIoQueue : IDisposable
             NvmeCommand command;
             switch (r.Opcode)
             {
-                case NvmOpcode.Read or NvmOpcode.Write:
+                case NvmOpcode.Read or NvmOpcode.Write or NvmOpcode.Compare:
                 {
                     int chunk = Math.Min(r.Blocks, Math.Min(_controller.MaxTransferBytes / r.BlockSize, 65536));
                     ulong bytes = (ulong)chunk * (ulong)r.BlockSize;
@@ -695,7 +695,9 @@ public sealed class NvmeIoQueue : IDisposable
                         r.Stop = true;
                         return;
                     }
-                    command = NvmeCommand.ReadWrite(r.Opcode, r.Nsid, r.Lba, chunk, prp.Prp1, prp.Prp2);
+                    command = r.Opcode == NvmOpcode.Compare
+                        ? NvmeCommand.Compare(r.Nsid, r.Lba, chunk, prp.Prp1, prp.Prp2)
+                        : NvmeCommand.ReadWrite(r.Opcode, r.Nsid, r.Lba, chunk, prp.Prp1, prp.Prp2);
                     r.Lba += (ulong)chunk;
                     r.Offset += bytes;
                     r.Blocks -= chunk;
@@ -709,6 +711,10 @@ public sealed class NvmeIoQueue : IDisposable
                     r.Blocks -= chunk;
                     break;
                 }
+                case NvmOpcode.DatasetManagement when r.DsmRanges is not null:
+                    command = RangesCommandLocked(r, slot.PrpListPointer, slot.PrpList);
+                    r.Blocks = 0;
+                    break;
                 case NvmOpcode.DatasetManagement:
                     // The range list goes in the slot's PRP page, which this command does not need for PRPs.
                     // SAFETY: the page belongs to this slot (taken above) and is at least 16 bytes.

@@ -28,6 +28,12 @@ public enum AdminOpcode : byte
     FirmwareCommit = 0x10,
     /// <summary>Firmware Image Download (§5.12).</summary>
     FirmwareImageDownload = 0x11,
+    /// <summary>Namespace Management (§5.20).</summary>
+    NamespaceManagement = 0x0D,
+    /// <summary>Namespace Attachment (§5.19).</summary>
+    NamespaceAttachment = 0x15,
+    /// <summary>Format NVM (§5.23, NVM command set specific).</summary>
+    FormatNvm = 0x80,
 }
 
 /// <summary>NVM command set I/O opcodes (NVMe 1.4 §6, Figure 346).</summary>
@@ -39,6 +45,8 @@ public enum NvmOpcode : byte
     Write = 0x01,
     /// <summary>Read.</summary>
     Read = 0x02,
+    /// <summary>Compare (§6.2).</summary>
+    Compare = 0x05,
     /// <summary>Write Zeroes.</summary>
     WriteZeroes = 0x08,
     /// <summary>Dataset Management.</summary>
@@ -54,6 +62,16 @@ public enum IdentifyCns : byte
     Controller = 0x01,
     /// <summary>Active namespace ID list, NSIDs above the given one.</summary>
     ActiveNamespaces = 0x02,
+    /// <summary>Namespace Identification Descriptor list of an active NSID.</summary>
+    NamespaceDescriptors = 0x03,
+    /// <summary>Allocated namespace ID list, NSIDs above the given one.</summary>
+    AllocatedNamespaces = 0x10,
+    /// <summary>Identify Namespace data structure for an allocated NSID (attached or not).</summary>
+    AllocatedNamespace = 0x11,
+    /// <summary>Controller list: controllers attached to the NSID, IDs from CDW10.CNTID on.</summary>
+    AttachedControllers = 0x12,
+    /// <summary>Controller list: every controller in the NVM subsystem, IDs from CDW10.CNTID on.</summary>
+    SubsystemControllers = 0x13,
 }
 
 /// <summary>Feature identifiers used by the driver and the model (NVMe 1.4 §5.21.1, Figure 271).</summary>

@@ -112,6 +112,22 @@ public enum CommandSpecificStatusCode : byte
     FirmwareActivationRequiresControllerLevelReset = 0x11,
     /// <summary>Overlapping Range (Firmware Image Download).</summary>
     OverlappingRange = 0x14,
+    /// <summary>Invalid Format (Format NVM, Namespace Management: the LBA format or protection settings are not offered).</summary>
+    InvalidFormat = 0x0A,
+    /// <summary>Namespace Insufficient Capacity (Namespace Management: more than the unallocated NVM capacity).</summary>
+    NamespaceInsufficientCapacity = 0x15,
+    /// <summary>Namespace Identifier Unavailable (Namespace Management: every NSID up to NN is allocated).</summary>
+    NamespaceIdentifierUnavailable = 0x16,
+    /// <summary>Namespace Already Attached (Namespace Attachment).</summary>
+    NamespaceAlreadyAttached = 0x18,
+    /// <summary>Namespace Is Private (Namespace Attachment: NMIC says it may have only one controller).</summary>
+    NamespaceIsPrivate = 0x19,
+    /// <summary>Namespace Not Attached (Namespace Attachment, detach).</summary>
+    NamespaceNotAttached = 0x1A,
+    /// <summary>Thin Provisioning Not Supported (Namespace Management: NCAP below NSZE).</summary>
+    ThinProvisioningNotSupported = 0x1B,
+    /// <summary>Controller List Invalid (Namespace Attachment).</summary>
+    ControllerListInvalid = 0x1C,
 }
 
 /// <summary>Media and data integrity error values, SCT 2h (NVMe 1.4 §4.6.1.2.3): the one named here.</summary>
@@ -119,6 +135,8 @@ public enum MediaErrorStatusCode : byte
 {
     /// <summary>Unrecovered Read Error (NVM command set).</summary>
     UnrecoveredReadError = 0x81,
+    /// <summary>Compare Failure (Compare: the data differ).</summary>
+    CompareFailure = 0x85,
 }
 
 /// <summary>
@@ -189,6 +207,15 @@ public readonly record struct NvmeStatus(ushort Value)
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.FirmwareActivationRequiresNvmSubsystemReset) => "Firmware Activation Requires NVM Subsystem Reset",
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.FirmwareActivationRequiresControllerLevelReset) => "Firmware Activation Requires Controller Level Reset",
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.OverlappingRange) => "Overlapping Range",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidFormat) => "Invalid Format",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.NamespaceInsufficientCapacity) => "Namespace Insufficient Capacity",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.NamespaceIdentifierUnavailable) => "Namespace Identifier Unavailable",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.NamespaceAlreadyAttached) => "Namespace Already Attached",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.NamespaceIsPrivate) => "Namespace Is Private",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.NamespaceNotAttached) => "Namespace Not Attached",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.ThinProvisioningNotSupported) => "Thin Provisioning Not Supported",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.ControllerListInvalid) => "Controller List Invalid",
+        (StatusCodeType.MediaError, (byte)MediaErrorStatusCode.CompareFailure) => "Compare Failure",
         (StatusCodeType.MediaError, (byte)MediaErrorStatusCode.UnrecoveredReadError) => "Unrecovered Read Error",
         _ => null,
     };

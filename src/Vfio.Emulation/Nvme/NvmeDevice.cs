@@ -52,7 +52,6 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
     private NvmeStatus? _failNextIo;
     private volatile bool _failNextArmed;
     private int _maxPrpListEntries;
-    private readonly byte[] _disk;
     private readonly SubmissionState[] _sqs;
     private readonly CompletionState[] _cqs;
     private readonly QueueCounters[] _counters;
@@ -108,7 +107,7 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
     {
         _options = options ?? new NvmeDeviceOptions();
         _options.Validate();
-        _disk = new byte[_options.BlockCount * (ulong)_options.BlockSize];
+        InitializeNamespaces();
         _sqs = new SubmissionState[_options.MaxIoQueues + 1];
         _cqs = new CompletionState[_options.MaxIoQueues + 1];
         _counters = new QueueCounters[_options.MaxIoQueues + 1];
@@ -126,8 +125,8 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
     /// <summary>The options the controller was created with.</summary>
     public NvmeDeviceOptions Options => _options;
 
-    /// <summary>The namespace's bytes (block n at n × block size).</summary>
-    public Span<byte> Disk => _disk;
+    /// <summary>Namespace 1's bytes (block n at n × block size); empty once it is deleted. See <see cref="NamespaceDisk"/>.</summary>
+    public Span<byte> Disk => NamespaceDisk(1);
 
     /// <summary>Raised with a description whenever the host breaks a rule of the specification (see the class remarks).</summary>
     public event Action<string>? ProtocolViolation;
@@ -670,6 +669,12 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
                 lock (_cqLocks[qid]) { _cqs[qid] = default; }
                 return default;
             }
+            case AdminOpcode.NamespaceManagement:
+                return NamespaceManagement(c, ref dw0);
+            case AdminOpcode.NamespaceAttachment:
+                return NamespaceAttachment(c);
+            case AdminOpcode.FormatNvm:
+                return FormatNvm(c);
             default:
                 return Generic(GenericStatusCode.InvalidCommandOpcode);
         }
@@ -690,24 +695,14 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
                 BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(80), 0x0001_0400);  // VER 1.4
                 data[512] = 0x66;                                                       // SQES: 64 bytes
                 data[513] = 0x44;                                                       // CQES: 16 bytes
-                BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(516), 1);          // NN
+                FillNamespaceManagementIdentity(data);                                  // CNTLID, OACS, TNVMCAP, UNVMCAP, NN, FNA
                 BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(520), (ushort)_options.Oncs);
                 data[525] = 1;                                                          // VWC present
                 IdentifyFeaturesAndFirmware(data);                                      // VWC, FR, FRMW, FWUG per options (NvmeDevice.Features.cs)
                 break;
-            case IdentifyCns.Namespace:
-                if (c.Nsid != 1) { return Generic(GenericStatusCode.InvalidNamespaceOrFormat); }
-                BinaryPrimitives.WriteUInt64LittleEndian(data, _options.BlockCount);             // NSZE
-                BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(8), _options.BlockCount);   // NCAP
-                BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(16), _options.BlockCount);  // NUSE
-                data[25] = 1;                                                                     // NLBAF: two formats, 512 and 4096
-                data[26] = (byte)(_options.BlockSize == 4096 ? 1 : 0);                            // FLBAS
-                BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(128), 9u << 16);
-                BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(132), 12u << 16);
-                break;
-            case IdentifyCns.ActiveNamespaces:
-                if (c.Nsid < 1) { BinaryPrimitives.WriteUInt32LittleEndian(data, 1); }
-                break;
+            case IdentifyCns.Namespace or IdentifyCns.ActiveNamespaces or IdentifyCns.NamespaceDescriptors or IdentifyCns.AllocatedNamespaces
+                or IdentifyCns.AllocatedNamespace or IdentifyCns.AttachedControllers or IdentifyCns.SubsystemControllers:
+                return IdentifyNamespaces(c, data);
             default:
                 return Generic(GenericStatusCode.InvalidField);
         }
@@ -726,8 +721,8 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
     {
         _counters[qid].IoCommands++;
         if (_failNextArmed && TakeInjectedFailure() is { } injected) { return injected; }
-        if (c.Nsid != 1) { return Generic(GenericStatusCode.InvalidNamespaceOrFormat); }
-        int blockSize = _options.BlockSize;
+        if (ActiveNamespace(c.Nsid) is not { } ns) { return Generic(GenericStatusCode.InvalidNamespaceOrFormat); }
+        int blockSize = ns.BlockSize;
         switch ((NvmOpcode)c.Opcode)
         {
             case NvmOpcode.Flush:
@@ -735,18 +730,20 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
             case NvmOpcode.Read:
             case NvmOpcode.Write:
             {
-                if (!InRange(c.StartingLba, c.BlockCount)) { return Generic(GenericStatusCode.LbaOutOfRange); }
+                if (!ns.InRange(c.StartingLba, c.BlockCount)) { return Generic(GenericStatusCode.LbaOutOfRange); }
                 int bytes = c.BlockCount * blockSize;
                 if (_options.Mdts != 0 && bytes > (4096 << _options.Mdts)) { return Generic(GenericStatusCode.InvalidField); }
-                var range = _disk.AsSpan(checked((int)(c.StartingLba * (ulong)blockSize)), bytes);
+                var range = ns.Blocks(c.StartingLba, c.BlockCount);
                 return Transfer(c.Prp1, c.Prp2, bytes, range, toHost: (NvmOpcode)c.Opcode == NvmOpcode.Read);
             }
             case NvmOpcode.WriteZeroes when (_options.Oncs & OptionalNvmCommands.WriteZeroes) != 0:
-                if (!InRange(c.StartingLba, c.BlockCount)) { return Generic(GenericStatusCode.LbaOutOfRange); }
-                _disk.AsSpan(checked((int)(c.StartingLba * (ulong)blockSize)), c.BlockCount * blockSize).Clear();
+                if (!ns.InRange(c.StartingLba, c.BlockCount)) { return Generic(GenericStatusCode.LbaOutOfRange); }
+                ns.Blocks(c.StartingLba, c.BlockCount).Clear();
                 return default;
             case NvmOpcode.DatasetManagement when (_options.Oncs & OptionalNvmCommands.DatasetManagement) != 0:
-                return DatasetManagement(c);
+                return DatasetManagement(c, ns);
+            case NvmOpcode.Compare when (_options.Oncs & OptionalNvmCommands.Compare) != 0:
+                return Compare(c, ns);
             default:
                 return Generic(GenericStatusCode.InvalidCommandOpcode);
         }
@@ -764,7 +761,7 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
         }
     }
 
-    private NvmeStatus DatasetManagement(in NvmeCommand c)
+    private NvmeStatus DatasetManagement(in NvmeCommand c, EmulatedNamespace ns)
     {
         // The range list is one 4 KiB page at most: 256 ranges of 16 bytes (§6.7).
         int ranges = (int)(c.Cdw10 & 0xFF) + 1;
@@ -775,19 +772,17 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
         var parsed = MemoryMarshal.Cast<byte, DsmRange>(list);
         foreach (ref readonly var r in parsed)
         {
-            if (r.BlockCount > int.MaxValue || !InRange(r.StartingLba, (int)r.BlockCount)) { return Generic(GenericStatusCode.LbaOutOfRange); }
+            if (!ns.InRange(r.StartingLba, r.BlockCount)) { return Generic(GenericStatusCode.LbaOutOfRange); }
         }
         if ((c.Cdw11 & 4) != 0)   // AD: deallocate; deallocated blocks read as zeroes here (DLFEAT behaviour)
         {
             foreach (ref readonly var r in parsed)
             {
-                _disk.AsSpan(checked((int)(r.StartingLba * (ulong)_options.BlockSize)), (int)r.BlockCount * _options.BlockSize).Clear();
+                ns.Blocks(r.StartingLba, r.BlockCount).Clear();
             }
         }
         return default;
     }
-
-    private bool InRange(ulong lba, int blocks) => lba < _options.BlockCount && (ulong)blocks <= _options.BlockCount - lba;
 
     /// <summary>Moves data as PRP1/PRP2 describe it (NVMe 1.4 §4.3), checking the offsets a controller may rely on.</summary>
     private NvmeStatus Transfer(DmaAddress prp1, DmaAddress prp2, int length, Span<byte> data, bool toHost)

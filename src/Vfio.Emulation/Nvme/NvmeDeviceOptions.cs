@@ -3,7 +3,7 @@ using Vfio.Spec.Nvme;
 namespace Vfio.Emulation.Nvme;
 
 /// <summary>The shape of an emulated NVMe controller and its one namespace.</summary>
-public sealed record NvmeDeviceOptions
+public sealed partial record NvmeDeviceOptions
 {
     /// <summary>Largest namespace the model holds in memory: 1 GiB.</summary>
     public const ulong MaxCapacityBytes = 1UL << 30;
@@ -67,6 +67,7 @@ public sealed record NvmeDeviceOptions
         ArgumentNullException.ThrowIfNull(Model);
         if (Serial.Length > 20 || !Ascii(Serial)) { throw new ArgumentException("the serial number is at most 20 ASCII characters", nameof(Serial)); }
         if (Model.Length > 40 || !Ascii(Model)) { throw new ArgumentException("the model number is at most 40 ASCII characters", nameof(Model)); }
+        ValidateNamespaces();
     }
 
     private static bool Ascii(string s)

@@ -34,6 +34,10 @@ internal sealed class NvmeRequest(NvmeIoQueue queue) : IValueTaskSource
     /// <summary>Dataset Management: the blocks of the one range to deallocate.</summary>
     internal int RangeBlocks;
 
+    /// <summary>Dataset Management with a range list (NvmeIoQueue.Namespaces.cs): the ranges and CDW11's attributes.</summary>
+    internal DsmRange[]? DsmRanges;
+    internal DsmAttributes DsmAttributes;
+
     /// <summary>The data buffer (the caller's, or <see cref="Bounce"/>) and the offset of the next command's data in it.</summary>
     internal DmaBuffer? Buffer;
     internal ulong Offset;
@@ -153,6 +157,8 @@ internal sealed class NvmeRequest(NvmeIoQueue queue) : IValueTaskSource
         Failure = null;
         Blocks = 0;
         RangeBlocks = 0;
+        DsmRanges = null;
+        DsmAttributes = default;
         Offset = 0;
         Lba = 0;
         ChunksInFlight = 0;
