@@ -24,6 +24,8 @@ public enum AdminOpcode : byte
     SetFeatures = 0x09,
     /// <summary>Get Features.</summary>
     GetFeatures = 0x0A,
+    /// <summary>Asynchronous Event Request (§5.2).</summary>
+    AsynchronousEventRequest = 0x0C,
 }
 
 /// <summary>NVM command set I/O opcodes (NVMe 1.4 §6, Figure 346).</summary>
@@ -57,6 +59,8 @@ public enum FeatureId : byte
 {
     /// <summary>Number of Queues (§5.21.1.7).</summary>
     NumberOfQueues = 0x07,
+    /// <summary>Asynchronous Event Configuration (§5.21.1.11).</summary>
+    AsynchronousEventConfiguration = 0x0B,
 }
 
 /// <summary>

@@ -90,8 +90,12 @@ public enum CommandSpecificStatusCode : byte
     InvalidQueueIdentifier = 0x01,
     /// <summary>Invalid Queue Size (Create I/O queue commands).</summary>
     InvalidQueueSize = 0x02,
+    /// <summary>Asynchronous Event Request Limit Exceeded (more AERs outstanding than AERL + 1).</summary>
+    AsyncEventRequestLimitExceeded = 0x05,
     /// <summary>Invalid Interrupt Vector (Create I/O Completion Queue).</summary>
     InvalidInterruptVector = 0x08,
+    /// <summary>Invalid Log Page (Get Log Page of an unsupported LID).</summary>
+    InvalidLogPage = 0x09,
     /// <summary>Invalid Queue Deletion (Delete I/O Completion Queue while an SQ still uses it).</summary>
     InvalidQueueDeletion = 0x0C,
 }
@@ -162,6 +166,8 @@ public readonly record struct NvmeStatus(ushort Value)
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidQueueSize) => "Invalid Queue Size",
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidInterruptVector) => "Invalid Interrupt Vector",
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidQueueDeletion) => "Invalid Queue Deletion",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.AsyncEventRequestLimitExceeded) => "Asynchronous Event Request Limit Exceeded",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidLogPage) => "Invalid Log Page",
         (StatusCodeType.MediaError, (byte)MediaErrorStatusCode.UnrecoveredReadError) => "Unrecovered Read Error",
         _ => null,
     };
