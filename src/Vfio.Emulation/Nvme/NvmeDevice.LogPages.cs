@@ -15,8 +15,8 @@ public sealed partial class NvmeDevice
     /// <summary>AERL (0's based): four Asynchronous Event Requests may be outstanding.</summary>
     public const int AsyncEventRequestLimit = 3;
 
-    /// <summary>ELPE (0's based): the error log keeps the sixteen newest entries.</summary>
-    public const int ErrorLogEntries = 16;
+    /// <summary>ELPE + 1: the error log keeps the 256 newest entries (16 KiB, more than one 8 KiB transfer at MDTS 1).</summary>
+    public const int ErrorLogEntries = 256;
 
     /// <summary>WCTEMP reported in Identify Controller: 343 K (70 °C).</summary>
     public const int WarningTemperatureKelvin = 343;
@@ -91,6 +91,12 @@ public sealed partial class NvmeDevice
         }
     }
 
+    /// <summary>
+    /// LPA bit 2 (extended data: log page offsets and NUMDU) as Identify Controller reports it; true by default.
+    /// Set before the host identifies the controller. The model serves offsets either way.
+    /// </summary>
+    public bool ReportsLogPageOffsets { get; set; } = true;
+
     /// <summary>Test hook: time added to the power-on time the SMART log reports (it counts from construction).</summary>
     public TimeSpan ExtraPowerOnTime { get; set; }
 
@@ -152,7 +158,7 @@ public sealed partial class NvmeDevice
         data[258] = 3;                                                          // ACL: four Aborts
         data[259] = AsyncEventRequestLimit;                                     // AERL
         data[260] = 1 << 1 | 1;                                                 // FRMW: one slot, slot 1 read-only
-        data[261] = (byte)(LogPageAttributes.CommandEffects | LogPageAttributes.ExtendedData);   // LPA
+        data[261] = (byte)(LogPageAttributes.CommandEffects | (ReportsLogPageOffsets ? LogPageAttributes.ExtendedData : 0));   // LPA
         data[262] = ErrorLogEntries - 1;                                        // ELPE
         data[263] = 0;                                                          // NPSS: one power state
         BinaryPrimitives.WriteUInt16LittleEndian(data[266..], WarningTemperatureKelvin);
