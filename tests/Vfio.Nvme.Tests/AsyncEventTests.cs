@@ -201,4 +201,31 @@ public sealed class AsyncEventTests
         using var c = Open(dev);
         Assert.Equal(4, c.OutstandingAsyncEventRequests);
     }
+
+    [Fact]
+    public async Task AReleaseToTheHostEndsTheStream()
+    {
+        using var dev = new EmulatedNvme(NvmeTransport.InProcess, new NvmeDeviceOptions());
+        var c = Open(dev);
+        var reading = Task.Run(async () => { await foreach (var _ in c.ReadAsyncEvents(TestContext.Current.CancellationToken)) { } }, TestContext.Current.CancellationToken);
+        dev.RequestRelease();
+        await reading.WaitAsync(Soon, TestContext.Current.CancellationToken);
+        Assert.True(c.IsReleased);
+        c.Dispose();
+    }
+
+    [Fact]
+    public async Task AFullBufferDropsTheOldestEvent()
+    {
+        using var dev = new EmulatedNvme(NvmeTransport.InProcess, new NvmeDeviceOptions());
+        using var c = Open(dev, new NvmeControllerOptions { AsyncEventBufferSize = 1 });
+        int count = 0;
+        c.AsyncEvent += (_, _) => Interlocked.Increment(ref count);
+        dev.Model.SmartCriticalWarning = 0x01;
+        WaitFor(() => Volatile.Read(ref count) == 1 && dev.Model.OutstandingAsyncEventRequests == 4);
+        dev.Model.SmartCriticalWarning = 0x03;
+        WaitFor(() => Volatile.Read(ref count) == 2);
+        var kept = await NextEvent(c);
+        Assert.Equal((byte)SmartHealthEventInfo.TemperatureThreshold, kept.Info);
+    }
 }
