@@ -23,6 +23,8 @@ public sealed record NvmeAsyncEvent
     public ReadOnlyMemory<byte>? LogPage { get; init; }
     /// <summary>The SMART / Health log, for <see cref="AsyncEventType.SmartHealth"/> events.</summary>
     public SmartLog? SmartLog { get; init; }
+    /// <summary>The Error Information log entries, for events that point at log page 01h.</summary>
+    public IReadOnlyList<ErrorLogEntry>? ErrorLog { get; init; }
     /// <summary>The Changed Namespace List, for Namespace Attribute Changed notices.</summary>
     public ChangedNamespaceList? ChangedNamespaces { get; init; }
     /// <summary>Why the log page could not be read, or null.</summary>
@@ -283,12 +285,14 @@ public sealed partial class NvmeController
         }
         SmartLog? smart = null;
         ChangedNamespaceList? changed = null;
+        List<ErrorLogEntry>? errors = null;
         if (page is not null)
         {
             try
             {
                 if (info.LogPage == (byte)LogPageId.SmartHealth) { smart = SmartLog.Parse(page); }
                 if (info.LogPage == (byte)LogPageId.ChangedNamespaceList) { changed = ChangedNamespaceList.Parse(page); }
+                if (info.LogPage == (byte)LogPageId.ErrorInformation) { errors = ErrorLogEntry.ParseLog(page, Identity.ErrorLogPageEntries + 1); }
             }
             catch (FormatException e) { error = e.Message; }
         }
@@ -301,7 +305,7 @@ public sealed partial class NvmeController
             }
         }
         LogAsyncEventReceived(_logger, _device.Address, info.Type, info.Info, info.LogPage);
-        return new NvmeAsyncEvent { Dw0 = c.Dw0, LogPage = page, SmartLog = smart, ChangedNamespaces = changed, LogPageError = error };
+        return new NvmeAsyncEvent { Dw0 = c.Dw0, LogPage = page is null ? default(ReadOnlyMemory<byte>?) : new ReadOnlyMemory<byte>(page), SmartLog = smart, ErrorLog = errors, ChangedNamespaces = changed, LogPageError = error };
     }
 
     private void Publish(NvmeAsyncEvent e)

@@ -228,4 +228,35 @@ public sealed class AsyncEventTests
         var kept = await NextEvent(c);
         Assert.Equal((byte)SmartHealthEventInfo.TemperatureThreshold, kept.Info);
     }
+
+    [Fact]
+    public async Task AnEventPointingAtAnUnknownLogPageStillSurfacesAndTheAerIsReArmed()
+    {
+        using var dev = new EmulatedNvme(NvmeTransport.InProcess, new NvmeDeviceOptions());
+        using var c = Open(dev);
+        var next = NextEvent(c);
+        dev.Model.RaiseAsyncEvent(AsyncEventType.VendorSpecific, 0x12, 0xC0);
+        var e = await next;
+        Assert.Equal(AsyncEventType.VendorSpecific, e.Type);
+        Assert.Equal(0x12, e.Info);
+        Assert.Equal(0xC0, e.LogPageId);
+        Assert.True(e.LogPage is null, $"log page {e.LogPage?.Length} error {e.LogPageError}");
+        Assert.Contains("Invalid Log Page", e.LogPageError);
+        WaitFor(() => dev.Model.OutstandingAsyncEventRequests == 4);
+        Assert.False(c.IsFaulted);
+    }
+
+    [Fact]
+    public async Task AnErrorEventCarriesTheErrorLog()
+    {
+        using var dev = new EmulatedNvme(NvmeTransport.InProcess, new NvmeDeviceOptions());
+        using var c = Open(dev);
+        Assert.Throws<NvmeCommandException>(() => c.GetLogPage(0x7F, 0, 0, 4));
+        var next = NextEvent(c);
+        dev.Model.RaiseAsyncEvent(AsyncEventType.Error, 0x00, (byte)LogPageId.ErrorInformation);
+        var e = await next;
+        Assert.Equal(AsyncEventType.Error, e.Type);
+        var entry = Assert.Single(e.ErrorLog!);
+        Assert.Equal((byte)CommandSpecificStatusCode.InvalidLogPage, entry.Status.Code);
+    }
 }

@@ -132,6 +132,19 @@ public sealed partial class NvmeDevice
         }
     }
 
+    /// <summary>
+    /// Test hook: raises any asynchronous event (error, vendor specific, one pointing at a log page the model does not
+    /// have), regardless of Feature 0Bh. Its type stays masked until log page <paramref name="logPage"/> is read with RAE = 0.
+    /// </summary>
+    public void RaiseAsyncEvent(AsyncEventType type, byte info, byte logPage)
+    {
+        lock (_lock)
+        {
+            QueueEvent(AsyncEventInfo.Encode(type, info, logPage));
+            DeliverAsyncEvents();
+        }
+    }
+
     /// <summary>Test hook: reports namespace <paramref name="nsid"/> as changed (what Namespace Management would do).</summary>
     public void RaiseNamespaceAttributeChanged(uint nsid)
     {
