@@ -80,6 +80,13 @@ public sealed class LogPageTests
         var b = IdentifyTests.QemuController();
         b[263] = 0xFF;   // NPSS out of range: only the 32 descriptors the structure holds are read
         Assert.Equal(32, IdentifyController.Parse(b).PowerStates.Count);
+        // A structure of all ones (a device that answers garbage) still maps to every field without throwing.
+        var junk = new byte[4096];
+        junk.AsSpan().Fill(0xFF);
+        var fields = IdentifyController.Parse(junk).NvmeCliFields().ToList();
+        Assert.Equal(86, fields.Count);
+        Assert.Equal(UInt128.MaxValue, fields.Single(f => f.JsonName == "tnvmcap").Value);
+        Assert.Equal(32, Assert.IsType<List<List<(string JsonName, object Value)>>>(fields[^1].Value).Count);
     }
 
     [Fact]
