@@ -123,6 +123,7 @@ public sealed partial class NvmeController : IDisposable
             throw new PlatformNotSupportedException("NVMe structures are little-endian; this driver lays them out in host order");
         }
         if (options.MaxIoQueues is < 1 or > 65535) { throw new ArgumentOutOfRangeException(nameof(options), "MaxIoQueues must be 1..65535"); }
+        ValidateAsyncEventOptions(options);
         ILogger logger = options.LoggerFactory?.CreateLogger<NvmeController>() ?? NullLogger<NvmeController>.Instance;
 
         // PCI Local Bus 3.0 §6.2.2: memory space lets us reach BAR0; bus master lets the controller fetch
@@ -392,6 +393,7 @@ public sealed partial class NvmeController : IDisposable
                 CreateOnController(q);
             }
         }
+        ArmAsyncEvents();
     }
 
     private List<NvmeNamespace> DiscoverNamespaces()
@@ -501,6 +503,7 @@ public sealed partial class NvmeController : IDisposable
             if (_admin.TryTake(out var c))
             {
                 _admin.RingCompletions();
+                if (c.CommandId != command.CommandId && TryTakeAsyncEventCompletion(c)) { continue; }   // an AER ended meanwhile (§5.2)
                 // One admin command is outstanding at a time, and the admin queue is cleared at every reset, so
                 // any other CID, a head outside the queue or another SQ's id is the controller breaking §4.6.
                 string? violation =
@@ -623,6 +626,7 @@ public sealed partial class NvmeController : IDisposable
     /// </summary>
     public void Dispose()
     {
+        StopAsyncEvents();
         lock (_adminLock)
         {
             if (_disposed) { return; }

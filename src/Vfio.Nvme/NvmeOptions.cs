@@ -21,6 +21,15 @@ public sealed record NvmeControllerOptions
     /// <summary>How long a command may take before the driver gives up on it.</summary>
     public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Asynchronous Event Requests kept outstanding (0..16, at most AERL + 1 of the controller); 0 turns events off.</summary>
+    public int AsyncEventRequests { get; init; } = 4;
+
+    /// <summary>How often the AER reaper polls the admin completion queue when no admin command runs (1 ms .. 10 min).</summary>
+    public TimeSpan AsyncEventPollInterval { get; init; } = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>Events <see cref="NvmeController.ReadAsyncEvents"/> buffers before dropping the oldest (1..65536).</summary>
+    public int AsyncEventBufferSize { get; init; } = 64;
+
     /// <summary>
     /// Lower bound on how long enable, disable and shutdown may take. The controller's own CAP.TO is used when
     /// larger; QEMU reports 7.5 s, real drives up to 127.5 s.

@@ -34,6 +34,8 @@ public enum AdminOpcode : byte
     NamespaceAttachment = 0x15,
     /// <summary>Format NVM (§5.23, NVM command set specific).</summary>
     FormatNvm = 0x80,
+    /// <summary>Asynchronous Event Request (§5.2).</summary>
+    AsynchronousEventRequest = 0x0C,
 }
 
 /// <summary>NVM command set I/O opcodes (NVMe 1.4 §6, Figure 346).</summary>
@@ -95,6 +97,8 @@ public enum FeatureId : byte
     InterruptVectorConfiguration = 0x09,
     /// <summary>Write Atomicity Normal (§5.21.1.10).</summary>
     WriteAtomicityNormal = 0x0A,
+    /// <summary>Asynchronous Event Configuration (§5.21.1.11).</summary>
+    AsynchronousEventConfiguration = 0x0B,
 }
 
 /// <summary>

@@ -98,6 +98,10 @@ public enum CommandSpecificStatusCode : byte
     InvalidInterruptVector = 0x08,
     /// <summary>Firmware Activation Requires Conventional Reset (Firmware Commit: committed, active after that reset).</summary>
     FirmwareActivationRequiresConventionalReset = 0x0B,
+    /// <summary>Asynchronous Event Request Limit Exceeded (more AERs outstanding than AERL + 1).</summary>
+    AsyncEventRequestLimitExceeded = 0x05,
+    /// <summary>Invalid Log Page (Get Log Page of an unsupported LID).</summary>
+    InvalidLogPage = 0x09,
     /// <summary>Invalid Queue Deletion (Delete I/O Completion Queue while an SQ still uses it).</summary>
     InvalidQueueDeletion = 0x0C,
     /// <summary>Feature Identifier Not Saveable (Set Features with SV set).</summary>
@@ -216,6 +220,8 @@ public readonly record struct NvmeStatus(ushort Value)
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.ThinProvisioningNotSupported) => "Thin Provisioning Not Supported",
         (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.ControllerListInvalid) => "Controller List Invalid",
         (StatusCodeType.MediaError, (byte)MediaErrorStatusCode.CompareFailure) => "Compare Failure",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.AsyncEventRequestLimitExceeded) => "Asynchronous Event Request Limit Exceeded",
+        (StatusCodeType.CommandSpecific, (byte)CommandSpecificStatusCode.InvalidLogPage) => "Invalid Log Page",
         (StatusCodeType.MediaError, (byte)MediaErrorStatusCode.UnrecoveredReadError) => "Unrecovered Read Error",
         _ => null,
     };

@@ -257,6 +257,7 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
         for (int q = 0; q < _cqs.Length; q++) { lock (_cqLocks[q]) { _cqs[q] = default; } }
         _queuesConfigured = false;
         _grantedQueues = 0;
+        ResetAsyncEvents();
     }
 
     /// <summary>
@@ -521,6 +522,7 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
             int cqid = sq.CqId, head = sq.Head;
             uint dw0 = 0;
             var status = qid == 0 ? Admin(command, ref dw0) : Io(qid, command);
+            if (AfterCommand(qid, command, status)) { continue; }   // error log, SMART counters; an AER stays outstanding (§5.2)
             if (!Post(cqid, qid, head, command.CommandId, status, dw0)) { return; }
         }
     }
@@ -621,6 +623,14 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
                 dw0 = (uint)(_grantedQueues - 1) | (uint)(_grantedQueues - 1) << 16;
                 return default;
             }
+            case AdminOpcode.GetLogPage:
+                return GetLogPage(c);
+            case AdminOpcode.AsynchronousEventRequest:
+                return AsyncEventRequest(c);
+            case AdminOpcode.SetFeatures when (c.Cdw10 & 0xFF) == (uint)FeatureId.AsynchronousEventConfiguration:
+                return SetAsyncEventConfig(c);
+            case AdminOpcode.GetFeatures when (c.Cdw10 & 0xFF) == (uint)FeatureId.AsynchronousEventConfiguration:
+                return GetAsyncEventConfig(c, ref dw0);
             case AdminOpcode.SetFeatures:
                 return SetFeatures(c, ref dw0);
             case AdminOpcode.GetFeatures:
@@ -686,18 +696,8 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
         switch ((IdentifyCns)(c.Cdw10 & 0xFF))
         {
             case IdentifyCns.Controller:
-                BinaryPrimitives.WriteUInt16LittleEndian(data, 0x1b36);                 // VID
-                BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(2), 0x1af4);       // SSVID
-                Pad(data.AsSpan(4, 20), _options.Serial);
-                Pad(data.AsSpan(24, 40), _options.Model);
-                Pad(data.AsSpan(64, 8), "1.0");
-                data[77] = _options.Mdts;
-                BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(80), 0x0001_0400);  // VER 1.4
-                data[512] = 0x66;                                                       // SQES: 64 bytes
-                data[513] = 0x44;                                                       // CQES: 16 bytes
+                FillIdentifyController(data);                                           // every field but the ones below (NvmeDevice.LogPages.cs)
                 FillNamespaceManagementIdentity(data);                                  // CNTLID, OACS, TNVMCAP, UNVMCAP, NN, FNA
-                BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(520), (ushort)_options.Oncs);
-                data[525] = 1;                                                          // VWC present
                 IdentifyFeaturesAndFirmware(data);                                      // VWC, FR, FRMW, FWUG per options (NvmeDevice.Features.cs)
                 break;
             case IdentifyCns.Namespace or IdentifyCns.ActiveNamespaces or IdentifyCns.NamespaceDescriptors or IdentifyCns.AllocatedNamespaces
