@@ -21,6 +21,8 @@ internal static partial class NvmeAdminCommands
     public static void AddTo(Command nvme, Func<ParseResult, CliContext> context, Option<bool> allowNoIommu, Option<uint> nsid, NvmeTarget target)
     {
         var env = new Env(context, allowNoIommu, nsid, target);
+        AddIdentifyAndLogs(nvme, env);
+        AddNamespaceManagement(nvme, env);
         nvme.Subcommands.Add(CreateGetFeature(env));
         nvme.Subcommands.Add(CreateSetFeature(env));
     }
@@ -44,6 +46,11 @@ internal static partial class NvmeAdminCommands
                 throw new CliException($"{session.Name}: {WithoutParameterSuffix(e)}", ExitCodes.DeviceOrHost, "InvalidArgument", session.Device.Address);
             }
         }
+
+        /// <summary>--nsid, which this command needs given explicitly (it changes or removes that namespace).</summary>
+        public uint RequiredNsid(ParseResult parse, string command) => parse.GetResult(Nsid) is { Implicit: false }
+            ? parse.GetValue(Nsid)
+            : throw new CliException($"{command} needs the namespace: --nsid N", ExitCodes.Usage, "Usage");
 
         /// <summary>--nsid when it was given, else <paramref name="fallback"/>.</summary>
         public uint NsidOr(ParseResult parse, uint fallback) => parse.GetResult(Nsid) is { Implicit: false } ? parse.GetValue(Nsid) : fallback;

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Vfio.Cli.Output;
 using Vfio.Emulation.Edu;
 using Vfio.Emulation.Nvme;
+using Vfio.Spec.Nvme;
 using Vfio.Emulation.VirtioNet;
 using Vfio.User.Server;
 
@@ -41,14 +42,42 @@ internal static class ServeCommand
         {
             if (Arguments.TryGet(r, out int bs) && bs is not (512 or 4096)) { r.AddError("--block-size must be 512 or 4096"); }
         });
-        var nvme = new Command("nvme", "An NVMe controller (1b36:0010) with one in-memory namespace: admin and I/O queues, read/write/flush, write zeroes, deallocate, MSI-X")
+        var namespaces = new Option<int>("--namespaces")
         {
-            socket, once, sizeMb, blockSize,
+            Description = "Namespaces the controller can hold (NN, 1-64): above 1 it offers Namespace Management and Attachment; namespace 1 exists from the start",
+            DefaultValueFactory = _ => 1,
+            HelpName = "N",
         };
+        namespaces.Validators.Add(r => { if (Arguments.TryGet(r, out int n) && n is < 1 or > 64) { r.AddError("--namespaces must be 1 to 64"); } });
+        var capacityMb = new Option<int?>("--capacity-mb")
+        {
+            Description = $"Total NVM capacity in MiB for all namespaces (TNVMCAP; default: namespace 1's size; at most {NvmeDeviceOptions.MaxCapacityBytes >> 20})",
+            HelpName = "MIB",
+        };
+        var nvme = new Command("nvme", "An NVMe controller (1b36:0010) with in-memory namespaces: admin and I/O queues, read/write/flush, write zeroes, " +
+            "deallocate, compare, MSI-X; log pages, features (saveable), asynchronous events, format and namespace management")
+        {
+            socket, once, sizeMb, blockSize, namespaces, capacityMb,
+        };
+        nvme.Validators.Add(r =>
+        {
+            if (r.GetValue(capacityMb) is { } cap && (cap < r.GetValue(sizeMb) || (ulong)cap > NvmeDeviceOptions.MaxCapacityBytes >> 20))
+            {
+                r.AddError($"--capacity-mb must be at least --size-mb and at most {NvmeDeviceOptions.MaxCapacityBytes >> 20}");
+            }
+        });
         nvme.SetAction(async (parse, ct) =>
         {
             int bs = parse.GetValue(blockSize);
-            var options = new NvmeDeviceOptions { BlockSize = bs, BlockCount = ((ulong)parse.GetValue(sizeMb) << 20) / (ulong)bs };
+            var options = new NvmeDeviceOptions
+            {
+                BlockSize = bs,
+                BlockCount = ((ulong)parse.GetValue(sizeMb) << 20) / (ulong)bs,
+                MaxNamespaces = parse.GetValue(namespaces),
+                TotalCapacityBytes = (ulong)(parse.GetValue(capacityMb) ?? 0) << 20,
+                // What a tool under test may ask of a controller: every optional NVM command the model has, and saved features.
+                Oncs = OptionalNvmCommands.WriteZeroes | OptionalNvmCommands.DatasetManagement | OptionalNvmCommands.Compare | OptionalNvmCommands.SaveAndSelect,
+            };
             using var device = new NvmeDevice(options);
             var shape = new ServedDevice("nvme", "1b36", "0010", options.BlockSize, options.BlockCount);
             return await ServeAsync(context(parse), device, shape, parse.GetValue(socket)!, parse.GetValue(once), ct).ConfigureAwait(false);

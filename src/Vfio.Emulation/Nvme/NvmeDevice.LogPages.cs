@@ -319,8 +319,22 @@ public sealed partial class NvmeDevice
         {
             Admin(op);
         }
+        // Format NVM changes block contents and the namespace's capabilities (its LBA format); namespace management
+        // changes which namespaces exist (Figure 212's LBCC, NCC, NIC).
+        Admin(AdminOpcode.FormatNvm, CommandEffects.LogicalBlockContentChange | CommandEffects.NamespaceCapabilityChange);
+        if (NamespaceManagementOffered)
+        {
+            Admin(AdminOpcode.NamespaceManagement, CommandEffects.NamespaceInventoryChange);
+            Admin(AdminOpcode.NamespaceAttachment, CommandEffects.NamespaceInventoryChange);
+        }
+        if (FirmwareSlotCount != 0)
+        {
+            Admin(AdminOpcode.FirmwareImageDownload);
+            Admin(AdminOpcode.FirmwareCommit, CommandEffects.ControllerCapabilityChange);
+        }
         Io(NvmOpcode.Flush);
         Io(NvmOpcode.Write, CommandEffects.LogicalBlockContentChange);
+        if ((_options.Oncs & OptionalNvmCommands.Compare) != 0) { Io(NvmOpcode.Compare); }
         Io(NvmOpcode.Read);
         if ((_options.Oncs & OptionalNvmCommands.WriteZeroes) != 0) { Io(NvmOpcode.WriteZeroes, CommandEffects.LogicalBlockContentChange); }
         if ((_options.Oncs & OptionalNvmCommands.DatasetManagement) != 0) { Io(NvmOpcode.DatasetManagement, CommandEffects.LogicalBlockContentChange); }

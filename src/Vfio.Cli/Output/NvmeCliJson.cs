@@ -1,0 +1,57 @@
+using System.Globalization;
+
+namespace Vfio.Cli.Output;
+
+/// <summary>
+/// The (JSON name, value) lists of Vfio.Spec.Nvme (<c>NvmeCliFields()</c>) written as nvme-cli 2.3 writes them, the
+/// nvme-cli of Debian 12 that the lab guests run: 128-bit counters as decimal strings, power state descriptors with one
+/// <c>flags</c> member (MXPS in bit 0, NOPS in bit 1) where later nvme-cli splits it in two. The reference documents
+/// are in tests/Vfio.Cli.Tests/NvmeCli.
+/// </summary>
+internal static class NvmeCliJson
+{
+    /// <summary>A document of the fields, nested lists of fields becoming nested objects.</summary>
+    public static FieldJson Object(IEnumerable<(string JsonName, object Value)> fields)
+    {
+        var doc = new FieldJson();
+        foreach (var (name, value) in fields) { doc.Add(name, Value(name, value)); }
+        return doc;
+    }
+
+    private static object? Value(string name, object? value) => value switch
+    {
+        null => null,
+        string s => s,
+        UInt128 u => u.ToString(CultureInfo.InvariantCulture),
+        IEnumerable<(string JsonName, object Value)> fields when name == "psds" => Object(PowerState(fields)),
+        IEnumerable<(string JsonName, object Value)> fields => Object(fields),
+        IEnumerable<IEnumerable<(string JsonName, object Value)>> list => list.Select(f => (object?)Value(name, f)).ToList(),
+        Enum e => Convert.ToUInt64(e, CultureInfo.InvariantCulture),
+        _ => value,
+    };
+
+    /// <summary>nvme-cli 2.3's psd members: max_power_scale and non-operational_state are one <c>flags</c> byte.</summary>
+    private static IEnumerable<(string JsonName, object Value)> PowerState(IEnumerable<(string JsonName, object Value)> fields)
+    {
+        var list = fields.ToList();
+        int scale = Convert.ToInt32(list.FirstOrDefault(f => f.JsonName == "max_power_scale").Value ?? 0, CultureInfo.InvariantCulture);
+        int nops = Convert.ToInt32(list.FirstOrDefault(f => f.JsonName == "non-operational_state").Value ?? 0, CultureInfo.InvariantCulture);
+        foreach (var f in list)
+        {
+            if (f.JsonName == "max_power_scale") { yield return ("flags", scale & 1 | (nops & 1) << 1); }
+            else if (f.JsonName != "non-operational_state") { yield return f; }
+        }
+    }
+
+    /// <summary>
+    /// A firmware revision slot as nvme-cli 2.3's fw-log prints it: the 8 bytes as a little-endian 64-bit number, then
+    /// the characters with anything outside '!'..'~' (spaces included) shown as '.'.
+    /// </summary>
+    public static string FirmwareRevision(ReadOnlySpan<byte> slot)
+    {
+        ulong n = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(slot);
+        var chars = new char[8];
+        for (int i = 0; i < 8; i++) { chars[i] = slot[i] is >= 0x21 and <= 0x7e ? (char)slot[i] : '.'; }
+        return string.Create(CultureInfo.InvariantCulture, $"{n} ({new string(chars)})");
+    }
+}
