@@ -63,6 +63,12 @@ public static partial class Lab
     /// <summary>A second edu device that nothing binds.</summary>
     public static string Edu2 => Env("VFIO_LAB_EDU2");
     public static string Nvme => Env("VFIO_LAB_NVME");
+
+    /// <summary>
+    /// The nvme in NVM subsystem vfio-lab-subsys3 (noiommu e2e only): serial VFIOLAB0003, nsid 1 attached and nsid 2
+    /// detached, 16 MiB each; QOM path /machine/peripheral/nvme3. Only the namespace management tests use it.
+    /// </summary>
+    public static string Nvme3 => Env("VFIO_LAB_NVME3");
     public static string Net0 => Env("VFIO_LAB_NET0");
     public static string Net1 => Env("VFIO_LAB_NET1");
 
@@ -160,6 +166,33 @@ public static partial class Lab
     /// <summary>The calling thread's kernel id (what the kernel logs as task_pid_nr(current)).</summary>
     [LibraryImport("libc", EntryPoint = "gettid")]
     public static partial int GetTid();
+
+    /// <summary>
+    /// Runs one QMP command in the QEMU that runs this guest (lab/qmp-bridge.py: a request file in the shared run
+    /// directory, the answer in another) and returns its "return" value; a QMP error fails the test with QEMU's words.
+    /// </summary>
+    public static System.Text.Json.JsonElement Qmp(string command, System.Text.Json.Nodes.JsonObject? arguments = null)
+    {
+        string spool = Env("VFIO_LAB_QMP");
+        string name = $"{Environment.ProcessId}-{Interlocked.Increment(ref s_qmpRequests)}";
+        var request = new System.Text.Json.Nodes.JsonObject { ["execute"] = command };
+        if (arguments is not null) { request["arguments"] = arguments; }
+        string tmp = Path.Combine(spool, $".tmp-{name}"), answer = Path.Combine(spool, $"resp-{name}.json");
+        File.WriteAllText(tmp, request.ToJsonString());
+        File.Move(tmp, Path.Combine(spool, $"req-{name}.json"));
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!File.Exists(answer))
+        {
+            if (DateTime.UtcNow > deadline) { throw new TimeoutException($"no QMP answer to {command} within 30 s (is lab/qmp-bridge.py running?)"); }
+            Thread.Sleep(50);
+        }
+        var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(answer)).RootElement;
+        File.Delete(answer);
+        if (doc.TryGetProperty("error", out var error)) { throw new InvalidOperationException($"QMP {command}: {error}"); }
+        return doc.GetProperty("return").Clone();
+    }
+
+    private static int s_qmpRequests;
 
     /// <summary>The kernel's ring buffer, through dmesg (the host's util-linux, visible in the chroot).</summary>
     public static string Dmesg() => Run("dmesg").Output;
