@@ -93,7 +93,7 @@ internal static partial class NvmeAdminCommands
             uint nsid = env.NsidOr(parse, 1);
             s.CheckNamespaceId(nsid, allowAll: true);
             var ns = parse.GetValue(allocated) ? s.Controller.IdentifyAllocatedNamespace(nsid) : s.Controller.IdentifyNamespace(nsid);
-            var doc = NvmeCliJson.Object(ns.NvmeCliFields());
+            var doc = NvmeCliJson.IdentifyNamespace(ns.NvmeCliFields(), ns.Features);
             if (ctx.Json) { ctx.Say(doc.ToJson()); return ExitCodes.Ok; }
             ShowFields(ctx, string.Create(CultureInfo.InvariantCulture, $"NVME Identify Namespace {nsid} ({s.Name}):"), new FieldJson().AddRange(
                 doc.Fields.Where(f => f.Key != "lbafs").Select(f => (f.Key, f.Value))));

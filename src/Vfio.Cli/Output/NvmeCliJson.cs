@@ -18,6 +18,32 @@ internal static class NvmeCliJson
         return doc;
     }
 
+    /// <summary>
+    /// nvme-cli 2.3's <c>id-ns -o json</c> members in its order (nvme-print.c, <c>json_nvme_id_ns</c>): nsattr and
+    /// nvmsetid right after nvmcap, eui64 before nguid. Vfio.Spec.Nvme's list has them elsewhere; the field-name test
+    /// (tests/Vfio.Cli.Tests/NvmeAdminTests.cs) compares the order with nvme-cli's own document.
+    /// </summary>
+    private static readonly string[] s_idNsOrder =
+    [
+        "nsze", "ncap", "nuse", "nsfeat", "nlbaf", "flbas", "mc", "dpc", "dps", "nmic", "rescap", "fpi", "dlfeat", "nawun", "nawupf",
+        "nacwu", "nabsn", "nabo", "nabspf", "noiob", "nvmcap", "nsattr", "nvmsetid", "npwg", "npwa", "npdg", "npda", "nows", "mssrl",
+        "mcl", "msrc", "nulbaf", "anagrpid", "endgid", "eui64", "nguid", "lbafs",
+    ];
+
+    // nvme-cli prints the preferred granularities and alignments only when NSFEAT bit 4 (OPTPERF) says they are valid.
+    private static readonly string[] s_optimalPerformanceFields = ["npwg", "npwa", "npdg", "npda", "nows"];
+
+    /// <summary>
+    /// Identify Namespace as nvme-cli 2.3 writes it: its order, and npwg..nows only when <paramref name="nsfeat"/> bit 4
+    /// is set. Names nvme-cli does not know keep their place at the end.
+    /// </summary>
+    public static FieldJson IdentifyNamespace(IEnumerable<(string JsonName, object Value)> fields, int nsfeat)
+    {
+        var list = fields.Where(f => (nsfeat & 0x10) != 0 || !s_optimalPerformanceFields.Contains(f.JsonName)).ToList();
+        int Rank(string name) => Array.IndexOf(s_idNsOrder, name) is var i and >= 0 ? i : s_idNsOrder.Length;
+        return Object(list.Select((f, index) => (f, index)).OrderBy(x => Rank(x.f.JsonName)).ThenBy(x => x.index).Select(x => x.f));
+    }
+
     private static object? Value(string name, object? value) => value switch
     {
         null => null,
