@@ -193,9 +193,14 @@ internal static partial class NvmeAdminCommands
         var device = env.Target.Device(command);
         command.SetAction(parse => env.Run(parse, device, (ctx, s) =>
         {
-            var log = s.Controller.GetErrorLog(parse.GetValue(rae));
-            int n = Math.Min(parse.GetValue(entries) ?? log.Count, log.Count);
-            var doc = new FieldJson().Add("errors", log.Take(n).Select(e => NvmeCliJson.Object(e.NvmeCliFields())).ToList());
+            // Every slot the controller keeps (ELPE + 1), empty ones included, as nvme-cli prints them; the library's
+            // GetErrorLog leaves the empty ones out.
+            int kept = s.Controller.Identity.ErrorLogPageEntries + 1;
+            int n = Math.Min(parse.GetValue(entries) ?? kept, kept);
+            n = Math.Min(n, s.Controller.MaxAdminTransferBytes / ErrorLogEntry.Size);
+            var raw = s.Controller.GetLogPage((byte)LogPageId.ErrorInformation, 0, 0, n * ErrorLogEntry.Size, parse.GetValue(rae));
+            var log = Enumerable.Range(0, n).Select(i => ErrorLogEntry.Parse(raw.AsSpan(i * ErrorLogEntry.Size, ErrorLogEntry.Size))).ToList();
+            var doc = new FieldJson().Add("errors", log.Select(e => NvmeCliJson.Object(e.NvmeCliFields())).ToList());
             if (ctx.Json) { ctx.Say(doc.ToJson()); return ExitCodes.Ok; }
             ctx.Say(string.Create(CultureInfo.InvariantCulture, $"Error Log Entries for device:{s.Name} entries:{n}"));
             int i = 0;
