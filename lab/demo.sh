@@ -92,6 +92,9 @@ if [ "$LAST_RC" -eq 0 ]; then
   fi
 fi
 step "nvme perf (3 s)" 0 -- vfio nvme perf "$NVME" -q 32 -t 3 --unsafe-noiommu
+step "nvme smart-log (what nvme-cli showed under the kernel)" 0 -- vfio nvme smart-log "$NVME" --unsafe-noiommu
+step "nvme get-feature: volatile write cache" 0 -- vfio nvme get-feature "$NVME" -f 6 --unsafe-noiommu
+step "nvme list (every controller, whichever driver has it)" 0 -- vfio nvme list --unsafe-noiommu
 
 # ------------------------------------------------------------------------------------------------------------------
 # PACKET FORWARD: io-forwarding between the two virtio-net ports (bound above), both ways on one thread, through
