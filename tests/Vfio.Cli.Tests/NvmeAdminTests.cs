@@ -173,10 +173,9 @@ public sealed class NvmeAdminTests : IDisposable
         var ours = OkJson(run(Args("error-log", "--json")));
         var theirs = Fixture("error-log");
         AssertSameMembers("error-log", theirs, ours, ordered: true);
-        // csi, opcode, log_page_version: Error Information fields (NVMe 1.4/2.0) nvme-cli 2.3 does not print; vfio
-        // prints every field of the entry, and a script reading nvme-cli's names finds them all.
-        AssertSameMembers("error-log errors[0]", theirs.GetProperty("errors")[0], ours.GetProperty("errors")[0], ordered: true,
-            onlyOurs: ["csi", "opcode", "log_page_version"]);
+        // nvme-cli 2.3 does not print csi, opcode and log_page_version (NVMe 1.4/2.0 fields), so neither does vfio: the
+        // lab test compares documents read both ways member for member.
+        AssertSameMembers("error-log errors[0]", theirs.GetProperty("errors")[0], ours.GetProperty("errors")[0], ordered: true);
     }
 
     [Fact]
@@ -315,7 +314,7 @@ public sealed class NvmeAdminTests : IDisposable
         Assert.Equal(0, (status >> 8) & 7);                                 // SCT: generic
         Assert.Equal(8192UL, e.GetProperty("lba").GetUInt64());
         Assert.Equal(1u, e.GetProperty("nsid").GetUInt32());
-        Assert.Equal(2, e.GetProperty("opcode").GetInt32());                // Read
+        Assert.False(e.TryGetProperty("opcode", out _));                  // not a field nvme-cli 2.3 prints
 
         var smart = OkJson(run(Args("smart-log", "--json")));
         Assert.Equal(e.GetProperty("error_count").GetUInt64().ToString(CultureInfo.InvariantCulture),

@@ -205,6 +205,17 @@ public sealed partial class NvmeTests : IDisposable
     }
 
     [Theory]
+    [InlineData("0")]
+    [InlineData("99")]
+    public void An_nsid_outside_1_to_NN_is_a_device_error_naming_NN(string nsid)
+    {
+        // Checked against the controller like any NSID it lacks (issue 17: exit code 2, one line), not by the parser.
+        var r = Run("nvme", "read", Bdf, "--lba", "0", "--nsid", nsid);
+        Assert.Equal(ExitCodes.DeviceOrHost, r.ExitCode);
+        Assert.Contains($"namespace {nsid} is not active (active: 1); namespace IDs here are 1 to 1 (NN)", r.Err, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("write --lba 0 --count 1")]                          // neither --pattern nor --in
     [InlineData("write --lba 0 --count 1 --pattern 1 --in x")]       // both
     [InlineData("write --lba 0 --pattern 1")]                        // --pattern without --count
@@ -214,7 +225,6 @@ public sealed partial class NvmeTests : IDisposable
     [InlineData("read --lba 0 --count 0")]
     [InlineData("read --lba -1")]
     [InlineData("read --lba 0 --hex --out f")]
-    [InlineData("read --lba 0 --nsid 0")]
     [InlineData("read --lba 0 --count x")]                           // not numbers: parser errors, not validator crashes
     [InlineData("read --lba 0 --nsid x")]
     public void Bad_arguments_are_usage_errors_before_the_device_is_opened(string args)

@@ -200,7 +200,7 @@ internal static partial class NvmeAdminCommands
             n = Math.Min(n, s.Controller.MaxAdminTransferBytes / ErrorLogEntry.Size);
             var raw = s.Controller.GetLogPage((byte)LogPageId.ErrorInformation, 0, 0, n * ErrorLogEntry.Size, parse.GetValue(rae));
             var log = Enumerable.Range(0, n).Select(i => ErrorLogEntry.Parse(raw.AsSpan(i * ErrorLogEntry.Size, ErrorLogEntry.Size))).ToList();
-            var doc = new FieldJson().Add("errors", log.Select(e => NvmeCliJson.Object(e.NvmeCliFields())).ToList());
+            var doc = new FieldJson().Add("errors", log.Select(e => NvmeCliJson.ErrorEntry(e.NvmeCliFields())).ToList());
             if (ctx.Json) { ctx.Say(doc.ToJson()); return ExitCodes.Ok; }
             ctx.Say(string.Create(CultureInfo.InvariantCulture, $"Error Log Entries for device:{s.Name} entries:{n}"));
             int i = 0;

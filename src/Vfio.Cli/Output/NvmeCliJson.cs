@@ -56,6 +56,13 @@ internal static class NvmeCliJson
         _ => value,
     };
 
+    /// <summary>
+    /// An Error Information entry as nvme-cli 2.3 prints it: without the NVMe 1.4/2.0 fields it does not know (csi,
+    /// opcode, log_page_version), so that a document read by nvme-cli and one read here have the same members.
+    /// </summary>
+    public static FieldJson ErrorEntry(IEnumerable<(string JsonName, object Value)> fields) =>
+        Object(fields.Where(f => f.JsonName is not ("csi" or "opcode" or "log_page_version")));
+
     /// <summary>nvme-cli 2.3's psd members: max_power_scale and non-operational_state are one <c>flags</c> byte.</summary>
     private static IEnumerable<(string JsonName, object Value)> PowerState(IEnumerable<(string JsonName, object Value)> fields)
     {
