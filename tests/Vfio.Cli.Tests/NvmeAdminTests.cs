@@ -611,4 +611,48 @@ public sealed class NvmeAdminTests : IDisposable
         var served = await serve.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
         Assert.True(served.ExitCode == 0, served.Out + served.Err);
     }
+
+    // ------------------------------------------------------------------------------------------------ firmware
+
+    [Fact]
+    public void Fw_download_and_fw_commit_are_invalid_opcode_on_a_controller_without_them_and_it_goes_on()
+    {
+        // The model's default is QEMU 7.2's: no firmware commands at all.
+        var (_, run) = Model();
+        string image = Path.Combine(_dir, "fw.bin");
+        File.WriteAllBytes(image, new byte[4096]);
+        Assert.Contains("Invalid Command Opcode", Refused(run(Args("fw-download", "--fw", image)), ExitCodes.DeviceOrHost), StringComparison.Ordinal);
+        Ok(run(Args("id-ctrl")));
+    }
+
+    [Fact]
+    public void Fw_download_then_fw_commit_with_activation_at_reset_changes_the_revision()
+    {
+        var (nvme, run) = Model(new NvmeDeviceOptions { FirmwareSlots = 3 });
+        string image = Path.Combine(_dir, "fw.bin");
+        var bytes = new byte[12288];
+        "2.0-TEST"u8.CopyTo(bytes);                      // the model takes the revision from the image's first 8 bytes
+        File.WriteAllBytes(image, bytes);
+        var d = OkJson(run(Args("fw-download", "--fw", image, "--json")));
+        Assert.Equal(12288, d.GetProperty("bytes").GetInt32());
+        var c = OkJson(run(Args("fw-commit", "--slot", "2", "--action", "1", "--json")));
+        Assert.Equal("ActivatesAtNextReset", c.GetProperty("result").GetString());
+        // The next command resets the controller when it starts, which activates slot 2.
+        var fw = OkJson(run(Args("fw-log", "--json"))).GetProperty(Bdf);
+        Assert.Equal(2, fw.GetProperty("Active Firmware Slot (afi)").GetInt32() & 7);
+        Assert.EndsWith("(2.0-TEST)", fw.GetProperty("Firmware Rev Slot 2").GetString(), StringComparison.Ordinal);
+        Assert.Equal("2.0-TEST", OkJson(run(Args("id-ctrl", "--json"))).GetProperty("fr").GetString());
+        Assert.Equal(2, nvme.Model.ActiveFirmwareSlot);
+    }
+
+    [Fact]
+    public void Fw_commit_to_a_slot_the_controller_lacks_is_refused_before_the_device()
+    {
+        var (_, run) = Model(new NvmeDeviceOptions { FirmwareSlots = 2 });
+        Assert.Contains("slot", Refused(run(Args("fw-commit", "--slot", "5", "--action", "1")), ExitCodes.DeviceOrHost), StringComparison.Ordinal);
+        string odd = Path.Combine(_dir, "odd.bin");
+        File.WriteAllBytes(odd, new byte[6]);
+        Refused(run(Args("fw-download", "--fw", odd)), ExitCodes.Usage);
+        Ok(run(Args("id-ctrl")));
+    }
 }

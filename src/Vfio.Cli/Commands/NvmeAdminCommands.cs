@@ -23,6 +23,7 @@ internal static partial class NvmeAdminCommands
         var env = new Env(context, allowNoIommu, nsid, target);
         AddIdentifyAndLogs(nvme, env);
         AddNamespaceManagement(nvme, env);
+        AddFirmware(nvme, env);
         nvme.Subcommands.Add(CreateGetFeature(env));
         nvme.Subcommands.Add(CreateSetFeature(env));
     }
