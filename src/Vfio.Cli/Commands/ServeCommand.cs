@@ -54,10 +54,17 @@ internal static class ServeCommand
             Description = $"Total NVM capacity in MiB for all namespaces (TNVMCAP; default: namespace 1's size; at most {NvmeDeviceOptions.MaxCapacityBytes >> 20})",
             HelpName = "MIB",
         };
+        var firmwareSlots = new Option<int?>("--firmware-slots")
+        {
+            Description = "Firmware slots (1-7; slot 1 read-only with revision 1.0): the controller then takes Firmware Image Download and Commit " +
+                "(without it, it answers them with Invalid Command Opcode, as QEMU 7.2 does)",
+            HelpName = "N",
+        };
+        firmwareSlots.Validators.Add(r => { if (Arguments.TryGet(r, out int? n) && n is < 1 or > 7) { r.AddError("--firmware-slots must be 1 to 7"); } });
         var nvme = new Command("nvme", "An NVMe controller (1b36:0010) with in-memory namespaces: admin and I/O queues, read/write/flush, write zeroes, " +
             "deallocate, compare, MSI-X; log pages, features (saveable), asynchronous events, format and namespace management")
         {
-            socket, once, sizeMb, blockSize, namespaces, capacityMb,
+            socket, once, sizeMb, blockSize, namespaces, capacityMb, firmwareSlots,
         };
         nvme.Validators.Add(r =>
         {
@@ -75,6 +82,7 @@ internal static class ServeCommand
                 BlockCount = ((ulong)parse.GetValue(sizeMb) << 20) / (ulong)bs,
                 MaxNamespaces = parse.GetValue(namespaces),
                 TotalCapacityBytes = (ulong)(parse.GetValue(capacityMb) ?? 0) << 20,
+                FirmwareSlots = parse.GetValue(firmwareSlots),
                 // What a tool under test may ask of a controller: every optional NVM command the model has, and saved features.
                 Oncs = OptionalNvmCommands.WriteZeroes | OptionalNvmCommands.DatasetManagement | OptionalNvmCommands.Compare | OptionalNvmCommands.SaveAndSelect,
             };
