@@ -144,40 +144,58 @@ public sealed partial class VirtioNetDevice : IDisposable
         int available = ring.UsedCount();
         int got = 0;
         long bytes = 0;
-        while (available > 0 && got < into.Length)
+        try
         {
-            available--;
-            // The token of a receive buffer is its index in the device's pool (see Refill).
-            int index = ring.TakeUsed(out uint written);
-            if (rx.SkipBuffers > 0)
+            while (available > 0 && got < into.Length)
             {
-                // Later buffers of a packet that spanned several (MRG_RXBUF, §5.1.6.4): dropped with its first.
-                rx.SkipBuffers--;
-                pool.FreeIndex(index);
-                continue;
-            }
-            int length = (int)written - HeaderSize;
-            if (length < 0)
-            {
-                _rxDropped++;
-                pool.FreeIndex(index);
-                continue;
-            }
-            if (_mergeable)
-            {
-                // SAFETY: the header lies in the buffer's headroom, inside the pool's mapping.
-                ushort buffers = *(ushort*)(pool.PointerOf(index) + HeaderOffset + VirtioNetHeader.NumBuffers);
-                if (buffers > 1)
+                available--;
+                // The token of a receive buffer is its index in the device's pool (see Refill).
+                int index = ring.TakeUsed(out uint written);
+                if (rx.SkipBuffers > 0)
                 {
-                    rx.SkipBuffers = buffers - 1;
+                    // Later buffers of a packet that spanned several (MRG_RXBUF, §5.1.6.4): dropped with its first.
+                    rx.SkipBuffers--;
+                    pool.FreeIndex(index);
+                    continue;
+                }
+                int length = (int)written - HeaderSize;
+                if (length < 0)
+                {
                     _rxDropped++;
                     pool.FreeIndex(index);
                     continue;
                 }
+                if (_mergeable)
+                {
+                    // SAFETY: the header lies in the buffer's headroom, inside the pool's mapping; read once.
+                    ushort buffers = Volatile.Read(ref *(ushort*)(pool.PointerOf(index) + HeaderOffset + VirtioNetHeader.NumBuffers));
+                    if (buffers > 1 || buffers == 0)
+                    {
+                        // The buffer is the driver's again (its used entry passed the ring's checks) whatever it says.
+                        pool.FreeIndex(index);
+                        // §5.1.6.4: num_buffers counts the descriptors holding the packet, at least this one, and the
+                        // rest are buffers the device holds now.
+                        if (buffers == 0 || buffers - 1 > ring.ChainsInFlight)
+                        {
+                            throw ring.Violation("virtio_net_hdr num_buffers (§5.1.6.4)",
+                                $"num_buffers {buffers}, with {ring.ChainsInFlight} receive buffer(s) left with the device");
+                        }
+                        rx.SkipBuffers = buffers - 1;
+                        _rxDropped++;
+                        continue;
+                    }
+                }
+                pool.SetLength(index, length);
+                bytes += length;
+                into[got++] = new PacketBuffer(poolId, index);
             }
-            pool.SetLength(index, length);
-            bytes += length;
-            into[got++] = new PacketBuffer(poolId, index);
+        }
+        catch (DeviceProtocolViolationException)
+        {
+            // The packets taken before the violation were returned properly; the caller never sees them, so they go
+            // back to the pool. The buffers the device still holds stay in the faulted ring until a reset.
+            for (int i = 0; i < got; i++) { pool.FreeIndex(into[i].Index); }
+            throw;
         }
         _rxPackets += got;
         _rxBytes += bytes;
@@ -398,8 +416,7 @@ public sealed partial class VirtioNetDevice : IDisposable
                 return new PhysicalAddress(mac);
             });
         }
-        MaxQueuePairs = (accepted & VirtioFeatures.NetMultiQueue) != 0
-            ? Math.Max((int)_transport.ReadDeviceConfig16(VirtioNetConfig.MaxVirtqueuePairs), 1) : 1;
+        MaxQueuePairs = (accepted & VirtioFeatures.NetMultiQueue) != 0 ? ReadMaxQueuePairs() : 1;
         int pairs = Math.Clamp(_options.QueuePairs, 1, MaxQueuePairs);
         if (_options.ReceiveInterrupts) { EnableReceiveVectors(pairs); }
 
@@ -425,6 +442,22 @@ public sealed partial class VirtioNetDevice : IDisposable
             throw new VirtioNetException(address, "the device set DEVICE_NEEDS_RESET during initialisation");
         }
         LogInitialized(_logger, address, MacAddress?.ToString() ?? "none", VirtioFeatures.Describe(accepted), pairs, RxQueueSize, TxQueueSize);
+    }
+
+    /// <summary>
+    /// max_virtqueue_pairs (§5.1.4): "The device MUST set max_virtqueue_pairs to between 1 and 0x8000 inclusive", and
+    /// the queues it implies (2 per pair plus the control queue, §5.1.2) must exist (num_queues, §4.1.4.3).
+    /// </summary>
+    private int ReadMaxQueuePairs()
+    {
+        ushort pairs = _transport.ReadDeviceConfig16(VirtioNetConfig.MaxVirtqueuePairs);
+        ushort queues = _transport.QueueCount;
+        if (pairs < VirtioNetControl.MqVqPairsMin || pairs > VirtioNetControl.MqVqPairsMax || VirtioNetQueues.Control(pairs) >= queues)
+        {
+            throw new DeviceProtocolViolationException(Device.Address, "virtio-net device configuration max_virtqueue_pairs (§5.1.4)",
+                $"max_virtqueue_pairs {pairs} with num_queues {queues}: allowed are {VirtioNetControl.MqVqPairsMin}..{VirtioNetControl.MqVqPairsMax}, with 2 queues per pair and the control queue present");
+        }
+        return pairs;
     }
 
     /// <summary>
@@ -498,7 +531,7 @@ public sealed partial class VirtioNetDevice : IDisposable
             existing?.Dispose();
             var layout = SplitQueueLayout.For(size);
             var memory = Device.Dma.Allocate((ulong)layout.TotalSize, new DmaAllocationOptions { Name = $"{Device.Address} {kind} queue {index}", Contiguous = true });
-            queue = new Queue(index, new SplitVirtqueue(layout, memory.Pointer, memory.DeviceAddress), memory);
+            queue = new Queue(index, new SplitVirtqueue(layout, memory.Pointer, memory.DeviceAddress, Device.Address, $"virtqueue {index} ({kind})"), memory);
         }
         // Polling: ask for no interrupts (§2.7.7); ReceiveAsync lifts this only while it waits.
         queue.Ring.SetInterruptSuppression(true);
