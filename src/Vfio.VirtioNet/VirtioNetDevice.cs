@@ -562,16 +562,17 @@ public sealed partial class VirtioNetDevice : IDisposable
         }
     }
 
+    // Entries are null when opening failed part way through setting the queues up (e.g. a queue_size out of range).
     private void ReleaseQueuedBuffers()
     {
-        foreach (var q in _rx) { q.ReleaseBuffers(Pool); }
-        foreach (var q in _tx) { q.ReleaseBuffers(null); }
+        foreach (var q in _rx) { q?.ReleaseBuffers(Pool); }
+        foreach (var q in _tx) { q?.ReleaseBuffers(null); }
     }
 
     private void ReleaseQueues()
     {
-        foreach (var q in _rx) { q.Dispose(); }
-        foreach (var q in _tx) { q.Dispose(); }
+        foreach (var q in _rx) { q?.Dispose(); }
+        foreach (var q in _tx) { q?.Dispose(); }
         _rx = [];
         _tx = [];
     }
