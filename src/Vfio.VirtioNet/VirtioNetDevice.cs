@@ -580,21 +580,25 @@ public sealed partial class VirtioNetDevice : IDisposable
     /// <summary>
     /// Resets the device, which stops its DMA (§4.1.4.3.2: after the reset completes the device uses no more
     /// buffers), then frees the rings, returns every queued packet to its pool, frees the pool if the device made
-    /// it, and unmaps the BARs.
+    /// it, and unmaps the BARs. When the reset does not complete, the device may still write the packets it holds:
+    /// they stay out of the pool (counted in <see cref="PacketPool.InUseCount"/>) rather than go to a new owner.
     /// </summary>
     public void Dispose()
     {
         if (_disposed) { return; }
         _disposed = true;
+        bool stopped = false;
         try
         {
             _transport.Reset();
+            stopped = true;
         }
         catch (Exception e) when (e is TimeoutException or IOException or InvalidOperationException or ObjectDisposedException)
         {
             LogTeardownProblem(_logger, Device.Address, e.Message);
         }
-        ReleaseQueuedBuffers();
+        if (stopped) { ReleaseQueuedBuffers(); }
+        else { LogBuffersKept(_logger, Device.Address); }
         ReleaseQueues();
         _interrupts?.Dispose();
         _control?.Dispose();
@@ -631,6 +635,9 @@ public sealed partial class VirtioNetDevice : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Device}: virtio-net up, MAC {Mac}, features {Features}, {Pairs} queue pair(s), rx {RxSize} / tx {TxSize} entries")]
     private static partial void LogInitialized(ILogger logger, PciAddress device, string mac, string features, int pairs, int rxSize, int txSize);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: the device did not finish its reset; the packet buffers it holds are kept out of the pool, as it may still write them")]
+    private static partial void LogBuffersKept(ILogger logger, PciAddress device);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: while closing: {Problem}")]
     private static partial void LogTeardownProblem(ILogger logger, PciAddress device, string problem);

@@ -173,6 +173,7 @@ public abstract class HostileDeviceTests(VirtioTransport transport)
 
     [Theory(Timeout = CaseTimeout)]
     [InlineData(QueueSizeOutOfRange, 1, true)]
+    [InlineData(NotifyOffsetOutOfRange, 1, true)]
     [InlineData(MaxQueuePairsOutOfRange, 2, true)]
     [InlineData(MaxQueuePairsOutOfRange, 1, false)]   // one pair: MQ is not negotiated and the field not read (§5.1.4)
     public async Task ConfigValuesOutOfRangeAreRejectedAtOpen(VirtioNetHostileMode mode, int pairs, bool detected)
@@ -187,7 +188,7 @@ public abstract class HostileDeviceTests(VirtioTransport transport)
             if (detected)
             {
                 var e = Assert.Throws<DeviceProtocolViolationException>(() => rig.OpenA(options));
-                Assert.Contains(mode == QueueSizeOutOfRange ? "queue_size" : "max_virtqueue_pairs", e.Where);
+                Assert.Contains(mode switch { QueueSizeOutOfRange => "queue_size", NotifyOffsetOutOfRange => "queue_notify_off", _ => "max_virtqueue_pairs" }, e.Where);
                 rig.DevA.Model.Hostile = None;
             }
             var (a, b) = rig.Open(options);
@@ -215,6 +216,31 @@ public abstract class HostileDeviceTests(VirtioTransport transport)
             var (a, b) = rig.Open();
             Exchange(a, b, 16, 0, ct);
             rig.CloseAndCheckPools();
+        }, ct);
+    }
+
+    [Fact(Timeout = CaseTimeout)]
+    public async Task ADeviceThatNeverFinishesItsResetKeepsItsBuffersOutOfThePool()
+    {
+        // §4.1.4.3.2: only a completed reset stops the device's DMA. Until then the receive buffers it holds may
+        // still be written, so closing must not hand them to another owner of the (shared) pool.
+        var ct = TestContext.Current.CancellationToken;
+        await Task.Run(() =>
+        {
+            using var rig = new Rig(transport);
+            var (a, b) = rig.Open(new VirtioNetOptions { TimeProvider = new SteppingTime() });
+            Exchange(a, b, 8, 0, ct);
+            var pool = b.Pool;
+            int inUse = pool.InUseCount;
+            Assert.True(inUse >= 56);   // B's receive ring still holds what it was not given back
+            rig.DevB.Model.ResetLatencyReads = int.MaxValue;
+            b.Dispose();
+            Assert.Equal(inUse, pool.InUseCount);
+            // The pool and the other port go on.
+            Assert.True(pool.TryAllocate(out var p));
+            p.Free();
+            Send(a, 4, 100);
+            Assert.Equal(0, a.TransmitInFlight());
         }, ct);
     }
 
@@ -269,6 +295,14 @@ public abstract class HostileDeviceTests(VirtioTransport transport)
     }
 
     // ---------------------------------------------------------------- helpers
+
+    /// <summary>A clock that moves 100 ms each time it is read, so a reset timeout passes at once.</summary>
+    private sealed class SteppingTime : TimeProvider
+    {
+        private long _now;
+        public override long TimestampFrequency => 1000;
+        public override long GetTimestamp() => Interlocked.Add(ref _now, 100);
+    }
 
     /// <summary>Sends <paramref name="count"/> test frames numbered from <paramref name="first"/>; the frames not taken are freed.</summary>
     private static void Send(VirtioNetDevice from, int count, ulong first)

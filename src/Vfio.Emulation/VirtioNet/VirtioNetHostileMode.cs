@@ -46,6 +46,9 @@ public enum VirtioNetHostileMode
     /// <summary>queue_size reads 0xFFFF (a split virtqueue has at most 32768 entries, §2.7).</summary>
     QueueSizeOutOfRange,
 
+    /// <summary>queue_notify_off reads 0xFFFF, placing the doorbell far outside the notification structure (§4.1.4.4).</summary>
+    NotifyOffsetOutOfRange,
+
     /// <summary>
     /// The device configuration capability describes a structure running past the end of BAR4 (§4.1.4). Capabilities
     /// are fixed at construction: give this mode to the port's constructor.

@@ -266,7 +266,8 @@ public sealed class VirtioNetPort : EmulatedPciDevice
             QueueSize => q is null ? 0UL : Act(VirtioNetHostileMode.QueueSizeOutOfRange, _queueSelect) ? 0xFFFFUL : q.Size,
             QueueMsixVector => q?.MsixVector ?? NoVector,
             QueueEnable => q is { Enabled: true } ? 1u : 0u,
-            QueueNotifyOff => _queueSelect,   // queue n's doorbell is n × multiplier into the notify structure
+            // Queue n's doorbell is n × multiplier into the notify structure.
+            QueueNotifyOff => Act(VirtioNetHostileMode.NotifyOffsetOutOfRange, _queueSelect) ? 0xFFFFUL : _queueSelect,
             >= QueueDesc and < QueueDevice + 8 => q is null ? 0 : Half(offset, q),
             _ => 0,
         };
