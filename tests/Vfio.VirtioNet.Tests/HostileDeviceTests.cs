@@ -171,6 +171,36 @@ public abstract class HostileDeviceTests(VirtioTransport transport)
         rig.CloseAndCheckPools();
     }
 
+    public static TheoryData<VirtioNetHostileMode> DetectedModes() => [.. Detected];
+
+    [Theory(Timeout = CaseTimeout)]
+    [MemberData(nameof(DetectedModes))]
+    public async Task AFaultOnOneQueuePairLeavesTheOtherPairWorking(VirtioNetHostileMode mode)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await Task.Run(() =>
+        {
+            using var rig = new Rig(transport, maxPairs: 2);
+            var (a, b) = rig.Open(new VirtioNetOptions { QueuePairs = 2 });
+            Exchange(a, b, 8, 0, ct, queuePair: 1);
+            rig.DevB.Model.HostileQueue = VirtioNetQueues.Receive(1);
+            rig.DevB.Model.HostileContinuously = true;
+            rig.DevB.Model.Hostile = mode;
+            var e = Assert.Throws<DeviceProtocolViolationException>(() => Exchange(a, b, 8, 100, ct, queuePair: 1));
+            AssertCaughtBy(mode, e);
+            Assert.Contains("virtqueue 2 (rx)", e.Where);
+            rig.DevB.Model.Hostile = None;
+            Assert.Throws<VirtqueueFaultedException>(() => b.Receive(new PacketBuffer[4], 1));
+            // Pair 0 of the same device, both ways, and pair 1's transmit queue are untouched.
+            Exchange(a, b, 16, 200, ct, queuePair: 0);
+            Exchange(b, a, 16, 300, ct, queuePair: 0);
+            Exchange(b, a, 16, 400, ct, queuePair: 1);
+            b.Reset();
+            Exchange(a, b, 16, 500, ct, queuePair: 1);
+            rig.CloseAndCheckPools();
+        }, ct);
+    }
+
     [Theory(Timeout = CaseTimeout)]
     [InlineData(QueueSizeOutOfRange, 1, true)]
     [InlineData(NotifyOffsetOutOfRange, 1, true)]
@@ -305,7 +335,7 @@ public abstract class HostileDeviceTests(VirtioTransport transport)
     }
 
     /// <summary>Sends <paramref name="count"/> test frames numbered from <paramref name="first"/>; the frames not taken are freed.</summary>
-    private static void Send(VirtioNetDevice from, int count, ulong first)
+    private static void Send(VirtioNetDevice from, int count, ulong first, int queuePair = 0)
     {
         var frames = new PacketBuffer[count];
         Assert.Equal(count, from.Pool.Allocate(frames));
@@ -318,7 +348,7 @@ public abstract class HostileDeviceTests(VirtioTransport transport)
                 TestFrames.Write(frames[i].Room, 64, first + (ulong)i, Broadcast, mac);
                 frames[i].Length = 64;
             }
-            taken = from.Transmit(frames);
+            taken = from.Transmit(frames, queuePair);
             Assert.Equal(count, taken);
         }
         finally
@@ -329,16 +359,16 @@ public abstract class HostileDeviceTests(VirtioTransport transport)
     }
 
     /// <summary>Sends frames from <paramref name="from"/> and checks <paramref name="to"/> receives each, intact and in order.</summary>
-    private static void Exchange(VirtioNetDevice from, VirtioNetDevice to, int count, ulong first, CancellationToken ct)
+    private static void Exchange(VirtioNetDevice from, VirtioNetDevice to, int count, ulong first, CancellationToken ct, int queuePair = 0)
     {
-        Send(from, count, first);
+        Send(from, count, first, queuePair);
         var rx = new PacketBuffer[32];
         ulong expected = first;
         for (int spin = 0; expected < first + (ulong)count; spin++)
         {
             ct.ThrowIfCancellationRequested();
             Assert.True(spin < 20_000, $"received {expected - first} of {count} frames");
-            int n = to.Receive(rx);
+            int n = to.Receive(rx, queuePair);
             try
             {
                 for (int i = 0; i < n; i++)
