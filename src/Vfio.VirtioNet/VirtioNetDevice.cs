@@ -405,6 +405,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         }
         NegotiatedFeatures = accepted;
         _mergeable = (accepted & VirtioFeatures.NetMergeRxBuffers) != 0;
+        RequireDeviceConfigFor(accepted);
 
         // Device configuration (§5.1.4).
         if ((accepted & VirtioFeatures.NetMac) != 0)
@@ -442,6 +443,23 @@ public sealed partial class VirtioNetDevice : IDisposable
             throw new VirtioNetException(address, "the device set DEVICE_NEEDS_RESET during initialisation");
         }
         LogInitialized(_logger, address, MacAddress?.ToString() ?? "none", VirtioFeatures.Describe(accepted), pairs, RxQueueSize, TxQueueSize);
+    }
+
+    /// <summary>
+    /// §5.1.4: mac exists with MAC, status with STATUS, max_virtqueue_pairs with MQ; the device configuration
+    /// structure (§4.1.4.6) must be long enough to hold the fields the negotiated features make the driver read.
+    /// </summary>
+    private void RequireDeviceConfigFor(ulong accepted)
+    {
+        uint needed = (accepted & VirtioFeatures.NetMultiQueue) != 0 ? VirtioNetConfig.MaxVirtqueuePairs + 2u
+            : (accepted & VirtioFeatures.NetStatus) != 0 ? VirtioNetConfig.Status + 2u
+            : (accepted & VirtioFeatures.NetMac) != 0 ? (uint)VirtioNetConfig.MacLength : 0;
+        uint length = Layout.Device?.Length ?? 0;
+        if (length < needed)
+        {
+            throw new DeviceProtocolViolationException(Device.Address, "virtio device configuration capability (§4.1.4.6, §5.1.4)",
+                $"the structure is {length} bytes (absent if 0), but features {VirtioFeatures.Describe(accepted)} need {needed}");
+        }
     }
 
     /// <summary>

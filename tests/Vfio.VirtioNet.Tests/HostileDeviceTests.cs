@@ -249,6 +249,29 @@ public abstract class HostileDeviceTests(VirtioTransport transport)
         }, ct);
     }
 
+    [Theory(Timeout = CaseTimeout)]
+    [InlineData(6, 1)]    // STATUS negotiated: status (offset 6) is missing
+    [InlineData(8, 2)]    // MQ negotiated: max_virtqueue_pairs (offset 8) is missing
+    public async Task ADeviceConfigurationTooShortForTheNegotiatedFeaturesIsRejected(ushort length, int pairs)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await Task.Run(() =>
+        {
+            using var rig = new Rig(transport, maxPairs: 2);
+            var layout = VirtioPciLayout.Parse(VirtioPciLayout.ReadConfigImage(rig.DevA.Config));
+            // struct virtio_pci_cap's length field (§4.1.4), low half: the device seen through a test config view.
+            ulong lengthField = (ulong)layout.Device!.Value.CapabilityOffset + 12;
+            rig.DevA.OverrideConfig16(lengthField, length);
+            var options = new VirtioNetOptions { QueuePairs = pairs };
+            var e = Assert.Throws<DeviceProtocolViolationException>(() => rig.OpenA(options));
+            Assert.Contains($"the structure is {length} bytes", e.Seen);
+            rig.DevA.OverrideConfig16(lengthField, VirtioNetConfig.SizeThroughMtu);
+            var (a, b) = rig.Open(options);
+            Exchange(a, b, 16, 0, ct);
+            rig.CloseAndCheckPools();
+        }, ct);
+    }
+
     [Fact(Timeout = CaseTimeout)]
     public async Task ADeviceThatNeverFinishesItsResetKeepsItsBuffersOutOfThePool()
     {
