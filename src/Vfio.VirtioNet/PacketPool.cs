@@ -139,7 +139,8 @@ public sealed unsafe class PacketPool : IDisposable
     }
 
     /// <summary>Returns a buffer to the free list.</summary>
-    /// <exception cref="InvalidOperationException">The buffer is already free (double free) or belongs to another pool.</exception>
+    /// <exception cref="PacketPoolDoubleFreeException">The buffer is already free (double free).</exception>
+    /// <exception cref="InvalidOperationException">The buffer belongs to another pool.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Free(PacketBuffer packet)
     {
@@ -153,6 +154,7 @@ public sealed unsafe class PacketPool : IDisposable
         foreach (var p in packets) { FromId(p.PoolId).FreeIndex(p.Index); }
     }
 
+    /// <summary>Returns buffer <paramref name="index"/>; a buffer already free is a double free, and the pool asserts it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void FreeIndex(int index)
     {
@@ -182,8 +184,7 @@ public sealed unsafe class PacketPool : IDisposable
 
     internal bool IsAllocated(int index) => _allocated[index];
 
-    private void ThrowDoubleFree(int index) =>
-        throw new InvalidOperationException($"packet buffer {index} of pool '{Name}' is already free (double free)");
+    private void ThrowDoubleFree(int index) => throw new PacketPoolDoubleFreeException(Name, index);
 
     private void ThrowForeign() => throw new InvalidOperationException($"packet buffer does not belong to pool '{Name}'");
 

@@ -144,40 +144,58 @@ public sealed partial class VirtioNetDevice : IDisposable
         int available = ring.UsedCount();
         int got = 0;
         long bytes = 0;
-        while (available > 0 && got < into.Length)
+        try
         {
-            available--;
-            // The token of a receive buffer is its index in the device's pool (see Refill).
-            int index = ring.TakeUsed(out uint written);
-            if (rx.SkipBuffers > 0)
+            while (available > 0 && got < into.Length)
             {
-                // Later buffers of a packet that spanned several (MRG_RXBUF, §5.1.6.4): dropped with its first.
-                rx.SkipBuffers--;
-                pool.FreeIndex(index);
-                continue;
-            }
-            int length = (int)written - HeaderSize;
-            if (length < 0)
-            {
-                _rxDropped++;
-                pool.FreeIndex(index);
-                continue;
-            }
-            if (_mergeable)
-            {
-                // SAFETY: the header lies in the buffer's headroom, inside the pool's mapping.
-                ushort buffers = *(ushort*)(pool.PointerOf(index) + HeaderOffset + VirtioNetHeader.NumBuffers);
-                if (buffers > 1)
+                available--;
+                // The token of a receive buffer is its index in the device's pool (see Refill).
+                int index = ring.TakeUsed(out uint written);
+                if (rx.SkipBuffers > 0)
                 {
-                    rx.SkipBuffers = buffers - 1;
+                    // Later buffers of a packet that spanned several (MRG_RXBUF, §5.1.6.4): dropped with its first.
+                    rx.SkipBuffers--;
+                    pool.FreeIndex(index);
+                    continue;
+                }
+                int length = (int)written - HeaderSize;
+                if (length < 0)
+                {
                     _rxDropped++;
                     pool.FreeIndex(index);
                     continue;
                 }
+                if (_mergeable)
+                {
+                    // SAFETY: the header lies in the buffer's headroom, inside the pool's mapping; read once.
+                    ushort buffers = Volatile.Read(ref *(ushort*)(pool.PointerOf(index) + HeaderOffset + VirtioNetHeader.NumBuffers));
+                    if (buffers > 1 || buffers == 0)
+                    {
+                        // The buffer is the driver's again (its used entry passed the ring's checks) whatever it says.
+                        pool.FreeIndex(index);
+                        // §5.1.6.4: num_buffers counts the descriptors holding the packet, at least this one, and the
+                        // rest are buffers the device holds now.
+                        if (buffers == 0 || buffers - 1 > ring.ChainsInFlight)
+                        {
+                            throw ring.Violation("virtio_net_hdr num_buffers (§5.1.6.4)",
+                                $"num_buffers {buffers}, with {ring.ChainsInFlight} receive buffer(s) left with the device");
+                        }
+                        rx.SkipBuffers = buffers - 1;
+                        _rxDropped++;
+                        continue;
+                    }
+                }
+                pool.SetLength(index, length);
+                bytes += length;
+                into[got++] = new PacketBuffer(poolId, index);
             }
-            pool.SetLength(index, length);
-            bytes += length;
-            into[got++] = new PacketBuffer(poolId, index);
+        }
+        catch (DeviceProtocolViolationException)
+        {
+            // The packets taken before the violation were returned properly; the caller never sees them, so they go
+            // back to the pool. The buffers the device still holds stay in the faulted ring until a reset.
+            for (int i = 0; i < got; i++) { pool.FreeIndex(into[i].Index); }
+            throw;
         }
         _rxPackets += got;
         _rxBytes += bytes;
@@ -387,6 +405,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         }
         NegotiatedFeatures = accepted;
         _mergeable = (accepted & VirtioFeatures.NetMergeRxBuffers) != 0;
+        RequireDeviceConfigFor(accepted);
 
         // Device configuration (§5.1.4).
         if ((accepted & VirtioFeatures.NetMac) != 0)
@@ -398,8 +417,7 @@ public sealed partial class VirtioNetDevice : IDisposable
                 return new PhysicalAddress(mac);
             });
         }
-        MaxQueuePairs = (accepted & VirtioFeatures.NetMultiQueue) != 0
-            ? Math.Max((int)_transport.ReadDeviceConfig16(VirtioNetConfig.MaxVirtqueuePairs), 1) : 1;
+        MaxQueuePairs = (accepted & VirtioFeatures.NetMultiQueue) != 0 ? ReadMaxQueuePairs() : 1;
         int pairs = Math.Clamp(_options.QueuePairs, 1, MaxQueuePairs);
         if (_options.ReceiveInterrupts) { EnableReceiveVectors(pairs); }
 
@@ -425,6 +443,39 @@ public sealed partial class VirtioNetDevice : IDisposable
             throw new VirtioNetException(address, "the device set DEVICE_NEEDS_RESET during initialisation");
         }
         LogInitialized(_logger, address, MacAddress?.ToString() ?? "none", VirtioFeatures.Describe(accepted), pairs, RxQueueSize, TxQueueSize);
+    }
+
+    /// <summary>
+    /// §5.1.4: mac exists with MAC, status with STATUS, max_virtqueue_pairs with MQ; the device configuration
+    /// structure (§4.1.4.6) must be long enough to hold the fields the negotiated features make the driver read.
+    /// </summary>
+    private void RequireDeviceConfigFor(ulong accepted)
+    {
+        uint needed = (accepted & VirtioFeatures.NetMultiQueue) != 0 ? VirtioNetConfig.MaxVirtqueuePairs + 2u
+            : (accepted & VirtioFeatures.NetStatus) != 0 ? VirtioNetConfig.Status + 2u
+            : (accepted & VirtioFeatures.NetMac) != 0 ? (uint)VirtioNetConfig.MacLength : 0;
+        uint length = Layout.Device?.Length ?? 0;
+        if (length < needed)
+        {
+            throw new DeviceProtocolViolationException(Device.Address, "virtio device configuration capability (§4.1.4.6, §5.1.4)",
+                $"the structure is {length} bytes (absent if 0), but features {VirtioFeatures.Describe(accepted)} need {needed}");
+        }
+    }
+
+    /// <summary>
+    /// max_virtqueue_pairs (§5.1.4): "The device MUST set max_virtqueue_pairs to between 1 and 0x8000 inclusive", and
+    /// the queues it implies (2 per pair plus the control queue, §5.1.2) must exist (num_queues, §4.1.4.3).
+    /// </summary>
+    private int ReadMaxQueuePairs()
+    {
+        ushort pairs = _transport.ReadDeviceConfig16(VirtioNetConfig.MaxVirtqueuePairs);
+        ushort queues = _transport.QueueCount;
+        if (pairs < VirtioNetControl.MqVqPairsMin || pairs > VirtioNetControl.MqVqPairsMax || VirtioNetQueues.Control(pairs) >= queues)
+        {
+            throw new DeviceProtocolViolationException(Device.Address, "virtio-net device configuration max_virtqueue_pairs (§5.1.4)",
+                $"max_virtqueue_pairs {pairs} with num_queues {queues}: allowed are {VirtioNetControl.MqVqPairsMin}..{VirtioNetControl.MqVqPairsMax}, with 2 queues per pair and the control queue present");
+        }
+        return pairs;
     }
 
     /// <summary>
@@ -498,7 +549,7 @@ public sealed partial class VirtioNetDevice : IDisposable
             existing?.Dispose();
             var layout = SplitQueueLayout.For(size);
             var memory = Device.Dma.Allocate((ulong)layout.TotalSize, new DmaAllocationOptions { Name = $"{Device.Address} {kind} queue {index}", Contiguous = true });
-            queue = new Queue(index, new SplitVirtqueue(layout, memory.Pointer, memory.DeviceAddress), memory);
+            queue = new Queue(index, new SplitVirtqueue(layout, memory.Pointer, memory.DeviceAddress, Device.Address, $"virtqueue {index} ({kind})"), memory);
         }
         // Polling: ask for no interrupts (§2.7.7); ReceiveAsync lifts this only while it waits.
         queue.Ring.SetInterruptSuppression(true);
@@ -529,16 +580,17 @@ public sealed partial class VirtioNetDevice : IDisposable
         }
     }
 
+    // Entries are null when opening failed part way through setting the queues up (e.g. a queue_size out of range).
     private void ReleaseQueuedBuffers()
     {
-        foreach (var q in _rx) { q.ReleaseBuffers(Pool); }
-        foreach (var q in _tx) { q.ReleaseBuffers(null); }
+        foreach (var q in _rx) { q?.ReleaseBuffers(Pool); }
+        foreach (var q in _tx) { q?.ReleaseBuffers(null); }
     }
 
     private void ReleaseQueues()
     {
-        foreach (var q in _rx) { q.Dispose(); }
-        foreach (var q in _tx) { q.Dispose(); }
+        foreach (var q in _rx) { q?.Dispose(); }
+        foreach (var q in _tx) { q?.Dispose(); }
         _rx = [];
         _tx = [];
     }
@@ -546,21 +598,25 @@ public sealed partial class VirtioNetDevice : IDisposable
     /// <summary>
     /// Resets the device, which stops its DMA (§4.1.4.3.2: after the reset completes the device uses no more
     /// buffers), then frees the rings, returns every queued packet to its pool, frees the pool if the device made
-    /// it, and unmaps the BARs.
+    /// it, and unmaps the BARs. When the reset does not complete, the device may still write the packets it holds:
+    /// they stay out of the pool (counted in <see cref="PacketPool.InUseCount"/>) rather than go to a new owner.
     /// </summary>
     public void Dispose()
     {
         if (_disposed) { return; }
         _disposed = true;
+        bool stopped = false;
         try
         {
             _transport.Reset();
+            stopped = true;
         }
         catch (Exception e) when (e is TimeoutException or IOException or InvalidOperationException or ObjectDisposedException)
         {
             LogTeardownProblem(_logger, Device.Address, e.Message);
         }
-        ReleaseQueuedBuffers();
+        if (stopped) { ReleaseQueuedBuffers(); }
+        else { LogBuffersKept(_logger, Device.Address); }
         ReleaseQueues();
         _interrupts?.Dispose();
         _control?.Dispose();
@@ -597,6 +653,9 @@ public sealed partial class VirtioNetDevice : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Device}: virtio-net up, MAC {Mac}, features {Features}, {Pairs} queue pair(s), rx {RxSize} / tx {TxSize} entries")]
     private static partial void LogInitialized(ILogger logger, PciAddress device, string mac, string features, int pairs, int rxSize, int txSize);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: the device did not finish its reset; the packet buffers it holds are kept out of the pool, as it may still write them")]
+    private static partial void LogBuffersKept(ILogger logger, PciAddress device);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: while closing: {Problem}")]
     private static partial void LogTeardownProblem(ILogger logger, PciAddress device, string problem);

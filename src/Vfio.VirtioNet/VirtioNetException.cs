@@ -11,3 +11,43 @@ public sealed class VirtioNetException : VfioException
     public VirtioNetException(PciAddress device, string message, Exception inner)
         : base(message, device, 0, null, inner) { }
 }
+
+/// <summary>
+/// A virtqueue was used after the device broke its protocol on it (a <see cref="DeviceProtocolViolationException"/>,
+/// the <see cref="Exception.InnerException"/>). The queue stays faulted, holding every buffer the device may still
+/// write, until the device is reset (<see cref="VirtioNetDevice.Reset"/>) or closed.
+/// </summary>
+public sealed class VirtqueueFaultedException : VfioException
+{
+    /// <summary>Creates the exception for queue <paramref name="queue"/> of <paramref name="device"/>, faulted by <paramref name="cause"/>.</summary>
+    public VirtqueueFaultedException(PciAddress device, string queue, DeviceProtocolViolationException cause)
+        : base($"{queue} is faulted since the device broke the virtqueue protocol ({cause.Where}: {cause.Seen})", device, 0,
+            "reset the device (VirtioNetDevice.Reset) or reopen it", cause)
+    {
+        Queue = queue;
+    }
+
+    /// <summary>The queue's name.</summary>
+    public string Queue { get; }
+}
+
+/// <summary>
+/// A packet buffer was returned to its <see cref="PacketPool"/> while already free: a double free, which would hand
+/// one buffer to two owners. The pool is unchanged.
+/// </summary>
+public sealed class PacketPoolDoubleFreeException : VfioException
+{
+    /// <summary>Creates the exception for buffer <paramref name="index"/> of pool <paramref name="pool"/>.</summary>
+    public PacketPoolDoubleFreeException(string pool, int index)
+        : base($"packet buffer {index} of pool '{pool}' is already free (double free)")
+    {
+        Pool = pool;
+        Index = index;
+    }
+
+    /// <summary>The pool's name.</summary>
+    public string Pool { get; }
+
+    /// <summary>The buffer's index in the pool.</summary>
+    public int Index { get; }
+}

@@ -52,7 +52,7 @@ public sealed class PacketPoolTests
         using var other = new PacketPool(new EmulatedDma(), 4);
         Assert.True(pool.TryAllocate(out var p));
         p.Free();
-        Assert.Contains("double free", Assert.Throws<InvalidOperationException>(() => p.Free()).Message);
+        Assert.Contains("double free", Assert.Throws<PacketPoolDoubleFreeException>(() => p.Free()).Message);
         Assert.True(other.TryAllocate(out var q));
         Assert.Throws<InvalidOperationException>(() => pool.Free(q));
     }

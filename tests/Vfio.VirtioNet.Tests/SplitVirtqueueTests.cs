@@ -164,7 +164,9 @@ public sealed unsafe class SplitVirtqueueTests : IDisposable
         q.Enqueue(default, 1, VirtqDescriptorFlags.None);
         q.Publish();
         DeviceUses(l, 99, 0);
-        Assert.Throws<InvalidDataException>(() => q.TakeUsed(out _));
+        Assert.Contains("outside the queue", Assert.Throws<DeviceProtocolViolationException>(() => q.TakeUsed(out _)).Seen);
+        Assert.True(q.IsFaulted);
+        Assert.Throws<VirtqueueFaultedException>(() => q.UsedCount());
     }
 
     [Fact]
@@ -275,12 +277,30 @@ public sealed unsafe class SplitVirtqueueTests : IDisposable
         // A device returning a head twice (or a free descriptor) must not put descriptors on the free list twice.
         var q = Create(4, out var l);
         int id = q.Enqueue(new DmaAddress(0x1000), 64, VirtqDescriptorFlags.None, token: 5);
+        q.Enqueue(new DmaAddress(0x2000), 64, VirtqDescriptorFlags.None, token: 6);
         q.Publish();
         DeviceUses(l, (ushort)id, 0);
         DeviceUses(l, (ushort)id, 0);
         Assert.Equal(5, q.TakeUsed(out _));
-        Assert.Contains("had not made available", Assert.Throws<InvalidDataException>(() => q.TakeUsed(out _)).Message);
-        Assert.Equal(4, q.FreeDescriptors);
+        Assert.Contains("not the head of a chain in flight", Assert.Throws<DeviceProtocolViolationException>(() => q.TakeUsed(out _)).Seen);
+        Assert.Equal(3, q.FreeDescriptors);
+        Assert.Equal(1, q.ChainsInFlight);   // the other chain stays with the device
+    }
+
+    [Fact]
+    public void MoreUsedEntriesThanChainsInFlightIsAProtocolError()
+    {
+        // Two used entries for the one chain the device holds: used idx itself gives the duplicate away.
+        var q = Create(4, out var l);
+        int id = q.Enqueue(new DmaAddress(0x1000), 64, VirtqDescriptorFlags.None, token: 5);
+        q.Publish();
+        DeviceUses(l, (ushort)id, 0);
+        DeviceUses(l, (ushort)id, 0);
+        var e = Assert.Throws<DeviceProtocolViolationException>(() => q.UsedCount());
+        Assert.Contains("used ring idx", e.Where);
+        Assert.True(q.IsInFlight(id));
+        Assert.Same(e, Assert.Throws<VirtqueueFaultedException>(() => q.TakeUsed(out _)).InnerException);
+        Assert.Throws<VirtqueueFaultedException>(() => q.Enqueue(default, 1, VirtqDescriptorFlags.None));
     }
 
     [Fact]
@@ -318,5 +338,116 @@ public sealed unsafe class SplitVirtqueueTests : IDisposable
         released.Clear();
         q.ReleaseInFlight(released.Add);
         Assert.Empty(released);
+    }
+
+    [Fact]
+    public void ADeviceRewritingTheDescriptorTableCannotCorruptTheFreeList()
+    {
+        // The free list and the chain links are the driver's own: a device that loops every next field, points
+        // every addr elsewhere and flips flags changes neither what is freed nor what the device sees next time.
+        var q = Create(8, out var l);
+        int head = q.EnqueueChain([new VirtqBuffer(new DmaAddress(0x2000), 4, false), new VirtqBuffer(new DmaAddress(0x3000), 1, true)], token: 1);
+        int single = q.Enqueue(new DmaAddress(0x4000), 64, VirtqDescriptorFlags.Write, token: 2);
+        q.Publish();
+        for (int i = 0; i < 8; i++)
+        {
+            byte* d = (byte*)_memory + l.DescriptorOffset + VirtqDescriptorLayout.Size * i;
+            *(ulong*)(d + VirtqDescriptorLayout.Address) = 0xDEAD_0000;
+            *(ushort*)(d + VirtqDescriptorLayout.Flags) = (ushort)(VirtqDescriptorFlags.Next | VirtqDescriptorFlags.Indirect);
+            *(ushort*)(d + VirtqDescriptorLayout.Next) = (ushort)head;
+        }
+        DeviceUses(l, (ushort)single, 64);
+        DeviceUses(l, (ushort)head, 1);
+        Assert.Equal(2, q.UsedCount());
+        Assert.Equal(2, q.TakeUsed(out _));
+        Assert.Equal(1, q.TakeUsed(out _));
+        Assert.Equal(8, q.FreeDescriptors);
+        var ids = new HashSet<int>();
+        for (int i = 0; i < 8; i++)
+        {
+            int id = q.Enqueue(new DmaAddress(0x1_0000 + (ulong)i), 10, VirtqDescriptorFlags.None);
+            Assert.True(ids.Add(id));
+            Assert.Equal((0x1_0000UL + (ulong)i, 10u, (ushort)0, (ushort)0), Desc(l, id));   // written whole at submit
+        }
+        Assert.Equal(-1, q.Enqueue(default, 1, VirtqDescriptorFlags.None));
+    }
+
+    [Theory]
+    [InlineData(64u, true)]
+    [InlineData(65u, false)]
+    [InlineData(uint.MaxValue, false)]
+    public void AUsedLengthPastTheWritableBytesOfferedFaultsTheQueue(uint len, bool ok)
+    {
+        var q = Create(4, out var l);
+        int id = q.Enqueue(new DmaAddress(0x1000), 64, VirtqDescriptorFlags.Write, token: 3);
+        q.Publish();
+        DeviceUses(l, (ushort)id, len);
+        if (ok)
+        {
+            Assert.Equal(3, q.TakeUsed(out uint got));
+            Assert.Equal(len, got);
+            return;
+        }
+        var e = Assert.Throws<DeviceProtocolViolationException>(() => q.TakeUsed(out _));
+        Assert.Contains($"len {len} exceeds the 64 bytes", e.Seen);
+        // Nothing the device may still write is released: the chain stays in flight until a reset.
+        Assert.True(q.IsInFlight(id));
+        Assert.Equal(3, q.FreeDescriptors);
+        Assert.Throws<VirtqueueFaultedException>(() => q.Enqueue(default, 1, VirtqDescriptorFlags.None));
+        Assert.False(q.DeviceWantsNotification());
+        var released = new List<int>();
+        q.ReleaseInFlight(released.Add);
+        Assert.Equal([3], released);
+        q.ResetState();
+        Assert.False(q.IsFaulted);
+        Assert.True(q.Enqueue(default, 1, VirtqDescriptorFlags.None) >= 0);
+    }
+
+    [Fact]
+    public void AChainsUsedLengthIsBoundedByItsWritablePartAndAReadOnlyChainsByItsLength()
+    {
+        var q = Create(8, out var l);
+        int control = q.EnqueueChain([new VirtqBuffer(new DmaAddress(0x1000), 4, false), new VirtqBuffer(new DmaAddress(0x2000), 1, true)]);
+        int tx = q.EnqueueChain([new VirtqBuffer(new DmaAddress(0x3000), 12, false), new VirtqBuffer(new DmaAddress(0x4000), 60, false)]);
+        q.Publish();
+        DeviceUses(l, (ushort)tx, 72);
+        DeviceUses(l, (ushort)control, 2);
+        q.TakeUsed(out _);
+        Assert.Contains("len 2 exceeds the 1 bytes", Assert.Throws<DeviceProtocolViolationException>(() => q.TakeUsed(out _)).Seen);
+    }
+
+    [Theory]
+    [InlineData(5)]        // more entries than the queue has
+    [InlineData(65535)]    // backwards by one, across the wrap
+    public void AUsedIndexJumpFaultsTheQueue(int jump)
+    {
+        var q = Create(4, out var l);
+        for (int i = 0; i < 4; i++) { q.Enqueue(new DmaAddress(0x1000), 64, VirtqDescriptorFlags.Write); }
+        q.Publish();
+        *(ushort*)(_memory + l.UsedOffset + 2) = (ushort)jump;
+        Assert.Throws<DeviceProtocolViolationException>(() => q.UsedCount());
+        Assert.Equal(4, q.ChainsInFlight);
+    }
+
+    [Fact]
+    public void AUsedIndexThatMovesBackFaultsTheQueue()
+    {
+        var q = Create(4, out var l);
+        for (int i = 0; i < 3; i++) { q.Enqueue(new DmaAddress(0x1000), 64, VirtqDescriptorFlags.Write); }
+        q.Publish();
+        *(ushort*)(_memory + l.UsedOffset + 2) = 3;
+        Assert.Equal(3, q.UsedCount());
+        *(ushort*)(_memory + l.UsedOffset + 2) = 1;
+        Assert.Throws<DeviceProtocolViolationException>(() => q.UsedCount());
+    }
+
+    [Fact]
+    public void TakeUsedWithNothingUsedIsTheCallersMistake()
+    {
+        var q = Create(4, out _);
+        q.Enqueue(new DmaAddress(0x1000), 64, VirtqDescriptorFlags.Write);
+        q.Publish();
+        Assert.Throws<InvalidOperationException>(() => q.TakeUsed(out _));
+        Assert.False(q.IsFaulted);
     }
 }

@@ -45,6 +45,7 @@ public sealed class VirtioNetPort : EmulatedPciDevice
     private ushort _linkStatus = 1;
     private int _resetReadsLeft;
     private long _interruptsRaised;
+    private long _hostileActs;
 
     /// <summary>Creates a port with MAC <paramref name="mac"/>, offering <paramref name="features"/> (default: the set the driver uses).</summary>
     /// <param name="mac">The MAC address in device config.</param>
@@ -52,8 +53,10 @@ public sealed class VirtioNetPort : EmulatedPciDevice
     /// <param name="queueSize">Entries of each virtqueue.</param>
     /// <param name="maxPairs">max_virtqueue_pairs.</param>
     /// <param name="msixVectors">MSI-X vectors (0: none, a polled port).</param>
+    /// <param name="hostile">A mode to start with (see <see cref="Hostile"/>); <see cref="VirtioNetHostileMode.CapabilityOutsideBar"/> takes effect only here.</param>
     /// <exception cref="ArgumentException">The MAC is not 6 bytes, the queue size not a power of two of 2-32768, the pairs not 1-8, or the vectors not 0-64.</exception>
-    public VirtioNetPort(ReadOnlySpan<byte> mac, ulong? features = null, ushort queueSize = 256, int maxPairs = 1, int msixVectors = 0)
+    public VirtioNetPort(ReadOnlySpan<byte> mac, ulong? features = null, ushort queueSize = 256, int maxPairs = 1, int msixVectors = 0,
+        VirtioNetHostileMode hostile = VirtioNetHostileMode.None)
         : base(new EmulatedConfigSpace(VirtioPciIds.Vendor, VirtioPciIds.ModernNet, classCode: 0x020000, revision: VirtioPciIds.ModernRevision))   // §4.1.2.1
     {
         if (mac.Length != 6) { throw new ArgumentException("a MAC address is 6 bytes", nameof(mac)); }
@@ -71,7 +74,9 @@ public sealed class VirtioNetPort : EmulatedPciDevice
         // The common configuration ends at queue_device: queue_notify_data and queue_reset belong to features not offered.
         AddVirtioCapability(VirtioPciCapType.Common, CommonOffset, QueueDevice + 8);
         AddVirtioCapability(VirtioPciCapType.Isr, IsrOffset, 1);
-        AddVirtioCapability(VirtioPciCapType.Device, DeviceOffset, VirtioNetConfig.SizeThroughMtu);
+        Hostile = hostile;
+        // Hostile: the structure starts 4 bytes before the BAR's end, so most of it lies outside.
+        AddVirtioCapability(VirtioPciCapType.Device, hostile == VirtioNetHostileMode.CapabilityOutsideBar ? BarSize - 4 : DeviceOffset, VirtioNetConfig.SizeThroughMtu);
         AddVirtioCapability(VirtioPciCapType.Notify, NotifyOffset, 0x1000, NotifyMultiplier);
         SetBar(Bar, new EmulatedBar(BarSize, ReadBar, WriteBar));
         MsixVectors = msixVectors;
@@ -118,6 +123,22 @@ public sealed class VirtioNetPort : EmulatedPciDevice
 
     /// <summary>Fault injection: refuse FEATURES_OK whatever the driver accepts.</summary>
     public bool RefuseFeatures { get; set; }
+
+    /// <summary>
+    /// Fault injection: how the port breaks the device's side of the protocol (see <see cref="VirtioNetHostileMode"/>),
+    /// once (the next time the mode applies, then back to <see cref="VirtioNetHostileMode.None"/>) or, with
+    /// <see cref="HostileContinuously"/>, every time.
+    /// </summary>
+    public VirtioNetHostileMode Hostile { get; set; }
+
+    /// <summary>Fault injection: keep misbehaving as <see cref="Hostile"/> says every time it applies, not just once.</summary>
+    public bool HostileContinuously { get; set; }
+
+    /// <summary>Fault injection: the virtqueue <see cref="Hostile"/> applies to (used-ring modes); null for every queue.</summary>
+    public int? HostileQueue { get; set; }
+
+    /// <summary>Times the port misbehaved as <see cref="Hostile"/> said.</summary>
+    public long HostileActs => Interlocked.Read(ref _hostileActs);
 
     /// <summary>Fault injection: a reset takes this many reads of device_status to finish.</summary>
     public int ResetLatencyReads { get; set; }
@@ -242,10 +263,11 @@ public sealed class VirtioNetPort : EmulatedPciDevice
             VirtioPciCommonConfig.DeviceStatus => ReadStatus(),
             ConfigGeneration => _generation,
             QueueSelect => _queueSelect,
-            QueueSize => q?.Size ?? 0,
+            QueueSize => q is null ? 0UL : Act(VirtioNetHostileMode.QueueSizeOutOfRange, _queueSelect) ? 0xFFFFUL : q.Size,
             QueueMsixVector => q?.MsixVector ?? NoVector,
             QueueEnable => q is { Enabled: true } ? 1u : 0u,
-            QueueNotifyOff => _queueSelect,   // queue n's doorbell is n × multiplier into the notify structure
+            // Queue n's doorbell is n × multiplier into the notify structure.
+            QueueNotifyOff => Act(VirtioNetHostileMode.NotifyOffsetOutOfRange, _queueSelect) ? 0xFFFFUL : _queueSelect,
             >= QueueDesc and < QueueDevice + 8 => q is null ? 0 : Half(offset, q),
             _ => 0,
         };
@@ -269,7 +291,9 @@ public sealed class VirtioNetPort : EmulatedPciDevice
         Span<byte> cfg = stackalloc byte[VirtioNetConfig.SizeThroughMtu];
         Mac.CopyTo(cfg[VirtioNetConfig.Mac..]);
         BinaryPrimitives.WriteUInt16LittleEndian(cfg[VirtioNetConfig.Status..], _linkStatus);
-        BinaryPrimitives.WriteUInt16LittleEndian(cfg[VirtioNetConfig.MaxVirtqueuePairs..], (ushort)MaxPairs);
+        bool pairsRead = offset <= VirtioNetConfig.MaxVirtqueuePairs && offset + (ulong)width > VirtioNetConfig.MaxVirtqueuePairs;
+        ushort pairs = pairsRead && Act(VirtioNetHostileMode.MaxQueuePairsOutOfRange, null) ? (ushort)(VirtioNetControl.MqVqPairsMax + 1) : (ushort)MaxPairs;
+        BinaryPrimitives.WriteUInt16LittleEndian(cfg[VirtioNetConfig.MaxVirtqueuePairs..], pairs);
         BinaryPrimitives.WriteUInt16LittleEndian(cfg[VirtioNetConfig.Mtu..], 1500);
         if (offset + (ulong)width > VirtioNetConfig.SizeThroughMtu) { return 0; }
         return width switch
@@ -412,7 +436,7 @@ public sealed class VirtioNetPort : EmulatedPciDevice
             }
             if (!TryDma(d1.Address, new Span<byte>(ref ack), toDriver: true)) { return; }
             q.LastAvail++;
-            if (!TryPushUsed(q, head, 1)) { return; }
+            if (!TryPushUsed(q, VirtioNetQueues.Control(MaxPairs), head, 1, d1.Length)) { return; }
         }
     }
 
@@ -446,7 +470,7 @@ public sealed class VirtioNetPort : EmulatedPciDevice
                 FramesDropped++;
             }
             q.LastAvail++;
-            if (!TryPushUsed(q, head, 0)) { return; }
+            if (!TryPushUsed(q, VirtioNetQueues.Transmit(pair), head, 0, (uint)length)) { return; }
         }
     }
 
@@ -484,21 +508,31 @@ public sealed class VirtioNetPort : EmulatedPciDevice
         // struct virtio_net_hdr (§5.1.6): no offloads, num_buffers = 1.
         Span<byte> header = stackalloc byte[VirtioNetHeader.Size];
         header.Clear();
-        BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.NumBuffers..], 1);
+        ushort numBuffers = Act(VirtioNetHostileMode.NumBuffersOutOfRange, VirtioNetQueues.Receive(pair)) ? (ushort)0 : (ushort)1;
+        BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.NumBuffers..], numBuffers);
         if (!TryDma(d.Address, header, toDriver: true)) { return -1; }
         if (!TryDmaWrite(d.Address + VirtioNetHeader.Size, frame)) { return -1; }
         q.LastAvail++;
-        return TryPushUsed(q, head, (uint)needed) ? 1 : -1;
+        return TryPushUsed(q, VirtioNetQueues.Receive(pair), head, (uint)needed, d.Length) ? 1 : -1;
     }
 
-    private bool TryPushUsed(QueueState q, ushort id, uint length)
+    /// <summary>
+    /// Returns chain <paramref name="id"/> of queue <paramref name="queue"/> with <paramref name="length"/> bytes
+    /// written (§2.7.8), of the <paramref name="offered"/> it could hold; <see cref="Hostile"/> may change what is written.
+    /// </summary>
+    private bool TryPushUsed(QueueState q, int queue, ushort id, uint length, uint offered)
     {
-        // struct virtq_used_elem (§2.7.8): le32 id, le32 len.
-        Span<byte> element = stackalloc byte[VirtqUsedLayout.ElementSize];
-        BinaryPrimitives.WriteUInt32LittleEndian(element[VirtqUsedLayout.ElementId..], id);
-        BinaryPrimitives.WriteUInt32LittleEndian(element[VirtqUsedLayout.ElementLength..], length);
-        if (!TryDma(q.Device + (ulong)VirtqUsedLayout.ElementOffset(q.UsedIdx % q.Size), element, toDriver: true)) { return false; }
-        q.UsedIdx++;
+        uint usedId = id;
+        if (Act(VirtioNetHostileMode.RewriteDescriptors, queue) && !TryRewriteDescriptor(q, id)) { return false; }
+        if (Act(VirtioNetHostileMode.OutOfRangeUsedId, queue)) { usedId = (uint)q.Size + 7; }
+        if (Act(VirtioNetHostileMode.UnknownUsedId, queue))
+        {
+            if (!TryFindUnknownId(q, id, out usedId)) { return false; }
+        }
+        if (Act(VirtioNetHostileMode.UsedLengthPastBuffer, queue)) { length = offered + 1; }
+        if (!TryWriteUsedElement(q, usedId, length)) { return false; }
+        if (Act(VirtioNetHostileMode.DuplicateUsedId, queue) && !TryWriteUsedElement(q, usedId, length)) { return false; }
+        if (Act(VirtioNetHostileMode.UsedIndexJump, queue)) { q.UsedIdx = (ushort)(q.UsedIdx + q.Size + 1); }
         // The element (and the buffer contents) are written before the index that publishes them.
         Span<byte> index = stackalloc byte[2];
         BinaryPrimitives.WriteUInt16LittleEndian(index, q.UsedIdx);
@@ -507,6 +541,60 @@ public sealed class VirtioNetPort : EmulatedPciDevice
         {
             Interlocked.Increment(ref _interruptsRaised);
         }
+        return true;
+    }
+
+    private bool TryWriteUsedElement(QueueState q, uint id, uint length)
+    {
+        // struct virtq_used_elem (§2.7.8): le32 id, le32 len.
+        Span<byte> element = stackalloc byte[VirtqUsedLayout.ElementSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(element[VirtqUsedLayout.ElementId..], id);
+        BinaryPrimitives.WriteUInt32LittleEndian(element[VirtqUsedLayout.ElementLength..], length);
+        if (!TryDma(q.Device + (ulong)VirtqUsedLayout.ElementOffset(q.UsedIdx % q.Size), element, toDriver: true)) { return false; }
+        q.UsedIdx++;
+        return true;
+    }
+
+    /// <summary>
+    /// Whether to misbehave as <paramref name="mode"/> now, on <paramref name="queue"/> (null: not a queue's value):
+    /// true when it is the mode set and the queue matches; a one-shot mode is then spent.
+    /// </summary>
+    private bool Act(VirtioNetHostileMode mode, int? queue)
+    {
+        if (Hostile != mode || (queue is { } n && HostileQueue is { } only && n != only)) { return false; }
+        if (!HostileContinuously) { Hostile = VirtioNetHostileMode.None; }
+        Interlocked.Increment(ref _hostileActs);
+        return true;
+    }
+
+    /// <summary>Hostile: overwrites descriptor <paramref name="id"/> (the device is done with it) with a looping chain to nowhere.</summary>
+    private bool TryRewriteDescriptor(QueueState q, ushort id)
+    {
+        Span<byte> d = stackalloc byte[VirtqDescriptorLayout.Size];
+        BinaryPrimitives.WriteUInt64LittleEndian(d[VirtqDescriptorLayout.Address..], 0xBAD0_0000_0000);
+        BinaryPrimitives.WriteUInt32LittleEndian(d[VirtqDescriptorLayout.Length..], uint.MaxValue);
+        BinaryPrimitives.WriteUInt16LittleEndian(d[VirtqDescriptorLayout.Flags..], (ushort)(VirtqDescriptorFlags.Next | VirtqDescriptorFlags.Write));
+        BinaryPrimitives.WriteUInt16LittleEndian(d[VirtqDescriptorLayout.Next..], id);
+        return TryDma(q.Desc + (ulong)(VirtqDescriptorLayout.Size * id), d, toDriver: true);
+    }
+
+    /// <summary>
+    /// Hostile: a descriptor id the driver has not made available, i.e. neither <paramref name="returning"/> nor a
+    /// head waiting in the available ring (§2.7.6); out of range when there is none.
+    /// </summary>
+    private bool TryFindUnknownId(QueueState q, ushort returning, out uint id)
+    {
+        id = (uint)q.Size + 3;
+        if (!TryReadAvailIndex(q, out ushort availIdx)) { return false; }
+        var waiting = new bool[q.Size];
+        waiting[returning % q.Size] = true;
+        for (ushort i = q.LastAvail; i != availIdx && (ushort)(i - q.LastAvail) < q.Size; i++)
+        {
+            if (!TryRead16(q.Driver + (ulong)VirtqAvailLayout.EntryOffset(i % q.Size), out ushort head)) { return false; }
+            waiting[head % q.Size] = true;
+        }
+        int free = Array.IndexOf(waiting, false);
+        if (free >= 0) { id = (uint)free; }
         return true;
     }
 

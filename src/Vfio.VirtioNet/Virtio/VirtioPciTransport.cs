@@ -23,6 +23,7 @@ public sealed class VirtioPciTransport : IDisposable
 
     /// <summary>Finds the device's virtio structures and maps the BARs that hold them.</summary>
     /// <exception cref="FormatException">The device is not a modern virtio device.</exception>
+    /// <exception cref="DeviceProtocolViolationException">A capability places its structure outside its BAR.</exception>
     public VirtioPciTransport(IPciDevice device, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -60,9 +61,12 @@ public sealed class VirtioPciTransport : IDisposable
             region = Device.OpenRegion(PciRegion.Bar(s.Bar));
             _bars[s.Bar] = region;
         }
+        // §4.1.4: offset and length locate the structure within the BAR the capability names; one that runs past
+        // the BAR's end would send the driver's register accesses outside it.
         if ((ulong)s.Offset + s.Length > region.Size)
         {
-            throw new FormatException($"virtio {s.Type} structure [0x{s.Offset:x}, +0x{s.Length:x}) lies outside BAR{s.Bar} (size 0x{region.Size:x})");
+            throw new DeviceProtocolViolationException(Device.Address, $"virtio PCI capability at config offset 0x{s.CapabilityOffset:x} ({s.Type}, §4.1.4)",
+                $"structure [0x{s.Offset:x}, +0x{s.Length:x}) lies outside BAR{s.Bar} (size 0x{region.Size:x})");
         }
         return region;
     }
@@ -126,10 +130,17 @@ public sealed class VirtioPciTransport : IDisposable
     public void SetConfigVector(ushort vector) => _common.Write16(_commonBase + ConfigMsixVector, vector);
 
     /// <summary>Selects a queue and returns its maximum size (queue_size as the device reset it; 0 = unavailable).</summary>
+    /// <exception cref="DeviceProtocolViolationException">queue_size is above 32768, the most a split virtqueue has (§2.7).</exception>
     public ushort SelectQueue(ushort queue)
     {
         _common.Write16(_commonBase + QueueSelect, queue);
-        return _common.Read16(_commonBase + QueueSize);
+        ushort size = _common.Read16(_commonBase + QueueSize);
+        if (size > SplitVirtq.MaxQueueSize)
+        {
+            throw new DeviceProtocolViolationException(Device.Address, $"virtio common configuration queue_size of virtqueue {queue} (§4.1.4.3)",
+                $"queue_size {size}, but a split virtqueue has at most {SplitVirtq.MaxQueueSize} entries (§2.7)");
+        }
+        return size;
     }
 
     /// <summary>
@@ -151,9 +162,12 @@ public sealed class VirtioPciTransport : IDisposable
         ushort notifyOff = _common.Read16(_commonBase + QueueNotifyOff);
         _common.Write16(_commonBase + QueueEnable, 1);
         ulong doorbell = Layout.DoorbellOffset(notifyOff);
-        if (doorbell + VirtioPciNotify.NotificationSize > _notify.Size)
+        // §4.1.4.4: the doorbell lies inside the notification structure, which lies inside its BAR.
+        if (doorbell + VirtioPciNotify.NotificationSize > (ulong)Layout.Notify.Offset + Layout.Notify.Length || doorbell + VirtioPciNotify.NotificationSize > _notify.Size)
         {
-            throw new FormatException($"{Device.Address}: doorbell of queue {index} at 0x{doorbell:x} lies outside BAR{Layout.Notify.Bar}");
+            throw new DeviceProtocolViolationException(Device.Address, $"virtio common configuration queue_notify_off of virtqueue {index} (§4.1.4.4)",
+                $"queue_notify_off {notifyOff} × notify_off_multiplier {Layout.NotifyOffMultiplier} puts the doorbell at 0x{doorbell:x}, outside the notification structure " +
+                $"[0x{Layout.Notify.Offset:x}, +0x{Layout.Notify.Length:x}) of BAR{Layout.Notify.Bar} (size 0x{_notify.Size:x})");
         }
         return doorbell;
     }
@@ -172,15 +186,27 @@ public sealed class VirtioPciTransport : IDisposable
     public void Notify(ulong doorbellOffset, ushort index) => _notify.Write16(doorbellOffset, index);
 
     /// <summary>Reads a byte of device configuration.</summary>
-    public byte ReadDeviceConfig8(uint offset) => DeviceConfig.Read8(_deviceBase + offset);
+    /// <exception cref="DeviceProtocolViolationException">The field lies past the device configuration structure's length.</exception>
+    public byte ReadDeviceConfig8(uint offset) => DeviceConfig(offset, 1).Read8(_deviceBase + offset);
 
     /// <summary>Reads 16 bits of device configuration (little-endian, §2.5).</summary>
-    public ushort ReadDeviceConfig16(uint offset) => DeviceConfig.Read16(_deviceBase + offset);
+    /// <exception cref="DeviceProtocolViolationException">The field lies past the device configuration structure's length.</exception>
+    public ushort ReadDeviceConfig16(uint offset) => DeviceConfig(offset, 2).Read16(_deviceBase + offset);
 
     /// <summary>True when the device has a device configuration structure.</summary>
     public bool HasDeviceConfig => _deviceConfig is not null;
 
-    private IDeviceRegion DeviceConfig => _deviceConfig ?? throw new InvalidOperationException($"{Device.Address} has no virtio device configuration structure");
+    private IDeviceRegion DeviceConfig(uint offset, uint width)
+    {
+        var region = _deviceConfig ?? throw new InvalidOperationException($"{Device.Address} has no virtio device configuration structure");
+        // §4.1.4.6: the fields the negotiated features imply lie inside the structure the capability describes.
+        if ((ulong)offset + width > Layout.Device!.Value.Length)
+        {
+            throw new DeviceProtocolViolationException(Device.Address, $"virtio device configuration capability at config offset 0x{Layout.Device.Value.CapabilityOffset:x} (§4.1.4.6)",
+                $"the structure is {Layout.Device.Value.Length} bytes, but the driver reads {width} at offset {offset}");
+        }
+        return region;
+    }
 
     /// <summary>
     /// Reads device configuration consistently: repeats <paramref name="read"/> until config_generation is the same

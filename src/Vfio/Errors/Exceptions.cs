@@ -161,7 +161,7 @@ public sealed class DeviceTimeoutException(PciAddress device, string what, TimeS
 /// </summary>
 public sealed class DeviceProtocolViolationException(PciAddress device, string where, string seen)
     : VfioException($"device broke its protocol at {where}: {seen}", device,
-        "the queue is faulted; reset the device (NvmeController.Reset) or reopen it, and suspect the device or its emulator")
+        "the queue is faulted; reset the device (NvmeController.Reset, VirtioNetDevice.Reset) or reopen it, and suspect the device or its emulator")
 {
     /// <summary>The structure and field the value was read from.</summary>
     public string Where { get; } = where;

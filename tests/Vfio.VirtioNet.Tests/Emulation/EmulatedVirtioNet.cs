@@ -32,8 +32,8 @@ internal sealed class EmulatedVirtioNet : HostedDevice
     private readonly Dictionary<ulong, ushort> _configOverrides;
 
     public EmulatedVirtioNet(PciAddress address, byte[] mac, EmulatedDma? dma = null, ulong? features = null, ushort queueSize = 256, int maxPairs = 1,
-        VirtioTransport transport = VirtioTransport.InProcess, int msixVectors = 0)
-        : this(new VirtioNetPort(mac, features, queueSize, maxPairs, msixVectors), address, transport,
+        VirtioTransport transport = VirtioTransport.InProcess, int msixVectors = 0, VirtioNetHostileMode hostile = VirtioNetHostileMode.None)
+        : this(new VirtioNetPort(mac, features, queueSize, maxPairs, msixVectors, hostile), address, transport,
             transport == VirtioTransport.InProcess ? dma ?? new EmulatedDma() : null, [])
     {
     }

@@ -1,0 +1,57 @@
+namespace Vfio.Emulation.VirtioNet;
+
+/// <summary>
+/// Ways a <see cref="VirtioNetPort"/> breaks the device's side of the protocol on purpose, to test that a driver
+/// validates what a device writes (virtio 1.2 §2.7.8 used ring, §4.1.4 capabilities, §5.1.4 device configuration)
+/// instead of trusting it. Set with <see cref="VirtioNetPort.Hostile"/>; <see cref="VirtioNetPort.HostileContinuously"/>
+/// says whether once (the next time the mode applies) or every time; <see cref="VirtioNetPort.HostileQueue"/> picks a
+/// queue. The port never misbehaves in a way that makes it write a driver buffer it was not given.
+/// </summary>
+public enum VirtioNetHostileMode
+{
+    /// <summary>Follows the specification.</summary>
+    None,
+
+    /// <summary>After a used entry, the same id again: a chain returned twice.</summary>
+    DuplicateUsedId,
+
+    /// <summary>
+    /// A used entry whose id the driver did not make available: a descriptor in range that is neither waiting in the
+    /// available ring nor the chain being returned (out of range when every descriptor is waiting). The real chain
+    /// stays with the device.
+    /// </summary>
+    UnknownUsedId,
+
+    /// <summary>A used entry whose id is at least the queue size.</summary>
+    OutOfRangeUsedId,
+
+    /// <summary>A used len one byte past what the chain offered (its writable part; a transmit chain's whole length).</summary>
+    UsedLengthPastBuffer,
+
+    /// <summary>used idx advanced by the queue size plus one past the entry written.</summary>
+    UsedIndexJump,
+
+    /// <summary>
+    /// Before returning a chain, its head descriptor's addr, len, flags and next are rewritten (next to a loop): a
+    /// driver keeping its free list or chain links in the table would hand out buffers it does not own.
+    /// </summary>
+    RewriteDescriptors,
+
+    /// <summary>A received packet's virtio_net_hdr says num_buffers 0 (§5.1.6.4: at least 1).</summary>
+    NumBuffersOutOfRange,
+
+    /// <summary>max_virtqueue_pairs reads 0x8001 (§5.1.4: 1 to 0x8000).</summary>
+    MaxQueuePairsOutOfRange,
+
+    /// <summary>queue_size reads 0xFFFF (a split virtqueue has at most 32768 entries, §2.7).</summary>
+    QueueSizeOutOfRange,
+
+    /// <summary>queue_notify_off reads 0xFFFF, placing the doorbell far outside the notification structure (§4.1.4.4).</summary>
+    NotifyOffsetOutOfRange,
+
+    /// <summary>
+    /// The device configuration capability describes a structure running past the end of BAR4 (§4.1.4). Capabilities
+    /// are fixed at construction: give this mode to the port's constructor.
+    /// </summary>
+    CapabilityOutsideBar,
+}
