@@ -71,6 +71,12 @@ public readonly record struct ControllerCapabilities(ulong Raw)
     /// <summary>True when the NVM command set is supported (CSS bit 0).</summary>
     public bool SupportsNvmCommandSet => (CommandSetsSupported & 1) != 0;
 
+    /// <summary>
+    /// True when the controller supports one or more I/O command sets (CSS bit 6, NVMe 2.0 Figure 36): it answers
+    /// Identify CNS 06h and 1Ch, and CC.CSS may select them.
+    /// </summary>
+    public bool SupportsIoCommandSets => (CommandSetsSupported & (1 << 6)) != 0;
+
     /// <summary>MPSMIN, bits 51:48: smallest memory page size is <c>2^(12 + MPSMIN)</c>.</summary>
     public int MinPageShift => 12 + (int)((Raw >> 48) & 0xF);
 

@@ -74,6 +74,10 @@ public enum IdentifyCns : byte
     AttachedControllers = 0x12,
     /// <summary>Controller list: every controller in the NVM subsystem, IDs from CDW10.CNTID on.</summary>
     SubsystemControllers = 0x13,
+    /// <summary>I/O Command Set specific Identify Controller for the command set CDW11.CSI names (NVMe 2.0 Figure 273).</summary>
+    IoCommandSetController = 0x06,
+    /// <summary>I/O Command Set data structure: the command set combinations the controller supports (NVMe 2.0 Figure 273).</summary>
+    IoCommandSetCombinations = 0x1C,
 }
 
 /// <summary>Feature identifiers used by the driver and the model (NVMe 1.4 §5.21.1, Figure 271).</summary>

@@ -655,4 +655,20 @@ public sealed class NvmeAdminTests : IDisposable
         Refused(run(Args("fw-download", "--fw", odd)), ExitCodes.Usage);
         Ok(run(Args("id-ctrl")));
     }
+
+    // ------------------------------------------------------------------------------------------------ I/O command sets
+
+    [Fact]
+    public void Nvm_id_ctrl_and_id_iocs_show_the_command_set_structures()
+    {
+        var (_, run) = Model();
+        var nvm = OkJson(run(Args("nvm-id-ctrl", "--json")));
+        Assert.Equal(["vsl", "wzsl", "wusl", "dmrl", "dmrsl", "dmsl"], nvm.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(255, nvm.GetProperty("dmrl").GetInt32());
+        var iocs = OkJson(run(Args("id-iocs", "--json"))).GetProperty("iocs");
+        var only = Assert.Single(iocs.EnumerateArray());
+        Assert.Equal(0, only.GetProperty("index").GetInt32());
+        Assert.Equal(["nvm"], only.GetProperty("command_sets").EnumerateArray().Select(e => e.GetString()));
+        Assert.Contains("(nvm)", Ok(run(Args("id-iocs"))).Out, StringComparison.Ordinal);
+    }
 }

@@ -13,6 +13,8 @@ internal static partial class NvmeAdminCommands
     {
         nvme.Subcommands.Add(CreateIdCtrl(env));
         nvme.Subcommands.Add(CreateIdNs(env));
+        nvme.Subcommands.Add(CreateNvmIdCtrl(env));
+        nvme.Subcommands.Add(CreateIdIocs(env));
         nvme.Subcommands.Add(CreateNsDescs(env));
         nvme.Subcommands.Add(CreateListNs(env));
         nvme.Subcommands.Add(CreateSmartLog(env));
@@ -78,6 +80,44 @@ internal static partial class NvmeAdminCommands
         {
             var id = IdentifyController.Parse(s.Controller.Identify(IdentifyCns.Controller, 0));
             Emit(ctx, $"NVME Identify Controller ({s.Name}):", NvmeCliJson.Object(id.NvmeCliFields()));
+            return ExitCodes.Ok;
+        }));
+        return command;
+    }
+
+    private static Command CreateNvmIdCtrl(Env env)
+    {
+        var command = new Command("nvm-id-ctrl", "The NVM command set's Identify Controller (CNS 06h, CSI 00h): Verify, Write Zeroes, " +
+            "Write Uncorrectable and Dataset Management limits, on controllers that report I/O command sets");
+        var device = env.Target.Device(command);
+        command.SetAction(parse => env.Run(parse, device, (ctx, s) =>
+        {
+            var nvm = s.Controller.IdentifyNvmCommandSet()
+                ?? throw new CliException($"{s.Name}: the controller reports no I/O command sets (CAP.CSS bit 6 is clear): it has no NVM command set " +
+                    "Identify Controller structure; id-ctrl has its limits", ExitCodes.DeviceOrHost, "NotSupported", s.Device.Address);
+            Emit(ctx, $"NVMe Identify Controller NVM ({s.Name}):", NvmeCliJson.Object(nvm.NvmeCliFields()));
+            return ExitCodes.Ok;
+        }));
+        return command;
+    }
+
+    private static Command CreateIdIocs(Env env)
+    {
+        var command = new Command("id-iocs", "The I/O command set combinations the controller supports (Identify CNS 1Ch)");
+        var device = env.Target.Device(command);
+        command.SetAction(parse => env.Run(parse, device, (ctx, s) =>
+        {
+            var combos = s.Controller.GetIoCommandSetCombinations();
+            static string Name(int csi) => csi switch { 0 => "nvm", 1 => "key-value", 2 => "zoned", _ => string.Create(CultureInfo.InvariantCulture, $"csi-{csi}") };
+            var list = combos.Select(c => new FieldJson().Add("index", c.Index).Add("vector", c.Vector)
+                .Add("command_sets", Enumerable.Range(0, 64).Where(b => (c.Vector >> b & 1) != 0).Select(Name).ToList())).ToList();
+            if (ctx.Json) { ctx.Say(new FieldJson().Add("iocs", list).ToJson()); return ExitCodes.Ok; }
+            ctx.Say($"NVMe Identify I/O Command Set ({s.Name}):");
+            foreach (var c in combos)
+            {
+                ctx.Say(string.Create(CultureInfo.InvariantCulture, $"I/O Command Set Combination[{c.Index}]:{c.Vector:x16} (") +
+                    string.Join(", ", Enumerable.Range(0, 64).Where(b => (c.Vector >> b & 1) != 0).Select(Name)) + ")");
+            }
             return ExitCodes.Ok;
         }));
         return command;

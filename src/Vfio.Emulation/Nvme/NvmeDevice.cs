@@ -239,7 +239,8 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
         | 1UL << 16                             // CQR: queues must be physically contiguous
         | 15UL << 24                            // TO: 7.5 s
         | (ulong)_options.DoorbellStride << 32  // DSTRD
-        | 1UL << 37;                            // CSS: NVM command set; MPSMIN = MPSMAX = 0 (4 KiB pages)
+        | 1UL << 37                             // CSS bit 0: NVM command set
+        | 1UL << 43;                            // CSS bit 6: I/O command sets (Identify CNS 06h, 1Ch); MPSMIN = MPSMAX = 0 (4 KiB pages)
 
     private void PowerOnReset()
     {
@@ -703,6 +704,12 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
             case IdentifyCns.Namespace or IdentifyCns.ActiveNamespaces or IdentifyCns.NamespaceDescriptors or IdentifyCns.AllocatedNamespaces
                 or IdentifyCns.AllocatedNamespace or IdentifyCns.AttachedControllers or IdentifyCns.SubsystemControllers:
                 return IdentifyNamespaces(c, data);
+            case IdentifyCns.IoCommandSetController or IdentifyCns.IoCommandSetCombinations:
+            {
+                var status = IdentifyIoCommandSet(c, data);
+                if (!status.IsSuccess) { return status; }
+                break;
+            }
             default:
                 return Generic(GenericStatusCode.InvalidField);
         }
