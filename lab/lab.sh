@@ -44,7 +44,7 @@
 # (QEMU error, guest panic, init failure): those print the last console lines.
 #
 # Environment: VFIO_LAB_CACHE (default /var/cache/vfio-dotnet-lab), VFIO_LAB_TIMEOUT (seconds per
-# e2e boot, default 900), VFIO_LAB_KERNEL_ABI (pin a kernel ABI, e.g. 6.1.0-56-amd64),
+# e2e boot, default 1500: the noiommu guest, which also runs the nvme-cli cross-check, takes about 875 s on 2 busy cores), VFIO_LAB_KERNEL_ABI (pin a kernel ABI, e.g. 6.1.0-56-amd64),
 # VFIO_LAB_JOBS (e2e guests at a time, default one per core up to 4), VFIO_LAB_CONFIGS (e2e: only these
 # configurations, space-separated), CONFIG (build configuration of the test project, default Release).
 set -euo pipefail
@@ -714,7 +714,7 @@ e2e_lane() { # outdir dll lane
       if [[ "$cfg" == 612-* ]]; then exclude="cost=long cost=cli-over-drivers"; fi
       local subsys=0
       [ "$cfg" = noiommu ] && subsys=1
-      VFIO_LAB_NVME_SUBSYS=$subsys run_guest "$cfg" "${VFIO_LAB_TIMEOUT:-900}" "$outdir" "$outdir/$cfg.console.txt" 0 \
+      VFIO_LAB_NVME_SUBSYS=$subsys run_guest "$cfg" "${VFIO_LAB_TIMEOUT:-1500}" "$outdir" "$outdir/$cfg.console.txt" 0 \
         bash -o pipefail -c 'x=(); for t in $2; do x+=(-trait- "$t"); done; dotnet "$1" -noColor -trait "lab=$VFIO_LAB_CONFIG" -trait "lab=$VFIO_LAB_NAME" "${x[@]}" -longRunning 120 -result-junit "$VFIO_LAB_OUT/$VFIO_LAB_NAME.junit.xml" 2>&1 | tee "$VFIO_LAB_OUT/$VFIO_LAB_NAME.log"' \
         e2e "$dll" "$exclude" || rc=$?
       if [ -n "$LAB_FAILURE" ]; then
