@@ -143,6 +143,9 @@ public sealed partial class CliNvmeManagementTests
         }
     }
 
+    [GeneratedRegex(@"Combination\[(\d+)\]:([0-9a-fA-F]+)")]
+    private static partial Regex IocsLine();
+
     [GeneratedRegex(@"value:(?:0x)?([0-9a-fA-F]{8})")]
     private static partial Regex FeatureValue();
 
@@ -169,7 +172,14 @@ public sealed partial class CliNvmeManagementTests
             ["smart-log"] = NvmeCli("smart-log", dev, "-o", "json"),
             ["error-log"] = NvmeCli("error-log", dev, "-o", "json"),
             ["fw-log"] = NvmeCli("fw-log", dev, "-o", "json"),
+            ["nvm-id-ctrl"] = NvmeCli("nvm-id-ctrl", dev, "-o", "json"),
         };
+        // nvme-cli 2.3 prints id-iocs as text only: "I/O Command Set Combination[N]:VECTOR" (hex).
+        var (iocsCode, iocsText) = Lab.Run("nvme", "id-iocs", dev);
+        Assert.True(iocsCode == 0, iocsText);
+        var kernelIocs = IocsLine().Matches(iocsText).Select(m => (int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture),
+            ulong.Parse(m.Groups[2].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture))).ToList();
+        Assert.NotEmpty(kernelIocs);
         int[] fids = [0x01, 0x02, 0x04, 0x06, 0x07, 0x08, 0x0B];
         var kernelFeatures = fids.ToDictionary(f => f, f => KernelFeature(dev, f));
         Lab.Report($"nvme-cli read {Bdf} ({dev}): id-ctrl {k["id-ctrl"].EnumerateObject().Count()} fields, smart-log {k["smart-log"].EnumerateObject().Count()}");
@@ -181,6 +191,10 @@ public sealed partial class CliNvmeManagementTests
         AssertSame("ns-descs", k["ns-descs"], Ours("ns-descs", "--nsid", "1"), null, differences);
         AssertSame("smart-log", k["smart-log"], Ours("smart-log"), SmartLogMoves, differences);
         AssertSame("error-log", k["error-log"], Ours("error-log"), ErrorLogMoves, differences);
+        AssertSame("nvm-id-ctrl", k["nvm-id-ctrl"], Ours("nvm-id-ctrl"), null, differences);
+        var ourIocs = Ours("id-iocs").GetProperty("iocs").EnumerateArray()
+            .Select(e => (e.GetProperty("index").GetInt32(), e.GetProperty("vector").GetUInt64())).ToList();
+        if (!ourIocs.SequenceEqual(kernelIocs)) { differences.Add($"id-iocs: nvme-cli {string.Join(", ", kernelIocs)}, vfio {string.Join(", ", ourIocs)}"); }
         // nvme-cli keys the firmware log by its device name (nvme1), vfio by the BDF: the slots inside must agree.
         var ourFw = Ours("fw-log");
         AssertSame("fw-log", k["fw-log"].EnumerateObject().Single().Value, ourFw.GetProperty(Bdf), null, differences);
@@ -191,7 +205,7 @@ public sealed partial class CliNvmeManagementTests
             if (ours != kernelFeatures[fid]) { differences.Add($"get-feature 0x{fid:x2}: nvme-cli 0x{kernelFeatures[fid]:x8}, vfio 0x{ours:x8}"); }
         }
         Assert.True(differences.Count == 0, "vfio nvme and nvme-cli differ:\n  " + string.Join("\n  ", differences));
-        Lab.Report($"{Bdf}: id-ctrl, id-ns, ns-descs, smart-log, error-log, fw-log and {fids.Length - FeatureMoves.Count} features equal " +
+        Lab.Report($"{Bdf}: id-ctrl, id-ns, ns-descs, nvm-id-ctrl, id-iocs, smart-log, error-log, fw-log and {fids.Length - FeatureMoves.Count} features equal " +
             $"(exceptions: {SmartLogMoves.Count} SMART counters, {ErrorLogMoves.Count} error-log field, {FeatureMoves.Count} features)");
     }
 

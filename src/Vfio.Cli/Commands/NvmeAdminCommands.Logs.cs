@@ -115,7 +115,7 @@ internal static partial class NvmeAdminCommands
             ctx.Say($"NVMe Identify I/O Command Set ({s.Name}):");
             foreach (var c in combos)
             {
-                ctx.Say(string.Create(CultureInfo.InvariantCulture, $"I/O Command Set Combination[{c.Index}]:{c.Vector:x16} (") +
+                ctx.Say(string.Create(CultureInfo.InvariantCulture, $"I/O Command Set Combination[{c.Index}]:{c.Vector:x} (") +
                     string.Join(", ", Enumerable.Range(0, 64).Where(b => (c.Vector >> b & 1) != 0).Select(Name)) + ")");
             }
             return ExitCodes.Ok;
