@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Collections;
 using System.Diagnostics.CodeAnalysis;
 using Vfio.Devices;
@@ -26,6 +27,7 @@ public static class FuzzTargets
         ["nvme-pages"] = NvmePagesTarget,
         ["vfio-user-msg"] = VfioUserMessageTarget,
         ["vfio-region-info"] = RegionInfoTarget,
+        ["pci-caps"] = PciCapabilitiesTarget,
     };
 
     /// <summary>Runs every file under <paramref name="directory"/> through <paramref name="target"/>; returns the count.</summary>
@@ -134,6 +136,24 @@ public static class FuzzTargets
     {
         try { _ = VfioCapabilityChain.ParseRegionInfo(data); }
         catch (VfioException) { }
+    }
+
+    /// <summary>
+    /// The PCI capability walks over a config space image (up to 4 KiB; bytes past the input read as 0): the standard
+    /// list from the Capabilities Pointer (0x34) when Status bit 4 says there is one, and the extended list from 0x100.
+    /// Both must end on any content (looping and out-of-range pointers included) without throwing.
+    /// </summary>
+    private static void PciCapabilitiesTarget(ReadOnlySpan<byte> data)
+    {
+        var space = new byte[PciConfigSpace.ExtendedSize];
+        data[..Math.Min(data.Length, space.Length)].CopyTo(space);
+        bool hasList = (space[6] & 0x10) != 0;   // Status bit 4: Capabilities List (PCI 3.0 §6.2.3)
+        var standard = PciConfigSpace.WalkCapabilities(hasList, space[0x34], at => BinaryPrimitives.ReadUInt16LittleEndian(space.AsSpan(at)));
+        var extended = PciConfigSpace.WalkExtendedCapabilities(at => BinaryPrimitives.ReadUInt32LittleEndian(space.AsSpan(at)));
+        if (standard.Count > 48 || extended.Count > (PciConfigSpace.ExtendedSize - PciConfigSpace.ConventionalSize) / 4)
+        {
+            throw new InvalidOperationException($"capability walk did not stop: {standard.Count} standard, {extended.Count} extended");
+        }
     }
 
     /// <summary>Walks values the way a JSON writer would, so lazily computed fields run too.</summary>

@@ -46,6 +46,7 @@ internal static class Seeds
         })));
         Put(root, "vfio-region-info", "plain-bar", RegionInfo(withSparse: false));
         Put(root, "vfio-region-info", "sparse-mmap", RegionInfo(withSparse: true));
+        Put(root, "pci-caps", "nvme-like", ConfigSpace());
     }
 
     private const int IdentifyControllerSize = 4096;
@@ -187,6 +188,26 @@ internal static class Seeds
         BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(40), 5);
         return b;
     }
+
+    /// <summary>
+    /// A config space like QEMU's NVMe function: MSI-X at 0x40 -> PM at 0x80 -> PCIe at 0x90, and one extended
+    /// capability (AER) at 0x100.
+    /// </summary>
+    private static byte[] ConfigSpace()
+    {
+        var b = new byte[PciConfigSpaceExtendedSize];
+        BinaryPrimitives.WriteUInt16LittleEndian(b, 0x1b36);
+        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(2), 0x0010);
+        b[6] = 0x10;                 // Status: capabilities list
+        b[0x34] = 0x40;
+        b[0x40] = 0x11; b[0x41] = 0x80;
+        b[0x80] = 0x01; b[0x81] = 0x90;
+        b[0x90] = 0x10; b[0x91] = 0x00;
+        BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(0x100), 0x0001_0001); // AER v1, next 0
+        return b;
+    }
+
+    private const int PciConfigSpaceExtendedSize = 4096;
 
     /// <summary>struct vfio_region_info (32 bytes) and optionally a sparse-mmap capability with two areas.</summary>
     private static byte[] RegionInfo(bool withSparse)
