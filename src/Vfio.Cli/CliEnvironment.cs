@@ -25,6 +25,12 @@ public sealed class CliEnvironment
     public Func<PciAddress, VfioOpenOptions, IPciDevice>? OpenDevice { get; init; }
 
     /// <summary>
+    /// Standard output as a byte stream, for commands that write bytes rather than text (<c>nvme get-log -b</c>); the
+    /// program passes the process's own. When null, such commands say the host gives them none.
+    /// </summary>
+    public Func<Stream>? OpenBinaryOutput { get; init; }
+
+    /// <summary>
     /// Standard output is a terminal: tables get colour and the terminal's width. When false, output has no escape
     /// sequences and tables are laid out for a wide page, so that pipes and files see whole lines.
     /// </summary>

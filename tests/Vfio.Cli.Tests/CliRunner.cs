@@ -6,7 +6,7 @@ using Vfio.Tests.Host;
 namespace Vfio.Cli.Tests;
 
 /// <summary>What one run of the command produced.</summary>
-public sealed record CliResult(int ExitCode, string Out, string Err)
+public sealed record CliResult(int ExitCode, string Out, string Err, byte[]? Binary = null)
 {
     /// <summary>Fails when standard error or output shows a stack trace: expected errors print one line, no trace.</summary>
     public CliResult AssertNoStackTrace()
@@ -32,6 +32,7 @@ public sealed class CliRunner(FakeSysfs fs)
     {
         using var output = new StringWriter();
         using var error = new StringWriter();
+        using var binary = new MemoryStream();
         // The roots go first, so that tests may end their arguments with "--".
         string[] all = ["--sysfs-root", fs.Sys, "--proc-root", fs.Proc, "--dev-root", fs.Dev, .. args];
         int code = CliApp.Run(all, output, error, new CliEnvironment
@@ -39,7 +40,8 @@ public sealed class CliRunner(FakeSysfs fs)
             SysfsWriter = Writer,
             PciIdsPaths = PciIds is null ? [] : [PciIds],
             OpenDevice = OpenDevice,
+            OpenBinaryOutput = () => binary,
         });
-        return new CliResult(code, output.ToString(), error.ToString());
+        return new CliResult(code, output.ToString(), error.ToString(), binary.ToArray());
     }
 }

@@ -381,8 +381,10 @@ public sealed class NvmeAdminTests : IDisposable
         // Critical warning 04h, temperature 0150h little-endian, available spare 100 %, threshold 10 %.
         Assert.Contains("00000000  04 50 01 64 0a ", dump.Out, StringComparison.Ordinal);
 
-        // -b writes to the process's standard output stream (Console.OpenStandardOutput), which this in-process
-        // runner cannot capture; only its clash with --out is checked here.
+        // -b writes the bytes themselves to the binary standard output the host gives (the runner captures it).
+        var raw = Ok(run(Args("get-log", "-i", "2", "-l", "512", "-b")));
+        Assert.Equal(file, raw.Binary);
+        Assert.Equal("", raw.Out);
         var both = run(Args("get-log", "-i", "2", "-l", "512", "-b", "--out", path));
         Assert.Contains("cannot be used together", Refused(both, ExitCodes.Usage), StringComparison.Ordinal);
         var odd = run(Args("get-log", "-i", "2", "-l", "510"));

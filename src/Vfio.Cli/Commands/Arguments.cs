@@ -91,6 +91,15 @@ internal static class Arguments
         },
     };
 
+    /// <summary>A number as nvme-cli takes one: decimal digits, or hex digits after 0x; no sign, no spaces inside.</summary>
+    public static bool TryParseNumber(string text, out ulong value)
+    {
+        var s = text.Trim();
+        return s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            ? ulong.TryParse(s.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out value)
+            : ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out value);
+    }
+
     private static PciAddress? ParseBdf(string text) => PciAddress.TryParse(text, out var a) ? a : null;
 
     private static string BdfError(string text)

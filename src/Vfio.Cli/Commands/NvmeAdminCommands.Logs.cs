@@ -352,8 +352,12 @@ internal static partial class NvmeAdminCommands
             var data = s.Controller.GetLogPage(id, nsid, off, (int)len, parse.GetValue(rae));
             if (parse.GetValue(binary))
             {
-                using var stdout = Console.OpenStandardOutput();
+                var stdout = ctx.Environment.OpenBinaryOutput?.Invoke()
+                    ?? throw new CliException("--raw-binary needs a byte stream for standard output, and this host of the command gives none",
+                        ExitCodes.Usage, "Usage");
+                ctx.Output.Flush();
                 stdout.Write(data);
+                stdout.Flush();
                 return ExitCodes.Ok;
             }
             string? path = parse.GetValue(outFile);

@@ -150,7 +150,7 @@ internal static partial class NvmeAdminCommands
         var ids = new List<ushort>();
         foreach (var part in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
         {
-            if (!TryParseNumber(part, out var v) || v > 0xFFFE) { return null; }
+            if (!Arguments.TryParseNumber(part, out var v) || v > 0xFFFE) { return null; }
             ids.Add((ushort)v);
         }
         return ids.Count == 0 ? null : [.. ids];

@@ -66,15 +66,6 @@ internal static partial class NvmeAdminCommands
 
     // ------------------------------------------------------------------------------------------------ numbers
 
-    /// <summary>A number as nvme-cli takes one: decimal, or hex with 0x.</summary>
-    internal static bool TryParseNumber(string text, out ulong value)
-    {
-        var s = text.Trim();
-        return s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
-            ? ulong.TryParse(s.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out value)
-            : ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out value);
-    }
-
     /// <summary>An option holding a number (decimal or 0x hex) of at most <paramref name="max"/>.</summary>
     internal static Option<ulong> NumberOption(string name, string alias, string description, ulong max, bool required, ulong? defaultValue = null)
     {
@@ -86,7 +77,7 @@ internal static partial class NvmeAdminCommands
             CustomParser = r =>
             {
                 string text = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
-                if (TryParseNumber(text, out var v) && v <= max) { return v; }
+                if (Arguments.TryParseNumber(text, out var v) && v <= max) { return v; }
                 r.AddError(string.Create(CultureInfo.InvariantCulture, $"{name} takes a number from 0 to {max} (0x{max:x}), decimal or 0x hex; got '{text}'"));
                 return 0;
             },

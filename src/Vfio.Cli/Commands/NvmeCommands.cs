@@ -319,15 +319,7 @@ internal static class NvmeCommands
             $"wrote 0x{written[first]:x2}, read 0x{read[first]:x2}"), ExitCodes.DeviceOrHost, "VerifyFailed", session.Device.Address);
     }
 
-    internal static byte? ParseByte(string text)
-    {
-        var s = text.Trim();
-        if (s.StartsWith("0x", StringComparison.OrdinalIgnoreCase))
-        {
-            return byte.TryParse(s.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var h) ? h : null;
-        }
-        return byte.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var d) ? d : null;
-    }
+    internal static byte? ParseByte(string text) => Arguments.TryParseNumber(text, out var v) && v <= byte.MaxValue ? (byte)v : null;
 
     // ------------------------------------------------------------------------------------------------ shared
 
