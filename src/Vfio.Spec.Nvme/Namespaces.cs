@@ -342,14 +342,8 @@ public partial struct NvmeCommand
     /// Compare (NVMe 1.4 §6.2): SLBA and NLB as for Read; the controller reads the host's data at PRP1/PRP2 and
     /// completes with Compare Failure (SCT 2h, SC 85h) when it differs from the media.
     /// </summary>
-    public static NvmeCommand Compare(uint nsid, ulong startingLba, int blocks, DmaAddress prp1, DmaAddress prp2)
-    {
-        var c = Make((byte)NvmOpcode.Compare, nsid);
-        SetRange(ref c, startingLba, blocks);
-        c.Prp1 = prp1;
-        c.Prp2 = prp2;
-        return c;
-    }
+    public static NvmeCommand Compare(uint nsid, ulong startingLba, int blocks, DmaAddress prp1, DmaAddress prp2) =>
+        RangeWithData(NvmOpcode.Compare, nsid, startingLba, blocks, prp1, prp2);
 
     /// <summary>
     /// Dataset Management (NVMe 1.4 §6.7): NR (CDW10 bits 7:0, 0's based) ranges of 16 bytes at PRP1 (with PRP2 if

@@ -247,6 +247,12 @@ public partial struct NvmeCommand
     public static NvmeCommand ReadWrite(NvmOpcode opcode, uint nsid, ulong startingLba, int blocks, DmaAddress prp1, DmaAddress prp2)
     {
         if (opcode is not (NvmOpcode.Read or NvmOpcode.Write)) { throw new ArgumentOutOfRangeException(nameof(opcode), opcode, "Read or Write"); }
+        return RangeWithData(opcode, nsid, startingLba, blocks, prp1, prp2);
+    }
+
+    /// <summary>A command with SLBA, NLB and a data pointer (Read, Write, Compare: NVMe 1.4 Figures 346, 387, 364).</summary>
+    private static NvmeCommand RangeWithData(NvmOpcode opcode, uint nsid, ulong startingLba, int blocks, DmaAddress prp1, DmaAddress prp2)
+    {
         var c = Make((byte)opcode, nsid);
         SetRange(ref c, startingLba, blocks);
         c.Prp1 = prp1;

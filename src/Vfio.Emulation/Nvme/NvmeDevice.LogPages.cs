@@ -34,7 +34,7 @@ public sealed partial class NvmeDevice
     private readonly long _poweredOnAt = Stopwatch.GetTimestamp();
     private readonly ErrorLogEntry[] _errorLog = new ErrorLogEntry[ErrorLogEntries];
     private ulong _errorCount;
-    private long _read512, _written512, _hostReads, _hostWrites, _busyTicks, _mediaErrors;
+    private long _mediaErrors;
 
     // Guarded by the controller lock, like the admin queue they belong to.
     private readonly Queue<ushort> _aerCids = new();
@@ -264,11 +264,20 @@ public sealed partial class NvmeDevice
         d[4] = 10;                  // available spare threshold
         d[5] = 0;                   // percentage used
         // §5.16.1.3: data units are thousands of 512-byte units, rounded up.
-        W128(d, 32, DivideRoundingUp(Interlocked.Read(ref _read512), 1000));
-        W128(d, 48, DivideRoundingUp(Interlocked.Read(ref _written512), 1000));
-        W128(d, 64, (ulong)Interlocked.Read(ref _hostReads));
-        W128(d, 80, (ulong)Interlocked.Read(ref _hostWrites));
-        W128(d, 96, (ulong)(Interlocked.Read(ref _busyTicks) / TimeSpan.TicksPerMinute));
+        long read512 = 0, written512 = 0, hostReads = 0, hostWrites = 0, succeeded = 0;
+        for (int q = 1; q < _counters.Length; q++)
+        {
+            read512 += Volatile.Read(ref _counters[q].Read512);
+            written512 += Volatile.Read(ref _counters[q].Written512);
+            hostReads += Volatile.Read(ref _counters[q].HostReads);
+            hostWrites += Volatile.Read(ref _counters[q].HostWrites);
+            succeeded += Volatile.Read(ref _counters[q].Succeeded);
+        }
+        W128(d, 32, DivideRoundingUp(read512, 1000));
+        W128(d, 48, DivideRoundingUp(written512, 1000));
+        W128(d, 64, (ulong)hostReads);
+        W128(d, 80, (ulong)hostWrites);
+        W128(d, 96, (ulong)(succeeded * BusyTicksPerCommand / TimeSpan.TicksPerMinute));
         W128(d, 112, 1);            // power cycles: powered up once, at construction
         W128(d, 128, (ulong)(Stopwatch.GetElapsedTime(_poweredOnAt) + ExtraPowerOnTime).TotalHours);
         W128(d, 144, 0);            // unsafe shutdowns
@@ -361,19 +370,20 @@ public sealed partial class NvmeDevice
             return false;
         }
         if (qid == 0) { return false; }
-        long units = (long)c.BlockCount * BlockSizeOf(c.Nsid) / 512;
+        // Under the lock Drain(qid) holds, so only this queue's thread writes its counters.
+        ref var counters = ref _counters[qid];
         switch ((NvmOpcode)c.Opcode)
         {
             case NvmOpcode.Read:
-                Interlocked.Add(ref _read512, units);
-                Interlocked.Increment(ref _hostReads);
+                counters.Read512 += (long)c.BlockCount * BlockSizeOf(c.Nsid) / 512;
+                counters.HostReads++;
                 break;
             case NvmOpcode.Write:
-                Interlocked.Add(ref _written512, units);
-                Interlocked.Increment(ref _hostWrites);
+                counters.Written512 += (long)c.BlockCount * BlockSizeOf(c.Nsid) / 512;
+                counters.HostWrites++;
                 break;
         }
-        Interlocked.Add(ref _busyTicks, BusyTicksPerCommand);
+        counters.Succeeded++;
         return false;
     }
 

@@ -98,6 +98,9 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
     {
         public long IoCommands;
         public int SubmissionDoorbells;
+        // SMART / Health counters of the queue's successful I/O (NvmeDevice.LogPages.cs): per queue, so that queues
+        // processed on different threads do not share a cache line per command; the log page sums them.
+        public long Read512, Written512, HostReads, HostWrites, Succeeded;
     }
 
     /// <summary>Creates a controller; the namespace starts zeroed.</summary>
