@@ -47,6 +47,8 @@
 # e2e boot, default 1500: the noiommu guest, which also runs the nvme-cli cross-check, takes about 875 s on 2 busy cores), VFIO_LAB_KERNEL_ABI (pin a kernel ABI, e.g. 6.1.0-56-amd64),
 # VFIO_LAB_JOBS (e2e guests at a time, default one per core up to 4), VFIO_LAB_CONFIGS (e2e: only these
 # configurations, space-separated), CONFIG (build configuration of the test project, default Release).
+# VFIO_LAB_QEMU=10: the guests run on QEMU 10.0 from bookworm-backports, extracted into the cache (default: the
+# system QEMU 7.2; see lab/README.md, "QEMU").
 set -euo pipefail
 
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -69,6 +71,33 @@ short_hash() { sha256sum | cut -c1-16; }
 # =================================================================================================
 # prepare: packages, guest kernel, vfio modules, module tree, initramfs. All cached under $CACHE.
 # =================================================================================================
+
+# QEMU for the guests. Default: Debian 12's qemu-system-x86 (7.2). VFIO_LAB_QEMU=10 (issue 19, opt-in while the
+# lab moves): bookworm-backports' QEMU 10.0 (it has the igb NIC model and NVMe Namespace Management), pinned to one
+# version and extracted into the lab cache beside the system's 7.2, so both stay usable and nothing else upgrades.
+QEMU_BIN=qemu-system-x86_64
+QEMU10_VERSION="${VFIO_LAB_QEMU10_VERSION:-1:10.0.2+ds-2+deb13u1~bpo12+1}"
+QEMU10_SEABIOS="${VFIO_LAB_QEMU10_SEABIOS:-1.16.3-2~bpo12+1}"
+ensure_qemu() {
+  [ "${VFIO_LAB_QEMU:-7}" = 10 ] || return 0
+  local dir="$CACHE/qemu-$(printf '%s' "$QEMU10_VERSION" | sed 's/[^A-Za-z0-9.]/_/g')"
+  if [ ! -x "$dir/usr/bin/qemu-system-x86_64" ]; then
+    ensure_backports_source
+    local t="$CACHE/.tmp.qemu.$$" p
+    rm -rf "$t"; mkdir -p "$t/debs"; chown _apt "$t/debs" 2>/dev/null || true   # apt-get download runs as _apt
+    log "fetching QEMU $QEMU10_VERSION from bookworm-backports into $dir"
+    ( cd "$t/debs" && apt-get download -qq "qemu-system-x86=$QEMU10_VERSION" "qemu-system-common=$QEMU10_VERSION" \
+        "qemu-system-data=$QEMU10_VERSION" "seabios=$QEMU10_SEABIOS" >&2 ) \
+      || die "cannot download QEMU $QEMU10_VERSION (is bookworm-backports reachable? set VFIO_LAB_QEMU10_VERSION)"
+    for p in "$t"/debs/*.deb; do dpkg-deb -x "$p" "$t/root" || die "cannot extract $p"; done
+    rm -rf "$dir"; mv "$t/root" "$dir"; rm -rf "$t"
+  fi
+  QEMU_BIN="$dir/usr/bin/qemu-system-x86_64"
+  # its own modules and firmware, never the system 7.2's ("Only modules from the same build can be loaded")
+  export QEMU_MODULE_DIR="$dir/usr/lib/x86_64-linux-gnu/qemu"
+  QEMU_DATA_ARGS=(-L "$dir/usr/share/qemu" -L "$dir/usr/share/seabios")
+}
+QEMU_DATA_ARGS=()
 
 HOST_PACKAGES=(qemu-system-x86 busybox-static cpio kmod linux-source-6.1 make gcc xz-utils gzip nvme-cli python3)
 APT_UPDATED=0
@@ -241,6 +270,16 @@ K612_COMPAT_FRAGMENT="$LAB_DIR/kernel-6.12-compat.config"
 K612_TARBALL=/usr/src/linux-source-6.12.tar.xz
 K612_BACKPORTS=/etc/apt/sources.list.d/vfio-lab-bookworm-backports.sources
 
+# bookworm-backports in a list of its own (backports are pinned low by apt: nothing else upgrades).
+ensure_backports_source() {
+  grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/ && { apt_update_once; return 0; }
+  log "adding bookworm-backports ($K612_BACKPORTS)"
+  printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\n' \
+    > "$K612_BACKPORTS"
+  APT_UPDATED=0
+  apt_update_once
+}
+
 ensure_612_packages() {
   local missing=() p
   for p in "${K612_PACKAGES[@]}"; do pkg_installed "$p" || missing+=("$p"); done
@@ -249,11 +288,7 @@ ensure_612_packages() {
     # bookworm gets linux-source-6.12 through bookworm-security; where the sources do not offer it,
     # add bookworm-backports in a list of its own (backports are pinned low: nothing else upgrades).
     if ! apt-cache policy linux-source-6.12 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-      log "adding bookworm-backports for linux-source-6.12 ($K612_BACKPORTS)"
-      printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\n' \
-        > "$K612_BACKPORTS"
-      APT_UPDATED=0
-      apt_update_once
+      ensure_backports_source
     fi
     apt_install "${missing[@]}"
   fi
@@ -374,6 +409,7 @@ prepare() {
   rm -rf "$CACHE"/.tmp.* "$CACHE"/debs/.download.*   # leftovers of an interrupted prepare
 
   ensure_packages
+  ensure_qemu
   fetch_image_deb
   check_versions
 
@@ -436,7 +472,7 @@ qemu_args() {
   # for minutes (see README, "6.12 timer stall"); one vCPU has nothing to stall against.
   local smp=2
   if [[ "$config" == 612-* ]]; then smp=1; fi
-  QEMU_ARGS=(-accel tcg -cpu max -m 2048 -smp "$smp"
+  QEMU_ARGS=("${QEMU_DATA_ARGS[@]}" -accel tcg -cpu max -m 2048 -smp "$smp"
     -nodefaults -no-user-config -display none -monitor none -no-reboot)
   case "$config" in
     noiommu | noiommu-off | 612-noiommu | 612-compat-noiommu)
@@ -543,6 +579,7 @@ run_guest() {
   [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ] && truncate -s 128M "$run/nvme2.img"
   write_job "$run" "$config" "$@"
   qemu_args "$config" "$run" "$out"
+  [ "$QEMU_BIN" = qemu-system-x86_64 ] || log "$config: $("$QEMU_BIN" --version | head -n1)"
   # QMP for the job (lab/qmp-bridge.py: the guest writes requests into the shared run directory), not interactive runs.
   local bridge=""
   if [ "${INTERACTIVE:-0}" != 1 ]; then
@@ -553,14 +590,14 @@ run_guest() {
 
   set +e
   if [ "${INTERACTIVE:-0}" = 1 ]; then
-    qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial mon:stdio
+    "$QEMU_BIN" "${QEMU_ARGS[@]}" -serial mon:stdio
     qrc=$?
   elif [ "$stream" = 1 ]; then
-    timeout --foreground -k 10 "$timeout" qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial stdio < /dev/null 2>&1 \
+    timeout --foreground -k 10 "$timeout" "$QEMU_BIN" "${QEMU_ARGS[@]}" -serial stdio < /dev/null 2>&1 \
       | tee "$logf" >&2
     qrc=${PIPESTATUS[0]}
   else
-    timeout --foreground -k 10 "$timeout" qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial stdio < /dev/null > "$logf" 2>&1
+    timeout --foreground -k 10 "$timeout" "$QEMU_BIN" "${QEMU_ARGS[@]}" -serial stdio < /dev/null > "$logf" 2>&1
     qrc=$?
   fi
   set -e

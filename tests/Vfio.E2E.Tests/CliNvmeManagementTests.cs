@@ -269,8 +269,8 @@ public sealed partial class CliNvmeManagementTests
     [Fact]
     public void CreateNsOnQemu72IsOneClearLineAndTheControllerGoesOn()
     {
-        // QEMU 7.2 sets OACS bit 3 (it implements Namespace Attachment) but answers Namespace Management (0Dh) with
-        // Invalid Command Opcode: what a user of that QEMU gets must say so, and nothing may break.
+        // QEMU 7.2 and 10.0.2 set OACS bit 3 (they implement Namespace Attachment) but answer Namespace Management (0Dh) with
+        // Invalid Command Opcode: what a user of such a QEMU gets must say so, and nothing may break.
         ToVfio();
         var (code, stderr) = OursFails("create-ns", "--nsze", "1024");
         Assert.Equal(2, code);
