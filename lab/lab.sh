@@ -111,14 +111,14 @@ upstream() { local v="${1#*:}"; echo "${v%-*}"; }   # 1:6.1.192-2 -> 6.1.192
 apt_update_once() {
   [ "$APT_UPDATED" = 1 ] && return 0
   log "apt-get update"
-  apt-get update -qq >&2 || die "apt-get update failed"
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || die "apt-get update failed"
   APT_UPDATED=1
 }
 
 apt_install() { # packages...
   apt_update_once
   log "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 \
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >&2 \
     || die "apt-get install $* failed"
 }
 
