@@ -1,3 +1,4 @@
+using Vfio.Net;
 using Vfio.VirtioNet.Tests.Emulation;
 
 namespace Vfio.VirtioNet.Tests;
