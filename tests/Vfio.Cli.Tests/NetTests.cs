@@ -89,12 +89,14 @@ public sealed class NetTests : IDisposable
     }
 
     [Fact]
-    public void Help_lists_both_commands()
+    public void Help_lists_the_commands()
     {
         var r = Run("net", "--help");
         Assert.Equal(ExitCodes.Ok, r.ExitCode);
         Assert.Contains("pktgen", r.Out, StringComparison.Ordinal);
         Assert.Contains("fwd", r.Out, StringComparison.Ordinal);
+        Assert.Contains("stats", r.Out, StringComparison.Ordinal);
+        Assert.Contains("virtio-net (1af4:1041, 1af4:1000)", r.Out, StringComparison.Ordinal);
         Assert.Equal(0, _opens);
     }
 
