@@ -219,10 +219,12 @@ public sealed class NetPortTests : IDisposable
         b.OverrideConfig16(2, FakeDeviceId);
         var opened = new List<FakeNetPort>();
         var cli = new CliRunner(_fs) { OpenDevice = (address, _) => address == a.Address ? a : b, NetDrivers = WithFakeDriver(opened) };
-        var r = cli.Run("net", "fwd", a.Address.ToString(), b.Address.ToString(), "-t", "0.2", "--json").AssertNoStackTrace();
+        var r = cli.Run("net", "fwd", a.Address.ToString(), b.Address.ToString(), "-t", "0.2", "--queues", "3", "--json").AssertNoStackTrace();
 
         Assert.True(r.ExitCode == ExitCodes.Ok, $"exit {r.ExitCode}: {r.Out}{r.Err}");
         var d = Json.Parse(r.Out);
+        Assert.Equal(3, d.GetProperty("queuePairs").GetInt32());
+        Assert.All(opened, p => Assert.All(p.GetStats().Queues, q => Assert.True(q.Rx.Packets > 0, $"{q}")));
         Assert.Equal("fake", d.GetProperty("driverA").GetString());
         Assert.Equal("fake", d.GetProperty("driverB").GetString());
         Assert.True(d.GetProperty("aToB").GetInt64() > 0 && d.GetProperty("bToA").GetInt64() > 0, r.Out);

@@ -73,6 +73,8 @@ public sealed class NetTests : IDisposable
     [InlineData("0000:00:04.0 0000:00:05.0 --warmup 10")]
     [InlineData("0000:00:04.0 0000:00:05.0 --warmup -1")]
     [InlineData("0000:00:04.0 0000:00:05.0 --warmup x")]
+    [InlineData("0000:00:04.0 0000:00:05.0 --queues 0")]
+    [InlineData("0000:00:04.0 0000:00:05.0 -q 65")]
     public void Fwd_bad_arguments_are_usage_errors(string args)
     {
         string[] rest = args.Length == 0 ? [] : args.Split(' ');
@@ -129,6 +131,9 @@ public sealed class NetTests : IDisposable
         Assert.True(d.GetProperty("mpps").GetDouble() > 0, r.Out);
         foreach (var name in new[] { "mode", "dmaIsolated", "dropped", "steadyMpps", "rounds" }) { Assert.True(d.TryGetProperty(name, out _), name); }
         Assert.Equal(0.075, d.GetProperty("warmupSeconds").GetDouble());   // a quarter of -t when that is under 1 s
+        Assert.Equal("virtio-net", d.GetProperty("driverA").GetString());
+        Assert.Equal("virtio-net", d.GetProperty("driverB").GetString());
+        Assert.Equal(1, d.GetProperty("queuePairs").GetInt32());
     }
 
     [Fact]
@@ -158,6 +163,7 @@ public sealed class NetTests : IDisposable
         Assert.Equal(500, d.GetProperty("sent").GetInt64());
         Assert.True(d.GetProperty("complete").GetBoolean());
         Assert.Equal(128, d.GetProperty("frameSize").GetInt32());
+        Assert.Equal("virtio-net", d.GetProperty("driver").GetString());
     }
 
     [Fact]

@@ -51,6 +51,16 @@ internal static class NetCommands
         return burst;
     }
 
+    private static Option<int> QueuesOption(string description)
+    {
+        var queues = new Option<int>("--queues", "-q") { Description = description, DefaultValueFactory = _ => 1, HelpName = "N" };
+        queues.Validators.Add(r =>
+        {
+            if (Arguments.TryGet(r, out int v) && v is < 1 or > MaxQueues) { r.AddError($"--queues must be 1 to {MaxQueues}"); }
+        });
+        return queues;
+    }
+
     private static Option<double> SecondsOption(double defaultSeconds, string description)
     {
         var seconds = new Option<double>("--seconds", "-t") { Description = description, DefaultValueFactory = _ => defaultSeconds, HelpName = "SECONDS" };
@@ -137,10 +147,11 @@ internal static class NetCommands
             Description = "Seconds at the start left out of the steady-state rate (default: 1, or a quarter of --seconds when shorter)",
             HelpName = "SECONDS",
         };
+        var queues = QueuesOption("Queue pairs per port; queue q of one port feeds queue q of the other (capped at what both ports offer)");
         var command = new Command("fwd",
             "io-forward between two ports, both ways, on one thread (testpmd --forward-mode=io --tx-first), and report packets and Mpps")
         {
-            portA, portB, seconds, burst, warmup,
+            portA, portB, seconds, burst, warmup, queues,
         };
         command.Validators.Add(r =>
         {
@@ -165,17 +176,18 @@ internal static class NetCommands
             var duration = TimeSpan.FromSeconds(parse.GetValue(seconds));
             using var deviceA = Open(ctx, parse.GetValue(portA), noIommu, null);
             using var deviceB = Open(ctx, parse.GetValue(portB), noIommu, deviceA as VfioDevice);
-            using var netA = OpenPort(ctx, deviceA, null);
+            using var netA = OpenPort(ctx, deviceA, null, parse.GetValue(queues));
             // Port B receives into port A's pool as well: what B receives is sent on A and freed there.
-            using var netB = OpenPort(ctx, deviceB, netA.Pool);
+            using var netB = OpenPort(ctx, deviceB, netA.Pool, parse.GetValue(queues));
+            int pairs = Math.Min(netA.QueuePairCount, netB.QueuePairCount);
             if (!ctx.Json)
             {
                 ctx.Say(string.Create(CultureInfo.InvariantCulture,
-                    $"fwd {deviceA.Address} ({netA.DriverName}) <-> {deviceB.Address} ({netB.DriverName}), {InfoCommand.ModeName(deviceA.Backend)}, burst {b}, {duration.TotalSeconds:0.#} s"));
+                    $"fwd {deviceA.Address} ({netA.DriverName}) <-> {deviceB.Address} ({netB.DriverName}), {InfoCommand.ModeName(deviceA.Backend)}, {pairs} queue pair(s), burst {b}, {duration.TotalSeconds:0.#} s"));
                 ctx.Output.Flush();
             }
             var warm = TimeSpan.FromSeconds(parse.GetValue(warmup) ?? Math.Min(1, duration.TotalSeconds / 4));
-            var r = IoForwarder.Run(netA, netB, duration, b, warmup: warm);
+            var r = IoForwarder.Run(netA, netB, duration, b, warmup: warm, queues: pairs);
             var doc = new NetFwdJson(
                 PortA: deviceA.Address.ToString(),
                 PortB: deviceB.Address.ToString(),
@@ -192,7 +204,8 @@ internal static class NetCommands
                 Rounds: r.Rounds,
                 WarmupSeconds: Math.Round(warm.TotalSeconds, 3),
                 DriverA: netA.DriverName,
-                DriverB: netB.DriverName);
+                DriverB: netB.DriverName,
+                QueuePairs: pairs);
             if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NetFwdJson); }
             else { ShowFwd(ctx, doc); }
             if (r.Forwarded == 0)
@@ -226,11 +239,7 @@ internal static class NetCommands
     {
         var port = Arguments.Bdf("PORT");
         var seconds = SecondsOption(1, "How long to receive (and free) on every queue before the counters are read");
-        var queues = new Option<int>("--queues", "-q") { Description = "Queue pairs to open and poll (capped at what the port offers)", DefaultValueFactory = _ => 1, HelpName = "N" };
-        queues.Validators.Add(r =>
-        {
-            if (Arguments.TryGet(r, out int v) && v is < 1 or > MaxQueues) { r.AddError($"--queues must be 1 to {MaxQueues}"); }
-        });
+        var queues = QueuesOption("Queue pairs to open and poll (capped at what the port offers)");
         var burst = BurstOption();
         var command = new Command("stats",
             "Open one port, receive on every queue for a while, and show its driver, MAC, link, RSS and counters (per queue where the driver counts them)")

@@ -200,10 +200,11 @@ internal sealed record NetPktgenJson(string Port, string Mode, bool DmaIsolated,
 
 /// <summary>
 /// <c>vfio net fwd --json</c>: <c>Packets</c> is both directions together; <c>Mpps</c> the overall rate and
-/// <c>SteadyMpps</c> the rate after the first <c>WarmupSeconds</c>.
+/// <c>SteadyMpps</c> the rate after the first <c>WarmupSeconds</c>; <c>DriverA</c>/<c>DriverB</c> the drivers the ports'
+/// PCI IDs chose, <c>QueuePairs</c> the pairs forwarded.
 /// </summary>
 internal sealed record NetFwdJson(string PortA, string PortB, string Mode, bool DmaIsolated, int Burst, double Seconds, long Packets,
-    long AToB, long BToA, long Dropped, double Mpps, double SteadyMpps, long Rounds, double WarmupSeconds, string DriverA, string DriverB);
+    long AToB, long BToA, long Dropped, double Mpps, double SteadyMpps, long Rounds, double WarmupSeconds, string DriverA, string DriverB, int QueuePairs);
 
 /// <summary>
 /// <c>vfio net stats --json</c>: one port as its driver reports it, after receiving for <c>Seconds</c>. <c>Queues</c>
