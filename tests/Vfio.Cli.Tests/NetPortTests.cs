@@ -88,6 +88,44 @@ public sealed class NetPortTests : IDisposable
     }
 
     [Fact]
+    public void One_forwarder_loop_runs_between_ports_of_different_drivers()
+    {
+        // A ring through two drivers: virtio-net A -> hub -> virtio-net B -> fake F2 -> wire -> fake F1 -> A, and back.
+        // Two forwarders, (A, F1) and (B, F2), take turns on this thread, so one pool serves all four ports.
+        var (devA, devB) = EmulatedVirtioNet.CreatePair();
+        var pool = new PacketPool(devA.EmulatedDma!, 2048, name: "mixed ring");
+        var registry = new NetDriverRegistry { VirtioNetDriver.Registration };
+        var a = registry.Open(devA, new NetPortOptions { Pool = pool });
+        var b = registry.Open(devB, new NetPortOptions { Pool = pool });
+        var (f1, f2) = FakeNetPort.CreatePair(pool);
+        long virtioToFake = 0, fakeToVirtio = 0;
+        for (int turn = 0; turn < 40; turn++)
+        {
+            var left = IoForwarder.Run(a, f1, TimeSpan.FromMilliseconds(5), burst: 16, txFirst: turn == 0, cancellationToken: Ct);
+            var right = IoForwarder.Run(b, f2, TimeSpan.FromMilliseconds(5), burst: 16, txFirst: false, cancellationToken: Ct);
+            virtioToFake += left.AToB + right.AToB;
+            fakeToVirtio += left.BToA + right.BToA;
+            Assert.Equal(0, left.Dropped + right.Dropped);
+        }
+
+        Assert.True(virtioToFake > 32 && fakeToVirtio > 32, $"virtio->fake {virtioToFake}, fake->virtio {fakeToVirtio}");
+        Assert.True(f1.GetStats().Rx.Packets > 0 && f2.GetStats().Rx.Packets > 0);
+        foreach (var p in f1.Waiting(0).Concat(f2.Waiting(0)))
+        {
+            Assert.True(TestFrames.TryRead(p.Data, out _), "a frame changed on the way");
+        }
+        f1.Dispose();
+        f2.Dispose();
+        b.Dispose();
+        a.Dispose();
+        // Every buffer came back exactly once (a second return would have thrown PacketPoolDoubleFreeException).
+        Assert.Equal(pool.Capacity, pool.FreeCount);
+        pool.Dispose();
+        devA.Dispose();
+        devB.Dispose();
+    }
+
+    [Fact]
     public void What_the_other_port_refuses_is_counted_and_freed_once()
     {
         var pool = new PacketPool(new EmulatedDma(), 256);
@@ -245,6 +283,11 @@ public sealed class NetPortTests : IDisposable
             string line = Assert.Single(r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
             Assert.StartsWith($"vfio: {a.Address}: no NIC driver for PCI ID 1af4:1234", line, StringComparison.Ordinal);
         }
+        var json = cli.Run("net", "fwd", a.Address.ToString(), "0000:00:08.0", "--json").AssertNoStackTrace();
+        var e = Json.Parse(json.Out).GetProperty("error");
+        Assert.Equal(ExitCodes.DeviceOrHost, e.GetProperty("exitCode").GetInt32());
+        Assert.Equal("NoNetDriver", e.GetProperty("kind").GetString());
+        Assert.Equal(a.Address.ToString(), e.GetProperty("device").GetString());
     }
 
     [Fact]
