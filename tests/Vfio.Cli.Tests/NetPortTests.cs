@@ -12,6 +12,8 @@ namespace Vfio.Cli.Tests;
 /// driver at all (<see cref="FakeNetPort"/>) and on virtio-net over its emulated model, the driver registry's ID
 /// matching, RSS as a value, and <c>vfio net fwd|stats</c> with a driver the command does not ship.
 /// </summary>
+// The net classes run one after the other: both keep cores busy forwarding, and some of NetTests end by a time limit.
+[Collection("net")]
 public sealed class NetPortTests : IDisposable
 {
     // An ID nobody assigns (virtio's vendor, a device ID above the modern range's net entry) for the test's own driver.

@@ -7,6 +7,8 @@ namespace Vfio.Cli.Tests;
 /// <c>vfio net pktgen|fwd</c>: argument validation (bad arguments exit 1 before any device is opened), and the JSON
 /// documents against the virtio-net driver's in-process emulated ports (two, connected as on one hub).
 /// </summary>
+// The net classes run one after the other: both keep cores busy forwarding, and some of NetTests end by a time limit.
+[Collection("net")]
 public sealed class NetTests : IDisposable
 {
     private const string PortA = "0000:00:04.0";
