@@ -24,6 +24,9 @@ public sealed class CliEnvironment
     /// <summary>Opens a device for <c>vfio info</c>; <see cref="VfioDevice.Open(PciAddress, VfioOpenOptions?)"/> when null.</summary>
     public Func<PciAddress, VfioOpenOptions, IPciDevice>? OpenDevice { get; init; }
 
+    /// <summary>The NIC drivers <c>vfio net</c> matches ports against; the command's own (virtio-net, ...) when null.</summary>
+    public Vfio.Net.NetDriverRegistry? NetDrivers { get; init; }
+
     /// <summary>
     /// Standard output as a byte stream, for commands that write bytes rather than text (<c>nvme get-log -b</c>); the
     /// program passes the process's own. When null, such commands say the host gives them none.

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Vfio.Devices;
 using Vfio.Dma;
+using Vfio.Net;
 using Vfio.Spec.Virtio;
 using Vfio.VirtioNet.Virtio;
 
@@ -37,7 +38,7 @@ public sealed partial class VirtioNetDevice : IDisposable
     private bool _mergeable;
     private int _refillThreshold;
     private readonly int _txDoorbellThreshold;
-    private long _rxPackets, _rxBytes, _rxDropped, _txPackets, _txBytes, _notifications, _interruptWakeups;
+    private long _notifications, _interruptWakeups;
     private bool _disposed;
 
     private VirtioNetDevice(IPciDevice device, VirtioNetOptions options)
@@ -127,7 +128,16 @@ public sealed partial class VirtioNetDevice : IDisposable
     public VirtioStatus Status => _transport.Status;
 
     /// <summary>Counters since the device was opened.</summary>
-    public VirtioNetStats Stats => new(_rxPackets, _rxBytes, _rxDropped, _txPackets, _txBytes, _notifications);
+    public VirtioNetStats Stats
+    {
+        get
+        {
+            long rxPackets = 0, rxBytes = 0, rxDropped = 0, txPackets = 0, txBytes = 0;
+            foreach (var q in _rx) { rxPackets += q.Packets; rxBytes += q.Bytes; rxDropped += q.Dropped; }
+            foreach (var q in _tx) { txPackets += q.Packets; txBytes += q.Bytes; }
+            return new(rxPackets, rxBytes, rxDropped, txPackets, txBytes, _notifications);
+        }
+    }
 
     /// <summary>
     /// Receives up to <c>into.Length</c> packets from queue pair <paramref name="queuePair"/>; returns how many.
@@ -155,24 +165,24 @@ public sealed partial class VirtioNetDevice : IDisposable
                 {
                     // Later buffers of a packet that spanned several (MRG_RXBUF, §5.1.6.4): dropped with its first.
                     rx.SkipBuffers--;
-                    pool.FreeIndex(index);
+                    PacketPoolMarshal.FreeIndex(pool, index);
                     continue;
                 }
                 int length = (int)written - HeaderSize;
                 if (length < 0)
                 {
-                    _rxDropped++;
-                    pool.FreeIndex(index);
+                    rx.Dropped++;
+                    PacketPoolMarshal.FreeIndex(pool, index);
                     continue;
                 }
                 if (_mergeable)
                 {
                     // SAFETY: the header lies in the buffer's headroom, inside the pool's mapping; read once.
-                    ushort buffers = Volatile.Read(ref *(ushort*)(pool.PointerOf(index) + HeaderOffset + VirtioNetHeader.NumBuffers));
+                    ushort buffers = Volatile.Read(ref *(ushort*)(PacketPoolMarshal.GetPointer(pool, index) + HeaderOffset + VirtioNetHeader.NumBuffers));
                     if (buffers > 1 || buffers == 0)
                     {
                         // The buffer is the driver's again (its used entry passed the ring's checks) whatever it says.
-                        pool.FreeIndex(index);
+                        PacketPoolMarshal.FreeIndex(pool, index);
                         // §5.1.6.4: num_buffers counts the descriptors holding the packet, at least this one, and the
                         // rest are buffers the device holds now.
                         if (buffers == 0 || buffers - 1 > ring.ChainsInFlight)
@@ -181,24 +191,24 @@ public sealed partial class VirtioNetDevice : IDisposable
                                 $"num_buffers {buffers}, with {ring.ChainsInFlight} receive buffer(s) left with the device");
                         }
                         rx.SkipBuffers = buffers - 1;
-                        _rxDropped++;
+                        rx.Dropped++;
                         continue;
                     }
                 }
-                pool.SetLength(index, length);
+                PacketPoolMarshal.SetLength(pool, index, length);
                 bytes += length;
-                into[got++] = new PacketBuffer(poolId, index);
+                into[got++] = PacketPoolMarshal.CreateBuffer(poolId, index);
             }
         }
         catch (DeviceProtocolViolationException)
         {
             // The packets taken before the violation were returned properly; the caller never sees them, so they go
             // back to the pool. The buffers the device still holds stay in the faulted ring until a reset.
-            for (int i = 0; i < got; i++) { pool.FreeIndex(into[i].Index); }
+            for (int i = 0; i < got; i++) { PacketPoolMarshal.FreeIndex(pool, into[i].Index); }
             throw;
         }
-        _rxPackets += got;
-        _rxBytes += bytes;
+        rx.Packets += got;
+        rx.Bytes += bytes;
         if (ring.FreeDescriptors >= _refillThreshold)
         {
             Refill(rx);
@@ -273,23 +283,24 @@ public sealed partial class VirtioNetDevice : IDisposable
         for (int i = 0; i < n; i++)
         {
             var packet = packets[i];
-            var pool = packet.PoolId == lastPoolId ? lastPool! : (lastPool = packet.Pool);
-            lastPoolId = packet.PoolId;
+            int poolId = PacketPoolMarshal.GetPoolId(packet);
+            var pool = poolId == lastPoolId ? lastPool! : (lastPool = packet.Pool);
+            lastPoolId = poolId;
             int index = packet.Index;
-            int length = pool.LengthOf(index);
+            int length = PacketPoolMarshal.GetLength(pool, index);
             // §5.1.6.2: a zeroed header asks for no checksum offload and no segmentation (GSO_NONE); the header
             // and the frame go out as one device-readable buffer (VERSION_1 implies ANY_LAYOUT, §5.1.6.6).
-            byte* header = (byte*)pool.PointerOf(index) + HeaderOffset;
+            byte* header = (byte*)PacketPoolMarshal.GetPointer(pool, index) + HeaderOffset;
             // SAFETY: the 12 header bytes lie in the buffer's headroom.
             *(ulong*)header = 0;
             *(uint*)(header + 8) = 0;
             // n is at most the free descriptors, so Enqueue succeeds. The token is the packet's handle: transmitted
             // packets may come from any pool, and ReclaimTransmitted frees each to its own.
-            ring.Enqueue(pool.DeviceAddressOf(index) + HeaderOffset, (uint)(length + HeaderSize), VirtqDescriptorFlags.None, packet.Handle);
+            ring.Enqueue(PacketPoolMarshal.GetDeviceAddress(pool, index) + HeaderOffset, (uint)(length + HeaderSize), VirtqDescriptorFlags.None, PacketPoolMarshal.GetHandle(packet));
             bytes += length;
         }
-        _txPackets += n;
-        _txBytes += bytes;
+        tx.Packets += n;
+        tx.Bytes += bytes;
         if (ring.Publish())
         {
             tx.Unannounced += n;
@@ -325,9 +336,10 @@ public sealed partial class VirtioNetDevice : IDisposable
         PacketPool? pool = null;
         for (; done > 0; done--)
         {
-            var packet = PacketBuffer.FromHandle(ring.TakeUsed(out _));
-            if (packet.PoolId != lastPoolId) { pool = packet.Pool; lastPoolId = packet.PoolId; }
-            pool!.FreeIndex(packet.Index);
+            var packet = PacketPoolMarshal.FromHandle(ring.TakeUsed(out _));
+            int poolId = PacketPoolMarshal.GetPoolId(packet);
+            if (poolId != lastPoolId) { pool = packet.Pool; lastPoolId = poolId; }
+            PacketPoolMarshal.FreeIndex(pool!, packet.Index);
         }
     }
 
@@ -550,6 +562,8 @@ public sealed partial class VirtioNetDevice : IDisposable
             var layout = SplitQueueLayout.For(size);
             var memory = Device.Dma.Allocate((ulong)layout.TotalSize, new DmaAllocationOptions { Name = $"{Device.Address} {kind} queue {index}", Contiguous = true });
             queue = new Queue(index, new SplitVirtqueue(layout, memory.Pointer, memory.DeviceAddress, Device.Address, $"virtqueue {index} ({kind})"), memory);
+            // The counters run from open, across resets that resize the ring.
+            if (existing is not null) { queue.Packets = existing.Packets; queue.Bytes = existing.Bytes; queue.Dropped = existing.Dropped; }
         }
         // Polling: ask for no interrupts (§2.7.7); ReceiveAsync lifts this only while it waits.
         queue.Ring.SetInterruptSuppression(true);
@@ -571,7 +585,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         {
             // One device-writable buffer: header in the headroom's last 12 bytes, the frame after it (§5.1.6.3).
             // The token is the buffer's index in the device's pool, which Receive turns back into the packet.
-            ring.Enqueue(pool.DeviceAddressOf(packet.Index) + HeaderOffset, length, VirtqDescriptorFlags.Write, packet.Index);
+            ring.Enqueue(PacketPoolMarshal.GetDeviceAddress(pool, packet.Index) + HeaderOffset, length, VirtqDescriptorFlags.Write, packet.Index);
         }
         if (ring.Publish() && notify && ring.DeviceWantsNotification())
         {
@@ -634,6 +648,10 @@ public sealed partial class VirtioNetDevice : IDisposable
         public int SkipBuffers { get; set; }
         /// <summary>Transmit queues: packets published since the last doorbell decision.</summary>
         public int Unannounced { get; set; }
+        // Counters since open (kept across Reset, as the queue objects are): fields, as they change every burst.
+        public long Packets;
+        public long Bytes;
+        public long Dropped;
         private readonly bool _receive = index % 2 == 0;   // receiveqN is even (§5.1.2)
 
         /// <summary>
@@ -642,8 +660,8 @@ public sealed partial class VirtioNetDevice : IDisposable
         /// </summary>
         public void ReleaseBuffers(PacketPool? receivePool)
         {
-            if (_receive) { Ring.ReleaseInFlight(receivePool!.FreeIndex); }
-            else { Ring.ReleaseInFlight(PacketPool.FreeHandle); }
+            if (_receive) { Ring.ReleaseInFlight(index => PacketPoolMarshal.FreeIndex(receivePool!, index)); }
+            else { Ring.ReleaseInFlight(PacketPoolMarshal.FreeHandle); }
             SkipBuffers = 0;
             Unannounced = 0;
         }

@@ -30,24 +30,3 @@ public sealed class VirtqueueFaultedException : VfioException
     /// <summary>The queue's name.</summary>
     public string Queue { get; }
 }
-
-/// <summary>
-/// A packet buffer was returned to its <see cref="PacketPool"/> while already free: a double free, which would hand
-/// one buffer to two owners. The pool is unchanged.
-/// </summary>
-public sealed class PacketPoolDoubleFreeException : VfioException
-{
-    /// <summary>Creates the exception for buffer <paramref name="index"/> of pool <paramref name="pool"/>.</summary>
-    public PacketPoolDoubleFreeException(string pool, int index)
-        : base($"packet buffer {index} of pool '{pool}' is already free (double free)")
-    {
-        Pool = pool;
-        Index = index;
-    }
-
-    /// <summary>The pool's name.</summary>
-    public string Pool { get; }
-
-    /// <summary>The buffer's index in the pool.</summary>
-    public int Index { get; }
-}

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Vfio.Net;
 
 namespace Vfio.VirtioNet;
 

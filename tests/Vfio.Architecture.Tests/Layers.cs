@@ -14,6 +14,7 @@ internal static class Layers
     public const string User = "Vfio.User";
     public const string SpecNvme = "Vfio.Spec.Nvme";
     public const string SpecVirtio = "Vfio.Spec.Virtio";
+    public const string Net = "Vfio.Net";
     public const string Nvme = "Vfio.Nvme";
     public const string VirtioNet = "Vfio.VirtioNet";
     public const string Emulation = "Vfio.Emulation";
@@ -21,8 +22,10 @@ internal static class Layers
 
     /// <summary>
     /// Every product assembly (src/) and the product assemblies it may reference. Core is the VFIO layers and the
-    /// device abstraction; vfio-user is a transport beside kernel VFIO; the spec assemblies hold one spec each; a
-    /// driver sees the device abstraction and its spec; the models see the server library and the specs, never a
+    /// device abstraction; vfio-user is a transport beside kernel VFIO; the spec assemblies hold one spec each; the NIC
+    /// port abstraction (packet pools, INetPort, the driver registry) sits on the device abstraction, below every NIC
+    /// driver and knowing none; a driver sees the device abstraction, its spec, and (a NIC driver) the port
+    /// abstraction; the models see the server library and the specs, never a
     /// driver (a constant the driver gets wrong must not make the model agree); the CLI is the top.
     /// </summary>
     public static readonly IReadOnlyDictionary<string, string[]> AllowedReferences = new Dictionary<string, string[]>
@@ -31,10 +34,11 @@ internal static class Layers
         [User] = [Core],
         [SpecNvme] = [Core],
         [SpecVirtio] = [Core],
+        [Net] = [Core],
         [Nvme] = [Core, SpecNvme],
-        [VirtioNet] = [Core, SpecVirtio],
+        [VirtioNet] = [Core, SpecVirtio, Net],
         [Emulation] = [Core, User, SpecNvme, SpecVirtio],
-        [Cli] = [Core, User, SpecNvme, SpecVirtio, Nvme, VirtioNet, Emulation],
+        [Cli] = [Core, User, SpecNvme, SpecVirtio, Net, Nvme, VirtioNet, Emulation],
     };
 
     /// <summary>

@@ -42,6 +42,7 @@ public sealed class NamespaceLayerTests
     [Theory]
     [InlineData(Layers.Nvme)]
     [InlineData(Layers.VirtioNet)]
+    [InlineData(Layers.Net)]
     public void DriversSeeOnlyTheDeviceAbstraction(string driver)
     {
         var result = Types.InAssembly(Layers.Load(driver)).ShouldNot()
@@ -53,8 +54,18 @@ public sealed class NamespaceLayerTests
     public void ModelsUseTheServerLibraryAndTheSpecsOnly()
     {
         var result = Types.InAssembly(Layers.Load(Layers.Emulation)).ShouldNot()
-            .HaveDependencyOnAny("Vfio.Kernel", "Vfio.User.Client", "Vfio.Nvme", "Vfio.VirtioNet").GetResult();
+            .HaveDependencyOnAny("Vfio.Kernel", "Vfio.User.Client", "Vfio.Nvme", "Vfio.VirtioNet", "Vfio.Net").GetResult();
         Assert.True(result.IsSuccessful, Describe(result, "a device model uses a transport client or a driver"));
+    }
+
+    [Fact]
+    public void ThePortAbstractionKnowsNoDriver()
+    {
+        // The registry is filled by the application; Vfio.Net names no driver, so a new one never edits it.
+        var result = Types.InAssembly(Layers.Load(Layers.Net)).ShouldNot()
+            .HaveDependencyOnAny("Vfio.VirtioNet", "Vfio.Igb", "Vfio.Nvme", "Vfio.Spec").GetResult();
+        Assert.True(result.IsSuccessful, Describe(result, "Vfio.Net uses a driver or a device spec"));
+        Assert.False(Types.InAssembly(Layers.Load(Layers.VirtioNet)).ShouldNot().HaveDependencyOn("Vfio.Net").GetResult().IsSuccessful);
     }
 
     [Fact]

@@ -27,6 +27,7 @@ public sealed class CliRunner(FakeSysfs fs)
     public ISysfsWriter? Writer { get; init; }
     public string? PciIds { get; init; }
     public Func<PciAddress, VfioOpenOptions, IPciDevice>? OpenDevice { get; init; }
+    public Vfio.Net.NetDriverRegistry? NetDrivers { get; init; }
 
     public CliResult Run(params string[] args)
     {
@@ -40,6 +41,7 @@ public sealed class CliRunner(FakeSysfs fs)
             SysfsWriter = Writer,
             PciIdsPaths = PciIds is null ? [] : [PciIds],
             OpenDevice = OpenDevice,
+            NetDrivers = NetDrivers,
             OpenBinaryOutput = () => binary,
         });
         return new CliResult(code, output.ToString(), error.ToString(), binary.ToArray());

@@ -7,6 +7,8 @@ namespace Vfio.Cli.Tests;
 /// <c>vfio net pktgen|fwd</c>: argument validation (bad arguments exit 1 before any device is opened), and the JSON
 /// documents against the virtio-net driver's in-process emulated ports (two, connected as on one hub).
 /// </summary>
+// The net classes run one after the other: both keep cores busy forwarding, and some of NetTests end by a time limit.
+[Collection("net")]
 public sealed class NetTests : IDisposable
 {
     private const string PortA = "0000:00:04.0";
@@ -73,6 +75,8 @@ public sealed class NetTests : IDisposable
     [InlineData("0000:00:04.0 0000:00:05.0 --warmup 10")]
     [InlineData("0000:00:04.0 0000:00:05.0 --warmup -1")]
     [InlineData("0000:00:04.0 0000:00:05.0 --warmup x")]
+    [InlineData("0000:00:04.0 0000:00:05.0 --queues 0")]
+    [InlineData("0000:00:04.0 0000:00:05.0 -q 65")]
     public void Fwd_bad_arguments_are_usage_errors(string args)
     {
         string[] rest = args.Length == 0 ? [] : args.Split(' ');
@@ -89,12 +93,14 @@ public sealed class NetTests : IDisposable
     }
 
     [Fact]
-    public void Help_lists_both_commands()
+    public void Help_lists_the_commands()
     {
         var r = Run("net", "--help");
         Assert.Equal(ExitCodes.Ok, r.ExitCode);
         Assert.Contains("pktgen", r.Out, StringComparison.Ordinal);
         Assert.Contains("fwd", r.Out, StringComparison.Ordinal);
+        Assert.Contains("stats", r.Out, StringComparison.Ordinal);
+        Assert.Contains("virtio-net (1af4:1041, 1af4:1000)", r.Out, StringComparison.Ordinal);
         Assert.Equal(0, _opens);
     }
 
@@ -127,6 +133,9 @@ public sealed class NetTests : IDisposable
         Assert.True(d.GetProperty("mpps").GetDouble() > 0, r.Out);
         foreach (var name in new[] { "mode", "dmaIsolated", "dropped", "steadyMpps", "rounds" }) { Assert.True(d.TryGetProperty(name, out _), name); }
         Assert.Equal(0.075, d.GetProperty("warmupSeconds").GetDouble());   // a quarter of -t when that is under 1 s
+        Assert.Equal("virtio-net", d.GetProperty("driverA").GetString());
+        Assert.Equal("virtio-net", d.GetProperty("driverB").GetString());
+        Assert.Equal(1, d.GetProperty("queuePairs").GetInt32());
     }
 
     [Fact]
@@ -156,6 +165,7 @@ public sealed class NetTests : IDisposable
         Assert.Equal(500, d.GetProperty("sent").GetInt64());
         Assert.True(d.GetProperty("complete").GetBoolean());
         Assert.Equal(128, d.GetProperty("frameSize").GetInt32());
+        Assert.Equal("virtio-net", d.GetProperty("driver").GetString());
     }
 
     [Fact]

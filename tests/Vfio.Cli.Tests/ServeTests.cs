@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Vfio.Devices;
 using Vfio.Dma;
+using Vfio.Net;
 using Vfio.Nvme;
 using Vfio.VirtioNet;
 using Vfio.Tests.Host;

@@ -4,6 +4,7 @@ using Vfio.Cli.Tools.Net;
 using Vfio.Devices;
 using Vfio.Host;
 using Vfio.Kernel;
+using Vfio.Net;
 using Vfio.User.Client;
 using Vfio.VirtioNet;
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Vfio.Cli.Tools.Net;
 using Vfio.Devices;
 using Vfio.Kernel;
+using Vfio.Net;
 using Vfio.VirtioNet;
 
 namespace Vfio.E2E.Tests;

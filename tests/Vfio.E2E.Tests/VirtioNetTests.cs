@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Vfio.Cli.Tools.Net;
 using Vfio.Host;
 using Vfio.Kernel;
+using Vfio.Net;
 using Vfio.VirtioNet;
 using Vfio.Spec.Virtio;
 

@@ -1,5 +1,6 @@
 using Vfio.Cli.Tools.Net;
 using Vfio.Emulation.VirtioNet;
+using Vfio.Net;
 using Vfio.Spec.Virtio;
 using Vfio.VirtioNet.Tests.Emulation;
 using Vfio.VirtioNet.Virtio;

@@ -1,3 +1,4 @@
+using Vfio.Net;
 using Vfio.VirtioNet.Tests.Emulation;
 
 namespace Vfio.VirtioNet.Tests;
@@ -78,4 +79,39 @@ public sealed class PacketPoolTests
     [InlineData(65600)]
     public void BufferSizeIsChecked(int size) =>
         Assert.Throws<ArgumentOutOfRangeException>(() => new PacketPool(new EmulatedDma(), 1, size));
+
+    [Fact]
+    public void OffloadFlagsAndHashLiveInThePoolAndAFreshBufferHasNoFlags()
+    {
+        using var pool = new PacketPool(new EmulatedDma(), 1);
+        Assert.True(pool.TryAllocate(out var p));
+        Assert.Equal(PacketFlags.None, p.Flags);
+        // A receiving driver writes them through the marshal; the application reads them on the handle.
+        PacketPoolMarshal.GetFlags(pool, p.Index) = PacketFlags.L4ChecksumGood | PacketFlags.RssHash;
+        PacketPoolMarshal.GetRssHash(pool, p.Index) = 0x51ccc178;
+        var copy = p;
+        Assert.Equal(PacketFlags.L4ChecksumGood | PacketFlags.RssHash, copy.Flags);
+        Assert.Equal(0x51ccc178u, copy.RssHash);
+        p.Free();
+        Assert.True(pool.TryAllocate(out var again));
+        Assert.Equal(p, again);   // the one buffer, reused
+        Assert.Equal(PacketFlags.None, again.Flags);
+    }
+
+    [Fact]
+    public void TheMarshalRoundTripsHandlesAndKeepsTheDoubleFreeCheck()
+    {
+        using var pool = new PacketPool(new EmulatedDma(), 2);
+        Assert.True(pool.TryAllocate(out var p));
+        int handle = PacketPoolMarshal.GetHandle(p);
+        Assert.Equal(p, PacketPoolMarshal.FromHandle(handle));
+        Assert.Equal(p, PacketPoolMarshal.CreateBuffer(pool.Id, p.Index));
+        Assert.Equal(pool.Id, PacketPoolMarshal.GetPoolId(p));
+        PacketPoolMarshal.SetLength(pool, p.Index, 42);
+        Assert.Equal(42, p.Length);
+        Assert.Equal(p.DeviceAddress, PacketPoolMarshal.GetDeviceAddress(pool, p.Index) + PacketPool.Headroom);
+        PacketPoolMarshal.FreeHandle(handle);
+        Assert.Throws<PacketPoolDoubleFreeException>(() => PacketPoolMarshal.FreeIndex(pool, p.Index));
+        Assert.Equal(2, pool.FreeCount);
+    }
 }

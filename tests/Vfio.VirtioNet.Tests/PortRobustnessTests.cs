@@ -1,5 +1,6 @@
 using Vfio.Devices;
 using Vfio.Dma;
+using Vfio.Net;
 using Vfio.VirtioNet.Tests.Emulation;
 using Vfio.Spec.Virtio;
 using Vfio.VirtioNet.Virtio;

@@ -1,5 +1,6 @@
 using Vfio.Cli.Tools.Net;
 using Vfio.Devices;
+using Vfio.Net;
 using Vfio.VirtioNet.Tests.Emulation;
 using Vfio.Spec.Virtio;
 using Vfio.VirtioNet.Virtio;

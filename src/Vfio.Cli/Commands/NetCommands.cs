@@ -5,13 +5,14 @@ using Vfio.Cli.Output;
 using Vfio.Cli.Tools.Net;
 using Vfio.Devices;
 using Vfio.Kernel;
-using Vfio.VirtioNet;
+using Vfio.Net;
 
 namespace Vfio.Cli.Commands;
 
 /// <summary>
-/// <c>vfio net pktgen|fwd</c>: the virtio-net driver (src/Vfio.VirtioNet) on ports bound to vfio-pci. Thin front ends
-/// over <see cref="PacketGenerator"/> and <see cref="IoForwarder"/>; two ports share one VFIO container (and one packet
+/// <c>vfio net pktgen|fwd|stats</c>: NIC ports bound to vfio-pci, each opened by the driver its PCI ID selects
+/// (<see cref="NetDrivers"/>) and driven through <see cref="INetPort"/> only. Thin front ends over
+/// <see cref="PacketGenerator"/> and <see cref="IoForwarder"/>; two ports share one VFIO container (and one packet
 /// pool), as testpmd's ports share one mempool.
 /// </summary>
 internal static class NetCommands
@@ -29,12 +30,14 @@ internal static class NetCommands
     {
         var allowNoIommu = Arguments.AllowNoIommu(recursive: true);
         var net = new Command("net",
-            "Drive virtio-net ports bound to vfio-pci with this project's userspace driver: send test frames, forward between two ports")
+            "Drive NIC ports bound to vfio-pci with this project's userspace drivers (picked by PCI ID: "
+            + string.Join(", ", NetDrivers.Default.Drivers) + "): send test frames, forward between two ports, count what arrives")
         {
             allowNoIommu,
         };
         net.Subcommands.Add(CreatePktgen(context, allowNoIommu));
         net.Subcommands.Add(CreateFwd(context, allowNoIommu));
+        net.Subcommands.Add(CreateStats(context, allowNoIommu));
         return net;
     }
 
@@ -46,6 +49,16 @@ internal static class NetCommands
             if (Arguments.TryGet(r, out int v) && v is < 1 or > MaxBurst) { r.AddError($"--burst must be 1 to {MaxBurst}"); }
         });
         return burst;
+    }
+
+    private static Option<int> QueuesOption(string description)
+    {
+        var queues = new Option<int>("--queues", "-q") { Description = description, DefaultValueFactory = _ => 1, HelpName = "N" };
+        queues.Validators.Add(r =>
+        {
+            if (Arguments.TryGet(r, out int v) && v is < 1 or > MaxQueues) { r.AddError($"--queues must be 1 to {MaxQueues}"); }
+        });
+        return queues;
     }
 
     private static Option<double> SecondsOption(double defaultSeconds, string description)
@@ -82,7 +95,7 @@ internal static class NetCommands
             long n = parse.GetValue(count);
             int bytes = parse.GetValue(size), b = parse.GetValue(burst);
             using var device = Open(ctx, parse.GetValue(port), parse.GetValue(allowNoIommu), null);
-            using var netDevice = VirtioNetDevice.Open(device, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory });
+            using var netDevice = OpenPort(ctx, device, null);
             if (bytes > netDevice.Pool.DataRoom)
             {
                 throw new CliException(string.Create(CultureInfo.InvariantCulture,
@@ -102,7 +115,8 @@ internal static class NetCommands
                 FrameSize: bytes,
                 Burst: b,
                 Seconds: Math.Round(result.Elapsed.TotalSeconds, 3),
-                Mpps: Math.Round(result.Mpps, 4));
+                Mpps: Math.Round(result.Mpps, 4),
+                Driver: netDevice.DriverName);
             if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NetPktgenJson); }
             else
             {
@@ -133,10 +147,11 @@ internal static class NetCommands
             Description = "Seconds at the start left out of the steady-state rate (default: 1, or a quarter of --seconds when shorter)",
             HelpName = "SECONDS",
         };
+        var queues = QueuesOption("Queue pairs per port; queue q of one port feeds queue q of the other (capped at what both ports offer)");
         var command = new Command("fwd",
             "io-forward between two ports, both ways, on one thread (testpmd --forward-mode=io --tx-first), and report packets and Mpps")
         {
-            portA, portB, seconds, burst, warmup,
+            portA, portB, seconds, burst, warmup, queues,
         };
         command.Validators.Add(r =>
         {
@@ -161,17 +176,18 @@ internal static class NetCommands
             var duration = TimeSpan.FromSeconds(parse.GetValue(seconds));
             using var deviceA = Open(ctx, parse.GetValue(portA), noIommu, null);
             using var deviceB = Open(ctx, parse.GetValue(portB), noIommu, deviceA as VfioDevice);
-            using var netA = VirtioNetDevice.Open(deviceA, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory });
+            using var netA = OpenPort(ctx, deviceA, null, parse.GetValue(queues));
             // Port B receives into port A's pool as well: what B receives is sent on A and freed there.
-            using var netB = VirtioNetDevice.Open(deviceB, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory, Pool = netA.Pool });
+            using var netB = OpenPort(ctx, deviceB, netA.Pool, parse.GetValue(queues));
+            int pairs = Math.Min(netA.QueuePairCount, netB.QueuePairCount);
             if (!ctx.Json)
             {
                 ctx.Say(string.Create(CultureInfo.InvariantCulture,
-                    $"fwd {deviceA.Address} <-> {deviceB.Address} ({InfoCommand.ModeName(deviceA.Backend)}), burst {b}, {duration.TotalSeconds:0.#} s"));
+                    $"fwd {deviceA.Address} ({netA.DriverName}) <-> {deviceB.Address} ({netB.DriverName}), {InfoCommand.ModeName(deviceA.Backend)}, {pairs} queue pair(s), burst {b}, {duration.TotalSeconds:0.#} s"));
                 ctx.Output.Flush();
             }
             var warm = TimeSpan.FromSeconds(parse.GetValue(warmup) ?? Math.Min(1, duration.TotalSeconds / 4));
-            var r = IoForwarder.Run(netA, netB, duration, b, warmup: warm);
+            var r = IoForwarder.Run(netA, netB, duration, b, warmup: warm, queues: pairs);
             var doc = new NetFwdJson(
                 PortA: deviceA.Address.ToString(),
                 PortB: deviceB.Address.ToString(),
@@ -186,7 +202,10 @@ internal static class NetCommands
                 Mpps: Math.Round(r.Mpps, 4),
                 SteadyMpps: Math.Round(r.SteadyMpps, 4),
                 Rounds: r.Rounds,
-                WarmupSeconds: Math.Round(warm.TotalSeconds, 3));
+                WarmupSeconds: Math.Round(warm.TotalSeconds, 3),
+                DriverA: netA.DriverName,
+                DriverB: netB.DriverName,
+                QueuePairs: pairs);
             if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NetFwdJson); }
             else { ShowFwd(ctx, doc); }
             if (r.Forwarded == 0)
@@ -214,7 +233,87 @@ internal static class NetCommands
             $"{d.Seconds:F2} s, {d.SteadyMpps:F4} Mpps after warm-up, {d.Dropped:N0} dropped, {d.Rounds:N0} polling rounds"));
     }
 
+    // ------------------------------------------------------------------------------------------------ stats
+
+    private static Command CreateStats(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu)
+    {
+        var port = Arguments.Bdf("PORT");
+        var seconds = SecondsOption(1, "How long to receive (and free) on every queue before the counters are read");
+        var queues = QueuesOption("Queue pairs to open and poll (capped at what the port offers)");
+        var burst = BurstOption();
+        var command = new Command("stats",
+            "Open one port, receive on every queue for a while, and show its driver, MAC, link, RSS and counters (per queue where the driver counts them)")
+        {
+            port, seconds, queues, burst,
+        };
+        command.SetAction(parse =>
+        {
+            var ctx = context(parse);
+            using var device = Open(ctx, parse.GetValue(port), parse.GetValue(allowNoIommu), null);
+            using var netPort = OpenPort(ctx, device, null, parse.GetValue(queues));
+            var duration = TimeSpan.FromSeconds(parse.GetValue(seconds));
+            PortCounter.Drain(netPort, duration, parse.GetValue(burst));
+            var stats = netPort.GetStats();
+            var link = netPort.Link;
+            var rss = netPort.Rss;
+            var doc = new NetStatsJson(
+                Port: device.Address.ToString(),
+                Mode: InfoCommand.ModeName(device.Backend),
+                Driver: netPort.DriverName,
+                Mac: netPort.MacAddress is { } mac ? FormatMac(mac.GetAddressBytes()) : null,
+                LinkUp: link.IsUp,
+                SpeedMbps: link.SpeedMbps,
+                FullDuplex: link.FullDuplex,
+                QueuePairs: netPort.QueuePairCount,
+                Rss: new NetRssJson(rss.IsSupported, rss.KeySize, rss.TableSize, rss.Hash),
+                Seconds: Math.Round(duration.TotalSeconds, 3),
+                Rx: Counters(stats.Rx),
+                Tx: Counters(stats.Tx),
+                Queues: [.. stats.Queues.Select(q => new NetQueueJson(q.Queue, Counters(q.Rx), Counters(q.Tx)))]);
+            if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NetStatsJson); }
+            else { ShowStats(ctx, doc); }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static NetCountersJson Counters(NetCounters c) => new(c.Packets, c.Bytes, c.Drops, c.Errors);
+
+    private static void ShowStats(CliContext ctx, NetStatsJson d)
+    {
+        string link = d.LinkUp ? "up" : "down";
+        if (d.SpeedMbps is { } speed) { link += string.Create(CultureInfo.InvariantCulture, $", {speed} Mb/s"); }
+        if (d.FullDuplex is { } full) { link += full ? ", full duplex" : ", half duplex"; }
+        string rss = d.Rss.Supported
+            ? string.Create(CultureInfo.InvariantCulture, $"{d.Rss.Hash}, {d.Rss.KeySize}-byte key, {d.Rss.TableSize}-entry table")
+            : "not supported";
+        ctx.Say($"{d.Port} ({d.Mode}): {d.Driver}, MAC {d.Mac ?? "none"}, link {link}, {d.QueuePairs} queue pair(s), RSS {rss}");
+        var table = Tables.Create(null, "Queue", "RX packets", "RX bytes", "RX drops", "RX errors", "TX packets", "TX bytes", "TX drops", "TX errors");
+        foreach (var q in d.Queues) { AddCounters(table, q.Queue.ToString(CultureInfo.InvariantCulture), q.Rx, q.Tx); }
+        AddCounters(table, "total", d.Rx, d.Tx);
+        ctx.Console.Write(table);
+    }
+
+    private static void AddCounters(Table table, string name, NetCountersJson rx, NetCountersJson tx)
+    {
+        static Text N(long v) => new(v.ToString("N0", CultureInfo.InvariantCulture));
+        table.AddRow(new Text(name), N(rx.Packets), N(rx.Bytes), N(rx.Drops), N(rx.Errors), N(tx.Packets), N(tx.Bytes), N(tx.Drops), N(tx.Errors));
+    }
+
     // ------------------------------------------------------------------------------------------------ shared
+
+    /// <summary>Most queue pairs <c>--queues</c> accepts (virtio's max_virtqueue_pairs can be far larger; NICs have 8 to 128).</summary>
+    internal const int MaxQueues = 64;
+
+    /// <summary>
+    /// Opens <paramref name="device"/> with the driver its PCI ID selects; an ID no driver takes is a
+    /// <see cref="NoNetDriverException"/>, which the command reports in one line with exit 2.
+    /// </summary>
+    private static INetPort OpenPort(CliContext ctx, IPciDevice device, PacketPool? pool, int queues = 1)
+    {
+        var registry = ctx.Environment.NetDrivers ?? NetDrivers.Default;
+        return registry.Open(device, new NetPortOptions { LoggerFactory = ctx.LoggerFactory, Pool = pool, QueuePairs = queues });
+    }
 
     private static string? Token(System.CommandLine.Parsing.ArgumentResult? r) => r is { Tokens.Count: > 0 } ? r.Tokens[0].Value : null;
 

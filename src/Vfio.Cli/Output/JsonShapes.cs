@@ -196,14 +196,32 @@ internal sealed record NvmePerfJson(
 /// <c>Complete</c> is false when the time limit ended the run first.
 /// </summary>
 internal sealed record NetPktgenJson(string Port, string Mode, bool DmaIsolated, string? Mac, long Requested, long Sent, bool Complete, int FrameSize,
-    int Burst, double Seconds, double Mpps);
+    int Burst, double Seconds, double Mpps, string Driver);
 
 /// <summary>
 /// <c>vfio net fwd --json</c>: <c>Packets</c> is both directions together; <c>Mpps</c> the overall rate and
-/// <c>SteadyMpps</c> the rate after the first <c>WarmupSeconds</c>.
+/// <c>SteadyMpps</c> the rate after the first <c>WarmupSeconds</c>; <c>DriverA</c>/<c>DriverB</c> the drivers the ports'
+/// PCI IDs chose, <c>QueuePairs</c> the pairs forwarded.
 /// </summary>
 internal sealed record NetFwdJson(string PortA, string PortB, string Mode, bool DmaIsolated, int Burst, double Seconds, long Packets,
-    long AToB, long BToA, long Dropped, double Mpps, double SteadyMpps, long Rounds, double WarmupSeconds);
+    long AToB, long BToA, long Dropped, double Mpps, double SteadyMpps, long Rounds, double WarmupSeconds, string DriverA, string DriverB, int QueuePairs);
+
+/// <summary>
+/// <c>vfio net stats --json</c>: one port as its driver reports it, after receiving for <c>Seconds</c>. <c>Queues</c>
+/// is empty for a driver that counts per port only; <c>SpeedMbps</c> and <c>FullDuplex</c> are null when the device
+/// reports none.
+/// </summary>
+internal sealed record NetStatsJson(string Port, string Mode, string Driver, string? Mac, bool LinkUp, int? SpeedMbps, bool? FullDuplex,
+    int QueuePairs, NetRssJson Rss, double Seconds, NetCountersJson Rx, NetCountersJson Tx, IReadOnlyList<NetQueueJson> Queues);
+
+/// <summary>A port's RSS: <c>Supported</c> false (and zero sizes) when it has none.</summary>
+internal sealed record NetRssJson(bool Supported, int KeySize, int TableSize, string? Hash);
+
+/// <summary>One direction's counters.</summary>
+internal sealed record NetCountersJson(long Packets, long Bytes, long Drops, long Errors);
+
+/// <summary>One queue pair's counters.</summary>
+internal sealed record NetQueueJson(int Queue, NetCountersJson Rx, NetCountersJson Tx);
 
 /// <summary>
 /// <c>vfio serve edu|nvme|virtio-net --json</c>: one document when listening (<c>State</c> "listening", <c>Clients</c>
@@ -236,6 +254,7 @@ internal sealed record ErrorJson(int ExitCode, string Kind, string Message, stri
 [JsonSerializable(typeof(NvmePerfJson))]
 [JsonSerializable(typeof(NetPktgenJson))]
 [JsonSerializable(typeof(NetFwdJson))]
+[JsonSerializable(typeof(NetStatsJson))]
 [JsonSerializable(typeof(ServeJson))]
 [JsonSerializable(typeof(ErrorDocumentJson))]
 internal sealed partial class CliJson : JsonSerializerContext

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
-using Vfio.VirtioNet;
+using Vfio.Net;
 
 namespace Vfio.Cli.Tools.Net;
 
@@ -24,30 +24,38 @@ internal readonly record struct ForwardResult(long AToB, long BToA, long Dropped
 
 /// <summary>
 /// DPDK testpmd's "io" forwarding mode between two ports: receive a burst on one port, transmit it unchanged on
-/// the other, both ways, on one thread. Nothing circulates between two ports that only forward, so the loop starts
-/// with a tx-first burst of test frames on each port (testpmd --tx-first).
+/// the other, both ways, on one thread; with several queue pairs, queue q of one port feeds queue q of the other.
+/// Nothing circulates between two ports that only forward, so the loop starts with a tx-first burst of test frames
+/// on each port (testpmd --tx-first). Written against <see cref="INetPort"/> only: the same loop runs on any two
+/// ports, of one driver or two (one interface call per burst, none per packet).
 /// </summary>
 internal static class IoForwarder
 {
     /// <summary>
     /// Runs the loop for <paramref name="duration"/> (or until cancelled) with bursts of <paramref name="burst"/>.
-    /// <paramref name="warmup"/> is left out of <see cref="ForwardResult.SteadyMpps"/>.
+    /// <paramref name="warmup"/> is left out of <see cref="ForwardResult.SteadyMpps"/>. <paramref name="queues"/>
+    /// queue pairs are forwarded (default 1; at most the smaller <see cref="INetPort.QueuePairCount"/>).
     /// </summary>
-    public static ForwardResult Run(VirtioNetDevice a, VirtioNetDevice b, TimeSpan duration, int burst = 32, bool txFirst = true,
-        int txFirstFrameSize = 64, TimeSpan? warmup = null, int flushAfterIdleRounds = 1, CancellationToken cancellationToken = default)
+    public static ForwardResult Run(INetPort a, INetPort b, TimeSpan duration, int burst = 32, bool txFirst = true,
+        int txFirstFrameSize = 64, TimeSpan? warmup = null, int flushAfterIdleRounds = 1, int queues = 1, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
         ArgumentOutOfRangeException.ThrowIfLessThan(burst, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(queues, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(queues, Math.Min(a.QueuePairCount, b.QueuePairCount));
         if (txFirst)
         {
-            TxFirst(a, burst, txFirstFrameSize, TestFrames.MacBytes(b.MacAddress));
-            TxFirst(b, burst, txFirstFrameSize, TestFrames.MacBytes(a.MacAddress));
+            for (int q = 0; q < queues; q++)
+            {
+                TxFirst(a, q, burst, txFirstFrameSize, TestFrames.MacBytes(b.MacAddress));
+                TxFirst(b, q, burst, txFirstFrameSize, TestFrames.MacBytes(a.MacAddress));
+            }
         }
-        return Loop(a, b, new PacketBuffer[burst], duration, warmup ?? TimeSpan.Zero, Math.Max(1, flushAfterIdleRounds), cancellationToken);
+        return Loop(a, b, queues, new PacketBuffer[burst], duration, warmup ?? TimeSpan.Zero, Math.Max(1, flushAfterIdleRounds), cancellationToken);
     }
 
-    private static void TxFirst(VirtioNetDevice port, int burst, int frameSize, byte[] destination)
+    private static void TxFirst(INetPort port, int queue, int burst, int frameSize, byte[] destination)
     {
         var src = TestFrames.MacBytes(port.MacAddress);
         var frames = new PacketBuffer[burst];
@@ -57,12 +65,12 @@ internal static class IoForwarder
             TestFrames.Write(frames[i].Room, frameSize, (ulong)i, destination, src);
             frames[i].Length = frameSize;
         }
-        int taken = port.Transmit(frames.AsSpan(0, n));
+        int taken = port.TxBurst(queue, frames.AsSpan(0, n));
         PacketPool.Free(frames.AsSpan(taken, n - taken));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static ForwardResult Loop(VirtioNetDevice a, VirtioNetDevice b, PacketBuffer[] buffer, TimeSpan duration, TimeSpan warmup,
+    private static ForwardResult Loop(INetPort a, INetPort b, int queues, PacketBuffer[] buffer, TimeSpan duration, TimeSpan warmup,
         int flushAfterIdleRounds, CancellationToken cancellationToken)
     {
         long aToB = 0, bToA = 0, dropped = 0;
@@ -79,29 +87,36 @@ internal static class IoForwarder
         int idle = 0;
         while (true)
         {
-            int n = a.Receive(span);
-            int m = n;
-            if (n > 0)
+            int m = 0;
+            for (int q = 0; q < queues; q++)
             {
-                int sent = b.Transmit(span[..n]);
-                aToB += sent;
-                if (sent < n) { dropped += n - sent; PacketPool.Free(span[sent..n]); }
-            }
-            n = b.Receive(span);
-            m |= n;
-            if (n > 0)
-            {
-                int sent = a.Transmit(span[..n]);
-                bToA += sent;
-                if (sent < n) { dropped += n - sent; PacketPool.Free(span[sent..n]); }
+                int n = a.RxBurst(q, span);
+                m |= n;
+                if (n > 0)
+                {
+                    int sent = b.TxBurst(q, span[..n]);
+                    aToB += sent;
+                    if (sent < n) { dropped += n - sent; PacketPool.Free(span[sent..n]); }
+                }
+                n = b.RxBurst(q, span);
+                m |= n;
+                if (n > 0)
+                {
+                    int sent = a.TxBurst(q, span[..n]);
+                    bToA += sent;
+                    if (sent < n) { dropped += n - sent; PacketPool.Free(span[sent..n]); }
+                }
             }
             // Nothing arrived for a while: ring the doorbells that batching held back (a no-op with the default
-            // threshold of 1, where Transmit rang them already).
+            // threshold of 1, where TxBurst rang them already).
             if (m == 0 && ++idle >= flushAfterIdleRounds)
             {
                 idle = 0;
-                a.FlushTransmit();
-                b.FlushTransmit();
+                for (int q = 0; q < queues; q++)
+                {
+                    a.FlushTx(q);
+                    b.FlushTx(q);
+                }
             }
             if ((++rounds & 255) == 0)
             {

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Vfio.VirtioNet;
+using Vfio.Net;
 
 namespace Vfio.Cli.Tools.Net;
 
@@ -17,8 +17,8 @@ internal readonly record struct PacketGeneratorResult(long Sent, TimeSpan Elapse
 }
 
 /// <summary>
-/// Sends numbered <see cref="TestFrames"/> in bursts, like a minimal pktgen. Frames come from the device's pool;
-/// a frame the device does not take is retried in the next burst.
+/// Sends numbered <see cref="TestFrames"/> in bursts on one queue of any <see cref="INetPort"/>, like a minimal
+/// pktgen. Frames come from the port's pool; a frame the port does not take is retried in the next burst.
 /// </summary>
 /// <remarks>
 /// A run always ends by its time limit: the device takes frames only as fast as the link drains them, and a
@@ -33,12 +33,15 @@ internal static class PacketGenerator
     /// sent them all. An optional <paramref name="pump"/> runs between bursts (e.g. to drain a receiver on the same
     /// thread). The run ends after <paramref name="maxDuration"/> (default 10 minutes) whatever the device did:
     /// then <see cref="PacketGeneratorResult.Sent"/> is below <paramref name="count"/> or
-    /// <see cref="PacketGeneratorResult.InFlight"/> is above 0.
+    /// <see cref="PacketGeneratorResult.InFlight"/> is above 0. Frames go out on queue <paramref name="queue"/>.
     /// </summary>
-    public static PacketGeneratorResult Send(VirtioNetDevice port, long count, int frameSize, int burst = 32,
-        ulong firstSequence = 0, byte[]? destination = null, Action? pump = null, TimeSpan? maxDuration = null, CancellationToken cancellationToken = default)
+    public static PacketGeneratorResult Send(INetPort port, long count, int frameSize, int burst = 32,
+        ulong firstSequence = 0, byte[]? destination = null, Action? pump = null, TimeSpan? maxDuration = null, int queue = 0,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(port);
+        ArgumentOutOfRangeException.ThrowIfNegative(queue);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(queue, port.QueuePairCount);
         ArgumentOutOfRangeException.ThrowIfLessThan(burst, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
         if (maxDuration is { } d && d <= TimeSpan.Zero)
@@ -69,7 +72,7 @@ internal static class PacketGenerator
                     p.Length = frameSize;
                     buffers[pending++] = p;
                 }
-                int taken = port.Transmit(buffers.AsSpan(0, pending));
+                int taken = port.TxBurst(queue, buffers.AsSpan(0, pending));
                 if (taken > 0)
                 {
                     buffers.AsSpan(taken, pending - taken).CopyTo(buffers);
@@ -79,7 +82,7 @@ internal static class PacketGenerator
                 pump?.Invoke();
             }
             // Taken is not yet sent: closing the port now would reset the device with frames still in its ring.
-            while ((inFlight = port.TransmitInFlight()) > 0 && Stopwatch.GetElapsedTime(start) < limit)
+            while ((inFlight = port.TxInFlight(queue)) > 0 && Stopwatch.GetElapsedTime(start) < limit)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 pump?.Invoke();

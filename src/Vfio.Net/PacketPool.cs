@@ -2,13 +2,15 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Vfio.Dma;
 
-namespace Vfio.VirtioNet;
+namespace Vfio.Net;
 
 /// <summary>
 /// A fixed set of equal-sized packet buffers in DMA memory with a free list, like DPDK's mbuf pool: after
 /// construction, allocating, freeing, receiving and transmitting allocate nothing on the managed heap.
 /// Each buffer is <see cref="BufferSize"/> bytes: <see cref="Headroom"/> bytes for headers a driver prepends
-/// (the virtio-net header sits just before the data), then the data room.
+/// (the virtio-net header sits just before the data), then the data room. Every NIC driver on <see cref="INetPort"/>
+/// receives into and transmits from these pools, so one pool serves ports of different drivers; drivers reach the
+/// per-buffer state through <see cref="PacketPoolMarshal"/>.
 /// </summary>
 /// <remarks>
 /// Not thread-safe: one thread allocates and frees (run-to-completion, as DPDK's per-lcore cache). Several
@@ -32,6 +34,8 @@ public sealed unsafe class PacketPool : IDisposable
     private readonly nint[] _pointers;
     private readonly DmaAddress[] _deviceAddresses;
     private readonly int[] _lengths;
+    private readonly PacketFlags[] _flags;
+    private readonly uint[] _rssHashes;
     private readonly int[] _free;
     private readonly bool[] _allocated;
     private int _freeCount;
@@ -57,6 +61,8 @@ public sealed unsafe class PacketPool : IDisposable
         _pointers = new nint[capacity];
         _deviceAddresses = new DmaAddress[capacity];
         _lengths = new int[capacity];
+        _flags = new PacketFlags[capacity];
+        _rssHashes = new uint[capacity];
         _free = new int[capacity];
         _allocated = new bool[capacity];
         const int ChunkBytes = 2 << 20;
@@ -118,7 +124,7 @@ public sealed unsafe class PacketPool : IDisposable
     /// <summary>Buffers allocated (held by the application or by a device queue).</summary>
     public int InUseCount => Capacity - _freeCount;
 
-    /// <summary>Takes a buffer off the free list, with length 0. False when the pool is empty.</summary>
+    /// <summary>Takes a buffer off the free list, with length 0 and no <see cref="PacketFlags"/>. False when the pool is empty.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryAllocate(out PacketBuffer packet)
     {
@@ -126,6 +132,7 @@ public sealed unsafe class PacketPool : IDisposable
         int index = _free[--_freeCount];
         _allocated[index] = true;
         _lengths[index] = 0;
+        _flags[index] = PacketFlags.None;
         packet = new PacketBuffer(Id, index);
         return true;
     }
@@ -169,7 +176,7 @@ public sealed unsafe class PacketPool : IDisposable
     internal static void FreeHandle(int handle) => FromId(handle >>> 24).FreeIndex(handle & (MaxCapacity - 1));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    // SAFETY (these four): callers pass indexes taken from handles this pool made, so 0 <= index < Capacity;
+    // SAFETY (these six): callers pass indexes taken from handles this pool made, so 0 <= index < Capacity;
     // skipping the bounds check matters per packet under emulation.
     internal nint PointerOf(int index) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_pointers), index);
 
@@ -181,6 +188,12 @@ public sealed unsafe class PacketPool : IDisposable
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void SetLength(int index, int length) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_lengths), index) = length;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref PacketFlags FlagsOf(int index) => ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_flags), index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref uint RssHashOf(int index) => ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_rssHashes), index);
 
     internal bool IsAllocated(int index) => _allocated[index];
 
@@ -247,6 +260,20 @@ public readonly unsafe struct PacketBuffer : IEquatable<PacketBuffer>
             pool.SetLength(Index, value);
         }
     }
+
+    /// <summary>
+    /// Offload results the receiving driver reported (checksums checked, RSS hash present) or offloads asked of the
+    /// transmitting one; <see cref="PacketFlags.None"/> on a freshly allocated buffer and from drivers that offload nothing.
+    /// </summary>
+    public PacketFlags Flags
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Pool.FlagsOf(Index);
+        set => Pool.FlagsOf(Index) = value;
+    }
+
+    /// <summary>The RSS hash the device computed on receive; meaningful only with <see cref="PacketFlags.RssHash"/>.</summary>
+    public uint RssHash => Pool.RssHashOf(Index);
 
     /// <summary>The packet's data (<see cref="Length"/> bytes).</summary>
     public Span<byte> Data
