@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Help;
 using System.CommandLine.Invocation;
+using System.Reflection;
 using Vfio.Cli.Commands;
 using Vfio.Cli.Output;
 
@@ -30,6 +31,17 @@ public static class CliApp
         another tree than /sys, /proc, /dev and the system's pci.ids.
 
         """;
+
+    /// <summary>
+    /// The version <c>vfio --version</c> prints: this assembly's informational version, which MinVer computes from the
+    /// nearest git tag <c>vX.Y.Z</c> (a clone with no tag gives <c>0.0.0-alpha.0.N</c>, N commits from the root) and the
+    /// SDK suffixes with <c>+</c> and the commit id. Read from the command's own assembly, not the entry assembly, so
+    /// that the in-process runs of the tests print the same as the installed tool.
+    /// </summary>
+    internal static string Version { get; } =
+        typeof(CliApp).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+        ?? typeof(CliApp).Assembly.GetName().Version?.ToString()
+        ?? "unknown";
 
     /// <summary>Runs the command against the real host, as the vfio executable does.</summary>
     /// <param name="args">The arguments, without the program name.</param>
@@ -98,7 +110,7 @@ public static class CliApp
         var help = new HelpOption();
         help.Action = new HelpWithEpilogue((HelpAction)help.Action!, root);
         root.Options.Add(help);
-        root.Options.Add(new VersionOption());
+        root.Options.Add(new VersionOption { Action = new PrintVersion() });
         foreach (var option in options.All) { root.Options.Add(option); }
 
         root.Subcommands.Add(ListCommand.Create(context));
@@ -159,6 +171,18 @@ public static class CliApp
     private static void WriteError(TextWriter output, int code, string kind, string message, PciAddress? device) =>
         output.WriteLine(System.Text.Json.JsonSerializer.Serialize(
             new ErrorDocumentJson(new ErrorJson(code, kind, message, device?.ToString())), CliJson.Output.ErrorDocumentJson));
+
+    /// <summary>Prints <see cref="Version"/>, whatever else the command line holds.</summary>
+    private sealed class PrintVersion : SynchronousCommandLineAction
+    {
+        public override bool ClearsParseErrors => true;
+
+        public override int Invoke(ParseResult parseResult)
+        {
+            parseResult.InvocationConfiguration.Output.WriteLine(Version);
+            return ExitCodes.Ok;
+        }
+    }
 
     /// <summary>The standard help, followed on the root command by the exit codes.</summary>
     private sealed class HelpWithEpilogue(HelpAction inner, Command root) : SynchronousCommandLineAction

@@ -1,3 +1,4 @@
+using System.Reflection;
 using Vfio.Tests.Host;
 
 namespace Vfio.Cli.Tests;
@@ -33,6 +34,22 @@ public sealed class GeneralTests : IDisposable
         Assert.Equal(ExitCodes.Ok, r.ExitCode);
         Assert.Contains("vfio bind <BDF>...", r.Out, StringComparison.Ordinal);
         Assert.DoesNotContain("Exit codes:", r.Out, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Version_prints_the_informational_version_minver_gave_the_command()
+    {
+        var r = Cli.Run("--version").AssertNoStackTrace();
+
+        Assert.Equal(ExitCodes.Ok, r.ExitCode);
+        var expected = typeof(CliApp).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion;
+        Assert.Equal(expected + "\n", r.Out.Replace("\r", "", StringComparison.Ordinal));
+        // MinVer's SemVer 2.0 form: X.Y.Z, a prerelease (alpha.0.N between tags) and the commit after '+'.
+        Assert.Matches(@"^\d+\.\d+\.\d+(-[0-9A-Za-z]+(\.[0-9A-Za-z]+)*)?(\+[0-9a-f]{7,40})?$", expected);
+        // MinVer sets the file version from the same tag (X.Y.Z.0): the SDK's default 1.0.0 would leave both unrelated.
+        var file = typeof(CliApp).Assembly.GetCustomAttribute<AssemblyFileVersionAttribute>()!.Version;
+        Assert.Equal(expected.Split('-', '+')[0] + ".0", file);
+        Assert.Equal("", r.Err);
     }
 
     [Fact]

@@ -9,7 +9,8 @@ namespace Vfio.Cli.Tests;
 /// tests cannot see are trimming and AOT failures (reflection the trimmer removed, JSON without source generation,
 /// a missing native library), which show up only in the published binary.
 /// The dotnet tool package (PackAsTool) is checked here too, installed from the package into a tool path.
-/// Run: <c>./run test aot</c> publishes it to artifacts/aot/vfio, packs and installs the tool to artifacts/tool, and
+/// Run: <c>./run test aot</c> publishes it to artifacts/aot/vfio, installs the tool from the package in artifacts/packages
+/// (<c>./run pack</c>'s folder) to artifacts/tool, and
 /// runs this class with VFIO_CLI_AOT and VFIO_CLI_TOOL set; the plain unit run leaves the class out
 /// (<c>-trait- aot=native</c>).
 /// </summary>
@@ -28,7 +29,7 @@ public sealed class NativeAotTests : IDisposable
     private static string Tool =>
         Environment.GetEnvironmentVariable("VFIO_CLI_TOOL") is { Length: > 0 } path
             ? (File.Exists(path) ? path : throw new FileNotFoundException("VFIO_CLI_TOOL names no file", path))
-            : throw new InvalidOperationException("VFIO_CLI_TOOL is not set: run these tests through './run test aot', which packs and installs the tool");
+            : throw new InvalidOperationException("VFIO_CLI_TOOL is not set: run these tests through './run test aot', which installs the tool from artifacts/packages");
 
     private static (int ExitCode, string StdOut, string StdErr) Run(params string[] args) => RunFile(Binary, args);
 
