@@ -27,6 +27,7 @@ public sealed class CliRunner(FakeSysfs fs)
     public ISysfsWriter? Writer { get; init; }
     public string? PciIds { get; init; }
     public Func<PciAddress, VfioOpenOptions, IPciDevice>? OpenDevice { get; init; }
+    public string PersistRoot { get; init; } = Path.Combine(fs.Root, "persist");
 
     public CliResult Run(params string[] args)
     {
@@ -41,6 +42,7 @@ public sealed class CliRunner(FakeSysfs fs)
             PciIdsPaths = PciIds is null ? [] : [PciIds],
             OpenDevice = OpenDevice,
             OpenBinaryOutput = () => binary,
+            PersistRoot = PersistRoot,
         });
         return new CliResult(code, output.ToString(), error.ToString(), binary.ToArray());
     }

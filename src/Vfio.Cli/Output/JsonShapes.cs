@@ -32,7 +32,11 @@ internal sealed record DeviceJson(
 /// <summary><c>vfio bind --json</c> and <c>vfio unbind --json</c>: one entry per device, in argument order.</summary>
 internal sealed record BindingListJson(IReadOnlyList<BindingJson> Devices);
 
-/// <summary>What happened to one device. <c>Action</c> is "bound", "unbound" or "unchanged".</summary>
+/// <summary>
+/// What happened to one device. <c>Action</c> is "bound", "unbound" or "unchanged". <c>PersistRule</c> is the udev
+/// rule <c>--persist</c> wrote (bind) or removed (unbind), null without <c>--persist</c> or when there was none to
+/// remove. <c>Forced</c> lists the uses <c>bind --force</c> overrode (bind: empty when none; unbind: null).
+/// </summary>
 internal sealed record BindingJson(
     string Address,
     string Action,
@@ -40,7 +44,9 @@ internal sealed record BindingJson(
     string? Driver,
     int? IommuGroup,
     bool NoIommu,
-    string? GroupDevicePath);
+    string? GroupDevicePath,
+    string? PersistRule = null,
+    IReadOnlyList<string>? Forced = null);
 
 /// <summary><c>vfio noiommu status --json</c> and <c>vfio noiommu enable --unsafe --json</c>.</summary>
 internal sealed record NoIommuJson(
