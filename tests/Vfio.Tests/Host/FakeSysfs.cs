@@ -206,6 +206,30 @@ public sealed class FakeSysfs : IDisposable
         return this;
     }
 
+    /// <summary>An IOMMU unit as the IOMMU drivers register it: <c>sys/class/iommu/NAME</c>.</summary>
+    public FakeSysfs IommuUnit(string name)
+    {
+        Directory.CreateDirectory(Path.Combine(Sys, "class", "iommu", name));
+        return this;
+    }
+
+    /// <summary>A loaded module without parameters: <c>sys/module/NAME</c>.</summary>
+    public FakeSysfs Module(string name)
+    {
+        Directory.CreateDirectory(Path.Combine(Sys, "module", name));
+        return this;
+    }
+
+    /// <summary>A NUMA node's hugepage pool: <c>sys/devices/system/node/nodeN/hugepages/hugepages-KIBkB</c>.</summary>
+    public FakeSysfs NodeHugePages(int node, ulong kib, long total, long free)
+    {
+        var dir = Path.Combine(Sys, "devices", "system", "node", $"node{node}", "hugepages", $"hugepages-{kib}kB");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "nr_hugepages"), $"{total}\n");
+        File.WriteAllText(Path.Combine(dir, "free_hugepages"), $"{free}\n");
+        return this;
+    }
+
     public string? DriverOf(string bdf) =>
         new FileInfo(Path.Combine(DeviceFolder(bdf), "driver")).LinkTarget is { } t ? Path.GetFileName(t) : null;
 
