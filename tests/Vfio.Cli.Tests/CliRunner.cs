@@ -28,6 +28,7 @@ public sealed class CliRunner(FakeSysfs fs)
     public string? PciIds { get; init; }
     public Func<PciAddress, VfioOpenOptions, IPciDevice>? OpenDevice { get; init; }
     public string PersistRoot { get; init; } = Path.Combine(fs.Root, "persist");
+    public MemoryLockLimit? MemoryLockLimit { get; init; }
 
     public CliResult Run(params string[] args)
     {
@@ -43,6 +44,7 @@ public sealed class CliRunner(FakeSysfs fs)
             OpenDevice = OpenDevice,
             OpenBinaryOutput = () => binary,
             PersistRoot = PersistRoot,
+            MemoryLockLimit = MemoryLockLimit is { } limit ? () => limit : null,
         });
         return new CliResult(code, output.ToString(), error.ToString(), binary.ToArray());
     }

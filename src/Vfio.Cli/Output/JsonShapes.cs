@@ -219,6 +219,12 @@ internal sealed record NetFwdJson(string PortA, string PortB, string Mode, bool 
 internal sealed record ServeJson(string State, string Device, string VendorId, string DeviceId, string Socket, string? PeerSocket,
     int? BlockSize, ulong? Blocks, ulong? SizeBytes, int? Clients);
 
+/// <summary><c>vfio doctor --json</c>: <c>Ready</c> is true when no check failed (warnings allowed).</summary>
+internal sealed record DoctorJson(bool Ready, IReadOnlyList<DoctorCheckJson> Checks);
+
+/// <summary>One check: a stable id, a title, "ok", "warning" or "failed", what was found, and the fix (null when ok).</summary>
+internal sealed record DoctorCheckJson(string Id, string Title, string Status, string Detail, string? Fix);
+
 /// <summary>What a failed command prints on standard output with <c>--json</c> (the message also goes to stderr).</summary>
 internal sealed record ErrorDocumentJson(ErrorJson Error);
 
@@ -243,6 +249,7 @@ internal sealed record ErrorJson(int ExitCode, string Kind, string Message, stri
 [JsonSerializable(typeof(NetPktgenJson))]
 [JsonSerializable(typeof(NetFwdJson))]
 [JsonSerializable(typeof(ServeJson))]
+[JsonSerializable(typeof(DoctorJson))]
 [JsonSerializable(typeof(ErrorDocumentJson))]
 internal sealed partial class CliJson : JsonSerializerContext
 {
