@@ -175,14 +175,19 @@ internal sealed class DeviceUsage(string sysfsRoot, string procfsRoot, string de
 
     private void FindInterfaces(string device, List<DeviceUse> uses)
     {
-        var interfaces = ChildNames(Path.Combine(device, "net"));
+        // An interface sits under BDF/net for most NIC drivers, deeper for others (virtio-net: BDF/virtio2/net/eth0),
+        // so every /sys/class/net link is resolved, as for block devices.
+        var interfaces = new List<(string Name, string Folder)>();
+        foreach (var link in ChildEntries(Path.Combine(sysfsRoot, "class", "net")))
+        {
+            if (RealPath(link) is { } folder && IsBelow(folder, device)) { interfaces.Add((Path.GetFileName(link), folder)); }
+        }
         if (interfaces.Count == 0) { return; }
         var routes = ReadIpv4Routes();
         var v6 = ReadIpv6Addresses();
         var v6Default = ReadIpv6DefaultRoutes();
-        foreach (var name in interfaces)
+        foreach (var (name, folder) in interfaces)
         {
-            var folder = Path.Combine(device, "net", name);
             bool up = SysfsFile.ReadText(Path.Combine(folder, "operstate")) == "up" ||
                       (SysfsFile.ReadHex(Path.Combine(folder, "flags")) is { } flags && (flags & IffUp) != 0);
             if (!up) { continue; }

@@ -174,7 +174,8 @@ public sealed class DeviceUseTests : IDisposable
     [Fact]
     public void The_default_route_gets_its_own_loud_reason()
     {
-        _fs.Device(Other, driver: "e1000e", group: 4).NetInterface(Other, "eth0", up: true)
+        // virtio-net puts its interface one level down, under the virtio device.
+        _fs.Device(Other, driver: "e1000e", group: 4).NetInterface(Other, "eth0", up: true, between: "virtio2")
             .ProcFile("net/route", RouteHeader +
                 "eth0\t00000000\t0202000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n" +
                 "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");

@@ -186,11 +186,17 @@ public sealed class FakeSysfs : IDisposable
     public static string BlockRelative(string bdf, params string[] names) =>
         Path.Combine([DeviceFolderRelative(bdf), "nvme", "nvme0", .. names]);
 
-    /// <summary>A network interface of the device (<c>BDF/net/NAME</c>) with operstate and IFF flags.</summary>
-    public FakeSysfs NetInterface(string bdf, string name, bool up)
+    /// <summary>
+    /// A network interface of the device (<c>BDF/net/NAME</c>, or under <paramref name="between"/>, as virtio-net's
+    /// <c>BDF/virtio2/net/NAME</c>) with operstate and IFF flags, and its <c>sys/class/net/NAME</c> link.
+    /// </summary>
+    public FakeSysfs NetInterface(string bdf, string name, bool up, string? between = null)
     {
-        var folder = Path.Combine(DeviceFolder(bdf), "net", name);
+        var relative = Path.Combine(DeviceFolderRelative(bdf), between ?? "", "net", name);
+        var folder = Path.Combine(Sys, relative);
         Directory.CreateDirectory(folder);
+        Directory.CreateDirectory(Path.Combine(Sys, "class", "net"));
+        Directory.CreateSymbolicLink(Path.Combine(Sys, "class", "net", name), Path.Combine("..", "..", relative));
         File.WriteAllText(Path.Combine(folder, "operstate"), (up ? "up" : "down") + "\n");
         File.WriteAllText(Path.Combine(folder, "flags"), (up ? "0x1003" : "0x1002") + "\n");
         return this;
