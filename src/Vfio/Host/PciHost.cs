@@ -379,6 +379,8 @@ public sealed class PciHost
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="driver"/> is not a driver name.</exception>
     /// <exception cref="DeviceNotFoundException">No such device.</exception>
+    /// <exception cref="DeviceInUseException"><paramref name="driver"/> is vfio-pci and the host still uses the device
+    /// (as <see cref="BindToVfio(PciAddress)"/>).</exception>
     /// <exception cref="VfioUnavailableException">The driver is not loaded.</exception>
     /// <exception cref="VfioException">A write failed, or the driver did not bind the device.</exception>
     public void BindToDriver(PciAddress device, string driver)
