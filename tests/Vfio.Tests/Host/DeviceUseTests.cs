@@ -75,6 +75,16 @@ public sealed class DeviceUseTests : IDisposable
     }
 
     [Fact]
+    public void A_mounted_multipath_namespace_counts_for_the_controller_under_it()
+    {
+        _fs.Device(Other, driver: "nvme", group: 4).MultipathNamespace(Other, "nvme1n1", "259:5")
+            .ProcFile("self/mountinfo", Mount("259:5", "/mp", "/dev/nvme1n1"));
+
+        Assert.Equal([new DeviceUse(DeviceUseKind.Mounted, "nvme1n1", "/mp")], Host.FindUses(PciAddress.Parse(Other)));
+        Assert.Empty(Host.FindUses(Address));
+    }
+
+    [Fact]
     public void Swap_on_a_partition_refuses_the_bind()
     {
         _fs.ProcFile("swaps", $"Filename\tType\tSize\tUsed\tPriority\n{Path.Combine(_fs.Dev, "nvme0n1p2")}\tpartition\t1048572\t0\t-2\n");

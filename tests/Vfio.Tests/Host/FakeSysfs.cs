@@ -168,6 +168,24 @@ public sealed class FakeSysfs : IDisposable
         Directory.CreateSymbolicLink(Path.Combine(Sys, "dev", "block", numbers), Path.Combine("..", "..", relative));
     }
 
+    /// <summary>
+    /// An NVMe namespace under native multipath (CONFIG_NVME_MULTIPATH with a multi-controller subsystem): the disk
+    /// <c>NAME</c> lives under <c>devices/virtual/nvme-subsystem/nvme-subsys0</c> and links the controller's hidden
+    /// path device <c>nvme0c0n1</c> in its <c>multipath/</c> folder.
+    /// </summary>
+    public FakeSysfs MultipathNamespace(string bdf, string name, string numbers)
+    {
+        var relative = Path.Combine("devices", "virtual", "nvme-subsystem", "nvme-subsys0", name);
+        BlockFolder(relative, name, numbers);
+        Directory.CreateDirectory(Path.Combine(Sys, "block"));
+        Directory.CreateSymbolicLink(Path.Combine(Sys, "block", name), Path.Combine("..", relative));
+        var path = Path.Combine(DeviceFolder(bdf), "nvme", "nvme0", "nvme0c0n1");
+        Directory.CreateDirectory(path);
+        Directory.CreateDirectory(Path.Combine(Sys, relative, "multipath"));
+        Directory.CreateSymbolicLink(Path.Combine(Sys, relative, "multipath", "nvme0c0n1"), Path.GetRelativePath(Path.Combine(Sys, relative, "multipath"), path));
+        return this;
+    }
+
     /// <summary>A virtual block device (dm-N, mdN) stacked on <paramref name="slaveOf"/> (a folder under sys).</summary>
     public FakeSysfs VirtualBlockDevice(string name, string numbers, string slaveOf)
     {
