@@ -18,7 +18,8 @@ public static class CliApp
     internal const string HelpEpilogue = """
         Exit codes:
           0   ok
-          1   usage error (unknown command or option, malformed or missing argument such as a BDF)
+          1   usage error (unknown command or option, malformed or missing argument such as a BDF);
+              for 'doctor': a check failed (the host is not ready)
           2   device or host error (no such device, driver not loaded, group not viable, kernel refused a write,
               fewer hugepages granted than asked for, an NVMe command failed or timed out)
           3   permission or capability missing (run as root, or grant the capability the message names)
@@ -119,6 +120,7 @@ public static class CliApp
         root.Subcommands.Add(NoIommuCommand.Create(context));
         root.Subcommands.Add(HugePagesCommand.Create(context));
         root.Subcommands.Add(InfoCommand.Create(context));
+        root.Subcommands.Add(DoctorCommand.Create(context));
         root.Subcommands.Add(ServeCommand.Create(context));
         root.Subcommands.Add(NvmeCommands.Create(context));
         root.Subcommands.Add(NetCommands.Create(context));

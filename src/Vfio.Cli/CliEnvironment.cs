@@ -33,6 +33,15 @@ public sealed class CliEnvironment
     /// </summary>
     public Func<Stream>? OpenBinaryOutput { get; init; }
 
+    /// <summary>The locked-memory limit <c>doctor</c> reports; the process's own (getrlimit) when null.</summary>
+    public Func<MemoryLockLimit>? MemoryLockLimit { get; init; }
+
+    /// <summary>
+    /// The root under which <c>bind --persist</c> and <c>unbind --persist</c> keep their udev rules
+    /// (<c>ROOT/etc/udev/rules.d</c>); "/" for the real command, a temporary folder in tests.
+    /// </summary>
+    public string PersistRoot { get; init; } = "/";
+
     /// <summary>
     /// Standard output is a terminal: tables get colour and the terminal's width. When false, output has no escape
     /// sequences and tables are laid out for a wide page, so that pipes and files see whole lines.

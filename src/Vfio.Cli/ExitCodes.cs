@@ -12,6 +12,13 @@ public static class ExitCodes
     /// <summary>The command line is wrong: unknown command or option, missing or malformed argument (e.g. a BDF).</summary>
     public const int Usage = 1;
 
+    /// <summary>
+    /// <c>vfio doctor</c> only: at least one check failed (the host is not ready). It shares 1 with
+    /// <see cref="Usage"/>, as diff and grep use 1 for "ran, and the answer is no"; with <c>--json</c> a not-ready
+    /// report is a <c>{"ready": false, ...}</c> document, a usage error an <c>{"error": ...}</c> one.
+    /// </summary>
+    public const int NotReady = 1;
+
     /// <summary>The device or the host refused or failed (<see cref="VfioException"/>): no such device, driver not
     /// loaded, group not viable, a sysfs write the kernel rejected, fewer hugepages than asked for.</summary>
     public const int DeviceOrHost = 2;

@@ -1,3 +1,4 @@
+using Vfio.Host;
 using Vfio.Tests.Host;
 
 namespace Vfio.Cli.Tests;
@@ -204,5 +205,84 @@ public sealed class BindTests : IDisposable
         Assert.Equal(ExitCodes.Usage, r.ExitCode);
         Assert.Contains("'../nvme' is not a driver name", r.Err, StringComparison.Ordinal);
         Assert.Empty(_kernel.Writes);
+    }
+
+    private void MountedNamespace() =>
+        _fs.Device(Nvme, driver: "nvme", group: 3).BlockDevice(Nvme, "nvme0n1", "259:0", ("nvme0n1p1", "259:1"))
+            .ProcFile("self/mountinfo", "29 1 259:1 / /data rw,relatime shared:1 - ext4 /dev/nvme0n1p1 rw\n");
+
+    [Fact]
+    public void Bind_refuses_a_mounted_namespace_in_one_line_with_exit_2_and_changes_nothing()
+    {
+        MountedNamespace();
+        _fs.Device(Nic, driver: "e1000e", group: 4);
+
+        var r = Cli.Run("bind", Nic, Nvme).AssertNoStackTrace();
+
+        Assert.Equal(ExitCodes.DeviceOrHost, r.ExitCode);
+        var line = Assert.Single(r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith($"vfio: {Nvme}: refusing to take the device from nvme: nvme0n1p1 is mounted on /data.", line, StringComparison.Ordinal);
+        Assert.Contains($"'vfio bind --force {Nvme}'", line, StringComparison.Ordinal);
+        Assert.Empty(_kernel.Writes);
+        Assert.Equal("e1000e", _fs.DriverOf(Nic));
+        Assert.Equal("", r.Out);
+    }
+
+    [Fact]
+    public void Device_in_use_with_json_has_the_kind_and_device()
+    {
+        MountedNamespace();
+
+        var r = Cli.Run("bind", Nvme, "--json");
+
+        Assert.Equal(ExitCodes.DeviceOrHost, r.ExitCode);
+        var error = Json.Parse(r.Out).GetProperty("error");
+        Assert.Equal("DeviceInUse", error.GetProperty("kind").GetString());
+        Assert.Equal(Nvme, error.GetProperty("device").GetString());
+    }
+
+    [Fact]
+    public void Bind_force_takes_the_device_warns_and_lists_what_it_overrode()
+    {
+        MountedNamespace();
+
+        var r = Cli.Run("bind", Nvme, "--force", "--json").AssertNoStackTrace();
+
+        Assert.Equal(ExitCodes.Ok, r.ExitCode);
+        Assert.Equal("vfio-pci", _fs.DriverOf(Nvme));
+        Assert.Contains($"vfio: warning: {Nvme}: --force: taking it from nvme although nvme0n1p1 is mounted on /data", r.Err, StringComparison.Ordinal);
+        var device = Json.Parse(r.Out).GetProperty("devices")[0];
+        Assert.Equal(["nvme0n1p1 is mounted on /data"], device.GetProperty("forced").EnumerateArray().Select(e => e.GetString()));
+    }
+
+    [Fact]
+    public void Bind_persist_writes_the_udev_rule_and_unbind_persist_removes_it()
+    {
+        _fs.Device(Nvme, driver: "nvme", group: 3);
+        var rule = new BindPersistence(Path.Combine(_fs.Root, "persist")).RulePath(PciAddress.Parse(Nvme));
+
+        var bind = Cli.Run("bind", Nvme, "--persist").AssertNoStackTrace();
+
+        Assert.Equal(ExitCodes.Ok, bind.ExitCode);
+        Assert.Contains($"{Nvme}: persisted in {rule}", bind.Out, StringComparison.Ordinal);
+        Assert.Contains($"KERNEL==\"{Nvme}\", ATTR{{driver_override}}=\"vfio-pci\"", File.ReadAllText(rule), StringComparison.Ordinal);
+
+        var unbind = Cli.Run("unbind", Nvme, "--driver", "nvme", "--persist", "--json").AssertNoStackTrace();
+
+        Assert.Equal(ExitCodes.Ok, unbind.ExitCode);
+        Assert.False(File.Exists(rule));
+        Assert.Equal(rule, Json.Parse(unbind.Out).GetProperty("devices")[0].GetProperty("persistRule").GetString());
+        Assert.Equal("nvme", _fs.DriverOf(Nvme));
+    }
+
+    [Fact]
+    public void Unbind_persist_without_a_rule_says_so()
+    {
+        _fs.Device(Nvme, driver: "vfio-pci", group: 3);
+
+        var r = Cli.Run("unbind", Nvme, "--persist").AssertNoStackTrace();
+
+        Assert.Equal(ExitCodes.Ok, r.ExitCode);
+        Assert.Contains($"{Nvme}: no persisted binding to remove", r.Out, StringComparison.Ordinal);
     }
 }

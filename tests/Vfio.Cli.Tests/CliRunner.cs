@@ -28,6 +28,8 @@ public sealed class CliRunner(FakeSysfs fs)
     public string? PciIds { get; init; }
     public Func<PciAddress, VfioOpenOptions, IPciDevice>? OpenDevice { get; init; }
     public Vfio.Net.NetDriverRegistry? NetDrivers { get; init; }
+    public string PersistRoot { get; init; } = Path.Combine(fs.Root, "persist");
+    public MemoryLockLimit? MemoryLockLimit { get; init; }
 
     public CliResult Run(params string[] args)
     {
@@ -43,6 +45,8 @@ public sealed class CliRunner(FakeSysfs fs)
             OpenDevice = OpenDevice,
             NetDrivers = NetDrivers,
             OpenBinaryOutput = () => binary,
+            PersistRoot = PersistRoot,
+            MemoryLockLimit = MemoryLockLimit is { } limit ? () => limit : null,
         });
         return new CliResult(code, output.ToString(), error.ToString(), binary.ToArray());
     }

@@ -10,14 +10,23 @@ internal static class BindCommands
     public static Command CreateBind(Func<ParseResult, CliContext> context)
     {
         var bdfs = Arguments.Bdfs();
-        var command = new Command("bind",
-            "Bind devices to vfio-pci (via driver_override), after checking that each one's IOMMU group can be handed out")
+        var force = new Option<bool>("--force")
         {
-            bdfs,
+            Description = "Take the devices even when the host uses them (mounted filesystems, swap, dm/md holders, open " +
+                          "files, an interface with addresses or the default route, the boot device): data loss, lost connections",
         };
-        command.SetAction(parse => Bind(context(parse), parse.GetRequiredValue(bdfs)));
+        var persist = Persist("Also write a udev rule so the binding survives a reboot (driverctl's way: driver_override at device add)");
+        var command = new Command("bind",
+            "Bind devices to vfio-pci (via driver_override), after checking that each one's IOMMU group can be handed out " +
+            "and that the host does not use it")
+        {
+            bdfs, force, persist,
+        };
+        command.SetAction(parse => Bind(context(parse), parse.GetRequiredValue(bdfs), parse.GetValue(force), parse.GetValue(persist)));
         return command;
     }
+
+    private static Option<bool> Persist(string description) => new("--persist") { Description = description };
 
     public static Command CreateUnbind(Func<ParseResult, CliContext> context)
     {
@@ -35,32 +44,50 @@ internal static class BindCommands
                 result.AddError($"'{name}' is not a driver name (a folder of /sys/bus/pci/drivers, e.g. nvme)");
             }
         });
+        var persist = Persist("Also remove the udev rule 'vfio bind --persist' wrote, so the binding no longer returns at boot");
         var command = new Command("unbind",
             "Unbind devices from their driver and clear driver_override; with --driver, bind them to that driver")
         {
-            bdfs, driver,
+            bdfs, driver, persist,
         };
-        command.SetAction(parse => Unbind(context(parse), parse.GetRequiredValue(bdfs), parse.GetValue(driver)));
+        command.SetAction(parse => Unbind(context(parse), parse.GetRequiredValue(bdfs), parse.GetValue(driver), parse.GetValue(persist)));
         return command;
     }
 
-    private static int Bind(CliContext ctx, PciAddress[] arguments)
+    private static int Bind(CliContext ctx, PciAddress[] arguments, bool force, bool persist)
     {
         var host = ctx.Host;
         var targets = arguments.Distinct().ToList();
         // Every check first, so that a refusal leaves every device as it was.
         var before = targets.Select(host.GetDevice).ToList();
+        var uses = new Dictionary<PciAddress, IReadOnlyList<DeviceUse>>();
         foreach (var device in before)
         {
             CheckViable(host, device, targets);
+            // Only a kernel driver's device can be in use by the host; BindToVfio checks again, this is for all at once.
+            uses[device.Address] = device.Driver is null or PciHost.VfioPciDriver ? [] : host.FindUses(device.Address);
+            if (!force && uses[device.Address].Count > 0)
+            {
+                throw new DeviceInUseException(device.Address, device.Driver!, uses[device.Address]);
+            }
         }
 
+        var persistence = new BindPersistence(ctx.Environment.PersistRoot);
         var results = new List<BindingJson>();
         foreach (var device in before)
         {
-            host.BindToVfio(device.Address);
+            foreach (var use in uses[device.Address])
+            {
+                ctx.Warn($"{device.Address}: --force: taking it from {device.Driver} although {use}");
+            }
+            host.BindToVfio(device.Address, force);
             var after = host.GetDevice(device.Address);
-            var result = Result(host, after, device.Driver == PciHost.VfioPciDriver ? "unchanged" : "bound", device.Driver);
+            var rule = persist ? persistence.Persist(device.Address) : null;
+            var result = Result(host, after, device.Driver == PciHost.VfioPciDriver ? "unchanged" : "bound", device.Driver) with
+            {
+                PersistRule = rule,
+                Forced = [.. uses[device.Address].Select(u => u.ToString())],
+            };
             results.Add(result);
             if (!ctx.Json)
             {
@@ -69,6 +96,11 @@ internal static class BindCommands
                     : $"bound to vfio-pci{(device.Driver is { } was ? $" (was {was})" : "")}";
                 var where = result.GroupDevicePath is { } path ? $"; group {result.IommuGroup}, {path}" : "";
                 ctx.Say($"{device.Address}: {what}{where}");
+                if (rule is not null)
+                {
+                    ctx.Say($"{device.Address}: persisted in {rule} (vfio-pci takes it at boot; 'vfio unbind --persist " +
+                            $"{device.Address}' undoes it)");
+                }
             }
             if (after.IsNoIommu)
             {
@@ -106,20 +138,23 @@ internal static class BindCommands
             ExitCodes.DeviceOrHost, "GroupNotViable", device.Address);
     }
 
-    private static int Unbind(CliContext ctx, PciAddress[] arguments, string? driver)
+    private static int Unbind(CliContext ctx, PciAddress[] arguments, string? driver, bool persist)
     {
         var host = ctx.Host;
         var targets = arguments.Distinct().ToList();
         var before = targets.Select(host.GetDevice).ToList();
+        var persistence = new BindPersistence(ctx.Environment.PersistRoot);
 
         var results = new List<BindingJson>();
         foreach (var device in before)
         {
+            // The rule goes first: were the unbind to fail, the next boot must not take the device again either.
+            string? removed = persist && persistence.Remove(device.Address) ? persistence.RulePath(device.Address) : null;
             if (driver is not null) { host.BindToDriver(device.Address, driver); }
             else { host.Unbind(device.Address); }
             var after = host.GetDevice(device.Address);
             var action = after.Driver == device.Driver ? "unchanged" : after.Driver is null ? "unbound" : "bound";
-            results.Add(Result(host, after, action, device.Driver));
+            results.Add(Result(host, after, action, device.Driver) with { PersistRule = removed });
             if (!ctx.Json)
             {
                 ctx.Say(action switch
@@ -129,6 +164,12 @@ internal static class BindCommands
                     "unbound" => $"{device.Address}: unbound from {device.Driver}",
                     _ => $"{device.Address}: bound to {after.Driver}{(device.Driver is { } was ? $" (was {was})" : "")}",
                 });
+                if (persist)
+                {
+                    ctx.Say(removed is null
+                        ? $"{device.Address}: no persisted binding to remove ({persistence.RulePath(device.Address)})"
+                        : $"{device.Address}: removed {removed}; the binding no longer returns at boot");
+                }
             }
         }
         if (ctx.Json)

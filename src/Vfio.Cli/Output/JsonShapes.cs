@@ -32,7 +32,11 @@ internal sealed record DeviceJson(
 /// <summary><c>vfio bind --json</c> and <c>vfio unbind --json</c>: one entry per device, in argument order.</summary>
 internal sealed record BindingListJson(IReadOnlyList<BindingJson> Devices);
 
-/// <summary>What happened to one device. <c>Action</c> is "bound", "unbound" or "unchanged".</summary>
+/// <summary>
+/// What happened to one device. <c>Action</c> is "bound", "unbound" or "unchanged". <c>PersistRule</c> is the udev
+/// rule <c>--persist</c> wrote (bind) or removed (unbind), null without <c>--persist</c> or when there was none to
+/// remove. <c>Forced</c> lists the uses <c>bind --force</c> overrode (bind: empty when none; unbind: null).
+/// </summary>
 internal sealed record BindingJson(
     string Address,
     string Action,
@@ -40,7 +44,9 @@ internal sealed record BindingJson(
     string? Driver,
     int? IommuGroup,
     bool NoIommu,
-    string? GroupDevicePath);
+    string? GroupDevicePath,
+    string? PersistRule = null,
+    IReadOnlyList<string>? Forced = null);
 
 /// <summary><c>vfio noiommu status --json</c> and <c>vfio noiommu enable --unsafe --json</c>.</summary>
 internal sealed record NoIommuJson(
@@ -231,6 +237,12 @@ internal sealed record NetQueueJson(int Queue, NetCountersJson Rx, NetCountersJs
 internal sealed record ServeJson(string State, string Device, string VendorId, string DeviceId, string Socket, string? PeerSocket,
     int? BlockSize, ulong? Blocks, ulong? SizeBytes, int? Clients);
 
+/// <summary><c>vfio doctor --json</c>: <c>Ready</c> is true when no check failed (warnings allowed).</summary>
+internal sealed record DoctorJson(bool Ready, IReadOnlyList<DoctorCheckJson> Checks);
+
+/// <summary>One check: a stable id, a title, "ok", "warning" or "failed", what was found, and the fix (null when ok).</summary>
+internal sealed record DoctorCheckJson(string Id, string Title, string Status, string Detail, string? Fix);
+
 /// <summary>What a failed command prints on standard output with <c>--json</c> (the message also goes to stderr).</summary>
 internal sealed record ErrorDocumentJson(ErrorJson Error);
 
@@ -256,6 +268,7 @@ internal sealed record ErrorJson(int ExitCode, string Kind, string Message, stri
 [JsonSerializable(typeof(NetFwdJson))]
 [JsonSerializable(typeof(NetStatsJson))]
 [JsonSerializable(typeof(ServeJson))]
+[JsonSerializable(typeof(DoctorJson))]
 [JsonSerializable(typeof(ErrorDocumentJson))]
 internal sealed partial class CliJson : JsonSerializerContext
 {

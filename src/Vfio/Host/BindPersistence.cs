@@ -35,24 +35,51 @@ public sealed class BindPersistence
 
     /// <summary>Writes (or rewrites) the rule for <paramref name="device"/> and returns its path.</summary>
     /// <param name="device">The PCI device.</param>
+    /// <exception cref="VfioPermissionException">The process may not write the rules folder (not root).</exception>
+    /// <exception cref="VfioException">The file could not be written.</exception>
     public string Persist(PciAddress device)
     {
-        Directory.CreateDirectory(_rulesDirectory);
         string path = RulePath(device);
-        string temp = path + ".tmp";
-        File.WriteAllText(temp, RuleText(device));
-        File.Move(temp, path, overwrite: true);
-        return path;
+        return Guard($"write the udev rule {path}", device, () =>
+        {
+            Directory.CreateDirectory(_rulesDirectory);
+            string temp = path + ".tmp";
+            File.WriteAllText(temp, RuleText(device));
+            File.Move(temp, path, overwrite: true);
+            return path;
+        });
     }
 
     /// <summary>Removes the rule for <paramref name="device"/>; returns false when none was recorded.</summary>
     /// <param name="device">The PCI device.</param>
+    /// <exception cref="VfioPermissionException">The process may not remove the file (not root).</exception>
+    /// <exception cref="VfioException">The file could not be removed.</exception>
     public bool Remove(PciAddress device)
     {
         string path = RulePath(device);
-        if (!File.Exists(path))
-            return false;
-        File.Delete(path);
-        return true;
+        return Guard($"remove the udev rule {path}", device, () =>
+        {
+            if (!File.Exists(path))
+                return false;
+            File.Delete(path);
+            return true;
+        });
+    }
+
+    /// <summary>Reports a failed file operation as the library's exceptions do (every one derives from VfioException).</summary>
+    private static T Guard<T>(string operation, PciAddress device, Func<T> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (UnauthorizedAccessException)
+        {
+            throw new VfioPermissionException(operation, device, Errno.EACCES, "run as root: the rules live in /etc/udev/rules.d");
+        }
+        catch (IOException e) when (e is not VfioException)
+        {
+            throw new VfioException(operation, device, 0, e.Message, e);
+        }
     }
 }

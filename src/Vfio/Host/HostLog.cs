@@ -36,4 +36,11 @@ internal static partial class HostLog
 
     [LoggerMessage(EventId = 109, Level = LogLevel.Debug, Message = "{Device}: vanished while being listed")]
     public static partial void DeviceVanished(ILogger logger, PciAddress device);
+
+    [LoggerMessage(EventId = 110, Level = LogLevel.Warning,
+        Message = "Stopped looking for open files after {Count} fd links; processes past that were not checked")]
+    public static partial void OpenFileScanStopped(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 111, Level = LogLevel.Warning, Message = "{Device}: taking it from {Driver} although the host uses it (forced): {Uses}")]
+    public static partial void BindForced(ILogger logger, PciAddress device, string driver, string uses);
 }

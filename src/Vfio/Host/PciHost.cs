@@ -289,12 +289,30 @@ public sealed class PciHost
     /// and the exception says how to give it back (<see cref="BindToDriver"/>).
     /// </remarks>
     /// <exception cref="DeviceNotFoundException">No such device.</exception>
+    /// <exception cref="DeviceInUseException">The host still uses the device (see <see cref="FindUses"/>); nothing
+    /// was changed. <see cref="BindToVfio(PciAddress, bool)"/> with <c>force: true</c> overrides.</exception>
     /// <exception cref="VfioUnavailableException">The vfio-pci driver is not loaded.</exception>
     /// <exception cref="NoIommuModeDisabledException">The device has no IOMMU group and No-IOMMU mode is off, so
     /// vfio-pci's probe would fail.</exception>
     /// <exception cref="VfioPermissionException">The process may not write the attributes (not root).</exception>
     /// <exception cref="VfioException">A write failed, or vfio-pci did not end up bound.</exception>
-    public void BindToVfio(PciAddress device)
+    public void BindToVfio(PciAddress device) => BindToVfio(device, force: false);
+
+    /// <summary>
+    /// Binds <paramref name="device"/> to vfio-pci as <see cref="BindToVfio(PciAddress)"/> does; with
+    /// <paramref name="force"/> it also takes a device the host still uses (mounted, swap, held, open, carrying
+    /// traffic, the boot device) from its driver, logging each use as a warning.
+    /// </summary>
+    /// <param name="device">The device.</param>
+    /// <param name="force">Take the device even when <see cref="FindUses"/> finds the host using it.</param>
+    /// <exception cref="DeviceNotFoundException">No such device.</exception>
+    /// <exception cref="DeviceInUseException">The host still uses the device and <paramref name="force"/> is false;
+    /// nothing was changed.</exception>
+    /// <exception cref="VfioUnavailableException">The vfio-pci driver is not loaded.</exception>
+    /// <exception cref="NoIommuModeDisabledException">The device has no IOMMU group and No-IOMMU mode is off.</exception>
+    /// <exception cref="VfioPermissionException">The process may not write the attributes (not root).</exception>
+    /// <exception cref="VfioException">A write failed, or vfio-pci did not end up bound.</exception>
+    public void BindToVfio(PciAddress device, bool force)
     {
         var dir = DeviceDir(device);
         if (!Directory.Exists(dir)) { throw new DeviceNotFoundException(device); }
@@ -316,6 +334,8 @@ public sealed class PciHost
             throw NoGroupError(device, "vfio-pci cannot take the device: it has no IOMMU group (no IOMMU translates for it)");
         }
 
+        if (current is not null) { CheckUnused(device, current, force); }
+
         HostLog.Binding(_logger, device, VfioPciDriver);
         if (current is not null)
         {
@@ -327,6 +347,31 @@ public sealed class PciHost
     }
 
     /// <summary>
+    /// What the host still does with <paramref name="device"/> through its kernel driver, the most serious first: the
+    /// root filesystem on it, the default route through one of its interfaces, mounted filesystems, swap,
+    /// device-mapper/md holders, processes with its block devices (or NVMe controller node) open, interfaces that are
+    /// up with addresses or routes. Empty when the host would not notice the device going. Read from sysfs
+    /// (<c>block/*</c>, the device's <c>net/*</c>) and procfs (<c>self/mountinfo</c>, <c>swaps</c>, <c>*/fd</c>,
+    /// <c>net/route</c>, <c>net/if_inet6</c>, <c>net/ipv6_route</c>) under the host's roots; what cannot be read
+    /// (another user's fd table) is skipped.
+    /// </summary>
+    /// <exception cref="DeviceNotFoundException">No such device.</exception>
+    public IReadOnlyList<DeviceUse> FindUses(PciAddress device)
+    {
+        var dir = DeviceDir(device);
+        if (!Directory.Exists(dir)) { throw new DeviceNotFoundException(device); }
+        return new DeviceUsage(SysfsRoot, ProcfsRoot, DevRoot, _logger).Find(dir);
+    }
+
+    private void CheckUnused(PciAddress device, string driver, bool force)
+    {
+        var uses = FindUses(device);
+        if (uses.Count == 0) { return; }
+        if (!force) { throw new DeviceInUseException(device, driver, uses); }
+        HostLog.BindForced(_logger, device, driver, string.Join("; ", uses));
+    }
+
+    /// <summary>
     /// Binds <paramref name="device"/> to a kernel driver, e.g. gives an NVMe drive back to "nvme": unbinds it from its
     /// current driver, clears <c>driver_override</c> (which would otherwise keep every other driver from matching),
     /// writes the address to <c>/sys/bus/pci/drivers/DRIVER/bind</c> and checks the result. Does nothing when the
@@ -334,6 +379,8 @@ public sealed class PciHost
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="driver"/> is not a driver name.</exception>
     /// <exception cref="DeviceNotFoundException">No such device.</exception>
+    /// <exception cref="DeviceInUseException"><paramref name="driver"/> is vfio-pci and the host still uses the device
+    /// (as <see cref="BindToVfio(PciAddress)"/>).</exception>
     /// <exception cref="VfioUnavailableException">The driver is not loaded.</exception>
     /// <exception cref="VfioException">A write failed, or the driver did not bind the device.</exception>
     public void BindToDriver(PciAddress device, string driver)

@@ -45,4 +45,17 @@ public sealed class BindPersistenceTests : IDisposable
         Assert.Single(Directory.GetFiles(Path.Combine(_root, "etc", "udev", "rules.d")));
         Assert.True(persistence.IsPersisted(b));
     }
+
+    [Fact]
+    public void A_rules_folder_that_cannot_be_made_is_a_VfioException_naming_the_rule()
+    {
+        var device = new PciAddress(0, 0x01, 0x00, 0);
+        Directory.CreateDirectory(Path.Combine(_root, "etc", "udev"));
+        File.WriteAllText(Path.Combine(_root, "etc", "udev", "rules.d"), "not a folder");
+
+        var e = Assert.Throws<VfioException>(() => new BindPersistence(_root).Persist(device));
+
+        Assert.Equal(device, e.Device);
+        Assert.Contains("write the udev rule", e.Message, StringComparison.Ordinal);
+    }
 }

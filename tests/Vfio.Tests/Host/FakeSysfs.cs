@@ -140,6 +140,120 @@ public sealed class FakeSysfs : IDisposable
         return this;
     }
 
+    /// <summary>
+    /// An NVMe namespace of the device's controller as the kernel lays it out without multipath:
+    /// <c>BDF/nvme/nvme0/NAME</c> with its <c>dev</c> numbers, partitions as subfolders with a <c>partition</c>
+    /// attribute, <c>sys/block/NAME</c> and <c>sys/dev/block/MAJ:MIN</c> linking to them.
+    /// </summary>
+    public FakeSysfs BlockDevice(string bdf, string name, string numbers, params (string Name, string Numbers)[] partitions)
+    {
+        var relative = Path.Combine(DeviceFolderRelative(bdf), "nvme", "nvme0", name);
+        BlockFolder(relative, name, numbers);
+        Directory.CreateDirectory(Path.Combine(Sys, "block"));
+        Directory.CreateSymbolicLink(Path.Combine(Sys, "block", name), Path.Combine("..", relative));
+        foreach (var (part, partNumbers) in partitions)
+        {
+            BlockFolder(Path.Combine(relative, part), part, partNumbers);
+            File.WriteAllText(Path.Combine(Sys, relative, part, "partition"), "1\n");
+        }
+        return this;
+    }
+
+    private void BlockFolder(string relative, string name, string numbers)
+    {
+        var folder = Path.Combine(Sys, relative);
+        Directory.CreateDirectory(Path.Combine(folder, "holders"));
+        File.WriteAllText(Path.Combine(folder, "dev"), numbers + "\n");
+        Directory.CreateDirectory(Path.Combine(Sys, "dev", "block"));
+        Directory.CreateSymbolicLink(Path.Combine(Sys, "dev", "block", numbers), Path.Combine("..", "..", relative));
+    }
+
+    /// <summary>
+    /// An NVMe namespace under native multipath (CONFIG_NVME_MULTIPATH with a multi-controller subsystem): the disk
+    /// <c>NAME</c> lives under <c>devices/virtual/nvme-subsystem/nvme-subsys0</c> and links the controller's hidden
+    /// path device <c>nvme0c0n1</c> in its <c>multipath/</c> folder.
+    /// </summary>
+    public FakeSysfs MultipathNamespace(string bdf, string name, string numbers)
+    {
+        var relative = Path.Combine("devices", "virtual", "nvme-subsystem", "nvme-subsys0", name);
+        BlockFolder(relative, name, numbers);
+        Directory.CreateDirectory(Path.Combine(Sys, "block"));
+        Directory.CreateSymbolicLink(Path.Combine(Sys, "block", name), Path.Combine("..", relative));
+        var path = Path.Combine(DeviceFolder(bdf), "nvme", "nvme0", "nvme0c0n1");
+        Directory.CreateDirectory(path);
+        Directory.CreateDirectory(Path.Combine(Sys, relative, "multipath"));
+        Directory.CreateSymbolicLink(Path.Combine(Sys, relative, "multipath", "nvme0c0n1"), Path.GetRelativePath(Path.Combine(Sys, relative, "multipath"), path));
+        return this;
+    }
+
+    /// <summary>A virtual block device (dm-N, mdN) stacked on <paramref name="slaveOf"/> (a folder under sys).</summary>
+    public FakeSysfs VirtualBlockDevice(string name, string numbers, string slaveOf)
+    {
+        var relative = Path.Combine("devices", "virtual", "block", name);
+        BlockFolder(relative, name, numbers);
+        Directory.CreateDirectory(Path.Combine(Sys, "block"));
+        Directory.CreateSymbolicLink(Path.Combine(Sys, "block", name), Path.Combine("..", relative));
+        var slave = Path.Combine(Sys, slaveOf);
+        Directory.CreateDirectory(Path.Combine(Sys, relative, "slaves"));
+        Directory.CreateSymbolicLink(Path.Combine(Sys, relative, "slaves", Path.GetFileName(slave)), Path.GetRelativePath(Path.Combine(Sys, relative, "slaves"), slave));
+        Directory.CreateDirectory(Path.Combine(slave, "holders", name));
+        return this;
+    }
+
+    /// <summary>The sysfs folder (relative to sys) of a namespace or partition made by <see cref="BlockDevice"/>.</summary>
+    public static string BlockRelative(string bdf, params string[] names) =>
+        Path.Combine([DeviceFolderRelative(bdf), "nvme", "nvme0", .. names]);
+
+    /// <summary>
+    /// A network interface of the device (<c>BDF/net/NAME</c>, or under <paramref name="between"/>, as virtio-net's
+    /// <c>BDF/virtio2/net/NAME</c>) with operstate and IFF flags, and its <c>sys/class/net/NAME</c> link.
+    /// </summary>
+    public FakeSysfs NetInterface(string bdf, string name, bool up, string? between = null)
+    {
+        var relative = Path.Combine(DeviceFolderRelative(bdf), between ?? "", "net", name);
+        var folder = Path.Combine(Sys, relative);
+        Directory.CreateDirectory(folder);
+        Directory.CreateDirectory(Path.Combine(Sys, "class", "net"));
+        Directory.CreateSymbolicLink(Path.Combine(Sys, "class", "net", name), Path.Combine("..", "..", relative));
+        File.WriteAllText(Path.Combine(folder, "operstate"), (up ? "up" : "down") + "\n");
+        File.WriteAllText(Path.Combine(folder, "flags"), (up ? "0x1003" : "0x1002") + "\n");
+        return this;
+    }
+
+    /// <summary>An open file of process <paramref name="pid"/>: <c>proc/PID/fd/N</c> linking to <paramref name="target"/>.</summary>
+    public FakeSysfs OpenFile(int pid, string comm, int fd, string target)
+    {
+        var folder = Path.Combine(Proc, pid.ToString(CultureInfo.InvariantCulture));
+        Directory.CreateDirectory(Path.Combine(folder, "fd"));
+        File.WriteAllText(Path.Combine(folder, "comm"), comm + "\n");
+        File.CreateSymbolicLink(Path.Combine(folder, "fd", fd.ToString(CultureInfo.InvariantCulture)), target);
+        return this;
+    }
+
+    /// <summary>An IOMMU unit as the IOMMU drivers register it: <c>sys/class/iommu/NAME</c>.</summary>
+    public FakeSysfs IommuUnit(string name)
+    {
+        Directory.CreateDirectory(Path.Combine(Sys, "class", "iommu", name));
+        return this;
+    }
+
+    /// <summary>A loaded module without parameters: <c>sys/module/NAME</c>.</summary>
+    public FakeSysfs Module(string name)
+    {
+        Directory.CreateDirectory(Path.Combine(Sys, "module", name));
+        return this;
+    }
+
+    /// <summary>A NUMA node's hugepage pool: <c>sys/devices/system/node/nodeN/hugepages/hugepages-KIBkB</c>.</summary>
+    public FakeSysfs NodeHugePages(int node, ulong kib, long total, long free)
+    {
+        var dir = Path.Combine(Sys, "devices", "system", "node", $"node{node}", "hugepages", $"hugepages-{kib}kB");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "nr_hugepages"), $"{total}\n");
+        File.WriteAllText(Path.Combine(dir, "free_hugepages"), $"{free}\n");
+        return this;
+    }
+
     public string? DriverOf(string bdf) =>
         new FileInfo(Path.Combine(DeviceFolder(bdf), "driver")).LinkTarget is { } t ? Path.GetFileName(t) : null;
 
