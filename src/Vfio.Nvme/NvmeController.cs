@@ -260,12 +260,7 @@ public sealed partial class NvmeController : IDisposable
             var report = _deviceError;
             try
             {
-                if (_device.Config.FindAer() is { } aer)
-                {
-                    var status = aer.Read();
-                    aer.ClearUncorrectable(status.UncorrectableStatus);
-                    aer.ClearCorrectable(status.CorrectableStatus);
-                }
+                _device.Config.FindAer()?.ClearLogged();
             }
             catch (VfioException e)
             {

@@ -69,47 +69,43 @@ public sealed class AerTests
             $"fatal severity [{AerNames.Describe(before.UncorrectableSeverity)}]");
 
         using var peer = VirtioNetDevice.Open(peerDev);
-        var port = VirtioNetDevice.Open(dev, new VirtioNetOptions { Pool = peer.Pool });
-        try
-        {
-            VirtioNetTests.SendAndCheck(port, peer, 64, _ => 128);
+        using var port = VirtioNetDevice.Open(dev, new VirtioNetOptions { Pool = peer.Pool });
+        VirtioNetTests.SendAndCheck(port, peer, 64, _ => 128);
 
-            var reported = new TaskCompletionSource<PciErrorReport>(TaskCreationOptions.RunContinuationsAsynchronously);
-            dev.ErrorReported += (_, r) => reported.TrySetResult(r);
-            var clock = Stopwatch.StartNew();
-            // Poisoned TLP Received: uncorrectable, non-fatal by default severity (PCIe Base 6.0 §7.8.4.4), so the
-            // host's recovery neither resets the link nor unbinds the device.
-            string qemu = Inject("POISON_TLP");
-            var report = await reported.Task.WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
-            double ms = clock.Elapsed.TotalMilliseconds;
-            Lab.Report($"{NetAer}: injected POISON_TLP ({qemu}); ErrorReported after {ms:F0} ms: {report}");
-            ReportAerLog("after POISON_TLP");
-            Assert.Equal(aerAddress, report.Device);
-            Assert.True(report.IsUncorrectable);
-            Assert.Equal(PciErrorSeverity.NonFatal, report.Severity);
-            Assert.NotNull(report.Aer);
-            Assert.Equal(before.Offset, report.Aer.Offset);
-            // The guest's AER driver may clear the status before we read it; when we were first, it names the error.
-            Assert.True(report.Aer.UncorrectableStatus is AerUncorrectableErrors.None or AerUncorrectableErrors.PoisonedTlpReceived,
-                report.Aer.ToString());
-            Assert.Equal(1, dev.ErrorsReported);
+        var reported = new TaskCompletionSource<PciErrorReport>(TaskCreationOptions.RunContinuationsAsynchronously);
+        dev.ErrorReported += (_, r) => reported.TrySetResult(r);
+        var clock = Stopwatch.StartNew();
+        // Poisoned TLP Received: uncorrectable, non-fatal by default severity (PCIe Base 6.0 §7.8.4.4), so the
+        // host's recovery neither resets the link nor unbinds the device.
+        string qemu = Inject("POISON_TLP");
+        var report = await reported.Task.WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        double ms = clock.Elapsed.TotalMilliseconds;
+        Lab.Report($"{NetAer}: injected POISON_TLP ({qemu}); ErrorReported after {ms:F0} ms: {report}");
+        ReportAerLog("after POISON_TLP");
+        Assert.Equal(aerAddress, report.Device);
+        Assert.True(report.IsUncorrectable);
+        Assert.Equal(PciErrorSeverity.NonFatal, report.Severity);
+        Assert.NotNull(report.Aer);
+        Assert.Equal(before.Offset, report.Aer.Offset);
+        // The guest's AER driver may clear the status before we read it; when we were first, it names the error.
+        Assert.True(report.Aer.UncorrectableStatus is AerUncorrectableErrors.None or AerUncorrectableErrors.PoisonedTlpReceived,
+            report.Aer.ToString());
+        Assert.Equal(1, dev.ErrorsReported);
 
-            // Recovery as the application performs it: drop the driver's state, clear what AER logged (RW1C), reset the
-            // function when VFIO can, and bring the driver up again.
-            port.Dispose();
-            var logged = aer.Read();
-            aer.ClearUncorrectable(logged.UncorrectableStatus);
-            aer.ClearCorrectable(logged.CorrectableStatus);
-            if (dev.Info.CanReset) { dev.Reset(); }
-            Assert.False(aer.Read().HasUncorrectable);
-            port = VirtioNetDevice.Open(dev, new VirtioNetOptions { Pool = peer.Pool });
-            VirtioNetTests.SendAndCheck(port, peer, 64, _ => 128);
-            Lab.Report($"{NetAer}: after recovery ({(dev.Info.CanReset ? "function reset" : "no reset offered")}, driver re-opened) 64 frames crossed the hub again");
-        }
-        finally
-        {
-            port.Dispose();
-        }
+        // The driver stopped the port when the error arrived (it subscribed first): nothing moves until recovery.
+        Assert.Same(report, port.DeviceError);
+        Assert.False(dev.Config.BusMaster);
+        var frames = new PacketBuffer[1];
+        Assert.Equal(1, port.Pool.Allocate(frames));
+        Assert.Throws<VirtioNetDeviceErrorException>(() => port.Transmit(frames));
+        PacketPool.Free(frames);
+
+        // The documented recovery: AER status cleared (RW1C), the device reset and the port brought up again.
+        port.RecoverFromError();
+        Assert.Null(port.DeviceError);
+        Assert.False(aer.Read().HasUncorrectable);
+        VirtioNetTests.SendAndCheck(port, peer, 64, _ => 128);
+        Lab.Report($"{NetAer}: after VirtioNetDevice.RecoverFromError 64 frames crossed the hub again");
     }
 
     [Fact]

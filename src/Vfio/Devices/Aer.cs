@@ -247,6 +247,18 @@ public sealed class AerCapability
     public void ClearCorrectable(AerCorrectableErrors errors) => _config.Write32(Offset + CorrectableStatusOffset, (uint)errors);
 
     /// <summary>
+    /// Clears every logged error, uncorrectable and correctable, and returns what was logged: what a driver does once
+    /// it has recovered, so the next error is seen afresh.
+    /// </summary>
+    public AerStatus ClearLogged()
+    {
+        var status = Read();
+        ClearUncorrectable(status.UncorrectableStatus);
+        ClearCorrectable(status.CorrectableStatus);
+        return status;
+    }
+
+    /// <summary>
     /// Sets the Correctable Error Mask (§7.8.4.6). A masked error is still logged in Correctable Error Status but sends
     /// no ERR_COR message, so the host's AER driver neither sees nor clears it: an application that counts
     /// correctable errors itself (<see cref="Read"/>, then <see cref="ClearCorrectable"/>) masks them first.

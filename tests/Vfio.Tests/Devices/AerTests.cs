@@ -74,6 +74,15 @@ public class AerTests
     }
 
     [Fact]
+    public void ClearLoggedClearsExactlyWhatWasLogged()
+    {
+        var region = new MemoryRegion(ConfigWithAer());
+        var logged = new PciConfigSpace(region).FindAer()!.ClearLogged();
+        Assert.Equal(AerUncorrectableErrors.PoisonedTlpReceived | AerUncorrectableErrors.UncorrectableInternalError, logged.UncorrectableStatus);
+        Assert.Equal([((ulong)Aer + 0x04, 4, (1ul << 12) | (1ul << 22)), ((ulong)Aer + 0x10, 4, 1ul << 6)], region.Writes);
+    }
+
+    [Fact]
     public void NoAerMeansNull()
     {
         var b = ConfigWithAer();
