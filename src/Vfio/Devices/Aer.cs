@@ -182,14 +182,21 @@ public static class AerNames
     };
 
     /// <summary>The names of the set bits, comma-separated ("none" when no bit is set); unnamed bits as "bit N".</summary>
-    public static string Describe(AerUncorrectableErrors errors) => Describe((uint)errors, Uncorrectable);
+    public static string Describe(AerUncorrectableErrors errors) => Join(List(errors));
 
     /// <summary>The names of the set bits, comma-separated ("none" when no bit is set); unnamed bits as "bit N".</summary>
-    public static string Describe(AerCorrectableErrors errors) => Describe((uint)errors, Correctable);
+    public static string Describe(AerCorrectableErrors errors) => Join(List(errors));
 
-    private static string Describe(uint bits, Dictionary<uint, string> names)
+    /// <summary>The names of the set bits, lowest bit first; unnamed bits as "bit N".</summary>
+    public static IReadOnlyList<string> List(AerUncorrectableErrors errors) => List((uint)errors, Uncorrectable);
+
+    /// <summary>The names of the set bits, lowest bit first; unnamed bits as "bit N".</summary>
+    public static IReadOnlyList<string> List(AerCorrectableErrors errors) => List((uint)errors, Correctable);
+
+    private static string Join(IReadOnlyList<string> names) => names.Count == 0 ? "none" : string.Join(", ", names);
+
+    private static List<string> List(uint bits, Dictionary<uint, string> names)
     {
-        if (bits == 0) { return "none"; }
         var parts = new List<string>();
         while (bits != 0)
         {
@@ -197,7 +204,7 @@ public static class AerNames
             parts.Add(names.TryGetValue(bit, out var name) ? name : $"bit {bit}");
             bits &= bits - 1;
         }
-        return string.Join(", ", parts);
+        return parts;
     }
 }
 
