@@ -38,6 +38,11 @@
 #                                serial VFIOLAB0003, nsid 1 attached and nsid 2 detached (16 MiB each)
 #   VFIO_LAB_NVME2 0000:00:09.0  bench nvme only: a second nvme, 128 MiB raw file, serial VFIOLAB0002 (the data check
 #                                while VFIO_LAB_NVME is null-co)
+#   VFIO_LAB_NVME_AER 0000:01:00.0  q35 guests with VFIO_LAB_AER=1 only: an nvme (32 MiB raw file, serial VFIOLAB0004)
+#                                behind pcie-root-port 00:0b.0 (QOM id nvmeaer); QEMU's nvme has no AER capability
+#   VFIO_LAB_NET_AER 0000:02:00.0   q35 guests with VFIO_LAB_AER=1 only: virtio-net-pci with aer=on (an AER capability)
+#                                behind pcie-root-port 00:0c.0 (QOM id netaer), hub 0 port p2 (frames reach NET0/NET1);
+#                                errors are injected with QMP human-monitor-command "pcie_aer_inject_error netaer ..."
 #   (00:10.0-00:12.0 are the 9p shares the lab itself uses: host root, run dir, output dir.)
 #
 # Exit codes of `run`: COMMAND's own, or 124 when the guest timed out, 125 when the lab failed
@@ -60,6 +65,9 @@ KBUILD_FILE="$LAB_DIR/vfio-noiommu.kbuild"
 
 # PCI slots (hex) of the guest devices; the BDFs exported to commands derive from these.
 SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08 SLOT_NVME2=09 SLOT_NVME3=0a
+# VFIO_LAB_AER=1 (q35 only): two pcie-root-ports; the guest numbers their secondary buses 1 and 2 in slot order
+# (nothing else on q35's bus 0 is a bridge), so the devices behind them are 01:00.0 and 02:00.0.
+SLOT_AER_PORT1=0b SLOT_AER_PORT2=0c BDF_NVME_AER=0000:01:00.0 BDF_NET_AER=0000:02:00.0
 SLOT_9P_HOST=10 SLOT_9P_LAB=11 SLOT_9P_OUT=12
 
 log() { printf 'lab: %s\n' "$*" >&2; }
@@ -519,6 +527,20 @@ qemu_args() {
       -drive "file=$run/ns1.img,if=none,format=raw,id=ns1" -device "nvme-ns,drive=ns1,nsid=1,bus=nvme3"
       -drive "file=$run/ns2.img,if=none,format=raw,id=ns2" -device "nvme-ns,drive=ns2,nsid=2,detached=on,bus=nvme3")
   fi
+  # AER (issue 19, VFIO_LAB_AER=1): errors need a PCIe port above the device (its root port's AER logs them and
+  # interrupts the guest's AER driver, which calls vfio-pci's error_detected and so the VFIO error interrupt), and an
+  # AER capability in the device for the host to find the error in. QEMU's nvme has none; virtio-pci has one with aer=on.
+  if [ "${VFIO_LAB_AER:-0}" = 1 ]; then
+    [[ "$config" == noiommu* || "$config" == 612-noiommu || "$config" == 612-compat-noiommu ]] \
+      && die "VFIO_LAB_AER=1 needs a q35 configuration (type1, 612-*type1, 612-iommufd): $config is i440fx, without PCIe ports"
+    truncate -s 32M "$run/nvmeaer.img"
+    QEMU_ARGS+=(-device "pcie-root-port,id=rpaer1,chassis=11,slot=1,addr=0x$SLOT_AER_PORT1"
+      -device "pcie-root-port,id=rpaer2,chassis=12,slot=2,addr=0x$SLOT_AER_PORT2"
+      -drive "file=$run/nvmeaer.img,if=none,format=raw,id=nvmaer"
+      -device "nvme,id=nvmeaer,drive=nvmaer,serial=VFIOLAB0004,bus=rpaer1"
+      -netdev hubport,id=p2,hubid=0
+      -device "virtio-net-pci,id=netaer,netdev=p2,disable-legacy=on,aer=on,mac=52:54:00:00:00:03,bus=rpaer2$net_extra")
+  fi
   # bench nvme checks data on a file-backed controller while the timed runs use the null-co one.
   if [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ]; then
     QEMU_ARGS+=(-drive "file=$run/nvme2.img,if=none,format=raw,id=nvm2"
@@ -559,6 +581,7 @@ write_job() { # run-dir config command...
       "$(bdf $SLOT_EDU)" "$(bdf $SLOT_EDU2)" "$(bdf $SLOT_NVME)" "$(bdf $SLOT_NET0)" "$(bdf $SLOT_NET1)"
     [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ] && printf 'export VFIO_LAB_NVME2=%s\n' "$(bdf $SLOT_NVME2)"
     [ "${VFIO_LAB_NVME_SUBSYS:-0}" = 1 ] && printf 'export VFIO_LAB_NVME3=%s\n' "$(bdf $SLOT_NVME3)"
+    [ "${VFIO_LAB_AER:-0}" = 1 ] && printf 'export VFIO_LAB_NVME_AER=%s VFIO_LAB_NET_AER=%s\n' "$BDF_NVME_AER" "$BDF_NET_AER"
     # The guest starts from an empty environment (guest-init.sh runs the job under env -i): a caller's settings
     # for the command (NAME=VALUE) come through JOB_ENV.
     local kv

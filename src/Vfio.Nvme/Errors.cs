@@ -1,4 +1,5 @@
 using Vfio.Spec.Nvme;
+using Vfio.Devices;
 
 namespace Vfio.Nvme;
 
@@ -132,4 +133,28 @@ public sealed class NvmeCommandAbortedException : NvmeException
 
     /// <summary>The command that was in flight.</summary>
     public NvmeCommandInfo Command { get; }
+}
+
+/// <summary>
+/// The device reported an uncorrectable PCIe error (its error interrupt, <see cref="Devices.IPciDevice.ErrorReported"/>):
+/// the controller stopped (disabled, bus mastering off), work in flight ended with this exception and new work gets
+/// it too, until the application calls <see cref="NvmeController.RecoverFromError"/>. A write in flight may or may
+/// not have reached the media; a read's data is not to be trusted.
+/// </summary>
+public sealed class NvmeDeviceErrorException : NvmeException
+{
+    /// <summary>Creates the exception.</summary>
+    public NvmeDeviceErrorException(PciErrorReport report, NvmeCommandInfo? command)
+        : base($"{(command is { } c ? $"{c} was in flight when " : "")}the device reported an uncorrectable PCIe error ({report.Severity}{(report.Aer is { } aer ? $"; {aer}" : "")})",
+            report.Device, "call NvmeController.RecoverFromError() to reset the controller and re-create its queues, then retry")
+    {
+        Report = report;
+        Command = command;
+    }
+
+    /// <summary>The error as the device reported it.</summary>
+    public PciErrorReport Report { get; }
+
+    /// <summary>The command that was in flight, or null for work submitted after the error.</summary>
+    public NvmeCommandInfo? Command { get; }
 }

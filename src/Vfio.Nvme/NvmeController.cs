@@ -15,6 +15,9 @@ namespace Vfio.Nvme;
 /// <para>When the host asks for the device back (<see cref="IPciDevice.ReleaseRequested"/>), the controller stops
 /// the device, fails waiting and new I/O with <see cref="DeviceReleasedException"/>, frees its memory and (by default,
 /// <see cref="NvmeControllerOptions.DisposeDeviceOnReleaseRequest"/>) disposes the device, without the owner's help.</para>
+/// <para>When the device reports an uncorrectable PCIe error (<see cref="IPciDevice.ErrorReported"/>), the controller
+/// stops submitting, stops the device and fails work in flight and new work with <see cref="NvmeDeviceErrorException"/>
+/// until the application calls <see cref="RecoverFromError"/>; correctable errors are only counted.</para>
 /// </summary>
 public sealed partial class NvmeController : IDisposable
 {
@@ -34,6 +37,10 @@ public sealed partial class NvmeController : IDisposable
     private volatile bool _released;
     private readonly CancellationTokenSource _releasedSource = new();
     private CancellationTokenRegistration _releaseRequest;
+    private volatile PciErrorReport? _deviceError;
+    private long _correctableErrors;
+    private long _uncorrectableErrors;
+    private bool _watchingErrors;
     private bool _disposed;
 
     private NvmeController(IPciDevice device, IDeviceRegion bar, NvmeControllerOptions options, ILogger logger,
@@ -94,6 +101,24 @@ public sealed partial class NvmeController : IDisposable
     /// (memory freed too), null before.
     /// </summary>
     public TimeSpan? ReleaseDuration { get; private set; }
+
+    /// <summary>Correctable PCIe errors the device reported (counted only: the hardware corrected them).</summary>
+    public long CorrectableErrorCount => Interlocked.Read(ref _correctableErrors);
+
+    /// <summary>Uncorrectable PCIe errors the device reported since open.</summary>
+    public long UncorrectableErrorCount => Interlocked.Read(ref _uncorrectableErrors);
+
+    /// <summary>
+    /// The uncorrectable error that stopped the controller, while it is stopped for it; null once
+    /// <see cref="RecoverFromError"/> (or <see cref="Reset"/>) brought it back, and before any error.
+    /// </summary>
+    public PciErrorReport? DeviceError => _deviceError;
+
+    /// <summary>
+    /// Raised, on a thread of the driver's own, once the controller has stopped for an uncorrectable error and failed
+    /// its work: the application's cue to call <see cref="RecoverFromError"/> (from any thread, this one included).
+    /// </summary>
+    public event EventHandler<PciErrorReport>? DeviceErrorStopped;
 
     /// <summary>How many times <see cref="Reset"/> has re-initialised the controller.</summary>
     public int ResetCount { get; private set; }
@@ -183,6 +208,8 @@ public sealed partial class NvmeController : IDisposable
             controller._releaseRequest = device.ReleaseRequested.UnsafeRegister(
                 static s => new Thread(static c => ((NvmeController)c!).ReleaseToHost()) { IsBackground = true, Name = "nvme release" }.Start(s),
                 controller);
+            device.ErrorReported += controller.OnDeviceError;
+            controller._watchingErrors = true;
             LogOpened(logger, device.Address, controller.Identity.ModelNumber, controller.Identity.SerialNumber, controller.Version,
                 controller.Namespaces.Count, controller._grantedQueues);
             return controller;
@@ -211,40 +238,79 @@ public sealed partial class NvmeController : IDisposable
     {
         lock (_adminLock)
         {
+            ResetLocked();
+        }
+    }
+
+    /// <summary>
+    /// Recovers after an uncorrectable PCIe error (<see cref="DeviceError"/>, <see cref="NvmeDeviceErrorException"/>):
+    /// clears the error status the device logged in its AER capability (PCIe Base 6.0 §7.8.4.2 and §7.8.4.5, RW1C) so the
+    /// next error is seen afresh, turns memory decoding and bus mastering back on, and resets and re-initialises the
+    /// controller as <see cref="Reset"/> does: the admin queue and every I/O queue are re-created in their memory and
+    /// the <see cref="NvmeIoQueue"/> objects accept work again. Work that failed is not retried; the application
+    /// resubmits it. Safe to call when no error is pending (it is then a plain <see cref="Reset"/>).
+    /// </summary>
+    /// <exception cref="NvmeException">The controller did not come back; it stays faulted.</exception>
+    /// <exception cref="DeviceTimeoutException">The controller did not become ready.</exception>
+    public void RecoverFromError()
+    {
+        lock (_adminLock)
+        {
             ThrowIfUnusable();
-            LogResetting(_logger, _device.Address, _fatal);
-            // 1. No thread is inside a queue from here on, so nothing rings a doorbell or reads a completion
-            //    while the controller goes down; new operations wait for the reset.
-            foreach (var q in _ioQueues) { q.Quiesce(); }
+            var report = _deviceError;
             try
             {
-                // 2. Disabled, the controller fetches no command and moves no data (NVMe 1.4 §3.1.5) ...
-                try
-                {
-                    Disable();
-                }
-                catch (DeviceTimeoutException) when (_device.Info.CanReset)
-                {
-                    // The controller is wedged: a function-level reset brings it to its power-on state.
-                    _device.Reset();
-                    _device.Config.UpdateCommand(PciCommand.MemorySpace | PciCommand.BusMaster | PciCommand.IntxDisable);
-                    Disable();
-                }
-                // 3. ... so every command in flight can end (NvmeCommandAbortedException) and its buffers be returned.
-                foreach (var q in _ioQueues) { q.AbortInFlight(released: false); }
-                Initialize(firstTime: false);
-                ResetCount++;
+                _device.Config.FindAer()?.ClearLogged();
             }
-            catch (Exception e) when (e is VfioException)
+            catch (VfioException e)
             {
-                // The controller did not come back: what waited fails, and the queues stay faulted.
-                _fatal = true;
-                foreach (var q in _ioQueues) { q.Resume(); }
-                throw;
+                LogTeardownProblem(_logger, _device.Address, $"clearing the AER status: {e.Message}");
             }
-            // 4. The queues exist again: what waited for the reset is submitted.
-            foreach (var q in _ioQueues) { q.Resume(); }
+            ResetLocked();
+            LogRecovered(_logger, _device.Address, report?.Severity.ToString() ?? "no");
         }
+    }
+
+    private void ResetLocked()
+    {
+        ThrowIfUnusable();
+        LogResetting(_logger, _device.Address, _fatal);
+        // After an error stop bus mastering is off: without it the controller could not fetch a command.
+        if (_deviceError is not null)
+        {
+            _device.Config.UpdateCommand(PciCommand.MemorySpace | PciCommand.BusMaster | PciCommand.IntxDisable);
+        }
+        // 1. No thread is inside a queue from here on, so nothing rings a doorbell or reads a completion
+        //    while the controller goes down; new operations wait for the reset.
+        foreach (var q in _ioQueues) { q.Quiesce(); }
+        try
+        {
+            // 2. Disabled, the controller fetches no command and moves no data (NVMe 1.4 §3.1.5) ...
+            try
+            {
+                Disable();
+            }
+            catch (DeviceTimeoutException) when (_device.Info.CanReset)
+            {
+                // The controller is wedged: a function-level reset brings it to its power-on state.
+                _device.Reset();
+                _device.Config.UpdateCommand(PciCommand.MemorySpace | PciCommand.BusMaster | PciCommand.IntxDisable);
+                Disable();
+            }
+            // 3. ... so every command in flight can end (NvmeCommandAbortedException) and its buffers be returned.
+            foreach (var q in _ioQueues) { q.AbortInFlight(released: false); }
+            Initialize(firstTime: false);
+            ResetCount++;
+        }
+        catch (Exception e) when (e is VfioException)
+        {
+            // The controller did not come back: what waited fails, and the queues stay faulted.
+            _fatal = true;
+            foreach (var q in _ioQueues) { q.Resume(); }
+            throw;
+        }
+        // 4. The queues exist again: what waited for the reset is submitted.
+        foreach (var q in _ioQueues) { q.Resume(); }
     }
 
     /// <summary>
@@ -364,6 +430,7 @@ public sealed partial class NvmeController : IDisposable
         _bar.Write32(ControllerRegister.Cc, cc | ControllerConfiguration.Enable);
         WaitForStatus(static csts => ControllerConfiguration.IsReady(csts), "CSTS.RDY = 1 after CC.EN = 1", ReadyTimeout);
         _fatal = false;
+        _deviceError = null;
         _adminCid = 0;
 
         if (firstTime)
@@ -555,6 +622,72 @@ public sealed partial class NvmeController : IDisposable
 
     internal void MarkFaulted() => _fatal = true;
 
+    /// <summary>The exception for work hit by the pending device error (<paramref name="command"/> null: work submitted after it); null when none is pending.</summary>
+    internal NvmeDeviceErrorException? DeviceErrorException(NvmeCommandInfo? command) =>
+        _deviceError is { } report ? new NvmeDeviceErrorException(report, command) : null;
+
+    /// <summary>
+    /// The device's error interrupt (on the poller's thread, or the thread of a test hook): a correctable error is
+    /// counted; an uncorrectable one stops the controller on a thread of its own, as a release does, so the poller
+    /// is not held while queues drain.
+    /// </summary>
+    private void OnDeviceError(object? sender, PciErrorReport report)
+    {
+        if (!report.IsUncorrectable)
+        {
+            Interlocked.Increment(ref _correctableErrors);
+            LogCorrectableError(_logger, _device.Address, report.Aer?.ToString() ?? "no AER status");
+            return;
+        }
+        Interlocked.Increment(ref _uncorrectableErrors);
+        new Thread(static s =>
+        {
+            var (controller, r) = ((NvmeController, PciErrorReport))s!;
+            controller.StopForDeviceError(r);
+        }) { IsBackground = true, Name = "nvme device error" }.Start((this, report));
+    }
+
+    /// <summary>
+    /// Stops the controller after an uncorrectable error: no thread enters a queue, the controller is disabled (it
+    /// then fetches no command and moves no data, NVMe 1.4 §3.1.5) and bus mastering is cleared so that even a
+    /// controller that no longer answers cannot DMA (PCI Local Bus 3.0 §6.2.2); only then is work in flight failed
+    /// and its buffers returned. The data of commands in flight cannot be trusted (the error may have been a poisoned
+    /// or lost TLP of theirs), so none is reported as done.
+    /// </summary>
+    private void StopForDeviceError(PciErrorReport report)
+    {
+        lock (_adminLock)
+        {
+            if (_disposed || _released) { return; }
+            LogStoppingForError(_logger, _device.Address, report.ToString());
+            _deviceError = report;
+            _fatal = true;
+            foreach (var q in _ioQueues) { q.Quiesce(); }
+            bool stopped = false;
+            try
+            {
+                Disable();
+                stopped = true;
+            }
+            catch (VfioException e)
+            {
+                LogTeardownProblem(_logger, _device.Address, $"disabling after the error: {e.Message}");
+            }
+            try
+            {
+                _device.Config.BusMaster = false;
+                stopped = true;
+            }
+            catch (VfioException e)
+            {
+                LogTeardownProblem(_logger, _device.Address, $"clearing bus master after the error: {e.Message}");
+            }
+            var error = new NvmeDeviceErrorException(report, null);
+            foreach (var q in _ioQueues) { q.FailForDeviceError(error, stopped); }
+        }
+        DeviceErrorStopped?.Invoke(this, report);
+    }
+
     /// <summary>Throws <see cref="DeviceReleasedException"/> after a release to the host, else ObjectDisposedException after Dispose.</summary>
     internal void ThrowIfUnusable()
     {
@@ -572,6 +705,7 @@ public sealed partial class NvmeController : IDisposable
 
     internal void ThrowIfFaulted()
     {
+        if (DeviceErrorException(null) is { } deviceError) { throw deviceError; }
         if (_fatal)
         {
             throw new NvmeControllerFatalException("the controller faulted earlier (fatal status or timeout) and has not been reset",
@@ -626,6 +760,7 @@ public sealed partial class NvmeController : IDisposable
     /// </summary>
     public void Dispose()
     {
+        StopWatchingErrors();
         StopAsyncEvents();
         lock (_adminLock)
         {
@@ -650,6 +785,7 @@ public sealed partial class NvmeController : IDisposable
         lock (_adminLock)
         {
             if (_disposed) { return; }
+            StopWatchingErrors();
             LogReleaseRequested(_logger, _device.Address);
             // No thread is inside a queue once they are quiesced: nothing touches the BAR or the rings after this.
             foreach (var q in _ioQueues) { q.Quiesce(); }
@@ -759,6 +895,22 @@ public sealed partial class NvmeController : IDisposable
         _bar.Dispose();
         LogClosed(_logger, _device.Address);
     }
+
+    private void StopWatchingErrors()
+    {
+        if (!_watchingErrors) { return; }
+        _watchingErrors = false;
+        _device.ErrorReported -= OnDeviceError;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: correctable PCIe error reported ({Aer}); counted, no recovery needed")]
+    private static partial void LogCorrectableError(ILogger logger, PciAddress device, string aer);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Device}: uncorrectable PCIe error ({Report}); stopping the NVMe controller and failing its I/O until RecoverFromError")]
+    private static partial void LogStoppingForError(ILogger logger, PciAddress device, string report);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: NVMe controller recovered ({Severity} error was pending): queues re-created")]
+    private static partial void LogRecovered(ILogger logger, PciAddress device, string severity);
 
     [LoggerMessage(Level = LogLevel.Information, Message =
         "{Device}: NVMe {Version} controller '{Model}' serial '{Serial}', {Namespaces} namespace(s), {Queues} I/O queue(s) granted")]

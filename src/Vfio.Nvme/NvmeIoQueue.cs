@@ -89,7 +89,7 @@ public sealed partial class NvmeIoQueue : IDisposable
     }
 
     /// <summary>Why a command ended.</summary>
-    private enum EndReason : byte { Device, Reset, Released, Deleted }
+    private enum EndReason : byte { Device, Reset, Released, Deleted, DeviceError }
 
     internal NvmeIoQueue(NvmeController controller, int queueId, int entries, IInterruptVector? vector, NvmeCompletionMode mode, TimeSpan hybridSpin)
     {
@@ -822,6 +822,7 @@ public sealed partial class NvmeIoQueue : IDisposable
                 EndReason.Reset => new NvmeCommandAbortedException(slot.Info, address),
                 EndReason.Released => new DeviceReleasedException(address, "the NVMe controller was stopped while the command was in flight"),
                 EndReason.Deleted => new ObjectDisposedException(nameof(NvmeIoQueue), $"NVMe I/O queue {QueueId} was deleted while {slot.Info} was in flight"),
+                EndReason.DeviceError => _controller.DeviceErrorException(slot.Info),
                 _ => new NvmeCommandException(slot.Info, status, address),
             };
         }
@@ -1113,6 +1114,7 @@ public sealed partial class NvmeIoQueue : IDisposable
     private Exception? CurrentFailureLocked()
     {
         if (_terminal is not null) { return _terminal; }
+        if (_controller.DeviceErrorException(null) is { } deviceError) { return deviceError; }
         if (_faulted || _controller.IsFaulted)
         {
             return new NvmeControllerFatalException("the controller faulted earlier (fatal status or a command timeout) and has not been reset; call NvmeController.Reset()",
@@ -1149,6 +1151,33 @@ public sealed partial class NvmeIoQueue : IDisposable
                     RetireLocked((ushort)i, aborted, released ? EndReason.Released : EndReason.Reset);
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// After the device reported an uncorrectable error, quiesced already: every request in flight or waiting is
+    /// answered with <see cref="NvmeDeviceErrorException"/>. With <paramref name="deviceStopped"/> (the controller is
+    /// disabled or bus mastering is off) the commands' slots are retired and their leases returned; otherwise they
+    /// stay taken until a reset. The queue stays stopped (no thread touches its rings) but callers waiting for it
+    /// wake and get the error, until <see cref="NvmeController.RecoverFromError"/> resets it.
+    /// </summary>
+    internal void FailForDeviceError(Exception error, bool deviceStopped)
+    {
+        var aborted = NvmeStatus.Create(GenericStatusCode.CommandAbortedSqDeletion);
+        lock (_lock)
+        {
+            if (deviceStopped)
+            {
+                for (int i = 0; i < _slots.Length; i++)
+                {
+                    if (_slots[i].State == InFlight)
+                    {
+                        RetireLocked((ushort)i, aborted, EndReason.DeviceError);
+                    }
+                }
+            }
+            FailOutstandingLocked(error);
+            _running.Set();
         }
     }
 

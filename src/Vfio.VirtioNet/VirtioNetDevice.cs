@@ -72,6 +72,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         {
             net = new VirtioNetDevice(device, options);
             net.Initialize();
+            net.WatchErrors();
             return net;
         }
         catch (FormatException e)
@@ -147,6 +148,7 @@ public sealed partial class VirtioNetDevice : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public unsafe int Receive(Span<PacketBuffer> into, int queuePair = 0)
     {
+        if (_deviceError is { } error) { ThrowDeviceError(error); }
         var rx = _rx[queuePair];
         var ring = rx.Ring;
         var pool = Pool;
@@ -271,6 +273,7 @@ public sealed partial class VirtioNetDevice : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public unsafe int Transmit(ReadOnlySpan<PacketBuffer> packets, int queuePair = 0)
     {
+        if (_deviceError is { } error) { ThrowDeviceError(error); }
         var tx = _tx[queuePair];
         var ring = tx.Ring;
         // Reclaimed on every call, not lazily below a threshold as DPDK does (tx_free_thresh): sent packets held in
@@ -619,6 +622,7 @@ public sealed partial class VirtioNetDevice : IDisposable
     {
         if (_disposed) { return; }
         _disposed = true;
+        StopWatchingErrors();
         bool stopped = false;
         try
         {

@@ -59,6 +59,20 @@ internal abstract class HostedDevice : IPciDevice
     public IDmaAllocator Dma => _inner.Dma;
     /// <summary>The host's request for the device back; a test emulator overrides it to simulate a hot-unplug.</summary>
     public virtual CancellationToken ReleaseRequested => CancellationToken.None;
+    /// <summary>Unavailable, as on vfio-user, until a test raises an error with <see cref="RaiseError"/>.</summary>
+    public ErrorReportingSupport ErrorReporting { get; private set; } = ErrorReportingSupport.Unavailable("emulated device");
+    public event EventHandler<PciErrorReport>? ErrorReported;
+
+    /// <summary>
+    /// The test hook for the error interrupt: raises <see cref="ErrorReported"/> as the kernel's error interrupt would,
+    /// on the calling thread (the kernel's comes on the poller's thread), with no AER registers unless given.
+    /// </summary>
+    public void RaiseError(PciErrorSeverity severity, AerStatus? aer = null)
+    {
+        ErrorReporting = new ErrorReportingSupport(true, "raised by the test");
+        ErrorReported?.Invoke(this, new PciErrorReport(Address, severity, aer));
+    }
+
     public RegionInfo GetRegionInfo(int index) => _inner.GetRegionInfo(index);
     public IDeviceRegion OpenRegion(int index) => _inner.OpenRegion(index);
     public IrqInfo GetIrqInfo(IrqIndex index) => _inner.GetIrqInfo(index);

@@ -92,6 +92,34 @@ public sealed class InfoTests : IDisposable
     }
 
     [Fact]
+    public void The_aer_registers_are_decoded_with_the_spec_names_in_json_and_table()
+    {
+        using var device = new FakeDevice(DeviceBackend.KernelType1);
+        device.SetAer(0x04, 1u << 12);                 // Poisoned TLP Received logged
+        device.SetAer(0x0C, (1u << 4) | (1u << 5));    // DLP and SDN of fatal severity
+        device.SetAer(0x10, 1u << 0);                  // Receiver Error logged
+        device.SetAer(0x18, 12);                       // First Error Pointer
+        device.SetAer(0x1C, 0x4000_0001);
+        var cli = new CliRunner(_fs) { OpenDevice = (_, _) => device };
+
+        var aer = Json.Parse(cli.Run("info", Bdf, "--json").AssertNoStackTrace().Out).GetProperty("aer");
+        Assert.Equal(0x100, aer.GetProperty("offset").GetInt32());
+        Assert.Equal(2, aer.GetProperty("version").GetInt32());
+        Assert.Equal(["Poisoned TLP Received"], aer.GetProperty("uncorrectableStatus").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal(["Data Link Protocol Error", "Surprise Down Error"], aer.GetProperty("uncorrectableFatal").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal(["Receiver Error"], aer.GetProperty("correctableStatus").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal(0, aer.GetProperty("correctableMask").GetArrayLength());
+        Assert.Equal(12, aer.GetProperty("firstErrorPointer").GetInt32());
+        Assert.Equal(["40000001", "00000000", "00000000", "00000000"], aer.GetProperty("headerLog").EnumerateArray().Select(e => e.GetString()));
+
+        var table = cli.Run("info", Bdf).AssertNoStackTrace().Out;
+        Assert.Contains("Errors: error interrupt not available: the KernelType1 backend has no error interrupt", table, StringComparison.Ordinal);
+        Assert.Contains("AER:    capability 0x100 (v2), first error pointer 12", table, StringComparison.Ordinal);
+        Assert.Contains("uncorrectable logged [Poisoned TLP Received], masked [none], fatal [Data Link Protocol Error, Surprise Down Error]", table, StringComparison.Ordinal);
+        Assert.Contains("correctable logged [Receiver Error], masked [none]", table, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Unsafe_noiommu_flag_is_passed_to_the_open_options()
     {
         using var device = new FakeDevice(DeviceBackend.KernelNoIommu);
@@ -174,6 +202,9 @@ public sealed class InfoTests : IDisposable
             BinaryPrimitives.WriteUInt32LittleEndian(c[0x150..], 0x0003 | (1u << 16));
             Config = new PciConfigSpace(new MemoryRegion(_config));
         }
+
+        /// <summary>Writes a register of the AER capability at 0x100.</summary>
+        public void SetAer(int register, uint value) => BinaryPrimitives.WriteUInt32LittleEndian(_config.AsSpan(0x100 + register), value);
 
         public bool Disposed { get; private set; }
         public PciAddress Address => PciAddress.Parse(Bdf);

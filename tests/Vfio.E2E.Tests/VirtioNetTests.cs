@@ -57,7 +57,7 @@ public sealed class VirtioNetTests : IDisposable
     /// are posted again, before the queue is flushed (QEMU net/queue.c, qemu_net_queue_send delivers directly without
     /// looking at what is queued; seen once in type1). The test returns how many came out of order.
     /// </summary>
-    private static int SendAndCheck(VirtioNetDevice from, VirtioNetDevice to, int count, Func<long, int> sizeOf, int burst = 32)
+    internal static int SendAndCheck(VirtioNetDevice from, VirtioNetDevice to, int count, Func<long, int> sizeOf, int burst = 32)
     {
         var rx = new PacketBuffer[burst];
         var tx = new PacketBuffer[burst];

@@ -233,6 +233,37 @@ public abstract class VirtioNetDeviceTests : IDisposable
     }
 
     [Fact]
+    public void AnUncorrectableErrorStopsThePortUntilRecoveryAndACorrectableOneIsOnlyCounted()
+    {
+        var (a, b) = OpenPair();
+        SendAndCheck(a, b, count: 10, size: 64);
+        _devA.RaiseError(PciErrorSeverity.Correctable);   // the emulated transport's hook for the error interrupt
+        Assert.Equal(1, a.CorrectableErrorCount);
+        Assert.Null(a.DeviceError);
+        SendAndCheck(a, b, count: 10, size: 64);
+
+        PciErrorReport? stopped = null;
+        a.DeviceErrorStopped += (_, r) => stopped = r;
+        _devA.RaiseError(PciErrorSeverity.NonFatal);
+        Assert.NotNull(stopped);
+        Assert.Same(stopped, a.DeviceError);
+        Assert.Equal(1, a.UncorrectableErrorCount);
+        Assert.False(_devA.Config.BusMaster);   // no DMA while stopped
+        var frames = new PacketBuffer[1];
+        Assert.Equal(1, a.Pool.Allocate(frames));
+        var e = Assert.Throws<VirtioNetDeviceErrorException>(() => a.Transmit(frames));
+        Assert.Equal(PciErrorSeverity.NonFatal, e.Report.Severity);
+        Assert.Throws<VirtioNetDeviceErrorException>(() => a.Receive(new PacketBuffer[4]));
+        PacketPool.Free(frames);
+
+        a.RecoverFromError();
+        Assert.Null(a.DeviceError);
+        Assert.True(_devA.Config.BusMaster);
+        SendAndCheck(a, b, count: 10, size: 64);
+        SendAndCheck(b, a, count: 10, size: 64);
+    }
+
+    [Fact]
     public void ReceiveInterruptsNeedEnoughMsixVectorsAndReceiveAsyncNeedsThem()
     {
         // No vectors offered: a clear error at open, and nothing left enabled.

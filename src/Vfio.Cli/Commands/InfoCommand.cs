@@ -90,8 +90,17 @@ internal static class InfoCommand
             Irqs: irqs,
             Capabilities: caps,
             ExtendedCapabilities: extended,
-            Container: device is VfioDevice { Ioas: null } kernel ? (kernel.Container.ServedByIommufd ? "iommufd" : "vfio") : null);
+            Container: device is VfioDevice { Ioas: null } kernel ? (kernel.Container.ServedByIommufd ? "iommufd" : "vfio") : null,
+            ErrorReporting: device.ErrorReporting.ToString(),
+            Aer: config.FindAer()?.Read() is { } aer ? DescribeAer(aer) : null);
     }
+
+    private static AerJson DescribeAer(AerStatus s) => new(s.Offset, s.Version,
+        AerNames.List(s.UncorrectableStatus), AerNames.List(s.UncorrectableMask), AerNames.List(s.UncorrectableSeverity),
+        AerNames.List(s.CorrectableStatus), AerNames.List(s.CorrectableMask), s.Control.FirstErrorPointer,
+        [.. s.HeaderLog.Select(d => Arguments.Hex(d, 8))]);
+
+    private static string Names(IReadOnlyList<string> names) => names.Count == 0 ? "none" : string.Join(", ", names);
 
     private static void Show(CliContext ctx, DeviceInfoJson info)
     {
@@ -146,6 +155,15 @@ internal static class InfoCommand
         }
         if (caps.Rows.Count == 0) { ctx.Say("No PCI capabilities."); }
         else { ctx.Console.Write(caps); }
+
+        if (info.ErrorReporting is { } reporting) { ctx.Say($"Errors: error interrupt {reporting}"); }
+        if (info.Aer is { } aer)
+        {
+            ctx.Say(string.Create(CultureInfo.InvariantCulture, $"AER:    capability 0x{aer.Offset:x3} (v{aer.Version}), first error pointer {aer.FirstErrorPointer}"));
+            ctx.Say($"        uncorrectable logged [{Names(aer.UncorrectableStatus)}], masked [{Names(aer.UncorrectableMask)}], fatal [{Names(aer.UncorrectableFatal)}]");
+            ctx.Say($"        correctable logged [{Names(aer.CorrectableStatus)}], masked [{Names(aer.CorrectableMask)}]");
+            ctx.Say($"        header log {string.Join(' ', aer.HeaderLog)}");
+        }
     }
 
     private static string MmapText(RegionJson r)

@@ -99,7 +99,24 @@ internal sealed record DeviceInfoJson(
     IReadOnlyList<IrqJson> Irqs,
     IReadOnlyList<CapabilityJson> Capabilities,
     IReadOnlyList<CapabilityJson> ExtendedCapabilities,
-    string? Container = null);
+    string? Container = null,
+    string? ErrorReporting = null,
+    AerJson? Aer = null);
+
+/// <summary>
+/// The AER capability's registers (PCIe Base 6.0 §7.8.4) with the spec's bit names: what is logged, masked and of
+/// fatal severity, the First Error Pointer and the Header Log DWs (hex).
+/// </summary>
+internal sealed record AerJson(
+    int Offset,
+    int Version,
+    IReadOnlyList<string> UncorrectableStatus,
+    IReadOnlyList<string> UncorrectableMask,
+    IReadOnlyList<string> UncorrectableFatal,
+    IReadOnlyList<string> CorrectableStatus,
+    IReadOnlyList<string> CorrectableMask,
+    int FirstErrorPointer,
+    IReadOnlyList<string> HeaderLog);
 
 /// <summary>One VFIO region; <c>Error</c> is set (and the rest zero) when the kernel would not describe it.</summary>
 internal sealed record RegionJson(

@@ -68,7 +68,8 @@ public interface IPciDevice : IDisposable
     /// No such interrupt index, or <paramref name="count"/> is not between 1 and the vectors the index offers.
     /// </exception>
     /// <exception cref="InvalidOperationException">
-    /// The index is already enabled, or it is <see cref="IrqIndex.Req"/>, which the backend watches itself.
+    /// The index is already enabled, or it is <see cref="IrqIndex.Req"/> or <see cref="IrqIndex.Err"/>, which the backend
+    /// watches itself (see <see cref="ReleaseRequested"/> and <see cref="ErrorReported"/>).
     /// </exception>
     /// <exception cref="ObjectDisposedException">The device is disposed.</exception>
     IInterruptSet EnableInterrupts(IrqIndex index, int count);
@@ -86,6 +87,23 @@ public interface IPciDevice : IDisposable
     /// to another thread.
     /// </summary>
     CancellationToken ReleaseRequested => CancellationToken.None;
+
+    /// <summary>
+    /// Whether <see cref="ErrorReported"/> can be raised, and if not, why. For kernel VFIO it is available when
+    /// <c>VFIO_DEVICE_GET_IRQ_INFO</c> offers the error interrupt (<see cref="IrqIndex.Err"/>, PCIe functions only);
+    /// vfio-user and emulated devices report it unavailable unless their host raises errors itself.
+    /// </summary>
+    ErrorReportingSupport ErrorReporting => ErrorReportingSupport.Unavailable($"the {Backend} backend has no error interrupt");
+
+    /// <summary>
+    /// Raised when the device reports a PCIe error. For kernel VFIO this is the error interrupt
+    /// (<c>VFIO_PCI_ERR_IRQ_INDEX</c>), watched from open on: Linux's AER driver handles the error first and vfio-pci's
+    /// <c>error_detected</c> handler signals it, so it arrives for uncorrectable errors only; a correctable error is
+    /// corrected by the hardware and, unless masked, cleared by the host (count those by masking them and reading
+    /// <see cref="PciConfigSpace.FindAer"/>'s status). The handler runs on the thread that observed the signal and
+    /// should hand long work (a recovery) to another thread. Never raised when <see cref="ErrorReporting"/> is unavailable.
+    /// </summary>
+    event EventHandler<PciErrorReport>? ErrorReported { add { } remove { } }
 
     /// <summary>Resets the device (function-level or bus reset, as the kernel offers).</summary>
     /// <exception cref="ResetNotSupportedException">The device has no reset VFIO can perform.</exception>

@@ -151,6 +151,23 @@ public sealed class PciConfigSpace
         return null;
     }
 
+    /// <summary>The first extended capability with <paramref name="id"/>, or null (always null with 256-byte config space).</summary>
+    public PciExtendedCapability? FindExtendedCapability(ushort id)
+    {
+        foreach (var c in ExtendedCapabilities)
+        {
+            if (c.Id == id) { return c; }
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// The Advanced Error Reporting capability (extended capability 0001h, PCIe Base 6.0 §7.8.4), or null when the
+    /// function has none (conventional PCI, or a PCIe function without AER).
+    /// </summary>
+    public AerCapability? FindAer() =>
+        FindExtendedCapability(PciExtendedCapabilityId.AdvancedErrorReporting) is { } c ? new AerCapability(this, c) : null;
+
     /// <summary>
     /// Walks a standard capability list given a reader of 16-bit words (ID in the low byte, next pointer in
     /// the high byte). Pointers are dword-aligned (low two bits reserved) and must lie in 0x40..0xFF; the

@@ -28,6 +28,7 @@ public sealed partial class VfioDevice : IPciDevice
     private readonly KernelRegion _configRegion;
     private readonly bool _allowMigratablePages;
     private readonly CancellationTokenSource _releaseRequested = new();
+    private long _errorsReported;
     private bool _disposed;
 
     // owned: what this device opened for itself (group and container, or IOAS and iommufd), released after the
@@ -49,6 +50,7 @@ public sealed partial class VfioDevice : IPciDevice
         _configRegion = new KernelRegion(handle, address, GetRegionInfo(PciRegion.Config), map: false);
         Config = new PciConfigSpace(_configRegion);
         WatchReleaseRequests();
+        WatchErrors();
     }
 
     /// <inheritdoc />
@@ -346,6 +348,10 @@ public sealed partial class VfioDevice : IPciDevice
             {
                 throw new InvalidOperationException($"the library watches the request interrupt of {Address} itself; use ReleaseRequested");
             }
+            if (index == IrqIndex.Err)
+            {
+                throw new InvalidOperationException($"the library watches the error interrupt of {Address} itself; use ErrorReported");
+            }
             if (_irqSets.ContainsKey(index))
             {
                 throw new InvalidOperationException($"{index} interrupts of {Address} are already enabled; dispose that set first");
@@ -382,6 +388,87 @@ public sealed partial class VfioDevice : IPciDevice
         catch (AggregateException e)
         {
             LogTeardownProblem(_logger, Address, $"a ReleaseRequested callback failed: {e.InnerException?.Message}");
+        }
+    }
+
+    /// <inheritdoc />
+    public ErrorReportingSupport ErrorReporting { get; private set; }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// vfio-pci signals the error interrupt from its PCI error handler (<c>vfio_pci_core_aer_err_detected</c>), which
+    /// Linux's AER recovery calls for uncorrectable errors; the handler answers "can recover", so the host neither
+    /// resets nor unbinds the device and recovery is the process's own (drivers/vfio/pci/vfio_pci_core.c).
+    /// </remarks>
+    public event EventHandler<PciErrorReport>? ErrorReported;
+
+    /// <summary>How many error interrupt signals arrived since open.</summary>
+    public long ErrorsReported => Interlocked.Read(ref _errorsReported);
+
+    /// <summary>
+    /// Wires the error interrupt to an eventfd the shared poller watches, when the device has one
+    /// (<c>VFIO_DEVICE_GET_IRQ_INFO</c> count 1: vfio-pci offers it for PCIe functions). A device without it, or a
+    /// kernel that refuses the wiring, opens anyway with <see cref="ErrorReporting"/> saying why.
+    /// </summary>
+    private void WatchErrors()
+    {
+        ErrorReporting = ErrorReportingSupport.Unavailable("VFIO_DEVICE_GET_INFO lists no error interrupt index");
+        if (Info.IrqCount <= (int)IrqIndex.Err) { return; }
+        var info = GetIrqInfo(IrqIndex.Err);
+        if (info.Count < 1)
+        {
+            ErrorReporting = ErrorReportingSupport.Unavailable("VFIO_DEVICE_GET_IRQ_INFO reports 0 error interrupts (vfio-pci offers one only for PCIe functions)");
+            return;
+        }
+        if ((info.Flags & IrqFlags.Eventfd) == 0)
+        {
+            ErrorReporting = ErrorReportingSupport.Unavailable("the error interrupt cannot be signalled through an eventfd");
+            return;
+        }
+        try
+        {
+            var set = new KernelInterruptSet(this, IrqIndex.Err, 1, info.Flags, OnErrorSignalled);
+            lock (_lock) { _irqSets[IrqIndex.Err] = set; }
+        }
+        catch (VfioException e)
+        {
+            ErrorReporting = ErrorReportingSupport.Unavailable($"wiring the error interrupt failed: {e.Message}");
+            LogTeardownProblem(_logger, Address, ErrorReporting.Detail);
+            return;
+        }
+        ErrorReporting = new ErrorReportingSupport(true, Config.FindAer() is { } aer
+            ? $"VFIO error interrupt; AER capability at 0x{aer.Offset:x3}"
+            : "VFIO error interrupt; no AER capability, so reports carry no error status");
+    }
+
+    /// <summary>On the poller's thread: reads the AER registers and raises <see cref="ErrorReported"/>.</summary>
+    private void OnErrorSignalled()
+    {
+        Interlocked.Increment(ref _errorsReported);
+        AerStatus? aer = null;
+        try
+        {
+            aer = Config.FindAer()?.Read();
+        }
+        catch (Exception e) when (e is VfioException or ObjectDisposedException)
+        {
+            LogTeardownProblem(_logger, Address, $"reading the AER status after an error interrupt: {e.Message}");
+        }
+        var report = new PciErrorReport(Address, PciErrorReport.Classify(aer), aer);
+        LogErrorReported(_logger, Address, report.Severity, aer?.ToString() ?? "no AER capability");
+        var handlers = ErrorReported;
+        if (handlers is null) { return; }
+        foreach (EventHandler<PciErrorReport> handler in handlers.GetInvocationList())
+        {
+            try
+            {
+                handler(this, report);
+            }
+            catch (Exception e)
+            {
+                // One failing subscriber must not keep the others from hearing of the error, nor kill the poller.
+                LogTeardownProblem(_logger, Address, $"an ErrorReported handler failed: {e.Message}");
+            }
         }
     }
 
@@ -472,6 +559,9 @@ public sealed partial class VfioDevice : IPciDevice
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: the kernel asks for the device back (VFIO request interrupt); it stays blocked until the device is closed")]
     private static partial void LogReleaseRequested(ILogger logger, PciAddress device);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Device}: the device reported a {Severity} PCIe error (VFIO error interrupt): {Aer}")]
+    private static partial void LogErrorReported(ILogger logger, PciAddress device, PciErrorSeverity severity, string aer);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Device} reset")]
     private static partial void LogReset(ILogger logger, PciAddress device);
