@@ -29,6 +29,7 @@ public sealed class ExceptionHierarchyTests
         string[] Exceptions(string a) => [.. Layers.Load(a).GetExportedTypes().Where(t => typeof(Exception).IsAssignableFrom(t)).Select(t => t.Name)];
         Assert.Contains("NvmeTimeoutException", Exceptions(Layers.Nvme));
         Assert.Contains("VirtioNetException", Exceptions(Layers.VirtioNet));
+        Assert.Contains("IgbQueueFaultedException", Exceptions(Layers.Igb));
         Assert.Contains("VfioUserProtocolException", Exceptions(Layers.User));
         Assert.Contains("DeviceTimeoutException", Exceptions(Layers.Core));
     }

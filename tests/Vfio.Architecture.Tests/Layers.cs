@@ -16,6 +16,7 @@ internal static class Layers
     public const string SpecVirtio = "Vfio.Spec.Virtio";
     public const string Nvme = "Vfio.Nvme";
     public const string VirtioNet = "Vfio.VirtioNet";
+    public const string Igb = "Vfio.Igb";
     public const string Emulation = "Vfio.Emulation";
     public const string Cli = "vfio";
 
@@ -33,6 +34,9 @@ internal static class Layers
         [SpecVirtio] = [Core],
         [Nvme] = [Core, SpecNvme],
         [VirtioNet] = [Core, SpecVirtio],
+        // The igb driver borrows PacketPool/PacketBuffer from the virtio-net driver until the shared NIC port layer
+        // (issue 19) holds them; it uses nothing virtio-specific.
+        [Igb] = [Core, VirtioNet],
         [Emulation] = [Core, User, SpecNvme, SpecVirtio],
         [Cli] = [Core, User, SpecNvme, SpecVirtio, Nvme, VirtioNet, Emulation],
     };

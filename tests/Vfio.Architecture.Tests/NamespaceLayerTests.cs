@@ -42,6 +42,7 @@ public sealed class NamespaceLayerTests
     [Theory]
     [InlineData(Layers.Nvme)]
     [InlineData(Layers.VirtioNet)]
+    [InlineData(Layers.Igb)]
     public void DriversSeeOnlyTheDeviceAbstraction(string driver)
     {
         var result = Types.InAssembly(Layers.Load(driver)).ShouldNot()
