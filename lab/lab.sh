@@ -36,6 +36,9 @@
 #   VFIO_LAB_NET1  0000:00:08.0  virtio-net-pci, modern only, hub 0 port p1
 #   VFIO_LAB_NVME3 0000:00:0a.0  e2e on noiommu only (VFIO_LAB_NVME_SUBSYS=1): nvme in subsystem vfio-lab-subsys3,
 #                                serial VFIOLAB0003, nsid 1 attached and nsid 2 detached (16 MiB each)
+#   VFIO_LAB_IGB0  0000:00:0b.0  opt-in (VFIO_LAB_IGB=1, needs VFIO_LAB_QEMU=10): Intel 82576 (igb), hub 1 port g0,
+#                                MAC 52:54:00:00:01:01
+#   VFIO_LAB_IGB1  0000:00:0c.0  the same, hub 1 port g1, MAC 52:54:00:00:01:02 (no host-side netdev on hub 1 either)
 #   VFIO_LAB_NVME2 0000:00:09.0  bench nvme only: a second nvme, 128 MiB raw file, serial VFIOLAB0002 (the data check
 #                                while VFIO_LAB_NVME is null-co)
 #   (00:10.0-00:12.0 are the 9p shares the lab itself uses: host root, run dir, output dir.)
@@ -48,7 +51,8 @@
 # VFIO_LAB_JOBS (e2e guests at a time, default one per core up to 4), VFIO_LAB_CONFIGS (e2e: only these
 # configurations, space-separated), CONFIG (build configuration of the test project, default Release).
 # VFIO_LAB_QEMU=10: the guests run on QEMU 10.0 from bookworm-backports, extracted into the cache (default: the
-# system QEMU 7.2; see lab/README.md, "QEMU").
+# system QEMU 7.2; see lab/README.md, "QEMU"). VFIO_LAB_IGB=1 (with VFIO_LAB_QEMU=10): two igb ports at 0b.0/0c.0,
+# exported as VFIO_LAB_IGB0/VFIO_LAB_IGB1 (lab/README.md, "igb").
 set -euo pipefail
 
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -59,7 +63,7 @@ INIT_SCRIPT="$LAB_DIR/guest-init.sh"
 KBUILD_FILE="$LAB_DIR/vfio-noiommu.kbuild"
 
 # PCI slots (hex) of the guest devices; the BDFs exported to commands derive from these.
-SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08 SLOT_NVME2=09 SLOT_NVME3=0a
+SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08 SLOT_NVME2=09 SLOT_NVME3=0a SLOT_IGB0=0b SLOT_IGB1=0c
 SLOT_9P_HOST=10 SLOT_9P_LAB=11 SLOT_9P_OUT=12
 
 log() { printf 'lab: %s\n' "$*" >&2; }
@@ -519,6 +523,14 @@ qemu_args() {
       -drive "file=$run/ns1.img,if=none,format=raw,id=ns1" -device "nvme-ns,drive=ns1,nsid=1,bus=nvme3"
       -drive "file=$run/ns2.img,if=none,format=raw,id=ns2" -device "nvme-ns,drive=ns2,nsid=2,detached=on,bus=nvme3")
   fi
+  # Two Intel 82576 ports (VFIO_LAB_IGB=1, issue 19) on a hub of their own (hubid 1) with no host-side netdev, like
+  # the virtio-net ports: what one sends, the other receives. QEMU's igb model exists from 8.0 on (VFIO_LAB_QEMU=10).
+  if [ "${VFIO_LAB_IGB:-0}" = 1 ]; then
+    [ "${VFIO_LAB_QEMU:-7}" = 10 ] || die "VFIO_LAB_IGB=1 needs VFIO_LAB_QEMU=10 (QEMU 7.2 has no igb model)"
+    QEMU_ARGS+=(-netdev hubport,id=g0,hubid=1 -netdev hubport,id=g1,hubid=1
+      -device "igb,netdev=g0,mac=52:54:00:00:01:01,addr=0x$SLOT_IGB0"
+      -device "igb,netdev=g1,mac=52:54:00:00:01:02,addr=0x$SLOT_IGB1")
+  fi
   # bench nvme checks data on a file-backed controller while the timed runs use the null-co one.
   if [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ]; then
     QEMU_ARGS+=(-drive "file=$run/nvme2.img,if=none,format=raw,id=nvm2"
@@ -559,6 +571,7 @@ write_job() { # run-dir config command...
       "$(bdf $SLOT_EDU)" "$(bdf $SLOT_EDU2)" "$(bdf $SLOT_NVME)" "$(bdf $SLOT_NET0)" "$(bdf $SLOT_NET1)"
     [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ] && printf 'export VFIO_LAB_NVME2=%s\n' "$(bdf $SLOT_NVME2)"
     [ "${VFIO_LAB_NVME_SUBSYS:-0}" = 1 ] && printf 'export VFIO_LAB_NVME3=%s\n' "$(bdf $SLOT_NVME3)"
+    [ "${VFIO_LAB_IGB:-0}" = 1 ] && printf 'export VFIO_LAB_IGB0=%s VFIO_LAB_IGB1=%s\n' "$(bdf $SLOT_IGB0)" "$(bdf $SLOT_IGB1)"
     # The guest starts from an empty environment (guest-init.sh runs the job under env -i): a caller's settings
     # for the command (NAME=VALUE) come through JOB_ENV.
     local kv
