@@ -138,6 +138,12 @@ public sealed partial class IgbDevice : IDisposable
     /// <summary>Descriptors per ring.</summary>
     public int RingSize => _options.RingSize;
 
+    /// <summary>Descriptors per receive ring (the same as <see cref="RingSize"/>).</summary>
+    public int RxQueueSize => RingSize;
+
+    /// <summary>Descriptors per transmit ring (the same as <see cref="RingSize"/>).</summary>
+    public int TxQueueSize => RingSize;
+
     /// <summary>The RSS settings in force, or null with one queue pair.</summary>
     public IgbRssConfiguration? Rss { get; private set; }
 
@@ -172,14 +178,14 @@ public sealed partial class IgbDevice : IDisposable
         return _hardware.Snapshot();
     }
 
-    /// <summary>Receives up to <c>into.Length</c> packets from receive queue <paramref name="queue"/>; returns how many.</summary>
+    /// <summary>Receives up to <c>into.Length</c> packets from receive queue <paramref name="queuePair"/>; returns how many.</summary>
     /// <exception cref="IgbQueueFaultedException">The queue broke the descriptor protocol earlier.</exception>
     /// <exception cref="DeviceProtocolViolationException">The device wrote back a descriptor against the rules now.</exception>
     /// <exception cref="DeviceReleasedException">The host took the device back.</exception>
-    public int Receive(Span<PacketBuffer> into, int queue = 0) => Receive(into, [], queue);
+    public int Receive(Span<PacketBuffer> into, int queuePair = 0) => Receive(into, [], queuePair);
 
     /// <summary>
-    /// Receives up to <c>into.Length</c> packets from receive queue <paramref name="queue"/>, with what the device
+    /// Receives up to <c>into.Length</c> packets from receive queue <paramref name="queuePair"/>, with what the device
     /// reported about each (checksums checked and their verdict, RSS hash) in <paramref name="metadata"/> when it is
     /// not empty; returns how many. The caller owns the buffers returned. Frames the device flagged RXE are dropped
     /// and counted in <see cref="IgbDriverStats.RxErrors"/>.
@@ -189,7 +195,7 @@ public sealed partial class IgbDevice : IDisposable
     /// <exception cref="DeviceProtocolViolationException">The device wrote back a descriptor against the rules now.</exception>
     /// <exception cref="DeviceReleasedException">The host took the device back.</exception>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public int Receive(Span<PacketBuffer> into, Span<IgbRxMetadata> metadata, int queue = 0)
+    public int Receive(Span<PacketBuffer> into, Span<IgbRxMetadata> metadata, int queuePair = 0)
     {
         if (!metadata.IsEmpty && metadata.Length < into.Length)
         {
@@ -198,7 +204,7 @@ public sealed partial class IgbDevice : IDisposable
         Enter();
         try
         {
-            var rx = _rx[queue];
+            var rx = _rx[queuePair];
             var ring = (RxRing)rx.Ring;
             ring.ThrowIfFaulted();
             int got = 0;
@@ -238,7 +244,7 @@ public sealed partial class IgbDevice : IDisposable
     }
 
     /// <summary>
-    /// Hands up to <c>packets.Length</c> packets to transmit queue <paramref name="queue"/>; returns how many were
+    /// Hands up to <c>packets.Length</c> packets to transmit queue <paramref name="queuePair"/>; returns how many were
     /// taken. Taken packets belong to the driver, which frees them once the device has sent them; the rest stay the
     /// caller's, as with DPDK's rte_eth_tx_burst.
     /// </summary>
@@ -246,7 +252,7 @@ public sealed partial class IgbDevice : IDisposable
     /// <exception cref="IgbQueueFaultedException">The queue broke the descriptor protocol earlier.</exception>
     /// <exception cref="DeviceProtocolViolationException">The device wrote a status against the rules.</exception>
     /// <exception cref="DeviceReleasedException">The host took the device back.</exception>
-    public int Transmit(ReadOnlySpan<PacketBuffer> packets, int queue = 0) => Transmit(packets, queue, default);
+    public int Transmit(ReadOnlySpan<PacketBuffer> packets, int queuePair = 0) => Transmit(packets, queuePair, default);
 
     /// <summary>
     /// As <see cref="Transmit(ReadOnlySpan{PacketBuffer}, int)"/>, asking the device to insert the checksums
@@ -258,7 +264,7 @@ public sealed partial class IgbDevice : IDisposable
     /// <exception cref="DeviceProtocolViolationException">The device wrote a status against the rules.</exception>
     /// <exception cref="DeviceReleasedException">The host took the device back.</exception>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public int Transmit(ReadOnlySpan<PacketBuffer> packets, int queue, IgbTxOffload offload)
+    public int Transmit(ReadOnlySpan<PacketBuffer> packets, int queuePair, IgbTxOffload offload)
     {
         if (offload.Checksums != IgbTxChecksum.None
             && (offload.MacHeaderLength is < 14 or > 127 || offload.IpHeaderLength is < 20 or > 511))
@@ -276,7 +282,7 @@ public sealed partial class IgbDevice : IDisposable
         Enter();
         try
         {
-            var tx = _tx[queue];
+            var tx = _tx[queuePair];
             var ring = (TxRing)tx.Ring;
             ring.ThrowIfFaulted();
             Reclaim(ring);
@@ -309,20 +315,23 @@ public sealed partial class IgbDevice : IDisposable
     }
 
     /// <summary>
-    /// Frees the packets the device has sent on transmit queue <paramref name="queue"/> and returns how many it still
+    /// Frees the packets the device has sent on transmit queue <paramref name="queuePair"/> and returns how many it still
     /// holds. Also checks the queue's head register (TDH, §8.12.8) against the slots handed over.
     /// </summary>
     /// <exception cref="IgbQueueFaultedException">The queue broke the descriptor protocol earlier.</exception>
     /// <exception cref="DeviceProtocolViolationException">The device reported a head outside the slots it holds.</exception>
-    public int TransmitInFlight(int queue = 0) => InFlightAfterHeadCheck(_tx[queue], IgbReg.Tdh(queue), "TDH (§8.12.8)");
+    public int TransmitInFlight(int queuePair = 0) => InFlightAfterHeadCheck(_tx[queuePair], IgbReg.Tdh(queuePair), "TDH (§8.12.8)");
+
+    /// <summary>Nothing to do: every <see cref="Transmit(ReadOnlySpan{PacketBuffer}, int)"/> that takes packets writes the tail register. Here for the same shape as the virtio-net driver.</summary>
+    public void FlushTransmit(int queuePair = 0) => _ = _tx[queuePair];
 
     /// <summary>
-    /// Receive buffers receive queue <paramref name="queue"/> holds, after checking its head register (RDH, §8.10.8)
+    /// Receive buffers receive queue <paramref name="queuePair"/> holds, after checking its head register (RDH, §8.10.8)
     /// against the slots handed over.
     /// </summary>
     /// <exception cref="IgbQueueFaultedException">The queue broke the descriptor protocol earlier.</exception>
     /// <exception cref="DeviceProtocolViolationException">The device reported a head outside the slots it holds.</exception>
-    public int ReceiveBuffersPosted(int queue = 0) => InFlightAfterHeadCheck(_rx[queue], IgbReg.Rdh(queue), "RDH (§8.10.8)");
+    public int ReceiveBuffersPosted(int queuePair = 0) => InFlightAfterHeadCheck(_rx[queuePair], IgbReg.Rdh(queuePair), "RDH (§8.10.8)");
 
     private int InFlightAfterHeadCheck(Queue queue, ulong headRegister, string name)
     {
