@@ -226,6 +226,57 @@ public sealed class IgbDeviceTests
     }
 
     [Fact]
+    public void Rings_wrap_many_times_and_a_full_transmit_ring_takes_only_what_fits()
+    {
+        var fake = new FakeIgb();
+        using var igb = IgbDevice.Open(fake, Options(ring: 16));
+        var mac = igb.MacAddress.GetAddressBytes();
+        var got = new PacketBuffer[4];
+        for (int i = 0; i < 100; i++)
+        {
+            Assert.True(fake.Deliver(Frames.Udp(mac, "1.1.1.1", "2.2.2.2", 5, (ushort)i, fill: (byte)i)), $"frame {i}: no descriptor");
+            Assert.Equal(1, igb.Receive(got));
+            Assert.Equal((byte)i, got[0].Data[^1]);
+            Assert.True(igb.Pool.TryAllocate(out var echo));
+            got[0].Data.CopyTo(echo.Room);
+            echo.Length = got[0].Length;
+            got[0].Free();
+            Assert.Equal(1, igb.Transmit([echo]));
+        }
+        Assert.Equal(100, fake.Sent.Count);
+        Assert.Equal((byte)99, fake.Sent[^1].Frame[^1]);
+
+        fake.AutoTransmit = false;
+        var burst = new PacketBuffer[16];   // the port's own pool: 32 buffers, 15 of them in the receive ring
+        Assert.Equal(16, igb.Pool.Allocate(burst));
+        foreach (var p in burst) { p.Length = 60; }
+        Assert.Equal(15, igb.Transmit(burst));            // 16 slots, one kept empty
+        Assert.Equal(0, igb.Transmit(burst.AsSpan(15)));
+        PacketPool.Free(burst.AsSpan(15));
+        Assert.Equal(15, igb.TransmitInFlight());
+        fake.ProcessTransmit(0);
+        Assert.Equal(0, igb.TransmitInFlight());
+    }
+
+    [Fact]
+    public void Empty_packets_are_refused_before_any_is_taken_and_promiscuous_mode_toggles()
+    {
+        var fake = new FakeIgb();
+        using var igb = IgbDevice.Open(fake, Options());
+        var burst = new PacketBuffer[2];
+        Assert.Equal(2, igb.Pool.Allocate(burst));
+        burst[0].Length = 60;
+        Assert.Throws<ArgumentException>(() => igb.Transmit(burst));
+        Assert.Empty(fake.Sent);
+        PacketPool.Free(burst);
+        igb.SetPromiscuous(unicast: true, multicast: true);
+        Assert.Equal(IgbRctl.UnicastPromiscuous | IgbRctl.MulticastPromiscuous, fake[IgbReg.Rctl] & (IgbRctl.UnicastPromiscuous | IgbRctl.MulticastPromiscuous));
+        igb.SetPromiscuous(unicast: false, multicast: false);
+        Assert.Equal(0u, fake[IgbReg.Rctl] & (IgbRctl.UnicastPromiscuous | IgbRctl.MulticastPromiscuous));
+        Assert.NotEqual(0u, fake[IgbReg.Rctl] & IgbRctl.Enable);
+    }
+
+    [Fact]
     public void Options_out_of_range_are_refused()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => IgbDevice.Open(new FakeIgb(), Options(pairs: 17)));
