@@ -36,6 +36,9 @@
 #   VFIO_LAB_NET1  0000:00:08.0  virtio-net-pci, modern only, hub 0 port p1
 #   VFIO_LAB_NVME3 0000:00:0a.0  e2e on noiommu only (VFIO_LAB_NVME_SUBSYS=1): nvme in subsystem vfio-lab-subsys3,
 #                                serial VFIOLAB0003, nsid 1 attached and nsid 2 detached (16 MiB each)
+#   VFIO_LAB_IGB0  0000:00:0d.0  opt-in (VFIO_LAB_IGB=1, needs VFIO_LAB_QEMU=10): Intel 82576 (igb), hub 1 port g0,
+#                                MAC 52:54:00:00:01:01
+#   VFIO_LAB_IGB1  0000:00:0e.0  the same, hub 1 port g1, MAC 52:54:00:00:01:02 (no host-side netdev on hub 1 either)
 #   VFIO_LAB_NVME2 0000:00:09.0  bench nvme only: a second nvme, 128 MiB raw file, serial VFIOLAB0002 (the data check
 #                                while VFIO_LAB_NVME is null-co)
 #   VFIO_LAB_NVME_AER 0000:01:00.0  q35 guests with VFIO_LAB_AER=1 only: an nvme (32 MiB raw file, serial VFIOLAB0004)
@@ -53,7 +56,8 @@
 # VFIO_LAB_JOBS (e2e guests at a time, default one per core up to 4), VFIO_LAB_CONFIGS (e2e: only these
 # configurations, space-separated), CONFIG (build configuration of the test project, default Release).
 # VFIO_LAB_QEMU=10: the guests run on QEMU 10.0 from bookworm-backports, extracted into the cache (default: the
-# system QEMU 7.2; see lab/README.md, "QEMU").
+# system QEMU 7.2; see lab/README.md, "QEMU"). VFIO_LAB_IGB=1 (with VFIO_LAB_QEMU=10): two igb ports at 0d.0/0e.0,
+# exported as VFIO_LAB_IGB0/VFIO_LAB_IGB1 (lab/README.md, "igb").
 set -euo pipefail
 
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -64,7 +68,7 @@ INIT_SCRIPT="$LAB_DIR/guest-init.sh"
 KBUILD_FILE="$LAB_DIR/vfio-noiommu.kbuild"
 
 # PCI slots (hex) of the guest devices; the BDFs exported to commands derive from these.
-SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08 SLOT_NVME2=09 SLOT_NVME3=0a
+SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08 SLOT_NVME2=09 SLOT_NVME3=0a SLOT_IGB0=0d SLOT_IGB1=0e
 # VFIO_LAB_AER=1 (q35 only): two pcie-root-ports; the guest numbers their secondary buses 1 and 2 in slot order
 # (nothing else on q35's bus 0 is a bridge), so the devices behind them are 01:00.0 and 02:00.0.
 SLOT_AER_PORT1=0b SLOT_AER_PORT2=0c BDF_NVME_AER=0000:01:00.0 BDF_NET_AER=0000:02:00.0
@@ -540,6 +544,13 @@ qemu_args() {
       -device "nvme,id=nvmeaer,drive=nvmaer,serial=VFIOLAB0004,bus=rpaer1"
       -netdev hubport,id=p2,hubid=0
       -device "virtio-net-pci,id=netaer,netdev=p2,disable-legacy=on,aer=on,mac=52:54:00:00:00:03,bus=rpaer2$net_extra")
+  # Two Intel 82576 ports (VFIO_LAB_IGB=1, issue 19) on a hub of their own (hubid 1) with no host-side netdev, like
+  # the virtio-net ports: what one sends, the other receives. QEMU's igb model exists from 8.0 on (VFIO_LAB_QEMU=10).
+  if [ "${VFIO_LAB_IGB:-0}" = 1 ]; then
+    [ "${VFIO_LAB_QEMU:-7}" = 10 ] || die "VFIO_LAB_IGB=1 needs VFIO_LAB_QEMU=10 (QEMU 7.2 has no igb model)"
+    QEMU_ARGS+=(-netdev hubport,id=g0,hubid=1 -netdev hubport,id=g1,hubid=1
+      -device "igb,netdev=g0,mac=52:54:00:00:01:01,addr=0x$SLOT_IGB0"
+      -device "igb,netdev=g1,mac=52:54:00:00:01:02,addr=0x$SLOT_IGB1")
   fi
   # bench nvme checks data on a file-backed controller while the timed runs use the null-co one.
   if [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ]; then
@@ -582,6 +593,7 @@ write_job() { # run-dir config command...
     [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ] && printf 'export VFIO_LAB_NVME2=%s\n' "$(bdf $SLOT_NVME2)"
     [ "${VFIO_LAB_NVME_SUBSYS:-0}" = 1 ] && printf 'export VFIO_LAB_NVME3=%s\n' "$(bdf $SLOT_NVME3)"
     [ "${VFIO_LAB_AER:-0}" = 1 ] && printf 'export VFIO_LAB_NVME_AER=%s VFIO_LAB_NET_AER=%s\n' "$BDF_NVME_AER" "$BDF_NET_AER"
+    [ "${VFIO_LAB_IGB:-0}" = 1 ] && printf 'export VFIO_LAB_IGB0=%s VFIO_LAB_IGB1=%s\n' "$(bdf $SLOT_IGB0)" "$(bdf $SLOT_IGB1)"
     # The guest starts from an empty environment (guest-init.sh runs the job under env -i): a caller's settings
     # for the command (NAME=VALUE) come through JOB_ENV.
     local kv

@@ -30,6 +30,7 @@ public sealed class ExceptionHierarchyTests
         Assert.Contains("NvmeTimeoutException", Exceptions(Layers.Nvme));
         Assert.Contains("VirtioNetException", Exceptions(Layers.VirtioNet));
         Assert.Contains("PacketPoolDoubleFreeException", Exceptions(Layers.Net));
+        Assert.Contains("IgbQueueFaultedException", Exceptions(Layers.Igb));
         Assert.Contains("VfioUserProtocolException", Exceptions(Layers.User));
         Assert.Contains("DeviceTimeoutException", Exceptions(Layers.Core));
     }

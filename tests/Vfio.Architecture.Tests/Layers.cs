@@ -17,6 +17,7 @@ internal static class Layers
     public const string Net = "Vfio.Net";
     public const string Nvme = "Vfio.Nvme";
     public const string VirtioNet = "Vfio.VirtioNet";
+    public const string Igb = "Vfio.Igb";
     public const string Emulation = "Vfio.Emulation";
     public const string Cli = "vfio";
 
@@ -37,6 +38,7 @@ internal static class Layers
         [Net] = [Core],
         [Nvme] = [Core, SpecNvme],
         [VirtioNet] = [Core, SpecVirtio, Net],
+        [Igb] = [Core, Net],
         [Emulation] = [Core, User, SpecNvme, SpecVirtio],
         [Cli] = [Core, User, SpecNvme, SpecVirtio, Net, Nvme, VirtioNet, Emulation],
     };

@@ -43,6 +43,7 @@ public sealed class NamespaceLayerTests
     [InlineData(Layers.Nvme)]
     [InlineData(Layers.VirtioNet)]
     [InlineData(Layers.Net)]
+    [InlineData(Layers.Igb)]
     public void DriversSeeOnlyTheDeviceAbstraction(string driver)
     {
         var result = Types.InAssembly(Layers.Load(driver)).ShouldNot()

@@ -72,6 +72,10 @@ public static partial class Lab
     public static string Net0 => Env("VFIO_LAB_NET0");
     public static string Net1 => Env("VFIO_LAB_NET1");
 
+    /// <summary>The two Intel 82576 (igb) ports of a guest started with VFIO_LAB_IGB=1 (QEMU 10), on one hub.</summary>
+    public static string Igb0 => Env("VFIO_LAB_IGB0");
+    public static string Igb1 => Env("VFIO_LAB_IGB1");
+
     public const string NoIommuParam = "/sys/module/vfio/parameters/enable_unsafe_noiommu_mode";
 
     static string Env(string name) =>

@@ -1,0 +1,290 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net;
+using Vfio.Cli.Tools.Net;
+using Vfio.Host;
+using Vfio.Igb;
+using Vfio.Kernel;
+using Vfio.VirtioNet;
+
+namespace Vfio.E2E.Tests;
+
+/// <summary>
+/// The userspace 82576 driver against QEMU's igb model: two ports on one hub with no host-side netdev (lab/lab.sh
+/// VFIO_LAB_IGB=1, which needs VFIO_LAB_QEMU=10), so what one port sends the other receives. Trait lab=igb: only a
+/// guest started with the igb ports runs it, and there a missing port fails the tests (Lab.Igb0 throws), never skips.
+/// Run: VFIO_LAB_QEMU=10 VFIO_LAB_IGB=1 lab/lab.sh run noiommu --timeout 900 -- dotnet
+/// tests/Vfio.E2E.Tests/bin/Release/net10.0/Vfio.E2E.Tests.dll -trait lab=igb (after binding both ports to vfio-pci,
+/// which the tests also do).
+/// </summary>
+[Trait("lab", "igb")]
+public sealed class IgbTests : IDisposable
+{
+    private static readonly object s_bindLock = new();
+    private readonly List<IDisposable> _owned = [];
+
+    public void Dispose()
+    {
+        for (int i = _owned.Count - 1; i >= 0; i--) { _owned[i].Dispose(); }
+    }
+
+    private static PciAddress Bound(string bdf)
+    {
+        lock (s_bindLock)
+        {
+            var address = PciAddress.Parse(bdf);
+            var host = new PciHost();
+            if (host.GetDevice(address).Driver != PciHost.VfioPciDriver) { host.BindToVfio(address); }
+            return address;
+        }
+    }
+
+    private IgbDevice OpenPort(string bdf, IgbOptions options)
+    {
+        var device = VfioDevice.Open(Bound(bdf), new VfioOpenOptions { AllowNoIommu = true });
+        _owned.Add(device);
+        var port = IgbDevice.Open(device, options);
+        _owned.Add(port);
+        return port;
+    }
+
+    private (IgbDevice A, IgbDevice B) OpenBoth(int pairsOnB = 1) =>
+        (OpenPort(Lab.Igb0, new IgbOptions { RingSize = 256 }), OpenPort(Lab.Igb1, new IgbOptions { RingSize = 256, QueuePairs = pairsOnB }));
+
+    [Fact]
+    public void OpensBothPortsWithTheirMacsAndTheLinkUp()
+    {
+        var (a, b) = OpenBoth();
+        Assert.Equal("525400000101", a.MacAddress.ToString());
+        Assert.Equal("525400000102", b.MacAddress.ToString());
+        Assert.True(a.IsLinkUp, "port 0 link");
+        Assert.True(b.IsLinkUp, "port 1 link");
+        Assert.Equal(1000, a.LinkSpeedMbps);
+        Assert.True(a.IsFullDuplex);
+    }
+
+    [Fact]
+    public void FramesCrossIntactAndTheStatisticsRegistersAgree()
+    {
+        var (a, b) = OpenBoth();
+        a.ReadHardwareStats();
+        b.ReadHardwareStats();
+        const int Count = 1000;   // almost four times the ring: every index wraps
+        var dst = b.MacAddress.GetAddressBytes();
+        var src = a.MacAddress.GetAddressBytes();
+        var tx = new PacketBuffer[32];
+        var rx = new PacketBuffer[32];
+        var seen = new bool[Count];
+        long sent = 0, received = 0, octets = 0;
+        static int SizeOf(long i) => (int)(60 + (i * 37) % (TestFrames.MaxSize - 60 + 1));
+        var clock = Stopwatch.StartNew();
+        while (received < Count)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(120), $"{received} of {Count} frames arrived in 120 s ({sent} sent)");
+            if (sent < Count)
+            {
+                int n = a.Pool.Allocate(tx.AsSpan(0, (int)Math.Min(tx.Length, Count - sent)));
+                for (int i = 0; i < n; i++)
+                {
+                    int size = SizeOf(sent + i);
+                    TestFrames.Write(tx[i].Room, size, (ulong)(sent + i), dst, src);
+                    tx[i].Length = size;
+                }
+                int taken = a.Transmit(tx.AsSpan(0, n));
+                for (int i = 0; i < taken; i++) { octets += SizeOf(sent + i) + 4; }
+                PacketPool.Free(tx.AsSpan(taken, n - taken));
+                sent += taken;
+            }
+            int got = b.Receive(rx);
+            for (int i = 0; i < got; i++)
+            {
+                Assert.True(TestFrames.TryRead(rx[i].Data, out ulong seq), $"a frame of {rx[i].Length} bytes is damaged (after {received} good ones)");
+                Assert.True(seq < Count, $"frame {seq} was never sent");
+                Assert.False(seen[seq], $"frame {seq} arrived twice");
+                Assert.Equal(SizeOf((long)seq), rx[i].Length);
+                seen[seq] = true;
+                received++;
+                rx[i].Free();
+            }
+        }
+        Thread.Sleep(50);
+        Assert.Equal(0, b.Receive(rx));
+        Assert.Equal(0, a.TransmitInFlight());
+        Assert.Equal(Count, a.Stats.TxPackets);
+        Assert.Equal(Count, b.Stats.RxPackets);
+        var sentStats = a.ReadHardwareStats();
+        var receivedStats = b.ReadHardwareStats();
+        Assert.Equal(Count, sentStats.GoodPacketsTransmitted);
+        Assert.Equal(Count, sentStats.TotalPacketsTransmitted);
+        Assert.Equal(Count, receivedStats.GoodPacketsReceived);
+        Assert.Equal(Count, receivedStats.TotalPacketsReceived);
+        Assert.Equal(octets, sentStats.GoodOctetsTransmitted);     // §8.19: octets with the 4 CRC bytes
+        Assert.Equal(octets, receivedStats.GoodOctetsReceived);
+        Assert.Equal(0, receivedStats.CrcErrors + receivedStats.MissedPackets);
+        Assert.Equal(0, b.Stats.RxErrors);
+    }
+
+    [Fact]
+    public void RssWithTwoQueuesSpreadsFlowsAsTheToeplitzHashAndTheTablePredict()
+    {
+        var (a, b) = OpenBoth(pairsOnB: 2);
+        Assert.Equal(2, b.QueuePairCount);
+        var rss = b.Rss!;
+        var dst = b.MacAddress.GetAddressBytes();
+        var src = a.MacAddress.GetAddressBytes();
+        var perQueue = new int[2];
+        const int Flows = 16, PerFlow = 4;
+        var rx = new PacketBuffer[8];
+        var meta = new IgbRxMetadata[8];
+        for (int flow = 0; flow < Flows; flow++)
+        {
+            ushort sport = (ushort)(40000 + flow * 7919 % 20000);
+            uint expectedHash = ToeplitzHash.ComputeFlow(IgbRssConfiguration.VerificationKey, IPAddress.Parse("10.1.0.1"), IPAddress.Parse("10.1.0.2"), sport, 80);
+            int expectedQueue = rss.QueueFor(expectedHash);
+            for (int k = 0; k < PerFlow; k++)
+            {
+                Assert.True(a.Pool.TryAllocate(out var p));
+                int length = Frames.Tcp(p.Room, dst, src, "10.1.0.1", "10.1.0.2", sport, 80, payload: 40 + k);
+                p.Length = length;
+                Assert.Equal(1, a.Transmit([p]));
+            }
+            int got = 0;
+            var clock = Stopwatch.StartNew();
+            while (got < PerFlow)
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"flow {flow}: {got} of {PerFlow} frames arrived on queue {expectedQueue}");
+                int n = b.Receive(rx, meta, expectedQueue);
+                for (int i = 0; i < n; i++)
+                {
+                    Assert.Equal(expectedHash, meta[i].RssHash);          // QEMU's hash is ours
+                    Assert.Equal(1, meta[i].RssType);                     // TCP/IPv4
+                    Assert.True((meta[i].Flags & IgbRxFlags.IpChecksumChecked) != 0 && (meta[i].Flags & IgbRxFlags.L4ChecksumChecked) != 0, $"flags {meta[i].Flags}");
+                    Assert.False(meta[i].HasChecksumError, $"flags {meta[i].Flags}");
+                    rx[i].Free();
+                }
+                got += n;
+                Assert.Equal(0, b.Receive(rx, 1 - expectedQueue));      // nothing on the other queue
+            }
+            perQueue[expectedQueue] += got;
+        }
+        Assert.True(perQueue[0] > 0 && perQueue[1] > 0, $"queue 0 got {perQueue[0]}, queue 1 {perQueue[1]}");
+    }
+
+    [Fact]
+    public void TransmitChecksumOffloadFillsHeadersTheReceiverReportsGood()
+    {
+        var (a, b) = OpenBoth();
+        var dst = b.MacAddress.GetAddressBytes();
+        var src = a.MacAddress.GetAddressBytes();
+        const int Count = 8;
+        for (int i = 0; i < Count; i++)
+        {
+            Assert.True(a.Pool.TryAllocate(out var p));
+            int length = Frames.Tcp(p.Room, dst, src, "10.2.0.1", "10.2.0.2", (ushort)(1000 + i), 443, payload: 100 + i, checksums: false);
+            p.Length = length;
+            Assert.Equal(1, a.Transmit([p], 0, new IgbTxOffload(IgbTxChecksum.Ipv4 | IgbTxChecksum.Tcp)));
+        }
+        var rx = new PacketBuffer[Count];
+        var meta = new IgbRxMetadata[Count];
+        int got = 0;
+        var clock = Stopwatch.StartNew();
+        while (got < Count)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"{got} of {Count} offloaded frames arrived");
+            got += b.Receive(rx.AsSpan(got), meta.AsSpan(got));
+        }
+        for (int i = 0; i < Count; i++)
+        {
+            var frame = rx[i].Data;
+            Assert.True(Frames.ChecksumsValid(frame), $"frame {i}: the checksums the device inserted do not verify");
+            Assert.True((meta[i].Flags & (IgbRxFlags.IpChecksumChecked | IgbRxFlags.L4ChecksumChecked)) == (IgbRxFlags.IpChecksumChecked | IgbRxFlags.L4ChecksumChecked), $"flags {meta[i].Flags}");
+            Assert.False(meta[i].HasChecksumError, $"flags {meta[i].Flags}");
+            rx[i].Free();
+        }
+    }
+
+    [Fact]
+    public void TrafficFlowsAgainAfterAPortReset()
+    {
+        var (a, b) = OpenBoth();
+        b.Reset();
+        a.Reset();
+        Assert.True(a.IsLinkUp && b.IsLinkUp);
+        var dst = b.MacAddress.GetAddressBytes();
+        var src = a.MacAddress.GetAddressBytes();
+        Assert.True(a.Pool.TryAllocate(out var p));
+        TestFrames.Write(p.Room, 200, 7, dst, src);
+        p.Length = 200;
+        Assert.Equal(1, a.Transmit([p]));
+        var rx = new PacketBuffer[1];
+        var clock = Stopwatch.StartNew();
+        while (b.Receive(rx) == 0) { Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), "no frame after the reset"); }
+        Assert.True(TestFrames.TryRead(rx[0].Data, out ulong seq) && seq == 7);
+        rx[0].Free();
+    }
+
+    /// <summary>IPv4/TCP test frames with real checksums (RFC 791, RFC 793 with the pseudo header).</summary>
+    private static class Frames
+    {
+        public static int Tcp(Span<byte> f, byte[] dstMac, byte[] srcMac, string srcIp, string dstIp, ushort sport, ushort dport, int payload, bool checksums = true)
+        {
+            int length = 14 + 20 + 20 + payload;
+            f[..length].Clear();
+            dstMac.CopyTo(f);
+            srcMac.CopyTo(f[6..]);
+            BinaryPrimitives.WriteUInt16BigEndian(f[12..], 0x0800);
+            var ip = f.Slice(14, 20);
+            ip[0] = 0x45;
+            BinaryPrimitives.WriteUInt16BigEndian(ip[2..], (ushort)(20 + 20 + payload));
+            ip[8] = 64;
+            ip[9] = 6;
+            IPAddress.Parse(srcIp).TryWriteBytes(ip[12..16], out _);
+            IPAddress.Parse(dstIp).TryWriteBytes(ip[16..20], out _);
+            var tcp = f.Slice(34, 20 + payload);
+            BinaryPrimitives.WriteUInt16BigEndian(tcp, sport);
+            BinaryPrimitives.WriteUInt16BigEndian(tcp[2..], dport);
+            BinaryPrimitives.WriteUInt32BigEndian(tcp[4..], 1);
+            tcp[12] = 5 << 4;
+            tcp[13] = 0x18;   // PSH ACK
+            BinaryPrimitives.WriteUInt16BigEndian(tcp[14..], 65535);
+            for (int i = 0; i < payload; i++) { tcp[20 + i] = (byte)(i * 7 + sport); }
+            if (checksums)
+            {
+                BinaryPrimitives.WriteUInt16BigEndian(ip[10..], Fold(Sum(ip)));
+                BinaryPrimitives.WriteUInt16BigEndian(tcp[16..], Fold(Sum(tcp) + PseudoHeader(ip, tcp.Length)));
+            }
+            else
+            {
+                // Offload: the IP checksum field zero, the TCP one seeded with the pseudo header's sum (as Linux does).
+                BinaryPrimitives.WriteUInt16BigEndian(tcp[16..], (ushort)~Fold(PseudoHeader(ip, tcp.Length)));
+            }
+            return length;
+        }
+
+        public static bool ChecksumsValid(ReadOnlySpan<byte> f)
+        {
+            var ip = f.Slice(14, 20);
+            int total = BinaryPrimitives.ReadUInt16BigEndian(ip[2..]);
+            var tcp = f.Slice(34, total - 20);
+            return Fold(Sum(ip)) == 0 && Fold(Sum(tcp) + PseudoHeader(ip, tcp.Length)) == 0;
+        }
+
+        private static uint PseudoHeader(ReadOnlySpan<byte> ip, int l4Length) =>
+            Sum(ip[12..20]) + 6u + (uint)l4Length;
+
+        private static uint Sum(ReadOnlySpan<byte> data)
+        {
+            uint sum = 0;
+            for (int i = 0; i + 1 < data.Length; i += 2) { sum += BinaryPrimitives.ReadUInt16BigEndian(data[i..]); }
+            if (data.Length % 2 == 1) { sum += (uint)data[^1] << 8; }
+            return sum;
+        }
+
+        /// <summary>The one's complement of the folded sum: the checksum to store, or 0 when the data verifies.</summary>
+        private static ushort Fold(uint sum)
+        {
+            while (sum > 0xFFFF) { sum = (sum & 0xFFFF) + (sum >> 16); }
+            return (ushort)~sum;
+        }
+    }
+}
