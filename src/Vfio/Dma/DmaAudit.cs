@@ -62,7 +62,7 @@ public static class DmaAudit
         }
         else if (expected is null)
         {
-            return "the command holds no DMA buffer, yet the entry carries an address";
+            return "no DMA buffer is leased to this command (freed, or never its own), yet its entry carries an address";
         }
         else
         {

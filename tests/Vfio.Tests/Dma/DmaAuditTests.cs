@@ -100,7 +100,7 @@ public sealed class DmaAuditTests
         // The whole buffer leased, but the access crosses from one contiguous run into a gap of device addresses.
         Assert.Contains("contiguous in device address space for only 0x4 bytes",
             DmaAudit.Verify(new DmaAddress(0x11ffc), 8, DmaWindow.Whole(a), out _));
-        Assert.Contains("holds no DMA buffer", DmaAudit.Verify(new DmaAddress(0x11000), 4, default, out _));
+        Assert.Contains("no DMA buffer is leased to this command", DmaAudit.Verify(new DmaAddress(0x11000), 4, default, out _));
         Assert.Contains("length 0", DmaAudit.Verify(new DmaAddress(0x11000), 0, window, out _));
     }
 
