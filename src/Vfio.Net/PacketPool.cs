@@ -39,6 +39,7 @@ public sealed unsafe class PacketPool : IDisposable
     private readonly int[] _free;
     private readonly bool[] _allocated;
     private int _freeCount;
+    private readonly int _perChunk;
     private bool _disposed;
 
     /// <summary>
@@ -67,6 +68,7 @@ public sealed unsafe class PacketPool : IDisposable
         _allocated = new bool[capacity];
         const int ChunkBytes = 2 << 20;
         int perChunk = ChunkBytes / bufferSize;
+        _perChunk = perChunk;
         try
         {
             for (int first = 0; first < capacity; first += perChunk)
@@ -196,6 +198,19 @@ public sealed unsafe class PacketPool : IDisposable
     internal ref uint RssHashOf(int index) => ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_rssHashes), index);
 
     internal bool IsAllocated(int index) => _allocated[index];
+
+    /// <summary>
+    /// The DMA audit's view of buffer <paramref name="index"/>: its <see cref="BufferSize"/> bytes in their chunk while
+    /// it is allocated (a queue or the application holds it), no buffer once it is back on the free list.
+    /// </summary>
+    internal DmaWindow WindowOf(int index) =>
+        !_disposed && (uint)index < (uint)Capacity && _allocated[index]
+            ? new DmaWindow(_chunks[index / _perChunk], (ulong)(index % _perChunk * BufferSize), (ulong)BufferSize)
+            : default;
+
+    /// <summary>As <see cref="WindowOf"/> for a handle, whatever pool it names (none when that pool is gone).</summary>
+    internal static DmaWindow WindowOfHandle(int handle) =>
+        s_pools[handle >>> 24] is { } pool ? pool.WindowOf(handle & (MaxCapacity - 1)) : default;
 
     private void ThrowDoubleFree(int index) => throw new PacketPoolDoubleFreeException(Name, index);
 

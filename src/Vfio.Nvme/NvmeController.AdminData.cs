@@ -93,7 +93,7 @@ public sealed partial class NvmeController
         var prp = Prp.Build(ref map, (ulong)data.Length, PageShift, list, _scratch.GetDeviceAddress(dataBytes));
         command.Prp1 = prp.Prp1;
         command.Prp2 = prp.Prp2;
-        uint dw0 = ExecuteAdminLocked(command);
+        uint dw0 = ExecuteAdminLocked(command, new DmaWindow(_scratch, 0, (ulong)data.Length), new DmaWindow(_scratch, dataBytes, page));
         if (direction == NvmeDataDirection.FromDevice) { buffer.CopyTo(data); }
         return dw0;
     }

@@ -407,7 +407,7 @@ public sealed partial class NvmeController : IDisposable
         {
             prp2 = _scratch.GetDeviceAddress(pageBytes);   // unreachable with 4 KiB minimum pages, kept for clarity
         }
-        ExecuteAdminLocked(NvmeCommand.Identify(cns, nsid, _scratch.DeviceAddress, prp2));
+        ExecuteAdminLocked(NvmeCommand.Identify(cns, nsid, _scratch.DeviceAddress, prp2), new DmaWindow(_scratch, 0, 4096));
         return _scratch.Span[..4096].ToArray();
     }
 
@@ -499,10 +499,10 @@ public sealed partial class NvmeController : IDisposable
         try
         {
             ExecuteAdminLocked(NvmeCommand.CreateIoCompletionQueue(queue.QueueId, pair.Entries, pair.CompletionAddress,
-                interruptsEnabled: queue.Vector is not null, vector: queue.Vector?.Vector ?? 0));
+                interruptsEnabled: queue.Vector is not null, vector: queue.Vector?.Vector ?? 0), pair.CompletionWindow, contiguous: true);
             try
             {
-                ExecuteAdminLocked(NvmeCommand.CreateIoSubmissionQueue(queue.QueueId, pair.Entries, pair.SubmissionAddress, queue.QueueId));
+                ExecuteAdminLocked(NvmeCommand.CreateIoSubmissionQueue(queue.QueueId, pair.Entries, pair.SubmissionAddress, queue.QueueId), pair.SubmissionWindow, contiguous: true);
             }
             catch (NvmeCommandException)
             {
@@ -556,10 +556,24 @@ public sealed partial class NvmeController : IDisposable
         }
     }
 
-    internal uint ExecuteAdminLocked(NvmeCommand command)
+    internal uint ExecuteAdminLocked(NvmeCommand command) => ExecuteAdminLocked(command, default, default);
+
+    /// <summary>
+    /// Runs an admin command the driver built over its own memory: <paramref name="data"/> is exactly what the command
+    /// transfers (or a queue's entries) and <paramref name="list"/> the PRP list page it may use, both checked by the
+    /// DMA audit before the doorbell. Commands without a data window (no data, or a caller's raw command) are not audited.
+    /// <paramref name="contiguous"/>: PRP1 addresses the whole window as one range (a queue created with PC = 1).
+    /// </summary>
+    internal uint ExecuteAdminLocked(NvmeCommand command, in DmaWindow data, in DmaWindow list = default, bool contiguous = false)
     {
         command.CommandId = _adminCid;
         _adminCid = (ushort)((_adminCid + 1) % (_admin.Entries - 1));
+        if (DmaAudit.Enabled && data.Buffer is not null)
+        {
+            nint listPointer = list.Buffer is null ? 0 : list.Buffer.Pointer + (nint)list.Offset;
+            DmaAddress listAddress = list.Buffer is null ? default : list.Buffer.GetDeviceAddress(list.Offset);
+            PrpAudit.Check(command, new PrpAudit.Lease(_device.Address, "NVMe admin queue", PageShift, data, list, listPointer, listAddress, contiguous));
+        }
         var info = NvmeCommandInfo.From(0, command);
         _admin.Place(command);
         _admin.RingSubmissions();

@@ -380,10 +380,20 @@ public sealed partial class NvmeIoQueue : IDisposable
                         throw;
                     }
                     buffer.AddDeviceUse(_leaseOwner);
+                    try
+                    {
+                        PlaceLocked(tag, NvmeCommand.ReadWrite(opcode, ns.Id, lba, blocks, prp.Prp1, prp.Prp2),
+                            new DmaWindow(buffer, offset, (ulong)blocks * (ulong)ns.BlockSize));
+                    }
+                    catch (DmaAuditViolationException)
+                    {
+                        buffer.ReleaseDeviceUse();
+                        _freeTags[_freeCount++] = tag;
+                        throw;
+                    }
                     slot.Leased = buffer;
                     slot.Kind = BatchKind;
                     slot.Request = null;
-                    PlaceLocked(tag, NvmeCommand.ReadWrite(opcode, ns.Id, lba, blocks, prp.Prp1, prp.Prp2));
                     return tag;
                 }
             }
@@ -501,6 +511,10 @@ public sealed partial class NvmeIoQueue : IDisposable
             r.Bounce = bounce;
             r.Buffer = bounce;
             r.Offset = 0;
+            // Claimed like a caller's buffer, so it cannot be freed while its command is with the device (and the DMA
+            // audit sees it leased); RecycleLocked releases the claim before the buffer goes back to the stack.
+            bounce.AddDeviceUse(_leaseOwner);
+            r.BufferLeased = true;
         }
         Interlocked.Increment(ref _bounced);
         return r;
@@ -676,6 +690,7 @@ public sealed partial class NvmeIoQueue : IDisposable
             ushort tag = _freeTags[--_freeCount];
             ref var slot = ref _slots[tag];
             NvmeCommand command;
+            DmaWindow data = default;   // what the command transfers, for the DMA audit
             switch (r.Opcode)
             {
                 case NvmOpcode.Read or NvmOpcode.Write or NvmOpcode.Compare:
@@ -698,6 +713,7 @@ public sealed partial class NvmeIoQueue : IDisposable
                     command = r.Opcode == NvmOpcode.Compare
                         ? NvmeCommand.Compare(r.Nsid, r.Lba, chunk, prp.Prp1, prp.Prp2)
                         : NvmeCommand.ReadWrite(r.Opcode, r.Nsid, r.Lba, chunk, prp.Prp1, prp.Prp2);
+                    data = new DmaWindow(r.Buffer, r.Offset, bytes);
                     r.Lba += (ulong)chunk;
                     r.Offset += bytes;
                     r.Blocks -= chunk;
@@ -713,6 +729,7 @@ public sealed partial class NvmeIoQueue : IDisposable
                 }
                 case NvmOpcode.DatasetManagement when r.DsmRanges is not null:
                     command = RangesCommandLocked(r, slot.PrpListPointer, slot.PrpList);
+                    data = SlotPageWindow(tag, (ulong)r.DsmRanges.Length * (ulong)sizeof(DsmRange));
                     r.Blocks = 0;
                     break;
                 case NvmOpcode.DatasetManagement:
@@ -720,6 +737,7 @@ public sealed partial class NvmeIoQueue : IDisposable
                     // SAFETY: the page belongs to this slot (taken above) and is at least 16 bytes.
                     *(DsmRange*)slot.PrpListPointer = new DsmRange { BlockCount = (uint)r.RangeBlocks, StartingLba = r.Lba };
                     command = NvmeCommand.Deallocate(r.Nsid, 1, slot.PrpList);
+                    data = SlotPageWindow(tag, (ulong)sizeof(DsmRange));
                     r.Blocks = 0;
                     break;
                 default:
@@ -727,19 +745,36 @@ public sealed partial class NvmeIoQueue : IDisposable
                     r.Blocks = 0;
                     break;
             }
+            try
+            {
+                PlaceLocked(tag, command, data);
+            }
+            catch (DmaAuditViolationException e)
+            {
+                // As a failed PRP build: the slot goes back, the request ends with the violation once its chunks in flight do.
+                _freeTags[_freeCount++] = tag;
+                r.Failure ??= e;
+                r.Stop = true;
+                return;
+            }
             slot.Kind = RequestKind;
             slot.Request = r;
             slot.Leased = null;
             r.ChunksInFlight++;
             Interlocked.Increment(ref r.Refs);
-            PlaceLocked(tag, command);
         }
     }
 
+    /// <summary>
+    /// Writes the submission queue entry of command <paramref name="tag"/>: the one place an I/O command reaches the
+    /// ring. <paramref name="data"/> is what the command transfers (no buffer when nothing), checked by the DMA audit
+    /// before anything is written (a violation leaves the ring and the slot's state untouched).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void PlaceLocked(ushort tag, NvmeCommand command)
+    private void PlaceLocked(ushort tag, NvmeCommand command, in DmaWindow data = default)
     {
         command.CommandId = tag;
+        if (DmaAudit.Enabled) { AuditLocked(tag, ref command, data); }
         ref var slot = ref _slots[tag];
         slot.State = InFlight;
         slot.Status = default;
@@ -752,6 +787,28 @@ public sealed partial class NvmeIoQueue : IDisposable
     private void RingLocked()
     {
         if (!_stopped && t_answering != this) { Pair.RingSubmissions(); }
+    }
+
+    /// <summary>
+    /// A test's chance to corrupt a command and its slot's PRP list after the driver built them, to prove the DMA
+    /// audit stops it before the doorbell. Consulted only while <see cref="DmaAudit.Enabled"/>.
+    /// </summary>
+    internal delegate void CommandTamper(ushort tag, ref NvmeCommand command, Span<DmaAddress> prpList);
+
+    /// <inheritdoc cref="CommandTamper"/>
+    internal CommandTamper? TamperForTests { get; set; }
+
+    /// <summary>The first <paramref name="bytes"/> of slot <paramref name="tag"/>'s PRP page (DSM ranges live there).</summary>
+    private DmaWindow SlotPageWindow(ushort tag, ulong bytes) => new(_prpPages, (ulong)tag << _pageShift, bytes);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private unsafe void AuditLocked(ushort tag, ref NvmeCommand command, in DmaWindow data)
+    {
+        ref var slot = ref _slots[tag];
+        TamperForTests?.Invoke(tag, ref command, new Span<DmaAddress>((void*)slot.PrpListPointer, 1 << (_pageShift - 3)));
+        // A failed audit leaves the slot to the caller as a failed PRP build would: nothing reached the ring.
+        PrpAudit.Check(command, new PrpAudit.Lease(_controller.Device.Address, _leaseOwner, _pageShift, data,
+            SlotPageWindow(tag, 1UL << _pageShift), slot.PrpListPointer, slot.PrpList));
     }
 
     private unsafe PrpPair BuildPrp(ref DmaBufferAddressMap map, ulong bytes, nint listPointer, DmaAddress listAddress)

@@ -23,7 +23,7 @@ public sealed partial class VirtioNetDevice
     }
 
     /// <summary>The control virtqueue: one command at a time, header and data in one buffer, the ack byte in another.</summary>
-    private sealed class ControlQueue(VirtioNetDevice owner, Queue queue) : IDisposable
+    private sealed class ControlQueue(VirtioNetDevice owner, Queue queue) : IDisposable, IVirtqueueLeases
     {
         private DmaBuffer? _buffer;
 
@@ -37,6 +37,7 @@ public sealed partial class VirtioNetDevice
             const int AckOffset = 256;
             span[AckOffset] = 0xFF;
             var ring = Queue.Ring;
+            ring.Leases ??= this;
             int head = ring.EnqueueChain(
             [
                 new VirtqBuffer(_buffer.DeviceAddress, (uint)command.Length, DeviceWritable: false),
@@ -58,6 +59,9 @@ public sealed partial class VirtioNetDevice
             ring.TakeUsed(out _);
             return Volatile.Read(ref span[AckOffset]);
         }
+
+        /// <summary>Every command leases the whole command buffer (the command, then the ack byte).</summary>
+        public DmaWindow LeaseOf(int token) => _buffer is null ? default : DmaWindow.Whole(_buffer);
 
         public void Dispose()
         {

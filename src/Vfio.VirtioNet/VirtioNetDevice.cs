@@ -568,6 +568,9 @@ public sealed partial class VirtioNetDevice : IDisposable
             // The counters run from open, across resets that resize the ring.
             if (existing is not null) { queue.Packets = existing.Packets; queue.Bytes = existing.Bytes; queue.Dropped = existing.Dropped; }
         }
+        // What each token leases, for the DMA audit: a receive token is an index into the device's pool, a transmit
+        // token a packet handle of any pool; the control queue names its own buffer (ControlQueue.LeaseOf).
+        queue.Ring.Leases ??= kind switch { "rx" => new ReceiveLeases(this), "tx" => TransmitLeases.Instance, _ => null };
         // Polling: ask for no interrupts (§2.7.7); ReceiveAsync lifts this only while it waits.
         queue.Ring.SetInterruptSuppression(true);
         queue.Doorbell = _transport.EnableQueue(index, queue.Ring, vector);
@@ -643,6 +646,20 @@ public sealed partial class VirtioNetDevice : IDisposable
     }
 
     /// <summary>One virtqueue with its memory; the ring's tokens name the packets the device holds.</summary>
+    /// <summary>A receive queue's leases: a token is an index into the device's current pool.</summary>
+    private sealed class ReceiveLeases(VirtioNetDevice owner) : IVirtqueueLeases
+    {
+        public DmaWindow LeaseOf(int token) => owner.Pool.WindowOf(token);
+    }
+
+    /// <summary>A transmit queue's leases: a token is a packet handle, of whichever pool.</summary>
+    private sealed class TransmitLeases : IVirtqueueLeases
+    {
+        public static readonly TransmitLeases Instance = new();
+
+        public DmaWindow LeaseOf(int token) => PacketPool.WindowOfHandle(token);
+    }
+
     private sealed class Queue(ushort index, SplitVirtqueue ring, DmaBuffer memory) : IDisposable
     {
         public ushort Index { get; } = index;

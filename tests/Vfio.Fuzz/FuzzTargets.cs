@@ -1,9 +1,14 @@
 using System.Buffers.Binary;
 using System.Collections;
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.InteropServices;
 using Vfio.Devices;
+using Vfio.Dma;
 using Vfio.Spec.Nvme;
+using Vfio.Spec.Virtio;
 using Vfio.User.Protocol;
+using Vfio.VirtioNet;
+using Vfio.VirtioNet.Virtio;
 
 namespace Vfio.Fuzz;
 
@@ -28,6 +33,8 @@ public static class FuzzTargets
         ["vfio-user-msg"] = VfioUserMessageTarget,
         ["vfio-region-info"] = RegionInfoTarget,
         ["pci-caps"] = PciCapabilitiesTarget,
+        ["vfio-iommu-info"] = IommuInfoTarget,
+        ["virtio-used-ring"] = VirtioUsedRingTarget,
     };
 
     /// <summary>Runs every file under <paramref name="directory"/> through <paramref name="target"/>; returns the count.</summary>
@@ -154,6 +161,109 @@ public static class FuzzTargets
         {
             throw new InvalidOperationException($"capability walk did not stop: {standard.Count} standard, {extended.Count} extended");
         }
+    }
+
+    /// <summary>A type1 VFIO_IOMMU_GET_INFO reply and its capability chain (IOVA ranges, DMA mappings available). VfioException documented.</summary>
+    private static void IommuInfoTarget(ReadOnlySpan<byte> data)
+    {
+        try
+        {
+            var info = VfioCapabilityChain.ParseIommuType1Info(data);
+            foreach (var r in info.IovaRanges)
+            {
+                if (r.End < r.Start) { throw new InvalidOperationException($"IOVA range 0x{r.Start:x}..0x{r.End:x} accepted backwards"); }
+            }
+        }
+        catch (VfioException) { }
+    }
+
+    /// <summary>
+    /// The virtio used-ring path (virtio 1.2 §2.7.8) with the input playing a hostile device. Byte 0 sets the queue size
+    /// (1 to 8) and the chains first offered; then each op byte is: write used idx (2 bytes), write a used element
+    /// (slot, id, len: 9 bytes), scribble over a descriptor (index, 16 bytes), offer one more buffer, or let the driver
+    /// consume what is used. The driver may only answer with DeviceProtocolViolationException (which faults the queue)
+    /// or VirtqueueFaultedException; a token handed back that is not in flight, twice, or with a length past what was
+    /// offered, or descriptors lost, is a crash. Ends with the reset path: every token still in flight comes back once.
+    /// </summary>
+    private static unsafe void VirtioUsedRingTarget(ReadOnlySpan<byte> data)
+    {
+        if (data.IsEmpty) { return; }
+        int size = 1 << (data[0] & 3);
+        var layout = SplitQueueLayout.For(size);
+        var memory = (byte*)NativeMemory.AlignedAlloc((nuint)layout.TotalSize, 64);
+        try
+        {
+            NativeMemory.Clear(memory, (nuint)layout.TotalSize);
+            var ring = new SplitVirtqueue(layout, (nint)memory, new DmaAddress(0x1_0000_0000), name: "fuzzed virtqueue");
+            var offered = new Dictionary<int, uint>();   // token -> bytes the device may report
+            int nextToken = 1;
+            void Offer()
+            {
+                uint length = (uint)(64 * nextToken % 4096 + 64);
+                int id = ring.Enqueue(new DmaAddress(0x2_0000_0000 + (ulong)nextToken * 4096), length, VirtqDescriptorFlags.Write, nextToken);
+                if (id >= 0) { offered.Add(nextToken, length); ring.Publish(); }
+                nextToken++;
+            }
+            for (int i = (data[0] >> 2) % (size + 1); i > 0; i--) { Offer(); }
+            int at = 1;
+            while (at < data.Length)
+            {
+                byte op = data[at++];
+                try
+                {
+                    switch (op % 5)
+                    {
+                        case 0 when Take(data, ref at, 2, out var b):
+                            *(ushort*)(memory + layout.UsedOffset + VirtqUsedLayout.Index) = BinaryPrimitives.ReadUInt16LittleEndian(b);
+                            break;
+                        case 1 when Take(data, ref at, 9, out var b):
+                            byte* e = memory + layout.UsedOffset + VirtqUsedLayout.ElementOffset(b[0] % size);
+                            *(uint*)(e + VirtqUsedLayout.ElementId) = BinaryPrimitives.ReadUInt32LittleEndian(b[1..]);
+                            *(uint*)(e + VirtqUsedLayout.ElementLength) = BinaryPrimitives.ReadUInt32LittleEndian(b[5..]);
+                            break;
+                        case 2 when Take(data, ref at, 17, out var b):
+                            b[1..].CopyTo(new Span<byte>(memory + layout.DescriptorOffset + VirtqDescriptorLayout.Size * (b[0] % size), VirtqDescriptorLayout.Size));
+                            break;
+                        case 3:
+                            if (!ring.IsFaulted) { Offer(); }
+                            break;
+                        case 4:
+                            for (int ready = ring.UsedCount(); ready > 0; ready--)
+                            {
+                                int token = ring.TakeUsed(out uint len);
+                                if (!offered.Remove(token, out uint limit)) { throw new InvalidOperationException($"used ring handed back token {token}, which is not in flight"); }
+                                if (len > limit) { throw new InvalidOperationException($"used len {len} accepted for a {limit}-byte buffer"); }
+                            }
+                            break;
+                    }
+                }
+                catch (DeviceProtocolViolationException) when (ring.IsFaulted) { }
+                catch (VirtqueueFaultedException) when (ring.IsFaulted) { }
+                if (ring.FreeDescriptors + offered.Count != size || ring.ChainsInFlight != offered.Count)
+                {
+                    throw new InvalidOperationException($"{ring.FreeDescriptors} free descriptors and {ring.ChainsInFlight} chains in flight, but {offered.Count} buffers offered in a queue of {size}");
+                }
+            }
+            // After a device reset every chain still in flight comes back, each once.
+            ring.ReleaseInFlight(token =>
+            {
+                if (!offered.Remove(token)) { throw new InvalidOperationException($"reset released token {token}, which is not in flight"); }
+            });
+            if (offered.Count != 0 || ring.FreeDescriptors != size) { throw new InvalidOperationException($"reset lost {offered.Count} buffers"); }
+            ring.ResetState();
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(memory);
+        }
+    }
+
+    /// <summary>The next <paramref name="n"/> bytes of the input; false (and the input used up) when fewer remain.</summary>
+    private static bool Take(ReadOnlySpan<byte> data, ref int at, int n, out ReadOnlySpan<byte> bytes)
+    {
+        bytes = at + n <= data.Length ? data.Slice(at, n) : default;
+        at += n;
+        return !bytes.IsEmpty;
     }
 
     /// <summary>Walks values the way a JSON writer would, so lazily computed fields run too.</summary>

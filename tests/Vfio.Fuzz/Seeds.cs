@@ -47,6 +47,12 @@ internal static class Seeds
         Put(root, "vfio-region-info", "plain-bar", RegionInfo(withSparse: false));
         Put(root, "vfio-region-info", "sparse-mmap", RegionInfo(withSparse: true));
         Put(root, "pci-caps", "nvme-like", ConfigSpace());
+        Put(root, "vfio-iommu-info", "ranges-and-avail", IommuInfo(withCaps: true));
+        Put(root, "vfio-iommu-info", "page-sizes-only", IommuInfo(withCaps: false));
+        Put(root, "virtio-used-ring", "in-order", [0x13, .. Used(0, 0, 64), .. Used(1, 1, 10), .. UsedIdx(2), 4, 3, .. Used(2, 4, 0), .. UsedIdx(3), 4]);
+        Put(root, "virtio-used-ring", "duplicate-id", [0x0f, .. Used(0, 0, 8), .. Used(1, 0, 8), .. UsedIdx(2), 4, 4]);
+        Put(root, "virtio-used-ring", "rewritten-next", [0x0f, 2, 0, .. Filled(16, 0xff), .. Used(0, 0, 1), .. UsedIdx(1), 4, 3, 4]);
+        Put(root, "virtio-used-ring", "idx-jump", [0x0b, .. UsedIdx(40), 4, 3]);
     }
 
     private const int IdentifyControllerSize = 4096;
@@ -208,6 +214,49 @@ internal static class Seeds
     }
 
     private const int PciConfigSpaceExtendedSize = 4096;
+
+    /// <summary>virtio-used-ring op 1: the device writes used element <paramref name="slot"/> = {id, len}.</summary>
+    private static byte[] Used(byte slot, uint id, uint len)
+    {
+        var b = new byte[10];
+        b[0] = 1;
+        b[1] = slot;
+        BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(2), id);
+        BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(6), len);
+        return b;
+    }
+
+    /// <summary>virtio-used-ring op 0: the device writes used idx.</summary>
+    private static byte[] UsedIdx(ushort idx) => [0, (byte)idx, (byte)(idx >> 8)];
+
+    /// <summary>
+    /// struct vfio_iommu_type1_info (24 bytes, PGSIZES) and optionally CAPS: an IOVA_RANGE capability (id 1) with two
+    /// ranges, then DMA_AVAIL (id 2).
+    /// </summary>
+    private static byte[] IommuInfo(bool withCaps)
+    {
+        int size = withCaps ? 24 + 16 + 2 * 16 + 16 : 24;
+        var b = new byte[size];
+        BinaryPrimitives.WriteUInt32LittleEndian(b, (uint)size);                 // argsz
+        BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(4), withCaps ? 3u : 1u); // PGSIZES (| CAPS)
+        BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(8), 0x4020_1000);       // 4 KiB, 2 MiB, 1 GiB
+        if (withCaps)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(16), 24);            // cap_offset
+            BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(24), 1);             // VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE
+            BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(26), 1);             // version
+            BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(28), 72);            // next
+            BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(32), 2);             // nr_iovas
+            BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(40), 0);
+            BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(48), 0xfedf_ffff);
+            BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(56), 0xfef0_0000);
+            BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(64), 0xffff_ffff_ffff);
+            BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(72), 2);             // VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL
+            BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(74), 1);
+            BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(80), 65535);         // avail
+        }
+        return b;
+    }
 
     /// <summary>struct vfio_region_info (32 bytes) and optionally a sparse-mmap capability with two areas.</summary>
     private static byte[] RegionInfo(bool withSparse)

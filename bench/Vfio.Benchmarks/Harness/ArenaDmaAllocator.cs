@@ -28,6 +28,9 @@ internal sealed unsafe class ArenaDmaAllocator : IDmaAllocator, IDisposable
 
     public DmaAddressing Addressing => DmaAddressing.Iova;
 
+    /// <summary>The arena's live buffers, for the DMA audit when a run turns it on (VFIO_DMA_AUDIT=1).</summary>
+    public DmaBufferRegistry Registry { get; } = new("benchmark arena");
+
     public DmaBuffer Allocate(ulong size, DmaAllocationOptions? options = null)
     {
         options ??= new DmaAllocationOptions();
@@ -47,7 +50,7 @@ internal sealed unsafe class ArenaDmaAllocator : IDmaAllocator, IDisposable
         var pointer = _arena + (nint)offset;
         // SAFETY: [pointer, +length) lies inside the arena and belongs to this buffer alone.
         NativeMemory.Clear((void*)pointer, (nuint)length);
-        return new ArenaBuffer(pointer, length, new DmaAddress(IovaBase + offset), options.Name);
+        return new ArenaBuffer(pointer, length, new DmaAddress(IovaBase + offset), options.Name, Registry);
     }
 
     /// <summary>The host pointer behind [<paramref name="address"/>, +<paramref name="length"/>), or 0 outside the arena.</summary>
@@ -58,7 +61,8 @@ internal sealed unsafe class ArenaDmaAllocator : IDmaAllocator, IDisposable
 
     public void Dispose() => NativeMemory.AlignedFree((void*)_arena);
 
-    private sealed class ArenaBuffer(nint pointer, ulong length, DmaAddress start, string? name) : DmaBuffer(pointer, length, name)
+    private sealed class ArenaBuffer(nint pointer, ulong length, DmaAddress start, string? name, DmaBufferRegistry registry)
+        : DmaBuffer(pointer, length, name, registry)
     {
         protected override DmaAddress DeviceAddressAt(ulong offset) => start + offset;
 

@@ -86,6 +86,12 @@ internal sealed unsafe class QueuePair : IDisposable
 
     public DmaAddress SubmissionAddress => _sqMemory.DeviceAddress;
 
+    /// <summary>The submission queue's entries, as the window Create I/O Submission Queue leases (for the DMA audit).</summary>
+    public DmaWindow SubmissionWindow => new(_sqMemory, 0, (ulong)Entries * NvmeCommand.Size);
+
+    /// <summary>The completion queue's entries, as the window Create I/O Completion Queue leases (for the DMA audit).</summary>
+    public DmaWindow CompletionWindow => new(_cqMemory, 0, (ulong)Entries * NvmeCompletion.Size);
+
     public DmaAddress CompletionAddress => _cqMemory.DeviceAddress;
 
     /// <summary>The last SQ head the controller reported (SQHD).</summary>

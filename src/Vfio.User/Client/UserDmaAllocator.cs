@@ -22,6 +22,9 @@ internal sealed class UserDmaAllocator(VfioUserDevice device) : IDmaAllocator
 
     public DmaAddressing Addressing => DmaAddressing.Iova;
 
+    /// <summary>This connection's live buffers by IOVA, for <see cref="DmaAudit"/>.</summary>
+    public DmaBufferRegistry Registry { get; } = new("vfio-user IOVAs");
+
     public DmaBuffer Allocate(ulong size, DmaAllocationOptions? options = null)
     {
         options ??= new DmaAllocationOptions();
@@ -131,7 +134,7 @@ internal sealed class UserDmaAllocator(VfioUserDevice device) : IDmaAllocator
     }
 
     private sealed class UserDmaBuffer(UserDmaAllocator owner, SharedMemory memory, ulong length, Iova iova, string? name)
-        : DmaBuffer(memory.Pointer, length, name)
+        : DmaBuffer(memory.Pointer, length, name, owner.Registry)
     {
         public SharedMemory Shared { get; } = memory;
 

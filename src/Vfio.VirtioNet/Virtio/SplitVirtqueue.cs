@@ -42,6 +42,16 @@ public readonly record struct SplitQueueLayout(ushort Size, int DescriptorOffset
 public readonly record struct VirtqBuffer(DmaAddress Address, uint Length, bool DeviceWritable);
 
 /// <summary>
+/// What each token given to a <see cref="SplitVirtqueue"/> leases, for the DMA audit (<see cref="DmaAudit"/>): the
+/// part of a DMA buffer the chain enqueued with that token may point the device at.
+/// </summary>
+public interface IVirtqueueLeases
+{
+    /// <summary>The window leased to the chain with <paramref name="token"/>; no buffer when the token leases none (a freed packet).</summary>
+    DmaWindow LeaseOf(int token);
+}
+
+/// <summary>
 /// The driver's side of one split virtqueue (virtio 1.2 §2.7) over memory the device can reach. Indexes are
 /// free-running 16-bit counters that wrap at 65536; ring slots are index mod size (§2.7.6, §2.7.8).
 /// </summary>
@@ -150,6 +160,13 @@ public sealed unsafe class SplitVirtqueue
     public ushort AvailIndex => _availIdx;
     /// <summary>The next used index the driver will consume.</summary>
     public ushort LastUsedIndex => _lastUsed;
+    /// <summary>
+    /// What each token leases. With the DMA audit on, every buffer is checked against its token's window before its
+    /// descriptor is written, so a violation throws <see cref="DmaAuditViolationException"/> before the driver can
+    /// publish or kick; a queue without leases is not audited.
+    /// </summary>
+    public IVirtqueueLeases? Leases { get; set; }
+
     /// <summary>True once the device broke the ring protocol; cleared by <see cref="ResetState"/>.</summary>
     public bool IsFaulted => _fault is not null;
     /// <summary>The violation that faulted the queue, or null.</summary>
@@ -206,6 +223,7 @@ public sealed unsafe class SplitVirtqueue
     {
         if (_fault is not null) { ThrowFaulted(); }
         if (_freeCount == 0) { return -1; }
+        if (DmaAudit.Enabled && Leases is not null) { Audit(address, length, token, 0); }
         // SAFETY (no bounds checks): the free list holds ids below Size only, and only the driver writes it.
         ref ushort next0 = ref MemoryMarshal.GetArrayDataReference(_next);
         ushort id = _freeHead;
@@ -233,6 +251,10 @@ public sealed unsafe class SplitVirtqueue
         if (_fault is not null) { ThrowFaulted(); }
         if (buffers.IsEmpty) { throw new ArgumentException("a chain has at least one buffer", nameof(buffers)); }
         if (_freeCount < buffers.Length) { return -1; }
+        if (DmaAudit.Enabled && Leases is not null)
+        {
+            for (int i = 0; i < buffers.Length; i++) { Audit(buffers[i].Address, buffers[i].Length, token, i); }
+        }
         ushort head = _freeHead;
         ushort id = head;
         ulong writable = 0, total = 0;
@@ -260,6 +282,20 @@ public sealed unsafe class SplitVirtqueue
         Track(head, (ushort)buffers.Length, id, UsedLimit(writable, total), token);
         MakeAvailable(head);
         return head;
+    }
+
+    /// <summary>
+    /// The DMA audit of one buffer, before anything of its chain is written: nothing reaches the ring, so nothing can
+    /// be published or kicked.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void Audit(DmaAddress address, uint length, int token, int index)
+    {
+        var lease = Leases!.LeaseOf(token);
+        if (DmaAudit.Verify(address, length, lease, out var buffer) is { } problem)
+        {
+            throw new DmaAuditViolationException(Device, Name, $"buffer {index} of the chain with token {token}", address, length, buffer, problem);
+        }
     }
 
     /// <summary>

@@ -11,14 +11,28 @@ public abstract class DmaBuffer : IDisposable
     private int _inUse;
     private int _disposed;
     private string? _owner;
+    private int _audit;   // 0: not registered, 1: registered with Registry, 2: left it (disposed)
 
     /// <summary>Wraps <paramref name="length"/> bytes of pinned memory at <paramref name="pointer"/>.</summary>
     protected DmaBuffer(nint pointer, ulong length, string? name)
+        : this(pointer, length, name, null)
+    {
+    }
+
+    /// <summary>
+    /// Wraps <paramref name="length"/> bytes of pinned memory at <paramref name="pointer"/>, in the device address
+    /// space that <paramref name="registry"/> tracks for <see cref="DmaAudit"/> (one registry per allocator).
+    /// </summary>
+    protected DmaBuffer(nint pointer, ulong length, string? name, DmaBufferRegistry? registry)
     {
         Pointer = pointer;
         Length = length;
         Name = name;
+        Registry = registry;
     }
+
+    /// <summary>The live buffers of this buffer's device address space, for <see cref="DmaAudit"/>; null when its allocator keeps none.</summary>
+    public DmaBufferRegistry? Registry { get; }
 
     /// <summary>The buffer's address in this process.</summary>
     public nint Pointer { get; }
@@ -76,6 +90,7 @@ public abstract class DmaBuffer : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(offset), offset, $"offset is past the end of a {Length}-byte DMA buffer");
         }
+        if (DmaAudit.Enabled && _audit == 0) { JoinRegistry(); }
         return DeviceAddressAt(offset);
     }
 
@@ -87,7 +102,46 @@ public abstract class DmaBuffer : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(offset), offset, $"offset is past the end of a {Length}-byte DMA buffer");
         }
+        if (DmaAudit.Enabled && _audit == 0) { JoinRegistry(); }
         return ContiguousLengthAt(offset);
+    }
+
+    /// <summary>
+    /// Finds <paramref name="address"/> among this buffer's device addresses: the offset of that byte and how many
+    /// bytes from there are contiguous. Walks the buffer's contiguous ranges (the audit's search when there is no
+    /// <see cref="Registry"/>).
+    /// </summary>
+    public bool TryLocate(DmaAddress address, out ulong offset, out ulong contiguous)
+    {
+        ThrowIfDisposed();
+        for (ulong at = 0; at < Length;)
+        {
+            ulong start = DeviceAddressAt(at).Value, run = ContiguousLengthAt(at);
+            if (address.Value >= start && address.Value - start < run)
+            {
+                offset = at + (address.Value - start);
+                contiguous = run - (address.Value - start);
+                return true;
+            }
+            at += run;
+        }
+        offset = contiguous = 0;
+        return false;
+    }
+
+    // The audit learns a buffer's device ranges when its first device address is handed out: no driver can have
+    // put the buffer in a wire structure before that, and the derived constructor has finished by then.
+    private void JoinRegistry()
+    {
+        if (Registry is null || Interlocked.CompareExchange(ref _audit, 1, 0) != 0) { return; }
+        var ranges = new List<(ulong, ulong, ulong)>();
+        for (ulong at = 0; at < Length;)
+        {
+            ulong run = ContiguousLengthAt(at);
+            ranges.Add((DeviceAddressAt(at).Value, run, at));
+            at += run;
+        }
+        Registry.Add(this, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ranges));
     }
 
     /// <summary>
@@ -192,6 +246,8 @@ public abstract class DmaBuffer : IDisposable
         {
             return;
         }
+        // Leave the audit's registry before the memory can be reused by another buffer.
+        if (Interlocked.Exchange(ref _audit, 2) == 1) { Registry!.Remove(this); }
         ReleaseMemory();
         GC.SuppressFinalize(this);
     }

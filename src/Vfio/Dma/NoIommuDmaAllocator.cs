@@ -81,6 +81,9 @@ public sealed partial class NoIommuDmaAllocator : IDmaAllocator, IDisposable
     /// <inheritdoc />
     public DmaAddressing Addressing => DmaAddressing.Physical;
 
+    /// <summary>This allocator's live buffers by physical address, for <see cref="DmaAudit"/>.</summary>
+    public DmaBufferRegistry Registry { get; } = new("No-IOMMU physical addresses");
+
     /// <summary>Chunks (2 MiB each) currently held for carving small buffers, over both page kinds.</summary>
     public int ChunkCount => _hugePool.ChunkCount + (_migratablePool?.ChunkCount ?? 0);
 
@@ -139,7 +142,7 @@ public sealed partial class NoIommuDmaAllocator : IDmaAllocator, IDisposable
         if (pool.Fits(size, options.Alignment))
         {
             var chunk = pool.Carve(size, options.Alignment, out var offset);
-            buffer = new PhysicalDmaBuffer(chunk.Value, offset, size, options.Name, () => pool.Return(chunk, offset));
+            buffer = new PhysicalDmaBuffer(chunk.Value, offset, size, options.Name, () => pool.Return(chunk, offset), Registry);
             // A carving may reuse bytes an earlier buffer left behind.
             ClearMemory(buffer.Pointer, size);
         }
@@ -151,7 +154,7 @@ public sealed partial class NoIommuDmaAllocator : IDmaAllocator, IDisposable
                 throw new ArgumentOutOfRangeException(nameof(size), size, "DMA buffer size is too large");
             }
             var block = MapBlock(memory, length);
-            buffer = new PhysicalDmaBuffer(block, 0, size, options.Name, () => UnmapBlock(memory, block));
+            buffer = new PhysicalDmaBuffer(block, 0, size, options.Name, () => UnmapBlock(memory, block), Registry);
         }
         try
         {

@@ -37,8 +37,8 @@ internal sealed class PhysicalDmaBuffer : DmaBuffer
     private readonly ulong _offset;
     private readonly Action _release;
 
-    public PhysicalDmaBuffer(PinnedBlock block, ulong offset, ulong length, string? name, Action release)
-        : base(block.Address + (nint)offset, length, name)
+    public PhysicalDmaBuffer(PinnedBlock block, ulong offset, ulong length, string? name, Action release, DmaBufferRegistry? registry = null)
+        : base(block.Address + (nint)offset, length, name, registry)
     {
         _block = block;
         _offset = offset;
@@ -58,8 +58,8 @@ internal sealed class IovaDmaBuffer : DmaBuffer
     private readonly Iova _iova;
     private readonly Action _release;
 
-    public IovaDmaBuffer(nint pointer, ulong length, Iova iova, string? name, Action release)
-        : base(pointer, length, name)
+    public IovaDmaBuffer(nint pointer, ulong length, Iova iova, string? name, Action release, DmaBufferRegistry? registry = null)
+        : base(pointer, length, name, registry)
     {
         _iova = iova;
         _release = release;

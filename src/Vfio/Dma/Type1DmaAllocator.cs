@@ -84,6 +84,9 @@ public sealed partial class Type1DmaAllocator : IDmaAllocator
     /// <inheritdoc />
     public DmaAddressing Addressing => DmaAddressing.Iova;
 
+    /// <summary>This allocator's live buffers by IOVA, for <see cref="DmaAudit"/>.</summary>
+    public DmaBufferRegistry Registry { get; } = new("type1 IOVAs");
+
     /// <summary>Where this allocator's IOVAs come from.</summary>
     public IovaAllocator Iovas { get; }
 
@@ -102,10 +105,10 @@ public sealed partial class Type1DmaAllocator : IDmaAllocator
             var pointer = chunk.Value.Address + (nint)offset;
             // A carving may reuse bytes an earlier buffer left behind.
             ClearMemory(pointer, size);
-            return new IovaDmaBuffer(pointer, size, chunk.Value.Iova + offset, options.Name, () => _pool.Return(chunk, offset));
+            return new IovaDmaBuffer(pointer, size, chunk.Value.Iova + offset, options.Name, () => _pool.Return(chunk, offset), Registry);
         }
         var mapping = MapRegion(size, options.Alignment);
-        return new IovaDmaBuffer(mapping.Address, size, mapping.Iova, options.Name, () => UnmapRegion(mapping));
+        return new IovaDmaBuffer(mapping.Address, size, mapping.Iova, options.Name, () => UnmapRegion(mapping), Registry);
     }
 
     private IommuMapping MapRegion(ulong size, ulong alignment)

@@ -169,3 +169,33 @@ public sealed class DeviceProtocolViolationException(PciAddress device, string w
     /// <summary>What the device wrote, and what was allowed.</summary>
     public string Seen { get; } = seen;
 }
+
+/// <summary>
+/// The DMA audit (<see cref="Dma.DmaAudit"/>) caught a driver about to hand the device an address it must not
+/// reach: outside every live DMA buffer, in a freed one, in a buffer leased to another command, or running past
+/// the end of the range leased to this one. Thrown before the doorbell or kick, so the device never saw the entry.
+/// A driver bug, not a device fault: in No-IOMMU mode nothing else would have stopped the device writing there.
+/// </summary>
+public sealed class DmaAuditViolationException(PciAddress? device, string queue, string command, Dma.DmaAddress address, ulong length,
+    string? buffer, string problem)
+    : VfioException($"DMA audit: {command} on {queue} points the device at [{address}, +{length}) (in {(buffer is null ? "no live DMA buffer" : $"buffer '{buffer}'")}): {problem}",
+        device, "nothing was submitted (no doorbell was rung); this is a bug in the driver that built the entry")
+{
+    /// <summary>The queue the entry was for.</summary>
+    public string Queue { get; } = queue;
+
+    /// <summary>The command or descriptor, and the field that held the address.</summary>
+    public string Command { get; } = command;
+
+    /// <summary>The device address that failed the audit.</summary>
+    public Dma.DmaAddress Address { get; } = address;
+
+    /// <summary>Bytes the device would have accessed from <see cref="Address"/>.</summary>
+    public ulong Length { get; } = length;
+
+    /// <summary>The name of the live DMA buffer the address lies in, or null when it lies in none.</summary>
+    public string? Buffer { get; } = buffer;
+
+    /// <summary>What is wrong with the address.</summary>
+    public string Problem { get; } = problem;
+}

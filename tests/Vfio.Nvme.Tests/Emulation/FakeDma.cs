@@ -16,6 +16,7 @@ internal sealed unsafe class FakeDmaAllocator(EventLog log) : IDmaAllocator
     private ulong _next = 0x40_0000_0000;
 
     public DmaAddressing Addressing => DmaAddressing.Iova;
+    public DmaBufferRegistry Registry { get; } = new("fake IOVAs");
     public bool Scatter { get; set; }
     public int LiveBuffers { get; private set; }
     public EventLog Log => log;
@@ -66,7 +67,7 @@ internal sealed unsafe class FakeDmaAllocator(EventLog log) : IDmaAllocator
 }
 
 internal sealed class FakeDmaBuffer(FakeDmaAllocator owner, nint pointer, ulong length, ulong[] addresses, string? name)
-    : DmaBuffer(pointer, length, name)
+    : DmaBuffer(pointer, length, name, owner.Registry)
 {
     protected override DmaAddress DeviceAddressAt(ulong offset) =>
         new(addresses[offset / FakeDmaAllocator.Page] + offset % FakeDmaAllocator.Page);

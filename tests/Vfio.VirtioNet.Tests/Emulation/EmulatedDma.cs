@@ -15,6 +15,8 @@ internal sealed class EmulatedDma : IDmaAllocator
 
     public DmaAddressing Addressing => DmaAddressing.Iova;
 
+    public DmaBufferRegistry Registry { get; } = new("emulated IOVAs");
+
     public int LiveBuffers { get { lock (_buffers) { return _buffers.Count(b => !b.IsDisposed); } } }
 
     public DmaBuffer Allocate(ulong size, DmaAllocationOptions? options = null)
@@ -24,7 +26,7 @@ internal sealed class EmulatedDma : IDmaAllocator
         lock (_buffers)
         {
             _next = (_next + alignment - 1) & ~(alignment - 1);
-            var buffer = new EmulatedDmaBuffer(length, new DmaAddress(_next), options?.Name);
+            var buffer = new EmulatedDmaBuffer(length, new DmaAddress(_next), options?.Name, Registry);
             _next += length + 4096; // a guard gap: running off the end does not land in the next buffer
             _buffers.Add(buffer);
             return buffer;
@@ -53,8 +55,8 @@ internal sealed class EmulatedDma : IDmaAllocator
         return 0;
     }
 
-    private sealed unsafe class EmulatedDmaBuffer(ulong length, DmaAddress baseAddress, string? name)
-        : DmaBuffer(Alloc(length), length, name)
+    private sealed unsafe class EmulatedDmaBuffer(ulong length, DmaAddress baseAddress, string? name, DmaBufferRegistry registry)
+        : DmaBuffer(Alloc(length), length, name, registry)
     {
         public DmaAddress Base { get; } = baseAddress;
 
