@@ -35,6 +35,7 @@ internal static class NetCommands
         };
         net.Subcommands.Add(CreatePktgen(context, allowNoIommu));
         net.Subcommands.Add(CreateFwd(context, allowNoIommu));
+        NetTapCommands.AddTo(net, context, allowNoIommu);
         return net;
     }
 

@@ -231,22 +231,25 @@ public sealed class TapInterface : IDisposable
     /// <summary>Closes the queue: the interface disappears with it (it was not made persistent).</summary>
     public void Dispose() => Handle.Dispose();
 
-    /// <summary>Checks a name the way the kernel's dev_valid_name does, so a bad one is refused before any ioctl.</summary>
-    internal static void ValidateName(string name)
+    /// <summary>
+    /// What is wrong with <paramref name="name"/> as an interface name, checked the way the kernel's dev_valid_name
+    /// does (plus: no <c>%d</c> pattern), or null when it is fine.
+    /// </summary>
+    public static string? NameProblem(string name)
     {
+        ArgumentNullException.ThrowIfNull(name);
         int bytes = Encoding.UTF8.GetByteCount(name);
-        if (bytes == 0 || bytes > MaxNameLength)
-        {
-            throw new ArgumentException($"an interface name has 1 to {MaxNameLength} bytes; '{name}' has {bytes}", nameof(name));
-        }
+        if (bytes == 0 || bytes > MaxNameLength) { return $"an interface name has 1 to {MaxNameLength} bytes; '{name}' has {bytes}"; }
         if (name is "." or ".." || name.Any(c => c is '/' or ':' || char.IsWhiteSpace(c) || char.IsControl(c)))
         {
-            throw new ArgumentException($"'{name}' is not a valid interface name (no '/', ':', whitespace, '.' or '..')", nameof(name));
+            return $"'{name}' is not a valid interface name (no '/', ':', whitespace, '.' or '..')";
         }
-        if (name.Contains('%', StringComparison.Ordinal))
-        {
-            throw new ArgumentException($"'{name}' is a name pattern; give a fixed name or none", nameof(name));
-        }
+        return name.Contains('%', StringComparison.Ordinal) ? $"'{name}' is a name pattern; give a fixed name or none" : null;
+    }
+
+    private static void ValidateName(string name)
+    {
+        if (NameProblem(name) is { } problem) { throw new ArgumentException(problem, nameof(name)); }
     }
 
     private short Flags() => InterfaceIoctl(Interop.Libc.SIOCGIFFLAGS, "SIOCGIFFLAGS", static (ref _) => { }).ifr_ifru.ifru_flags;
