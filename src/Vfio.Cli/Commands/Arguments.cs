@@ -72,6 +72,21 @@ internal static class Arguments
         },
     };
 
+    /// <summary>A required option naming one PCI address (<c>--port 0000:00:04.0</c>).</summary>
+    public static Option<PciAddress> BdfOption(string name, string description) => new(name)
+    {
+        Description = $"{description}: {BdfHelp}",
+        HelpName = "BDF",
+        Required = true,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            if (ParseBdf(text) is { } address) { return address; }
+            result.AddError(BdfError(text));
+            return default;
+        },
+    };
+
     /// <summary>
     /// Exactly one device for the <c>nvme</c> commands: a PCI address, or the path of a vfio-user socket (any text
     /// with a <c>/</c> in it, e.g. <c>/tmp/nvme.sock</c> or <c>./nvme.sock</c>) served by <c>vfio serve nvme</c> or

@@ -38,6 +38,7 @@ internal static class NetCommands
         net.Subcommands.Add(CreatePktgen(context, allowNoIommu));
         net.Subcommands.Add(CreateFwd(context, allowNoIommu));
         net.Subcommands.Add(CreateStats(context, allowNoIommu));
+        NetTapCommands.AddTo(net, context, allowNoIommu);
         return net;
     }
 

@@ -247,6 +247,19 @@ internal sealed record NetCountersJson(long Packets, long Bytes, long Drops, lon
 internal sealed record NetQueueJson(int Queue, NetCountersJson Rx, NetCountersJson Tx);
 
 /// <summary>
+/// <c>vfio net tap --json</c>: frames moved between the port and the TAP interface until the command was stopped.
+/// <c>Capture</c> is null without <c>--capture</c>.
+/// </summary>
+internal sealed record NetTapJson(string Port, string Tap, string? Mac, int Mtu, double Seconds, long ToKernel, long ToKernelDropped,
+    long FromKernel, long FromKernelDropped, NetCaptureJson? Capture);
+
+/// <summary>
+/// <c>vfio net capture --json</c> (and the capture of <c>vfio net tap --capture</c>): <c>Captured</c> frames were
+/// copied, <c>Dropped</c> found the queue to the file full, <c>Written</c> records are in the file.
+/// </summary>
+internal sealed record NetCaptureJson(string Port, string File, int SnapLength, long Captured, long Dropped, long Written, double Seconds);
+
+/// <summary>
 /// <c>vfio serve edu|nvme|virtio-net --json</c>: one document when listening (<c>State</c> "listening", <c>Clients</c>
 /// null) and one when stopped ("stopped", with the clients served). <c>PeerSocket</c>: the second port's socket of a
 /// virtio-net pair, else null. Block size, blocks and size are null for devices without storage.
@@ -284,6 +297,8 @@ internal sealed record ErrorJson(int ExitCode, string Kind, string Message, stri
 [JsonSerializable(typeof(NetPktgenJson))]
 [JsonSerializable(typeof(NetFwdJson))]
 [JsonSerializable(typeof(NetStatsJson))]
+[JsonSerializable(typeof(NetTapJson))]
+[JsonSerializable(typeof(NetCaptureJson))]
 [JsonSerializable(typeof(ServeJson))]
 [JsonSerializable(typeof(DoctorJson))]
 [JsonSerializable(typeof(ErrorDocumentJson))]

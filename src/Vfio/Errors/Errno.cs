@@ -11,7 +11,7 @@ public static class Errno
 #pragma warning disable CS1591 // errno names are self-describing
     public const int EPERM = 1, ENOENT = 2, EINTR = 4, EIO = 5, ENXIO = 6, EBADF = 9, EAGAIN = 11, ENOMEM = 12,
         EACCES = 13, EFAULT = 14, EBUSY = 16, EEXIST = 17, ENODEV = 19, EINVAL = 22, ENOTTY = 25, ENOSPC = 28,
-        ERANGE = 34, ENOSYS = 38, EMSGSIZE = 90, EOPNOTSUPP = 95;
+        ERANGE = 34, ENOSYS = 38, EMSGSIZE = 90, EOPNOTSUPP = 95, ENOBUFS = 105;
 #pragma warning restore CS1591
 
     /// <summary>The errno of the last P/Invoke declared with SetLastError.</summary>
@@ -26,7 +26,7 @@ public static class Errno
         EPERM => "EPERM", ENOENT => "ENOENT", EINTR => "EINTR", EIO => "EIO", ENXIO => "ENXIO", EBADF => "EBADF",
         EAGAIN => "EAGAIN", ENOMEM => "ENOMEM", EACCES => "EACCES", EFAULT => "EFAULT", EBUSY => "EBUSY",
         EEXIST => "EEXIST", ENODEV => "ENODEV", EINVAL => "EINVAL", ENOTTY => "ENOTTY", ENOSPC => "ENOSPC",
-        ERANGE => "ERANGE", ENOSYS => "ENOSYS", EMSGSIZE => "EMSGSIZE", EOPNOTSUPP => "EOPNOTSUPP",
+        ERANGE => "ERANGE", ENOSYS => "ENOSYS", EMSGSIZE => "EMSGSIZE", EOPNOTSUPP => "EOPNOTSUPP", ENOBUFS => "ENOBUFS",
         _ => "errno " + errno,
     };
 

@@ -7,7 +7,9 @@ internal static partial class Interop
     {
         // sys/socket.h (x86_64)
         internal const int AF_UNIX = 1;
+        internal const int AF_INET = 2;
         internal const int SOCK_STREAM = 1;
+        internal const int SOCK_DGRAM = 2;
         internal const int SOCK_CLOEXEC = 0x80000;
         internal const int SOL_SOCKET = 1;
         internal const int SCM_RIGHTS = 1;
@@ -54,6 +56,9 @@ internal static partial class Interop
 
         /// <summary><c>CMSG_SPACE</c>: buffer bytes one control message with <paramref name="len"/> data bytes takes.</summary>
         internal static unsafe nuint CMSG_SPACE(nuint len) => CMSG_ALIGN((nuint)sizeof(cmsghdr)) + CMSG_ALIGN(len);
+
+        [LibraryImport(LibraryName, EntryPoint = "socket", SetLastError = true)]
+        internal static partial int socket(int domain, int type, int protocol);
 
         [LibraryImport(LibraryName, EntryPoint = "socketpair", SetLastError = true)]
         internal static unsafe partial int socketpair(int domain, int type, int protocol, int* sv);

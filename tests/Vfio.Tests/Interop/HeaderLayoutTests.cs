@@ -141,6 +141,7 @@ public class HeaderLayoutTests
             "VFIO_GROUP_UNSET_CONTAINER", "VFIO_GROUP_GET_DEVICE_FD", "VFIO_DEVICE_GET_INFO", "VFIO_DEVICE_GET_REGION_INFO",
             "VFIO_DEVICE_GET_IRQ_INFO", "VFIO_DEVICE_SET_IRQS", "VFIO_DEVICE_RESET", "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
             "VFIO_DEVICE_PCI_HOT_RESET", "VFIO_IOMMU_GET_INFO", "VFIO_IOMMU_MAP_DMA", "VFIO_IOMMU_UNMAP_DMA",
+            "TUNSETIFF", "SIOCGIFFLAGS", "SIOCSIFFLAGS", "SIOCGIFMTU", "SIOCSIFMTU", "SIOCGIFHWADDR", "SIOCSIFHWADDR",
         ];
         var probe = HeaderProbe.Instance;
         Assert.All(required, name => Assert.True(probe.Constants.ContainsKey(name), $"{name} is not declared in Interop.Vfio"));
@@ -155,6 +156,17 @@ public class HeaderLayoutTests
         Assert.Equal(0, probe.Fields["epoll_event.events"].Offset);
         Assert.Equal(4, probe.Fields["epoll_event.data"].Offset);
         Assert.Equal(4, Marshal.OffsetOf<Interop.Libc.epoll_event>(nameof(Interop.Libc.epoll_event.data)));
+    }
+
+    [Fact]
+    public void IfreqIs40BytesWithTheUnionAfterTheName()
+    {
+        var probe = HeaderProbe.Instance;
+        Assert.Equal(40, probe.Sizes["ifreq"]);
+        Assert.Equal(40, Unsafe.SizeOf<Interop.Libc.ifreq>());
+        Assert.Equal(16, probe.Fields["ifreq.ifr_ifru"].Offset);
+        // TUNSETIFF's size field is sizeof(int), not sizeof(struct ifreq): the macro says int.
+        Assert.Equal(4u, ((ulong)Interop.Libc.TUNSETIFF >> _IOC_SIZESHIFT) & ((1u << _IOC_SIZEBITS) - 1));
     }
 
     [Fact]

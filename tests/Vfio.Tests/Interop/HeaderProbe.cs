@@ -28,6 +28,7 @@ internal sealed partial class HeaderProbe
     [
         "stdio.h", "stddef.h", "fcntl.h", "unistd.h", "sys/mman.h", "linux/mman.h", "linux/memfd.h", "sys/eventfd.h",
         "sys/epoll.h", "sys/resource.h", "sys/socket.h", "sys/uio.h", "poll.h", "linux/vfio.h", "linux/iommufd.h",
+        "linux/if.h", "linux/if_tun.h", "linux/if_arp.h", "linux/sockios.h",
     ];
 
     /// <summary>Interop classes whose nested structs and constants are checked.</summary>
@@ -63,7 +64,20 @@ internal sealed partial class HeaderProbe
         ("_IOWR(0xff, 0xff, struct vfio_iommu_type1_dma_map)", () => Interop.Ioctl._IOWR<Interop.Vfio.vfio_iommu_type1_dma_map>(0xff, 0xff)),
         ("_IOR('E', 0, struct epoll_event)", () => Interop.Ioctl._IOR<Interop.Libc.epoll_event>('E', 0)),
         ("_IO(0, 0)", () => Interop.Ioctl._IO(0, 0)),
+        // ifreq's union members are reached through linux/if.h's macros (ifr_flags is ifr_ifru.ifru_flags): the probe
+        // checks the two unions as wholes, these their members.
+        ("offsetof(struct ifreq, ifr_name)", () => (ulong)Marshal.OffsetOf<Interop.Libc.ifreq>(nameof(Interop.Libc.ifreq.ifr_ifrn))),
+        ("offsetof(struct ifreq, ifr_flags)", () => IfreqUnionOffset(nameof(Interop.Libc.ifreq.ifreq_ifru.ifru_flags))),
+        ("offsetof(struct ifreq, ifr_mtu)", () => IfreqUnionOffset(nameof(Interop.Libc.ifreq.ifreq_ifru.ifru_mtu))),
+        ("offsetof(struct ifreq, ifr_hwaddr)", () => IfreqUnionOffset(nameof(Interop.Libc.ifreq.ifreq_ifru.ifru_hwaddr))),
+        ("sizeof(((struct ifreq *)0)->ifr_flags)", () => (ulong)sizeof(short)),
+        ("sizeof(((struct ifreq *)0)->ifr_mtu)", () => (ulong)sizeof(int)),
+        ("sizeof(((struct ifreq *)0)->ifr_hwaddr)", () => (ulong)Marshal.SizeOf<Interop.Libc.sockaddr>()),
+        ("sizeof(((struct ifreq *)0)->ifr_ifru)", () => (ulong)Marshal.SizeOf<Interop.Libc.ifreq.ifreq_ifru>()),
     ];
+
+    private static ulong IfreqUnionOffset(string member) =>
+        (ulong)(Marshal.OffsetOf<Interop.Libc.ifreq>(nameof(Interop.Libc.ifreq.ifr_ifru)) + Marshal.OffsetOf<Interop.Libc.ifreq.ifreq_ifru>(member));
 
     private static readonly Lazy<HeaderProbe> s_instance = new(Run);
 
