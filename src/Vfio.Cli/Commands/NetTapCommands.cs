@@ -1,3 +1,4 @@
+using Vfio.Net;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;

@@ -1,3 +1,4 @@
+using Vfio.Net;
 using System.Net.NetworkInformation;
 
 namespace Vfio.VirtioNet;
