@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using Vfio.Linux;
+using Vfio.Net;
 
 namespace Vfio.VirtioNet;
 

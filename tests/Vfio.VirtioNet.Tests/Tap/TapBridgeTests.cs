@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.NetworkInformation;
 using System.Text.RegularExpressions;
 using PacketDotNet;
-using Vfio.Linux;
+using Vfio.Net;
 using Vfio.Tests.Linux;
 using Vfio.VirtioNet.Tests.Capture;
 using Vfio.VirtioNet.Tests.Emulation;
