@@ -111,8 +111,10 @@ ensure_qemu() {
 }
 QEMU_DATA_ARGS=()
 
-# tcpdump and iperf3: the guests run the host's root over 9p, and the TAP and capture e2e tests use both there.
-HOST_PACKAGES=(qemu-system-x86 busybox-static cpio kmod linux-source-6.1 make gcc xz-utils gzip nvme-cli python3 tcpdump iperf3)
+# tcpdump, iperf3, ping and ip: the guests run the host's root over 9p, and the TAP and capture e2e tests
+# (tests/Vfio.E2E.Tests/NetTapTests.cs) use them there.
+HOST_PACKAGES=(qemu-system-x86 busybox-static cpio kmod linux-source-6.1 make gcc xz-utils gzip nvme-cli python3 tcpdump iperf3
+  iputils-ping iproute2)
 APT_UPDATED=0
 
 pkg_installed() { # package -> true when dpkg says it is installed

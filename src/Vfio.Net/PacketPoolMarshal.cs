@@ -58,4 +58,10 @@ public static class PacketPoolMarshal
     /// <summary>Returns the buffer a handle from <see cref="GetHandle"/> names to its pool (checked as <see cref="FreeIndex"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void FreeHandle(int handle) => PacketPool.FreeHandle(handle);
+
+    /// <summary>The DMA audit's view of buffer <paramref name="index"/>: its bytes while allocated, no buffer once freed.</summary>
+    public static DmaWindow GetLeaseWindow(PacketPool pool, int index) => pool.WindowOf(index);
+
+    /// <summary>As <see cref="GetLeaseWindow(PacketPool, int)"/> for a handle from <see cref="GetHandle"/>, whatever pool it names (none when that pool is gone).</summary>
+    public static DmaWindow GetLeaseWindowOfHandle(int handle) => PacketPool.WindowOfHandle(handle);
 }

@@ -649,7 +649,7 @@ public sealed partial class VirtioNetDevice : IDisposable
     /// <summary>A receive queue's leases: a token is an index into the device's current pool.</summary>
     private sealed class ReceiveLeases(VirtioNetDevice owner) : IVirtqueueLeases
     {
-        public DmaWindow LeaseOf(int token) => owner.Pool.WindowOf(token);
+        public DmaWindow LeaseOf(int token) => PacketPoolMarshal.GetLeaseWindow(owner.Pool, token);
     }
 
     /// <summary>A transmit queue's leases: a token is a packet handle, of whichever pool.</summary>
@@ -657,7 +657,7 @@ public sealed partial class VirtioNetDevice : IDisposable
     {
         public static readonly TransmitLeases Instance = new();
 
-        public DmaWindow LeaseOf(int token) => PacketPool.WindowOfHandle(token);
+        public DmaWindow LeaseOf(int token) => PacketPoolMarshal.GetLeaseWindowOfHandle(token);
     }
 
     private sealed class Queue(ushort index, SplitVirtqueue ring, DmaBuffer memory) : IDisposable

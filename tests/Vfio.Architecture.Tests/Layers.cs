@@ -45,10 +45,11 @@ internal static class Layers
 
     /// <summary>
     /// Namespaces of Vfio.Core, lowest first: the root (PciAddress, errno and exceptions, SafeFdHandle, and the
-    /// internal Interop class), the OS objects a transport needs, sysfs/procfs, DMA memory, the device abstraction,
-    /// and the kernel VFIO transport on top of it.
+    /// internal Interop class), the OS objects a transport needs, the kernel's network stack as an application sees it
+    /// (a TAP interface: NIC drivers may use it to hand frames to the kernel, unlike the transports' OS objects),
+    /// sysfs/procfs, DMA memory, the device abstraction, and the kernel VFIO transport on top of it.
     /// </summary>
-    public static readonly string[] CoreNamespaces = ["Vfio", "Vfio.Linux", "Vfio.Host", "Vfio.Dma", "Vfio.Devices", "Vfio.Kernel"];
+    public static readonly string[] CoreNamespaces = ["Vfio", "Vfio.Linux", "Vfio.Tap", "Vfio.Host", "Vfio.Dma", "Vfio.Devices", "Vfio.Kernel"];
 
     public static Assembly Load(string name) => Assembly.Load(new AssemblyName(name));
 

@@ -1,3 +1,4 @@
+using Vfio.Net;
 using System.Buffers.Binary;
 using Vfio.Tests.Host;
 using Vfio.Tests.Linux;

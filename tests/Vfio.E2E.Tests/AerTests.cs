@@ -1,3 +1,4 @@
+using Vfio.Net;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Vfio.Devices;

@@ -1,3 +1,4 @@
+using Vfio.Net;
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;

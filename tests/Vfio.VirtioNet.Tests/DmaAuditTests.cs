@@ -1,3 +1,4 @@
+using Vfio.Net;
 using Vfio.Dma;
 using Vfio.Spec.Virtio;
 using Vfio.VirtioNet.Tests.Emulation;

@@ -1,3 +1,4 @@
+using Vfio.Tap;
 using Vfio.Net;
 using System.CommandLine;
 using System.Diagnostics;
@@ -5,7 +6,6 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using Vfio.Cli.Output;
 using Vfio.Devices;
-using Vfio.Linux;
 using Vfio.VirtioNet;
 
 namespace Vfio.Cli.Commands;
@@ -110,12 +110,8 @@ internal static class NetTapCommands
             tap.SetMtu(m);
             tap.SetUp(true);
             string? macText = packetPort.MacAddress is { } a ? FormatMac(a.GetAddressBytes()) : null;
-            if (!ctx.Json)
-            {
-                ctx.Say(string.Create(CultureInfo.InvariantCulture,
-                    $"{device.Address} <-> {tap.Name} (MAC {macText ?? "none"}, MTU {m}){(pcap is null ? "" : ", capturing to " + parse.GetValue(capture))}; Ctrl-C stops"));
-                ctx.Output.Flush();
-            }
+            Ready(ctx, string.Create(CultureInfo.InvariantCulture,
+                $"bridging {device.Address} <-> {tap.Name} (MAC {macText ?? "none"}, MTU {m}){(pcap is null ? "" : ", capturing to " + parse.GetValue(capture))}; Ctrl-C stops"));
             using var bridge = new TapBridge(packetPort, tap, new TapBridgeOptions { Burst = parse.GetValue(burst), Capture = pcap, LoggerFactory = ctx.LoggerFactory });
             var started = Stopwatch.GetTimestamp();
             var stats = RunUntilStopped(parse.GetValue(seconds), token => bridge.Run(token));
@@ -163,11 +159,7 @@ internal static class NetTapCommands
             using var pcap = OpenCapture(path, snapLength, n, parse.GetValue(nano));
             using var device = ctx.OpenDevice(parse.GetValue(port), parse.GetValue(allowNoIommu));
             using var netDevice = VirtioNetDevice.Open(device, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory });
-            if (!ctx.Json)
-            {
-                ctx.Say($"capturing on {device.Address} to {path}{(n is { } c ? string.Create(CultureInfo.InvariantCulture, $", {c:N0} frames") : "")}; Ctrl-C stops");
-                ctx.Output.Flush();
-            }
+            Ready(ctx, $"capturing on {device.Address} to {path}{(n is { } c ? string.Create(CultureInfo.InvariantCulture, $", {c:N0} frames") : "")}; Ctrl-C stops");
             var started = Stopwatch.GetTimestamp();
             RunUntilStopped(parse.GetValue(seconds), token => { Capture(netDevice, pcap, parse.GetValue(burst), token); return 0; });
             double elapsed = Math.Round(Stopwatch.GetElapsedTime(started).TotalSeconds, 3);
@@ -206,6 +198,17 @@ internal static class NetTapCommands
     }
 
     // ------------------------------------------------------------------------------------------------ shared
+
+    /// <summary>
+    /// Says the port is running, at once (a script waits for this line before sending): on standard output, or with
+    /// --json on standard error, so that standard output holds the one document printed at the end.
+    /// </summary>
+    private static void Ready(CliContext ctx, string line)
+    {
+        var writer = ctx.Json ? ctx.Error : ctx.Output;
+        writer.WriteLine(ctx.Json ? "vfio: " + line : line);
+        writer.Flush();
+    }
 
     /// <summary>Runs <paramref name="work"/> with a token cancelled by SIGINT, SIGTERM or after <paramref name="seconds"/>.</summary>
     private static T RunUntilStopped<T>(double? seconds, Func<CancellationToken, T> work)

@@ -1,3 +1,4 @@
+using Vfio.Tap;
 using Vfio.Net;
 using System.Net.NetworkInformation;
 
@@ -33,10 +34,10 @@ public sealed class PacketPort
         ArgumentNullException.ThrowIfNull(receive);
         ArgumentNullException.ThrowIfNull(transmit);
         ArgumentOutOfRangeException.ThrowIfLessThan(mtu, 68);
-        if (mtu + Linux.TapInterface.EthernetHeaderSize > pool.DataRoom)
+        if (mtu + TapInterface.EthernetHeaderSize > pool.DataRoom)
         {
             throw new ArgumentOutOfRangeException(nameof(mtu), mtu,
-                $"an MTU of {mtu} needs {mtu + Linux.TapInterface.EthernetHeaderSize}-byte frames; the pool's buffers hold {pool.DataRoom}");
+                $"an MTU of {mtu} needs {mtu + TapInterface.EthernetHeaderSize}-byte frames; the pool's buffers hold {pool.DataRoom}");
         }
         Name = name;
         Pool = pool;

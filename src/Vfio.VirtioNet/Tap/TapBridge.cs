@@ -1,8 +1,8 @@
+using Vfio.Tap;
 using Vfio.Net;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using Vfio.Linux;
 
 namespace Vfio.VirtioNet;
 

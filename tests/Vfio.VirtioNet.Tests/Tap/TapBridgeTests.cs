@@ -1,9 +1,9 @@
+using Vfio.Tap;
 using Vfio.Net;
 using System.Net;
 using System.Net.NetworkInformation;
 using System.Text.RegularExpressions;
 using PacketDotNet;
-using Vfio.Linux;
 using Vfio.Tests.Linux;
 using Vfio.VirtioNet.Tests.Capture;
 using Vfio.VirtioNet.Tests.Emulation;

@@ -1,7 +1,8 @@
 using System.Net.NetworkInformation;
 using System.Text;
+using Vfio.Linux;
 
-namespace Vfio.Linux;
+namespace Vfio.Tap;
 
 /// <summary>
 /// A Linux TAP interface (<c>/dev/net/tun</c> with IFF_TAP | IFF_NO_PI, Documentation/networking/tuntap.rst): an

@@ -1,8 +1,9 @@
+using Vfio.Tap;
 using System.Buffers.Binary;
 using System.Net.NetworkInformation;
-using Vfio.Linux;
+using Vfio.Tests.Linux;
 
-namespace Vfio.Tests.Linux;
+namespace Vfio.Tests.Net;
 
 /// <summary>
 /// <see cref="TapInterface"/> against the kernel's TUN/TAP driver, each test in a network namespace of its own
