@@ -547,6 +547,7 @@ qemu_args() {
       -device "nvme,id=nvmeaer,drive=nvmaer,serial=VFIOLAB0004,bus=rpaer1"
       -netdev hubport,id=p2,hubid=0
       -device "virtio-net-pci,id=netaer,netdev=p2,disable-legacy=on,aer=on,mac=52:54:00:00:00:03,bus=rpaer2$net_extra")
+  fi
   # Two Intel 82576 ports (VFIO_LAB_IGB=1, issue 19) on a hub of their own (hubid 1) with no host-side netdev, like
   # the virtio-net ports: what one sends, the other receives. QEMU's igb model exists from 8.0 on (VFIO_LAB_QEMU=10).
   if [ "${VFIO_LAB_IGB:-0}" = 1 ]; then
