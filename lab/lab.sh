@@ -36,15 +36,15 @@
 #   VFIO_LAB_NET1  0000:00:08.0  virtio-net-pci, modern only, hub 0 port p1
 #   VFIO_LAB_NVME3 0000:00:0a.0  e2e on noiommu only (VFIO_LAB_NVME_SUBSYS=1): nvme in subsystem vfio-lab-subsys3,
 #                                serial VFIOLAB0003, nsid 1 attached and nsid 2 detached (16 MiB each)
-#   VFIO_LAB_IGB0  0000:00:0d.0  opt-in (VFIO_LAB_IGB=1, needs VFIO_LAB_QEMU=10): Intel 82576 (igb), hub 1 port g0,
+#   VFIO_LAB_IGB0  0000:00:0c.0  opt-in (VFIO_LAB_IGB=1, needs VFIO_LAB_QEMU=10): Intel 82576 (igb), hub 1 port g0,
 #                                MAC 52:54:00:00:01:01
 #   VFIO_LAB_IGB1  0000:00:0e.0  the same, hub 1 port g1, MAC 52:54:00:00:01:02 (no host-side netdev on hub 1 either)
 #   VFIO_LAB_NVME2 0000:00:09.0  bench nvme only: a second nvme, 128 MiB raw file, serial VFIOLAB0002 (the data check
 #                                while VFIO_LAB_NVME is null-co)
 #   VFIO_LAB_NVME_AER 0000:01:00.0  q35 guests with VFIO_LAB_AER=1 only: an nvme (32 MiB raw file, serial VFIOLAB0004)
-#                                behind pcie-root-port 00:0b.0 (QOM id nvmeaer); QEMU's nvme has no AER capability
+#                                behind pcie-root-port 00:13.0 (QOM id nvmeaer); QEMU's nvme has no AER capability
 #   VFIO_LAB_NET_AER 0000:02:00.0   q35 guests with VFIO_LAB_AER=1 only: virtio-net-pci with aer=on (an AER capability)
-#                                behind pcie-root-port 00:0c.0 (QOM id netaer), hub 0 port p2 (frames reach NET0/NET1);
+#                                behind pcie-root-port 00:14.0 (QOM id netaer), hub 0 port p2 (frames reach NET0/NET1);
 #                                errors are injected with QMP human-monitor-command "pcie_aer_inject_error netaer ..."
 #   (00:10.0-00:12.0 are the 9p shares the lab itself uses: host root, run dir, output dir.)
 #
@@ -56,7 +56,7 @@
 # VFIO_LAB_JOBS (e2e guests at a time, default one per core up to 4), VFIO_LAB_CONFIGS (e2e: only these
 # configurations, space-separated), CONFIG (build configuration of the test project, default Release).
 # VFIO_LAB_QEMU=10: the guests run on QEMU 10.0 from bookworm-backports, extracted into the cache (default: the
-# system QEMU 7.2; see lab/README.md, "QEMU"). VFIO_LAB_IGB=1 (with VFIO_LAB_QEMU=10): two igb ports at 0d.0/0e.0,
+# system QEMU 7.2; see lab/README.md, "QEMU"). VFIO_LAB_IGB=1 (with VFIO_LAB_QEMU=10): two igb ports at 0c.0/0e.0,
 # exported as VFIO_LAB_IGB0/VFIO_LAB_IGB1 (lab/README.md, "igb").
 set -euo pipefail
 
@@ -68,10 +68,10 @@ INIT_SCRIPT="$LAB_DIR/guest-init.sh"
 KBUILD_FILE="$LAB_DIR/vfio-noiommu.kbuild"
 
 # PCI slots (hex) of the guest devices; the BDFs exported to commands derive from these.
-SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08 SLOT_NVME2=09 SLOT_NVME3=0a SLOT_IGB0=0d SLOT_IGB1=0e
+SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08 SLOT_NVME2=09 SLOT_NVME3=0a SLOT_IGB0=0c SLOT_IGB1=0e
 # VFIO_LAB_AER=1 (q35 only): two pcie-root-ports; the guest numbers their secondary buses 1 and 2 in slot order
 # (nothing else on q35's bus 0 is a bridge), so the devices behind them are 01:00.0 and 02:00.0.
-SLOT_AER_PORT1=0b SLOT_AER_PORT2=0c BDF_NVME_AER=0000:01:00.0 BDF_NET_AER=0000:02:00.0
+SLOT_AER_PORT1=13 SLOT_AER_PORT2=14 BDF_NVME_AER=0000:01:00.0 BDF_NET_AER=0000:02:00.0
 SLOT_9P_HOST=10 SLOT_9P_LAB=11 SLOT_9P_OUT=12
 
 log() { printf 'lab: %s\n' "$*" >&2; }
