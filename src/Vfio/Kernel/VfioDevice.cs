@@ -414,7 +414,18 @@ public sealed partial class VfioDevice : IPciDevice
     {
         ErrorReporting = ErrorReportingSupport.Unavailable("VFIO_DEVICE_GET_INFO lists no error interrupt index");
         if (Info.IrqCount <= (int)IrqIndex.Err) { return; }
-        var info = GetIrqInfo(IrqIndex.Err);
+        IrqInfo info;
+        try
+        {
+            info = GetIrqInfo(IrqIndex.Err);
+        }
+        catch (VfioException e)
+        {
+            // vfio_pci_ioctl_get_irq_info answers EINVAL for the error index of a function without a PCIe capability
+            // (every device on i440fx, and conventional devices on q35's root bus): no error interrupt, not an error.
+            ErrorReporting = ErrorReportingSupport.Unavailable($"the kernel offers no error interrupt for this function (not PCIe): {e.Message}");
+            return;
+        }
         if (info.Count < 1)
         {
             ErrorReporting = ErrorReportingSupport.Unavailable("VFIO_DEVICE_GET_IRQ_INFO reports 0 error interrupts (vfio-pci offers one only for PCIe functions)");
