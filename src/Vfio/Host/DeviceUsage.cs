@@ -81,7 +81,8 @@ internal sealed class DeviceUsage(string sysfsRoot, string procfsRoot, string de
         foreach (var block in blocks)
         {
             // btrfs and some others report an anonymous 0:N in mountinfo, so the source device counts as well.
-            foreach (var mount in mounts.Where(m => m.Numbers == block.Numbers || m.Source == DevNode(block.Name)))
+            // A hidden multipath path (nvmeXcYnZ) has no dev file, so no numbers: it must not match the anonymous 0:N mounts.
+            foreach (var mount in mounts.Where(m => (block.Numbers is not null && m.Numbers == block.Numbers) || m.Source == DevNode(block.Name)))
             {
                 uses.Add(new DeviceUse(DeviceUseKind.Mounted, block.Name, mount.MountPoint));
             }

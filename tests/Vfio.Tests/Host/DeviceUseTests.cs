@@ -85,6 +85,16 @@ public sealed class DeviceUseTests : IDisposable
     }
 
     [Fact]
+    public void A_hidden_multipath_path_does_not_match_anonymous_mounts()
+    {
+        // The guest lab's case: the controller's hidden path nvme0c0n1 has no dev file, and / is 9p (0:21), /proc 0:22.
+        _fs.Device(Other, driver: "nvme", group: 4).MultipathNamespace(Other, "nvme1n1", "259:5")
+            .ProcFile("self/mountinfo", Mount("0:21", "/", "host0") + Mount("0:22", "/proc", "proc"));
+
+        Assert.Empty(Host.FindUses(PciAddress.Parse(Other)));
+    }
+
+    [Fact]
     public void Swap_on_a_partition_refuses_the_bind()
     {
         _fs.ProcFile("swaps", $"Filename\tType\tSize\tUsed\tPriority\n{Path.Combine(_fs.Dev, "nvme0n1p2")}\tpartition\t1048572\t0\t-2\n");
