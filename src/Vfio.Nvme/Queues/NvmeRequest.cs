@@ -9,11 +9,13 @@ namespace Vfio.Nvme.Queues;
 /// Management command) that the queue splits into as many commands as the controller's transfer limit requires,
 /// and the pooled <see cref="IValueTaskSource"/> its caller awaits. A request never lives in memory the device
 /// can write; the device only sees the commands built from it.
-/// <para>Lifetime: a count of owners (<see cref="Refs"/>) — the caller until it has the result, each command in
-/// flight, the pending list while it waits for a free slot, the completed list while it waits to be signalled.
-/// Only when the count reaches 0 are its buffer lease and bounce buffer given back and the request reused, so a
-/// buffer stays leased as long as the device may still move data for it, also after a cancellation or a
-/// timeout has already answered the caller.</para>
+/// <para>Lifetime: a count of two owners (<see cref="Refs"/>) — the caller until it has the result, and the queue
+/// (<see cref="QueueOwned"/>) from queueing until the request is answered and none of its commands is in flight or
+/// waiting for a slot. A request on the completed list was claimed for its answer, so its caller cannot let go of
+/// it before it is answered. Only when the count reaches 0 are its buffer lease and bounce buffer given back and
+/// the request reused, so a buffer stays leased as long as the device may still move data for it, also after a
+/// cancellation or a timeout has already answered the caller. The count changes atomically where the two owners
+/// can race (a release), and plainly where only one thread can see the request (its queueing).</para>
 /// <para>Every field is guarded by the queue's lock except <see cref="Claimed"/> (an atomic flag: whoever sets
 /// it first, completion or cancellation, answers the caller, exactly once) and the core's own state.</para>
 /// </summary>
@@ -58,6 +60,12 @@ internal sealed class NvmeRequest(NvmeIoQueue queue) : IValueTaskSource
 
     /// <summary>The next request of the queue's list of returned requests.</summary>
     internal NvmeRequest? NextReturned;
+
+    /// <summary>The next request of the queue's list of claimed answers (under the queue's lock).</summary>
+    internal NvmeRequest? NextCompleted;
+
+    /// <summary>True while the queue owns the request: from queueing until it is answered and none of its commands is in flight or waiting.</summary>
+    internal bool QueueOwned;
 
     /// <summary>1 once the caller has been (or is being) answered.</summary>
     internal int Claimed;
@@ -167,6 +175,7 @@ internal sealed class NvmeRequest(NvmeIoQueue queue) : IValueTaskSource
         AnswerEarly = false;
         Completing = false;
         InPending = false;
+        QueueOwned = false;
         Synchronous = false;
         SyncDone = false;
     }

@@ -9,7 +9,9 @@ namespace Vfio.Cli.Tools.Nvme;
 /// and <c>WriteAsync</c> on DMA memory from <see cref="NvmeBlockDevice.AllocateBuffer"/>, so zero-copy), one
 /// block device with one polled queue per worker. The queue depth is that many <c>async</c> loops, each awaiting
 /// one I/O at a time; their continuations run on the queue's completion thread, which rings the doorbell once per
-/// round for every I/O the continuations submitted. Latency is the time from the call to the continuation.
+/// round for every I/O the continuations submitted. Latency is the time from the round in which the call was made
+/// to the round whose completions answered it (<see cref="NvmeIoQueue.CompletionTimestamp"/>), as the raw engine's is
+/// from placing to reaping: neither side reads the clock once per I/O.
 /// </summary>
 /// <param name="controller">The controller, opened with at least <see cref="PerfPlan.Queues"/> I/O queues.</param>
 /// <param name="plan">The run.</param>
@@ -138,7 +140,8 @@ internal sealed class AsyncBlockDeviceEngine(NvmeController controller, PerfPlan
                 pass.Submitted++;
                 write = pass.Picker.Next(out lba);
                 if (write && pass.VerifyWrites) { VerifyPattern.Fill(memory.Span, lba, _plan.Namespace.BlockSize, _plan.Seed); }
-                long started = Stopwatch.GetTimestamp();
+                // On the completion thread (see Start): the round that answered the previous I/O is when this one starts.
+                long started = _queue.CompletionTimestamp;
                 try
                 {
                     if (write) { await _device.WriteAsync(lba, memory).ConfigureAwait(false); }
@@ -160,7 +163,7 @@ internal sealed class AsyncBlockDeviceEngine(NvmeController controller, PerfPlan
 
         private void Account(Pass pass, bool write, ulong lba, ReadOnlySpan<byte> data, long started, NvmeCommandException? failed)
         {
-            long now = Stopwatch.GetTimestamp();
+            long now = _queue.CompletionTimestamp;
             Volatile.Write(ref pass.LastCompletion, now);
             var stats = pass.Stats;
             // Opened and closed on the completion thread, which does the queue's work: its allocations and the
