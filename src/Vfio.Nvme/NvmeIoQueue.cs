@@ -1106,9 +1106,11 @@ public sealed partial class NvmeIoQueue : IDisposable
                     }
                 }
                 finally { t_answering = null; }
+                long end = time.GetTimestamp();
                 lock (_lock)
                 {
                     if (!_stopped) { Pair.RingSubmissions(); }
+                    if (time.GetElapsedTime(_roundTimestamp, end) > RestampAfter) { RestampRoundLocked(end); }
                 }
                 lastWork = Stopwatch.GetTimestamp();
                 spins = 0;
@@ -1151,6 +1153,23 @@ public sealed partial class NvmeIoQueue : IDisposable
             }
         }
         t_pollerQueue = null;
+    }
+
+    /// <summary>A round longer than this (a continuation blocked the completion thread) re-stamps the commands placed in it.</summary>
+    private static readonly TimeSpan RestampAfter = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// The commands placed during a round carry the round's start (see <see cref="PlaceLocked"/>); after a round
+    /// that ran long they get its end instead, so that the time a continuation held the thread never counts
+    /// against their command timeout. Under the lock.
+    /// </summary>
+    private void RestampRoundLocked(long end)
+    {
+        for (int i = 0; i < _slots.Length; i++)
+        {
+            ref var slot = ref _slots[i];
+            if (slot.State == InFlight && slot.Submitted == _roundTimestamp) { slot.Submitted = end; }
+        }
     }
 
     /// <summary>

@@ -311,6 +311,38 @@ public abstract class ControllerTests(NvmeTransport transport)
         Assert.Equal(0, q.Outstanding);
     }
 
+    /// <summary>
+    /// A command placed by a continuation on the completion thread carries the round's time; when that continuation
+    /// holds the thread longer than the command timeout, the command must not time out for it.
+    /// </summary>
+    [Fact(Timeout = 60_000)]
+    public async Task ALongContinuationDoesNotCountAgainstTheCommandsItPlaced()
+    {
+        using var dev = New();
+        using var c = Open(dev, new NvmeControllerOptions { CommandTimeout = TimeSpan.FromMilliseconds(1000), MinimumReadyTimeout = TimeSpan.FromSeconds(1) });
+        var ns = c.Namespaces[0];
+        using var q = c.CreateIoQueue(new NvmeIoQueueOptions { CompletionMode = NvmeCompletionMode.Polled });
+        using var buf = dev.Dma.Allocate(3 * 4096);
+        var placed = new TaskCompletionSource<ValueTask>(TaskCreationOptions.RunContinuationsAsynchronously);
+        async Task First()
+        {
+            await q.ReadAsync(ns, 0, 1, buf, 0, TestContext.Current.CancellationToken);
+            // On the completion thread: place the next read on a device that does not answer, then hold the thread.
+            dev.Stalled = true;
+            var second = q.ReadAsync(ns, 1, 1, buf, 4096, TestContext.Current.CancellationToken);
+            Thread.Sleep(1500);
+            placed.SetResult(second);
+        }
+        await First();
+        var second = await placed.Task;
+        await Task.Delay(100, TestContext.Current.CancellationToken);
+        dev.Stalled = false;
+        await q.ReadAsync(ns, 2, 1, buf, 8192, TestContext.Current.CancellationToken);   // its doorbell lets the device take both
+        await second;
+        Assert.False(c.IsFaulted);
+        Assert.Equal(0, q.Outstanding);
+    }
+
     [Fact]
     public void BatchCommandsInFlightAtResetComeBackAborted()
     {
