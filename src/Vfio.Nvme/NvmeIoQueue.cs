@@ -63,6 +63,10 @@ public sealed partial class NvmeIoQueue : IDisposable
     private NvmeRequest? _answeringFree;
     // When the completion thread collected the round it is answering (the controller clock's timestamp).
     private long _roundTimestamp;
+    // Commands placed since the last SQ doorbell: their time starts when the doorbell announces them (see RingSubmissionsLocked).
+    private readonly ushort[] _unrung;
+    private int _unrungCount;
+    private long _lastRing;
     private readonly Stack<NvmeRequest> _pool = new();
     private readonly Stack<DmaBuffer> _bounces = new();
     private readonly List<DmaBuffer> _allBounces = [];
@@ -123,6 +127,7 @@ public sealed partial class NvmeIoQueue : IDisposable
         _slots = new Slot[depth];
         _freeTags = new ushort[depth];
         _doneTags = new ushort[depth];
+        _unrung = new ushort[depth];
         for (int i = 0; i < depth; i++)
         {
             _freeTags[i] = (ushort)(depth - 1 - i);
@@ -421,7 +426,7 @@ public sealed partial class NvmeIoQueue : IDisposable
         lock (_lock)
         {
             ThrowIfUnusableLocked();
-            if (!_stopped) { Pair.RingSubmissions(); }
+            if (!_stopped) { RingSubmissionsLocked(); }
         }
     }
 
@@ -635,7 +640,7 @@ public sealed partial class NvmeIoQueue : IDisposable
             EnqueueLocked(r);
             // Rung now even on the completion thread (a continuation calling a synchronous method): this thread
             // waits for the command, so the doorbell cannot wait for the end of the round.
-            if (!_stopped) { Pair.RingSubmissions(); }
+            if (!_stopped) { RingSubmissionsLocked(); }
         }
         var time = _controller.Time;
         long start = time.GetTimestamp();
@@ -649,7 +654,7 @@ public sealed partial class NvmeIoQueue : IDisposable
                 if (!_stopped && !r.SyncDone && ReapLocked() > 0)
                 {
                     PumpLocked();
-                    Pair.RingSubmissions();
+                    RingSubmissionsLocked();
                     progressed = true;
                 }
             }
@@ -812,16 +817,40 @@ public sealed partial class NvmeIoQueue : IDisposable
         slot.State = InFlight;
         slot.Status = default;
         slot.Info = NvmeCommandInfo.From(QueueId, command);
-        // A continuation on the completion thread places its command in the round that answered it: the round's
-        // time serves (command timeouts are checked every 10 ms), one clock read less per operation.
-        slot.Submitted = t_answering == this ? _roundTimestamp : _controller.Time.GetTimestamp();
+        // Stamped for real by the doorbell that announces it (one clock read per doorbell, not per command); until
+        // then it carries the previous doorbell's time.
+        slot.Submitted = _lastRing;
+        if (_unrungCount < _unrung.Length) { _unrung[_unrungCount++] = tag; }
+        else { slot.Submitted = _controller.Time.GetTimestamp(); }
         Pair.Place(command);
     }
 
     /// <summary>Rings the SQ doorbell, unless this queue's completion thread is answering on this thread (it rings once after the round).</summary>
     private void RingLocked()
     {
-        if (!_stopped && t_answering != this) { Pair.RingSubmissions(); }
+        if (!_stopped && t_answering != this) { RingSubmissionsLocked(); }
+    }
+
+    /// <summary>
+    /// Announces the placed commands with one SQ doorbell write, and starts their time (the command timeout, the
+    /// batch interface's <see cref="NvmeIoCompletion.SubmittedTimestamp"/>) now: the device can fetch them from
+    /// this moment, and a clock read per doorbell rather than per command keeps the clock off the per-I/O path
+    /// (under TCG the guest's HPET clock costs about 2 us a read). Under the lock.
+    /// </summary>
+    private void RingSubmissionsLocked()
+    {
+        if (_unrungCount > 0)
+        {
+            long now = _controller.Time.GetTimestamp();
+            for (int i = 0; i < _unrungCount; i++)
+            {
+                ref var slot = ref _slots[_unrung[i]];
+                if (slot.State == InFlight) { slot.Submitted = now; }
+            }
+            _unrungCount = 0;
+            _lastRing = now;
+        }
+        Pair.RingSubmissions();
     }
 
     /// <summary>
@@ -1065,8 +1094,9 @@ public sealed partial class NvmeIoQueue : IDisposable
     {
         t_pollerQueue = this;
         var time = _controller.Time;
-        long lastWork = Stopwatch.GetTimestamp();
-        long spinTicks = (long)(HybridSpin.TotalSeconds * Stopwatch.Frequency);
+        // Every time here is the controller clock's; under TCG a read costs microseconds, so it is read once per round.
+        long lastWork = time.GetTimestamp();
+        long spinTicks = (long)(HybridSpin.TotalSeconds * time.TimestampFrequency);
         long nextCheck = 0;
         int spins = 0;
         while (true)
@@ -1087,7 +1117,7 @@ public sealed partial class NvmeIoQueue : IDisposable
                     _parked = true;
                     _wake.Reset();
                 }
-                if (!_stopped) { Pair.RingSubmissions(); }
+                if (!_stopped) { RingSubmissionsLocked(); }
             }
             if (answers is not null)
             {
@@ -1106,26 +1136,24 @@ public sealed partial class NvmeIoQueue : IDisposable
                     }
                 }
                 finally { t_answering = null; }
-                long end = time.GetTimestamp();
                 lock (_lock)
                 {
-                    if (!_stopped) { Pair.RingSubmissions(); }
-                    if (time.GetElapsedTime(_roundTimestamp, end) > RestampAfter) { RestampRoundLocked(end); }
+                    if (!_stopped) { RingSubmissionsLocked(); }
                 }
-                lastWork = Stopwatch.GetTimestamp();
+                lastWork = _roundTimestamp;
                 spins = 0;
                 continue;
             }
             if (idle)
             {
                 _wake.Wait();
-                lastWork = Stopwatch.GetTimestamp();
+                lastWork = time.GetTimestamp();
                 continue;
             }
-            long now = Stopwatch.GetTimestamp();
+            long now = time.GetTimestamp();
             if (now >= nextCheck)
             {
-                nextCheck = now + Stopwatch.Frequency / 100;
+                nextCheck = now + time.TimestampFrequency / 100;
                 CheckHealthAndTimeouts();
             }
             bool sleep = Vector is not null && (CompletionMode == NvmeCompletionMode.Interrupt
@@ -1153,23 +1181,6 @@ public sealed partial class NvmeIoQueue : IDisposable
             }
         }
         t_pollerQueue = null;
-    }
-
-    /// <summary>A round longer than this (a continuation blocked the completion thread) re-stamps the commands placed in it.</summary>
-    private static readonly TimeSpan RestampAfter = TimeSpan.FromMilliseconds(100);
-
-    /// <summary>
-    /// The commands placed during a round carry the round's start (see <see cref="PlaceLocked"/>); after a round
-    /// that ran long they get its end instead, so that the time a continuation held the thread never counts
-    /// against their command timeout. Under the lock.
-    /// </summary>
-    private void RestampRoundLocked(long end)
-    {
-        for (int i = 0; i < _slots.Length; i++)
-        {
-            ref var slot = ref _slots[i];
-            if (slot.State == InFlight && slot.Submitted == _roundTimestamp) { slot.Submitted = end; }
-        }
     }
 
     /// <summary>
@@ -1314,6 +1325,7 @@ public sealed partial class NvmeIoQueue : IDisposable
         lock (_lock)
         {
             Pair.ResetState();
+            _unrungCount = 0;
             _faulted = false;
         }
     }
