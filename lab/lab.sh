@@ -859,8 +859,8 @@ cmd_bench() {
       prepare
       local out="$ROOT/artifacts/bench-nvme" rc=0 t0 load_before secs="${BENCH_SECONDS:-10}" ramp="${BENCH_RAMP:-2}"
       rm -rf "$out"; mkdir -p "$out"
-      # 12 fio runs, 8 of ours, 4 of SPDK's at most and the data check, each with its ramp and some start-up.
-      local timeout="${VFIO_LAB_TIMEOUT:-$((600 + 25 * (secs + ramp + 20)))}"
+      # 16 fio runs, 8 of ours, 4 of SPDK's at most and the data check, each with its ramp and some start-up.
+      local timeout="${VFIO_LAB_TIMEOUT:-$((600 + 29 * (secs + ramp + 20)))}"
       load_before="$(cut -d' ' -f1-3 /proc/loadavg)" t0="$(now)"
       JOB_ENV=("BENCH_SECONDS=$secs" "BENCH_RAMP=$ramp" "SPDK_NVME_PERF=${SPDK_NVME_PERF:-}")
       VFIO_LAB_NVME_BACKEND=null VFIO_LAB_VERIFY_NVME=1 VFIO_LAB_NVME_POLL_QUEUES=1 \
