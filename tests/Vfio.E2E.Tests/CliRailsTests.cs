@@ -7,7 +7,7 @@ namespace Vfio.E2E.Tests;
 /// keeps <c>vfio bind</c> from taking the controller (one line naming the mount, exit 2, the kernel's nvme keeps it);
 /// unmounted, the bind goes through. And <c>vfio doctor</c> reports what a No-IOMMU guest has.
 /// </summary>
-[Trait("lab", "rails")] // opt-in until its first lab run: written 2026-12-06, not yet run in a guest (run it with -class, see above)
+[Trait("lab", Lab.NoIommu)] // first lab run 2026-12-07: 2/2; in every CI run since
 public sealed class CliRailsTests
 {
     private const string MountPoint = "/tmp/vfio-rails-mnt";
