@@ -900,11 +900,8 @@ public sealed partial class NvmeIoQueue : IDisposable
         {
             n++;
             int tag = c.CommandId;
-            string? violation =
-                c.SubmissionQueueId != QueueId ? $"SQID {c.SubmissionQueueId}, but this is the completion queue of SQ {QueueId}" :
-                c.SubmissionQueueHead >= Pair.Entries ? $"SQHD {c.SubmissionQueueHead}, but the queue has {Pair.Entries} entries" :
-                (uint)tag >= (uint)_slots.Length || _slots[tag].State != InFlight ? $"CID {tag}, which is not outstanding on this queue" :
-                null;
+            string? violation = CompletionCheck.Violation(c, QueueId, Pair.Entries,
+                commandOutstanding: (uint)tag < (uint)_slots.Length && _slots[tag].State == InFlight);
             if (violation is not null)
             {
                 StrayCompletions++;

@@ -39,6 +39,12 @@ public static class VirtioFeatures
     /// <summary>Bit 35, VIRTIO_F_IN_ORDER.</summary>
     public const ulong InOrder = 1UL << 35;
 
+    /// <summary>
+    /// Bit 60, VIRTIO_NET_F_RSS: receive-side scaling, a Toeplitz hash and an indirection table set with
+    /// VIRTIO_NET_CTRL_MQ_RSS_CONFIG (virtio 1.2 §5.1.6.5.7; needs the control queue).
+    /// </summary>
+    public const ulong NetRss = 1UL << 60;
+
     /// <summary>Names of the bits above, for logs and errors.</summary>
     public static string Describe(ulong features)
     {
@@ -59,6 +65,6 @@ public static class VirtioFeatures
         (NetCsum, "CSUM"), (NetGuestCsum, "GUEST_CSUM"), (NetMtu, "MTU"), (NetMac, "MAC"), (NetMergeRxBuffers, "MRG_RXBUF"),
         (NetStatus, "STATUS"), (NetControlQueue, "CTRL_VQ"), (NetMultiQueue, "MQ"), (RingIndirectDesc, "INDIRECT_DESC"),
         (RingEventIndex, "EVENT_IDX"), (Version1, "VERSION_1"), (AccessPlatform, "ACCESS_PLATFORM"),
-        (RingPacked, "RING_PACKED"), (InOrder, "IN_ORDER"),
+        (RingPacked, "RING_PACKED"), (InOrder, "IN_ORDER"), (NetRss, "RSS"),
     ];
 }

@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+
 namespace Vfio.Spec.Virtio;
 
 /// <summary>
@@ -55,7 +57,7 @@ public static class VirtioNetHeader
 
 /// <summary>
 /// <c>struct virtio_net_config</c>, the network device's configuration (virtio 1.2 §5.1.4 "Device configuration
-/// layout"). Fields past <see cref="Mtu"/> (speed, duplex, RSS) are not used here.
+/// layout"). Speed and duplex are not used here; the RSS fields are read with VIRTIO_NET_F_RSS.
 /// </summary>
 public static class VirtioNetConfig
 {
@@ -73,6 +75,16 @@ public static class VirtioNetConfig
     public const int Speed = 12;
     /// <summary>Bytes up to and including <see cref="Mtu"/>.</summary>
     public const int SizeThroughMtu = 12;
+    /// <summary>duplex (u8): valid with VIRTIO_NET_F_SPEED_DUPLEX.</summary>
+    public const int Duplex = 16;
+    /// <summary>rss_max_key_size (u8): valid with VIRTIO_NET_F_RSS; at least 40 (§5.1.4.1).</summary>
+    public const int RssMaxKeySize = 17;
+    /// <summary>rss_max_indirection_table_length (le16): valid with VIRTIO_NET_F_RSS; at least 128 (§5.1.4.1).</summary>
+    public const int RssMaxIndirectionTableLength = 18;
+    /// <summary>supported_hash_types (le32): valid with VIRTIO_NET_F_RSS; <see cref="VirtioNetRss"/> hash type bits.</summary>
+    public const int SupportedHashTypes = 20;
+    /// <summary>Bytes up to and including <see cref="SupportedHashTypes"/>.</summary>
+    public const int SizeThroughHashTypes = 24;
 
     /// <summary>VIRTIO_NET_S_LINK_UP in status.</summary>
     public const ushort StatusLinkUp = 1;
@@ -108,4 +120,69 @@ public static class VirtioNetControl
     public const ushort MqVqPairsMax = 0x8000;
     /// <summary>Bytes of a VQ_PAIRS_SET command: class, command, le16 virtqueue_pairs.</summary>
     public const int MqVqPairsSetLength = 4;
+    /// <summary>VIRTIO_NET_CTRL_MQ_RSS_CONFIG: data is a <see cref="VirtioNetRss"/> struct virtio_net_rss_config (§5.1.6.5.7.1).</summary>
+    public const byte MqRssConfig = 1;
+}
+
+/// <summary>
+/// <c>struct virtio_net_rss_config</c>, the data of VIRTIO_NET_CTRL_MQ_RSS_CONFIG (virtio 1.2 §5.1.6.5.7.1 "Setting
+/// RSS parameters"): le32 hash_types, le16 indirection_table_mask, le16 unclassified_queue, le16
+/// indirection_table[mask + 1], le16 max_tx_vq, u8 hash_key_length, u8 hash_key_data[hash_key_length]; and the hash
+/// type bits of hash_types and supported_hash_types (§5.1.6.4.3.1). Queue numbers in the table and
+/// unclassified_queue are 0-based receive queue numbers (0 is receiveq1).
+/// </summary>
+public static class VirtioNetRss
+{
+    /// <summary>VIRTIO_NET_RSS_HASH_TYPE_IPv4: source and destination IPv4 address.</summary>
+    public const uint HashIPv4 = 1 << 0;
+    /// <summary>VIRTIO_NET_RSS_HASH_TYPE_TCPv4: addresses and TCP ports.</summary>
+    public const uint HashTcpIPv4 = 1 << 1;
+    /// <summary>VIRTIO_NET_RSS_HASH_TYPE_UDPv4: addresses and UDP ports.</summary>
+    public const uint HashUdpIPv4 = 1 << 2;
+    /// <summary>VIRTIO_NET_RSS_HASH_TYPE_IPv6.</summary>
+    public const uint HashIPv6 = 1 << 3;
+    /// <summary>VIRTIO_NET_RSS_HASH_TYPE_TCPv6.</summary>
+    public const uint HashTcpIPv6 = 1 << 4;
+    /// <summary>VIRTIO_NET_RSS_HASH_TYPE_UDPv6.</summary>
+    public const uint HashUdpIPv6 = 1 << 5;
+
+    /// <summary>Offset of hash_types.</summary>
+    public const int HashTypes = 0;
+    /// <summary>Offset of indirection_table_mask.</summary>
+    public const int IndirectionTableMask = 4;
+    /// <summary>Offset of unclassified_queue.</summary>
+    public const int UnclassifiedQueue = 6;
+    /// <summary>Offset of indirection_table[0].</summary>
+    public const int IndirectionTable = 8;
+
+    /// <summary>The spec's minimum for rss_max_key_size (§5.1.4.1: "at least 40").</summary>
+    public const int MinimumMaxKeySize = 40;
+
+    /// <summary>Bytes of the structure with a table of <paramref name="tableLength"/> entries and a key of <paramref name="keyLength"/> bytes.</summary>
+    public static int Size(int tableLength, int keyLength) => IndirectionTable + 2 * tableLength + 2 + 1 + keyLength;
+
+    /// <summary>Offset of max_tx_vq after a table of <paramref name="tableLength"/> entries.</summary>
+    public static int MaxTxVq(int tableLength) => IndirectionTable + 2 * tableLength;
+
+    /// <summary>Offset of hash_key_length after a table of <paramref name="tableLength"/> entries.</summary>
+    public static int HashKeyLength(int tableLength) => MaxTxVq(tableLength) + 2;
+
+    /// <summary>
+    /// Writes the structure into <paramref name="destination"/> (at least <see cref="Size"/> bytes); the table's
+    /// length must be a power of two (indirection_table_mask is length - 1).
+    /// </summary>
+    /// <exception cref="ArgumentException">The table is empty or not a power of two long, the key longer than 255 bytes, or the destination too short.</exception>
+    public static void Write(Span<byte> destination, uint hashTypes, ReadOnlySpan<ushort> table, ushort unclassifiedQueue, ushort maxTxVq, ReadOnlySpan<byte> key)
+    {
+        if (table.IsEmpty || (table.Length & (table.Length - 1)) != 0) { throw new ArgumentException($"an indirection table of {table.Length} entries: the length must be a power of two (§5.1.6.5.7.1)", nameof(table)); }
+        if (key.Length > byte.MaxValue) { throw new ArgumentException($"a {key.Length}-byte key: hash_key_length is a u8", nameof(key)); }
+        if (destination.Length < Size(table.Length, key.Length)) { throw new ArgumentException($"{destination.Length} bytes, {Size(table.Length, key.Length)} needed", nameof(destination)); }
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[HashTypes..], hashTypes);
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[IndirectionTableMask..], (ushort)(table.Length - 1));
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[UnclassifiedQueue..], unclassifiedQueue);
+        for (int i = 0; i < table.Length; i++) { BinaryPrimitives.WriteUInt16LittleEndian(destination[(IndirectionTable + 2 * i)..], table[i]); }
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[MaxTxVq(table.Length)..], maxTxVq);
+        destination[HashKeyLength(table.Length)] = (byte)key.Length;
+        key.CopyTo(destination[(HashKeyLength(table.Length) + 1)..]);
+    }
 }

@@ -32,9 +32,11 @@ public sealed partial class VirtioNetDevice
         public byte Execute(ReadOnlySpan<byte> command, TimeProvider time, TimeSpan timeout)
         {
             _buffer ??= owner.Device.Dma.Allocate(4096, new DmaAllocationOptions { Name = $"{owner.Device.Address} control commands" });
+            if (command.Length > 2048) { throw new ArgumentException($"a {command.Length}-byte control command does not fit before the ack byte", nameof(command)); }
             var span = _buffer.Span;
             command.CopyTo(span);
-            const int AckOffset = 256;
+            // After the longest command (RSS_CONFIG with a 512-entry table and a 255-byte key: 1,291 bytes).
+            const int AckOffset = 2048;
             span[AckOffset] = 0xFF;
             var ring = Queue.Ring;
             ring.Leases ??= this;

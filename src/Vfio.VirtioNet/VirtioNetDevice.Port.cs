@@ -67,11 +67,10 @@ public sealed partial class VirtioNetDevice : INetPort
         return NetPortStats.FromQueues(queues);
     }
 
-    /// <summary>None: the driver does not negotiate VIRTIO_NET_F_RSS (§5.1.6.5.7); multiqueue spreads by the device's own choice.</summary>
-    NetRssCapability INetPort.Rss => NetRssCapability.NotSupported;
+    /// <summary>With VIRTIO_NET_F_RSS negotiated (§5.1.6.5.7): Toeplitz, a 40-byte key and the device's table size; otherwise none.</summary>
+    NetRssCapability INetPort.Rss => _rssCapability;
 
-    NetRssResult INetPort.ConfigureRss(ReadOnlySpan<byte> key, ReadOnlySpan<ushort> redirectionTable) =>
-        NetRssCapability.NotSupported.Validate(key, redirectionTable, QueuePairCount);
+    NetRssResult INetPort.ConfigureRss(ReadOnlySpan<byte> key, ReadOnlySpan<ushort> redirectionTable) => ConfigureRss(key, redirectionTable);
 
     /// <summary>As <see cref="Dispose"/>: the reset it waits for is a register poll.</summary>
     public ValueTask DisposeAsync()

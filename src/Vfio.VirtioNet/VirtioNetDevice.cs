@@ -400,7 +400,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         OfferedFeatures = _transport.ReadDeviceFeatures();
         ulong wanted = VirtioFeatures.NetMac | VirtioFeatures.NetStatus;
         if (_options.MergeableRxBuffers) { wanted |= VirtioFeatures.NetMergeRxBuffers; }
-        if (_options.QueuePairs > 1) { wanted |= VirtioFeatures.NetMultiQueue | VirtioFeatures.NetControlQueue; }
+        if (_options.QueuePairs > 1) { wanted |= VirtioFeatures.NetMultiQueue | VirtioFeatures.NetControlQueue | VirtioFeatures.NetRss; }
         var negotiation = FeatureNegotiation.Negotiate(OfferedFeatures, VirtioFeatures.Version1, wanted,
             translatedDma: Device.Dma.Addressing == DmaAddressing.Iova);
         if (!negotiation.Succeeded)
@@ -410,7 +410,9 @@ public sealed partial class VirtioNetDevice : IDisposable
         }
         ulong accepted = negotiation.Accepted;
         // MQ is only useful with the control queue that switches it on (§5.1.3.1: MQ requires CTRL_VQ).
-        if ((accepted & VirtioFeatures.NetControlQueue) == 0) { accepted &= ~VirtioFeatures.NetMultiQueue; }
+        if ((accepted & VirtioFeatures.NetControlQueue) == 0) { accepted &= ~(VirtioFeatures.NetMultiQueue | VirtioFeatures.NetRss); }
+        // RSS steers between the pairs MQ provides; the driver configures it only with MQ (§5.1.6.5.7).
+        if ((accepted & VirtioFeatures.NetMultiQueue) == 0) { accepted &= ~VirtioFeatures.NetRss; }
         _transport.WriteDriverFeatures(accepted);
         _transport.AddStatus(VirtioStatus.FeaturesOk);
         if ((_transport.Status & VirtioStatus.FeaturesOk) == 0)
@@ -433,6 +435,7 @@ public sealed partial class VirtioNetDevice : IDisposable
             });
         }
         MaxQueuePairs = (accepted & VirtioFeatures.NetMultiQueue) != 0 ? ReadMaxQueuePairs() : 1;
+        _rssCapability = (accepted & VirtioFeatures.NetRss) != 0 ? ReadRssCapability() : NetRssCapability.NotSupported;
         int pairs = Math.Clamp(_options.QueuePairs, 1, MaxQueuePairs);
         if (_options.ReceiveInterrupts) { EnableReceiveVectors(pairs); }
 
@@ -447,6 +450,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         {
             // Pairs beyond the first carry traffic only once switched on (§5.1.6.5.5); do it before their doorbells.
             SetQueuePairs(pairs);
+            ReapplyRss();
         }
         foreach (var rx in _rx)
         {
@@ -466,7 +470,8 @@ public sealed partial class VirtioNetDevice : IDisposable
     /// </summary>
     private void RequireDeviceConfigFor(ulong accepted)
     {
-        uint needed = (accepted & VirtioFeatures.NetMultiQueue) != 0 ? VirtioNetConfig.MaxVirtqueuePairs + 2u
+        uint needed = (accepted & VirtioFeatures.NetRss) != 0 ? (uint)VirtioNetConfig.SizeThroughHashTypes
+            : (accepted & VirtioFeatures.NetMultiQueue) != 0 ? VirtioNetConfig.MaxVirtqueuePairs + 2u
             : (accepted & VirtioFeatures.NetStatus) != 0 ? VirtioNetConfig.Status + 2u
             : (accepted & VirtioFeatures.NetMac) != 0 ? (uint)VirtioNetConfig.MacLength : 0;
         uint length = Layout.Device?.Length ?? 0;

@@ -343,12 +343,41 @@ public sealed class NetPortTests : IDisposable
         Assert.Contains("total", r.Out, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Stats_configures_rss_and_refuses_a_table_or_key_the_port_does_not_take_with_one_line_and_exit_2()
+    {
+        var (a, _) = EmulatedVirtioNet.CreatePair(maxPairs: 2);
+        a.OfferedFeatures |= Vfio.Spec.Virtio.VirtioFeatures.NetRss;
+        var cli = new CliRunner(_fs) { OpenDevice = (_, _) => a };
+        var ok = cli.Run("net", "stats", a.Address.ToString(), "--queues", "2", "--rss-table", "128", "-t", "0.05", "--json").AssertNoStackTrace();
+        Assert.True(ok.ExitCode == ExitCodes.Ok, $"exit {ok.ExitCode}: {ok.Out}{ok.Err}");
+        var rss = Json.Parse(ok.Out).GetProperty("rss");
+        Assert.True(rss.GetProperty("supported").GetBoolean());
+        Assert.Equal(128, rss.GetProperty("tableSize").GetInt32());
+        foreach (var (args, said) in new[]
+        {
+            (new[] { "--rss-table", "64" }, "--rss-table 64, but the RSS table of"),
+            (["--rss-table", "128", "--rss-key", "00112233"], "--rss-key is 4 bytes, but"),
+        })
+        {
+            var r = cli.Run(["net", "stats", a.Address.ToString(), "--queues", "2", "-t", "0.05", .. args]).AssertNoStackTrace();
+            Assert.True(r.ExitCode == ExitCodes.Usage, $"exit {r.ExitCode}: {r.Out}{r.Err}");
+            Assert.Contains(said, r.Err, StringComparison.Ordinal);
+        }
+        var (plain, _) = EmulatedVirtioNet.CreatePair();
+        var none = new CliRunner(_fs) { OpenDevice = (_, _) => plain }.Run("net", "stats", plain.Address.ToString(), "--rss-table", "128", "-t", "0.05").AssertNoStackTrace();
+        Assert.True(none.ExitCode == ExitCodes.Usage, $"exit {none.ExitCode}: {none.Out}{none.Err}");
+        Assert.Contains("offers no RSS", none.Err, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("")]
     [InlineData("0000:00:04.0 --queues 0")]
     [InlineData("0000:00:04.0 --queues 65")]
     [InlineData("0000:00:04.0 --seconds 0")]
     [InlineData("0000:00:04.0 --burst 0")]
+    [InlineData("0000:00:04.0 --rss-table 0")]
+    [InlineData("0000:00:04.0 --rss-table 128 --rss-key 0g")]
     [InlineData("00:zz.0")]
     public void Stats_bad_arguments_are_usage_errors(string args)
     {

@@ -21,7 +21,7 @@ public delegate void FuzzTarget(ReadOnlySpan<byte> data);
 /// escapes and is a crash, for afl-fuzz and for the corpus replay test in Vfio.Spec.Tests alike (this file is
 /// linked into that project, so both run the same code).
 /// </summary>
-public static class FuzzTargets
+public static partial class FuzzTargets
 {
     /// <summary>The harnesses, most valuable first.</summary>
     public static IReadOnlyDictionary<string, FuzzTarget> All { get; } = new Dictionary<string, FuzzTarget>(StringComparer.Ordinal)
@@ -35,6 +35,7 @@ public static class FuzzTargets
         ["pci-caps"] = PciCapabilitiesTarget,
         ["vfio-iommu-info"] = IommuInfoTarget,
         ["virtio-used-ring"] = VirtioUsedRingTarget,
+        ["nvme-completions"] = NvmeCompletionsTarget,
     };
 
     /// <summary>Runs every file under <paramref name="directory"/> through <paramref name="target"/>; returns the count.</summary>

@@ -53,6 +53,15 @@ internal static class Seeds
         Put(root, "virtio-used-ring", "duplicate-id", [0x0f, .. Used(0, 0, 8), .. Used(1, 0, 8), .. UsedIdx(2), 4, 4]);
         Put(root, "virtio-used-ring", "rewritten-next", [0x0f, 2, 0, .. Filled(16, 0xff), .. Used(0, 0, 1), .. UsedIdx(1), 4, 3, 4]);
         Put(root, "virtio-used-ring", "idx-jump", [0x0b, .. UsedIdx(40), 4, 3]);
+        // nvme-completions: byte 0 = (entries - 2) | (queue id - 1) << 4; ops 0 submit, 1 ring, 2 + 6k fetch (count op >> 3),
+        // 3 complete (pick, status), 4 raw entry (where, 16 bytes), 5 reap.
+        Put(root, "nvme-completions", "in-order", [0x06, 0, 0, 0, 1, 26, 3, 0, 0, 3, 0, 0, 3, 0, 0, 5]);
+        Put(root, "nvme-completions", "out-of-order-failed", [0x16, 0, 0, 0, 0, 1, 26, 8, 3, 2, 0x81, 3, 0, 0x82, 5, 3, 0, 0x07, 3, 0, 0, 5]);
+        Put(root, "nvme-completions", "wrap", [0x00, 0, 1, 8, 3, 0, 0, 5, 0, 1, 8, 3, 0, 0, 5, 0, 1, 8, 3, 0, 0, 5, 0, 1, 8, 3, 0, 0, 5]);
+        Put(root, "nvme-completions", "duplicate-cid", [0x06, 0, 1, 8, 3, 0, 0, 4, 0x80, .. Cqe(1, 1, 0, phase: true), 5]);
+        Put(root, "nvme-completions", "wrong-sqid", [0x06, 0, 1, 8, 4, 0x80, .. Cqe(1, 2, 0, phase: true), 5]);
+        Put(root, "nvme-completions", "sqhd-past-tail", [0x06, 0, 1, 8, 4, 0x80, .. Cqe(5, 1, 0, phase: true), 5]);
+        Put(root, "nvme-completions", "stale-phase", [0x06, 0, 1, 8, 4, 0x80, .. Cqe(1, 1, 0, phase: false), 5, 3, 0, 0, 5]);
     }
 
     private const int IdentifyControllerSize = 4096;
@@ -223,6 +232,17 @@ internal static class Seeds
         b[1] = slot;
         BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(2), id);
         BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(6), len);
+        return b;
+    }
+
+    /// <summary>nvme-completions op 4's payload: a completion queue entry (NVMe 1.4 Figure 124), success status.</summary>
+    private static byte[] Cqe(ushort sqhd, ushort sqid, ushort cid, bool phase)
+    {
+        var b = new byte[16];
+        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(8), sqhd);
+        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(10), sqid);
+        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(12), cid);
+        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(14), (ushort)(phase ? 1 : 0));
         return b;
     }
 

@@ -125,10 +125,13 @@ public sealed class AsyncEventTests
         Assert.False(c.IsFaulted);
     }
 
-    [Fact]
-    public async Task AnAerCompletedTwiceIsAProtocolViolationNotAHang()
+    [Theory]
+    [InlineData(NvmeTransport.InProcess)]
+    [InlineData(NvmeTransport.Socket)]
+    [InlineData(NvmeTransport.SocketMessages)]
+    public async Task AnAerCompletedTwiceIsAProtocolViolationNotAHang(NvmeTransport transport)
     {
-        using var dev = new EmulatedNvme(NvmeTransport.InProcess, new NvmeDeviceOptions());
+        using var dev = new EmulatedNvme(transport, new NvmeDeviceOptions());
         using var c = Open(dev);
         dev.Model.DuplicateNextAsyncEventCompletion = true;
         dev.Model.SmartCriticalWarning = 0x01;

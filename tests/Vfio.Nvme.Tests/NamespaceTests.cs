@@ -483,10 +483,13 @@ public sealed class NamespaceTests
         Assert.Equal(0x11, dev.Disk[512]);
     }
 
-    [Fact]
-    public void HostileIdentifyDataIsRejectedAndTheControllerGoesOn()
+    [Theory]
+    [InlineData(NvmeTransport.InProcess)]
+    [InlineData(NvmeTransport.Socket)]
+    [InlineData(NvmeTransport.SocketMessages)]
+    public void HostileIdentifyDataIsRejectedAndTheControllerGoesOn(NvmeTransport transport)
     {
-        using var dev = New();
+        using var dev = New(transport);
         using var c = Open(dev);
         void Tamper(IdentifyCns which, Action<byte[]> change) => dev.Model.TamperNamespaceIdentify = (cns, data) => { if (cns == which) { change(data); } };
 

@@ -242,16 +242,35 @@ internal static class NetCommands
         var seconds = SecondsOption(1, "How long to receive (and free) on every queue before the counters are read");
         var queues = QueuesOption("Queue pairs to open and poll (capped at what the port offers)");
         var burst = BurstOption();
+        var rssTable = new Option<int?>("--rss-table")
+        {
+            Description = "Configure RSS first: a redirection table of N entries spreading hash values round-robin over the queues (N must be the port's table size)",
+            HelpName = "N",
+        };
+        rssTable.Validators.Add(r =>
+        {
+            if (Arguments.TryGet(r, out int? v) && v is < 1 or > 32768) { r.AddError("--rss-table must be 1 to 32768 entries"); }
+        });
+        var rssKey = new Option<string?>("--rss-key")
+        {
+            Description = "The RSS hash key in hex (with --rss-table; default: the 40-byte key of Microsoft's RSS verification suite)",
+            HelpName = "HEX",
+        };
+        rssKey.Validators.Add(r =>
+        {
+            if (Arguments.TryGet(r, out string? hex) && hex is not null && !IsHex(hex)) { r.AddError("--rss-key must be an even number of hex digits"); }
+        });
         var command = new Command("stats",
             "Open one port, receive on every queue for a while, and show its driver, MAC, link, RSS and counters (per queue where the driver counts them)")
         {
-            port, seconds, queues, burst,
+            port, seconds, queues, burst, rssTable, rssKey,
         };
         command.SetAction(parse =>
         {
             var ctx = context(parse);
             using var device = Open(ctx, parse.GetValue(port), parse.GetValue(allowNoIommu), null);
             using var netPort = OpenPort(ctx, device, null, parse.GetValue(queues));
+            if (parse.GetValue(rssTable) is { } entries) { ConfigureRss(netPort, entries, parse.GetValue(rssKey)); }
             var duration = TimeSpan.FromSeconds(parse.GetValue(seconds));
             PortCounter.Drain(netPort, duration, parse.GetValue(burst));
             var stats = netPort.GetStats();
@@ -279,6 +298,29 @@ internal static class NetCommands
     }
 
     private static NetCountersJson Counters(NetCounters c) => new(c.Packets, c.Bytes, c.Drops, c.Errors);
+
+    /// <summary>The key <c>--rss-key</c> defaults to: Microsoft's RSS verification key, whose hashes are published.</summary>
+    private static readonly byte[] DefaultRssKey = Convert.FromHexString("6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa");
+
+    private static bool IsHex(string s) => s.Length % 2 == 0 && s.All(char.IsAsciiHexDigit);
+
+    /// <summary>Sets the key and a round-robin table of <paramref name="entries"/>; a value the port does not take is a usage error (exit 2), one line.</summary>
+    private static void ConfigureRss(INetPort port, int entries, string? keyHex)
+    {
+        var key = keyHex is null ? DefaultRssKey : Convert.FromHexString(keyHex);
+        var table = new ushort[entries];
+        for (int i = 0; i < table.Length; i++) { table[i] = (ushort)(i % port.QueuePairCount); }
+        var rss = port.Rss;
+        string? problem = port.ConfigureRss(key, table) switch
+        {
+            NetRssResult.Applied => null,
+            NetRssResult.NotSupported => $"{port.Address} ({port.DriverName}) offers no RSS",
+            NetRssResult.BadKeySize => string.Create(CultureInfo.InvariantCulture, $"--rss-key is {key.Length} bytes, but {port.Address} takes a {rss.KeySize}-byte key"),
+            NetRssResult.BadTableSize => string.Create(CultureInfo.InvariantCulture, $"--rss-table {entries}, but the RSS table of {port.Address} has {rss.TableSize} entries"),
+            var other => $"RSS configuration refused: {other}",
+        };
+        if (problem is not null) { throw new CliException(problem, ExitCodes.Usage, "Usage"); }
+    }
 
     private static void ShowStats(CliContext ctx, NetStatsJson d)
     {

@@ -543,6 +543,7 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
             CommandId = cid,
             StatusAndPhase = (ushort)(status.Value << 1 | (cq.Phase ? 1 : 0)),
         };
+        int copies = 1;
         if (sqid != 0 && MisbehaveNextIo != NvmeMisbehavior.None)
         {
             switch (MisbehaveNextIo)
@@ -550,20 +551,29 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
                 case NvmeMisbehavior.UnknownCommandId: completion.CommandId = (ushort)(cid ^ 0x4000); break;
                 case NvmeMisbehavior.SubmissionHeadOutOfRange: completion.SubmissionQueueHead = (ushort)_sqs[sqid].Size; break;
                 case NvmeMisbehavior.WrongSubmissionQueue: completion.SubmissionQueueId = (ushort)(sqid + 1); break;
+                case NvmeMisbehavior.DuplicateCompletion: copies = 2; break;
+                case NvmeMisbehavior.ReservedStatusCodeType:
+                    completion.StatusAndPhase = (ushort)(NvmeStatus.Create((StatusCodeType)5, 0x01).Value << 1 | (cq.Phase ? 1 : 0));
+                    break;
             }
             MisbehaveNextIo = NvmeMisbehavior.None;
         }
         Span<byte> bytes = stackalloc byte[NvmeCompletion.Size];
-        MemoryMarshal.Write(bytes, in completion);
-        DmaAddress at = cq.Base + (ulong)cq.Tail * NvmeCompletion.Size;
-        // The status and phase tag (the last two bytes) go last: once the phase flips, the host may read the entry.
-        if (!TryDma(at, bytes[..14], toHost: true) || !TryDma(at + 14, bytes[14..], toHost: true))
+        for (; copies > 0; copies--)
         {
-            Fatal($"CQ {cqid} entry {cq.Tail} at {at} cannot be written");
-            return false;
+            // The copy of a duplicate goes to the next slot with that slot's phase, so the host sees it as posted.
+            completion.StatusAndPhase = (ushort)(completion.StatusAndPhase & ~1 | (cq.Phase ? 1 : 0));
+            MemoryMarshal.Write(bytes, in completion);
+            DmaAddress at = cq.Base + (ulong)cq.Tail * NvmeCompletion.Size;
+            // The status and phase tag (the last two bytes) go last: once the phase flips, the host may read the entry.
+            if (!TryDma(at, bytes[..14], toHost: true) || !TryDma(at + 14, bytes[14..], toHost: true))
+            {
+                Fatal($"CQ {cqid} entry {cq.Tail} at {at} cannot be written");
+                return false;
+            }
+            cq.Tail = cq.Tail + 1 == cq.Size ? 0 : cq.Tail + 1;
+            if (cq.Tail == 0) { cq.Phase = !cq.Phase; }
         }
-        cq.Tail = cq.Tail + 1 == cq.Size ? 0 : cq.Tail + 1;
-        if (cq.Tail == 0) { cq.Phase = !cq.Phase; }
         if (cq.InterruptsEnabled && cq.Vector < _interrupts.Length && Context.SignalInterrupt(IrqIndex.Msix, cq.Vector))
         {
             Interlocked.Increment(ref _interrupts[cq.Vector]);
@@ -852,4 +862,10 @@ public enum NvmeMisbehavior
 
     /// <summary>The identifier of another submission queue.</summary>
     WrongSubmissionQueue,
+
+    /// <summary>The correct completion, then the same entry again in the next slot: a command completed twice.</summary>
+    DuplicateCompletion,
+
+    /// <summary>A status code type NVMe 1.4 Figure 125 reserves (5h).</summary>
+    ReservedStatusCodeType,
 }

@@ -20,7 +20,7 @@ namespace Vfio.Emulation.VirtioNet;
 /// and stops the data path until a reset. Each case raises <see cref="ProtocolViolation"/>.
 /// </para>
 /// </summary>
-public sealed class VirtioNetPort : EmulatedPciDevice
+public sealed partial class VirtioNetPort : EmulatedPciDevice
 {
     /// <summary>The BAR holding the virtio structures.</summary>
     public const int Bar = 4;
@@ -76,7 +76,7 @@ public sealed class VirtioNetPort : EmulatedPciDevice
         AddVirtioCapability(VirtioPciCapType.Isr, IsrOffset, 1);
         Hostile = hostile;
         // Hostile: the structure starts 4 bytes before the BAR's end, so most of it lies outside.
-        AddVirtioCapability(VirtioPciCapType.Device, hostile == VirtioNetHostileMode.CapabilityOutsideBar ? BarSize - 4 : DeviceOffset, VirtioNetConfig.SizeThroughMtu);
+        AddVirtioCapability(VirtioPciCapType.Device, hostile == VirtioNetHostileMode.CapabilityOutsideBar ? BarSize - 4 : DeviceOffset, VirtioNetConfig.SizeThroughHashTypes);
         AddVirtioCapability(VirtioPciCapType.Notify, NotifyOffset, 0x1000, NotifyMultiplier);
         SetBar(Bar, new EmulatedBar(BarSize, ReadBar, WriteBar));
         MsixVectors = msixVectors;
@@ -287,15 +287,23 @@ public sealed class VirtioNetPort : EmulatedPciDevice
 
     private ulong ReadDeviceConfig(ulong offset, int width)
     {
-        // struct virtio_net_config (§5.1.4): mac, status, max_virtqueue_pairs, mtu.
-        Span<byte> cfg = stackalloc byte[VirtioNetConfig.SizeThroughMtu];
+        // struct virtio_net_config (§5.1.4): mac, status, max_virtqueue_pairs, mtu, speed and duplex (0: unknown),
+        // and the RSS limits (§5.1.4.1: at least a 40-byte key and 128 table entries when RSS is offered).
+        Span<byte> cfg = stackalloc byte[VirtioNetConfig.SizeThroughHashTypes];
+        cfg.Clear();
+        if ((OfferedFeatures & VirtioFeatures.NetRss) != 0)
+        {
+            cfg[VirtioNetConfig.RssMaxKeySize] = VirtioNetRss.MinimumMaxKeySize;
+            BinaryPrimitives.WriteUInt16LittleEndian(cfg[VirtioNetConfig.RssMaxIndirectionTableLength..], RssTableLength);
+            BinaryPrimitives.WriteUInt32LittleEndian(cfg[VirtioNetConfig.SupportedHashTypes..], RssHashTypes);
+        }
         Mac.CopyTo(cfg[VirtioNetConfig.Mac..]);
         BinaryPrimitives.WriteUInt16LittleEndian(cfg[VirtioNetConfig.Status..], _linkStatus);
         bool pairsRead = offset <= VirtioNetConfig.MaxVirtqueuePairs && offset + (ulong)width > VirtioNetConfig.MaxVirtqueuePairs;
         ushort pairs = pairsRead && Act(VirtioNetHostileMode.MaxQueuePairsOutOfRange, null) ? (ushort)(VirtioNetControl.MqVqPairsMax + 1) : (ushort)MaxPairs;
         BinaryPrimitives.WriteUInt16LittleEndian(cfg[VirtioNetConfig.MaxVirtqueuePairs..], pairs);
         BinaryPrimitives.WriteUInt16LittleEndian(cfg[VirtioNetConfig.Mtu..], 1500);
-        if (offset + (ulong)width > VirtioNetConfig.SizeThroughMtu) { return 0; }
+        if (offset + (ulong)width > VirtioNetConfig.SizeThroughHashTypes) { return 0; }
         return width switch
         {
             1 => cfg[(int)offset],
@@ -386,6 +394,7 @@ public sealed class VirtioNetPort : EmulatedPciDevice
         _isr = 0;
         foreach (var q in _queues) { q.Reset(); }
         ActivePairs = 1;
+        _rss = null;
     }
 
     // ------------------------------------------------------------------ data path (§2.7 split virtqueues)
@@ -411,12 +420,12 @@ public sealed class VirtioNetPort : EmulatedPciDevice
 
     private void Violation(string what) => ProtocolViolation?.Invoke(what);
 
-    /// <summary>The control queue (§5.1.6.5): VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET is the one command understood.</summary>
+    /// <summary>The control queue (§5.1.6.5): VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, and MQ_RSS_CONFIG when RSS is negotiated.</summary>
     private void ProcessControl()
     {
         var q = _queues[VirtioNetQueues.Control(MaxPairs)];
         if (!Live || !q.Enabled) { return; }
-        Span<byte> command = stackalloc byte[VirtioNetControl.MqVqPairsSetLength];
+        Span<byte> command = stackalloc byte[VirtioNetControl.Data + VirtioNetRss.Size(RssTableLength, VirtioNetRss.MinimumMaxKeySize)];
         while (TryReadAvailIndex(q, out ushort availIdx) && availIdx != q.LastAvail)
         {
             if (!TryReadAvailEntry(q, out ushort head)) { return; }
@@ -432,7 +441,12 @@ public sealed class VirtioNetPort : EmulatedPciDevice
                 && cmd[VirtioNetControl.Command] == VirtioNetControl.MqVqPairsSet)
             {
                 int pairs = BinaryPrimitives.ReadUInt16LittleEndian(cmd[VirtioNetControl.Data..]);
-                if (pairs >= VirtioNetControl.MqVqPairsMin && pairs <= MaxPairs) { ActivePairs = pairs; ack = VirtioNetControl.Ok; }
+                if (pairs >= VirtioNetControl.MqVqPairsMin && pairs <= MaxPairs) { ActivePairs = pairs; _rss = null; ack = VirtioNetControl.Ok; }
+            }
+            else if ((DriverFeatures & VirtioFeatures.NetRss) != 0 && cmd.Length > VirtioNetControl.Data
+                && cmd[VirtioNetControl.Class] == VirtioNetControl.ClassMq && cmd[VirtioNetControl.Command] == VirtioNetControl.MqRssConfig)
+            {
+                ack = ApplyRssConfig(cmd[VirtioNetControl.Data..]);
             }
             if (!TryDma(d1.Address, new Span<byte>(ref ack), toDriver: true)) { return; }
             q.LastAvail++;
@@ -461,7 +475,8 @@ public sealed class VirtioNetPort : EmulatedPciDevice
             if (payload < 0) { NeedsReset($"a transmitted buffer of {length} bytes has no room for the virtio-net header"); return; }
             if (Peer is { } peer && peer.Live)
             {
-                int delivered = peer.TryDeliver(pair, _frame.AsSpan(VirtioNetHeader.Size, payload));
+                var frame = _frame.AsSpan(VirtioNetHeader.Size, payload);
+                int delivered = peer.TryDeliver(peer.ReceivePairFor(pair, frame), frame);
                 if (delivered == 0) { return; }   // wait for receive buffers
                 if (delivered > 0) { FramesSent++; } else { FramesDropped++; }   // < 0: the peer's ring is broken
             }

@@ -193,6 +193,10 @@ public sealed class VirtioPciTransport : IDisposable
     /// <exception cref="DeviceProtocolViolationException">The field lies past the device configuration structure's length.</exception>
     public ushort ReadDeviceConfig16(uint offset) => DeviceConfig(offset, 2).Read16(_deviceBase + offset);
 
+    /// <summary>Reads 32 bits of device configuration (little-endian, §2.5; a 32-bit field is read 32 bits wide, §4.1.3.1).</summary>
+    /// <exception cref="DeviceProtocolViolationException">The field lies past the device configuration structure's length.</exception>
+    public uint ReadDeviceConfig32(uint offset) => DeviceConfig(offset, 4).Read32(_deviceBase + offset);
+
     /// <summary>True when the device has a device configuration structure.</summary>
     public bool HasDeviceConfig => _deviceConfig is not null;
 
