@@ -210,6 +210,7 @@ public sealed partial class NoIommuDmaAllocator : IDmaAllocator, IDisposable
                 pages[i] = pa;
             }
             LogMapped(_logger, length, memory.Description, address, pages[0]);
+            DmaCounters.Pinned(DmaAddressing.Physical, (long)length);
             return new PinnedBlock(address, length, memory.PageSize, pages);
         }
         catch
@@ -222,6 +223,7 @@ public sealed partial class NoIommuDmaAllocator : IDmaAllocator, IDisposable
     private void UnmapBlock(IPageMemory memory, PinnedBlock block)
     {
         memory.Unmap(block.Address, block.Length);
+        DmaCounters.Pinned(DmaAddressing.Physical, -(long)block.Length);
         LogUnmapped(_logger, block.Length, memory.Description, block.Address);
     }
 

@@ -136,6 +136,7 @@ public sealed partial class Type1DmaAllocator : IDmaAllocator
             throw;
         }
         LogMapped(_logger, length, memory.Description, address, iova);
+        DmaCounters.Pinned(DmaAddressing.Iova, (long)length);
         return new IommuMapping(memory, address, length, iova);
     }
 
@@ -173,6 +174,7 @@ public sealed partial class Type1DmaAllocator : IDmaAllocator
         }
         Iovas.Free(mapping.Iova);
         mapping.Memory.Unmap(mapping.Address, mapping.Length);
+        DmaCounters.Pinned(DmaAddressing.Iova, -(long)mapping.Length);
         LogUnmapped(_logger, mapping.Length, mapping.Iova);
     }
 
