@@ -48,7 +48,8 @@ public sealed partial class IgbDevice : IDisposable
     private IgbStatsRegisters _hardware = new();
     private CancellationTokenRegistration _releaseRegistration;
     private int _refillThreshold;
-    private long _rxPackets, _rxBytes, _rxErrors, _txPackets, _txBytes, _doorbells;
+    private long _rxPackets, _rxBytes, _rxErrors, _txPackets, _txBytes, _doorbells, _txRingFull;
+    private IDisposable? _telemetry;
     // 0 running; 1 stopping or stopped (bursts refuse to start); bursts in progress counted in _busy.
     private int _stopping;
     private int _busy;
@@ -102,20 +103,23 @@ public sealed partial class IgbDevice : IDisposable
             throw new ArgumentException($"the redirection table names a queue beyond the {options.QueuePairs} queue pair(s) opened", nameof(options));
         }
         IgbDevice? igb = null;
+        using var activity = NetTelemetry.StartActivity("igb.bringup", device.Address);
         try
         {
             igb = new IgbDevice(device, options);
             igb._bar = device.OpenRegion(PciRegion.Bar0);
             igb.Initialize();
+            igb._telemetry = NetTelemetry.Track(igb, device.Address, "igb", igb.TelemetryStats);
             // The callback only starts the release: it runs on the thread that saw the request, which must not wait
             // for the queue threads to leave their bursts.
             igb._releaseRegistration = device.ReleaseRequested.UnsafeRegister(
                 static s => new Thread(static d => ((IgbDevice)d!).ReleaseToHost()) { IsBackground = true, Name = "igb release" }.Start(s), igb);
             return igb;
         }
-        catch
+        catch (Exception e)
         {
             igb?.Dispose();
+            VfioTelemetry.Fail(activity, e);
             throw;
         }
     }
@@ -163,6 +167,14 @@ public sealed partial class IgbDevice : IDisposable
 
     /// <summary>Counters of the driver since the port was opened.</summary>
     public IgbDriverStats Stats => new(_rxPackets, _rxBytes, _rxErrors, _txPackets, _txBytes, _doorbells);
+
+    /// <summary>
+    /// The driver's counters as the "Vfio.Net" meter reads them (<see cref="NetTelemetry"/>): per port, receive errors
+    /// as errors, nothing of the device's statistics registers (they clear when read, §8.19, and belong to
+    /// <see cref="ReadHardwareStats"/>).
+    /// </summary>
+    private NetPortStats TelemetryStats() =>
+        new(new NetCounters(_rxPackets, _rxBytes, 0, _rxErrors), new NetCounters(_txPackets, _txBytes, 0, 0), []) { TxRingFull = _txRingFull };
 
     private IDeviceRegion Bar => _bar ?? throw new ObjectDisposedException(nameof(IgbDevice));
 
@@ -289,6 +301,7 @@ public sealed partial class IgbDevice : IDisposable
             bool needContext = offload.Checksums != IgbTxChecksum.None && ring.Context != offload;
             int room = ring.FreeSlots - (needContext ? 1 : 0);
             int n = Math.Min(packets.Length, Math.Max(0, room));
+            if (n < packets.Length) { _txRingFull += packets.Length - n; }
             if (n == 0) { return 0; }
             if (needContext)
             {
@@ -386,11 +399,17 @@ public sealed partial class IgbDevice : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_released) { throw new DeviceReleasedException(Device.Address, "the igb port was stopped when the host asked for it"); }
             StopAccepting();
+            using var activity = NetTelemetry.StartActivity("igb.reset", Device.Address);
             try
             {
                 StopDevice();
                 ReleaseQueuedBuffers();
                 Initialize();
+            }
+            catch (Exception e)
+            {
+                VfioTelemetry.Fail(activity, e);
+                throw;
             }
             finally
             {
@@ -411,6 +430,7 @@ public sealed partial class IgbDevice : IDisposable
         {
             if (_disposed) { return; }
             _disposed = true;
+            _telemetry?.Dispose();
             _releaseRegistration.Dispose();
             if (!_released) { Shutdown(); }
             // A device that did not confirm it stopped may still write into the pool's memory: leak it instead.

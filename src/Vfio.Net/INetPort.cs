@@ -95,6 +95,9 @@ public readonly record struct NetQueueStats(int Queue, NetCounters Rx, NetCounte
 /// <param name="Queues">Per queue pair, when the driver counts per queue; empty otherwise.</param>
 public sealed record NetPortStats(NetCounters Rx, NetCounters Tx, IReadOnlyList<NetQueueStats> Queues)
 {
+    /// <summary>Packets transmit bursts did not take because the transmit ring was full (the caller kept them), over every queue; 0 where the driver does not count them.</summary>
+    public long TxRingFull { get; init; }
+
     /// <summary>Per-port totals from per-queue counters.</summary>
     public static NetPortStats FromQueues(IReadOnlyList<NetQueueStats> queues)
     {

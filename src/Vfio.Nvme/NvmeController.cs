@@ -142,6 +142,11 @@ public sealed partial class NvmeController : IDisposable
     public static NvmeController Open(IPciDevice device, NvmeControllerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(device);
+        return NvmeTelemetry.Traced("nvme.controller.bringup", device.Address, () => OpenTraced(device, options));
+    }
+
+    private static NvmeController OpenTraced(IPciDevice device, NvmeControllerOptions? options)
+    {
         options ??= new NvmeControllerOptions();
         if (!BitConverter.IsLittleEndian)
         {
@@ -271,7 +276,13 @@ public sealed partial class NvmeController : IDisposable
         }
     }
 
-    private void ResetLocked()
+    private void ResetLocked() => NvmeTelemetry.Traced("nvme.controller.reset", _device.Address, () =>
+    {
+        ResetLockedTraced();
+        return true;
+    });
+
+    private void ResetLockedTraced()
     {
         ThrowIfUnusable();
         LogResetting(_logger, _device.Address, _fatal);
@@ -319,7 +330,10 @@ public sealed partial class NvmeController : IDisposable
     /// </summary>
     /// <exception cref="InvalidOperationException">Every granted queue is in use, or interrupts were asked for
     /// without MSI-X.</exception>
-    public NvmeIoQueue CreateIoQueue(NvmeIoQueueOptions? options = null)
+    public NvmeIoQueue CreateIoQueue(NvmeIoQueueOptions? options = null) =>
+        NvmeTelemetry.Traced("nvme.queue.create", _device.Address, () => CreateIoQueueTraced(options));
+
+    private NvmeIoQueue CreateIoQueueTraced(NvmeIoQueueOptions? options)
     {
         options ??= new NvmeIoQueueOptions();
         lock (_adminLock)
@@ -359,6 +373,8 @@ public sealed partial class NvmeController : IDisposable
                 throw;
             }
             _ioQueues.Add(queue);
+            NvmeTelemetry.Track(queue);
+            NvmeTelemetry.TagCurrent(NvmeTelemetry.QueueIdTag, qid);
             return queue;
         }
     }
@@ -525,6 +541,7 @@ public sealed partial class NvmeController : IDisposable
         lock (_adminLock)
         {
             if (!_ioQueues.Remove(queue)) { return; }
+            NvmeTelemetry.Untrack(queue);
             if (_disposed) { return; }
             queue.Quiesce();
             bool deleted = false;
@@ -905,6 +922,7 @@ public sealed partial class NvmeController : IDisposable
         {
             LogQueueMemoryKept(_logger, _device.Address, -1);
         }
+        foreach (var q in _ioQueues) { NvmeTelemetry.Untrack(q); }
         _ioQueues.Clear();
         _bar.Dispose();
         LogClosed(_logger, _device.Address);

@@ -918,6 +918,7 @@ public sealed partial class NvmeIoQueue : IDisposable
     private void RetireLocked(ushort tag, NvmeStatus status, EndReason reason)
     {
         ref var slot = ref _slots[tag];
+        if (NvmeTelemetry.Recording) { RecordCompletion(slot.Info, status, slot.Submitted); }
         if (slot.Kind == BatchKind)
         {
             slot.Leased?.ReleaseDeviceUse();

@@ -55,7 +55,7 @@ public sealed partial class VirtioNetDevice : INetPort
 
     int INetPort.TxInFlight(int queue) => TransmitInFlight(queue);
 
-    /// <summary>Per queue pair; receive drops are the packets the driver dropped, and virtio reports no errors.</summary>
+    /// <summary>Per queue pair; receive drops are the packets the driver dropped, and virtio reports no errors. Also what the "Vfio.Net" meter reads.</summary>
     NetPortStats INetPort.GetStats()
     {
         var queues = new NetQueueStats[_rx.Length];
@@ -64,7 +64,9 @@ public sealed partial class VirtioNetDevice : INetPort
             queues[q] = new NetQueueStats(q, new NetCounters(_rx[q].Packets, _rx[q].Bytes, _rx[q].Dropped, 0),
                 new NetCounters(_tx[q].Packets, _tx[q].Bytes, 0, 0));
         }
-        return NetPortStats.FromQueues(queues);
+        long ringFull = 0;
+        foreach (var tx in _tx) { ringFull += tx.RingFull; }
+        return NetPortStats.FromQueues(queues) with { TxRingFull = ringFull };
     }
 
     /// <summary>With VIRTIO_NET_F_RSS negotiated (§5.1.6.5.7): Toeplitz, a 40-byte key and the device's table size; otherwise none.</summary>

@@ -39,6 +39,7 @@ public sealed partial class VirtioNetDevice : IDisposable
     private int _refillThreshold;
     private readonly int _txDoorbellThreshold;
     private long _notifications, _interruptWakeups;
+    private IDisposable? _telemetry;
     private bool _disposed;
 
     private VirtioNetDevice(IPciDevice device, VirtioNetOptions options)
@@ -68,21 +69,26 @@ public sealed partial class VirtioNetDevice : IDisposable
                 $"not a modern virtio-net device (ID {device.Config.VendorId:x4}:{device.Config.DeviceId:x4}, expected 1af4:1041; transitional 1af4:1000 devices need disable-legacy=on)");
         }
         VirtioNetDevice? net = null;
+        using var activity = NetTelemetry.StartActivity("virtio-net.bringup", device.Address);
         try
         {
             net = new VirtioNetDevice(device, options);
             net.Initialize();
             net.WatchErrors();
+            net._telemetry = NetTelemetry.Track(net);
             return net;
         }
         catch (FormatException e)
         {
             net?.Dispose();
-            throw new VirtioNetException(device.Address, e.Message, e);
+            var error = new VirtioNetException(device.Address, e.Message, e);
+            VfioTelemetry.Fail(activity, error);
+            throw error;
         }
-        catch
+        catch (Exception e)
         {
             net?.Dispose();
+            VfioTelemetry.Fail(activity, e);
             throw;
         }
     }
@@ -280,6 +286,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         // the ring would be missing from the pool, which is sized for full receive rings plus one transmit ring.
         ReclaimTransmitted(ring);
         int n = Math.Min(packets.Length, ring.FreeDescriptors);
+        if (n < packets.Length) { tx.RingFull += packets.Length - n; }
         long bytes = 0;
         PacketPool? lastPool = null;
         int lastPoolId = -1;
@@ -379,9 +386,18 @@ public sealed partial class VirtioNetDevice : IDisposable
     public void Reset()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        _transport.Reset();
-        ReleaseQueuedBuffers();
-        Initialize();
+        using var activity = NetTelemetry.StartActivity("virtio-net.reset", Device.Address);
+        try
+        {
+            _transport.Reset();
+            ReleaseQueuedBuffers();
+            Initialize();
+        }
+        catch (Exception e)
+        {
+            VfioTelemetry.Fail(activity, e);
+            throw;
+        }
     }
 
     private void Initialize()
@@ -630,6 +646,7 @@ public sealed partial class VirtioNetDevice : IDisposable
     {
         if (_disposed) { return; }
         _disposed = true;
+        _telemetry?.Dispose();
         StopWatchingErrors();
         bool stopped = false;
         try
@@ -678,6 +695,8 @@ public sealed partial class VirtioNetDevice : IDisposable
         public long Packets;
         public long Bytes;
         public long Dropped;
+        /// <summary>Transmit queues: packets refused because every descriptor was in use.</summary>
+        public long RingFull;
         private readonly bool _receive = index % 2 == 0;   // receiveqN is even (§5.1.2)
 
         /// <summary>

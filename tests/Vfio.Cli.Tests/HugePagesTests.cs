@@ -67,6 +67,49 @@ public sealed class HugePagesTests : IDisposable
     }
 
     [Fact]
+    public void Reserve_on_a_node_writes_that_nodes_nr_hugepages_only()
+    {
+        _fs.NodeHugePages(0, 2048, total: 0, free: 0).NodeHugePages(1, 2048, total: 0, free: 0);
+
+        var r = Cli.Run("hugepages", "reserve", "--node", "1", "32", "--json").AssertNoStackTrace();
+
+        Assert.Equal(ExitCodes.Ok, r.ExitCode);
+        Assert.Equal([("devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages", "32")], _kernel.Writes);
+        var s = Json.Parse(r.Out);
+        Assert.Equal(1, s.GetProperty("node").GetInt32());
+        Assert.Equal(32, s.GetProperty("granted").GetInt64());
+        Assert.Contains("2M hugepages on node 1: asked for 8, the kernel granted 8.",
+            Cli.Run("hugepages", "reserve", "8", "--node", "1").AssertNoStackTrace().Out, StringComparison.Ordinal);
+        Assert.Equal(JsonValueKindNull, Json.Parse(Cli.Run("hugepages", "reserve", "8", "--json").Out).GetProperty("node").ValueKind);
+    }
+
+    private const System.Text.Json.JsonValueKind JsonValueKindNull = System.Text.Json.JsonValueKind.Null;
+
+    [Theory]
+    [InlineData("2", "this host has no NUMA node 2", "its nodes: node0, node1")]
+    [InlineData("0", "NUMA node 0 has no pool of 1073741824-byte hugepages", "vfio hugepages status")]
+    public void Reserve_on_a_node_the_host_lacks_is_one_line_and_exit_2(string node, string message, string hint)
+    {
+        _fs.NodeHugePages(0, 2048, total: 0, free: 0).NodeHugePages(1, 2048, total: 0, free: 0);
+
+        var r = Cli.Run("hugepages", "reserve", "4", "--node", node, "--size", node == "0" ? "1G" : "2M").AssertNoStackTrace();
+
+        Assert.Equal(ExitCodes.DeviceOrHost, r.ExitCode);
+        Assert.Contains(message, r.Err, StringComparison.Ordinal);
+        Assert.Contains(hint, r.Err, StringComparison.Ordinal);
+        Assert.Empty(_kernel.Writes);
+    }
+
+    [Fact]
+    public void Reserve_on_a_negative_node_is_a_usage_error()
+    {
+        var r = Cli.Run("hugepages", "reserve", "4", "--node", "-1").AssertNoStackTrace();
+
+        Assert.Equal(ExitCodes.Usage, r.ExitCode);
+        Assert.Contains("--node must be 0 or more", r.Err, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Reserve_that_the_kernel_grants_only_in_part_exits_2_and_says_so()
     {
         _kernel.HugePageLimit = 1;

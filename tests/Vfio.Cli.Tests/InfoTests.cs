@@ -14,6 +14,26 @@ public sealed class InfoTests : IDisposable
 
     public void Dispose() => _fs.Dispose();
 
+    [Theory]
+    [InlineData(1, "NUMA:   node 1")]
+    [InlineData(-1, "NUMA:   no node")]
+    public void The_numa_node_sysfs_reports_is_shown_in_text_and_json(int node, string line)
+    {
+        _fs.Device(Bdf, numaNode: node);
+        using var device = new FakeDevice(DeviceBackend.KernelType1);
+        using var again = new FakeDevice(DeviceBackend.KernelType1);
+        var devices = new Queue<FakeDevice>([device, again]);
+        var cli = new CliRunner(_fs) { OpenDevice = (_, _) => devices.Dequeue() };
+
+        var json = Json.Parse(cli.Run("info", Bdf, "--json").AssertNoStackTrace().Out);
+        var text = cli.Run("info", Bdf).AssertNoStackTrace().Out;
+
+        var numa = json.GetProperty("numaNode");
+        if (node >= 0) { Assert.Equal(node, numa.GetInt32()); }
+        else { Assert.Equal(System.Text.Json.JsonValueKind.Null, numa.ValueKind); }
+        Assert.Contains(line, text, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Json_shows_mode_regions_interrupts_and_both_capability_lists()
     {

@@ -164,6 +164,29 @@ public sealed class NetPortTests : IDisposable
     }
 
     [Fact]
+    public void The_net_meter_reads_the_ports_counters_through_the_Vfio_Net_meter_while_they_are_tracked()
+    {
+        using var pool = new PacketPool(new EmulatedDma(), 512);
+        var (a, b) = FakeNetPort.CreatePair(pool, queues: 2, wireCapacity: 1000);
+        using var meter = new NetMeter();
+        using (NetTelemetry.Track(a))
+        using (NetTelemetry.Track(b))
+        using (NetTelemetry.Track(a))    // a second registration counts the port once
+        {
+            PacketGenerator.Send(a, 40, 128, burst: 8, queue: 1, cancellationToken: Ct);
+            PacketGenerator.Send(a, 2, 64, burst: 8, queue: 0, cancellationToken: Ct);
+            var r = meter.Read();
+            Assert.Equal(42, r.Transmitted(a));
+            Assert.Equal(a.GetStats().Tx.Packets, r.Transmitted(a));
+            Assert.Equal(b.GetStats().Rx.Packets, r.Received(b));
+            Assert.Equal(0, r.Transmitted(b));
+        }
+        Assert.Equal(0, meter.Read().Transmitted(a));
+        b.Dispose();
+        a.Dispose();
+    }
+
+    [Fact]
     public void The_registry_picks_the_driver_by_vendor_and_device_id()
     {
         var fake = new NetDriver("fake", [new PciId(0x1af4, FakeDeviceId)], (_, _) => throw new InvalidOperationException("not opened here"));

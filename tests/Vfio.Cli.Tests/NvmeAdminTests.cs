@@ -14,6 +14,9 @@ namespace Vfio.Cli.Tests;
 /// process against the emulated NVMe model: their --json documents next to what nvme-cli 2.3 printed for QEMU's nvme
 /// (NvmeCli/*.json), their values next to what the model holds, and the one-line errors a bad request gets.
 /// </summary>
+// One at a time: every emulated controller is 0000:00:06.0, and perf reads its totals from the driver's meter by
+// that address, so another class's I/O on the same address beside a perf run would be counted in it.
+[Collection("nvme")]
 public sealed class NvmeAdminTests : IDisposable
 {
     private const string Bdf = "0000:00:06.0";

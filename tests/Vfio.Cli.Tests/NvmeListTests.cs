@@ -10,6 +10,9 @@ namespace Vfio.Cli.Tests;
 /// layout), one bound to vfio-pci (the emulated controller, identified by this project's driver), one in a No-IOMMU
 /// group, and a free one; and <c>--socket</c> on the nvme commands.
 /// </summary>
+// One at a time: every emulated controller is 0000:00:06.0, and perf reads its totals from the driver's meter by
+// that address, so another class's I/O on the same address beside a perf run would be counted in it.
+[Collection("nvme")]
 public sealed class NvmeListTests : IDisposable
 {
     private const string Kernel = "0000:00:04.0", Vfio = "0000:00:05.0", NoIommu = "0000:00:06.0", Free = "0000:00:07.0";

@@ -109,6 +109,34 @@ public sealed partial class NvmeTests
     }
 
     [Fact]
+    public void The_perf_meter_counts_what_the_driver_retired_in_the_window_from_its_meter()
+    {
+        using var c = Vfio.Nvme.NvmeController.Open(_nvme);
+        var ns = c.Namespaces[0];
+        using var q = c.CreateIoQueue();
+        using var buf = _nvme.Dma.Allocate(4096);
+        using var meter = new PerfMeter(_nvme.Address);
+        meter.Watch([q.QueueId]);
+
+        q.Read(ns, 0, 8, buf);                                          // before the window: not counted
+        meter.Open(new PerfWindow(System.Diagnostics.Stopwatch.GetTimestamp(), long.MaxValue));
+        q.Write(ns, 0, 8, buf);
+        q.Read(ns, 0, 8, buf);
+        q.Read(ns, 8, 8, buf);
+        q.Flush(ns);                                                    // not a read or a write: not the workload
+        _nvme.FailNextIo = NvmeStatus.Create(StatusCodeType.MediaError, 0x81);
+        Assert.Throws<Vfio.Nvme.NvmeCommandException>(() => q.Read(ns, 0, 8, buf));
+        var t = meter.Totals();
+
+        Assert.Equal(3, t.Ios);
+        Assert.Equal(2, t.Reads);
+        Assert.Equal(1, t.Writes);
+        Assert.Equal(1, t.Errors);
+        Assert.Equal([3L], t.QueueIos);
+        Assert.Equal(3, t.Latency.TotalCount);
+    }
+
+    [Fact]
     public void Perf_randrw_follows_the_read_percentage_and_larger_ios()
     {
         var d = Perf("-w", "randrw", "-M", "80", "-o", "16k", "-q", "4");

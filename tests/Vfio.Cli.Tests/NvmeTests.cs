@@ -12,6 +12,9 @@ namespace Vfio.Cli.Tests;
 /// "Emulated NVMe Ctrl", serial EMU-0001): argument validation, the JSON documents, data round trips, and errors.
 /// <c>perf</c> is in NvmeTests.Perf.cs.
 /// </summary>
+// One at a time: every emulated controller is 0000:00:06.0, and perf reads its totals from the driver's meter by
+// that address, so another class's I/O on the same address beside a perf run would be counted in it.
+[Collection("nvme")]
 public sealed partial class NvmeTests : IDisposable
 {
     private const string Bdf = "0000:00:06.0";

@@ -5,7 +5,7 @@ using Vfio.Cli.Output;
 
 namespace Vfio.Cli.Commands;
 
-/// <summary><c>vfio hugepages status | reserve N [--size 2M|1G]</c>: the hugepage pools DMA memory comes from.</summary>
+/// <summary><c>vfio hugepages status | reserve N [--size 2M|1G] [--node N]</c>: the hugepage pools DMA memory comes from.</summary>
 internal static class HugePagesCommand
 {
     public static Command Create(Func<ParseResult, CliContext> context)
@@ -20,11 +20,20 @@ internal static class HugePagesCommand
         });
         var size = Arguments.SizeOption("--size", "Page size: 2M or 1G on x86_64 (default: the kernel's default hugepage size)", "SIZE",
             Arguments.ParsePageSize, text => $"'{text}' is not a page size (expected e.g. 2M or 1G)");
-        var reserve = new Command("reserve", "Set the pool of one page size to N pages (nr_hugepages) and report what the kernel granted")
+        var node = new Option<int?>("--node")
         {
-            count, size,
+            Description = "Set this NUMA node's pool instead of the system-wide one (the node of the device the memory is for: 'vfio info')",
+            HelpName = "NODE",
         };
-        reserve.SetAction(parse => Reserve(context(parse), parse.GetValue(count), parse.GetValue(size)));
+        node.Validators.Add(r =>
+        {
+            if (Arguments.TryGet(r, out int? n) && n is < 0) { r.AddError("--node must be 0 or more"); }
+        });
+        var reserve = new Command("reserve", "Set the pool of one page size to N pages (nr_hugepages), system-wide or on one NUMA node, and report what the kernel granted")
+        {
+            count, size, node,
+        };
+        reserve.SetAction(parse => Reserve(context(parse), parse.GetValue(count), parse.GetValue(size), parse.GetValue(node)));
 
         var command = new Command("hugepages", "Hugepage pools for DMA memory: status, reserve (no subcommand: status)")
         {
@@ -67,21 +76,22 @@ internal static class HugePagesCommand
         return ExitCodes.Ok;
     }
 
-    private static int Reserve(CliContext ctx, int count, ulong? size)
+    private static int Reserve(CliContext ctx, int count, ulong? size, int? node)
     {
         var pages = ctx.Host.HugePages;
         ulong pageSize = size ?? pages.DefaultPageSize() ?? 2UL << 20;
-        var result = pages.Reserve(pageSize, count);
+        var result = node is { } n ? pages.Reserve(pageSize, count, n) : pages.Reserve(pageSize, count);
         var text = Arguments.FormatPageSize(pageSize);
         if (ctx.Json)
         {
-            ctx.WriteJson(new HugePageReservationJson(pageSize, text, result.Requested, result.Granted, result.IsComplete),
+            ctx.WriteJson(new HugePageReservationJson(pageSize, text, result.Requested, result.Granted, result.IsComplete, result.Node),
                 CliJson.Output.HugePageReservationJson);
         }
         else
         {
+            string where = result.Node is { } on ? string.Create(CultureInfo.InvariantCulture, $" on node {on}") : "";
             ctx.Say(string.Create(CultureInfo.InvariantCulture,
-                $"{text} hugepages: asked for {result.Requested}, the kernel granted {result.Granted}."));
+                $"{text} hugepages{where}: asked for {result.Requested}, the kernel granted {result.Granted}."));
         }
         if (result.IsComplete) { return ExitCodes.Ok; }
 

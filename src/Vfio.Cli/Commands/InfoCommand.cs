@@ -26,7 +26,7 @@ internal static class InfoCommand
     private static int Execute(CliContext ctx, PciAddress address, bool allowNoIommu)
     {
         using var device = ctx.OpenDevice(address, allowNoIommu);
-        var info = Describe(device);
+        var info = Describe(device) with { NumaNode = ctx.Host.TryGetDevice(address)?.NumaNode };
         if (ctx.Json)
         {
             ctx.WriteJson(info, CliJson.Output.DeviceInfoJson);
@@ -121,6 +121,9 @@ internal static class InfoCommand
             ctx.Say("        (the VFIO container is iommufd's emulation: CONFIG_IOMMUFD_VFIO_CONTAINER)");
         }
         ctx.Say($"Flags:  {string.Join(", ", info.Flags)}; reset {(info.CanReset ? "supported" : "not supported")}");
+        ctx.Say(info.NumaNode is { } node
+            ? string.Create(CultureInfo.InvariantCulture, $"NUMA:   node {node} (DMA memory from there: 'vfio hugepages reserve --node {node} N')")
+            : "NUMA:   no node (the kernel reports -1: one node, or the firmware does not say)");
 
         var regions = Tables.Create("Regions", "Index", "Name", "Size", "Offset", "Flags", "Mmap areas");
         int absent = 0;

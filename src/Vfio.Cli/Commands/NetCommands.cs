@@ -188,7 +188,18 @@ internal static class NetCommands
                 ctx.Output.Flush();
             }
             var warm = TimeSpan.FromSeconds(parse.GetValue(warmup) ?? Math.Min(1, duration.TotalSeconds / 4));
-            var r = IoForwarder.Run(netA, netB, duration, b, warmup: warm, queues: pairs);
+            // The packet counts printed are the "Vfio.Net" meter's: read once the tx-first bursts are out, and at the end.
+            using var trackA = NetTelemetry.Track(netA);
+            using var trackB = NetTelemetry.Track(netB);
+            using var meter = new NetMeter();
+            NetReading? before = null;
+            var r = IoForwarder.Run(netA, netB, duration, b, warmup: warm, queues: pairs, loopStarting: () => before = meter.Read());
+            var after = meter.Read();
+            r = r with
+            {
+                AToB = after.Transmitted(netB) - before!.Transmitted(netB),
+                BToA = after.Transmitted(netA) - before.Transmitted(netA),
+            };
             var doc = new NetFwdJson(
                 PortA: deviceA.Address.ToString(),
                 PortB: deviceB.Address.ToString(),

@@ -312,7 +312,7 @@ internal static class NvmePerfCommand
             CpuSecondsPerMillionIos: PerIo(r.CpuTime.TotalSeconds * 1e6, 3),
             SubmissionDoorbellsPerIo: PerIo(r.SubmissionDoorbells, 4),
             CompletionDoorbellsPerIo: PerIo(r.CompletionDoorbells, 4),
-            QueueIos: [.. r.Queues.Select(q => q.Ios)],
+            QueueIos: [.. r.QueueIos],
             FirstError: r.FirstError,
             FirstMismatch: r.FirstMismatch?.ToString(),
             AllocCheckReads: allocCheckReads,

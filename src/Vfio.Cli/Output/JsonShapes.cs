@@ -78,13 +78,14 @@ internal sealed record HugePagePoolJson(
 /// <summary>A mounted hugetlbfs.</summary>
 internal sealed record HugetlbfsMountJson(string MountPoint, ulong PageSize);
 
-/// <summary><c>vfio hugepages reserve --json</c>: <c>Granted</c> is the pool size the kernel reports afterwards.</summary>
-internal sealed record HugePageReservationJson(ulong PageSize, string Size, int Requested, long Granted, bool Complete);
+/// <summary><c>vfio hugepages reserve --json</c>: <c>Granted</c> is the pool size the kernel reports afterwards; <c>Node</c> the NUMA node with <c>--node</c>, else null.</summary>
+internal sealed record HugePageReservationJson(ulong PageSize, string Size, int Requested, long Granted, bool Complete, int? Node);
 
 /// <summary>
 /// <c>vfio info --json</c>. <c>Container</c> says what serves the VFIO container of a device opened through its
 /// group: "vfio" (the VFIO container proper) or "iommufd" (iommufd's emulation, CONFIG_IOMMUFD_VFIO_CONTAINER);
-/// null for a device opened through its cdev or over vfio-user.
+/// null for a device opened through its cdev or over vfio-user. <c>NumaNode</c> is sysfs' <c>numa_node</c>, null when the
+/// kernel reports none (-1, a single-node host) or the device is not in sysfs (vfio-user).
 /// </summary>
 internal sealed record DeviceInfoJson(
     string Address,
@@ -101,7 +102,8 @@ internal sealed record DeviceInfoJson(
     IReadOnlyList<CapabilityJson> ExtendedCapabilities,
     string? Container = null,
     string? ErrorReporting = null,
-    AerJson? Aer = null);
+    AerJson? Aer = null,
+    int? NumaNode = null);
 
 /// <summary>
 /// The AER capability's registers (PCIe Base 6.0 §7.8.4) with the spec's bit names: what is logged, masked and of

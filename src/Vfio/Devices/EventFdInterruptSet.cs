@@ -58,6 +58,7 @@ public abstract class EventFdInterruptSet : IInterruptSet
                 _vectors[i] = new EventFdVector(this, i, signals[i]);
             }
             WireTriggers(signals);
+            InterruptCounters.Track(this);
         }
         catch
         {
@@ -86,12 +87,24 @@ public abstract class EventFdInterruptSet : IInterruptSet
     {
         if (_disposed) { return; }
         _disposed = true;
+        InterruptCounters.Untrack(this);
         DisableAll();
         foreach (var v in _vectors) { v?.Signal.Dispose(); }
         OnDisposed();
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    /// <summary>Signals every vector's eventfd delivered so far (the "vfio.interrupts" instrument, <see cref="InterruptCounters"/>).</summary>
+    internal long TotalSignals
+    {
+        get
+        {
+            ulong total = 0;
+            foreach (var v in _vectors) { total += v?.Signal.TotalSignals ?? 0; }
+            return (long)total;
+        }
+    }
 
     private sealed class EventFdVector(EventFdInterruptSet owner, int vector, EventFd signal) : IInterruptVector
     {

@@ -29,6 +29,7 @@ public abstract class DmaBuffer : IDisposable
         Length = length;
         Name = name;
         Registry = registry;
+        DmaCounters.BufferCreated(length);
     }
 
     /// <summary>The live buffers of this buffer's device address space, for <see cref="DmaAudit"/>; null when its allocator keeps none.</summary>
@@ -249,6 +250,7 @@ public abstract class DmaBuffer : IDisposable
         // Leave the audit's registry before the memory can be reused by another buffer.
         if (Interlocked.Exchange(ref _audit, 2) == 1) { Registry!.Remove(this); }
         ReleaseMemory();
+        DmaCounters.BufferReleased(Length);
         GC.SuppressFinalize(this);
     }
 

@@ -16,6 +16,13 @@ public sealed record NoIommuDmaAllocatorOptions
     /// Such buffers are physically contiguous only within each 4 KiB page.
     /// </summary>
     public bool AllowMigratablePages { get; init; }
+
+    /// <summary>
+    /// The NUMA node to take the pages from when the node has free ones (mbind(2) MPOL_PREFERRED before the pages are
+    /// faulted in), or null for the kernel's default policy. Kernel VFIO sets it to the device's node on hosts with
+    /// more than one (<c>numa_node</c> in sysfs); reserve hugepages there with <c>vfio hugepages reserve --node</c>.
+    /// </summary>
+    public int? PreferredNumaNode { get; init; }
 }
 
 /// <summary>
@@ -53,8 +60,8 @@ public sealed partial class NoIommuDmaAllocator : IDmaAllocator, IDisposable
     /// </summary>
     /// <exception cref="MissingCapabilityException">The process lacks CAP_SYS_ADMIN, so pagemap hides physical addresses.</exception>
     public NoIommuDmaAllocator(NoIommuDmaAllocatorOptions? options = null, ILogger<NoIommuDmaAllocator>? logger = null)
-        : this(AnonymousPageMemory.NoIommuHugePages(),
-            options?.AllowMigratablePages == true ? AnonymousPageMemory.NoIommuMigratablePages() : null,
+        : this(AnonymousPageMemory.NoIommuHugePages().OnNode(options?.PreferredNumaNode),
+            options?.AllowMigratablePages == true ? AnonymousPageMemory.NoIommuMigratablePages().OnNode(options.PreferredNumaNode) : null,
             OpenCheckedPagemap(), ownsResolver: true, (ILogger?)logger ?? NullLogger.Instance)
     {
     }
@@ -210,6 +217,7 @@ public sealed partial class NoIommuDmaAllocator : IDmaAllocator, IDisposable
                 pages[i] = pa;
             }
             LogMapped(_logger, length, memory.Description, address, pages[0]);
+            DmaCounters.Pinned(DmaAddressing.Physical, (long)length);
             return new PinnedBlock(address, length, memory.PageSize, pages);
         }
         catch
@@ -222,6 +230,7 @@ public sealed partial class NoIommuDmaAllocator : IDmaAllocator, IDisposable
     private void UnmapBlock(IPageMemory memory, PinnedBlock block)
     {
         memory.Unmap(block.Address, block.Length);
+        DmaCounters.Pinned(DmaAddressing.Physical, -(long)block.Length);
         LogUnmapped(_logger, block.Length, memory.Description, block.Address);
     }
 

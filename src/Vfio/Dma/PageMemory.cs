@@ -30,13 +30,20 @@ internal sealed class AnonymousPageMemory : IPageMemory
     private readonly int _flags;
     private readonly bool _lock;
 
-    private AnonymousPageMemory(ulong pageSize, int flags, bool lockPages, string description)
+    private AnonymousPageMemory(ulong pageSize, int flags, bool lockPages, string description, int? preferredNode = null)
     {
         PageSize = pageSize;
         _flags = flags;
         _lock = lockPages;
         Description = description;
+        PreferredNode = preferredNode;
     }
+
+    /// <summary>The NUMA node new mappings prefer (<see cref="NumaPlacement"/>), or null for the kernel's default policy.</summary>
+    public int? PreferredNode { get; }
+
+    /// <summary>The same memory, preferring <paramref name="node"/> (null: the default policy).</summary>
+    public AnonymousPageMemory OnNode(int? node) => node == PreferredNode ? this : new(PageSize, _flags, _lock, Description, node);
 
     /// <inheritdoc />
     public ulong PageSize { get; }
@@ -93,7 +100,10 @@ internal sealed class AnonymousPageMemory : IPageMemory
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, $"length must be a non-zero multiple of {PageSize}");
         }
-        var address = Interop.Libc.mmap(0, (nuint)length, Interop.Libc.PROT_READ | Interop.Libc.PROT_WRITE, _flags, -1, 0);
+        // With a node to prefer, the policy must be set before the first fault: map unpopulated, mbind, then populate.
+        bool populate = (_flags & Interop.Libc.MAP_POPULATE) != 0;
+        int flags = PreferredNode is null ? _flags : _flags & ~Interop.Libc.MAP_POPULATE;
+        var address = Interop.Libc.mmap(0, (nuint)length, Interop.Libc.PROT_READ | Interop.Libc.PROT_WRITE, flags, -1, 0);
         if (address == Interop.Libc.MAP_FAILED)
         {
             var errno = Errno.Last;
@@ -106,6 +116,11 @@ internal sealed class AnonymousPageMemory : IPageMemory
         }
         try
         {
+            if (PreferredNode is { } node)
+            {
+                NumaPlacement.Prefer(address, length, node);
+                if (populate) { Populate(address, length); }
+            }
             // A forked child must not share DMA memory: it would see device writes, and with a private mapping a
             // copy-on-write fault could move the parent's page away from the address the device was given.
             Errno.Check(Interop.Libc.madvise(address, (nuint)length, Interop.Libc.MADV_DONTFORK), "madvise(MADV_DONTFORK) on DMA memory");
@@ -120,6 +135,31 @@ internal sealed class AnonymousPageMemory : IPageMemory
             throw;
         }
         return address;
+    }
+
+    /// <summary>
+    /// What MAP_POPULATE would have done, after the policy is set: MADV_POPULATE_WRITE (Linux 5.14), which reports a
+    /// shortage as an error; on an older kernel, a write to each page (hugetlb pages were reserved at mmap, so the
+    /// faults find pages; MPOL_PREFERRED falls back to other nodes rather than fail).
+    /// </summary>
+    private unsafe void Populate(nint address, ulong length)
+    {
+        if (Interop.Libc.madvise(address, (nuint)length, Interop.Libc.MADV_POPULATE_WRITE) == 0) { return; }
+        var errno = Errno.Last;
+        if (errno != Errno.EINVAL)
+        {
+            if (IsHugetlb && errno == Errno.ENOMEM)
+            {
+                throw new HugePagesUnavailableException(PageSize, (long)(length / PageSize), new Host.HugePages().GetPool(PageSize));
+            }
+            throw Errno.ToException(errno, $"madvise(MADV_POPULATE_WRITE) on {length} bytes of {Description} for DMA");
+        }
+        for (ulong at = 0; at < length; at += PageSize)
+        {
+            // SAFETY: address..address+length was just mapped readable and writable by this call's mmap; the memory
+            // is zero, and writing zero faults the page in without changing it.
+            Volatile.Write(ref *(byte*)(address + (nint)at), 0);
+        }
     }
 
     /// <inheritdoc />

@@ -14,6 +14,13 @@ public sealed record Type1DmaAllocatorOptions
     /// users of the host (DPDK, a No-IOMMU allocator) reserved.
     /// </summary>
     public bool PreferHugePages { get; init; }
+
+    /// <summary>
+    /// The NUMA node to take the pages from when the node has free ones (mbind(2) MPOL_PREFERRED before VFIO pins
+    /// them), or null for the kernel's default policy. Kernel VFIO sets it to the device's node on hosts with more
+    /// than one.
+    /// </summary>
+    public int? PreferredNumaNode { get; init; }
 }
 
 /// <summary>
@@ -51,8 +58,8 @@ public sealed partial class Type1DmaAllocator : IDmaAllocator
     /// <exception cref="ArgumentException">The mapper reports no page sizes or no usable IOVA range.</exception>
     public Type1DmaAllocator(IIommuMapper mapper, Type1DmaAllocatorOptions? options = null, IovaAllocator? iovaAllocator = null,
         ILogger<Type1DmaAllocator>? logger = null)
-        : this(mapper, AnonymousPageMemory.IommuPages(),
-            options?.PreferHugePages == true ? AnonymousPageMemory.IommuHugePages() : null,
+        : this(mapper, AnonymousPageMemory.IommuPages().OnNode(options?.PreferredNumaNode),
+            options?.PreferHugePages == true ? AnonymousPageMemory.IommuHugePages().OnNode(options.PreferredNumaNode) : null,
             iovaAllocator, (ILogger?)logger ?? NullLogger.Instance)
     {
     }
@@ -136,6 +143,7 @@ public sealed partial class Type1DmaAllocator : IDmaAllocator
             throw;
         }
         LogMapped(_logger, length, memory.Description, address, iova);
+        DmaCounters.Pinned(DmaAddressing.Iova, (long)length);
         return new IommuMapping(memory, address, length, iova);
     }
 
@@ -173,6 +181,7 @@ public sealed partial class Type1DmaAllocator : IDmaAllocator
         }
         Iovas.Free(mapping.Iova);
         mapping.Memory.Unmap(mapping.Address, mapping.Length);
+        DmaCounters.Pinned(DmaAddressing.Iova, -(long)mapping.Length);
         LogUnmapped(_logger, mapping.Length, mapping.Iova);
     }
 

@@ -23,12 +23,15 @@ public sealed record HugePageInfo(ulong PageSize, long Total, long Free, long Re
 /// <param name="PageSize">Its <c>pagesize=</c> option, or the default hugepage size when the option is absent.</param>
 public sealed record HugetlbfsMount(string MountPoint, ulong PageSize);
 
-/// <summary>The outcome of <see cref="HugePages.Reserve"/>: the kernel may give fewer pages than asked.</summary>
+/// <summary>The outcome of <see cref="HugePages.Reserve(ulong, int)"/>: the kernel may give fewer pages than asked.</summary>
 /// <param name="PageSize">Bytes per page.</param>
 /// <param name="Requested">Pool size asked for.</param>
 /// <param name="Granted">Pool size the kernel reports afterwards.</param>
 public sealed record HugePageReservation(ulong PageSize, int Requested, long Granted)
 {
+    /// <summary>The NUMA node whose pool was set (<see cref="HugePages.Reserve(ulong, int, int)"/>), or null for the system-wide pool.</summary>
+    public int? Node { get; init; }
+
     /// <summary>The pool has at least the size asked for.</summary>
     public bool IsComplete => Granted >= Requested;
 }
@@ -205,6 +208,43 @@ public sealed class HugePages
                     : $"page sizes this kernel offers: {sizes}");
         }
 
+        return WritePool(dir, pageSize, count);
+    }
+
+    /// <summary>
+    /// Sets NUMA node <paramref name="node"/>'s pool of <paramref name="pageSize"/>-byte pages to <paramref name="count"/>
+    /// pages (<c>/sys/devices/system/node/nodeN/hugepages/hugepages-NkB/nr_hugepages</c>, hugetlbpage.rst "Interaction
+    /// of Task Memory Policy with Huge Page Allocation/Freeing"), so DMA memory for a device can come from the node the
+    /// device is attached to. As <see cref="Reserve(ulong, int)"/>, the kernel may grant fewer. Needs root.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> or <paramref name="node"/> is negative.</exception>
+    /// <exception cref="VfioUnavailableException">The host has no such node, or the node no pool of that page size.</exception>
+    /// <exception cref="VfioException">The write failed (e.g. <see cref="VfioPermissionException"/> when not root).</exception>
+    public HugePageReservation Reserve(ulong pageSize, int count, int node)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfNegative(node);
+        var nodesDir = Path.Combine(_sysfsRoot, "devices", "system", "node");
+        var nodeDir = Path.Combine(nodesDir, string.Create(CultureInfo.InvariantCulture, $"node{node}"));
+        if (!Directory.Exists(nodeDir))
+        {
+            var nodes = Directory.Exists(nodesDir)
+                ? Directory.GetDirectories(nodesDir, "node*").Select(Path.GetFileName).Where(n => n!.Length > 4 && n[4..].All(char.IsAsciiDigit)).Order(StringComparer.Ordinal).ToList()
+                : [];
+            throw new VfioUnavailableException($"this host has no NUMA node {node}",
+                nodes.Count == 0 ? "the kernel shows no NUMA nodes (/sys/devices/system/node)" : $"its nodes: {string.Join(", ", nodes)}");
+        }
+        var dir = Path.Combine(nodeDir, "hugepages", string.Create(CultureInfo.InvariantCulture, $"hugepages-{pageSize / 1024}kB"));
+        if (!Directory.Exists(dir))
+        {
+            throw new VfioUnavailableException($"NUMA node {node} has no pool of {pageSize}-byte hugepages",
+                "the page sizes of the system-wide pools are the ones each node offers: 'vfio hugepages status'");
+        }
+        return WritePool(dir, pageSize, count) with { Node = node };
+    }
+
+    private HugePageReservation WritePool(string dir, ulong pageSize, int count)
+    {
         HostLog.ReservingHugePages(_writer.Logger, count, pageSize);
         _writer.Write(Path.Combine(dir, "nr_hugepages"), count.ToString(CultureInfo.InvariantCulture));
         long granted = SysfsFile.ReadDecimal(Path.Combine(dir, "nr_hugepages")) ?? 0;

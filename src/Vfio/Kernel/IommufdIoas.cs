@@ -7,7 +7,7 @@ namespace Vfio.Kernel;
 /// <summary>
 /// An iommufd I/O address space (IOAS): the IOVA space that devices attached to it DMA into, and that this process
 /// maps its memory into with <c>IOMMU_IOAS_MAP</c>. It plays the part a type1 container plays on the group path, so
-/// DMA buffers come from the same <see cref="Type1DmaAllocator"/> (<see cref="GetDmaAllocator"/>).
+/// DMA buffers come from the same <see cref="Type1DmaAllocator"/> (<see cref="GetDmaAllocator()"/>).
 /// </summary>
 public sealed partial class IommufdIoas : IIommuMapper, IDisposable
 {
@@ -44,12 +44,16 @@ public sealed partial class IommufdIoas : IIommuMapper, IDisposable
     public ulong PageSizes => Math.Max(QueryRanges().Alignment, (ulong)Environment.SystemPageSize);
 
     /// <summary>The allocator for DMA memory reachable by every device attached to this IOAS.</summary>
-    public IDmaAllocator GetDmaAllocator()
+    public IDmaAllocator GetDmaAllocator() => GetDmaAllocator(null);
+
+    /// <summary>As <see cref="GetDmaAllocator()"/>, the memory preferring NUMA node <paramref name="preferredNode"/>; the first device to ask decides.</summary>
+    internal IDmaAllocator GetDmaAllocator(int? preferredNode)
     {
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            return _allocator ??= new Type1DmaAllocator(this, logger: _loggerFactory?.CreateLogger<Type1DmaAllocator>());
+            return _allocator ??= new Type1DmaAllocator(this, new Type1DmaAllocatorOptions { PreferredNumaNode = preferredNode },
+                logger: _loggerFactory?.CreateLogger<Type1DmaAllocator>());
         }
     }
 

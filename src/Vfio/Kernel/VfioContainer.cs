@@ -163,7 +163,13 @@ public sealed partial class VfioContainer : IDisposable, IIommuMapper
     }
 
     /// <summary>The allocator for DMA memory reachable by every device in this container.</summary>
-    public IDmaAllocator GetDmaAllocator(bool allowMigratablePages = false)
+    public IDmaAllocator GetDmaAllocator(bool allowMigratablePages = false) => GetDmaAllocator(allowMigratablePages, null);
+
+    /// <summary>
+    /// As <see cref="GetDmaAllocator(bool)"/>, the memory preferring NUMA node <paramref name="preferredNode"/> (null:
+    /// the kernel's default): the first device to ask decides for the container's allocator.
+    /// </summary>
+    internal IDmaAllocator GetDmaAllocator(bool allowMigratablePages, int? preferredNode)
     {
         lock (_lock)
         {
@@ -171,10 +177,11 @@ public sealed partial class VfioContainer : IDisposable, IIommuMapper
             switch (IommuType)
             {
                 case VfioIommuType.Type1v2:
-                    _allocator = new Type1DmaAllocator(this, logger: _loggerFactory?.CreateLogger<Type1DmaAllocator>());
+                    _allocator = new Type1DmaAllocator(this, new Type1DmaAllocatorOptions { PreferredNumaNode = preferredNode },
+                        logger: _loggerFactory?.CreateLogger<Type1DmaAllocator>());
                     break;
                 case VfioIommuType.NoIommu:
-                    var ni = new NoIommuDmaAllocator(new NoIommuDmaAllocatorOptions { AllowMigratablePages = allowMigratablePages },
+                    var ni = new NoIommuDmaAllocator(new NoIommuDmaAllocatorOptions { AllowMigratablePages = allowMigratablePages, PreferredNumaNode = preferredNode },
                         _loggerFactory?.CreateLogger<NoIommuDmaAllocator>());
                     (_allocator, _allocatorLifetime) = (ni, ni);
                     break;

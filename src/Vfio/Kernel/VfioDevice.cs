@@ -56,6 +56,12 @@ public sealed partial class VfioDevice : IPciDevice
     /// <inheritdoc />
     public PciAddress Address { get; }
 
+    /// <summary>
+    /// The NUMA node the DMA memory prefers (<see cref="NumaPlacement"/>): the device's node on a host with several,
+    /// null on a single-node host or when sysfs names none.
+    /// </summary>
+    internal int? PreferredNumaNode { get; private init; }
+
     /// <summary>The device fd.</summary>
     public SafeFdHandle Handle { get; }
 
@@ -105,7 +111,7 @@ public sealed partial class VfioDevice : IPciDevice
         {
             // After Dispose the container or IOAS (and the allocator's memory) may be gone; say so rather than fail in an ioctl.
             ThrowIfDisposed();
-            return _ioas?.GetDmaAllocator() ?? _container!.GetDmaAllocator(_allowMigratablePages);
+            return _ioas?.GetDmaAllocator(PreferredNumaNode) ?? _container!.GetDmaAllocator(_allowMigratablePages, PreferredNumaNode);
         }
     }
 
@@ -171,7 +177,10 @@ public sealed partial class VfioDevice : IPciDevice
             var info = QueryDeviceInfo(handle, address);
             // Released after the device fd: the group, then the container if this device opened it.
             IDisposable[] release = options.Container is null ? [group, container] : [group];
-            var device = new VfioDevice(address, handle, plan.Mode, group, container, null, release, info, logger, options.AllowMigratableDmaPages);
+            var device = new VfioDevice(address, handle, plan.Mode, group, container, null, release, info, logger, options.AllowMigratableDmaPages)
+            {
+                PreferredNumaNode = NumaPlacement.ForDevice(options.SysfsRoot, address),
+            };
             if (device.Mode == VfioMode.NoIommu)
             {
                 LogNoIommuOpened(logger, address, group.Name);
@@ -249,7 +258,10 @@ public sealed partial class VfioDevice : IPciDevice
             var info = QueryDeviceInfo(handle, address);
             // Released after the device fd (whose close detaches it): the IOAS, then the iommufd, if this device made them.
             IDisposable[] release = options.Ioas is null ? [ioas, ioas.Iommufd] : [];
-            var device = new VfioDevice(address, handle, VfioMode.Iommufd, null, null, ioas, release, info, logger, options.AllowMigratableDmaPages);
+            var device = new VfioDevice(address, handle, VfioMode.Iommufd, null, null, ioas, release, info, logger, options.AllowMigratableDmaPages)
+            {
+                PreferredNumaNode = NumaPlacement.ForDevice(options.SysfsRoot, address),
+            };
             LogOpened(logger, address, cdevPath, VfioMode.Iommufd);
             return device;
         }

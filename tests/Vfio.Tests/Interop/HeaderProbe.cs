@@ -28,7 +28,7 @@ internal sealed partial class HeaderProbe
     [
         "stdio.h", "stddef.h", "fcntl.h", "unistd.h", "sys/mman.h", "linux/mman.h", "linux/memfd.h", "sys/eventfd.h",
         "sys/epoll.h", "sys/resource.h", "sys/socket.h", "sys/uio.h", "poll.h", "linux/vfio.h", "linux/iommufd.h",
-        "linux/if.h", "linux/if_tun.h", "linux/if_arp.h", "linux/sockios.h",
+        "linux/if.h", "linux/if_tun.h", "linux/if_arp.h", "linux/sockios.h", "linux/mempolicy.h", "sys/syscall.h",
     ];
 
     /// <summary>Interop classes whose nested structs and constants are checked.</summary>

@@ -35,9 +35,11 @@ internal static class IoForwarder
     /// Runs the loop for <paramref name="duration"/> (or until cancelled) with bursts of <paramref name="burst"/>.
     /// <paramref name="warmup"/> is left out of <see cref="ForwardResult.SteadyMpps"/>. <paramref name="queues"/>
     /// queue pairs are forwarded (default 1; at most the smaller <see cref="INetPort.QueuePairCount"/>).
+    /// <paramref name="loopStarting"/>, when given, is called after the tx-first bursts, just before the loop.
     /// </summary>
     public static ForwardResult Run(INetPort a, INetPort b, TimeSpan duration, int burst = 32, bool txFirst = true,
-        int txFirstFrameSize = 64, TimeSpan? warmup = null, int flushAfterIdleRounds = 1, int queues = 1, CancellationToken cancellationToken = default)
+        int txFirstFrameSize = 64, TimeSpan? warmup = null, int flushAfterIdleRounds = 1, int queues = 1, CancellationToken cancellationToken = default,
+        Action? loopStarting = null)
     {
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
@@ -52,7 +54,9 @@ internal static class IoForwarder
                 TxFirst(b, q, burst, txFirstFrameSize, TestFrames.MacBytes(a.MacAddress));
             }
         }
-        return Loop(a, b, queues, new PacketBuffer[burst], duration, warmup ?? TimeSpan.Zero, Math.Max(1, flushAfterIdleRounds), cancellationToken);
+        var buffer = new PacketBuffer[burst];
+        loopStarting?.Invoke();
+        return Loop(a, b, queues, buffer, duration, warmup ?? TimeSpan.Zero, Math.Max(1, flushAfterIdleRounds), cancellationToken);
     }
 
     private static void TxFirst(INetPort port, int queue, int burst, int frameSize, byte[] destination)

@@ -16,11 +16,17 @@ internal interface IPerfEngine
     /// <summary>Creates the worker of queue <paramref name="queue"/> (0-based): its queue pair, its DMA buffers.
     /// Called on the runner's thread, once per queue, before any worker runs.</summary>
     IPerfWorker CreateWorker(int queue);
+
+    /// <summary>The controller's PCI address: the runner reads the run's totals from the driver's meter by it (<see cref="PerfMeter"/>).</summary>
+    PciAddress Device { get; }
 }
 
 /// <summary>One queue's share of a run; each runs on a thread of its own.</summary>
 internal interface IPerfWorker : IDisposable
 {
+    /// <summary>The NVMe queue (QID) the worker submits to.</summary>
+    int QueueId { get; }
+
     /// <summary>
     /// Writes the pattern over the queue's region (<see cref="IoPicker.Prefill"/>, <see cref="VerifyPattern"/>)
     /// with the plan's depth in flight, and returns when all of it completed. Called only when
@@ -192,22 +198,28 @@ internal readonly record struct PerfProgress(long Ios, TimeSpan Elapsed, TimeSpa
 /// <summary>The merged outcome of a run.</summary>
 /// <param name="Elapsed">The timed window.</param>
 /// <param name="Queues">Each queue's stats.</param>
-/// <param name="Latency">All queues' latencies, in nanoseconds.</param>
+/// <param name="Counts">The totals and latencies, from the driver's meter (<see cref="PerfMeter"/>).</param>
 /// <param name="AllocatedBytes">Managed bytes the process allocated during the window (all threads).</param>
 /// <param name="CpuTime">Processor time the process used during the window (all threads).</param>
-internal sealed record PerfResult(TimeSpan Elapsed, IReadOnlyList<QueueStats> Queues, LongHistogram Latency, long AllocatedBytes, TimeSpan CpuTime)
+internal sealed record PerfResult(TimeSpan Elapsed, IReadOnlyList<QueueStats> Queues, PerfCounts Counts, long AllocatedBytes, TimeSpan CpuTime)
 {
     /// <summary>Successful I/Os in the window.</summary>
-    public long Ios => Queues.Sum(q => q.Ios);
+    public long Ios => Counts.Ios;
 
     /// <summary>Of <see cref="Ios"/>, the reads.</summary>
-    public long Reads => Queues.Sum(q => q.Reads);
+    public long Reads => Counts.Reads;
 
     /// <summary>Of <see cref="Ios"/>, the writes.</summary>
-    public long Writes => Queues.Sum(q => q.Writes);
+    public long Writes => Counts.Writes;
 
     /// <summary>Failed I/Os.</summary>
-    public long Errors => Queues.Sum(q => q.Errors);
+    public long Errors => Counts.Errors;
+
+    /// <summary>Successful I/Os in the window, per queue.</summary>
+    public IReadOnlyList<long> QueueIos => Counts.QueueIos;
+
+    /// <summary>All queues' latencies, in nanoseconds.</summary>
+    public LongHistogram Latency => Counts.Latency;
 
     /// <summary>Blocks that did not read back as written.</summary>
     public long Mismatches => Queues.Sum(q => q.Mismatches);

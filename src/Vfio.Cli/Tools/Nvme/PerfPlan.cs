@@ -123,9 +123,6 @@ internal struct IoPicker
     /// <summary>Sequential writes over queue <paramref name="queue"/>'s region: the pass that fills it before a verified run.</summary>
     public static IoPicker Prefill(PerfPlan plan, int queue) => new(random: false, readPercent: 0, plan, queue);
 
-    /// <summary>The first LBA of the queue's region (an I/O there is always inside the span).</summary>
-    public readonly ulong PeekStart => _regionStart * _blocksPerIo;
-
     /// <summary>Picks the next I/O: returns true for a write, false for a read, and its first LBA.</summary>
     public bool Next(out ulong lba)
     {

@@ -23,10 +23,12 @@ internal static class PerfRunner
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentNullException.ThrowIfNull(plan);
         var workers = new List<IPerfWorker>(plan.Queues);
+        using var meter = new PerfMeter(engine.Device);
         try
         {
             for (int q = 0; q < plan.Queues; q++) { workers.Add(engine.CreateWorker(q)); }
-            return Run(workers, plan, progress, progressInterval ?? TimeSpan.FromSeconds(1));
+            meter.Watch(workers.Select(w => w.QueueId));
+            return Run(workers, plan, meter, progress, progressInterval ?? TimeSpan.FromSeconds(1));
         }
         finally
         {
@@ -35,7 +37,7 @@ internal static class PerfRunner
         }
     }
 
-    private static PerfResult Run(List<IPerfWorker> workers, PerfPlan plan, Action<PerfProgress>? progress, TimeSpan interval)
+    private static PerfResult Run(List<IPerfWorker> workers, PerfPlan plan, PerfMeter meter, Action<PerfProgress>? progress, TimeSpan interval)
     {
         int n = workers.Count;
         var stats = new QueueStats[n];
@@ -85,6 +87,7 @@ internal static class PerfRunner
             long start = now + Ticks(plan.Ramp);
             var w = new PerfWindow(start, start + Ticks(plan.Duration));
             if (Array.Exists(failures, f => f is not null)) { w.Stop(); }
+            meter.Open(w);
             Volatile.Write(ref window, w);
             go.Set();
 
@@ -114,10 +117,10 @@ internal static class PerfRunner
         }
         if (Array.Find(failures, f => f is not null) is { } failure) { ExceptionDispatchInfo.Throw(failure); }
 
-        var latency = new LongHistogram(1, QueueStats.MaxLatencyNanoseconds, 3);
-        foreach (var s in stats) { latency.Add(s.Latency); }
-        progress?.Invoke(new PerfProgress(stats.Sum(s => s.Ios), plan.Duration, plan.Duration));
-        return new PerfResult(plan.Duration, stats, latency, allocated, cpu);
+        // The totals are the driver's meter's (the workers' own counts drive the progress display only).
+        var counts = meter.Totals();
+        progress?.Invoke(new PerfProgress(counts.Ios, plan.Duration, plan.Duration));
+        return new PerfResult(plan.Duration, stats, counts, allocated, cpu);
     }
 
     private static long Ticks(TimeSpan span) => (long)(span.TotalSeconds * Stopwatch.Frequency);

@@ -29,11 +29,16 @@ internal sealed class RawBatchEngine(NvmeController controller, IDmaAllocator dm
     /// <inheritdoc />
     public IPerfWorker CreateWorker(int queue) => new Worker(controller, dma, plan, queue);
 
+    /// <inheritdoc />
+    public PciAddress Device => controller.Device.Address;
+
     private sealed class Worker : IPerfWorker
     {
         private readonly PerfPlan _plan;
         private readonly int _index;
         private readonly NvmeIoQueue _queue;
+
+        public int QueueId => _queue.QueueId;
         private readonly DmaBuffer _buffer;
         private readonly ulong _stride;
         private readonly NvmeIoCompletion[] _completions;
