@@ -788,11 +788,14 @@ e2e_lane() { # outdir dll lane
       # driver suites of the same guest cover) run on the 6.1 guests only; the 6.12 guests run the rest of their family.
       local exclude=""
       if [[ "$cfg" == 612-* ]]; then exclude="cost=long cost=cli-over-drivers"; fi
-      local subsys=0
+      local subsys=0 aer=0 also=""
       [ "$cfg" = noiommu ] && subsys=1
-      VFIO_LAB_NVME_SUBSYS=$subsys run_guest "$cfg" "${VFIO_LAB_TIMEOUT:-1500}" "$outdir" "$outdir/$cfg.console.txt" 0 \
-        bash -o pipefail -c 'x=(); for t in $2; do x+=(-trait- "$t"); done; dotnet "$1" -noColor -trait "lab=$VFIO_LAB_CONFIG" -trait "lab=$VFIO_LAB_NAME" "${x[@]}" -longRunning 120 -result-junit "$VFIO_LAB_OUT/$VFIO_LAB_NAME.junit.xml" 2>&1 | tee "$VFIO_LAB_OUT/$VFIO_LAB_NAME.log"' \
-        e2e "$dll" "$exclude" || rc=$?
+      # The PCIe error tests (trait lab=aer) need root ports and the AER devices behind them: the 6.1 type1 guest
+      # (q35) has them in every run.
+      [ "$cfg" = type1 ] && aer=1 also="lab=aer"
+      VFIO_LAB_NVME_SUBSYS=$subsys VFIO_LAB_AER=$aer run_guest "$cfg" "${VFIO_LAB_TIMEOUT:-1500}" "$outdir" "$outdir/$cfg.console.txt" 0 \
+        bash -o pipefail -c 'x=(); for t in $2; do x+=(-trait- "$t"); done; for t in $3; do x+=(-trait "$t"); done; dotnet "$1" -noColor -trait "lab=$VFIO_LAB_CONFIG" -trait "lab=$VFIO_LAB_NAME" "${x[@]}" -longRunning 120 -result-junit "$VFIO_LAB_OUT/$VFIO_LAB_NAME.junit.xml" 2>&1 | tee "$VFIO_LAB_OUT/$VFIO_LAB_NAME.log"' \
+        e2e "$dll" "$exclude" "$also" || rc=$?
       if [ -n "$LAB_FAILURE" ]; then
         {
           echo "lab: FAILED: $LAB_FAILURE"
