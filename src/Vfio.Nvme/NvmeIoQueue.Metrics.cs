@@ -26,11 +26,11 @@ public sealed partial class NvmeIoQueue
 
     /// <summary>
     /// Records a retired command (under the queue's lock, called only while <see cref="NvmeTelemetry.Recording"/>):
-    /// one operation, its latency since <paramref name="submitted"/>, its bytes when a read or write succeeded, or an
+    /// one operation, its latency from <paramref name="submitted"/> (its doorbell) to <paramref name="retired"/> (the reap), its bytes when a read or write succeeded, or an
     /// error. Allocates nothing on success once the tags exist.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void RecordCompletion(in NvmeCommandInfo info, NvmeStatus status, long submitted)
+    private void RecordCompletion(in NvmeCommandInfo info, NvmeStatus status, long submitted, long retired)
     {
         var opcode = (NvmOpcode)info.Opcode;
         string operation = opcode == NvmOpcode.Read ? "read" : opcode == NvmOpcode.Write ? "write" : "other";
@@ -42,7 +42,7 @@ public sealed partial class NvmeIoQueue
         NvmeTelemetry.Operations.Add(1, address, queue, op, outcome);
         if (NvmeTelemetry.Duration.Enabled)
         {
-            NvmeTelemetry.Duration.Record(_controller.Time.GetElapsedTime(submitted).TotalSeconds, address, queue, op, outcome);
+            NvmeTelemetry.Duration.Record(_controller.Time.GetElapsedTime(submitted, retired).TotalSeconds, address, queue, op, outcome);
         }
         if (!ok)
         {

@@ -896,9 +896,11 @@ public sealed partial class NvmeIoQueue : IDisposable
     {
         if (_faulted) { return 0; }
         int n = 0;
+        // With a listener, every retired command records its latency: one clock read for the whole round.
+        long retired = 0;
         while (Pair.TryTake(out var c))
         {
-            n++;
+            if (n++ == 0 && NvmeTelemetry.Recording) { retired = _controller.Time.GetTimestamp(); }
             int tag = c.CommandId;
             string? violation = CompletionCheck.Violation(c, QueueId, Pair.Entries,
                 commandOutstanding: (uint)tag < (uint)_slots.Length && _slots[tag].State == InFlight);
@@ -909,16 +911,23 @@ public sealed partial class NvmeIoQueue : IDisposable
                     $"NVMe I/O completion queue {QueueId} entry (CID {tag}, status 0x{c.Status.Value:x4})", violation));
                 break;
             }
-            RetireLocked((ushort)tag, c.Status, EndReason.Device);
+            RetireLocked((ushort)tag, c.Status, EndReason.Device, retired);
         }
         Pair.RingCompletions();
         return n;
     }
 
-    private void RetireLocked(ushort tag, NvmeStatus status, EndReason reason)
+    /// <param name="tag">The command.</param>
+    /// <param name="status">How it ended.</param>
+    /// <param name="reason">Who ended it.</param>
+    /// <param name="retired">When, for the latency a listener records (0: read the clock now).</param>
+    private void RetireLocked(ushort tag, NvmeStatus status, EndReason reason, long retired = 0)
     {
         ref var slot = ref _slots[tag];
-        if (NvmeTelemetry.Recording) { RecordCompletion(slot.Info, status, slot.Submitted); }
+        if (NvmeTelemetry.Recording)
+        {
+            RecordCompletion(slot.Info, status, slot.Submitted, retired != 0 ? retired : _controller.Time.GetTimestamp());
+        }
         if (slot.Kind == BatchKind)
         {
             slot.Leased?.ReleaseDeviceUse();
