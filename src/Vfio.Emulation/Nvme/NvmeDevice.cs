@@ -544,6 +544,7 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
             StatusAndPhase = (ushort)(status.Value << 1 | (cq.Phase ? 1 : 0)),
         };
         int copies = 1;
+        bool stale = false;
         if (sqid != 0 && MisbehaveNextIo != NvmeMisbehavior.None)
         {
             switch (MisbehaveNextIo)
@@ -552,6 +553,7 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
                 case NvmeMisbehavior.SubmissionHeadOutOfRange: completion.SubmissionQueueHead = (ushort)_sqs[sqid].Size; break;
                 case NvmeMisbehavior.WrongSubmissionQueue: completion.SubmissionQueueId = (ushort)(sqid + 1); break;
                 case NvmeMisbehavior.DuplicateCompletion: copies = 2; break;
+                case NvmeMisbehavior.StalePhase: stale = true; break;
                 case NvmeMisbehavior.ReservedStatusCodeType:
                     completion.StatusAndPhase = (ushort)(NvmeStatus.Create((StatusCodeType)5, 0x01).Value << 1 | (cq.Phase ? 1 : 0));
                     break;
@@ -562,7 +564,8 @@ public sealed partial class NvmeDevice : EmulatedPciDevice, IDisposable
         for (; copies > 0; copies--)
         {
             // The copy of a duplicate goes to the next slot with that slot's phase, so the host sees it as posted.
-            completion.StatusAndPhase = (ushort)(completion.StatusAndPhase & ~1 | (cq.Phase ? 1 : 0));
+            // A stale phase tag (NVMe 1.4 §4.6) leaves the entry looking unwritten to the host.
+            completion.StatusAndPhase = (ushort)(completion.StatusAndPhase & ~1 | (cq.Phase != stale ? 1 : 0));
             MemoryMarshal.Write(bytes, in completion);
             DmaAddress at = cq.Base + (ulong)cq.Tail * NvmeCompletion.Size;
             // The status and phase tag (the last two bytes) go last: once the phase flips, the host may read the entry.
@@ -868,4 +871,10 @@ public enum NvmeMisbehavior
 
     /// <summary>A status code type NVMe 1.4 Figure 125 reserves (5h).</summary>
     ReservedStatusCodeType,
+
+    /// <summary>
+    /// The entry is written with the previous pass's phase tag (NVMe 1.4 §4.6), so the host cannot tell it was posted:
+    /// the command, and every one completed after it in that queue, looks outstanding until the host times it out.
+    /// </summary>
+    StalePhase,
 }
