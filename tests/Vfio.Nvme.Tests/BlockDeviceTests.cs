@@ -344,6 +344,13 @@ public abstract class CompletionValidationTests(NvmeTransport transport)
         Assert.Equal(1, bd.Queues[0].StrayCompletions);
     }
 
+    /// <summary>A stale phase tag ends in the command timeout: short here, so those tests stay quick.</summary>
+    private static readonly NvmeControllerOptions ShortTimeout = new()
+    {
+        MinimumReadyTimeout = TimeSpan.FromSeconds(1),
+        CommandTimeout = TimeSpan.FromMilliseconds(300),
+    };
+
     /// <summary>
     /// A completion written with a stale phase tag is invisible, so the command times out with a named exception,
     /// its buffer stays leased while the device might still write it, and a reset ends both.
@@ -353,11 +360,7 @@ public abstract class CompletionValidationTests(NvmeTransport transport)
     {
         var ct = TestContext.Current.CancellationToken;
         using var dev = new EmulatedNvme(transport, new NvmeDeviceOptions { BlockSize = 512, BlockCount = 16384, MaxIoQueues = 4 });
-        using var c = NvmeController.Open(dev, new NvmeControllerOptions
-        {
-            MinimumReadyTimeout = TimeSpan.FromSeconds(1),
-            CommandTimeout = TimeSpan.FromMilliseconds(300),
-        });
+        using var c = NvmeController.Open(dev, ShortTimeout);
         using var bd = NvmeBlockDevice.Open(c, new NvmeBlockDeviceOptions { Queues = 1 });
         using var buf = bd.AllocateBuffer(4096);
         dev.Model.MisbehaveNextIo = NvmeMisbehavior.StalePhase;
@@ -384,12 +387,7 @@ public abstract class CompletionValidationTests(NvmeTransport transport)
         var modes = Enum.GetValues<NvmeMisbehavior>().Where(m => m != NvmeMisbehavior.None).ToArray();
         var random = new Random(18);
         using var dev = new EmulatedNvme(transport, new NvmeDeviceOptions { BlockSize = 512, BlockCount = 16384, MaxIoQueues = 4 });
-        // A stale phase tag ends in the command timeout: short here, so the mix stays quick.
-        using var c = NvmeController.Open(dev, new NvmeControllerOptions
-        {
-            MinimumReadyTimeout = TimeSpan.FromSeconds(1),
-            CommandTimeout = TimeSpan.FromMilliseconds(300),
-        });
+        using var c = NvmeController.Open(dev, ShortTimeout);
         using var bd = NvmeBlockDevice.Open(c, new NvmeBlockDeviceOptions { Queues = 1 });
         using var buf = bd.AllocateBuffer(4096);
         var written = new Dictionary<ulong, byte>();   // 4 KiB unit -> the tag of its last acknowledged write
