@@ -603,12 +603,9 @@ public sealed partial class NvmeController : IDisposable
                 _admin.RingCompletions();
                 if (c.CommandId != command.CommandId && TryTakeAsyncEventCompletion(c)) { continue; }   // an AER ended meanwhile (§5.2)
                 // One admin command is outstanding at a time, and the admin queue is cleared at every reset, so
-                // any other CID, a head outside the queue or another SQ's id is the controller breaking §4.6.
-                string? violation =
-                    c.CommandId != command.CommandId ? $"CID {c.CommandId}, but only CID {command.CommandId} is outstanding" :
-                    c.SubmissionQueueId != 0 ? $"SQID {c.SubmissionQueueId} on the admin completion queue" :
-                    c.SubmissionQueueHead >= _admin.Entries ? $"SQHD {c.SubmissionQueueHead}, but the admin queue has {_admin.Entries} entries" :
-                    null;
+                // any other CID, a head outside the queue, another SQ's id or a reserved status code type is the
+                // controller breaking §4.6: the same checks as the I/O queues' (CompletionCheck).
+                string? violation = CompletionCheck.Violation(c, 0, _admin.Entries, commandOutstanding: c.CommandId == command.CommandId);
                 if (violation is not null)
                 {
                     _fatal = true;
