@@ -29,7 +29,9 @@ public static class IgbDriver
     /// <summary>
     /// Opens <paramref name="device"/> with the common port options: queue pairs capped at the 16 the 82576 has,
     /// <see cref="NetPortOptions.QueueSize"/> as the ring size (0: 512), and a pool of its own, when none is given,
-    /// that fills the receive and transmit rings of this port and of a second port forwarding into it.
+    /// that fills the receive and transmit rings of this port and of a second port forwarding into it. The port
+    /// accepts every unicast and multicast frame (RCTL.UPE/MPE, §8.10.1), as testpmd opens its ports and as QEMU's
+    /// virtio-net starts: an io-forwarder passes frames on unchanged, so their destination is the other port's MAC.
     /// </summary>
     /// <exception cref="IgbException">Not an 82576, or its bring-up failed.</exception>
     public static IgbDevice Open(IPciDevice device, NetPortOptions options)
@@ -43,6 +45,8 @@ public static class IgbDriver
             RingSize = ringSize,
             Pool = options.Pool,
             PoolSize = PoolSizeFor(pairs, ringSize),
+            Promiscuous = true,
+            AllMulticast = true,
             TimeProvider = options.TimeProvider,
             LoggerFactory = options.LoggerFactory,
         });

@@ -128,8 +128,11 @@ public sealed class NetPortTests : IDisposable
         Assert.Equal(new NetLinkState(true, 1000, true), a.Link);
         Assert.Equal("525400000C01", a.MacAddress!.ToString());
         Assert.Equal(queues > 1, a.Rss.IsSupported);
+        // Opened promiscuous, as testpmd opens its ports: forwarded frames keep the other port's MAC.
+        Assert.Equal(IgbRctl.UnicastPromiscuous | IgbRctl.MulticastPromiscuous, devA[IgbReg.Rctl] & (IgbRctl.UnicastPromiscuous | IgbRctl.MulticastPromiscuous));
 
-        var r = IoForwarder.Run(a, b, TimeSpan.FromMilliseconds(200), burst: 16, queues: queues, cancellationToken: Ct);
+        // With two queues, UDP frames of 8 flows, which RSS spreads over both receive queues of each port.
+        var r = IoForwarder.Run(a, b, TimeSpan.FromMilliseconds(200), burst: 16, queues: queues, cancellationToken: Ct, flows: queues > 1 ? 8 : 0);
 
         Assert.True(r.AToB > 0 && r.BToA > 0, $"{r}");
         var sa = a.GetStats();
@@ -139,6 +142,7 @@ public sealed class NetPortTests : IDisposable
         Assert.True(sa.Tx.Packets >= sb.Rx.Packets && sb.Tx.Packets >= sa.Rx.Packets, $"{sa} {sb}");
         Assert.Equal(r.AToB, sb.Tx.Packets - queues * 16);
         Assert.Equal(sa.Rx.Packets, sa.Queues.Sum(q => q.Rx.Packets));
+        Assert.All(sa.Queues.Concat(sb.Queues), q => Assert.True(q.Rx.Packets > 0, $"{q}"));
         b.Dispose();
         a.Dispose();
         // Every buffer came back exactly once (a second return would have thrown PacketPoolDoubleFreeException).
@@ -391,7 +395,7 @@ public sealed class NetPortTests : IDisposable
         Assert.Equal(1000, d.GetProperty("speedMbps").GetInt32());
         Assert.False(d.GetProperty("rss").GetProperty("supported").GetBoolean());
 
-        var fwd = cli.Run("net", "fwd", a.Address.ToString(), b.Address.ToString(), "-t", "0.2", "--queues", "2", "--json").AssertNoStackTrace();
+        var fwd = cli.Run("net", "fwd", a.Address.ToString(), b.Address.ToString(), "-t", "0.2", "--queues", "2", "--flows", "16", "--json").AssertNoStackTrace();
         Assert.True(fwd.ExitCode == ExitCodes.Ok, $"exit {fwd.ExitCode}: {fwd.Out}{fwd.Err}");
         var f = Json.Parse(fwd.Out);
         Assert.Equal(("igb", "igb"), (f.GetProperty("driverA").GetString(), f.GetProperty("driverB").GetString()));
