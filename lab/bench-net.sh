@@ -14,15 +14,9 @@ SECS="${VFIO_BENCH_SECONDS:-5}"
 ROUNDS="${VFIO_BENCH_ROUNDS:-5}"
 OUT="$VFIO_LAB_OUT"
 PMDS=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0
-# vfio and json_number.
+# vfio, json_number, bind_vfio, median and spread.
 . "$(dirname "${BASH_SOURCE[0]}")/bench-vfio.sh"
 
-bind_vfio() {
-  local d=/sys/bus/pci/devices/$1
-  echo vfio-pci > "$d/driver_override"
-  [ -e "$d/driver" ] && echo "$1" > "$d/driver/unbind"
-  echo "$1" > /sys/bus/pci/drivers/vfio-pci/bind
-}
 bind_vfio "$VFIO_LAB_NET0"
 bind_vfio "$VFIO_LAB_NET1"
 
@@ -69,13 +63,6 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "bench: round $r vfio net fwd ${o} Mpps" >&2
   dpdk_all+=" $d" ours_all+=" $o"
 done
-median() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 }
-  END { if (NR == 0) { printf "0.0000"; exit } ; printf "%.4f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-spread() { # values... -> "(max - min) / median" in percent
-  local m; m="$(median "$@")"
-  echo "$@" | awk -v m="$m" '{ lo = $1; hi = $1; for (i = 2; i <= NF; i++) { if ($i < lo) lo = $i; if ($i > hi) hi = $i }
-    printf "%.0f%% (%s..%s)", (m > 0 ? (hi - lo) / m * 100 : 0), lo, hi }'
-}
 dpdk="$(median $dpdk_all)" ours="$(median $ours_all)"
 {
   echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (guest); rounds: $ROUNDS x $SECS s each side, alternating"

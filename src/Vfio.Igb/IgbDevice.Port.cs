@@ -53,10 +53,12 @@ public static class IgbDriver
     }
 
     /// <summary>
-    /// Buffers of a port's own pool: two ports' receive and transmit rings, all full (what
-    /// <c>vfio net fwd</c> needs when the second port receives into the first one's pool).
+    /// Buffers of a port's own pool: two ports' receive and transmit rings, all full (what <c>vfio net fwd</c> needs
+    /// when the second port receives into the first one's pool), and as many again for bursts in the application's
+    /// hands. lab/bench-net-igb.sh gives testpmd the same number of mbufs, which its per-core mempool caches and
+    /// lazily freed transmit rings need: with only the rings' worth it starved (RX-nombuf) in the first lab run.
     /// </summary>
-    public static int PoolSizeFor(int queuePairs, int ringSize) => 4 * queuePairs * ringSize;
+    public static int PoolSizeFor(int queuePairs, int ringSize) => 8 * queuePairs * ringSize;
 }
 
 // INetPort over the driver's own methods: one interface call per burst on top of Receive/Transmit.

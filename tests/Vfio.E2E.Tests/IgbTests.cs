@@ -19,6 +19,7 @@ namespace Vfio.E2E.Tests;
 /// which the tests also do).
 /// </summary>
 [Trait("lab", "igb")]
+[Collection("igb ports")]
 public sealed class IgbTests : IDisposable
 {
     private static readonly object s_bindLock = new();
