@@ -18,7 +18,7 @@ OUT="$VFIO_LAB_OUT"
 RING=512
 PMDS=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# vfio, json_number, bind_vfio, median and spread.
+# vfio, json_number, bind_vfio, median, spread and testpmd_timed.
 . lab/bench-vfio.sh
 P0="${VFIO_LAB_IGB0:?no igb ports: boot with VFIO_LAB_QEMU=10 VFIO_LAB_IGB=1}" P1="${VFIO_LAB_IGB1:?}"
 pmd() { local f; for f in "$PMDS/$1.so" "$PMDS/$1.so.23"; do [ -e "$f" ] && { echo "$f"; return; }; done; echo "$PMDS/$1.so"; }
@@ -32,19 +32,11 @@ balanced() { awk -v a="$1" -v b="$2" 'BEGIN { hi = a > b ? a : b; lo = a > b ? b
 run_dpdk() { # queues log -> "total port0-tx port1-tx" in Mpps
   local q="$1" log="$2" multi=()
   [ "$q" -gt 1 ] && multi=(--rss-udp --txonly-multi-flow)
-  # As lab/bench-net.sh: the clock starts at testpmd's first statistics report, SIGINT ends it SECS seconds later.
-  stdbuf -oL dpdk-testpmd -l 0-1 -n 1 --iova-mode=pa --in-memory \
+  # SECS seconds from testpmd's first statistics report (testpmd_timed); its start may take two minutes.
+  testpmd_timed "$log" 600 -l 0-1 -n 1 --iova-mode=pa --in-memory \
     -a "$P0" -a "$P1" -d "$(pmd librte_net_e1000)" -d "$(pmd librte_mempool_ring)" \
     -- --forward-mode=io --tx-first --nb-cores=1 --burst=32 --rxq="$q" --txq="$q" --rxd=$RING --txd=$RING \
-    --total-num-mbufs=$((8 * q * RING)) --stats-period=1 "${multi[@]}" \
-    < /dev/null > "$log" 2>&1 &
-  local pid=$! waited=0
-  until grep -q 'Port statistics' "$log" 2>/dev/null || ! kill -0 "$pid" 2>/dev/null || [ "$waited" -ge 600 ]; do
-    sleep 0.2; waited=$((waited + 1))
-  done
-  sleep "$SECS"
-  kill -INT "$pid" 2>/dev/null
-  wait "$pid"
+    --total-num-mbufs=$((8 * q * RING)) --stats-period=1 "${multi[@]}"
   # Per-second Tx-pps of each port (reports alternate port 0, port 1); the first report of each left out.
   sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$log" | awk '
     /Tx-pps:/ { for (i = 1; i <= NF; i++) if ($i == "Tx-pps:") v = $(i + 1); p = n % 2; n++; k[p]++;

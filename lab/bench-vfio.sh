@@ -21,3 +21,17 @@ bind_vfio() {
   [ -e "$d/driver" ] && echo "$1" > "$d/driver/unbind"
   echo "$1" > /sys/bus/pci/drivers/vfio-pci/bind
 }
+# dpdk-testpmd with the arguments after the first two, its output in $1, for $SECS seconds of forwarding: its
+# start-up (EAL, port init) takes seconds under TCG and more when the host is busy, so the clock starts at its first
+# statistics report (polled every 0.2 s, at most $2 times) and SIGINT ends it SECS seconds later.
+testpmd_timed() { # log max-polls testpmd-args...
+  local log="$1" max="$2"; shift 2
+  stdbuf -oL dpdk-testpmd "$@" < /dev/null > "$log" 2>&1 &
+  local pid=$! waited=0
+  until grep -q 'Port statistics' "$log" 2>/dev/null || ! kill -0 "$pid" 2>/dev/null || [ "$waited" -ge "$max" ]; do
+    sleep 0.2; waited=$((waited + 1))
+  done
+  sleep "$SECS"
+  kill -INT "$pid" 2>/dev/null
+  wait "$pid"
+}

@@ -99,7 +99,7 @@ public sealed partial class IgbPortTests
                 Assert.Equal(0x0800, BinaryPrimitives.ReadUInt16BigEndian(frame[12..]));
                 Assert.Equal(17, frame[23]);   // UDP
                 // The device's verdicts against ours (RFC 1071 sums over the frame as it arrived).
-                bool ipGood = Fold(Sum(frame.Slice(14, 20))) == 0;
+                bool ipGood = IgbTests.Frames.Fold(IgbTests.Frames.Sum(frame.Slice(14, 20))) == 0;
                 if ((flags & (PacketFlags.IpChecksumGood | PacketFlags.IpChecksumBad)) != 0)
                 {
                     ipChecked++;
@@ -134,21 +134,7 @@ public sealed partial class IgbPortTests
         int udpLength = BinaryPrimitives.ReadUInt16BigEndian(frame[38..]);
         if (BinaryPrimitives.ReadUInt16BigEndian(frame[40..]) == 0) { return true; }
         var udp = frame.Slice(34, udpLength);
-        return Fold(Sum(udp) + Sum(ip[12..20]) + 17u + (uint)udpLength) == 0;
-    }
-
-    private static uint Sum(ReadOnlySpan<byte> data)
-    {
-        uint sum = 0;
-        for (int i = 0; i + 1 < data.Length; i += 2) { sum += BinaryPrimitives.ReadUInt16BigEndian(data[i..]); }
-        if (data.Length % 2 == 1) { sum += (uint)data[^1] << 8; }
-        return sum;
-    }
-
-    private static ushort Fold(uint sum)
-    {
-        while (sum > 0xFFFF) { sum = (sum & 0xFFFF) + (sum >> 16); }
-        return (ushort)~sum;
+        return IgbTests.Frames.Fold(IgbTests.Frames.Sum(udp) + IgbTests.Frames.Sum(ip[12..20]) + 17u + (uint)udpLength) == 0;
     }
 
     /// <summary>
