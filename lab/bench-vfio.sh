@@ -14,9 +14,11 @@ spread() { # values... -> "(max - min) / median" in percent
   echo "$@" | awk -v m="$m" '{ lo = $1; hi = $1; for (i = 2; i <= NF; i++) { if ($i < lo) lo = $i; if ($i > hi) hi = $i }
     printf "%.0f%% (%s..%s)", (m > 0 ? (hi - lo) / m * 100 : 0), lo, hi }'
 }
-# Hands a PCI function to vfio-pci through driver_override (as PciHost.BindToVfio does).
+# Hands a PCI function to vfio-pci through driver_override (as PciHost.BindToVfio does); one vfio-pci has already is
+# left alone (an unbind would block until whoever holds the device lets go).
 bind_vfio() {
   local d=/sys/bus/pci/devices/$1
+  [ "$(basename "$(readlink "$d/driver" 2>/dev/null)" 2>/dev/null)" = vfio-pci ] && return 0
   echo vfio-pci > "$d/driver_override"
   [ -e "$d/driver" ] && echo "$1" > "$d/driver/unbind"
   echo "$1" > /sys/bus/pci/drivers/vfio-pci/bind

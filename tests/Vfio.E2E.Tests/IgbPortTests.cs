@@ -217,8 +217,6 @@ public sealed partial class IgbPortTests
     {
         private readonly Process _process;
         private readonly System.Text.StringBuilder _log = new();
-        private bool _stopped;
-
         private TestpmdRun(Process process) => _process = process;
 
         public static TestpmdRun Start(string port, params string[] args)
@@ -243,11 +241,20 @@ public sealed partial class IgbPortTests
             run._process.BeginOutputReadLine();
             run._process.BeginErrorReadLine();
             var clock = Stopwatch.StartNew();
-            while (!run.Log.Contains("Port statistics", StringComparison.Ordinal))
+            try
             {
-                Assert.False(run._process.HasExited, $"testpmd exited ({run._process.ExitCode}) before forwarding:\n{Tail(run.Log)}");
-                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(180), $"testpmd did not start in 180 s:\n{Tail(run.Log)}");
-                Thread.Sleep(200);
+                while (!run.Log.Contains("Port statistics", StringComparison.Ordinal))
+                {
+                    if (run._process.HasExited) { Assert.Fail($"testpmd exited ({run._process.ExitCode}) before forwarding:\n{Tail(run.Log)}"); }
+                    Assert.True(clock.Elapsed < TimeSpan.FromSeconds(180), $"testpmd did not start in 180 s:\n{Tail(run.Log)}");
+                    Thread.Sleep(200);
+                }
+            }
+            catch
+            {
+                // A testpmd left running would hold the port's group (EBUSY) for every later test.
+                run.Dispose();
+                throw;
             }
             return run;
         }
@@ -263,7 +270,6 @@ public sealed partial class IgbPortTests
         /// <summary>SIGINT, wait for the exit, and the port's packet counts from the last forward statistics.</summary>
         public (long Rx, long Tx, string Log) Stop()
         {
-            _stopped = true;
             Lab.Run("kill", "-INT", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
             Assert.True(_process.WaitForExit(60_000), "testpmd did not exit 60 s after SIGINT");
             _process.WaitForExit();
@@ -278,10 +284,10 @@ public sealed partial class IgbPortTests
 
         public void Dispose()
         {
-            if (!_stopped && !_process.HasExited)
+            if (!_process.HasExited)
             {
                 Lab.Run("kill", "-INT", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                if (!_process.WaitForExit(30_000)) { _process.Kill(); }
+                if (!_process.WaitForExit(30_000)) { _process.Kill(); _process.WaitForExit(); }
             }
             _process.Dispose();
         }
