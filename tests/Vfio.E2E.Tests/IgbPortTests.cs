@@ -57,6 +57,28 @@ public sealed partial class IgbPortTests
     }
 
     [Fact]
+    public void TheForwarderWithTwoQueuesAndSeveralFlowsFillsBothQueuesOfBothPorts()
+    {
+        BindBoth();
+        // As `vfio net fwd --queues 2 --flows 16` opens them: port B in port A's DMA space, receiving into A's pool.
+        var options = new VfioOpenOptions { AllowNoIommu = true };
+        using var devA = VfioDevice.Open(PciAddress.Parse(Lab.Igb0), options);
+        using var devB = VfioDevice.Open(PciAddress.Parse(Lab.Igb1), options.SharingDmaWith(devA));
+        using var a = IgbDriver.Open(devA, new NetPortOptions { QueuePairs = 2 });
+        using var b = IgbDriver.Open(devB, new NetPortOptions { QueuePairs = 2, Pool = a.Pool });
+        INetPort pa = a, pb = b;
+
+        var r = Vfio.Cli.Tools.Net.IoForwarder.Run(pa, pb, TimeSpan.FromSeconds(2), queues: 2, flows: 16);
+
+        Assert.True(r.AToB > 0 && r.BToA > 0, $"{r}");
+        var sa = pa.GetStats();
+        var sb = pb.GetStats();
+        // RSS (UDP/IPv4 hash over addresses and ports) put flows on both receive queues of both ports.
+        Assert.All(sa.Queues.Concat(sb.Queues), q => Assert.True(q.Rx.Packets > 0, $"queue {q.Queue}: {q}"));
+        Lab.Report($"igb fwd 2 queues, 16 flows: A rx per queue {sa.Queues[0].Rx.Packets}/{sa.Queues[1].Rx.Packets}, B {sb.Queues[0].Rx.Packets}/{sb.Queues[1].Rx.Packets}");
+    }
+
+    [Fact]
     public void TestpmdRxonlyCountsExactlyTheFramesOurPktgenSent()
     {
         BindBoth();
