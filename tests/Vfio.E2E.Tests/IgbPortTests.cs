@@ -68,7 +68,7 @@ public sealed partial class IgbPortTests
         using var b = IgbDriver.Open(devB, new NetPortOptions { QueuePairs = 2, Pool = a.Pool });
         INetPort pa = a, pb = b;
 
-        var r = Vfio.Cli.Tools.Net.IoForwarder.Run(pa, pb, TimeSpan.FromSeconds(2), queues: 2, flows: 16);
+        var r = Vfio.Cli.Tools.Net.IoForwarder.Run(pa, pb, TimeSpan.FromSeconds(2), queues: 2, cancellationToken: TestContext.Current.CancellationToken, flows: 16);
 
         Assert.True(r.AToB > 0 && r.BToA > 0, $"{r}");
         var sa = pa.GetStats();
