@@ -14,33 +14,18 @@ SECS="${VFIO_BENCH_SECONDS:-5}"
 ROUNDS="${VFIO_BENCH_ROUNDS:-5}"
 OUT="$VFIO_LAB_OUT"
 PMDS=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0
-# vfio and json_number.
+# vfio, json_number, bind_vfio, median, spread and testpmd_timed.
 . "$(dirname "${BASH_SOURCE[0]}")/bench-vfio.sh"
 
-bind_vfio() {
-  local d=/sys/bus/pci/devices/$1
-  echo vfio-pci > "$d/driver_override"
-  [ -e "$d/driver" ] && echo "$1" > "$d/driver/unbind"
-  echo "$1" > /sys/bus/pci/drivers/vfio-pci/bind
-}
 bind_vfio "$VFIO_LAB_NET0"
 bind_vfio "$VFIO_LAB_NET1"
 
 run_dpdk() { # log -> Mpps
-  # testpmd prints both ports' throughput every second. Its start-up (EAL, port init) takes seconds under TCG and
-  # more when the host is busy, so the clock starts at its first report and SIGINT ends it SECS seconds later.
+  # testpmd prints both ports' throughput every second (testpmd_timed: SECS seconds from its first report).
   # --in-memory leaves no hugepage files behind for the next run.
-  stdbuf -oL dpdk-testpmd -l 0-1 -n 1 --iova-mode=pa --in-memory \
+  testpmd_timed "$1" 120 -l 0-1 -n 1 --iova-mode=pa --in-memory \
     -a "$VFIO_LAB_NET0" -a "$VFIO_LAB_NET1" -d "$PMDS/librte_net_virtio.so" -d "$PMDS/librte_mempool_ring.so" \
-    -- --forward-mode=io --tx-first --nb-cores=1 --burst=32 --total-num-mbufs=8192 --stats-period=1 \
-    < /dev/null > "$1" 2>&1 &
-  local pid=$! waited=0
-  until grep -q 'Port statistics' "$1" 2>/dev/null || ! kill -0 "$pid" 2>/dev/null || [ "$waited" -ge 120 ]; do
-    sleep 0.2; waited=$((waited + 1))
-  done
-  sleep "$SECS"
-  kill -INT "$pid" 2>/dev/null
-  wait "$pid"
+    -- --forward-mode=io --tx-first --nb-cores=1 --burst=32 --total-num-mbufs=8192 --stats-period=1
   # Per-second Tx-pps of both ports summed; the first report (before forwarding began) left out.
   sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$1" | awk '
     /Tx-pps:/ { for (i = 1; i <= NF; i++) if ($i == "Tx-pps:") v = $(i + 1); sum += v; n++;
@@ -69,13 +54,6 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "bench: round $r vfio net fwd ${o} Mpps" >&2
   dpdk_all+=" $d" ours_all+=" $o"
 done
-median() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 }
-  END { if (NR == 0) { printf "0.0000"; exit } ; printf "%.4f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-spread() { # values... -> "(max - min) / median" in percent
-  local m; m="$(median "$@")"
-  echo "$@" | awk -v m="$m" '{ lo = $1; hi = $1; for (i = 2; i <= NF; i++) { if ($i < lo) lo = $i; if ($i > hi) hi = $i }
-    printf "%.0f%% (%s..%s)", (m > 0 ? (hi - lo) / m * 100 : 0), lo, hi }'
-}
 dpdk="$(median $dpdk_all)" ours="$(median $ours_all)"
 {
   echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (guest); rounds: $ROUNDS x $SECS s each side, alternating"

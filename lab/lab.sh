@@ -12,7 +12,8 @@
 #   lab.sh bench nvme                                the kernel's nvme driver (fio io_uring: interrupts, polled,
 #                                                    SQ thread) vs ours (vfio nvme perf, raw and async API) on a
 #                                                    null-co nvme, and a data check on a file-backed one (lab/bench-nvme.sh)
-#   lab.sh bench net                                 virtio-net io-forward: DPDK testpmd vs ours
+#   lab.sh bench net [igb]                           virtio-net (or igb: two 82576 ports on QEMU 10) io-forward:
+#                                                    DPDK testpmd vs ours
 #   lab.sh demo                                      the vfio command in a No-IOMMU guest, step by step
 #                                                    (lab/demo.sh); output in artifacts/demo/
 #
@@ -879,13 +880,18 @@ cmd_bench() {
     net)
       # io-forward between the two virtio-net ports in one No-IOMMU guest: DPDK testpmd, then ours
       # (lab/bench-net.sh). DPDK runs from the host's packages, which the guest sees over 9p.
-      local out="$ROOT/artifacts/bench-net" rc=0 p missing=()
-      for p in dpdk-dev librte-net-virtio23 librte-mempool-ring23; do pkg_installed "$p" || missing+=("$p"); done
+      # `bench net igb`: the same between the two 82576 ports of a QEMU 10 guest (lab/bench-net-igb.sh).
+      local out="$ROOT/artifacts/bench-net" rc=0 p missing=() pmd=librte-net-virtio23 job=lab/bench-net.sh
+      if [ "${2:-}" = igb ]; then
+        export VFIO_LAB_QEMU=10 VFIO_LAB_IGB=1
+        out="$ROOT/artifacts/bench-net-igb" pmd=librte-net-e1000-23 job=lab/bench-net-igb.sh
+      fi
+      for p in dpdk-dev "$pmd" librte-mempool-ring23; do pkg_installed "$p" || missing+=("$p"); done
       [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
       rm -rf "$out"; mkdir -p "$out"
       prepare
       local load_before; load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
-      run_guest noiommu "${VFIO_LAB_TIMEOUT:-900}" "$out" "$out/console.txt" 0 bash lab/bench-net.sh || rc=$?
+      run_guest noiommu "${VFIO_LAB_TIMEOUT:-900}" "$out" "$out/console.txt" 0 bash "$job" || rc=$?
       [ -s "$out/result" ] || die "bench net produced no result (exit $rc; console $out/console.txt)"
       # The host's load decides how much CPU QEMU's TCG threads got: say what it was around the run.
       echo "host load average: before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -228,11 +228,13 @@ public sealed partial class IgbDevice : IDisposable
                     if (writeBack.FrameError)
                     {
                         _rxErrors++;
+                        rx.Errors++;
                         packet.Free();
                         continue;
                     }
                     packet.Length = writeBack.Length;
                     bytes += writeBack.Length;
+                    SetPacketFlags(packet, writeBack.Metadata);
                     if (!metadata.IsEmpty) { metadata[got] = writeBack.Metadata; }
                     into[got++] = packet;
                 }
@@ -246,6 +248,8 @@ public sealed partial class IgbDevice : IDisposable
             }
             _rxPackets += got;
             _rxBytes += bytes;
+            rx.Packets += got;
+            rx.Bytes += bytes;
             if (ring.FreeSlots >= _refillThreshold) { Refill(rx, ring); }
             return got;
         }
@@ -318,6 +322,8 @@ public sealed partial class IgbDevice : IDisposable
             }
             _txPackets += n;
             _txBytes += bytes;
+            tx.Packets += n;
+            tx.Bytes += bytes;
             Doorbell(IgbReg.Tdt(tx.Index), ring.Tail);
             return n;
         }
@@ -867,6 +873,8 @@ public sealed partial class IgbDevice : IDisposable
         public DescriptorRing Ring { get; } = ring;
         public DmaBuffer Memory { get; } = memory;
         public DeviceUseLease? Lease { get; set; }
+        // Counters of this queue since the port was opened (kept across Reset, which reuses the queues).
+        public long Packets, Bytes, Errors;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Device}: igb up, MAC {Mac}, link {LinkUp} at {Speed} Mb/s, {Pairs} queue pair(s) of {RingSize} descriptors, RSS {Rss}")]

@@ -40,7 +40,7 @@ internal static class Layers
         [VirtioNet] = [Core, SpecVirtio, Net],
         [Igb] = [Core, Net],
         [Emulation] = [Core, User, SpecNvme, SpecVirtio],
-        [Cli] = [Core, User, SpecNvme, SpecVirtio, Net, Nvme, VirtioNet, Emulation],
+        [Cli] = [Core, User, SpecNvme, SpecVirtio, Net, Nvme, VirtioNet, Igb, Emulation],
     };
 
     /// <summary>

@@ -1,5 +1,7 @@
 using Vfio.Cli.Tools.Net;
 using Vfio.Devices;
+using Vfio.Igb;
+using Vfio.Igb.Tests;
 using Vfio.Net;
 using Vfio.Tests.Host;
 using Vfio.VirtioNet;
@@ -37,6 +39,16 @@ public sealed class NetPortTests : IDisposable
                 (A, B) = FakeNetPort.CreatePair(Pool, queues);
                 _owned.AddRange([A, B, Pool]);
             }
+            else if (kind == IgbDriver.Name)
+            {
+                // Two fake 82576s on one cable and one DMA space, opened by the registry as the CLI opens them.
+                var (a, b) = IgbCable();
+                var registry = new NetDriverRegistry { IgbDriver.Registration };
+                A = registry.Open(a, new NetPortOptions { QueuePairs = queues, QueueSize = 64 });
+                B = registry.Open(b, new NetPortOptions { QueuePairs = queues, QueueSize = 64, Pool = A.Pool });
+                Pool = A.Pool;
+                _owned.AddRange([B, A, a, b]);
+            }
             else
             {
                 var (a, b) = EmulatedVirtioNet.CreatePair(maxPairs: queues);
@@ -58,7 +70,20 @@ public sealed class NetPortTests : IDisposable
         }
     }
 
+    /// <summary>Two fake 82576 ports wired to each other, sharing one DMA space.</summary>
+    private static (FakeIgb A, FakeIgb B) IgbCable()
+    {
+        var dma = new EmulatedDma();
+        var a = new FakeIgb([0x52, 0x54, 0x00, 0x00, 0x0c, 0x01], memory: dma, address: "0000:00:0c.0");
+        var b = new FakeIgb([0x52, 0x54, 0x00, 0x00, 0x0e, 0x01], memory: dma, address: "0000:00:0e.0");
+        a.Peer = b;
+        b.Peer = a;
+        return (a, b);
+    }
+
     [Theory]
+    [InlineData(IgbDriver.Name, 1)]
+    [InlineData(IgbDriver.Name, 2)]
     [InlineData(FakeNetPort.Driver, 1)]
     [InlineData(FakeNetPort.Driver, 2)]
     [InlineData(VirtioNetDriver.Name, 1)]
@@ -87,6 +112,85 @@ public sealed class NetPortTests : IDisposable
             // The fake keeps its wires apart, so every queue pair carried its own circulating burst.
             Assert.All(a.Queues, q => Assert.True(q.Rx.Packets > 0 && q.Tx.Packets > 0, $"{q}"));
         }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Igb_ports_forward_through_the_registry_and_every_buffer_comes_back_once(int queues)
+    {
+        var (devA, devB) = IgbCable();
+        // The application's pool, so it outlives both ports and can be counted after they close.
+        using var pool = new PacketPool(devA.Memory, IgbDriver.PoolSizeFor(queues, 64), IgbDevice.ReceiveBufferSize + PacketPool.Headroom, "igb pair");
+        var a = NetDrivers.Default.Open(devA, new NetPortOptions { QueuePairs = queues, QueueSize = 64, Pool = pool });
+        var b = NetDrivers.Default.Open(devB, new NetPortOptions { QueuePairs = queues, QueueSize = 64, Pool = pool });
+        Assert.Equal((IgbDriver.Name, IgbDriver.Name), (a.DriverName, b.DriverName));
+        Assert.Equal(new NetLinkState(true, 1000, true), a.Link);
+        Assert.Equal("525400000C01", a.MacAddress!.ToString());
+        Assert.Equal(queues > 1, a.Rss.IsSupported);
+        // Opened promiscuous, as testpmd opens its ports: forwarded frames keep the other port's MAC.
+        Assert.Equal(IgbRctl.UnicastPromiscuous | IgbRctl.MulticastPromiscuous, devA[IgbReg.Rctl] & (IgbRctl.UnicastPromiscuous | IgbRctl.MulticastPromiscuous));
+
+        // With two queues, UDP frames of 8 flows, which RSS spreads over both receive queues of each port.
+        var r = IoForwarder.Run(a, b, TimeSpan.FromMilliseconds(200), burst: 16, queues: queues, cancellationToken: Ct, flows: queues > 1 ? 8 : 0);
+
+        Assert.True(r.AToB > 0 && r.BToA > 0, $"{r}");
+        var sa = a.GetStats();
+        var sb = b.GetStats();
+        Assert.Equal(queues, sa.Queues.Count);
+        // The cable loses nothing it was given while the receiving ring had room; what B received A sent.
+        Assert.True(sa.Tx.Packets >= sb.Rx.Packets && sb.Tx.Packets >= sa.Rx.Packets, $"{sa} {sb}");
+        Assert.Equal(r.AToB, sb.Tx.Packets - queues * 16);
+        Assert.Equal(sa.Rx.Packets, sa.Queues.Sum(q => q.Rx.Packets));
+        Assert.All(sa.Queues.Concat(sb.Queues), q => Assert.True(q.Rx.Packets > 0, $"{q}"));
+        b.Dispose();
+        a.Dispose();
+        // Every buffer came back exactly once (a second return would have thrown PacketPoolDoubleFreeException).
+        Assert.Equal(pool.Capacity, pool.FreeCount);
+    }
+
+    [Fact]
+    public void Igb_rss_through_the_port_spreads_flows_and_reports_hash_and_checksum_flags()
+    {
+        var (devA, devB) = IgbCable();
+        devA.Peer = null;   // frames are delivered by the test
+        using var port = NetDrivers.Default.Open(devA, new NetPortOptions { QueuePairs = 2, QueueSize = 64 });
+        var rss = port.Rss;
+        Assert.Equal(new NetRssCapability(true, 40, 128, "toeplitz"), rss);
+        var table = new ushort[128];
+        // Every bucket to queue 1 but the even ones: a table the default round-robin one is not.
+        for (int i = 0; i < table.Length; i++) { table[i] = (ushort)(i % 4 == 0 ? 0 : 1); }
+        Assert.Equal(NetRssResult.BadQueue, port.ConfigureRss(IgbRssConfiguration.VerificationKey, [.. table.Select(_ => (ushort)2)]));
+        Assert.Equal(NetRssResult.BadKeySize, port.ConfigureRss(new byte[16], table));
+        Assert.Equal(NetRssResult.Applied, port.ConfigureRss(IgbRssConfiguration.VerificationKey, table));
+
+        var expected = new int[2];
+        for (ushort flow = 0; flow < 64; flow++)
+        {
+            var frame = Frames.Udp(devA.Mac, "10.0.0.1", "10.0.0.2", (ushort)(1000 + flow), 4791);
+            uint hash = ToeplitzHash.ComputeFlow(IgbRssConfiguration.VerificationKey, System.Net.IPAddress.Parse("10.0.0.1"), System.Net.IPAddress.Parse("10.0.0.2"), (ushort)(1000 + flow), 4791);
+            expected[table[hash & 127]]++;
+            // The IPCS/L4I status bits the device sets when it checked both checksums and found them right.
+            Assert.True(devA.Deliver(frame, extraStatus: (1UL << 6) | (1UL << 5)));
+        }
+        Assert.True(expected[0] > 0 && expected[1] > 0, "the flows chosen must hit both queues");
+        var got = new PacketBuffer[64];
+        for (int q = 0; q < 2; q++)
+        {
+            int n = port.RxBurst(q, got);
+            Assert.Equal(expected[q], n);
+            foreach (var p in got[..n])
+            {
+                Assert.Equal(PacketFlags.IpChecksumGood | PacketFlags.L4ChecksumGood | PacketFlags.RssHash, p.Flags);
+                Assert.Equal(q, table[p.RssHash & 127]);
+                p.Free();
+            }
+        }
+        var s = port.GetStats();
+        Assert.Equal(expected[0], s.Queues[0].Rx.Packets);
+        Assert.Equal(expected[1], s.Queues[1].Rx.Packets);
+        devA.Dispose();
+        devB.Dispose();
     }
 
     [Fact]
@@ -196,6 +300,11 @@ public sealed class NetPortTests : IDisposable
         Assert.Same(VirtioNetDriver.Registration, registry.Find(new PciId(0x1af4, 0x1000)));
         Assert.Same(fake, registry.Find(new PciId(0x1af4, FakeDeviceId)));
         Assert.Null(registry.Find(new PciId(0x8086, 0x10c9)));
+        // The command's own table: the 82576 PF is igb's; its virtual function and the SerDes/fibre parts nobody's.
+        Assert.Same(IgbDriver.Registration, NetDrivers.Default.Find(new PciId(0x8086, 0x10c9)));
+        Assert.Same(IgbDriver.Registration, NetDrivers.Default.Find(new PciId(0x8086, 0x1526)));
+        Assert.Null(NetDrivers.Default.Find(new PciId(0x8086, 0x10ca)));
+        Assert.Null(NetDrivers.Default.Find(new PciId(0x8086, 0x10e7)));
         Assert.Equal("1af4:1041", new PciId(0x1af4, 0x1041).ToString());
         // Two drivers claiming one ID would make the choice depend on registration order: refused.
         var clash = new NetDriver("other", [new PciId(0x1af4, 0x1041)], fake.Open);
@@ -214,7 +323,7 @@ public sealed class NetPortTests : IDisposable
             var e = Assert.Throws<NoNetDriverException>(() => NetDrivers.Default.Open(a));
             Assert.Equal(new PciId(0x1af4, 0x1234), e.Id);
             Assert.Equal(a.Address, e.Device);
-            Assert.Contains("no NIC driver for PCI ID 1af4:1234 (drivers: virtio-net (1af4:1041, 1af4:1000))", e.Message, StringComparison.Ordinal);
+            Assert.Contains("no NIC driver for PCI ID 1af4:1234 (drivers: virtio-net (1af4:1041, 1af4:1000), igb (8086:10c9, 8086:10e8, 8086:1526, 8086:150a))", e.Message, StringComparison.Ordinal);
 
             b.OverrideConfig16(2, 0x1000);
             var v = Assert.Throws<VirtioNetException>(() => NetDrivers.Default.Open(b));
@@ -293,6 +402,28 @@ public sealed class NetPortTests : IDisposable
         Assert.True(d.GetProperty("aToB").GetInt64() > 0 && d.GetProperty("bToA").GetInt64() > 0, r.Out);
         Assert.All(opened, p => Assert.True(p.IsDisposed));
         Assert.Equal(opened[0].Pool.Capacity, opened[0].Pool.FreeCount);
+    }
+
+    [Fact]
+    public void Stats_and_fwd_open_an_82576_by_its_id_with_the_shipped_drivers()
+    {
+        var (a, b) = IgbCable();
+        var cli = new CliRunner(_fs) { OpenDevice = (address, _) => address == a.Address ? a : b };
+        var stats = cli.Run("net", "stats", a.Address.ToString(), "-t", "0.05", "--json").AssertNoStackTrace();
+        Assert.True(stats.ExitCode == ExitCodes.Ok, $"exit {stats.ExitCode}: {stats.Out}{stats.Err}");
+        var d = Json.Parse(stats.Out);
+        Assert.Equal("igb", d.GetProperty("driver").GetString());
+        Assert.Equal("52:54:00:00:0c:01", d.GetProperty("mac").GetString());
+        Assert.True(d.GetProperty("linkUp").GetBoolean());
+        Assert.Equal(1000, d.GetProperty("speedMbps").GetInt32());
+        Assert.False(d.GetProperty("rss").GetProperty("supported").GetBoolean());
+
+        var fwd = cli.Run("net", "fwd", a.Address.ToString(), b.Address.ToString(), "-t", "0.2", "--queues", "2", "--flows", "16", "--json").AssertNoStackTrace();
+        Assert.True(fwd.ExitCode == ExitCodes.Ok, $"exit {fwd.ExitCode}: {fwd.Out}{fwd.Err}");
+        var f = Json.Parse(fwd.Out);
+        Assert.Equal(("igb", "igb"), (f.GetProperty("driverA").GetString(), f.GetProperty("driverB").GetString()));
+        Assert.Equal(2, f.GetProperty("queuePairs").GetInt32());
+        Assert.True(f.GetProperty("aToB").GetInt64() > 0 && f.GetProperty("bToA").GetInt64() > 0, fwd.Out);
     }
 
     [Fact]

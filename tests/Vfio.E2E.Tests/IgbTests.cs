@@ -19,6 +19,7 @@ namespace Vfio.E2E.Tests;
 /// which the tests also do).
 /// </summary>
 [Trait("lab", "igb")]
+[Collection("igb ports")]
 public sealed class IgbTests : IDisposable
 {
     private static readonly object s_bindLock = new();
@@ -225,7 +226,7 @@ public sealed class IgbTests : IDisposable
     }
 
     /// <summary>IPv4/TCP test frames with real checksums (RFC 791, RFC 793 with the pseudo header).</summary>
-    private static class Frames
+    internal static class Frames
     {
         public static int Tcp(Span<byte> f, byte[] dstMac, byte[] srcMac, string srcIp, string dstIp, ushort sport, ushort dport, int payload, bool checksums = true)
         {
@@ -273,7 +274,8 @@ public sealed class IgbTests : IDisposable
         private static uint PseudoHeader(ReadOnlySpan<byte> ip, int l4Length) =>
             Sum(ip[12..20]) + 6u + (uint)l4Length;
 
-        private static uint Sum(ReadOnlySpan<byte> data)
+        /// <summary>The RFC 1071 sum of 16-bit big-endian words (an odd last byte padded with zero).</summary>
+        public static uint Sum(ReadOnlySpan<byte> data)
         {
             uint sum = 0;
             for (int i = 0; i + 1 < data.Length; i += 2) { sum += BinaryPrimitives.ReadUInt16BigEndian(data[i..]); }
@@ -282,7 +284,7 @@ public sealed class IgbTests : IDisposable
         }
 
         /// <summary>The one's complement of the folded sum: the checksum to store, or 0 when the data verifies.</summary>
-        private static ushort Fold(uint sum)
+        public static ushort Fold(uint sum)
         {
             while (sum > 0xFFFF) { sum = (sum & 0xFFFF) + (sum >> 16); }
             return (ushort)~sum;

@@ -20,9 +20,15 @@ internal sealed unsafe class FakeIgb : IPciDevice
     private readonly byte[] _config = new byte[256];
     private readonly FakeBar _bar;
 
-    public FakeIgb(byte[]? mac = null, ushort deviceId = 0x10C9)
+    /// <summary>
+    /// An 82576 with <paramref name="mac"/> in its EEPROM. <paramref name="memory"/>: DMA memory shared with another
+    /// fake (two ports receiving into one pool, as <c>vfio net fwd</c> runs them); its own otherwise.
+    /// </summary>
+    public FakeIgb(byte[]? mac = null, ushort deviceId = 0x10C9, EmulatedDma? memory = null, string address = "0000:00:0b.0")
     {
         Mac = mac ?? [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+        Memory = memory ?? new EmulatedDma();
+        Address = PciAddress.Parse(address);
         BinaryPrimitives.WriteUInt16LittleEndian(_config, 0x8086);
         BinaryPrimitives.WriteUInt16LittleEndian(_config.AsSpan(2), deviceId);
         Config = new PciConfigSpace(new ConfigRegion(_config));
@@ -42,13 +48,18 @@ internal sealed unsafe class FakeIgb : IPciDevice
     public int ResetCount { get; private set; }
     /// <summary>Every register write, in order: (offset, value).</summary>
     public List<(ulong Offset, uint Value)> Writes { get; } = [];
+    /// <summary>
+    /// The port at the other end of the cable: what this one sends is delivered to it (the queue its RSS picks)
+    /// instead of being recorded in <see cref="Sent"/>.
+    /// </summary>
+    public FakeIgb? Peer { get; set; }
     /// <summary>Frames the device sent: queue, bytes, POPTS bits of the data descriptor.</summary>
     public List<(int Queue, byte[] Frame, ulong Popts)> Sent { get; } = [];
     /// <summary>Context descriptors the device saw: queue, low and high quadwords.</summary>
     public List<(int Queue, ulong Low, ulong High)> Contexts { get; } = [];
-    public EmulatedDma Memory { get; } = new();
+    public EmulatedDma Memory { get; }
 
-    public PciAddress Address { get; } = PciAddress.Parse("0000:00:0b.0");
+    public PciAddress Address { get; }
     public DeviceBackend Backend => DeviceBackend.Emulated;
     public bool IsDmaIsolated => true;
     public DeviceInfo Info => new(DeviceFlags.Pci | DeviceFlags.Reset, 9, 5);
@@ -174,7 +185,8 @@ internal sealed unsafe class FakeIgb : IPciDevice
             {
                 int length = (int)(high & 0xFFFF);
                 var frame = new ReadOnlySpan<byte>((void*)Translate(low, length), length).ToArray();
-                Sent.Add((q, frame, high & (AdvancedDescriptor.TxPopulateIpChecksum | AdvancedDescriptor.TxPopulateL4Checksum)));
+                if (Peer is { } peer) { peer.Deliver(frame); }
+                else { Sent.Add((q, frame, high & (AdvancedDescriptor.TxPopulateIpChecksum | AdvancedDescriptor.TxPopulateL4Checksum))); }
                 this[IgbStatsRegisters.Gptc]++;
                 this[IgbStatsRegisters.Tpt]++;
                 this[IgbStatsRegisters.Gotcl] += (uint)length + 4;

@@ -149,10 +149,17 @@ internal static class NetCommands
             HelpName = "SECONDS",
         };
         var queues = QueuesOption("Queue pairs per port; queue q of one port feeds queue q of the other (capped at what both ports offer)");
+        var flows = new Option<int>("--flows")
+        {
+            Description = "Make the tx-first frames UDP/IPv4 of N flows (source ports 1024..), which RSS spreads over the receive queues (testpmd --txonly-multi-flow); 0: EtherType 0x88B5 test frames",
+            DefaultValueFactory = _ => 0,
+            HelpName = "N",
+        };
+        flows.Validators.Add(r => { if (Arguments.TryGet(r, out int v) && v is < 0 or > 65535 - 1024) { r.AddError("--flows must be 0 to 64511"); } });
         var command = new Command("fwd",
             "io-forward between two ports, both ways, on one thread (testpmd --forward-mode=io --tx-first), and report packets and Mpps")
         {
-            portA, portB, seconds, burst, warmup, queues,
+            portA, portB, seconds, burst, warmup, queues, flows,
         };
         command.Validators.Add(r =>
         {
@@ -193,7 +200,7 @@ internal static class NetCommands
             using var trackB = NetTelemetry.Track(netB);
             using var meter = new NetMeter();
             NetReading? before = null;
-            var r = IoForwarder.Run(netA, netB, duration, b, warmup: warm, queues: pairs, loopStarting: () => before = meter.Read());
+            var r = IoForwarder.Run(netA, netB, duration, b, warmup: warm, queues: pairs, flows: parse.GetValue(flows), loopStarting: () => before = meter.Read());
             var after = meter.Read();
             r = r with
             {

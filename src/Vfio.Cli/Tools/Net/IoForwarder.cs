@@ -35,12 +35,16 @@ internal static class IoForwarder
     /// Runs the loop for <paramref name="duration"/> (or until cancelled) with bursts of <paramref name="burst"/>.
     /// <paramref name="warmup"/> is left out of <see cref="ForwardResult.SteadyMpps"/>. <paramref name="queues"/>
     /// queue pairs are forwarded (default 1; at most the smaller <see cref="INetPort.QueuePairCount"/>).
+    /// <paramref name="flows"/> above 0 makes the tx-first frames UDP/IPv4 of that many flows
+    /// (<see cref="TestFrames.WriteUdp"/>), which a port with RSS spreads over its receive queues (testpmd
+    /// --txonly-multi-flow); 0 sends the EtherType 0x88B5 test frames, which RSS leaves on queue 0.
     /// <paramref name="loopStarting"/>, when given, is called after the tx-first bursts, just before the loop.
     /// </summary>
     public static ForwardResult Run(INetPort a, INetPort b, TimeSpan duration, int burst = 32, bool txFirst = true,
         int txFirstFrameSize = 64, TimeSpan? warmup = null, int flushAfterIdleRounds = 1, int queues = 1, CancellationToken cancellationToken = default,
-        Action? loopStarting = null)
+        int flows = 0, Action? loopStarting = null)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(flows);
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
         ArgumentOutOfRangeException.ThrowIfLessThan(burst, 1);
@@ -50,8 +54,8 @@ internal static class IoForwarder
         {
             for (int q = 0; q < queues; q++)
             {
-                TxFirst(a, q, burst, txFirstFrameSize, TestFrames.MacBytes(b.MacAddress));
-                TxFirst(b, q, burst, txFirstFrameSize, TestFrames.MacBytes(a.MacAddress));
+                TxFirst(a, q, burst, txFirstFrameSize, TestFrames.MacBytes(b.MacAddress), flows);
+                TxFirst(b, q, burst, txFirstFrameSize, TestFrames.MacBytes(a.MacAddress), flows);
             }
         }
         var buffer = new PacketBuffer[burst];
@@ -59,14 +63,15 @@ internal static class IoForwarder
         return Loop(a, b, queues, buffer, duration, warmup ?? TimeSpan.Zero, Math.Max(1, flushAfterIdleRounds), cancellationToken);
     }
 
-    private static void TxFirst(INetPort port, int queue, int burst, int frameSize, byte[] destination)
+    private static void TxFirst(INetPort port, int queue, int burst, int frameSize, byte[] destination, int flows)
     {
         var src = TestFrames.MacBytes(port.MacAddress);
         var frames = new PacketBuffer[burst];
         int n = port.Pool.Allocate(frames);
         for (int i = 0; i < n; i++)
         {
-            TestFrames.Write(frames[i].Room, frameSize, (ulong)i, destination, src);
+            if (flows > 0) { TestFrames.WriteUdp(frames[i].Room, frameSize, (ulong)i, destination, src, (queue * burst + i) % flows); }
+            else { TestFrames.Write(frames[i].Room, frameSize, (ulong)i, destination, src); }
             frames[i].Length = frameSize;
         }
         int taken = port.TxBurst(queue, frames.AsSpan(0, n));

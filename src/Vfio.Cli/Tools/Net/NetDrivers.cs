@@ -1,3 +1,4 @@
+using Vfio.Igb;
 using Vfio.Net;
 using Vfio.VirtioNet;
 
@@ -13,5 +14,6 @@ internal static class NetDrivers
     public static NetDriverRegistry Default { get; } = new()
     {
         VirtioNetDriver.Registration,
+        IgbDriver.Registration,
     };
 }

@@ -30,6 +30,42 @@ internal static class TestFrames
         for (int i = MinSize; i < size; i++) { frame[i] = (byte)(seed + i); }
     }
 
+    /// <summary>Bytes of the headers <see cref="WriteUdp"/> writes: Ethernet II (14), IPv4 (20), UDP (8).</summary>
+    public const int UdpHeaders = 14 + 20 + 8;
+
+    /// <summary>
+    /// Writes a UDP/IPv4 frame of <paramref name="size"/> bytes (198.18.0.1 to 198.18.0.2, RFC 2544's benchmark range)
+    /// whose UDP source port is 1024 + <paramref name="flow"/>: frames of different flows hash to different RSS buckets
+    /// (Toeplitz over addresses and ports), so a receiver with RSS spreads them over its queues. The IPv4 header
+    /// checksum is filled (RFC 791); the UDP checksum is 0, "none" (RFC 768). The payload starts with the sequence.
+    /// </summary>
+    public static void WriteUdp(Span<byte> frame, int size, ulong sequence, ReadOnlySpan<byte> destination, ReadOnlySpan<byte> source, int flow)
+    {
+        if (size < UdpHeaders + 8 || size > frame.Length) { throw new ArgumentOutOfRangeException(nameof(size), size, $"frame size must be {UdpHeaders + 8}..{frame.Length}"); }
+        destination[..6].CopyTo(frame);
+        source[..6].CopyTo(frame[6..]);
+        BinaryPrimitives.WriteUInt16BigEndian(frame[12..], 0x0800);
+        var ip = frame.Slice(14, 20);
+        ip.Clear();
+        ip[0] = 0x45;                                                        // version 4, 5 words
+        BinaryPrimitives.WriteUInt16BigEndian(ip[2..], (ushort)(size - 14)); // total length
+        ip[8] = 64;                                                          // TTL
+        ip[9] = 17;                                                          // UDP
+        ip[12] = 198; ip[13] = 18; ip[14] = 0; ip[15] = 1;
+        ip[16] = 198; ip[17] = 18; ip[18] = 0; ip[19] = 2;
+        uint sum = 0;
+        for (int i = 0; i < 20; i += 2) { sum += BinaryPrimitives.ReadUInt16BigEndian(ip[i..]); }
+        while (sum > 0xFFFF) { sum = (sum & 0xFFFF) + (sum >> 16); }
+        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], (ushort)~sum);
+        var udp = frame.Slice(34, 8);
+        BinaryPrimitives.WriteUInt16BigEndian(udp, (ushort)(1024 + flow));
+        BinaryPrimitives.WriteUInt16BigEndian(udp[2..], 9);                  // discard
+        BinaryPrimitives.WriteUInt16BigEndian(udp[4..], (ushort)(size - 34));
+        BinaryPrimitives.WriteUInt16BigEndian(udp[6..], 0);
+        BinaryPrimitives.WriteUInt64LittleEndian(frame[UdpHeaders..], sequence);
+        frame[(UdpHeaders + 8)..size].Clear();
+    }
+
     /// <summary>Reads the sequence number of a test frame; false when the frame is not one or is damaged.</summary>
     public static bool TryRead(ReadOnlySpan<byte> frame, out ulong sequence)
     {
