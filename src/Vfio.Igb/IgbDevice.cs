@@ -439,6 +439,7 @@ public sealed partial class IgbDevice : IDisposable
             _telemetry?.Dispose();
             _releaseRegistration.Dispose();
             if (!_released) { Shutdown(); }
+            else { ReturnBuffers(); }   // stopped by the release thread, which left the pool to this one
             // A device that did not confirm it stopped may still write into the pool's memory: leak it instead.
             if (_ownsPool && _deviceQuiet) { Pool?.Dispose(); }
         }
@@ -790,7 +791,11 @@ public sealed partial class IgbDevice : IDisposable
     }
 
     /// <summary>Stops the device and frees everything; on a device that does not answer, keeps the buffers it may still write.</summary>
-    private void Shutdown()
+    /// <param name="returnBuffers">
+    /// Give the rings' buffers back to the pool now. False on the release thread: the pool belongs to the owner's
+    /// thread (it is not thread-safe), so they go back in <see cref="Dispose"/>, on the owner's thread.
+    /// </param>
+    private void Shutdown(bool returnBuffers = true)
     {
         StopAccepting();
         bool stopped = false;
@@ -806,17 +811,24 @@ public sealed partial class IgbDevice : IDisposable
                 LogTeardownProblem(_logger, Device.Address, e.Message);
             }
         }
-        if (stopped) { ReleaseQueuedBuffers(); }
-        else if (_rx.Length > 0) { _deviceQuiet = false; LogBuffersKept(_logger, Device.Address); }
-        ReleaseQueues(keepLeased: !stopped);
+        if (!stopped && _rx.Length > 0) { _deviceQuiet = false; LogBuffersKept(_logger, Device.Address); }
+        if (returnBuffers) { ReturnBuffers(); }
         _bar?.Dispose();
         _bar = null;
     }
 
+    /// <summary>The rings' buffers back to the pool and their memory freed, unless the device never confirmed it stopped.</summary>
+    private void ReturnBuffers()
+    {
+        if (_deviceQuiet) { ReleaseQueuedBuffers(); }
+        ReleaseQueues(keepLeased: !_deviceQuiet);
+    }
+
     /// <summary>
     /// The host asked for the device back (<see cref="IPciDevice.ReleaseRequested"/>): stop the queues and the
-    /// device, free what it held and unmap BAR0, so the owner's Dispose of the device lets the kernel finish. Runs on
-    /// a thread of its own; bursts started afterwards throw <see cref="DeviceReleasedException"/>.
+    /// device and unmap BAR0, so the owner's Dispose of the device lets the kernel finish. Runs on a thread of its
+    /// own; bursts started afterwards throw <see cref="DeviceReleasedException"/>. The buffers the rings held go back
+    /// to the pool in <see cref="Dispose"/>, on the owner's thread: the pool is that thread's alone.
     /// </summary>
     private void ReleaseToHost()
     {
@@ -825,7 +837,7 @@ public sealed partial class IgbDevice : IDisposable
             if (_disposed || _released) { return; }
             LogReleaseRequested(_logger, Device.Address);
             _released = true;
-            Shutdown();
+            Shutdown(returnBuffers: false);
         }
     }
 

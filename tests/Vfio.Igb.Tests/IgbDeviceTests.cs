@@ -196,7 +196,10 @@ public sealed class IgbDeviceTests
     public void A_release_request_stops_the_port_and_bursts_then_fail_with_device_released()
     {
         var fake = new FakeIgb();
-        using var igb = IgbDevice.Open(fake, Options());
+        using var pool = new PacketPool(fake.Dma, 512, IgbDevice.ReceiveBufferSize + PacketPool.Headroom);
+        var igb = IgbDevice.Open(fake, Options() with { Pool = pool });
+        int held = pool.InUseCount;   // the receive ring's buffers
+        Assert.True(held > 0);
         fake.RequestRelease();
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (fake.ResetCount < 2 && DateTime.UtcNow < deadline) { Thread.Sleep(5); }
@@ -208,6 +211,11 @@ public sealed class IgbDeviceTests
         }, TimeSpan.FromSeconds(30));
         Assert.Throws<DeviceReleasedException>(() => igb.Receive(new PacketBuffer[1]));
         Assert.Throws<DeviceReleasedException>(() => igb.Reset());
+        // The pool is the owner's thread's alone (not thread-safe): the release thread left the rings' buffers to
+        // the owner's Dispose, which gives every one back.
+        Assert.Equal(held, pool.InUseCount);
+        igb.Dispose();
+        Assert.Equal(0, pool.InUseCount);
     }
 
     [Fact]
