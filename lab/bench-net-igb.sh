@@ -18,16 +18,13 @@ OUT="$VFIO_LAB_OUT"
 RING=512
 PMDS=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# vfio, json_number, bind_vfio, median, spread and testpmd_timed.
+# vfio, json_number, bind_vfio, median, spread, testpmd_timed, balanced, testpmd_rates and fwd_rates.
 . lab/bench-vfio.sh
 P0="${VFIO_LAB_IGB0:?no igb ports: boot with VFIO_LAB_QEMU=10 VFIO_LAB_IGB=1}" P1="${VFIO_LAB_IGB1:?}"
 pmd() { local f; for f in "$PMDS/$1.so" "$PMDS/$1.so.23"; do [ -e "$f" ] && { echo "$f"; return; }; done; echo "$PMDS/$1.so"; }
 modprobe vfio-pci 2>/dev/null || true
 bind_vfio "$P0"
 bind_vfio "$P1"
-
-# Both directions within 20% of each other: "a b" -> true.
-balanced() { awk -v a="$1" -v b="$2" 'BEGIN { hi = a > b ? a : b; lo = a > b ? b : a; exit !(hi > 0 && lo > 0 && (hi - lo) / hi <= 0.20) }'; }
 
 run_dpdk() { # queues log -> "total port0-tx port1-tx" in Mpps
   local q="$1" log="$2" multi=()
@@ -37,12 +34,7 @@ run_dpdk() { # queues log -> "total port0-tx port1-tx" in Mpps
     -a "$P0" -a "$P1" -d "$(pmd librte_net_e1000)" -d "$(pmd librte_mempool_ring)" \
     -- --forward-mode=io --tx-first --nb-cores=1 --burst=32 --rxq="$q" --txq="$q" --rxd=$RING --txd=$RING \
     --total-num-mbufs=$((8 * q * RING)) --stats-period=1 "${multi[@]}"
-  # Per-second Tx-pps of each port (reports alternate port 0, port 1); the first report of each left out.
-  sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$log" | awk '
-    /Tx-pps:/ { for (i = 1; i <= NF; i++) if ($i == "Tx-pps:") v = $(i + 1); p = n % 2; n++; k[p]++;
-                if (k[p] > 1) { s[p] += v; m[p]++ } }
-    END { if (m[0] == 0 || m[1] == 0) exit 1; a = s[0] / m[0] / 1e6; b = s[1] / m[1] / 1e6;
-          if (a + b <= 0) exit 1; printf "%.4f %.4f %.4f", a + b, a, b }'
+  testpmd_rates "$log"
 }
 
 run_ours() { # queues log -> "total aToB bToA" in Mpps
@@ -50,11 +42,7 @@ run_ours() { # queues log -> "total aToB bToA" in Mpps
   [ "$q" -gt 1 ] && flows=16
   vfio net fwd "$P0" "$P1" --seconds "$SECS" --warmup 1 --burst 32 --queues "$q" --flows "$flows" --unsafe-noiommu --json \
     > "$json" 2> "$log" || return 1
-  local v a b s
-  v="$(json_number "$json" steadyMpps)" a="$(json_number "$json" aToB)" b="$(json_number "$json" bToA)" s="$(json_number "$json" seconds)"
-  [ -n "$v" ] && [ -n "$a" ] && [ -n "$b" ] && awk -v v="$v" 'BEGIN { exit !(v > 0) }' || return 1
-  # The directions' shares of the steady rate, from the whole run's counts.
-  awk -v v="$v" -v a="$a" -v b="$b" 'BEGIN { printf "%.4f %.4f %.4f", v, v * a / (a + b), v * b / (a + b) }'
+  fwd_rates "$json"
 }
 
 fail() { echo "bench: $*" >&2; exit 1; }

@@ -6,7 +6,9 @@
 # VFIO_BENCH_ROUNDS short rounds (default 5 of VFIO_BENCH_SECONDS=5 s) and each side's median is compared:
 # a round that a burst of host load hit moves a median less than a mean. Each round is printed, and each
 # side's spread ((max - min) / median) says how much to trust the ratio. Each side's rate is its steady
-# state: both ports' packets per second after the first second.
+# state: both ports' packets per second after the first second. The bench fails (exit 1, no ratio line) when a
+# round of either side failed or measured nothing, or one direction's rate differs from the other's by more than 20%
+# (a stalled direction would otherwise hide in the total); each round prints both directions.
 # Writes $VFIO_LAB_OUT/{dpdk,ours}-N.log, ours-N.json (vfio's report) and $VFIO_LAB_OUT/result, whose last line is
 # "net-ioforward ours=<Mpps> dpdk=<Mpps> ratio=<ours/dpdk>".
 set -u
@@ -14,44 +16,42 @@ SECS="${VFIO_BENCH_SECONDS:-5}"
 ROUNDS="${VFIO_BENCH_ROUNDS:-5}"
 OUT="$VFIO_LAB_OUT"
 PMDS=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0
-# vfio, json_number, bind_vfio, median, spread and testpmd_timed.
+# vfio, json_number, bind_vfio, median, spread, testpmd_timed, balanced, testpmd_rates and fwd_rates.
 . "$(dirname "${BASH_SOURCE[0]}")/bench-vfio.sh"
 
 bind_vfio "$VFIO_LAB_NET0"
 bind_vfio "$VFIO_LAB_NET1"
 
-run_dpdk() { # log -> Mpps
+run_dpdk() { # log -> "total port0-tx port1-tx" in Mpps
   # testpmd prints both ports' throughput every second (testpmd_timed: SECS seconds from its first report).
   # --in-memory leaves no hugepage files behind for the next run.
   testpmd_timed "$1" 120 -l 0-1 -n 1 --iova-mode=pa --in-memory \
     -a "$VFIO_LAB_NET0" -a "$VFIO_LAB_NET1" -d "$PMDS/librte_net_virtio.so" -d "$PMDS/librte_mempool_ring.so" \
     -- --forward-mode=io --tx-first --nb-cores=1 --burst=32 --total-num-mbufs=8192 --stats-period=1
-  # Per-second Tx-pps of both ports summed; the first report (before forwarding began) left out.
-  sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$1" | awk '
-    /Tx-pps:/ { for (i = 1; i <= NF; i++) if ($i == "Tx-pps:") v = $(i + 1); sum += v; n++;
-                if (n % 2 == 0) { s[++k] = sum; sum = 0 } }
-    END { t = 0; m = 0; for (i = 2; i <= k; i++) { t += s[i]; m++ }
-          if (m == 0 || t <= 0) { exit 1 } ; printf "%.4f", t / m / 1e6 }'
+  testpmd_rates "$1"
 }
 
-run_ours() { # log -> Mpps
+run_ours() { # log -> "total aToB bToA" in Mpps
   # The report (--json) goes to ours-N.json, the logs to ours-N.log; the rate is both ports' after the first second.
+  # vfio net fwd itself exits non-zero when a direction forwarded nothing.
   local json="${1%.log}.json"
   vfio net fwd "$VFIO_LAB_NET0" "$VFIO_LAB_NET1" --seconds "$SECS" --warmup 1 --burst 32 --unsafe-noiommu --json \
     > "$json" 2> "$1" || return 1
-  local v; v="$(json_number "$json" steadyMpps)"
-  [ -n "$v" ] && awk -v v="$v" 'BEGIN { exit !(v > 0) }' || return 1
-  printf '%.4f\n' "$v"
+  fwd_rates "$json"
 }
 
 dpdk_all="" ours_all=""
 for r in $(seq 1 "$ROUNDS"); do
   # A round in which either side failed or reported no rate fails the bench: a median over the other rounds
   # would still print a ratio.
-  d="$(run_dpdk "$OUT/dpdk-$r.log")" || { echo "bench: round $r: dpdk-testpmd reported no rate (see $OUT/dpdk-$r.log)" >&2; exit 1; }
-  echo "bench: round $r dpdk-testpmd ${d} Mpps" >&2
-  o="$(run_ours "$OUT/ours-$r.log")" || { echo "bench: round $r: vfio net fwd failed or reported no rate (see $OUT/ours-$r.log)" >&2; exit 1; }
-  echo "bench: round $r vfio net fwd ${o} Mpps" >&2
+  x="$(run_dpdk "$OUT/dpdk-$r.log")" || { echo "bench: round $r: dpdk-testpmd reported no rate (see $OUT/dpdk-$r.log)" >&2; exit 1; }
+  read -r d d0 d1 <<< "$x"
+  balanced "$d0" "$d1" || { echo "bench: round $r: dpdk-testpmd's directions differ by more than 20% (port 0 tx $d0, port 1 tx $d1 Mpps)" >&2; exit 1; }
+  echo "bench: round $r dpdk-testpmd ${d} Mpps (port 0 tx $d0, port 1 tx $d1)" >&2
+  x="$(run_ours "$OUT/ours-$r.log")" || { echo "bench: round $r: vfio net fwd failed or reported no rate (see $OUT/ours-$r.log)" >&2; exit 1; }
+  read -r o o0 o1 <<< "$x"
+  balanced "$o0" "$o1" || { echo "bench: round $r: vfio net fwd's directions differ by more than 20% (a->b $o0, b->a $o1 Mpps)" >&2; exit 1; }
+  echo "bench: round $r vfio net fwd ${o} Mpps (a->b $o0, b->a $o1)" >&2
   dpdk_all+=" $d" ours_all+=" $o"
 done
 dpdk="$(median $dpdk_all)" ours="$(median $ours_all)"

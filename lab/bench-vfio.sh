@@ -1,4 +1,4 @@
-# Sourced by the guest halves of the benchmarks (bench-nvme.sh, bench-net.sh): the vfio command built beside the
+# Sourced by the guest halves of the benchmarks (bench-nvme.sh, bench-net.sh, bench-net-igb.sh): the vfio command built beside the
 # tests (as the e2e suite runs it), through dotnet, a reader for its --json documents, and the statistics of rounds.
 VFIO_DLL="$PWD/src/Vfio.Cli/bin/${CONFIG:-Release}/net10.0/vfio.dll"
 [ -f "$VFIO_DLL" ] || { echo "bench: $VFIO_DLL is missing; build first (./run bench does)" >&2; exit 1; }
@@ -36,4 +36,23 @@ testpmd_timed() { # log max-polls testpmd-args...
   sleep "$SECS"
   kill -INT "$pid" 2>/dev/null
   wait "$pid"
+}
+# Both directions within 20% of each other: "a b" -> true (a stalled direction would otherwise hide in the total).
+balanced() { awk -v a="$1" -v b="$2" 'BEGIN { hi = a > b ? a : b; lo = a > b ? b : a; exit !(hi > 0 && lo > 0 && (hi - lo) / hi <= 0.20) }'; }
+# testpmd's log -> "total port0-tx port1-tx" in Mpps: per-second Tx-pps of each port (its reports alternate port 0,
+# port 1), the first report of each left out (forwarding had not begun).
+testpmd_rates() { # log
+  sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$1" | awk '
+    /Tx-pps:/ { for (i = 1; i <= NF; i++) if ($i == "Tx-pps:") v = $(i + 1); p = n % 2; n++; k[p]++;
+                if (k[p] > 1) { s[p] += v; m[p]++ } }
+    END { if (m[0] == 0 || m[1] == 0) exit 1; a = s[0] / m[0] / 1e6; b = s[1] / m[1] / 1e6;
+          if (a + b <= 0) exit 1; printf "%.4f %.4f %.4f", a + b, a, b }'
+}
+# vfio net fwd's --json report -> "total aToB bToA" in Mpps: the steady rate, split by the directions' shares of the
+# whole run's counts.
+fwd_rates() { # json
+  local v a b
+  v="$(json_number "$1" steadyMpps)" a="$(json_number "$1" aToB)" b="$(json_number "$1" bToA)"
+  [ -n "$v" ] && [ -n "$a" ] && [ -n "$b" ] && awk -v v="$v" -v a="$a" -v b="$b" 'BEGIN { exit !(v > 0 && a + b > 0) }' || return 1
+  awk -v v="$v" -v a="$a" -v b="$b" 'BEGIN { printf "%.4f %.4f %.4f", v, v * a / (a + b), v * b / (a + b) }'
 }

@@ -427,6 +427,22 @@ public sealed class NetPortTests : IDisposable
     }
 
     [Fact]
+    public void Fwd_fails_when_one_direction_forwarded_nothing()
+    {
+        var (a, b) = IgbCable();
+        b.Peer = null;   // a one-way cable: what B sends never reaches A
+        var cli = new CliRunner(_fs) { OpenDevice = (address, _) => address == a.Address ? a : b };
+        var fwd = cli.Run("net", "fwd", a.Address.ToString(), b.Address.ToString(), "-t", "0.2", "--json").AssertNoStackTrace();
+        Assert.True(fwd.ExitCode == ExitCodes.DeviceOrHost, $"exit {fwd.ExitCode}: {fwd.Out}{fwd.Err}");
+        var f = Json.Parse(fwd.Out);
+        // A receives nothing, so nothing goes from A's receive queue out of B; what A sends, B forwards back.
+        Assert.Equal(0, f.GetProperty("aToB").GetInt64());
+        Assert.True(f.GetProperty("bToA").GetInt64() > 0, fwd.Out);
+        string line = Assert.Single(fwd.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith($"vfio: nothing was forwarded from {a.Address} to {b.Address}", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void An_unknown_device_is_one_line_and_exit_2()
     {
         var (a, _) = EmulatedVirtioNet.CreatePair();

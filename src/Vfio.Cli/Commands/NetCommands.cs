@@ -232,6 +232,14 @@ internal static class NetCommands
                 ctx.Error.WriteLine("vfio: no packet was forwarded (is the link between the two ports up?)");
                 return ExitCodes.DeviceOrHost;
             }
+            // A direction that forwarded nothing is a broken run, whatever the total says (issue 20: a benchmark
+            // must not pass with one way stalled).
+            if (r.AToB == 0 || r.BToA == 0)
+            {
+                var (from, to) = r.AToB == 0 ? (deviceA.Address, deviceB.Address) : (deviceB.Address, deviceA.Address);
+                ctx.Error.WriteLine($"vfio: nothing was forwarded from {from} to {to} ({r.AToB + r.BToA} packets the other way): one direction of the link is down or stalled");
+                return ExitCodes.DeviceOrHost;
+            }
             return ExitCodes.Ok;
         });
         return command;
