@@ -8,6 +8,7 @@ namespace Vfio.E2E.Tests;
 /// unmounted, the bind goes through. And <c>vfio doctor</c> reports what a No-IOMMU guest has.
 /// </summary>
 [Trait("lab", Lab.NoIommu)] // first lab run 2026-12-07: 2/2; in every CI run since
+[Trait("cost", Lab.DebianKernel)] // mkfs.ext4 + mount: the 6.12 lab kernels have no ext4
 public sealed class CliRailsTests
 {
     private const string MountPoint = "/tmp/vfio-rails-mnt";

@@ -43,6 +43,12 @@ public static partial class Lab
     /// </summary>
     public const string CliOverDrivers = "cli-over-drivers";
 
+    /// <summary>
+    /// Trait cost=debian-kernel: needs what Debian's 6.1 kernel has and the lab's minimal 6.12 builds leave out (the
+    /// ext4 filesystem), so only the 6.1 guests run it (lab/lab.sh).
+    /// </summary>
+    public const string DebianKernel = "debian-kernel";
+
     /// <summary>The guest configuration's own name (612-iommufd, ...; the family name on the 6.1 guests).</summary>
     public static string Name => Environment.GetEnvironmentVariable("VFIO_LAB_NAME") is { Length: > 0 } n ? n : Config;
 
