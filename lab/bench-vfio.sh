@@ -56,3 +56,53 @@ fwd_rates() { # json
   [ -n "$v" ] && [ -n "$a" ] && [ -n "$b" ] && awk -v v="$v" -v a="$a" -v b="$b" 'BEGIN { exit !(v > 0 && a + b > 0) }' || return 1
   awk -v v="$v" -v a="$a" -v b="$b" 'BEGIN { printf "%.4f %.4f %.4f", v, v * a / (a + b), v * b / (a + b) }'
 }
+# Interactive dpdk-testpmd (the arguments after the first three, without -i), its output in $1: once its prompt is up,
+# `start tx_first BURSTS` (BURSTS bursts per port before forwarding: with the ring's size in flight the rings stay
+# full), a second of warm-up, then `show port stats all` once a second for $SECS seconds (the first report, whose
+# rates testpmd cannot know yet, is the baseline testpmd_rates leaves out), then stop (the accumulated forward
+# statistics) and quit. Commands go in through a FIFO that stays open until the end.
+testpmd_filled() { # log max-polls bursts testpmd-args...
+  local log="$1" max="$2" bursts="$3"; shift 3
+  local fifo; fifo="$(mktemp -u /tmp/testpmd-cmd.XXXXXX)"
+  mkfifo "$fifo" || return 1
+  stdbuf -oL dpdk-testpmd "$@" -i < "$fifo" > "$log" 2>&1 &
+  local pid=$! waited=0 s
+  exec 9> "$fifo"
+  until grep -q 'testpmd>' "$log" 2>/dev/null || ! kill -0 "$pid" 2>/dev/null || [ "$waited" -ge "$max" ]; do
+    sleep 0.2; waited=$((waited + 1))
+  done
+  echo "start tx_first $bursts" >&9
+  sleep 1
+  echo "show port stats all" >&9
+  for s in $(seq 1 "$SECS"); do sleep 1; echo "show port stats all" >&9; done
+  echo "stop" >&9
+  sleep 0.5
+  echo "quit" >&9
+  exec 9>&-
+  rm -f "$fifo"
+  wait "$pid"
+}
+# testpmd's log -> the packets it sent on all ports ("Accumulated forward statistics" after stop).
+testpmd_tx_total() { # log
+  sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$1" | awk '/Accumulated forward statistics/ { a = 1 } a && /TX-packets:/ { print $2; exit }'
+}
+# One QMP command in this guest's QEMU through lab/qmp-bridge.py (request and answer files in $VFIO_LAB_QMP); prints
+# the answer, fails on a QMP error or no answer within 30 s.
+qmp() { # name json
+  local req="$VFIO_LAB_QMP/req-bench-$1.json" resp="$VFIO_LAB_QMP/resp-bench-$1.json" waited=0
+  echo "$2" > "$VFIO_LAB_QMP/.tmp-bench-$1" && mv "$VFIO_LAB_QMP/.tmp-bench-$1" "$req" || return 1
+  until [ -f "$resp" ]; do
+    [ "$waited" -ge 300 ] && { echo "bench: no QMP answer to $1 within 30 s" >&2; return 1; }
+    sleep 0.1; waited=$((waited + 1))
+  done
+  local answer; answer="$(cat "$resp")"; rm -f "$resp"
+  echo "$answer"
+  [[ "$answer" != *'"error"'* ]]
+}
+# Switches QEMU trace events on or off (QMP trace-event-set-state; names may be patterns).
+qemu_trace() { # on|off event...
+  local state=false e; [ "$1" = on ] && state=true; shift
+  for e in "$@"; do
+    qmp "trace-$e-$state" "{\"execute\":\"trace-event-set-state\",\"arguments\":{\"name\":\"$e\",\"enable\":$state}}" > /dev/null || return 1
+  done
+}

@@ -557,6 +557,12 @@ qemu_args() {
       -device "igb,netdev=g0,mac=52:54:00:00:01:01,addr=0x$SLOT_IGB0"
       -device "igb,netdev=g1,mac=52:54:00:00:01:02,addr=0x$SLOT_IGB1")
   fi
+  # QEMU's log (its trace events, with Debian's "log" trace backend) in the run directory, which the guest sees at
+  # /run/vfio-lab/qemu.log: bench net switches virtio's notification events on through QMP for an untimed pass and
+  # counts them there. No event is on from the start, so the file stays empty otherwise.
+  if [ "${VFIO_LAB_QEMU_LOG:-0}" = 1 ]; then
+    QEMU_ARGS+=(-D "$run/qemu.log")
+  fi
   # bench nvme checks data on a file-backed controller while the timed runs use the null-co one.
   if [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ]; then
     QEMU_ARGS+=(-drive "file=$run/nvme2.img,if=none,format=raw,id=nvm2"
@@ -883,6 +889,7 @@ cmd_bench() {
       # (lab/bench-net.sh). DPDK runs from the host's packages, which the guest sees over 9p.
       # `bench net igb`: the same between the two 82576 ports of a QEMU 10 guest (lab/bench-net-igb.sh).
       local out="$ROOT/artifacts/bench-net" rc=0 p missing=() pmd=librte-net-virtio23 job=lab/bench-net.sh
+      export VFIO_LAB_QEMU_LOG=1
       if [ "${2:-}" = igb ]; then
         export VFIO_LAB_QEMU=10 VFIO_LAB_IGB=1
         out="$ROOT/artifacts/bench-net-igb" pmd=librte-net-e1000-23 job=lab/bench-net-igb.sh

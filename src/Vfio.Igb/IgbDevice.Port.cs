@@ -44,7 +44,7 @@ public static class IgbDriver
             QueuePairs = pairs,
             RingSize = ringSize,
             Pool = options.Pool,
-            PoolSize = PoolSizeFor(pairs, ringSize),
+            PoolSize = options.PoolSize > 0 ? options.PoolSize : PoolSizeFor(pairs, ringSize),
             Promiscuous = true,
             AllMulticast = true,
             TimeProvider = options.TimeProvider,
@@ -104,7 +104,7 @@ public sealed partial class IgbDevice : INetPort
             queues[q] = new NetQueueStats(q, new NetCounters(rx[q].Packets, rx[q].Bytes, 0, rx[q].Errors),
                 new NetCounters(tx[q].Packets, tx[q].Bytes, 0, 0));
         }
-        return NetPortStats.FromQueues(queues);
+        return NetPortStats.FromQueues(queues) with { Doorbells = _doorbells, TxRingFull = _txRingFull };
     }
 
     /// <summary>Toeplitz with a 40-byte key and a 128-entry table (§7.1.2.8) once the port runs two queue pairs or more.</summary>

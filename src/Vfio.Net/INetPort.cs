@@ -98,6 +98,12 @@ public sealed record NetPortStats(NetCounters Rx, NetCounters Tx, IReadOnlyList<
     /// <summary>Packets transmit bursts did not take because the transmit ring was full (the caller kept them), over every queue; 0 where the driver does not count them.</summary>
     public long TxRingFull { get; init; }
 
+    /// <summary>
+    /// Notifications the driver wrote to the device (virtio queue notifications, NIC tail-register writes), over
+    /// every queue; what an emulated device pays a trap for. 0 where the driver does not count them.
+    /// </summary>
+    public long Doorbells { get; init; }
+
     /// <summary>Per-port totals from per-queue counters.</summary>
     public static NetPortStats FromQueues(IReadOnlyList<NetQueueStats> queues)
     {

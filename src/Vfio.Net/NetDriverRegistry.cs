@@ -34,6 +34,13 @@ public sealed record NetPortOptions
     /// </summary>
     public PacketPool? Pool { get; init; }
 
+    /// <summary>
+    /// Buffers of the port's own pool when <see cref="Pool"/> is null; 0 lets the driver choose (enough for its
+    /// rings). Ports that forward with full rings, or that hold buffers in the application, need more: DPDK sizes
+    /// its mempool the same way (testpmd --total-num-mbufs).
+    /// </summary>
+    public int PoolSize { get; init; }
+
     /// <summary>Clock for the driver's timeouts.</summary>
     public TimeProvider? TimeProvider { get; init; }
 

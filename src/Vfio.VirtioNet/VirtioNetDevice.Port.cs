@@ -31,6 +31,7 @@ public static class VirtioNetDriver
             QueuePairs = options.QueuePairs,
             QueueSize = options.QueueSize,
             Pool = options.Pool,
+            PoolSize = options.PoolSize,
             TimeProvider = options.TimeProvider,
             LoggerFactory = options.LoggerFactory,
         });
@@ -66,7 +67,7 @@ public sealed partial class VirtioNetDevice : INetPort
         }
         long ringFull = 0;
         foreach (var tx in _tx) { ringFull += tx.RingFull; }
-        return NetPortStats.FromQueues(queues) with { TxRingFull = ringFull };
+        return NetPortStats.FromQueues(queues) with { TxRingFull = ringFull, Doorbells = _notifications };
     }
 
     /// <summary>With VIRTIO_NET_F_RSS negotiated (§5.1.6.5.7): Toeplitz, a 40-byte key and the device's table size; otherwise none.</summary>

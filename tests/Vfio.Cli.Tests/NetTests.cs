@@ -77,6 +77,10 @@ public sealed class NetTests : IDisposable
     [InlineData("0000:00:04.0 0000:00:05.0 --warmup x")]
     [InlineData("0000:00:04.0 0000:00:05.0 --queues 0")]
     [InlineData("0000:00:04.0 0000:00:05.0 -q 65")]
+    [InlineData("0000:00:04.0 0000:00:05.0 --tx-first 0")]
+    [InlineData("0000:00:04.0 0000:00:05.0 --tx-first 1025")]
+    [InlineData("0000:00:04.0 0000:00:05.0 --pool -1")]
+    [InlineData("0000:00:04.0 0000:00:05.0 --pool x")]
     public void Fwd_bad_arguments_are_usage_errors(string args)
     {
         string[] rest = args.Length == 0 ? [] : args.Split(' ');
@@ -136,6 +140,34 @@ public sealed class NetTests : IDisposable
         Assert.Equal("virtio-net", d.GetProperty("driverA").GetString());
         Assert.Equal("virtio-net", d.GetProperty("driverB").GetString());
         Assert.Equal(1, d.GetProperty("queuePairs").GetInt32());
+    }
+
+    [Fact]
+    public void Fwd_tx_first_fills_the_rings_from_a_pool_of_the_size_asked_and_counts_doorbells()
+    {
+        var (a, b) = EmulatedVirtioNet.CreatePair(queueSize: 256);
+        var cli = new CliRunner(_fs) { OpenDevice = (address, _) => address == a.Address ? a : b };
+        var full = Json.Parse(Ok(cli.Run("net", "fwd", a.Address.ToString(), b.Address.ToString(), "-t", "0.3", "--tx-first", "8", "--pool", "4096", "--json")));
+        // 8 bursts of 32 on each port: the 256-entry transmit rings start full, as testpmd's `start tx_first 8` fills them.
+        Assert.Equal(2 * 8 * 32, full.GetProperty("txFirstPackets").GetInt64());
+        Assert.Equal(4096, full.GetProperty("poolBuffers").GetInt32());
+        long packets = full.GetProperty("packets").GetInt64(), doorbells = full.GetProperty("doorbells").GetInt64();
+        Assert.True(packets > 0 && doorbells > 0, $"{packets} packets, {doorbells} doorbells");
+        Assert.Equal(Math.Round((double)doorbells / packets, 4), full.GetProperty("doorbellsPerPacket").GetDouble());
+
+        var (c, d) = EmulatedVirtioNet.CreatePair(queueSize: 256);
+        cli = new CliRunner(_fs) { OpenDevice = (address, _) => address == c.Address ? c : d };
+        var one = Json.Parse(Ok(cli.Run("net", "fwd", c.Address.ToString(), d.Address.ToString(), "-t", "0.2", "--json")));
+        Assert.Equal(2 * 32, one.GetProperty("txFirstPackets").GetInt64());
+        // The driver's default pool is its own rings' worth (two receive rings' and a transmit ring's buffers).
+        Assert.Equal(3 * 256, one.GetProperty("poolBuffers").GetInt32());
+    }
+
+    private static string Ok(CliResult r)
+    {
+        r.AssertNoStackTrace();
+        Assert.True(r.ExitCode == ExitCodes.Ok, $"exit {r.ExitCode}: {r.Out}{r.Err}");
+        return r.Out;
     }
 
     [Fact]

@@ -226,10 +226,13 @@ internal sealed record NetPktgenJson(string Port, string Mode, bool DmaIsolated,
 /// <summary>
 /// <c>vfio net fwd --json</c>: <c>Packets</c> is both directions together; <c>Mpps</c> the overall rate and
 /// <c>SteadyMpps</c> the rate after the first <c>WarmupSeconds</c>; <c>DriverA</c>/<c>DriverB</c> the drivers the ports'
-/// PCI IDs chose, <c>QueuePairs</c> the pairs forwarded.
+/// PCI IDs chose, <c>QueuePairs</c> the pairs forwarded; <c>TxFirstPackets</c> the frames the tx-first bursts put in
+/// flight, <c>PoolBuffers</c> the shared pool's size, <c>Doorbells</c> the notifications both drivers wrote while
+/// forwarding (0 for a driver that does not count them) and <c>DoorbellsPerPacket</c> those per forwarded packet.
 /// </summary>
 internal sealed record NetFwdJson(string PortA, string PortB, string Mode, bool DmaIsolated, int Burst, double Seconds, long Packets,
-    long AToB, long BToA, long Dropped, double Mpps, double SteadyMpps, long Rounds, double WarmupSeconds, string DriverA, string DriverB, int QueuePairs);
+    long AToB, long BToA, long Dropped, double Mpps, double SteadyMpps, long Rounds, double WarmupSeconds, string DriverA, string DriverB, int QueuePairs,
+    long TxFirstPackets, int PoolBuffers, long Doorbells, double DoorbellsPerPacket);
 
 /// <summary>
 /// <c>vfio net stats --json</c>: one port as its driver reports it, after receiving for <c>Seconds</c>. <c>Queues</c>

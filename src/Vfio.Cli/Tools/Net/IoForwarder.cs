@@ -12,7 +12,9 @@ namespace Vfio.Cli.Tools.Net;
 /// <param name="SteadyPackets">Packets forwarded after the warm-up interval.</param>
 /// <param name="SteadyElapsed">Time after the warm-up interval.</param>
 /// <param name="Rounds">Loop rounds (each polls both ports once).</param>
-internal readonly record struct ForwardResult(long AToB, long BToA, long Dropped, TimeSpan Elapsed, long SteadyPackets, TimeSpan SteadyElapsed, long Rounds)
+/// <param name="TxFirstPackets">Tx-first frames the two ports took (what circulates at the start).</param>
+internal readonly record struct ForwardResult(long AToB, long BToA, long Dropped, TimeSpan Elapsed, long SteadyPackets, TimeSpan SteadyElapsed, long Rounds,
+    long TxFirstPackets = 0)
 {
     /// <summary>Packets forwarded in both directions.</summary>
     public long Forwarded => AToB + BToA;
@@ -39,43 +41,61 @@ internal static class IoForwarder
     /// (<see cref="TestFrames.WriteUdp"/>), which a port with RSS spreads over its receive queues (testpmd
     /// --txonly-multi-flow); 0 sends the EtherType 0x88B5 test frames, which RSS leaves on queue 0.
     /// <paramref name="loopStarting"/>, when given, is called after the tx-first bursts, just before the loop.
+    /// <paramref name="txFirstBursts"/> bursts go out on each queue of each port first (testpmd's
+    /// <c>start tx_first N</c>): with the transmit ring's size in flight the rings stay full, as a loaded link's are.
     /// </summary>
     public static ForwardResult Run(INetPort a, INetPort b, TimeSpan duration, int burst = 32, bool txFirst = true,
         int txFirstFrameSize = 64, TimeSpan? warmup = null, int flushAfterIdleRounds = 1, int queues = 1, CancellationToken cancellationToken = default,
-        int flows = 0, Action? loopStarting = null)
+        int flows = 0, Action? loopStarting = null, int txFirstBursts = 1)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(flows);
+        ArgumentOutOfRangeException.ThrowIfLessThan(txFirstBursts, 1);
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
         ArgumentOutOfRangeException.ThrowIfLessThan(burst, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(queues, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(queues, Math.Min(a.QueuePairCount, b.QueuePairCount));
+        long inFlight = 0;
         if (txFirst)
         {
+            for (int k = 0; k < txFirstBursts; k++)
+            {
+                for (int q = 0; q < queues; q++)
+                {
+                    inFlight += TxFirst(a, q, burst, k, txFirstFrameSize, TestFrames.MacBytes(b.MacAddress), flows);
+                    inFlight += TxFirst(b, q, burst, k, txFirstFrameSize, TestFrames.MacBytes(a.MacAddress), flows);
+                }
+            }
+            // With batched doorbells (a threshold above one burst) the last tx-first frames would wait for the loop's first idle round.
             for (int q = 0; q < queues; q++)
             {
-                TxFirst(a, q, burst, txFirstFrameSize, TestFrames.MacBytes(b.MacAddress), flows);
-                TxFirst(b, q, burst, txFirstFrameSize, TestFrames.MacBytes(a.MacAddress), flows);
+                a.FlushTx(q);
+                b.FlushTx(q);
             }
         }
         var buffer = new PacketBuffer[burst];
         loopStarting?.Invoke();
-        return Loop(a, b, queues, buffer, duration, warmup ?? TimeSpan.Zero, Math.Max(1, flushAfterIdleRounds), cancellationToken);
+        return Loop(a, b, queues, buffer, duration, warmup ?? TimeSpan.Zero, Math.Max(1, flushAfterIdleRounds), cancellationToken)
+            with { TxFirstPackets = inFlight };
     }
 
-    private static void TxFirst(INetPort port, int queue, int burst, int frameSize, byte[] destination, int flows)
+    // One tx-first burst (the k-th on this queue); returns the frames the port took. What the pool or the ring could
+    // not give or take is not an error: fewer frames circulate, and the result says how many.
+    private static int TxFirst(INetPort port, int queue, int burst, int k, int frameSize, byte[] destination, int flows)
     {
         var src = TestFrames.MacBytes(port.MacAddress);
         var frames = new PacketBuffer[burst];
         int n = port.Pool.Allocate(frames);
         for (int i = 0; i < n; i++)
         {
-            if (flows > 0) { TestFrames.WriteUdp(frames[i].Room, frameSize, (ulong)i, destination, src, (queue * burst + i) % flows); }
-            else { TestFrames.Write(frames[i].Room, frameSize, (ulong)i, destination, src); }
+            ulong sequence = (ulong)k * (ulong)burst + (ulong)i;
+            if (flows > 0) { TestFrames.WriteUdp(frames[i].Room, frameSize, sequence, destination, src, (int)((queue * burst + (int)sequence) % flows)); }
+            else { TestFrames.Write(frames[i].Room, frameSize, sequence, destination, src); }
             frames[i].Length = frameSize;
         }
         int taken = port.TxBurst(queue, frames.AsSpan(0, n));
         PacketPool.Free(frames.AsSpan(taken, n - taken));
+        return taken;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
