@@ -75,12 +75,8 @@ public class NvmeReadBenchmarks
     }
 
     /// <summary>32 workers, each awaiting its own <see cref="NvmeIoQueue.ReadAsync"/> in turn: 32 reads in flight.</summary>
-    [Benchmark(OperationsPerInvoke = Workers * ReadsPerWorker)]
-    public Task AsyncQd32()
-    {
-        for (int w = 0; w < Workers; w++) { _workers[w] = QueueWorker(w); }
-        return Task.WhenAll(_workers);
-    }
+    [Benchmark(OperationsPerInvoke = AsyncReaders.Reads)]
+    public Task AsyncQd32() => AsyncReaders.Run(_queue, _nvme.Namespace, _buffer, _workers);
 
     /// <summary>One awaited <see cref="NvmeBlockDevice.ReadAsync(ulong, Memory{byte}, CancellationToken)"/> at a time, into DMA memory.</summary>
     [Benchmark(OperationsPerInvoke = Qd1Reads)]
@@ -95,16 +91,6 @@ public class NvmeReadBenchmarks
     {
         for (int w = 0; w < Workers; w++) { _workers[w] = BlockDeviceWorker(w); }
         return Task.WhenAll(_workers);
-    }
-
-    private async Task QueueWorker(int slot)
-    {
-        ulong lba = (ulong)slot;
-        for (int i = 0; i < ReadsPerWorker; i++)
-        {
-            await _queue.ReadAsync(_nvme.Namespace, lba, 1, _buffer, (ulong)(slot * InProcessNvme.BlockBytes));
-            lba = (lba + Workers) % InProcessNvme.Blocks;
-        }
     }
 
     private async Task BlockDeviceWorker(int slot)

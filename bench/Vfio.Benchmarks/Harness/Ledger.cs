@@ -16,12 +16,20 @@ internal static class Ledger
         lock (s_lock) { s_entries.Add((benchmark, work, violations)); }
     }
 
-    /// <summary>One line per case that did no work or broke a rule; empty when every case is sound.</summary>
+    private static readonly List<string> s_failures = [];
+
+    /// <summary>Records a problem a case found in its own cleanup (e.g. a listener that was given nothing).</summary>
+    public static void Fail(string problem)
+    {
+        lock (s_lock) { s_failures.Add(problem); }
+    }
+
+    /// <summary>One line per case that did no work, broke a rule or failed its own check; empty when every case is sound.</summary>
     public static List<string> Problems()
     {
         lock (s_lock)
         {
-            var problems = new List<string>();
+            var problems = new List<string>(s_failures);
             foreach (var (benchmark, work, violations) in s_entries)
             {
                 if (work <= 0) { problems.Add($"{benchmark}: the model did no work"); }
