@@ -11,9 +11,9 @@ namespace Vfio.Igb;
 /// <summary>
 /// An Intel 82576 Gigabit Ethernet port driven from user space (82576EB GbE Controller Datasheet): global reset,
 /// MAC from the EEPROM, link through the internal PHY, N receive/transmit queue pairs of advanced descriptors with
-/// RSS spreading flows over the receive queues, checksum offload both ways, polled burst I/O of
-/// <see cref="PacketPool"/> buffers. It sees only <see cref="IPciDevice"/>, so it runs on every transport
-/// (kernel No-IOMMU, type1, iommufd, vfio-user).
+/// RSS spreading flows over the receive queues, checksum offload both ways, burst I/O of <see cref="PacketPool"/>
+/// buffers, polled or woken by one MSI-X vector per queue pair. It sees only <see cref="IPciDevice"/>, so it runs on
+/// every transport (kernel No-IOMMU, type1, iommufd, vfio-user).
 /// </summary>
 /// <remarks>
 /// One thread per queue pair, run to completion. Interrupts stay masked unless <see cref="IgbOptions.CompletionMode"/>
