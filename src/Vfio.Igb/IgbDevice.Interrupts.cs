@@ -228,7 +228,7 @@ public sealed partial class IgbDevice
         bar.Write32(IgbReg.Eiam, all);
         bar.Write32(IgbReg.Ims, IgbIcr.LinkStatusChange);
         bar.Write32(IgbReg.Eims, all);
-        _ = WatchOtherCausesAsync(set[pairs], other);
+        _ = WatchOtherCausesAsync(set, set[pairs], other);
     }
 
     /// <summary>MSI-X off in VFIO and the eventfds closed: sleeping waits end with <see cref="ObjectDisposedException"/>.</summary>
@@ -236,9 +236,11 @@ public sealed partial class IgbDevice
 
     /// <summary>
     /// Services the "other" vector until the vectors are released: reads ICR (GPIE.NSICR: the read clears it, so the
-    /// next change raises the vector again), reports a link status change, re-arms the vector.
+    /// next change raises the vector again), reports a link status change, re-arms the vector. It starts while
+    /// <see cref="Reset"/> still holds the port stopped, and a change latched during the bring-up (auto-negotiation
+    /// sets ICR.LSC) fires as soon as IMS.LSC is written: it waits for the reset to finish rather than leave.
     /// </summary>
-    private async Task WatchOtherCausesAsync(IInterruptVector vector, uint bit)
+    private async Task WatchOtherCausesAsync(IInterruptSet set, IInterruptVector vector, uint bit)
     {
         while (true)
         {
@@ -250,7 +252,11 @@ public sealed partial class IgbDevice
             {
                 return;   // reset, close or release: a new watcher comes with the next vectors
             }
-            if (!TryEnter()) { return; }
+            while (!TryEnter())
+            {
+                if (Volatile.Read(ref _disposed) || Volatile.Read(ref _released) || !ReferenceEquals(Volatile.Read(ref _msix), set)) { return; }
+                await Task.Delay(1).ConfigureAwait(false);
+            }
             NetLinkState? link = null;
             try
             {
