@@ -170,7 +170,10 @@ internal sealed unsafe class FakeIgb : IPciDevice
         switch (offset)
         {
             case IgbReg.Ims:
+                // Enabling a cause already latched in ICR raises it at once (QEMU's igb_set_ims does too).
+                uint latched = this[IgbReg.Icr] & value & ~this[offset];
                 this[offset] |= value;
+                if (latched != 0) { RaiseOther(); }
                 return;
             case IgbReg.Imc:
                 this[IgbReg.Ims] &= ~value;
@@ -209,7 +212,9 @@ internal sealed unsafe class FakeIgb : IPciDevice
                 if (phy != IgbMdic.InternalPhy) { this[offset] = value | IgbMdic.Ready | IgbMdic.Error; return; }
                 if ((value & IgbMdic.OpWrite) != 0 && reg == IgbMdic.PhyControl && (value & IgbMdic.BmcrRestartAutoNeg) != 0)
                 {
+                    // Auto-negotiation done: the link comes up and ICR.LSC latches, as QEMU's igb does when it ends.
                     LinkUp = LinkComesUp;
+                    if (LinkUp) { this[IgbReg.Icr] |= IgbIcr.LinkStatusChange; }
                 }
                 this[offset] = value | IgbMdic.Ready;
                 return;
@@ -272,10 +277,15 @@ internal sealed unsafe class FakeIgb : IPciDevice
         {
             LinkUp = up;
             this[IgbReg.Icr] |= IgbIcr.LinkStatusChange;
-            if ((this[IgbReg.Ims] & IgbIcr.LinkStatusChange) == 0) { return; }
-            uint entry = (this[IgbReg.IvarMisc] >> IgbIvar.MiscOtherShift) & 0xFF;
-            if ((entry & IgbIvar.Valid) != 0) { RaiseExtended(1u << (int)(entry & 0x1F)); }
+            if ((this[IgbReg.Ims] & IgbIcr.LinkStatusChange) != 0) { RaiseOther(); }
         }
+    }
+
+    /// <summary>An enabled ICR cause: the EICR bit IVAR_MISC allocates to the "other" causes.</summary>
+    private void RaiseOther()
+    {
+        uint entry = (this[IgbReg.IvarMisc] >> IgbIvar.MiscOtherShift) & 0xFF;
+        if ((entry & IgbIvar.Valid) != 0) { RaiseExtended(1u << (int)(entry & 0x1F)); }
     }
 
     // ------------------------------------------------------------------ the device loop

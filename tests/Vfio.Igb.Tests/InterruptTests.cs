@@ -265,7 +265,8 @@ public sealed class InterruptTests
         Assert.Equal(2, fake.InterruptSets.Count);
         Assert.True(fake.Writes.FindIndex(reset, w => w.Offset == IgbReg.Gpie) > reset, "GPIE programmed again after the reset");
         Assert.True(fake.Writes.FindIndex(reset, w => w.Offset == IgbReg.Ivar(0) && w.Value == 0x8080) > reset, "IVAR programmed again");
-        Assert.Equal(0x3u, fake[IgbReg.Eims]);
+        // Both vectors unmasked: the link vector once the watcher has taken the bring-up's link change.
+        Eventually(() => fake[IgbReg.Eims] == 0x3u, "EIMS holds the queue and the link vector");
 
         // And the new vectors work.
         Assert.True(fake.Deliver(FrameFor(igb, 3)));
@@ -318,7 +319,9 @@ public sealed class InterruptTests
         var changes = new System.Collections.Concurrent.ConcurrentQueue<NetLinkState>();
         igb.LinkChanged += (_, state) => changes.Enqueue(state);
         var other = fake.Msix!.Vector(2);
-        Eventually(() => other.HasWaiter, "the watcher waits on the other vector");
+        // The bring-up's auto-negotiation latched ICR.LSC; it fired the vector as soon as IMS.LSC was written.
+        Eventually(() => igb.LinkChanges == 1 && other.HasWaiter, "the bring-up's link change is taken and the watcher waits again");
+        Eventually(() => (fake[IgbReg.Eims] & 0x4) != 0, "the other vector is unmasked again");
 
         fake.SetLink(false);
         Eventually(() => changes.Count == 1, "the link-down change is reported");
@@ -329,7 +332,24 @@ public sealed class InterruptTests
         fake.SetLink(true);
         Eventually(() => changes.Count == 2, "the link-up change is reported");
         Assert.Equal(new NetLinkState(true, 1000, true), changes.Last());
-        Assert.Equal(2, igb.LinkChanges);
+        Assert.Equal(3, igb.LinkChanges);
         Assert.Equal(0, igb.InterruptWakeups);   // queue waits are not link wake-ups
+    }
+
+    [Fact]
+    public void Link_changes_are_still_reported_after_a_reset_whose_bring_up_raised_one()
+    {
+        var fake = new FakeIgb();
+        using var igb = IgbDevice.Open(fake, Options());
+        Eventually(() => igb.LinkChanges == 1, "the first bring-up's link change is taken");
+        // The reset's bring-up latches LSC again, which fires while the reset still holds the port stopped.
+        igb.Reset();
+        Eventually(() => igb.LinkChanges == 2, "the reset's link change is taken once the reset is over");
+        var changes = new System.Collections.Concurrent.ConcurrentQueue<NetLinkState>();
+        igb.LinkChanged += (_, state) => changes.Enqueue(state);
+        Eventually(() => fake.Msix!.Vector(1).HasWaiter && (fake[IgbReg.Eims] & 0x2) != 0, "the new watcher waits, its vector unmasked");
+        fake.SetLink(false);
+        Eventually(() => changes.Count == 1, "a link change after the reset is reported");
+        Assert.False(changes.Single().IsUp);
     }
 }
