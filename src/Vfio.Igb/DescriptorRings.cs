@@ -164,6 +164,12 @@ internal sealed unsafe class RxRing(nint descriptors, int size, PciAddress devic
     public void Offer(PacketBuffer packet, DmaAddress dataAddress) => Put(packet, AdvancedDescriptor.EncodeRxRead(dataAddress.Value));
 
     /// <summary>
+    /// DD is set in the oldest slot: a write-back waits there. A hint for waking a consumer only; <see cref="TryTake"/>
+    /// checks the write-back (and a DD on a slot never offered) when the consumer comes to take it.
+    /// </summary>
+    public bool WriteBackPending => (ReadHigh(Clean) & AdvancedDescriptor.RxStatusDone) != 0;
+
+    /// <summary>
     /// Takes the oldest slot back if the device is done with it, after checking its write-back: DD, EOP (every
     /// buffer holds the longest frame the port accepts, so a frame never spans two), a length between 1 and the
     /// bytes offered. False when the device is not done.

@@ -71,15 +71,14 @@ public sealed partial class IgbDevice : INetPort
     System.Net.NetworkInformation.PhysicalAddress? INetPort.MacAddress => MacAddress;
 
     /// <summary>STATUS (§8.2.2): LU, and while it is up the resolved SPEED and FD.</summary>
-    NetLinkState INetPort.Link
+    NetLinkState INetPort.Link => ReadLinkState();
+
+    private NetLinkState ReadLinkState()
     {
-        get
-        {
-            uint status = Bar.Read32(IgbReg.Status);
-            if ((status & IgbStatus.LinkUp) == 0) { return new NetLinkState(false); }
-            int speed = ((status & IgbStatus.SpeedMask) >> IgbStatus.SpeedShift) switch { 0 => 10, 1 => 100, _ => 1000 };
-            return new NetLinkState(true, speed, (status & IgbStatus.FullDuplex) != 0);
-        }
+        uint status = Bar.Read32(IgbReg.Status);
+        if ((status & IgbStatus.LinkUp) == 0) { return new NetLinkState(false); }
+        int speed = ((status & IgbStatus.SpeedMask) >> IgbStatus.SpeedShift) switch { 0 => 10, 1 => 100, _ => 1000 };
+        return new NetLinkState(true, speed, (status & IgbStatus.FullDuplex) != 0);
     }
 
     int INetPort.RxBurst(int queue, Span<PacketBuffer> packets) => Receive(packets, [], queue);

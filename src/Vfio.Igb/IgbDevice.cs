@@ -11,13 +11,14 @@ namespace Vfio.Igb;
 /// <summary>
 /// An Intel 82576 Gigabit Ethernet port driven from user space (82576EB GbE Controller Datasheet): global reset,
 /// MAC from the EEPROM, link through the internal PHY, N receive/transmit queue pairs of advanced descriptors with
-/// RSS spreading flows over the receive queues, checksum offload both ways, polled burst I/O of
-/// <see cref="PacketPool"/> buffers. It sees only <see cref="IPciDevice"/>, so it runs on every transport
-/// (kernel No-IOMMU, type1, iommufd, vfio-user).
+/// RSS spreading flows over the receive queues, checksum offload both ways, burst I/O of <see cref="PacketPool"/>
+/// buffers, polled or woken by one MSI-X vector per queue pair. It sees only <see cref="IPciDevice"/>, so it runs on
+/// every transport (kernel No-IOMMU, type1, iommufd, vfio-user).
 /// </summary>
 /// <remarks>
-/// One thread per queue pair, run to completion. Interrupts stay masked: polling only (MSI-X per queue is not
-/// implemented). Buffers the device holds stay allocated from their pool until the device is stopped.
+/// One thread per queue pair, run to completion. Interrupts stay masked unless <see cref="IgbOptions.CompletionMode"/>
+/// asks for MSI-X, one vector per queue pair (<see cref="WaitForReceive"/>) and one for link changes
+/// (<see cref="LinkChanged"/>). Buffers the device holds stay allocated from their pool until the device is stopped.
 /// </remarks>
 public sealed partial class IgbDevice : IDisposable
 {
@@ -102,6 +103,7 @@ public sealed partial class IgbDevice : IDisposable
         {
             throw new ArgumentException($"the redirection table names a queue beyond the {options.QueuePairs} queue pair(s) opened", nameof(options));
         }
+        ValidateInterruptOptions(device, options);
         IgbDevice? igb = null;
         using var activity = NetTelemetry.StartActivity("igb.bringup", device.Address);
         try
@@ -501,6 +503,8 @@ public sealed partial class IgbDevice : IDisposable
         _hardware.Update(bar.Read32);
         _hardware = new IgbStatsRegisters();
 
+        SetUpInterrupts(pairs);
+
         LogInitialized(_logger, Device.Address, MacAddress.ToString(), IsLinkUp, LinkSpeedMbps, pairs, _options.RingSize, Rss is not null);
     }
 
@@ -738,6 +742,15 @@ public sealed partial class IgbDevice : IDisposable
         }
     }
 
+    /// <summary>As <see cref="Enter"/>, false instead of throwing while the port stops (for the interrupt watcher).</summary>
+    private bool TryEnter()
+    {
+        Interlocked.Increment(ref _busy);
+        if (Volatile.Read(ref _stopping) == 0) { return true; }
+        Interlocked.Decrement(ref _busy);
+        return false;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Leave() => Interlocked.Decrement(ref _busy);
 
@@ -785,7 +798,16 @@ public sealed partial class IgbDevice : IDisposable
             stopped &= WaitFor(() => (bar.Read32(IgbReg.Txdctl(queue)) & IgbQueueControl.Enable) == 0, s_queueEnableTimeout);
         }
         bar.Write32(IgbReg.Tctl, bar.Read32(IgbReg.Tctl) & ~IgbTctl.Enable);
-        DisableInterrupts();
+        try
+        {
+            DisableInterrupts();
+        }
+        finally
+        {
+            // Every cause is masked in the device; now MSI-X off in VFIO and the eventfds closed, which wakes the
+            // sleeping consumers, before the reset and before anything frees the rings.
+            ReleaseInterrupts();
+        }
         GlobalReset();
         return stopped;
     }
@@ -811,6 +833,8 @@ public sealed partial class IgbDevice : IDisposable
                 LogTeardownProblem(_logger, Device.Address, e.Message);
             }
         }
+        // StopDevice released them unless it never ran or failed before its last step.
+        ReleaseInterrupts();
         if (!stopped && _rx.Length > 0) { _deviceQuiet = false; LogBuffersKept(_logger, Device.Address); }
         if (returnBuffers) { ReturnBuffers(); }
         _bar?.Dispose();

@@ -26,3 +26,26 @@ public sealed class IgbQueueFaultedException : VfioException
     /// <summary>The queue's name.</summary>
     public string Queue { get; }
 }
+
+/// <summary>
+/// The port was asked for an interrupt completion mode (<see cref="IgbOptions.CompletionMode"/>) but the device grants
+/// fewer MSI-X vectors than one per queue pair plus one for link changes. The driver never falls back to polling on
+/// its own: open with fewer queue pairs, or with <see cref="IgbCompletionMode.Polled"/>.
+/// </summary>
+public sealed class IgbInterruptVectorsException : VfioException
+{
+    /// <summary>Creates the exception for <paramref name="device"/>, which offers <paramref name="available"/> of the <paramref name="required"/> vectors.</summary>
+    public IgbInterruptVectorsException(PciAddress device, int required, int available)
+        : base($"MSI-X completion needs {required} vector(s) (one per queue pair and one for link changes); the device grants {available}", device,
+            "open fewer queue pairs or use IgbCompletionMode.Polled; an 82576 function, and QEMU's igb, offer 10 MSI-X vectors: 9 queue pairs at most (VFIO_DEVICE_GET_IRQ_INFO reports the count)")
+    {
+        Required = required;
+        Available = available;
+    }
+
+    /// <summary>Vectors the options need: queue pairs + 1.</summary>
+    public int Required { get; }
+
+    /// <summary>MSI-X vectors the device offers (<see cref="Vfio.Devices.IrqInfo.Count"/>).</summary>
+    public int Available { get; }
+}

@@ -42,9 +42,44 @@ public sealed record IgbOptions
     /// <summary>How long to wait for the link after restarting auto-negotiation; the port opens with the link down after it.</summary>
     public TimeSpan LinkTimeout { get; init; } = TimeSpan.FromSeconds(3);
 
+    /// <summary>
+    /// How a queue's consumer learns that descriptors completed. <see cref="IgbCompletionMode.Polled"/> (the
+    /// default) keeps every interrupt masked. <see cref="IgbCompletionMode.Interrupt"/> and
+    /// <see cref="IgbCompletionMode.Hybrid"/> enable MSI-X: one vector per queue pair plus one for link changes, so
+    /// <see cref="IgbDevice.WaitForReceive"/> can sleep; the device must grant <see cref="QueuePairs"/> + 1 vectors
+    /// or <see cref="IgbDevice.Open"/> throws <see cref="IgbInterruptVectorsException"/>.
+    /// </summary>
+    public IgbCompletionMode CompletionMode { get; init; } = IgbCompletionMode.Polled;
+
+    /// <summary>
+    /// The least time between two interrupts of one queue pair's vector (EITR interval, §8.8, whole microseconds, 0 to
+    /// 8191 µs; 0 turns moderation off). The first interrupt after a quiet spell is not delayed. 50 µs by default
+    /// (about 20 000 interrupts a second at most). Used in the interrupt modes only.
+    /// </summary>
+    public TimeSpan InterruptThrottle { get; init; } = TimeSpan.FromMicroseconds(50);
+
+    /// <summary>
+    /// In <see cref="IgbCompletionMode.Hybrid"/>, how many times a wait looks at the receive ring before it re-arms the
+    /// vector and sleeps. Ignored in the other modes.
+    /// </summary>
+    public int HybridSpinPolls { get; init; } = 64;
+
     /// <summary>Clock for reset, queue-enable and link waits.</summary>
     public TimeProvider? TimeProvider { get; init; }
 
     /// <summary>Where logs go; none by default.</summary>
     public ILoggerFactory? LoggerFactory { get; init; }
+}
+
+/// <summary>How the consumers of an 82576's queues wait for completed descriptors.</summary>
+public enum IgbCompletionMode
+{
+    /// <summary>Interrupts stay masked; the consumer polls <see cref="IgbDevice.Receive(System.Span{PacketBuffer}, int)"/>.</summary>
+    Polled,
+
+    /// <summary>MSI-X per queue pair: <see cref="IgbDevice.WaitForReceive"/> re-arms the queue's vector and sleeps on it.</summary>
+    Interrupt,
+
+    /// <summary>As <see cref="Interrupt"/>, but a wait first polls the ring <see cref="IgbOptions.HybridSpinPolls"/> times.</summary>
+    Hybrid,
 }

@@ -17,9 +17,21 @@ internal static class IgbReg
 
     // §8.8 Interrupt registers.
     public const ulong Icr = 0x00C0;       // §8.8.1 Interrupt Cause Read (clear on read)
+    public const ulong Ims = 0x00D0;       // Interrupt Mask Set/Read (§8.8)
     public const ulong Imc = 0x00D8;       // §8.8.6 Interrupt Mask Clear
+    public const ulong Gpie = 0x1514;      // General Purpose Interrupt Enable (§8.8)
+    public const ulong Eims = 0x1524;      // Extended Interrupt Mask Set/Read (§8.8)
     public const ulong Eimc = 0x1528;      // §8.8.13 Extended Interrupt Mask Clear
+    public const ulong Eiac = 0x152C;      // Extended Interrupt Auto Clear (§8.8)
+    public const ulong Eiam = 0x1530;      // Extended Interrupt Auto Mask (§8.8)
     public const ulong Eicr = 0x1580;      // §8.8.10 Extended Interrupt Cause
+    public const ulong IvarMisc = 0x1740;  // Interrupt Vector Allocation for other causes (§8.8)
+
+    /// <summary>Extended Interrupt Throttle of MSI-X vector <paramref name="vector"/> (§8.8; EITR0 at 0x1680).</summary>
+    public static ulong Eitr(int vector) => 0x1680 + 4UL * (uint)vector;
+
+    /// <summary>Interrupt Vector Allocation register <paramref name="n"/> (§8.8, §7.3.2; IVAR0 at 0x1700, 8 registers).</summary>
+    public static ulong Ivar(int n) => 0x1700 + 4UL * (uint)n;
 
     // §8.10 Receive registers.
     public const ulong Rctl = 0x0100;      // §8.10.1 Receive Control
@@ -176,4 +188,46 @@ internal static class IgbMrqc
 internal static class IgbRah
 {
     public const uint AddressValid = 1u << 31;
+}
+
+/// <summary>ICR/IMS cause bits (§8.8.1) the driver enables.</summary>
+internal static class IgbIcr
+{
+    /// <summary>LSC: the link status changed (STATUS.LU, speed or duplex).</summary>
+    public const uint LinkStatusChange = 1u << 2;
+}
+
+/// <summary>GPIE bits (§8.8, §7.3.2 "MSI-X mode").</summary>
+internal static class IgbGpie
+{
+    /// <summary>NSICR: every ICR read clears ICR, whatever IMS holds.</summary>
+    public const uint NonSelectiveClearOnRead = 1u << 0;
+    /// <summary>Multiple_MSIX: causes go to vectors through IVAR, and EICR has one bit per vector.</summary>
+    public const uint MultipleMsix = 1u << 4;
+    /// <summary>EIAME: sending a vector's message also clears its EIMS bits named in EIAM (auto-mask).</summary>
+    public const uint AutoMaskEnable = 1u << 30;
+    /// <summary>PBA_support: the MSI-X pending bit array reflects EICR (set with Multiple_MSIX).</summary>
+    public const uint PbaSupport = 1u << 31;
+}
+
+/// <summary>
+/// IVAR layout on the 82576 (§7.3.2, §8.8): IVAR n holds four 8-bit entries, RX queue n (bits 7:0), TX queue n
+/// (15:8), RX queue n + 8 (23:16), TX queue n + 8 (31:24); each entry is a vector number with bit 7 valid.
+/// IVAR_MISC bits 15:8 allocate the vector of the "other" causes (ICR: link status change and the rest).
+/// </summary>
+internal static class IgbIvar
+{
+    public const uint Valid = 0x80;
+    public const int MiscOtherShift = 8;
+
+    /// <summary>The IVAR register and bit shift of queue <paramref name="queue"/>'s receive or transmit entry.</summary>
+    public static (int Register, int Shift) Entry(int queue, bool receive) =>
+        (queue % 8, (queue < 8 ? 0 : 16) + (receive ? 0 : 8));
+}
+
+/// <summary>EITR fields (§8.8): the minimum interval between interrupts of one vector, bits 14:2 in microseconds.</summary>
+internal static class IgbEitr
+{
+    public const int IntervalShift = 2;
+    public const int MaxIntervalMicroseconds = 0x1FFF;
 }

@@ -11,11 +11,16 @@ namespace Vfio.Igb.Tests;
 /// An in-memory 82576 behind <see cref="IPciDevice"/>: a register file with the side effects the driver relies on
 /// (CTRL.RST self-clearing and resetting the registers, EERD, MDIC and the link, clear-on-read statistics) and a
 /// small device loop that consumes transmit descriptors when the tail moves and fills receive descriptors when a
-/// test delivers a frame. Tests also write raw (hostile) write-backs into the rings through it.
+/// test delivers a frame. Tests also write raw (hostile) write-backs into the rings through it. In MSI-X mode
+/// (GPIE.Multiple_MSIX, §7.3) it routes the write-backs and link changes through IVAR/IVAR_MISC to EICR bits and
+/// signals the vectors of its <see cref="FakeInterruptSet"/> as the 82576 does: EIMS enables, EIAC auto-clears,
+/// EIAM with GPIE.EIAME auto-masks. EITR is recorded, not modelled. Register access is serialised by one lock shared
+/// by every fake, so a port delivering into its peer never deadlocks against the peer's own thread.
 /// </summary>
 internal sealed unsafe class FakeIgb : IPciDevice
 {
     public const int BarSize = 0x20000;
+    private static readonly object s_lock = new();
     private readonly CancellationTokenSource _release = new();
     private readonly byte[] _config = new byte[256];
     private readonly FakeBar _bar;
@@ -74,8 +79,35 @@ internal sealed unsafe class FakeIgb : IPciDevice
         : new RegionInfo { Index = index, Flags = RegionFlags.None, Size = 0, Offset = 0 };
 
     public IDeviceRegion OpenRegion(int index) => index == PciRegion.Bar0 ? _bar : throw new ArgumentException($"region {index} does not exist");
-    public IrqInfo GetIrqInfo(IrqIndex index) => new(index, IrqFlags.Eventfd, 0);
-    public IInterruptSet EnableInterrupts(IrqIndex index, int count) => throw new NotSupportedException("the fake igb has no interrupts");
+    public IrqInfo GetIrqInfo(IrqIndex index) => new(index, IrqFlags.Eventfd | IrqFlags.NoResize, index == IrqIndex.Msix ? MsixVectors : 0);
+
+    /// <summary>MSI-X vectors the function offers (QEMU's igb and an 82576 function: 10).</summary>
+    public int MsixVectors { get; set; } = 10;
+
+    /// <summary>Every MSI-X set the driver enabled, oldest first.</summary>
+    public List<FakeInterruptSet> InterruptSets { get; } = [];
+
+    /// <summary>The MSI-X set enabled now, or null.</summary>
+    public FakeInterruptSet? Msix => InterruptSets.LastOrDefault(i => !i.IsDisposed);
+
+    public IInterruptSet EnableInterrupts(IrqIndex index, int count)
+    {
+        if (index != IrqIndex.Msix) { throw new NotSupportedException($"the fake igb models MSI-X only, not {index}"); }
+        if (count < 1 || count > MsixVectors) { throw new ArgumentOutOfRangeException(nameof(count), count, $"the fake offers {MsixVectors} MSI-X vectors"); }
+        lock (s_lock)
+        {
+            if (Msix is not null) { throw new InvalidOperationException("MSI-X is already enabled"); }
+            var set = new FakeInterruptSet(count, this, Writes.Count);
+            InterruptSets.Add(set);
+            return set;
+        }
+    }
+
+    /// <summary>Called by a set as it is disposed: where in <see cref="Writes"/> that happened, and how much DMA memory was live.</summary>
+    internal (int Writes, int LiveBuffers) DisposePoint()
+    {
+        lock (s_lock) { return (Writes.Count, Memory.LiveBuffers); }
+    }
     public void Reset() => PowerOnReset();
     public void Dispose() { }
 
@@ -98,6 +130,11 @@ internal sealed unsafe class FakeIgb : IPciDevice
     }
 
     private uint Read(ulong offset)
+    {
+        lock (s_lock) { return ReadLocked(offset); }
+    }
+
+    private uint ReadLocked(ulong offset)
     {
         switch (offset)
         {
@@ -124,9 +161,37 @@ internal sealed unsafe class FakeIgb : IPciDevice
 
     private void Write(ulong offset, uint value)
     {
+        lock (s_lock) { WriteLocked(offset, value); }
+    }
+
+    private void WriteLocked(ulong offset, uint value)
+    {
         Writes.Add((offset, value));
         switch (offset)
         {
+            case IgbReg.Ims:
+                // Enabling a cause already latched in ICR raises it at once (QEMU's igb_set_ims does too).
+                uint latched = this[IgbReg.Icr] & value & ~this[offset];
+                this[offset] |= value;
+                if (latched != 0) { RaiseOther(); }
+                return;
+            case IgbReg.Imc:
+                this[IgbReg.Ims] &= ~value;
+                this[offset] = value;
+                return;
+            case IgbReg.Eims:
+                // Unmasking a vector whose cause is latched in EICR sends its message at once.
+                uint before = this[IgbReg.Eicr] & this[IgbReg.Eims];
+                this[offset] |= value;
+                SendMessages(this[IgbReg.Eicr] & this[IgbReg.Eims] & ~before);
+                return;
+            case IgbReg.Eimc:
+                this[IgbReg.Eims] &= ~value;
+                this[offset] = value;
+                return;
+            case IgbReg.Eicr:
+                this[offset] &= ~value;   // write 1 to clear
+                return;
             case IgbReg.Ctrl:
                 if ((value & IgbCtrl.Reset) != 0 && !IgnoreReset)
                 {
@@ -147,7 +212,9 @@ internal sealed unsafe class FakeIgb : IPciDevice
                 if (phy != IgbMdic.InternalPhy) { this[offset] = value | IgbMdic.Ready | IgbMdic.Error; return; }
                 if ((value & IgbMdic.OpWrite) != 0 && reg == IgbMdic.PhyControl && (value & IgbMdic.BmcrRestartAutoNeg) != 0)
                 {
+                    // Auto-negotiation done: the link comes up and ICR.LSC latches, as QEMU's igb does when it ends.
                     LinkUp = LinkComesUp;
+                    if (LinkUp) { this[IgbReg.Icr] |= IgbIcr.LinkStatusChange; }
                 }
                 this[offset] = value | IgbMdic.Ready;
                 return;
@@ -155,8 +222,70 @@ internal sealed unsafe class FakeIgb : IPciDevice
         this[offset] = value;
         for (int q = 0; q < IgbReg.MaxQueues; q++)
         {
-            if (offset == IgbReg.Tdt(q) && AutoTransmit) { ProcessTransmit(q); }
+            if (offset == IgbReg.Tdt(q) && AutoTransmit) { ProcessTransmitLocked(q); }
         }
+    }
+
+    // ------------------------------------------------------------------ interrupts (§7.3, MSI-X mode)
+
+    private bool MsixMode => (this[IgbReg.Gpie] & IgbGpie.MultipleMsix) != 0;
+
+    /// <summary>Vectors whose message went out, in order.</summary>
+    public List<int> Messages { get; } = [];
+
+    /// <summary>Sets <paramref name="causes"/> in EICR and sends the messages of those now both pending and enabled.</summary>
+    private void RaiseExtended(uint causes)
+    {
+        if (!MsixMode) { return; }
+        uint before = this[IgbReg.Eicr] & this[IgbReg.Eims];
+        this[IgbReg.Eicr] |= causes;
+        SendMessages(this[IgbReg.Eicr] & this[IgbReg.Eims] & ~before);
+    }
+
+    private void SendMessages(uint vectors)
+    {
+        for (int v = 0; v < 32; v++)
+        {
+            uint bit = 1u << v;
+            if ((vectors & bit) == 0) { continue; }
+            Messages.Add(v);
+            var set = Msix;
+            if (set is not null && v < set.Count) { set.Vector(v).Signal(); }
+            this[IgbReg.Eicr] &= ~(this[IgbReg.Eiac] & bit);
+            if ((this[IgbReg.Gpie] & IgbGpie.AutoMaskEnable) != 0) { this[IgbReg.Eims] &= ~(this[IgbReg.Eiam] & bit); }
+        }
+    }
+
+    /// <summary>The EICR bit IVAR allocates to queue <paramref name="q"/>'s receive or transmit write-backs, or 0.</summary>
+    private uint QueueCause(int q, bool receive)
+    {
+        var (register, shift) = IgbIvar.Entry(q, receive);
+        uint entry = (this[IgbReg.Ivar(register)] >> shift) & 0xFF;
+        return (entry & IgbIvar.Valid) != 0 ? 1u << (int)(entry & 0x1F) : 0;
+    }
+
+    /// <summary>Raises receive queue <paramref name="q"/>'s cause as a write-back does (for hostile write-backs written raw).</summary>
+    public void RaiseReceive(int q)
+    {
+        lock (s_lock) { RaiseExtended(QueueCause(q, receive: true)); }
+    }
+
+    /// <summary>The link goes <paramref name="up"/> or down: STATUS.LU follows, ICR.LSC is set and, enabled in IMS, raises the "other" vector.</summary>
+    public void SetLink(bool up)
+    {
+        lock (s_lock)
+        {
+            LinkUp = up;
+            this[IgbReg.Icr] |= IgbIcr.LinkStatusChange;
+            if ((this[IgbReg.Ims] & IgbIcr.LinkStatusChange) != 0) { RaiseOther(); }
+        }
+    }
+
+    /// <summary>An enabled ICR cause: the EICR bit IVAR_MISC allocates to the "other" causes.</summary>
+    private void RaiseOther()
+    {
+        uint entry = (this[IgbReg.IvarMisc] >> IgbIvar.MiscOtherShift) & 0xFF;
+        if ((entry & IgbIvar.Valid) != 0) { RaiseExtended(1u << (int)(entry & 0x1F)); }
     }
 
     // ------------------------------------------------------------------ the device loop
@@ -173,6 +302,11 @@ internal sealed unsafe class FakeIgb : IPciDevice
     public int RxRingSize(int q) => (int)(this[IgbReg.Rdlen(q)] / 16);
 
     public void ProcessTransmit(int q)
+    {
+        lock (s_lock) { ProcessTransmitLocked(q); }
+    }
+
+    private void ProcessTransmitLocked(int q)
     {
         if ((this[IgbReg.Tctl] & IgbTctl.Enable) == 0 || (this[IgbReg.Txdctl(q)] & IgbQueueControl.Enable) == 0) { return; }
         int size = (int)(this[IgbReg.Tdlen(q)] / 16);
@@ -197,6 +331,7 @@ internal sealed unsafe class FakeIgb : IPciDevice
             }
             if ((high & AdvancedDescriptor.TxCmdReportStatus) != 0) { d[1] = high | AdvancedDescriptor.TxStatusDone; }
             this[IgbReg.Tdh(q)] = (uint)((slot + 1) % size);
+            if ((high & AdvancedDescriptor.TxCmdReportStatus) != 0) { RaiseExtended(QueueCause(q, receive: false)); }
         }
     }
 
@@ -227,6 +362,11 @@ internal sealed unsafe class FakeIgb : IPciDevice
     /// </summary>
     public bool Deliver(byte[] frame, int? queue = null, ulong extraStatus = 0)
     {
+        lock (s_lock) { return DeliverLocked(frame, queue, extraStatus); }
+    }
+
+    private bool DeliverLocked(byte[] frame, int? queue, ulong extraStatus)
+    {
         int q = queue ?? QueueFor(frame, out _, out _);
         QueueFor(frame, out uint hash, out byte type);
         if ((this[IgbReg.Rctl] & IgbRctl.Enable) == 0 || (this[IgbReg.Rxdctl(q)] & IgbQueueControl.Enable) == 0) { return false; }
@@ -242,6 +382,8 @@ internal sealed unsafe class FakeIgb : IPciDevice
         this[IgbStatsRegisters.Gprc]++;
         this[IgbStatsRegisters.Tpr]++;
         this[IgbStatsRegisters.Gorcl] += (uint)frame.Length + 4;
+        // The write-back is in memory before the message goes out (§7.3: the interrupt follows the write-back).
+        RaiseExtended(QueueCause(q, receive: true));
         return true;
     }
 
@@ -301,6 +443,160 @@ internal sealed unsafe class FakeIgb : IPciDevice
         public void Write(ulong o, ReadOnlySpan<byte> s) => s.CopyTo(bytes.AsSpan((int)o));
         public void Dispose() { }
     }
+}
+
+/// <summary>
+/// MSI-X vectors of the fake: counters with one waiter each, like eventfds; disposing fails the waits pending
+/// (<see cref="ObjectDisposedException"/>), as closing an eventfd does.
+/// </summary>
+internal sealed class FakeInterruptSet : IInterruptSet
+{
+    private readonly FakeVector[] _vectors;
+    private readonly FakeIgb _device;
+
+    public FakeInterruptSet(int count, FakeIgb device, int enabledAtWrite)
+    {
+        _vectors = [.. Enumerable.Range(0, count).Select(i => new FakeVector(i))];
+        _device = device;
+        EnabledAtWrite = enabledAtWrite;
+    }
+
+    public IrqIndex Index => IrqIndex.Msix;
+    public int Count => _vectors.Length;
+    public bool IsDisposed { get; private set; }
+    /// <summary>How many register writes the device had seen when the set was enabled.</summary>
+    public int EnabledAtWrite { get; }
+    /// <summary>How many register writes the device had seen, and the DMA buffers live, when the set was disposed.</summary>
+    public (int Writes, int LiveBuffers)? DisposedAt { get; private set; }
+
+    public IInterruptVector this[int vector]
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(IsDisposed, this);
+            return _vectors[vector];
+        }
+    }
+
+    public FakeVector Vector(int vector) => _vectors[vector];
+
+    public void Dispose()
+    {
+        if (IsDisposed) { return; }
+        DisposedAt = _device.DisposePoint();
+        IsDisposed = true;
+        foreach (var v in _vectors) { v.Close(); }
+    }
+}
+
+internal sealed class FakeVector(int vector) : IInterruptVector
+{
+    private readonly object _lock = new();
+    private ulong _pending;
+    private bool _closed;
+    private int _blocked;
+    private TaskCompletionSource<ulong>? _waiter;
+
+    public int Vector => vector;
+    /// <summary>Signals sent to the vector.</summary>
+    public long Signals { get; private set; }
+    /// <summary>A wait (blocking or not) is pending.</summary>
+    public bool HasWaiter { get { lock (_lock) { return _blocked > 0 || _waiter is not null; } } }
+
+    public void Signal()
+    {
+        lock (_lock)
+        {
+            if (_closed) { return; }
+            Signals++;
+            if (_waiter is { } w)
+            {
+                _waiter = null;
+                w.TrySetResult(1);
+                return;
+            }
+            _pending++;
+            Monitor.PulseAll(_lock);
+        }
+    }
+
+    public void Close()
+    {
+        lock (_lock)
+        {
+            _closed = true;
+            _waiter?.TrySetException(new ObjectDisposedException(nameof(FakeVector), "the interrupt was disabled while a wait was pending"));
+            _waiter = null;
+            Monitor.PulseAll(_lock);
+        }
+    }
+
+    public ValueTask<ulong> WaitAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_closed, this);
+            if (_pending > 0)
+            {
+                ulong n = _pending;
+                _pending = 0;
+                return new ValueTask<ulong>(n);
+            }
+            if (_waiter is not null) { throw new InvalidOperationException($"vector {vector} already has a waiter"); }
+            var tcs = new TaskCompletionSource<ulong>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _waiter = tcs;
+            cancellationToken.Register(() =>
+            {
+                lock (_lock) { if (_waiter == tcs) { _waiter = null; } }
+                tcs.TrySetCanceled(cancellationToken);
+            });
+            return new ValueTask<ulong>(tcs.Task);
+        }
+    }
+
+    public ulong Poll()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_closed, this);
+            ulong n = _pending;
+            _pending = 0;
+            return n;
+        }
+    }
+
+    public ulong Wait(TimeSpan timeout)
+    {
+        long deadline = timeout == Timeout.InfiniteTimeSpan ? long.MaxValue : Environment.TickCount64 + (long)Math.Ceiling(timeout.TotalMilliseconds);
+        lock (_lock)
+        {
+            _blocked++;
+            try
+            {
+                while (true)
+                {
+                    ObjectDisposedException.ThrowIf(_closed, this);
+                    if (_pending > 0)
+                    {
+                        ulong n = _pending;
+                        _pending = 0;
+                        return n;
+                    }
+                    long left = deadline - Environment.TickCount64;
+                    if (left <= 0) { return 0; }
+                    Monitor.Wait(_lock, (int)Math.Min(left, int.MaxValue));
+                }
+            }
+            finally
+            {
+                _blocked--;
+            }
+        }
+    }
+
+    public void Trigger() => Signal();
+
+    public void Unmask() { }
 }
 
 /// <summary>Test frames: Ethernet II + IPv4 + UDP with given addresses and ports.</summary>
