@@ -92,7 +92,7 @@ public sealed class HotUnplugTests
     }
 
     /// <summary>Brings a removed device back (rescan) and waits until a driver has it again.</summary>
-    private static void Rescan(PciAddress address)
+    internal static void Rescan(PciAddress address)
     {
         string dir = Lab.DeviceDir(address.ToString());
         if (Directory.Exists(dir)) { return; }

@@ -280,6 +280,90 @@ public sealed class IgbTests : IDisposable
         Assert.Equal(0, b.Stats.RxErrors);
     }
 
+    [Fact]
+    public void RemovingAPortUnderTrafficStopsItWithDeviceReleasedAndTheOtherPortGoesOn()
+    {
+        var a = OpenPort(Lab.Igb0, new IgbOptions { RingSize = 256 });
+        var address = PciAddress.Parse(Lab.Igb1);
+        var device = VfioDevice.Open(Bound(Lab.Igb1), new VfioOpenOptions { AllowNoIommu = true });
+        var b = IgbDevice.Open(device, new IgbOptions { RingSize = 256 });
+        try
+        {
+            var dst = b.MacAddress.GetAddressBytes();
+            var src = a.MacAddress.GetAddressBytes();
+            long received = 0;
+            Exception? error = null;
+            bool ownerDone = false;
+            // The application's thread: receives on B until the driver says the host took B back, then does what an
+            // owner does, disposes the port and the device; only that close lets the kernel's removal finish.
+            var owner = new Thread(() =>
+            {
+                var rx = new PacketBuffer[32];
+                try
+                {
+                    while (true)
+                    {
+                        int n = b.Receive(rx);
+                        PacketPool.Free(rx.AsSpan(0, n));
+                        Interlocked.Add(ref received, n);
+                    }
+                }
+                catch (Exception e) { error = e; }
+                b.Dispose();
+                device.Dispose();
+                Volatile.Write(ref ownerDone, true);
+            }) { IsBackground = true, Name = "igb owner" };
+            owner.Start();
+            var tx = new PacketBuffer[32];
+            var clock = Stopwatch.StartNew();
+            void Send()
+            {
+                int n = a.Pool.Allocate(tx);
+                for (int i = 0; i < n; i++)
+                {
+                    TestFrames.Write(tx[i].Room, 128, (ulong)i, dst, src);
+                    tx[i].Length = 128;
+                }
+                int taken = a.Transmit(tx.AsSpan(0, n));
+                PacketPool.Free(tx.AsSpan(taken, n - taken));
+            }
+            while (Interlocked.Read(ref received) < 1000)
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60) && error is null, $"{Interlocked.Read(ref received)} frames in 60 s; {error}");
+                Send();
+            }
+
+            byte[] one = "1"u8.ToArray();
+            using var removeFile = File.OpenHandle(Path.Combine(Lab.DeviceDir(address.ToString()), "remove"), FileMode.Open, FileAccess.Write);
+            var removeTime = Stopwatch.StartNew();
+            var remover = new Thread(() => { RandomAccess.Write(removeFile, one, 0); removeTime.Stop(); }) { IsBackground = true, Name = "sysfs remove" };
+            remover.Start();
+            // A keeps sending while B goes: its bursts must not notice.
+            while (!remover.Join(0))
+            {
+                Assert.True(removeTime.Elapsed < TimeSpan.FromSeconds(60), "the sysfs remove never returned: the port was not released");
+                Send();
+                Thread.Sleep(1);
+            }
+            Assert.True(owner.Join(TimeSpan.FromSeconds(30)) && ownerDone);
+            Lab.Report($"igb hot-unplug {Lab.Config}: sysfs remove blocked {removeTime.Elapsed.TotalMilliseconds:F0} ms; {received} frames before");
+            var released = Assert.IsType<DeviceReleasedException>(error);
+            Assert.Equal(address, released.Device);
+            Assert.True(removeTime.Elapsed < TimeSpan.FromSeconds(5), $"the removal took {removeTime.Elapsed.TotalMilliseconds:F0} ms");
+            Assert.False(Directory.Exists(Lab.DeviceDir(address.ToString())));
+            // The released port's rings gave every buffer back in its Dispose; the other port goes on.
+            Assert.Equal(0, b.Pool.InUseCount);
+            for (int i = 0; i < 10; i++) { Send(); }
+            Assert.Equal(0, a.Stats.RxErrors);
+        }
+        finally
+        {
+            b.Dispose();
+            device.Dispose();
+            HotUnplugTests.Rescan(address);
+        }
+    }
+
     /// <summary>IPv4/TCP test frames with real checksums (RFC 791, RFC 793 with the pseudo header).</summary>
     internal static class Frames
     {
