@@ -360,7 +360,7 @@ public sealed class IgbTests : IDisposable
         {
             b.Dispose();
             device.Dispose();
-            HotUnplugTests.Rescan(address);
+            HotUnplugTests.Rescan(address, driver: false);
         }
     }
 
