@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using PhysicalAddress = System.Net.NetworkInformation.PhysicalAddress;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
@@ -36,6 +37,8 @@ public sealed partial class VirtioNetDevice : IDisposable
     private ControlQueue? _control;
     private IInterruptSet? _interrupts;
     private bool _mergeable;
+    private bool _txCsum, _guestCsum;
+    private long _txChecksumSkipped, _rxBadChecksumHeaders;
     private int _refillThreshold;
     private readonly int _txDoorbellThreshold;
     private long _notifications, _interruptWakeups;
@@ -203,6 +206,12 @@ public sealed partial class VirtioNetDevice : IDisposable
                         continue;
                     }
                 }
+                if (_guestCsum && !TryApplyReceiveChecksum(pool, index, length))
+                {
+                    rx.Dropped++;
+                    PacketPoolMarshal.FreeIndex(pool, index);
+                    continue;
+                }
                 PacketPoolMarshal.SetLength(pool, index, length);
                 bytes += length;
                 into[got++] = PacketPoolMarshal.CreateBuffer(poolId, index);
@@ -304,6 +313,11 @@ public sealed partial class VirtioNetDevice : IDisposable
             // SAFETY: the 12 header bytes lie in the buffer's headroom.
             *(ulong*)header = 0;
             *(uint*)(header + 8) = 0;
+            var txFlags = PacketPoolMarshal.GetFlags(pool, index);
+            if ((txFlags & (PacketFlags.TxL4Checksum | PacketFlags.TxIpChecksum)) != 0)
+            {
+                PrepareChecksum(header, length, txFlags);
+            }
             // n is at most the free descriptors, so Enqueue succeeds. The token is the packet's handle: transmitted
             // packets may come from any pool, and ReclaimTransmitted frees each to its own.
             ring.Enqueue(PacketPoolMarshal.GetDeviceAddress(pool, index) + HeaderOffset, (uint)(length + HeaderSize), VirtqDescriptorFlags.None, PacketPoolMarshal.GetHandle(packet));
@@ -320,6 +334,92 @@ public sealed partial class VirtioNetDevice : IDisposable
             }
         }
         return n;
+    }
+
+    /// <summary>
+    /// Transmitted packets whose checksum request (<see cref="PacketFlags.TxL4Checksum"/>,
+    /// <see cref="PacketFlags.TxIpChecksum"/>) was not carried out because the frame is not TCP/UDP over IPv4 or
+    /// IPv6 (untagged or one 802.1Q tag, no IPv6 extension headers) that fits in its buffer: they go out unchanged.
+    /// </summary>
+    public long TxChecksumSkipped => _txChecksumSkipped;
+
+    /// <summary>
+    /// Received packets dropped (and counted in <see cref="VirtioNetStats.RxDropped"/>) because the device set
+    /// VIRTIO_NET_HDR_F_NEEDS_CSUM with a csum_start or csum_offset that puts the checksum field outside the packet
+    /// (§5.1.6.4.1: completing it would write past what the device wrote).
+    /// </summary>
+    public long RxBadChecksumHeaders => _rxBadChecksumHeaders;
+
+    /// <summary>
+    /// §5.1.6.2: for a packet asking for TCP/UDP checksum insertion, with VIRTIO_NET_F_CSUM the header gets
+    /// NEEDS_CSUM, csum_start at the transport header and csum_offset at its checksum field, which holds the
+    /// pseudo-header sum (the device adds the rest from csum_start to the end and stores the complement); without
+    /// CSUM the checksum is computed here. virtio has no IPv4 header checksum offload: that one is always computed here.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private unsafe void PrepareChecksum(byte* header, int length, PacketFlags flags)
+    {
+        // SAFETY: the frame's length bytes follow the header in the same pool buffer, which the caller still owns.
+        var frame = new Span<byte>(header + HeaderSize, length);
+        if (!ChecksumOffload.TryLocate(frame, out var l4))
+        {
+            _txChecksumSkipped++;
+            return;
+        }
+        if ((flags & PacketFlags.TxIpChecksum) != 0 && l4.Ipv4HeaderStart >= 0)
+        {
+            ChecksumOffload.WriteIpv4HeaderChecksum(frame, l4.Ipv4HeaderStart);
+        }
+        if ((flags & PacketFlags.TxL4Checksum) == 0) { return; }
+        var segment = frame.Slice(l4.Start, l4.Length);
+        if (_txCsum)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(segment[l4.ChecksumOffset..], ChecksumOffload.Fold(l4.PseudoHeaderSum));
+            var h = new Span<byte>(header, HeaderSize);
+            h[VirtioNetHeader.Flags] = VirtioNetHeader.FlagNeedsCsum;
+            BinaryPrimitives.WriteUInt16LittleEndian(h[VirtioNetHeader.CsumStart..], (ushort)l4.Start);
+            BinaryPrimitives.WriteUInt16LittleEndian(h[VirtioNetHeader.CsumOffset..], (ushort)l4.ChecksumOffset);
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(segment[l4.ChecksumOffset..], 0);
+            ChecksumOffload.Complete(segment, l4.ChecksumOffset, l4.PseudoHeaderSum);
+        }
+    }
+
+    /// <summary>
+    /// §5.1.6.4 with VIRTIO_NET_F_GUEST_CSUM: DATA_VALID means the device checked the checksum; NEEDS_CSUM (§5.1.6.4.1)
+    /// means it validated the packet but left a partial checksum (the pseudo-header sum) at csum_offset from
+    /// csum_start, which the driver completes here, so the packet leaves with a full checksum either way. Both become
+    /// <see cref="PacketFlags.L4ChecksumGood"/>. The header is read once, each field validated against the length
+    /// the device wrote; false (drop) when the checksum field would lie outside the packet.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private unsafe bool TryApplyReceiveChecksum(PacketPool pool, int index, int length)
+    {
+        byte* header = (byte*)PacketPoolMarshal.GetPointer(pool, index) + HeaderOffset;
+        // SAFETY: the header lies in the buffer's headroom; the device is done with the buffer, but each field is read once.
+        byte flags = Volatile.Read(ref header[VirtioNetHeader.Flags]);
+        if ((flags & VirtioNetHeader.FlagNeedsCsum) != 0)
+        {
+            int start = Volatile.Read(ref *(ushort*)(header + VirtioNetHeader.CsumStart));
+            int offset = Volatile.Read(ref *(ushort*)(header + VirtioNetHeader.CsumOffset));
+            if (start > length || offset + 2 > length - start)
+            {
+                _rxBadChecksumHeaders++;
+                LogBadChecksumHeader(_logger, Device.Address, start, offset, length);
+                return false;
+            }
+            // SAFETY: start + offset + 2 <= length, which is inside the buffer's data room (the used length was checked).
+            var covered = new Span<byte>(header + HeaderSize + start, length - start);
+            ChecksumOffload.Complete(covered, offset, 0);
+            PacketPoolMarshal.GetFlags(pool, index) = PacketFlags.L4ChecksumGood;
+        }
+        else if ((flags & VirtioNetHeader.FlagDataValid) != 0)
+        {
+            PacketPoolMarshal.GetFlags(pool, index) = PacketFlags.L4ChecksumGood;
+        }
+        return true;
     }
 
     /// <summary>
@@ -416,6 +516,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         OfferedFeatures = _transport.ReadDeviceFeatures();
         ulong wanted = VirtioFeatures.NetMac | VirtioFeatures.NetStatus;
         if (_options.MergeableRxBuffers) { wanted |= VirtioFeatures.NetMergeRxBuffers; }
+        if (_options.ChecksumOffload) { wanted |= VirtioFeatures.NetCsum | VirtioFeatures.NetGuestCsum; }
         if (_options.QueuePairs > 1) { wanted |= VirtioFeatures.NetMultiQueue | VirtioFeatures.NetControlQueue | VirtioFeatures.NetRss; }
         var negotiation = FeatureNegotiation.Negotiate(OfferedFeatures, VirtioFeatures.Version1, wanted,
             translatedDma: Device.Dma.Addressing == DmaAddressing.Iova);
@@ -438,6 +539,8 @@ public sealed partial class VirtioNetDevice : IDisposable
         }
         NegotiatedFeatures = accepted;
         _mergeable = (accepted & VirtioFeatures.NetMergeRxBuffers) != 0;
+        _txCsum = (accepted & VirtioFeatures.NetCsum) != 0;
+        _guestCsum = (accepted & VirtioFeatures.NetGuestCsum) != 0;
         RequireDeviceConfigFor(accepted);
 
         // Device configuration (§5.1.4).
@@ -719,6 +822,9 @@ public sealed partial class VirtioNetDevice : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: the device did not finish its reset; the packet buffers it holds are kept out of the pool, as it may still write them")]
     private static partial void LogBuffersKept(ILogger logger, PciAddress device);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: dropped a received packet: NEEDS_CSUM with csum_start {Start}, csum_offset {Offset} in a {Length}-byte packet (§5.1.6.4.1)")]
+    private static partial void LogBadChecksumHeader(ILogger logger, PciAddress device, int start, int offset, int length);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: while closing: {Problem}")]
     private static partial void LogTeardownProblem(ILogger logger, PciAddress device, string problem);

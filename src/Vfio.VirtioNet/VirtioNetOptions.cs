@@ -28,6 +28,16 @@ public sealed record VirtioNetOptions
     /// <summary>Accept VIRTIO_NET_F_MRG_RXBUF when offered (as DPDK does). Packets spanning several buffers are dropped and counted.</summary>
     public bool MergeableRxBuffers { get; init; } = true;
 
+    /// <summary>
+    /// Accept VIRTIO_NET_F_CSUM and VIRTIO_NET_F_GUEST_CSUM when offered (virtio 1.2 §5.1.6.2, §5.1.6.4). With CSUM, a
+    /// transmitted packet flagged <see cref="PacketFlags.TxL4Checksum"/> goes out with VIRTIO_NET_HDR_F_NEEDS_CSUM and
+    /// the device fills its TCP/UDP checksum in; without it (option off or not offered) the driver computes that
+    /// checksum in software, so the flag always yields a correct checksum. With GUEST_CSUM, received packets the device
+    /// marked VIRTIO_NET_HDR_F_DATA_VALID, or left with a partial checksum (NEEDS_CSUM, which the driver completes),
+    /// carry <see cref="PacketFlags.L4ChecksumGood"/>. False (default): nothing negotiated, nothing reported.
+    /// </summary>
+    public bool ChecksumOffload { get; init; }
+
     /// <summary>Receive buffers are refilled once this many descriptors are free (DPDK's rx_free_thresh); 0 picks min(32, size / 4).</summary>
     public int RxRefillThreshold { get; init; }
 
@@ -57,7 +67,7 @@ public sealed record VirtioNetOptions
 /// <summary>Packet counters of one device, summed over its queues.</summary>
 /// <param name="RxPackets">Packets received.</param>
 /// <param name="RxBytes">Bytes received (without the virtio-net header).</param>
-/// <param name="RxDropped">Received packets dropped by the driver (spanning several buffers, or shorter than the header).</param>
+/// <param name="RxDropped">Received packets dropped by the driver (spanning several buffers, shorter than the header, or a partial checksum whose csum_start/csum_offset lie outside the packet).</param>
 /// <param name="TxPackets">Packets handed to the device.</param>
 /// <param name="TxBytes">Bytes handed to the device.</param>
 /// <param name="Notifications">Doorbell writes (kicks); fewer than bursts when the device suppresses them.</param>

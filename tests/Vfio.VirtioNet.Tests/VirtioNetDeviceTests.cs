@@ -281,7 +281,7 @@ public abstract class VirtioNetDeviceTests : IDisposable
         var (a, _) = OpenPair();
         Assert.Equal(Version1 | AccessPlatform | NetMac | NetStatus | NetMergeRxBuffers, a.NegotiatedFeatures);
         Assert.Equal(_devA.OfferedFeatures, a.OfferedFeatures);
-        Assert.Equal(_devA.DriverFeatures, a.NegotiatedFeatures);   // no EVENT_IDX, no CSUM: not implemented, not accepted
+        Assert.Equal(_devA.DriverFeatures, a.NegotiatedFeatures);   // no EVENT_IDX (not implemented); no CSUM/GUEST_CSUM without ChecksumOffload
         Assert.Equal("525400000001", a.MacAddress!.ToString());
         Assert.True(a.IsLinkUp);
         Assert.Equal(VirtioStatus.Acknowledge | VirtioStatus.Driver | VirtioStatus.FeaturesOk | VirtioStatus.DriverOk, a.Status);

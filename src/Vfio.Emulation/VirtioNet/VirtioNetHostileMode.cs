@@ -54,4 +54,13 @@ public enum VirtioNetHostileMode
     /// are fixed at construction: give this mode to the port's constructor.
     /// </summary>
     CapabilityOutsideBar,
+
+    /// <summary>
+    /// To a driver that negotiated VIRTIO_NET_F_GUEST_CSUM, a received packet's virtio_net_hdr says NEEDS_CSUM with
+    /// csum_start one byte past the packet's end (§5.1.6.4.1: the checksum field lies inside the packet).
+    /// </summary>
+    ChecksumStartPastPacket,
+
+    /// <summary>As <see cref="ChecksumStartPastPacket"/>, with csum_start 14 and csum_offset the packet's length.</summary>
+    ChecksumOffsetPastPacket,
 }

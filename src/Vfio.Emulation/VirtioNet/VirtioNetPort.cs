@@ -66,7 +66,8 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
         Mac = mac.ToArray();
         MaxPairs = maxPairs;
         OfferedFeatures = features ?? (VirtioFeatures.Version1 | VirtioFeatures.AccessPlatform | VirtioFeatures.NetMac
-            | VirtioFeatures.NetStatus | VirtioFeatures.NetMergeRxBuffers | VirtioFeatures.RingEventIndex | VirtioFeatures.NetCsum);
+            | VirtioFeatures.NetStatus | VirtioFeatures.NetMergeRxBuffers | VirtioFeatures.RingEventIndex | VirtioFeatures.NetCsum
+            | VirtioFeatures.NetGuestCsum);
         // receiveqN = 2(N-1), transmitqN = 2(N-1)+1, then the control queue when MQ is offered (§5.1.2).
         _queues = new QueueState[VirtioNetQueues.Control(maxPairs) + (maxPairs > 1 ? 1 : 0)];
         for (int i = 0; i < _queues.Length; i++) { _queues[i] = new QueueState(queueSize); }
@@ -476,7 +477,8 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
             if (Peer is { } peer && peer.Live)
             {
                 var frame = _frame.AsSpan(VirtioNetHeader.Size, payload);
-                int delivered = peer.TryDeliver(peer.ReceivePairFor(pair, frame), frame);
+                int completed = CompleteTransmitChecksum(_frame.AsSpan(0, VirtioNetHeader.Size), frame, peer, out var partial);
+                int delivered = completed < 0 ? -1 : peer.TryDeliver(peer.ReceivePairFor(pair, frame), frame, completed > 0 && partial is null, partial);
                 if (delivered == 0) { return; }   // wait for receive buffers
                 if (delivered > 0) { FramesSent++; } else { FramesDropped++; }   // < 0: the peer's ring is broken
             }
@@ -508,7 +510,7 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
     }
 
     /// <summary>Puts <paramref name="frame"/> in the next receive buffer: 1 done, 0 no buffer yet, -1 the receive ring is malformed.</summary>
-    private int TryDeliver(int pair, ReadOnlySpan<byte> frame)
+    private int TryDeliver(int pair, ReadOnlySpan<byte> frame, bool checksumCompleted, (ushort Start, ushort Offset)? partial)
     {
         var q = _queues[VirtioNetQueues.Receive(pair)];
         if (!q.Enabled || !TrySetUsedFlags(q)) { return 0; }
@@ -520,9 +522,10 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
         if ((d.Flags & (ushort)VirtqDescriptorFlags.Next) != 0) { NeedsReset("the emulation takes single-buffer receive descriptors"); return -1; }
         int needed = VirtioNetHeader.Size + frame.Length;
         if (d.Length < needed) { NeedsReset($"a receive buffer of {d.Length} bytes for a {frame.Length}-byte frame"); return -1; }
-        // struct virtio_net_hdr (§5.1.6): no offloads, num_buffers = 1.
+        // struct virtio_net_hdr (§5.1.6): no segmentation, checksum flags (§5.1.6.4), num_buffers = 1.
         Span<byte> header = stackalloc byte[VirtioNetHeader.Size];
         header.Clear();
+        WriteReceiveChecksum(header, frame, checksumCompleted, partial, VirtioNetQueues.Receive(pair));
         ushort numBuffers = Act(VirtioNetHostileMode.NumBuffersOutOfRange, VirtioNetQueues.Receive(pair)) ? (ushort)0 : (ushort)1;
         BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.NumBuffers..], numBuffers);
         if (!TryDma(d.Address, header, toDriver: true)) { return -1; }
