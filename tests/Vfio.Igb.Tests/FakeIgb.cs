@@ -3,6 +3,7 @@ using System.Net;
 using System.Runtime.InteropServices;
 using Vfio.Devices;
 using Vfio.Dma;
+using Vfio.Testing;
 using Vfio.VirtioNet.Tests.Emulation;
 
 namespace Vfio.Igb.Tests;
@@ -250,7 +251,7 @@ internal sealed unsafe class FakeIgb : IPciDevice
             if ((vectors & bit) == 0) { continue; }
             Messages.Add(v);
             var set = Msix;
-            if (set is not null && v < set.Count) { set.Vector(v).Signal(); }
+            if (set is not null && v < set.Count) { set.Vector(v).Trigger(); }
             this[IgbReg.Eicr] &= ~(this[IgbReg.Eiac] & bit);
             if ((this[IgbReg.Gpie] & IgbGpie.AutoMaskEnable) != 0) { this[IgbReg.Eims] &= ~(this[IgbReg.Eiam] & bit); }
         }
@@ -451,12 +452,12 @@ internal sealed unsafe class FakeIgb : IPciDevice
 /// </summary>
 internal sealed class FakeInterruptSet : IInterruptSet
 {
-    private readonly FakeVector[] _vectors;
+    private readonly EmulatedVector[] _vectors;
     private readonly FakeIgb _device;
 
     public FakeInterruptSet(int count, FakeIgb device, int enabledAtWrite)
     {
-        _vectors = [.. Enumerable.Range(0, count).Select(i => new FakeVector(i))];
+        _vectors = [.. Enumerable.Range(0, count).Select(i => new EmulatedVector(i))];
         _device = device;
         EnabledAtWrite = enabledAtWrite;
     }
@@ -478,7 +479,7 @@ internal sealed class FakeInterruptSet : IInterruptSet
         }
     }
 
-    public FakeVector Vector(int vector) => _vectors[vector];
+    public EmulatedVector Vector(int vector) => _vectors[vector];
 
     public void Dispose()
     {
@@ -487,116 +488,6 @@ internal sealed class FakeInterruptSet : IInterruptSet
         IsDisposed = true;
         foreach (var v in _vectors) { v.Close(); }
     }
-}
-
-internal sealed class FakeVector(int vector) : IInterruptVector
-{
-    private readonly object _lock = new();
-    private ulong _pending;
-    private bool _closed;
-    private int _blocked;
-    private TaskCompletionSource<ulong>? _waiter;
-
-    public int Vector => vector;
-    /// <summary>Signals sent to the vector.</summary>
-    public long Signals { get; private set; }
-    /// <summary>A wait (blocking or not) is pending.</summary>
-    public bool HasWaiter { get { lock (_lock) { return _blocked > 0 || _waiter is not null; } } }
-
-    public void Signal()
-    {
-        lock (_lock)
-        {
-            if (_closed) { return; }
-            Signals++;
-            if (_waiter is { } w)
-            {
-                _waiter = null;
-                w.TrySetResult(1);
-                return;
-            }
-            _pending++;
-            Monitor.PulseAll(_lock);
-        }
-    }
-
-    public void Close()
-    {
-        lock (_lock)
-        {
-            _closed = true;
-            _waiter?.TrySetException(new ObjectDisposedException(nameof(FakeVector), "the interrupt was disabled while a wait was pending"));
-            _waiter = null;
-            Monitor.PulseAll(_lock);
-        }
-    }
-
-    public ValueTask<ulong> WaitAsync(CancellationToken cancellationToken = default)
-    {
-        lock (_lock)
-        {
-            ObjectDisposedException.ThrowIf(_closed, this);
-            if (_pending > 0)
-            {
-                ulong n = _pending;
-                _pending = 0;
-                return new ValueTask<ulong>(n);
-            }
-            if (_waiter is not null) { throw new InvalidOperationException($"vector {vector} already has a waiter"); }
-            var tcs = new TaskCompletionSource<ulong>(TaskCreationOptions.RunContinuationsAsynchronously);
-            _waiter = tcs;
-            cancellationToken.Register(() =>
-            {
-                lock (_lock) { if (_waiter == tcs) { _waiter = null; } }
-                tcs.TrySetCanceled(cancellationToken);
-            });
-            return new ValueTask<ulong>(tcs.Task);
-        }
-    }
-
-    public ulong Poll()
-    {
-        lock (_lock)
-        {
-            ObjectDisposedException.ThrowIf(_closed, this);
-            ulong n = _pending;
-            _pending = 0;
-            return n;
-        }
-    }
-
-    public ulong Wait(TimeSpan timeout)
-    {
-        long deadline = timeout == Timeout.InfiniteTimeSpan ? long.MaxValue : Environment.TickCount64 + (long)Math.Ceiling(timeout.TotalMilliseconds);
-        lock (_lock)
-        {
-            _blocked++;
-            try
-            {
-                while (true)
-                {
-                    ObjectDisposedException.ThrowIf(_closed, this);
-                    if (_pending > 0)
-                    {
-                        ulong n = _pending;
-                        _pending = 0;
-                        return n;
-                    }
-                    long left = deadline - Environment.TickCount64;
-                    if (left <= 0) { return 0; }
-                    Monitor.Wait(_lock, (int)Math.Min(left, int.MaxValue));
-                }
-            }
-            finally
-            {
-                _blocked--;
-            }
-        }
-    }
-
-    public void Trigger() => Signal();
-
-    public void Unmask() { }
 }
 
 /// <summary>Test frames: Ethernet II + IPv4 + UDP with given addresses and ports.</summary>

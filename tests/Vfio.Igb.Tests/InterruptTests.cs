@@ -204,7 +204,7 @@ public sealed class InterruptTests
         receiver.Start();
         var vector = fake.Msix!.Vector(0);
         Eventually(() => vector.HasWaiter, "the receiver sleeps");
-        vector.Signal();   // no cause, no write-back
+        vector.Trigger();   // no cause, no write-back
         Eventually(() => igb.InterruptWakeups == 1, "the spurious signal woke the receiver");
         Eventually(() => vector.HasWaiter, "the receiver sleeps again");
         Assert.Null(result);
@@ -217,7 +217,7 @@ public sealed class InterruptTests
         Assert.Equal(0, igb.Stats.RxErrors);
 
         // With nothing pending a spurious signal ends a short wait empty-handed, not with a frame.
-        vector.Signal();
+        vector.Trigger();
         Assert.False(igb.WaitForReceive(0, TimeSpan.FromMilliseconds(20)));
     }
 
