@@ -89,7 +89,7 @@ internal static class IoForwarder
         for (int i = 0; i < n; i++)
         {
             ulong sequence = (ulong)k * (ulong)burst + (ulong)i;
-            if (flows > 0) { TestFrames.WriteUdp(frames[i].Room, frameSize, sequence, destination, src, (int)((queue * burst + (int)sequence) % flows)); }
+            if (flows > 0) { TestFrames.WriteUdp(frames[i].Room, frameSize, sequence, destination, src, (queue * burst + (int)sequence) % flows); }
             else { TestFrames.Write(frames[i].Room, frameSize, sequence, destination, src); }
             frames[i].Length = frameSize;
         }
