@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Vfio.Net;
 
 namespace Vfio.VirtioNet;
 
@@ -52,7 +53,7 @@ internal static class ChecksumOffload
             protocol = frame[ip + 9];
             start = ip + ihl;
             length = total - ihl;
-            pseudo = Add(0, frame.Slice(ip + 12, 8)) + (uint)protocol + (uint)length;
+            pseudo = InternetChecksum.Add(0, frame.Slice(ip + 12, 8)) + (uint)protocol + (uint)length;
         }
         else if (etherType == EtherTypeIPv6)
         {
@@ -62,7 +63,7 @@ internal static class ChecksumOffload
             protocol = frame[ip + 6];
             start = ip + 40;
             if (start + length > frame.Length) { return false; }
-            pseudo = Add(0, frame.Slice(ip + 8, 32)) + (uint)protocol + (uint)length;
+            pseudo = InternetChecksum.Add(0, frame.Slice(ip + 8, 32)) + (uint)protocol + (uint)length;
         }
         else
         {
@@ -75,22 +76,6 @@ internal static class ChecksumOffload
         return true;
     }
 
-    /// <summary>Adds <paramref name="data"/> as big-endian 16-bit words (an odd last byte padded with zero, RFC 1071 §4.1) to <paramref name="sum"/>.</summary>
-    public static ulong Add(ulong sum, ReadOnlySpan<byte> data)
-    {
-        int i = 0;
-        for (; i + 1 < data.Length; i += 2) { sum += BinaryPrimitives.ReadUInt16BigEndian(data[i..]); }
-        if (i < data.Length) { sum += (ulong)data[i] << 8; }
-        return sum;
-    }
-
-    /// <summary>Folds the carries back in: the 16-bit ones' complement sum.</summary>
-    public static ushort Fold(ulong sum)
-    {
-        while (sum >> 16 != 0) { sum = (sum & 0xFFFF) + (sum >> 16); }
-        return (ushort)sum;
-    }
-
     /// <summary>
     /// Stores the checksum of <paramref name="covered"/> (whose checksum field holds the pseudo-header sum or zero
     /// plus <paramref name="extra"/>) at <paramref name="field"/>: the complement of the sum, 0xFFFF for 0 (the same
@@ -98,7 +83,7 @@ internal static class ChecksumOffload
     /// </summary>
     public static void Complete(Span<byte> covered, int field, ulong extra)
     {
-        ushort value = (ushort)~Fold(Add(extra, covered));
+        ushort value = (ushort)~InternetChecksum.Fold(InternetChecksum.Add(extra, covered));
         BinaryPrimitives.WriteUInt16BigEndian(covered[field..], value == 0 ? (ushort)0xFFFF : value);
     }
 
@@ -107,6 +92,6 @@ internal static class ChecksumOffload
     {
         int ihl = (frame[ip] & 0xF) * 4;
         BinaryPrimitives.WriteUInt16BigEndian(frame[(ip + 10)..], 0);
-        BinaryPrimitives.WriteUInt16BigEndian(frame[(ip + 10)..], (ushort)~Fold(Add(0, frame.Slice(ip, ihl))));
+        BinaryPrimitives.WriteUInt16BigEndian(frame[(ip + 10)..], (ushort)~InternetChecksum.Fold(InternetChecksum.Add(0, frame.Slice(ip, ihl))));
     }
 }

@@ -374,7 +374,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         var segment = frame.Slice(l4.Start, l4.Length);
         if (_txCsum)
         {
-            BinaryPrimitives.WriteUInt16BigEndian(segment[l4.ChecksumOffset..], ChecksumOffload.Fold(l4.PseudoHeaderSum));
+            BinaryPrimitives.WriteUInt16BigEndian(segment[l4.ChecksumOffset..], InternetChecksum.Fold(l4.PseudoHeaderSum));
             var h = new Span<byte>(header, HeaderSize);
             h[VirtioNetHeader.Flags] = VirtioNetHeader.FlagNeedsCsum;
             BinaryPrimitives.WriteUInt16LittleEndian(h[VirtioNetHeader.CsumStart..], (ushort)l4.Start);

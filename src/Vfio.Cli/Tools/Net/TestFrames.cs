@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Vfio.Net;
 using PhysicalAddress = System.Net.NetworkInformation.PhysicalAddress;
 
 namespace Vfio.Cli.Tools.Net;
@@ -53,10 +54,7 @@ internal static class TestFrames
         ip[9] = 17;                                                          // UDP
         ip[12] = 198; ip[13] = 18; ip[14] = 0; ip[15] = 1;
         ip[16] = 198; ip[17] = 18; ip[18] = 0; ip[19] = 2;
-        uint sum = 0;
-        for (int i = 0; i < 20; i += 2) { sum += BinaryPrimitives.ReadUInt16BigEndian(ip[i..]); }
-        while (sum > 0xFFFF) { sum = (sum & 0xFFFF) + (sum >> 16); }
-        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], (ushort)~sum);
+        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], (ushort)~InternetChecksum.Fold(InternetChecksum.Add(0, ip)));
         var udp = frame.Slice(34, 8);
         BinaryPrimitives.WriteUInt16BigEndian(udp, (ushort)(1024 + flow));
         BinaryPrimitives.WriteUInt16BigEndian(udp[2..], 9);                  // discard
