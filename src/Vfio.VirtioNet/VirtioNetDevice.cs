@@ -361,14 +361,14 @@ public sealed partial class VirtioNetDevice : IDisposable
     {
         // SAFETY: the frame's length bytes follow the header in the same pool buffer, which the caller still owns.
         var frame = new Span<byte>(header + HeaderSize, length);
-        if (!ChecksumOffload.TryLocate(frame, out var l4))
+        if (!TransportHeader.TryLocate(frame, out var l4))
         {
             _txChecksumSkipped++;
             return;
         }
-        if ((flags & PacketFlags.TxIpChecksum) != 0 && l4.Ipv4HeaderStart >= 0)
+        if ((flags & PacketFlags.TxIpChecksum) != 0 && l4.IsIpv4)
         {
-            ChecksumOffload.WriteIpv4HeaderChecksum(frame, l4.Ipv4HeaderStart);
+            ChecksumOffload.WriteIpv4HeaderChecksum(frame, l4.IpStart);
         }
         if ((flags & PacketFlags.TxL4Checksum) == 0) { return; }
         var segment = frame.Slice(l4.Start, l4.Length);
