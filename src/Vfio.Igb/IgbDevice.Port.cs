@@ -98,6 +98,9 @@ public sealed partial class IgbDevice : INetPort
         int first = 0;
         while (first < packets.Length && (packets[first].Flags & Wanted) == 0) { first++; }
         if (first == packets.Length) { return Transmit(packets, queue, default); }
+        // All lengths first: a bad packet in a later run must not throw after earlier runs went to the device, which
+        // the caller, seeing the exception, would still think it owns.
+        ValidateTransmitLengths(packets);
         int sent = 0;
         var runOffload = IgbTxOffload.None;
         int runStart = 0;

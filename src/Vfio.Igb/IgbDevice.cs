@@ -289,14 +289,7 @@ public sealed partial class IgbDevice : IDisposable
         {
             throw new ArgumentException("MACLEN must be 14..127 and IPLEN 20..511 (§7.2.3.2.3)", nameof(offload));
         }
-        foreach (var p in packets)
-        {
-            int length = p.Length;
-            if (length < 1 || length > AdvancedDescriptor.MaxTxLength)
-            {
-                throw new ArgumentException($"packet {p} has {length} bytes; a transmit descriptor carries 1..{AdvancedDescriptor.MaxTxLength}", nameof(packets));
-            }
-        }
+        ValidateTransmitLengths(packets);
         Enter();
         try
         {
@@ -332,6 +325,19 @@ public sealed partial class IgbDevice : IDisposable
         finally
         {
             Leave();
+        }
+    }
+
+    /// <summary>Throws before anything is sent when a packet does not fit one transmit descriptor.</summary>
+    private static void ValidateTransmitLengths(ReadOnlySpan<PacketBuffer> packets)
+    {
+        foreach (var p in packets)
+        {
+            int length = p.Length;
+            if (length < 1 || length > AdvancedDescriptor.MaxTxLength)
+            {
+                throw new ArgumentException($"packet {p} has {length} bytes; a transmit descriptor carries 1..{AdvancedDescriptor.MaxTxLength}", nameof(packets));
+            }
         }
     }
 

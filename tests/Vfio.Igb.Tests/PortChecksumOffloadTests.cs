@@ -147,4 +147,20 @@ public sealed class PortChecksumOffloadTests
         Assert.Equal(31, sent);
         for (int i = sent; i < burst.Length; i++) { igb.Pool.Free(burst[i]); }
     }
+    [Fact]
+    public void A_bad_packet_in_a_later_run_throws_before_any_run_is_sent()
+    {
+        var fake = new FakeIgb();
+        using var igb = IgbDevice.Open(fake, Options);
+        var good = Load(igb.Pool, Udp4(20), PacketFlags.TxL4Checksum);
+        var other = Load(igb.Pool, Tcp6(20), PacketFlags.TxL4Checksum);
+        Assert.True(igb.Pool.TryAllocate(out var empty));   // length 0: no descriptor carries it
+        Assert.Throws<ArgumentException>(() => ((INetPort)igb).TxBurst(0, [good, other, empty]));
+        Assert.Empty(fake.Sent);
+        Assert.Equal(0, igb.TransmitInFlight());
+        // Still the caller's: each goes back to the pool once, and the port goes on.
+        foreach (var p in new[] { good, other, empty }) { igb.Pool.Free(p); }
+        Assert.Equal(1, ((INetPort)igb).TxBurst(0, [Load(igb.Pool, Udp4(20), PacketFlags.TxL4Checksum)]));
+        Assert.Single(fake.Sent);
+    }
 }
