@@ -141,12 +141,12 @@ public sealed class IgbTests : IDisposable
         for (int flow = 0; flow < Flows; flow++)
         {
             ushort sport = (ushort)(40000 + flow * 7919 % 20000);
-            uint expectedHash = ToeplitzHash.ComputeFlow(IgbRssConfiguration.VerificationKey, IPAddress.Parse("10.1.0.1"), IPAddress.Parse("10.1.0.2"), sport, 80);
+            uint expectedHash = ToeplitzHash.ComputeFlow(IgbRssConfiguration.VerificationKey, IPAddress.Parse("169.254.1.1"), IPAddress.Parse("169.254.1.2"), sport, 80);
             int expectedQueue = rss.QueueFor(expectedHash);
             for (int k = 0; k < PerFlow; k++)
             {
                 Assert.True(a.Pool.TryAllocate(out var p));
-                int length = Frames.Tcp(p.Room, dst, src, "10.1.0.1", "10.1.0.2", sport, 80, payload: 40 + k);
+                int length = Frames.Tcp(p.Room, dst, src, "169.254.1.1", "169.254.1.2", sport, 80, payload: 40 + k);
                 p.Length = length;
                 Assert.Equal(1, a.Transmit([p]));
             }
@@ -182,7 +182,7 @@ public sealed class IgbTests : IDisposable
         for (int i = 0; i < Count; i++)
         {
             Assert.True(a.Pool.TryAllocate(out var p));
-            int length = Frames.Tcp(p.Room, dst, src, "10.2.0.1", "10.2.0.2", (ushort)(1000 + i), 443, payload: 100 + i, checksums: false);
+            int length = Frames.Tcp(p.Room, dst, src, "169.254.2.1", "169.254.2.2", (ushort)(1000 + i), 443, payload: 100 + i, checksums: false);
             p.Length = length;
             Assert.Equal(1, a.Transmit([p], 0, new IgbTxOffload(IgbTxChecksum.Ipv4 | IgbTxChecksum.Tcp)));
         }

@@ -78,7 +78,7 @@ public sealed class IgbDeviceTests
         var pool = igb.Pool;
         var mac = igb.MacAddress.GetAddressBytes();
 
-        var frame = Frames.Udp(mac, "10.0.0.1", "10.0.0.2", 1000, 2000);
+        var frame = Frames.Udp(mac, "169.254.0.1", "169.254.0.2", 1000, 2000);
         Assert.True(pool.TryAllocate(out var p));
         frame.CopyTo(p.Room);
         p.Length = frame.Length;
@@ -97,7 +97,7 @@ public sealed class IgbDeviceTests
 
         for (int i = 0; i < 5; i++)
         {
-            Assert.True(fake.Deliver(Frames.Udp(mac, "10.0.0.2", "10.0.0.1", 2000, (ushort)(1000 + i), fill: (byte)i),
+            Assert.True(fake.Deliver(Frames.Udp(mac, "169.254.0.2", "169.254.0.1", 2000, (ushort)(1000 + i), fill: (byte)i),
                 extraStatus: AdvancedDescriptor.RxStatusIpChecksum | AdvancedDescriptor.RxStatusL4Checksum | AdvancedDescriptor.RxStatusUdpChecksum
                     | (i == 4 ? AdvancedDescriptor.RxErrorL4Checksum : 0)));
         }
@@ -128,7 +128,7 @@ public sealed class IgbDeviceTests
         var fake = new FakeIgb();
         using var igb = IgbDevice.Open(fake, Options());
         int inUse = igb.Pool.InUseCount;
-        fake.Deliver(Frames.Udp(igb.MacAddress.GetAddressBytes(), "10.0.0.2", "10.0.0.1", 1, 2), extraStatus: AdvancedDescriptor.RxErrorReceive);
+        fake.Deliver(Frames.Udp(igb.MacAddress.GetAddressBytes(), "169.254.0.2", "169.254.0.1", 1, 2), extraStatus: AdvancedDescriptor.RxErrorReceive);
         Assert.Equal(0, igb.Receive(new PacketBuffer[4]));
         Assert.Equal(1, igb.Stats.RxErrors);
         Assert.Equal(inUse - 1, igb.Pool.InUseCount);   // dropped buffer freed; the slot waits for the refill threshold
@@ -149,9 +149,9 @@ public sealed class IgbDeviceTests
         var perQueue = new int[2];
         for (ushort port = 1; port <= 32; port++)
         {
-            var f = Frames.Udp(mac, "192.168.1.1", "192.168.1.2", port, 9);
+            var f = Frames.Udp(mac, "169.254.3.1", "169.254.3.2", port, 9);
             int expected = igb.Rss!.QueueFor(ToeplitzHash.ComputeFlow(IgbRssConfiguration.VerificationKey,
-                System.Net.IPAddress.Parse("192.168.1.1"), System.Net.IPAddress.Parse("192.168.1.2"), port, 9));
+                System.Net.IPAddress.Parse("169.254.3.1"), System.Net.IPAddress.Parse("169.254.3.2"), port, 9));
             Assert.Equal(expected, fake.QueueFor(f, out _, out _));
             Assert.True(fake.Deliver(f));
             var got = new PacketBuffer[1];
@@ -168,7 +168,7 @@ public sealed class IgbDeviceTests
         var table = new byte[128];
         Array.Fill(table, (byte)1);
         igb.SetRss(new IgbRssConfiguration(IgbRssConfiguration.VerificationKey, table));
-        Assert.Equal(1, fake.QueueFor(Frames.Udp(mac, "192.168.1.1", "192.168.1.2", 1, 9), out _, out _));
+        Assert.Equal(1, fake.QueueFor(Frames.Udp(mac, "169.254.3.1", "169.254.3.2", 1, 9), out _, out _));
         Assert.Throws<ArgumentException>(() => igb.SetRss(IgbRssConfiguration.RoundRobin(3)));
     }
 

@@ -14,7 +14,7 @@ public sealed class InterruptTests
     private static IgbOptions Options(int pairs = 1, IgbCompletionMode mode = IgbCompletionMode.Interrupt, int ring = 64) =>
         new() { QueuePairs = pairs, RingSize = ring, LinkTimeout = TimeSpan.Zero, CompletionMode = mode, InterruptThrottle = TimeSpan.FromMicroseconds(100) };
 
-    private static byte[] FrameFor(IgbDevice igb, ushort port) => Frames.Udp(igb.MacAddress.GetAddressBytes(), "10.0.0.1", "10.0.0.2", port, 7);
+    private static byte[] FrameFor(IgbDevice igb, ushort port) => Frames.Udp(igb.MacAddress.GetAddressBytes(), "169.254.0.1", "169.254.0.2", port, 7);
 
     /// <summary>Spins until <paramref name="condition"/> holds, failing the test after <see cref="s_patience"/>.</summary>
     private static void Eventually(Func<bool> condition, string what)

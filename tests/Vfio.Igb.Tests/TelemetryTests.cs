@@ -22,7 +22,7 @@ public sealed class TelemetryTests
         var igb = IgbDevice.Open(fake, Options(ring: 8));
         var port = (VfioTelemetry.PciAddressTag, (object?)fake.Address.ToString());
         var mac = igb.MacAddress.GetAddressBytes();
-        var frame = Frames.Udp(mac, "10.0.0.1", "10.0.0.2", 1000, 2000);
+        var frame = Frames.Udp(mac, "169.254.0.1", "169.254.0.2", 1000, 2000);
 
         // The fake sends nothing until told: a ring of 8 holds 7 packets, the rest of a larger burst stay the caller's.
         fake.AutoTransmit = false;

@@ -59,8 +59,8 @@ public abstract class ChecksumOffloadTests(VirtioTransport transport) : IDisposa
             ip[8] = 64;
             ip[9] = tcp ? (byte)6 : (byte)17;
             BinaryPrimitives.WriteUInt16BigEndian(ip[10..], Garbage);
-            IPAddress.Parse("10.1.2.3").TryWriteBytes(ip[12..], out _);
-            IPAddress.Parse("192.168.200.9").TryWriteBytes(ip[16..], out _);
+            IPAddress.Parse("169.254.12.3").TryWriteBytes(ip[12..], out _);
+            IPAddress.Parse("169.254.200.9").TryWriteBytes(ip[16..], out _);
         }
         var l4 = ip[ipHeader..];
         BinaryPrimitives.WriteUInt16BigEndian(l4, 40001);

@@ -78,7 +78,7 @@ public abstract class RssTests(VirtioTransport transport) : IDisposable
     }
 
     private static byte[] FlowFrame(int flow) =>
-        UdpFrame(IPAddress.Parse("10.0.0.1"), (ushort)(40000 + flow), IPAddress.Parse("10.0.0.2"), 4789, (ulong)flow);
+        UdpFrame(IPAddress.Parse("169.254.0.1"), (ushort)(40000 + flow), IPAddress.Parse("169.254.0.2"), 4789, (ulong)flow);
 
     private (EmulatedVirtioNet DevA, VirtioNetDevice A, VirtioNetDevice B) Open(bool offerRss)
     {
