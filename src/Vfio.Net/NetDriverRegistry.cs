@@ -41,6 +41,14 @@ public sealed record NetPortOptions
     /// </summary>
     public int PoolSize { get; init; }
 
+    /// <summary>
+    /// Let the device compute and check TCP/UDP checksums where the driver must ask for it (virtio-net: negotiate
+    /// VIRTIO_NET_F_CSUM and GUEST_CSUM). Packets flagged <see cref="PacketFlags.TxL4Checksum"/> leave with a right
+    /// checksum either way (the driver computes it when this is off). igb always reports receive checksums and inserts
+    /// flagged ones in hardware, so it ignores this. False by default.
+    /// </summary>
+    public bool ChecksumOffload { get; init; }
+
     /// <summary>Clock for the driver's timeouts.</summary>
     public TimeProvider? TimeProvider { get; init; }
 

@@ -32,6 +32,7 @@ public static class VirtioNetDriver
             QueueSize = options.QueueSize,
             Pool = options.Pool,
             PoolSize = options.PoolSize,
+            ChecksumOffload = options.ChecksumOffload,
             TimeProvider = options.TimeProvider,
             LoggerFactory = options.LoggerFactory,
         });

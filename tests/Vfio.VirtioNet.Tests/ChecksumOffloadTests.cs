@@ -167,6 +167,21 @@ public abstract class ChecksumOffloadTests(VirtioTransport transport) : IDisposa
                 { ChecksumFrame.UdpIPv4, false }, { ChecksumFrame.TcpIPv4, false }, { ChecksumFrame.TcpIPv6, false } };
 
     [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void The_port_options_turn_the_offload_on_through_the_driver_registry(bool offload)
+    {
+        var (devA, devB) = EmulatedVirtioNet.CreatePair(queueSize: 64, transport: transport);
+        _disposables.Add(devA);
+        _disposables.Add(devB);
+        using var port = new NetDriverRegistry { VirtioNetDriver.Registration }.Open(devA, new NetPortOptions { ChecksumOffload = offload });
+        var device = Assert.IsType<VirtioNetDevice>(port);
+        ulong both = VirtioFeatures.NetCsum | VirtioFeatures.NetGuestCsum;
+        Assert.Equal(offload ? both : 0, device.NegotiatedFeatures & both);
+        Assert.Equal(offload ? both : 0, devA.DriverFeatures & both);
+    }
+
+    [Theory]
     [MemberData(nameof(Kinds))]
     public void Requested_checksums_arrive_right_whether_offloaded_or_computed_by_the_driver(ChecksumFrame kind, bool offload)
     {
