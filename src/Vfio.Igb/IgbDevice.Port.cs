@@ -99,24 +99,22 @@ public sealed partial class IgbDevice : INetPort
         while (first < packets.Length && (packets[first].Flags & Wanted) == 0) { first++; }
         if (first == packets.Length) { return Transmit(packets, queue, default); }
         // All lengths first: a bad packet in a later run must not throw after earlier runs went to the device, which
-        // the caller, seeing the exception, would still think it owns.
+        // the caller, seeing the exception, would still think it owns. The runs then go out unchecked.
         ValidateTransmitLengths(packets);
         int sent = 0;
-        var runOffload = IgbTxOffload.None;
         int runStart = 0;
-        for (int i = 0; i <= packets.Length; i++)
+        var runOffload = PrepareOffload(packets[0]);
+        for (int i = 1; i < packets.Length; i++)
         {
-            var offload = i < packets.Length ? PrepareOffload(packets[i]) : runOffload;
-            if (i > runStart && (i == packets.Length || offload != runOffload))
-            {
-                int n = Transmit(packets[runStart..i], queue, runOffload);
-                sent += n;
-                if (n < i - runStart) { return sent; }   // the ring is full: the rest stays the caller's
-                runStart = i;
-            }
+            var offload = PrepareOffload(packets[i]);
+            if (offload == runOffload) { continue; }
+            int n = TransmitValidated(packets[runStart..i], queue, runOffload);
+            sent += n;
+            if (n < i - runStart) { return sent; }   // the ring is full: the rest stays the caller's
+            runStart = i;
             runOffload = offload;
         }
-        return sent;
+        return sent + TransmitValidated(packets[runStart..], queue, runOffload);
     }
 
     /// <summary>The context a packet needs, its checksum fields prepared for it; none when it asks for nothing or cannot be parsed.</summary>
@@ -125,7 +123,8 @@ public sealed partial class IgbDevice : INetPort
         var flags = packet.Flags & (PacketFlags.TxIpChecksum | PacketFlags.TxL4Checksum);
         if (flags == 0) { return IgbTxOffload.None; }
         var frame = packet.Data;
-        if (!TransportHeader.TryLocate(frame, out var l4) || l4.IpStart > 127 || l4.IpHeaderLength > 511) { return IgbTxOffload.None; }
+        // TryLocate's frames fit the context's fields: MACLEN 14 or 18, IPLEN at most 60 (IHL) or 40 (IPv6), §7.2.3.2.3.
+        if (!TransportHeader.TryLocate(frame, out var l4)) { return IgbTxOffload.None; }
         var checksums = IgbTxChecksum.None;
         if ((flags & PacketFlags.TxIpChecksum) != 0 && l4.IsIpv4)
         {

@@ -290,6 +290,13 @@ public sealed partial class IgbDevice : IDisposable
             throw new ArgumentException("MACLEN must be 14..127 and IPLEN 20..511 (§7.2.3.2.3)", nameof(offload));
         }
         ValidateTransmitLengths(packets);
+        return TransmitValidated(packets, queuePair, offload);
+    }
+
+    /// <summary>The transmit path once every length and the offload's header lengths have been checked.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private int TransmitValidated(ReadOnlySpan<PacketBuffer> packets, int queuePair, IgbTxOffload offload)
+    {
         Enter();
         try
         {
