@@ -2,7 +2,7 @@
 # /init of the guest lab's initramfs (runs as PID 1 under busybox sh).
 #
 # Reads its settings from the kernel command line (written by lab.sh):
-#   vfio_lab.config=noiommu|type1|noiommu-off|612-noiommu|612-iommufd|612-type1|612-compat-noiommu|612-compat-type1
+#   vfio_lab.config=noiommu|type1|noiommu-off|igb|612-noiommu|612-iommufd|612-type1|612-compat-noiommu|612-compat-type1
 #                                                which guest configuration this is
 #   vfio_lab.modules=/path                      host directory holding lib/modules/<abi> of the
 #                                                guest kernel (depmod'ed, vfio rebuilt with No-IOMMU)
@@ -41,7 +41,7 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 case "$CONFIG" in
-  noiommu | 612-noiommu | 612-compat-noiommu) NOIOMMU=1 ;;
+  noiommu | igb | 612-noiommu | 612-compat-noiommu) NOIOMMU=1 ;;
   type1 | noiommu-off | 612-iommufd | 612-type1 | 612-compat-type1) NOIOMMU=0 ;;
   *) fail "unknown or missing vfio_lab.config='$CONFIG'" ;;
 esac

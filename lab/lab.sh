@@ -18,7 +18,8 @@
 #                                                    (lab/demo.sh); output in artifacts/demo/
 #
 # Configurations: noiommu (i440fx, vfio enable_unsafe_noiommu_mode=1), type1 (q35 + intel-iommu),
-# noiommu-off (i440fx, vfio loaded with the No-IOMMU parameter off), all on Debian's 6.1 kernel; and on
+# noiommu-off (i440fx, vfio loaded with the No-IOMMU parameter off), igb (the noiommu guest on QEMU 10 with two
+# Intel 82576 ports, running the igb tests only: QEMU 7.2 has no igb model), all on Debian's 6.1 kernel; and on
 # a 6.12 kernel built from Debian's source with everything built in (lab/kernel-6.12.config):
 # 612-noiommu (i440fx, No-IOMMU groups), 612-iommufd (q35 + intel-iommu: the library opens devices
 # through the VFIO device cdev + iommufd), 612-type1 (the same guest with VFIO_DOTNET_MODE=type1,
@@ -37,7 +38,7 @@
 #   VFIO_LAB_NET1  0000:00:08.0  virtio-net-pci, modern only, hub 0 port p1
 #   VFIO_LAB_NVME3 0000:00:0a.0  e2e on noiommu only (VFIO_LAB_NVME_SUBSYS=1): nvme in subsystem vfio-lab-subsys3,
 #                                serial VFIOLAB0003, nsid 1 attached and nsid 2 detached (16 MiB each)
-#   VFIO_LAB_IGB0  0000:00:0c.0  opt-in (VFIO_LAB_IGB=1, needs VFIO_LAB_QEMU=10): Intel 82576 (igb), hub 1 port g0,
+#   VFIO_LAB_IGB0  0000:00:0c.0  igb config, or VFIO_LAB_IGB=1 with VFIO_LAB_QEMU=10: Intel 82576, hub 1 port g0,
 #                                MAC 52:54:00:00:01:01
 #   VFIO_LAB_IGB1  0000:00:0e.0  the same, hub 1 port g1, MAC 52:54:00:00:01:02 (no host-side netdev on hub 1 either)
 #   VFIO_LAB_NVME2 0000:00:09.0  bench nvme only: a second nvme, 128 MiB raw file, serial VFIOLAB0002 (the data check
@@ -64,7 +65,7 @@ set -euo pipefail
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$LAB_DIR/.." && pwd)"
 CACHE="${VFIO_LAB_CACHE:-/var/cache/vfio-dotnet-lab}"
-CONFIGS=(noiommu type1 noiommu-off 612-noiommu 612-iommufd 612-type1 612-compat-noiommu 612-compat-type1)
+CONFIGS=(noiommu type1 noiommu-off igb 612-noiommu 612-iommufd 612-type1 612-compat-noiommu 612-compat-type1)
 INIT_SCRIPT="$LAB_DIR/guest-init.sh"
 KBUILD_FILE="$LAB_DIR/vfio-noiommu.kbuild"
 
@@ -85,30 +86,49 @@ short_hash() { sha256sum | cut -c1-16; }
 # prepare: packages, guest kernel, vfio modules, module tree, initramfs. All cached under $CACHE.
 # =================================================================================================
 
-# QEMU for the guests. Default: Debian 12's qemu-system-x86 (7.2). VFIO_LAB_QEMU=10 (issue 19, opt-in while the
-# lab moves): bookworm-backports' QEMU 10.0 (it has the igb NIC model and NVMe Namespace Management), pinned to one
-# version and extracted into the lab cache beside the system's 7.2, so both stay usable and nothing else upgrades.
+# QEMU for the guests. Default: Debian 12's qemu-system-x86 (7.2). The igb configuration, and every guest with
+# VFIO_LAB_QEMU=10: bookworm-backports' QEMU 10.0 (it has the igb NIC model and NVMe Namespace Management), pinned to
+# one version and extracted into the lab cache beside the system's 7.2, so both stay usable and nothing else upgrades.
 QEMU_BIN=qemu-system-x86_64
 QEMU10_VERSION="${VFIO_LAB_QEMU10_VERSION:-1:10.0.2+ds-2+deb13u1~bpo12+1}"
 QEMU10_SEABIOS="${VFIO_LAB_QEMU10_SEABIOS:-1.16.3-2~bpo12+1}"
+QEMU10_DIR="$CACHE/qemu-$(printf '%s' "$QEMU10_VERSION" | sed 's/[^A-Za-z0-9.]/_/g')"
 ensure_qemu() {
   [ "${VFIO_LAB_QEMU:-7}" = 10 ] || return 0
-  local dir="$CACHE/qemu-$(printf '%s' "$QEMU10_VERSION" | sed 's/[^A-Za-z0-9.]/_/g')"
-  if [ ! -x "$dir/usr/bin/qemu-system-x86_64" ]; then
-    ensure_backports_source
-    local t="$CACHE/.tmp.qemu.$$" p
-    rm -rf "$t"; mkdir -p "$t/debs"; chown _apt "$t/debs" 2>/dev/null || true   # apt-get download runs as _apt
-    log "fetching QEMU $QEMU10_VERSION from bookworm-backports into $dir"
-    ( cd "$t/debs" && apt-get download -qq "qemu-system-x86=$QEMU10_VERSION" "qemu-system-common=$QEMU10_VERSION" \
-        "qemu-system-data=$QEMU10_VERSION" "seabios=$QEMU10_SEABIOS" >&2 ) \
-      || die "cannot download QEMU $QEMU10_VERSION (is bookworm-backports reachable? set VFIO_LAB_QEMU10_VERSION)"
-    for p in "$t"/debs/*.deb; do dpkg-deb -x "$p" "$t/root" || die "cannot extract $p"; done
-    rm -rf "$dir"; mv "$t/root" "$dir"; rm -rf "$t"
+  fetch_qemu10
+  use_qemu 10
+}
+# Downloads and extracts the pinned QEMU 10 into the cache unless it is there.
+fetch_qemu10() {
+  local dir="$QEMU10_DIR"
+  [ ! -x "$dir/usr/bin/qemu-system-x86_64" ] || return 0
+  ensure_backports_source
+  local t="$CACHE/.tmp.qemu.$$" p
+  rm -rf "$t"; mkdir -p "$t/debs"; chown _apt "$t/debs" 2>/dev/null || true   # apt-get download runs as _apt
+  log "fetching QEMU $QEMU10_VERSION from bookworm-backports into $dir"
+  ( cd "$t/debs" && apt-get download -qq "qemu-system-x86=$QEMU10_VERSION" "qemu-system-common=$QEMU10_VERSION" \
+      "qemu-system-data=$QEMU10_VERSION" "seabios=$QEMU10_SEABIOS" >&2 ) \
+    || die "cannot download QEMU $QEMU10_VERSION (is bookworm-backports reachable? set VFIO_LAB_QEMU10_VERSION)"
+  for p in "$t"/debs/*.deb; do dpkg-deb -x "$p" "$t/root" || die "cannot extract $p"; done
+  rm -rf "$dir"; mv "$t/root" "$dir"; rm -rf "$t"
+}
+# Points QEMU_BIN (and its modules and firmware) at QEMU 7 (the system's) or 10 (the cache's, fetched first).
+use_qemu() { # 7|10
+  if [ "$1" = 10 ]; then
+    [ -x "$QEMU10_DIR/usr/bin/qemu-system-x86_64" ] || die "QEMU 10 is not in the cache ($QEMU10_DIR): lab.sh prepare fetches it"
+    QEMU_BIN="$QEMU10_DIR/usr/bin/qemu-system-x86_64"
+    # its own modules and firmware, never the system 7.2's ("Only modules from the same build can be loaded")
+    export QEMU_MODULE_DIR="$QEMU10_DIR/usr/lib/x86_64-linux-gnu/qemu"
+    QEMU_DATA_ARGS=(-L "$QEMU10_DIR/usr/share/qemu" -L "$QEMU10_DIR/usr/share/seabios")
+  else
+    QEMU_BIN=qemu-system-x86_64
+    unset QEMU_MODULE_DIR
+    QEMU_DATA_ARGS=()
   fi
-  QEMU_BIN="$dir/usr/bin/qemu-system-x86_64"
-  # its own modules and firmware, never the system 7.2's ("Only modules from the same build can be loaded")
-  export QEMU_MODULE_DIR="$dir/usr/lib/x86_64-linux-gnu/qemu"
-  QEMU_DATA_ARGS=(-L "$dir/usr/share/qemu" -L "$dir/usr/share/seabios")
+}
+# The QEMU a configuration boots on: 10 for igb (7.2 has no igb model) and under VFIO_LAB_QEMU=10, else 7.
+qemu_of() { # config
+  if [ "$1" = igb ] || [ "${VFIO_LAB_QEMU:-7}" = 10 ]; then echo 10; else echo 7; fi
 }
 QEMU_DATA_ARGS=()
 
@@ -426,6 +446,13 @@ prepare() {
 
   ensure_packages
   ensure_qemu
+  if [ "${PREPARE_QEMU10:-0}" = 1 ]; then   # a run that boots the igb configuration
+    fetch_qemu10
+    # its tests cross-check frame counts with DPDK's testpmd and e1000 PMD, from the host's packages over 9p
+    local p missing=()
+    for p in dpdk-dev librte-net-e1000-23 librte-mempool-ring23; do pkg_installed "$p" || missing+=("$p"); done
+    [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+  fi
   fetch_image_deb
   check_versions
 
@@ -466,6 +493,8 @@ prepare() {
 # =================================================================================================
 
 bdf() { printf '0000:00:%s.0' "$1"; }
+# The guest gets the two igb ports: the igb configuration, or any with VFIO_LAB_IGB=1 (and VFIO_LAB_QEMU=10).
+has_igb() { [ "$1" = igb ] || [ "${VFIO_LAB_IGB:-0}" = 1 ]; }
 
 # QEMU arguments for configuration $1, run directory $2, output directory $3.
 qemu_args() {
@@ -491,7 +520,7 @@ qemu_args() {
   QEMU_ARGS=("${QEMU_DATA_ARGS[@]}" -accel tcg -cpu max -m 2048 -smp "$smp"
     -nodefaults -no-user-config -display none -monitor none -no-reboot)
   case "$config" in
-    noiommu | noiommu-off | 612-noiommu | 612-compat-noiommu)
+    noiommu | noiommu-off | igb | 612-noiommu | 612-compat-noiommu)
       QEMU_ARGS+=(-M pc) ;;
     type1 | 612-iommufd | 612-type1 | 612-compat-type1)
       # The vIOMMU comes before the devices it translates for.
@@ -539,7 +568,7 @@ qemu_args() {
   # interrupts the guest's AER driver, which calls vfio-pci's error_detected and so the VFIO error interrupt), and an
   # AER capability in the device for the host to find the error in. QEMU's nvme has none; virtio-pci has one with aer=on.
   if [ "${VFIO_LAB_AER:-0}" = 1 ]; then
-    [[ "$config" == noiommu* || "$config" == 612-noiommu || "$config" == 612-compat-noiommu ]] \
+    [[ "$config" == noiommu* || "$config" == igb || "$config" == 612-noiommu || "$config" == 612-compat-noiommu ]] \
       && die "VFIO_LAB_AER=1 needs a q35 configuration (type1, 612-*type1, 612-iommufd): $config is i440fx, without PCIe ports"
     truncate -s 32M "$run/nvmeaer.img"
     QEMU_ARGS+=(-device "pcie-root-port,id=rpaer1,chassis=11,slot=1,addr=0x$SLOT_AER_PORT1"
@@ -551,8 +580,8 @@ qemu_args() {
   fi
   # Two Intel 82576 ports (VFIO_LAB_IGB=1, issue 19) on a hub of their own (hubid 1) with no host-side netdev, like
   # the virtio-net ports: what one sends, the other receives. QEMU's igb model exists from 8.0 on (VFIO_LAB_QEMU=10).
-  if [ "${VFIO_LAB_IGB:-0}" = 1 ]; then
-    [ "${VFIO_LAB_QEMU:-7}" = 10 ] || die "VFIO_LAB_IGB=1 needs VFIO_LAB_QEMU=10 (QEMU 7.2 has no igb model)"
+  if has_igb "$config"; then
+    [ "$(qemu_of "$config")" = 10 ] || die "VFIO_LAB_IGB=1 needs VFIO_LAB_QEMU=10 (QEMU 7.2 has no igb model)"
     QEMU_ARGS+=(-netdev hubport,id=g0,hubid=1 -netdev hubport,id=g1,hubid=1
       -device "igb,netdev=g0,mac=52:54:00:00:01:01,addr=0x$SLOT_IGB0"
       -device "igb,netdev=g1,mac=52:54:00:00:01:02,addr=0x$SLOT_IGB1")
@@ -604,7 +633,7 @@ write_job() { # run-dir config command...
     [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ] && printf 'export VFIO_LAB_NVME2=%s\n' "$(bdf $SLOT_NVME2)"
     [ "${VFIO_LAB_NVME_SUBSYS:-0}" = 1 ] && printf 'export VFIO_LAB_NVME3=%s\n' "$(bdf $SLOT_NVME3)"
     [ "${VFIO_LAB_AER:-0}" = 1 ] && printf 'export VFIO_LAB_NVME_AER=%s VFIO_LAB_NET_AER=%s\n' "$BDF_NVME_AER" "$BDF_NET_AER"
-    [ "${VFIO_LAB_IGB:-0}" = 1 ] && printf 'export VFIO_LAB_IGB0=%s VFIO_LAB_IGB1=%s\n' "$(bdf $SLOT_IGB0)" "$(bdf $SLOT_IGB1)"
+    has_igb "$config" && printf 'export VFIO_LAB_IGB0=%s VFIO_LAB_IGB1=%s\n' "$(bdf $SLOT_IGB0)" "$(bdf $SLOT_IGB1)"
     # The guest starts from an empty environment (guest-init.sh runs the job under env -i): a caller's settings
     # for the command (NAME=VALUE) come through JOB_ENV.
     local kv
@@ -624,6 +653,7 @@ run_guest() {
   truncate -s 256M "$run/nvme.img"
   [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ] && truncate -s 128M "$run/nvme2.img"
   write_job "$run" "$config" "$@"
+  use_qemu "$(qemu_of "$config")"
   qemu_args "$config" "$run" "$out"
   [ "$QEMU_BIN" = qemu-system-x86_64 ] || log "$config: $("$QEMU_BIN" --version | head -n1)"
   # QMP for the job (lab/qmp-bridge.py: the guest writes requests into the shared run directory), not interactive runs.
@@ -689,6 +719,7 @@ cmd_run() {
   [ $# -gt 0 ] || die "run: no command given (lab.sh run $config -- COMMAND...)"
   check_config "$config"
   out="${out:-$ROOT/artifacts/lab/out}" logf="${logf:-$ROOT/artifacts/lab/$config.console.log}"
+  [ "$config" = igb ] && export PREPARE_QEMU10=1
   if [[ "$config" == 612-* ]]; then PREPARE_612=kernel prepare; else prepare; fi
   local t0 rc=0; t0="$(now)"
   run_guest "$config" "$timeout" "$(abspath "$out")" "$(abspath "$logf")" "$stream" "$@" || rc=$?
@@ -732,6 +763,7 @@ cmd_e2e() {
   # Each config leaves OUTDIR/<config>.log (the test run's output; a lab failure is written there
   # too, without an xunit summary, so ./run counts it as a failure) and OUTDIR/<config>.rc.
   # prepare exits on error: try it in a subshell first, so a failure still leaves logs behind.
+  for cfg in "${configs[@]}"; do [ "$cfg" = igb ] && export PREPARE_QEMU10=1; done
   if ! (prepare); then
     for cfg in "${configs[@]}"; do
       echo "lab: FAILED: lab.sh prepare failed; no guest was booted" > "$outdir/$cfg.log"
@@ -756,7 +788,7 @@ cmd_e2e() {
     [ "$jobs" -ge 1 ] || jobs=1
   fi
   local order=() c
-  for c in noiommu type1 noiommu-off 612-noiommu 612-compat-noiommu 612-iommufd 612-type1 612-compat-type1; do
+  for c in noiommu type1 igb noiommu-off 612-noiommu 612-compat-noiommu 612-iommufd 612-type1 612-compat-type1; do
     for cfg in "${configs[@]}"; do [ "$cfg" = "$c" ] && order+=("$c"); done
   done
   printf '%s\n' "${order[@]}" > "$outdir/.queue"

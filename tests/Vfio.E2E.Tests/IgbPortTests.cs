@@ -9,12 +9,12 @@ using Vfio.Net;
 namespace Vfio.E2E.Tests;
 
 /// <summary>
-/// The 82576 ports of the igb lab (lab/lab.sh VFIO_LAB_QEMU=10 VFIO_LAB_IGB=1: two QEMU igb ports on one hub) through
+/// The 82576 ports of the igb lab (lab/lab.sh's igb configuration: two QEMU 10 igb ports on one hub) through
 /// the port abstraction: <c>vfio net stats|pktgen|fwd</c> choosing igb by PCI ID, and frame counts cross-checked with
 /// DPDK 22.11's testpmd and its e1000 PMD (the host's packages dpdk-dev and librte-net-e1000-23, seen over 9p): our
 /// pktgen against testpmd's rxonly counters, and testpmd's transmissions against our receiver, with the receive
 /// checksum flags compared with a recomputation. Trait lab=igb; a missing port or testpmd fails, never skips.
-/// Run: VFIO_LAB_QEMU=10 VFIO_LAB_IGB=1 lab/lab.sh run noiommu --timeout 900 -- dotnet
+/// Run alone: lab/lab.sh run igb --timeout 900 -- dotnet
 /// tests/Vfio.E2E.Tests/bin/Release/net10.0/Vfio.E2E.Tests.dll -trait lab=igb -class Vfio.E2E.Tests.IgbPortTests
 /// </summary>
 [Trait("lab", "igb")]

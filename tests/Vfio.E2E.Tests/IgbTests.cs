@@ -11,10 +11,10 @@ using Vfio.VirtioNet;
 namespace Vfio.E2E.Tests;
 
 /// <summary>
-/// The userspace 82576 driver against QEMU's igb model: two ports on one hub with no host-side netdev (lab/lab.sh
-/// VFIO_LAB_IGB=1, which needs VFIO_LAB_QEMU=10), so what one port sends the other receives. Trait lab=igb: only a
-/// guest started with the igb ports runs it, and there a missing port fails the tests (Lab.Igb0 throws), never skips.
-/// Run: VFIO_LAB_QEMU=10 VFIO_LAB_IGB=1 lab/lab.sh run noiommu --timeout 900 -- dotnet
+/// The userspace 82576 driver against QEMU's igb model: two ports on one hub with no host-side netdev (lab/lab.sh's igb
+/// configuration, on QEMU 10), so what one port sends the other receives. Trait lab=igb: the igb guest runs it in every
+/// lab e2e run, and there a missing port fails the tests (Lab.Igb0 throws), never skips.
+/// Run alone: lab/lab.sh run igb --timeout 900 -- dotnet
 /// tests/Vfio.E2E.Tests/bin/Release/net10.0/Vfio.E2E.Tests.dll -trait lab=igb (after binding both ports to vfio-pci,
 /// which the tests also do).
 /// </summary>

@@ -56,7 +56,7 @@ public static partial class Lab
     /// How VfioDevice.Open opens a device with an IOMMU in this guest: through the cdev + iommufd on the 6.12 guest that
     /// offers it and does not force the group, through the group + type1 container otherwise (VFIO_LAB_OPEN_MODE).
     /// </summary>
-    public static Vfio.Kernel.VfioMode ExpectedMode => Config == NoIommu
+    public static Vfio.Kernel.VfioMode ExpectedMode => Config is NoIommu or IgbConfig
         ? Vfio.Kernel.VfioMode.NoIommu
         : Environment.GetEnvironmentVariable("VFIO_LAB_OPEN_MODE") == "iommufd" ? Vfio.Kernel.VfioMode.Iommufd : Vfio.Kernel.VfioMode.Type1;
 
@@ -78,7 +78,13 @@ public static partial class Lab
     public static string Net0 => Env("VFIO_LAB_NET0");
     public static string Net1 => Env("VFIO_LAB_NET1");
 
-    /// <summary>The two Intel 82576 (igb) ports of a guest started with VFIO_LAB_IGB=1 (QEMU 10), on one hub.</summary>
+    /// <summary>
+    /// The lab configuration that boots the noiommu guest on QEMU 10 with two Intel 82576 ports (QEMU 7.2 has no igb
+    /// model) and runs the igb tests (trait lab=igb) only.
+    /// </summary>
+    public const string IgbConfig = "igb";
+
+    /// <summary>The two Intel 82576 (igb) ports of the igb guest (or one started with VFIO_LAB_IGB=1 on QEMU 10), on one hub.</summary>
     public static string Igb0 => Env("VFIO_LAB_IGB0");
     public static string Igb1 => Env("VFIO_LAB_IGB1");
 
