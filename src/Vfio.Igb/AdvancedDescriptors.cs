@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Vfio.Igb;
 
 /// <summary>
@@ -85,12 +87,14 @@ internal static class AdvancedDescriptor
     public const ulong RxErrorReceive = 1UL << 31;       // RXE: CRC, symbol or other frame error
 
     /// <summary>The read format (§7.1.5.1): packet buffer address, header buffer address 0 (one-buffer mode), DD clear.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static (ulong Low, ulong High) EncodeRxRead(ulong packetAddress) => (packetAddress, 0);
 
     /// <summary>The fields of a receive write-back.</summary>
     public readonly record struct RxWriteBack(bool Done, bool EndOfPacket, int Length, ulong Status, IgbRxMetadata Metadata, bool FrameError);
 
     /// <summary>Decodes a receive write-back (§7.1.5.2). <paramref name="rssEnabled"/>: dword 1 is the RSS hash.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static RxWriteBack DecodeRxWriteBack(ulong low, ulong high, bool rssEnabled)
     {
         bool done = (high & RxStatusDone) != 0;
@@ -123,6 +127,7 @@ internal static class AdvancedDescriptor
     public const int MaxTxLength = 0xFFFF;
 
     /// <summary>An advanced data descriptor for a whole frame in one buffer (§7.2.3.2.4).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static (ulong Low, ulong High) EncodeTxData(ulong bufferAddress, int length, IgbTxChecksum checksums)
     {
         ulong high = (uint)length | TxDtypData | TxCmdEndOfPacket | TxCmdInsertFcs | TxCmdReportStatus | TxCmdExtended

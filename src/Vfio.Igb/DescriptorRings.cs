@@ -68,6 +68,9 @@ internal abstract unsafe class DescriptorRing
         Volatile.Read(ref Descriptor(slot)[0]);
 
     /// <summary>Writes <paramref name="descriptor"/> into the tail slot, owned by <paramref name="packet"/>, and hands the slot over.</summary>
+    // Inlined, as every per-packet step of the rings: under emulation (QEMU/TCG) each call's return is an indirect
+    // jump the translator resolves by a lookup, and the forwarding loop makes several per packet otherwise.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     protected void Put(PacketBuffer packet, (ulong Low, ulong High) descriptor)
     {
         int slot = Tail;
@@ -77,13 +80,16 @@ internal abstract unsafe class DescriptorRing
         InFlight++;
     }
 
-    /// <summary>Takes the oldest slot back: its packet, a cleared descriptor (no stale DD), the clean index moved on.</summary>
+    /// <summary>Takes the oldest slot back: its packet, a cleared status (no stale DD), the clean index moved on.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     protected PacketBuffer TakeOldest()
     {
         int slot = Clean;
         var packet = Slots[slot];
         Slots[slot] = default;
-        Write(slot, (0, 0));
+        // SAFETY: slot < Size. Only the high quadword: both write-back formats keep DD there (§7.1.5.2, §7.2.3.2.4),
+        // and the low one is rewritten whole when the slot is offered again.
+        Descriptor(slot)[1] = 0;
         Clean = RingMath.Next(slot, Size);
         InFlight--;
         return packet;
@@ -132,6 +138,7 @@ internal abstract unsafe class DescriptorRing
     /// The slot at <see cref="Tail"/> is never the device's (one slot stays empty), and the driver cleared its status
     /// when it last took the slot back: a done bit there is a write-back to a descriptor the driver did not offer.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     protected void CheckTailUntouched(ulong doneBit)
     {
         if ((ReadHigh(Tail) & doneBit) != 0)
@@ -175,30 +182,34 @@ internal sealed unsafe class RxRing(nint descriptors, int size, PciAddress devic
     /// bytes offered. False when the device is not done.
     /// </summary>
     /// <exception cref="DeviceProtocolViolationException">The write-back breaks the rules; the ring is now faulted.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryTake(out PacketBuffer packet, out AdvancedDescriptor.RxWriteBack writeBack)
     {
         packet = default;
         writeBack = default;
-        if (InFlight == 0 || (ReadHigh(Clean) & AdvancedDescriptor.RxStatusDone) == 0)
+        int slot = Clean;
+        // The status is read once: what is checked is what is used.
+        ulong high = InFlight == 0 ? 0 : ReadHigh(slot);
+        if ((high & AdvancedDescriptor.RxStatusDone) == 0)
         {
             CheckTailUntouched(AdvancedDescriptor.RxStatusDone);
             return false;
         }
-        int slot = Clean;
-        ulong high = ReadHigh(slot);
         writeBack = AdvancedDescriptor.DecodeRxWriteBack(ReadLow(slot), high, RssHashInDescriptor);
-        if (!writeBack.EndOfPacket)
+        if (!writeBack.EndOfPacket || writeBack.Length == 0 || writeBack.Length > BufferLength)
         {
-            throw Violation("receive write-back EOP (§7.1.5.2)",
-                $"slot {slot}: a frame continues past a {BufferLength}-byte buffer, longer than any frame the port accepts (RCTL.LPE is off)");
-        }
-        if (writeBack.Length == 0 || writeBack.Length > BufferLength)
-        {
-            throw Violation("receive write-back PKT_LEN (§7.1.5.2)", $"slot {slot}: length {writeBack.Length}, the buffer offered holds 1..{BufferLength} bytes");
+            throw BadWriteBack(slot, writeBack);
         }
         packet = TakeOldest();
         return true;
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private DeviceProtocolViolationException BadWriteBack(int slot, in AdvancedDescriptor.RxWriteBack writeBack) =>
+        !writeBack.EndOfPacket
+            ? Violation("receive write-back EOP (§7.1.5.2)",
+                $"slot {slot}: a frame continues past a {BufferLength}-byte buffer, longer than any frame the port accepts (RCTL.LPE is off)")
+            : Violation("receive write-back PKT_LEN (§7.1.5.2)", $"slot {slot}: length {writeBack.Length}, the buffer offered holds 1..{BufferLength} bytes");
 }
 
 /// <summary>A transmit ring of advanced data and context descriptors (§7.2.3.2).</summary>
@@ -209,6 +220,7 @@ internal sealed unsafe class TxRing(nint descriptors, int size, PciAddress devic
     public IgbTxOffload? Context { get; set; }
 
     /// <summary>Puts a descriptor in the tail slot; <paramref name="packet"/> is default for a context descriptor.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Enqueue(PacketBuffer packet, (ulong Low, ulong High) descriptor) => Put(packet, descriptor);
 
     /// <summary>
@@ -216,6 +228,7 @@ internal sealed unsafe class TxRing(nint descriptors, int size, PciAddress devic
     /// is default for a context descriptor. False when the device is not done.
     /// </summary>
     /// <exception cref="DeviceProtocolViolationException">DD on a slot never offered; the ring is now faulted.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryReclaim(out PacketBuffer packet)
     {
         packet = default;

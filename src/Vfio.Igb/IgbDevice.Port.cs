@@ -190,7 +190,7 @@ public sealed partial class IgbDevice : INetPort
     /// form): a checksum the device checked is good or bad (IPCS/IPE, L4I/L4E, §7.1.5.2), and the RSS hash.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void SetPacketFlags(PacketBuffer packet, in IgbRxMetadata metadata)
+    private static void SetPacketFlags(PacketPool pool, PacketBuffer packet, in IgbRxMetadata metadata)
     {
         var f = metadata.Flags;
         var flags = PacketFlags.None;
@@ -202,7 +202,6 @@ public sealed partial class IgbDevice : INetPort
         {
             flags |= (f & IgbRxFlags.L4ChecksumError) != 0 ? PacketFlags.L4ChecksumBad : PacketFlags.L4ChecksumGood;
         }
-        var pool = packet.Pool;
         if ((f & IgbRxFlags.RssHashValid) != 0)
         {
             flags |= PacketFlags.RssHash;

@@ -221,6 +221,7 @@ public sealed partial class IgbDevice : IDisposable
             var rx = _rx[queuePair];
             var ring = (RxRing)rx.Ring;
             ring.ThrowIfFaulted();
+            var pool = Pool;   // every buffer the receive rings hold came from it (Refill)
             int got = 0;
             long bytes = 0;
             try
@@ -234,9 +235,10 @@ public sealed partial class IgbDevice : IDisposable
                         packet.Free();
                         continue;
                     }
-                    packet.Length = writeBack.Length;
+                    // TryTake checked the length against the buffer offered, which the pool's data room holds.
+                    PacketPoolMarshal.SetLength(pool, packet.Index, writeBack.Length);
                     bytes += writeBack.Length;
-                    SetPacketFlags(packet, writeBack.Metadata);
+                    SetPacketFlags(pool, packet, writeBack.Metadata);
                     if (!metadata.IsEmpty) { metadata[got] = writeBack.Metadata; }
                     into[got++] = packet;
                 }
