@@ -89,7 +89,15 @@ internal static class NetCommands
         });
         var burst = BurstOption();
         var seconds = SecondsOption(30, "The most time to take: the run ends then even if not every frame was sent (a peer that does not drain stops the link)");
-        var command = new Command("pktgen", "Send numbered test frames (broadcast, EtherType 0x88B5) on one port") { port, count, size, burst, seconds };
+        var linger = new Option<int>("--linger")
+        {
+            Description = "Milliseconds the port stays up after the device reported the last frame sent, before closing resets it: "
+                + "frames may still wait beyond the device (a switch, QEMU's hub queue while the peer's ring is full), and a reset of the sending port drops what QEMU holds",
+            DefaultValueFactory = _ => 100,
+            HelpName = "MS",
+        };
+        linger.Validators.Add(r => { if (Arguments.TryGet(r, out int v) && v is < 0 or > 60_000) { r.AddError("--linger must be 0 to 60000"); } });
+        var command = new Command("pktgen", "Send numbered test frames (broadcast, EtherType 0x88B5) on one port") { port, count, size, burst, seconds, linger };
         command.SetAction(parse =>
         {
             var ctx = context(parse);
@@ -105,6 +113,8 @@ internal static class NetCommands
             var limit = TimeSpan.FromSeconds(parse.GetValue(seconds));
             var result = PacketGenerator.Send(netDevice, n, bytes, b, maxDuration: limit);
             bool complete = result.Sent == n && result.InFlight == 0;
+            // Not counted in the rate: the frames are out of the device's ring; this only keeps the port from being reset under them.
+            Thread.Sleep(parse.GetValue(linger));
             var doc = new NetPktgenJson(
                 Port: device.Address.ToString(),
                 Mode: InfoCommand.ModeName(device.Backend),
