@@ -57,8 +57,8 @@
 # e2e boot, default 1500: the noiommu guest, which also runs the nvme-cli cross-check, takes about 875 s on 2 busy cores), VFIO_LAB_KERNEL_ABI (pin a kernel ABI, e.g. 6.1.0-56-amd64),
 # VFIO_LAB_JOBS (e2e guests at a time, default one per core up to 4), VFIO_LAB_CONFIGS (e2e: only these
 # configurations, space-separated), CONFIG (build configuration of the test project, default Release).
-# QEMU: every configuration but noiommu boots on QEMU 10.0 from bookworm-backports, extracted into the cache;
-# noiommu on the system's 7.2 (lab/README.md, "QEMU"); VFIO_LAB_QEMU=7 or 10 puts them all on one (igb stays on 10).
+# QEMU: the 6.12 guests and igb boot on QEMU 10.0 from bookworm-backports, extracted into the cache; noiommu, type1
+# and noiommu-off on the system's 7.2 (lab/README.md, "QEMU"); VFIO_LAB_QEMU=7 or 10 puts them all on one (igb stays on 10).
 # VFIO_LAB_IGB=1 (with QEMU 10): two igb ports at 0c.0/0e.0,
 # exported as VFIO_LAB_IGB0/VFIO_LAB_IGB1 (lab/README.md, "igb").
 set -euo pipefail
@@ -89,9 +89,10 @@ short_hash() { sha256sum | cut -c1-16; }
 
 # QEMU for the guests (issue 19): bookworm-backports' QEMU 10.0 (it has the igb NIC model and NVMe Namespace
 # Management), pinned to one version and extracted into the lab cache beside the system's 7.2, so both stay usable
-# and nothing else upgrades. Every configuration boots on it except noiommu, which stays on Debian 12's 7.2: under
-# TCG on 2 busy cores 10.0.2 aborted it once (iotlb_to_section assertion, 2026-12-06) and stalled its second vCPU's
-# timer once (RCU stall 540 s in, 2026-12-07), while 7.2 has passed it in every CI run (lab/README.md, "QEMU").
+# and nothing else upgrades. The one-vCPU guests (the five 6.12 ones) and igb (one TCG thread) boot on it; the
+# three 6.1 guests with two vCPUs on a TCG thread each (noiommu, type1, noiommu-off) stay on Debian 12's 7.2: under
+# TCG on 2 busy cores 10.0.2 aborted such a guest (iotlb_to_section assertion) or stalled its second vCPU's timer
+# (RCU stalls) in four runs of 2026-12-06/07, while 7.2 has passed them in every CI run (lab/README.md, "QEMU").
 # VFIO_LAB_QEMU=7 or 10 puts every configuration on that one (igb needs 10).
 QEMU_BIN=qemu-system-x86_64
 QEMU10_VERSION="${VFIO_LAB_QEMU10_VERSION:-1:10.0.2+ds-2+deb13u1~bpo12+1}"
@@ -128,13 +129,13 @@ use_qemu() { # 7|10
     QEMU_DATA_ARGS=()
   fi
 }
-# The QEMU a configuration boots on: VFIO_LAB_QEMU if set (igb always 10: 7.2 has no igb model), else 7 for noiommu
-# and 10 for the rest.
+# The QEMU a configuration boots on: VFIO_LAB_QEMU if set (igb always 10: 7.2 has no igb model), else 10 for the
+# 6.12 guests and igb, 7 for the two-vCPU 6.1 guests.
 qemu_of() { # config
   if [ "$1" = igb ]; then echo 10
   elif [ -n "${VFIO_LAB_QEMU:-}" ]; then echo "$VFIO_LAB_QEMU"
-  elif [ "$1" = noiommu ]; then echo 7
-  else echo 10; fi
+  elif [[ "$1" == 612-* ]]; then echo 10
+  else echo 7; fi
 }
 QEMU_DATA_ARGS=()
 
