@@ -99,7 +99,7 @@ QEMU10_VERSION="${VFIO_LAB_QEMU10_VERSION:-1:10.0.2+ds-2+deb13u1~bpo12+1}"
 QEMU10_SEABIOS="${VFIO_LAB_QEMU10_SEABIOS:-1.16.3-2~bpo12+1}"
 QEMU10_DIR="$CACHE/qemu-$(printf '%s' "$QEMU10_VERSION" | sed 's/[^A-Za-z0-9.]/_/g')"
 ensure_qemu() {
-  [ "${VFIO_LAB_QEMU:-}" = 7 ] || fetch_qemu10
+  if [ "${VFIO_LAB_QEMU:-}" = 10 ]; then fetch_qemu10; fi
 }
 # Downloads and extracts the pinned QEMU 10 into the cache unless it is there.
 fetch_qemu10() {
@@ -128,6 +128,11 @@ use_qemu() { # 7|10
     unset QEMU_MODULE_DIR
     QEMU_DATA_ARGS=()
   fi
+}
+# What prepare must add for configuration $1: QEMU 10 (PREPARE_QEMU10), DPDK's testpmd for igb (PREPARE_IGB).
+needs_for() { # config
+  if [ "$(qemu_of "$1")" = 10 ]; then export PREPARE_QEMU10=1; fi
+  if [ "$1" = igb ]; then export PREPARE_IGB=1; fi
 }
 # The QEMU a configuration boots on: VFIO_LAB_QEMU if set (igb always 10: 7.2 has no igb model), else 10 for the
 # 6.12 guests and igb, 7 for the two-vCPU 6.1 guests.
@@ -453,9 +458,11 @@ prepare() {
 
   ensure_packages
   ensure_qemu
-  if [ "${PREPARE_QEMU10:-0}" = 1 ]; then   # a run that boots the igb configuration
-    fetch_qemu10
-    # its tests cross-check frame counts with DPDK's testpmd and e1000 PMD, from the host's packages over 9p
+  # Only for a run that boots a configuration on QEMU 10 (cmd_run and cmd_e2e set these): the demo and the
+  # benchmarks of the noiommu guest need neither.
+  if [ "${PREPARE_QEMU10:-0}" = 1 ]; then fetch_qemu10; fi
+  if [ "${PREPARE_IGB:-0}" = 1 ]; then
+    # the igb tests cross-check frame counts with DPDK's testpmd and e1000 PMD, from the host's packages over 9p
     local p missing=()
     for p in dpdk-dev librte-net-e1000-23 librte-mempool-ring23; do pkg_installed "$p" || missing+=("$p"); done
     [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
@@ -743,7 +750,7 @@ cmd_run() {
   [ $# -gt 0 ] || die "run: no command given (lab.sh run $config -- COMMAND...)"
   check_config "$config"
   out="${out:-$ROOT/artifacts/lab/out}" logf="${logf:-$ROOT/artifacts/lab/$config.console.log}"
-  [ "$config" = igb ] && export PREPARE_QEMU10=1
+  needs_for "$config"
   if [[ "$config" == 612-* ]]; then PREPARE_612=kernel prepare; else prepare; fi
   local t0 rc=0; t0="$(now)"
   run_guest "$config" "$timeout" "$(abspath "$out")" "$(abspath "$logf")" "$stream" "$@" || rc=$?
@@ -787,7 +794,7 @@ cmd_e2e() {
   # Each config leaves OUTDIR/<config>.log (the test run's output; a lab failure is written there
   # too, without an xunit summary, so ./run counts it as a failure) and OUTDIR/<config>.rc.
   # prepare exits on error: try it in a subshell first, so a failure still leaves logs behind.
-  for cfg in "${configs[@]}"; do [ "$cfg" = igb ] && export PREPARE_QEMU10=1; done
+  for cfg in "${configs[@]}"; do needs_for "$cfg"; done
   if ! (prepare); then
     for cfg in "${configs[@]}"; do
       echo "lab: FAILED: lab.sh prepare failed; no guest was booted" > "$outdir/$cfg.log"
@@ -994,6 +1001,7 @@ cmd_shell() {
   [ $# -eq 1 ] || die "usage: lab.sh shell CONFIG"
   check_config "$1"
   [ -t 0 ] || die "shell needs a terminal"
+  needs_for "$1"
   if [[ "$1" == 612-* ]]; then PREPARE_612=kernel prepare; else prepare; fi
   log "booting $1; leave with 'exit' (the guest powers off), or Ctrl-A X"
   INTERACTIVE=1 run_guest "$1" 0 "$ROOT/artifacts/lab/out" "$ROOT/artifacts/lab/$1.console.log" 0 bash -i
