@@ -197,13 +197,34 @@ public sealed class CliServeTests
 
     private static void UseEdu(string socket)
     {
-        using var dev = VfioUserDevice.Connect(socket);
+        using var dev = ConnectWhenListening(socket);
         Assert.Equal(0x1234, dev.Config.VendorId);
         Assert.Equal(0x11e8, dev.Config.DeviceId);
         using var bar0 = dev.OpenRegion(PciRegion.Bar0);
         var edu = new Edu(bar0);
         Assert.Equal(0x010000edu, edu.Id);
         Assert.Equal(3_628_800u, edu.ComputeFactorial(10, TimeSpan.FromSeconds(10)));
+    }
+
+    /// <summary>
+    /// Connects once the server listens: its socket file appears at bind(2), a moment before listen(2), and a connect
+    /// in between is refused (seen once under TCG, 2026-12-07).
+    /// </summary>
+    private static VfioUserDevice ConnectWhenListening(string socket)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                return VfioUserDevice.Connect(socket);
+            }
+            catch (IOException e) when (e.InnerException is System.Net.Sockets.SocketException
+                { SocketErrorCode: System.Net.Sockets.SocketError.ConnectionRefused } && clock.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                Thread.Sleep(100);
+            }
+        }
     }
 
     [Fact]
