@@ -321,24 +321,33 @@ public abstract class ControllerTests(NvmeTransport transport)
         using var dev = New();
         using var c = Open(dev, new NvmeControllerOptions { CommandTimeout = TimeSpan.FromMilliseconds(1000), MinimumReadyTimeout = TimeSpan.FromSeconds(1) });
         var ns = c.Namespaces[0];
+        using var buf = dev.Dma.Allocate(3 * 4096);             // outlives the queue: it is disposed after q
         using var q = c.CreateIoQueue(new NvmeIoQueueOptions { CompletionMode = NvmeCompletionMode.Polled });
-        using var buf = dev.Dma.Allocate(3 * 4096);
-        var placed = new TaskCompletionSource<ValueTask>(TaskCreationOptions.RunContinuationsAsynchronously);
-        async Task First()
+        // The premise needs the first read's continuation on the queue's completion thread. On a loaded host the
+        // completion can win the race with the await, and the continuation then runs elsewhere (inline or on the
+        // pool): such a round places nothing and is tried again.
+        for (int attempt = 0; ; attempt++)
         {
-            await q.ReadAsync(ns, 0, 1, buf, 0, TestContext.Current.CancellationToken);
-            // On the completion thread: place the next read on a device that does not answer, then hold the thread.
-            dev.Stalled = true;
-            var second = q.ReadAsync(ns, 1, 1, buf, 4096, TestContext.Current.CancellationToken);
-            Thread.Sleep(1500);
-            placed.SetResult(second);
+            Assert.True(attempt < 20, "the first read's continuation never ran on the completion thread");
+            var placed = new TaskCompletionSource<ValueTask?>(TaskCreationOptions.RunContinuationsAsynchronously);
+            async Task First()
+            {
+                await q.ReadAsync(ns, 0, 1, buf, 0, TestContext.Current.CancellationToken);
+                if (Thread.CurrentThread.Name != $"nvme Q{q.QueueId} completions") { placed.SetResult(null); return; }
+                // On the completion thread: place the next read on a device that does not answer, then hold the thread.
+                dev.Stalled = true;
+                var next = q.ReadAsync(ns, 1, 1, buf, 4096, TestContext.Current.CancellationToken);
+                Thread.Sleep(1500);
+                placed.SetResult(next);
+            }
+            await First();
+            if (await placed.Task is not { } second) { continue; }
+            await Task.Delay(100, TestContext.Current.CancellationToken);
+            dev.Stalled = false;
+            await q.ReadAsync(ns, 2, 1, buf, 8192, TestContext.Current.CancellationToken);   // its doorbell lets the device take both
+            await second;
+            break;
         }
-        await First();
-        var second = await placed.Task;
-        await Task.Delay(100, TestContext.Current.CancellationToken);
-        dev.Stalled = false;
-        await q.ReadAsync(ns, 2, 1, buf, 8192, TestContext.Current.CancellationToken);   // its doorbell lets the device take both
-        await second;
         Assert.False(c.IsFaulted);
         Assert.Equal(0, q.Outstanding);
     }
