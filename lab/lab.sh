@@ -19,7 +19,7 @@
 #
 # Configurations: noiommu (i440fx, vfio enable_unsafe_noiommu_mode=1), type1 (q35 + intel-iommu),
 # noiommu-off (i440fx, vfio loaded with the No-IOMMU parameter off), igb (q35 without a vIOMMU, No-IOMMU groups, QEMU
-# 10 with two Intel 82576 ports, running the igb tests only: QEMU 7.2 has no igb model), all on Debian's 6.1 kernel; and on
+# 10 with two Intel 82576 ports and two NUMA nodes, running the igb and NUMA tests only: QEMU 7.2 has no igb model), all on Debian's 6.1 kernel; and on
 # a 6.12 kernel built from Debian's source with everything built in (lab/kernel-6.12.config):
 # 612-noiommu (i440fx, No-IOMMU groups), 612-iommufd (q35 + intel-iommu: the library opens devices
 # through the VFIO device cdev + iommufd), 612-type1 (the same guest with VFIO_DOTNET_MODE=type1,
@@ -48,6 +48,8 @@
 #   VFIO_LAB_NET_AER 0000:02:00.0   q35 guests with VFIO_LAB_AER=1 only: virtio-net-pci with aer=on (an AER capability)
 #                                behind pcie-root-port 00:14.0 (QOM id netaer), hub 0 port p2 (frames reach NET0/NET1);
 #                                errors are injected with QMP human-monitor-command "pcie_aer_inject_error netaer ..."
+#   VFIO_LAB_NVME_NUMA 0000:41:00.0  igb config only (VFIO_LAB_NUMA=1): an nvme (32 MiB raw file, serial VFIOLAB0005)
+#                                behind a pxb-pcie on NUMA node 1 (slot 15) and its root port 40:00.0: numa_node 1
 #   (00:10.0-00:12.0 are the 9p shares the lab itself uses: host root, run dir, output dir.)
 #
 # Exit codes of `run`: COMMAND's own, or 124 when the guest timed out, 125 when the lab failed
@@ -75,6 +77,9 @@ SLOT_EDU=04 SLOT_EDU2=05 SLOT_NVME=06 SLOT_NET0=07 SLOT_NET1=08 SLOT_NVME2=09 SL
 # VFIO_LAB_AER=1 (q35 only): two pcie-root-ports; the guest numbers their secondary buses 1 and 2 in slot order
 # (nothing else on q35's bus 0 is a bridge), so the devices behind them are 01:00.0 and 02:00.0.
 SLOT_AER_PORT1=13 SLOT_AER_PORT2=14 BDF_NVME_AER=0000:01:00.0 BDF_NET_AER=0000:02:00.0
+# VFIO_LAB_NUMA=1 (the igb configuration): a PCIe expander bridge on node 1 at slot 15 opens root bus 0x40, its root
+# port 40:00.0 leads to bus 0x41, where an nvme sits.
+SLOT_PXB_NUMA=15 BDF_NVME_NUMA=0000:41:00.0
 SLOT_9P_HOST=10 SLOT_9P_LAB=11 SLOT_9P_OUT=12
 
 log() { printf 'lab: %s\n' "$*" >&2; }
@@ -614,6 +619,19 @@ qemu_args() {
       -device "igb,netdev=g0,mac=52:54:00:00:01:01,addr=0x${igb[0]}"
       -device "igb,netdev=g1,mac=52:54:00:00:01:02,addr=0x${igb[1]}")
   fi
+  # Two NUMA nodes (VFIO_LAB_NUMA=1, issue 21; the igb configuration boots with them): 1 GiB and one vCPU each, and
+  # an nvme (serial VFIOLAB0005) behind a PCIe expander bridge whose ACPI proximity says node 1, so the guest's sysfs
+  # gives the device numa_node 1 (QEMU docs/pci_expander_bridge.txt). pxb-pcie needs q35.
+  if [ "${VFIO_LAB_NUMA:-0}" = 1 ]; then
+    [ "$config" = igb ] || die "VFIO_LAB_NUMA=1 is for the igb configuration (q35, two vCPUs): not $config"
+    truncate -s 32M "$run/nvmenuma.img"
+    QEMU_ARGS+=(-object memory-backend-ram,id=mem0,size=1024M -numa node,nodeid=0,cpus=0,memdev=mem0
+      -object memory-backend-ram,id=mem1,size=1024M -numa node,nodeid=1,cpus=1,memdev=mem1
+      -device "pxb-pcie,id=pxbnuma,bus_nr=64,numa_node=1,bus=pcie.0,addr=0x$SLOT_PXB_NUMA"
+      -device pcie-root-port,id=rpnuma,bus=pxbnuma,chassis=21,slot=0
+      -drive "file=$run/nvmenuma.img,if=none,format=raw,id=nvmnuma"
+      -device nvme,id=nvmenuma,drive=nvmnuma,serial=VFIOLAB0005,bus=rpnuma)
+  fi
   # QEMU's log (its trace events, with Debian's "log" trace backend) in the run directory, which the guest sees at
   # /run/vfio-lab/qemu.log: bench net switches virtio's notification events on through QMP for an untimed pass and
   # counts them there. No event is on from the start, so the file stays empty otherwise.
@@ -661,6 +679,7 @@ write_job() { # run-dir config command...
     [ "${VFIO_LAB_VERIFY_NVME:-0}" = 1 ] && printf 'export VFIO_LAB_NVME2=%s\n' "$(bdf $SLOT_NVME2)"
     [ "${VFIO_LAB_NVME_SUBSYS:-0}" = 1 ] && printf 'export VFIO_LAB_NVME3=%s\n' "$(bdf $SLOT_NVME3)"
     [ "${VFIO_LAB_AER:-0}" = 1 ] && printf 'export VFIO_LAB_NVME_AER=%s VFIO_LAB_NET_AER=%s\n' "$BDF_NVME_AER" "$BDF_NET_AER"
+    [ "${VFIO_LAB_NUMA:-0}" = 1 ] && printf 'export VFIO_LAB_NVME_NUMA=%s\n' "$BDF_NVME_NUMA"
     if has_igb "$config"; then
       local igb; read -r -a igb <<< "$(igb_slots "$config")"
       printf 'export VFIO_LAB_IGB0=%s VFIO_LAB_IGB1=%s\n' "$(bdf "${igb[0]}")" "$(bdf "${igb[1]}")"
@@ -864,7 +883,11 @@ e2e_lane() { # outdir dll lane
       # The PCIe error tests (trait lab=aer) need root ports and the AER devices behind them: the 6.1 type1 guest
       # (q35) has them in every run.
       [ "$cfg" = type1 ] && aer=1 also="lab=aer"
-      VFIO_LAB_NVME_SUBSYS=$subsys VFIO_LAB_AER=$aer run_guest "$cfg" "${VFIO_LAB_TIMEOUT:-1500}" "$outdir" "$outdir/$cfg.console.txt" 0 \
+      # The NUMA tests (trait lab=numa) need two nodes and a device on the second: the igb guest (q35, two vCPUs)
+      # boots with them in every run.
+      local numa=0
+      [ "$cfg" = igb ] && numa=1 also="lab=numa"
+      VFIO_LAB_NVME_SUBSYS=$subsys VFIO_LAB_AER=$aer VFIO_LAB_NUMA=$numa run_guest "$cfg" "${VFIO_LAB_TIMEOUT:-1500}" "$outdir" "$outdir/$cfg.console.txt" 0 \
         bash -o pipefail -c 'x=(); for t in $2; do x+=(-trait- "$t"); done; for t in $3; do x+=(-trait "$t"); done; dotnet "$1" -noColor -trait "lab=$VFIO_LAB_CONFIG" -trait "lab=$VFIO_LAB_NAME" "${x[@]}" -longRunning 120 -result-junit "$VFIO_LAB_OUT/$VFIO_LAB_NAME.junit.xml" 2>&1 | tee "$VFIO_LAB_OUT/$VFIO_LAB_NAME.log"' \
         e2e "$dll" "$exclude" "$also" || rc=$?
       if [ -n "$LAB_FAILURE" ]; then
