@@ -139,17 +139,10 @@ public sealed partial class NumaTests
         var numa = Bound(NumaNvme);
         var edu = Lab.BoundEdu();
         Assert.True(PoolOf(1) >= 16, $"node 1 has {PoolOf(1)} hugepages: the lab reserves 256 over both nodes");
+        // The control: a device with no node gets the default policy, the running CPU's node.
+        AssertAHugepageFor(edu, comesFrom: 0);
         OnCpu0(() =>
         {
-            // The control: a device with no node gets the default policy, the running CPU's node.
-            using (var control = VfioDevice.Open(edu, new VfioOpenOptions { AllowNoIommu = true }))
-            using (var buffer = control.Dma.Allocate(2 << 20))
-            {
-                var (byKernel, byAddress) = Nodes(buffer);
-                Assert.Equal([0], byKernel);
-                Assert.Equal([0], byAddress);
-            }
-
             using var dev = VfioDevice.Open(numa, new VfioOpenOptions { AllowNoIommu = true });
             using var c = NvmeController.Open(dev);
             Assert.Equal("VFIOLAB0005", c.Identity.SerialNumber);
@@ -175,6 +168,16 @@ public sealed partial class NumaTests
         });
     }
 
+    /// <summary>Opens <paramref name="device"/> on CPU 0 and checks that a fresh 2 MiB DMA buffer for it is on node <paramref name="comesFrom"/>.</summary>
+    private static void AssertAHugepageFor(PciAddress device, int comesFrom) => OnCpu0(() =>
+    {
+        using var dev = VfioDevice.Open(device, new VfioOpenOptions { AllowNoIommu = true });
+        using var buffer = dev.Dma.Allocate(2 << 20);
+        var (byKernel, byAddress) = Nodes(buffer);
+        Assert.Equal([comesFrom], byKernel);
+        Assert.Equal([comesFrom], byAddress);
+    });
+
     [Fact]
     public void ANodeWithoutFreeHugepagesFallsBackAndReserveNodeRefillsIt()
     {
@@ -186,28 +189,14 @@ public sealed partial class NumaTests
             var empty = VfioCli.Json("hugepages", "reserve", "0", "--node", "1");
             Assert.Equal(1, empty.GetProperty("node").GetInt32());
             Assert.Equal("0", Lab.ReadTrimmed(Path.Combine(NodeDir, "node1", "hugepages/hugepages-2048kB/free_hugepages")));
-            OnCpu0(() =>
-            {
-                // MPOL_PREFERRED, not MPOL_BIND: with nothing free on node 1 the memory comes from node 0, and works.
-                using var dev = VfioDevice.Open(numa, new VfioOpenOptions { AllowNoIommu = true });
-                using var buffer = dev.Dma.Allocate(2 << 20);
-                var (byKernel, byAddress) = Nodes(buffer);
-                Assert.Equal([0], byKernel);
-                Assert.Equal([0], byAddress);
-            });
+            // MPOL_PREFERRED, not MPOL_BIND: with nothing free on node 1 the memory comes from node 0, and works.
+            AssertAHugepageFor(numa, comesFrom: 0);
 
             var refill = VfioCli.Json("hugepages", "reserve", "32", "--node", "1");
             Assert.Equal(32, refill.GetProperty("granted").GetInt32());
             Assert.True(refill.GetProperty("complete").GetBoolean());
             Assert.Equal(32, PoolOf(1));
-            OnCpu0(() =>
-            {
-                using var dev = VfioDevice.Open(numa, new VfioOpenOptions { AllowNoIommu = true });
-                using var buffer = dev.Dma.Allocate(2 << 20);
-                var (byKernel, byAddress) = Nodes(buffer);
-                Assert.Equal([1], byKernel);
-                Assert.Equal([1], byAddress);
-            });
+            AssertAHugepageFor(numa, comesFrom: 1);
         }
         finally
         {
