@@ -53,6 +53,16 @@ public static class VirtioNetHeader
     public const byte FlagRscInfo = 4;
     /// <summary>VIRTIO_NET_HDR_GSO_NONE.</summary>
     public const byte GsoNone = 0;
+    /// <summary>VIRTIO_NET_HDR_GSO_TCPV4: a TCP over IPv4 packet to be cut into segments of gso_size payload bytes (§5.1.6.2).</summary>
+    public const byte GsoTcpV4 = 1;
+    /// <summary>VIRTIO_NET_HDR_GSO_UDP: UDP fragmentation offload (UFO).</summary>
+    public const byte GsoUdp = 3;
+    /// <summary>VIRTIO_NET_HDR_GSO_TCPV6: the same as <see cref="GsoTcpV4"/> for IPv6.</summary>
+    public const byte GsoTcpV6 = 4;
+    /// <summary>VIRTIO_NET_HDR_GSO_UDP_L4: UDP segmentation (USO).</summary>
+    public const byte GsoUdpL4 = 5;
+    /// <summary>VIRTIO_NET_HDR_GSO_ECN: or'ed into gso_type when the TCP segment has ECN's CWR set (VIRTIO_NET_F_HOST_ECN).</summary>
+    public const byte GsoEcn = 0x80;
 }
 
 /// <summary>

@@ -84,22 +84,30 @@ internal static class NetTapCommands
         var burst = Burst();
         var capture = new Option<string?>("--capture") { Description = "Also write every frame, both ways, to this pcap file", HelpName = "FILE.pcap" };
         var snap = SnapLength();
+        var offload = new Option<bool>("--offload")
+        {
+            Description = "Let the kernel hand over TCP segments of up to 64 KiB and partial checksums (TAP offloads CSUM, TSO4, TSO6), " +
+                          "cut into MTU-sized frames and finished here; frames the port checked go to the kernel marked checksum-valid",
+        };
         var command = new Command("tap",
             "Give a port to the kernel: create a TAP interface with the port's MAC address and MTU and move frames both ways between them (the exception path)")
         {
-            port, name, mtu, seconds, burst, capture, snap,
+            port, name, mtu, seconds, burst, capture, snap, offload,
         };
         command.SetAction(parse =>
         {
             var ctx = context(parse);
             string ifname = parse.GetValue(name) ?? DefaultTapName;
+            bool offloads = parse.GetValue(offload);
             int m = parse.GetValue(mtu);
             // First what can fail without touching the port: the capture file, then the interface (down until it has
             // the port's address).
             using var pcap = parse.GetValue(capture) is { } path ? OpenCapture(path, parse.GetValue(snap), null) : null;
-            using var tap = TapInterface.Create(ifname, up: false);
+            using var tap = TapInterface.Create(ifname, up: false,
+                offloads: offloads ? TapOffloads.Checksum | TapOffloads.Tso4 | TapOffloads.Tso6 : null);
             using var device = ctx.OpenDevice(parse.GetValue(port), parse.GetValue(allowNoIommu));
-            using var netDevice = VirtioNetDevice.Open(device, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory });
+            // With --offload the port's own checksum offload is asked for too (used when the device offers it).
+            using var netDevice = VirtioNetDevice.Open(device, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory, ChecksumOffload = offloads });
             if (m + TapInterface.EthernetHeaderSize > netDevice.Pool.DataRoom)
             {
                 throw new CliException(string.Create(CultureInfo.InvariantCulture,
@@ -111,7 +119,7 @@ internal static class NetTapCommands
             tap.SetUp(true);
             string? macText = packetPort.MacAddress is { } a ? FormatMac(a.GetAddressBytes()) : null;
             Ready(ctx, string.Create(CultureInfo.InvariantCulture,
-                $"bridging {device.Address} <-> {tap.Name} (MAC {macText ?? "none"}, MTU {m}){(pcap is null ? "" : ", capturing to " + parse.GetValue(capture))}; Ctrl-C stops"));
+                $"bridging {device.Address} <-> {tap.Name} (MAC {macText ?? "none"}, MTU {m}{(offloads ? ", TSO and checksum offload" : "")}){(pcap is null ? "" : ", capturing to " + parse.GetValue(capture))}; Ctrl-C stops"));
             using var bridge = new TapBridge(packetPort, tap, new TapBridgeOptions { Burst = parse.GetValue(burst), Capture = pcap, LoggerFactory = ctx.LoggerFactory });
             var started = Stopwatch.GetTimestamp();
             var stats = RunUntilStopped(parse.GetValue(seconds), token => bridge.Run(token));
@@ -119,12 +127,15 @@ internal static class NetTapCommands
             bridge.Capture = null;
             var captured = pcap is null ? null : CaptureDocument(device.Address, parse.GetValue(capture)!, parse.GetValue(snap), pcap.Complete(), elapsed);
             var doc = new NetTapJson(device.Address.ToString(), tap.Name, macText, m, elapsed, stats.ToKernel, stats.ToKernelDropped,
-                stats.FromKernel, stats.FromKernelDropped, captured);
+                stats.FromKernel, stats.FromKernelDropped, captured, offloads, stats.FromKernelSegmented, stats.FromKernelMalformed);
             if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NetTapJson); }
             else
             {
+                string cut = offloads
+                    ? string.Create(CultureInfo.InvariantCulture, $"; {doc.FromKernelSegmented:N0} TCP segments cut, {doc.FromKernelMalformed:N0} frames refused")
+                    : "";
                 ctx.Say(string.Create(CultureInfo.InvariantCulture,
-                    $"{doc.Seconds:F2} s: {doc.ToKernel:N0} frames to the kernel ({doc.ToKernelDropped:N0} dropped), {doc.FromKernel:N0} from it ({doc.FromKernelDropped:N0} dropped)"));
+                    $"{doc.Seconds:F2} s: {doc.ToKernel:N0} frames to the kernel ({doc.ToKernelDropped:N0} dropped), {doc.FromKernel:N0} from it ({doc.FromKernelDropped:N0} dropped){cut}"));
                 if (captured is not null) { SayCapture(ctx, captured); }
             }
             return ExitCodes.Ok;

@@ -253,10 +253,12 @@ internal sealed record NetQueueJson(int Queue, NetCountersJson Rx, NetCountersJs
 
 /// <summary>
 /// <c>vfio net tap --json</c>: frames moved between the port and the TAP interface until the command was stopped.
-/// <c>Capture</c> is null without <c>--capture</c>.
+/// <c>Capture</c> is null without <c>--capture</c>. With <c>--offload</c>, <c>FromKernelSegmented</c> counts the TCP
+/// segments of up to 64 KiB the kernel handed over and the bridge cut into MTU-sized frames (counted in <c>FromKernel</c>),
+/// <c>FromKernelMalformed</c> the frames whose virtio_net_hdr asked for what the bridge does not do.
 /// </summary>
 internal sealed record NetTapJson(string Port, string Tap, string? Mac, int Mtu, double Seconds, long ToKernel, long ToKernelDropped,
-    long FromKernel, long FromKernelDropped, NetCaptureJson? Capture);
+    long FromKernel, long FromKernelDropped, NetCaptureJson? Capture, bool Offload = false, long FromKernelSegmented = 0, long FromKernelMalformed = 0);
 
 /// <summary>
 /// <c>vfio net capture --json</c> (and the capture of <c>vfio net tap --capture</c>): <c>Captured</c> frames were

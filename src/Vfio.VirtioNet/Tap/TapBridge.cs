@@ -1,5 +1,7 @@
 using Vfio.Tap;
 using Vfio.Net;
+using Vfio.Spec.Virtio;
+using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -34,7 +36,12 @@ public sealed record TapBridgeOptions
 /// <param name="FromKernel">Frames read from the TAP and sent on the port.</param>
 /// <param name="FromKernelDropped">Frames read from the TAP that the port's transmit queue did not take.</param>
 /// <param name="Rounds">Polling rounds.</param>
-public readonly record struct TapBridgeStats(long ToKernel, long ToKernelDropped, long FromKernel, long FromKernelDropped, long Rounds);
+/// <param name="FromKernelSegmented">TCP segments of up to 64 KiB the kernel handed over (a TAP with <see cref="TapOffloads.Tso4"/> or
+/// <see cref="TapOffloads.Tso6"/>) and the bridge cut into MSS-sized frames; each frame counts in <paramref name="FromKernel"/>.</param>
+/// <param name="FromKernelMalformed">Frames read from the TAP that the bridge could not send: a virtio_net_hdr asking for an
+/// offload it does not do (UDP segmentation), checksum fields outside the frame, a segment that is not TCP it understands.</param>
+public readonly record struct TapBridgeStats(long ToKernel, long ToKernelDropped, long FromKernel, long FromKernelDropped, long Rounds,
+    long FromKernelSegmented = 0, long FromKernelMalformed = 0);
 
 /// <summary>
 /// The kernel exception path of a userspace port (DPDK's TAP/virtio-user exception path, formerly KNI): frames the
@@ -43,9 +50,16 @@ public readonly record struct TapBridgeStats(long ToKernel, long ToKernelDropped
 /// TAP writes and TAP reads land straight in the port's packet buffers, so nothing is allocated per frame.
 /// </summary>
 /// <remarks>
+/// <para>With a TAP created with offloads (<see cref="TapInterface.HasVirtioHeader"/>), every frame carries a
+/// virtio_net_hdr: frames the kernel left with a partial checksum (NEEDS_CSUM) are completed before they are sent, TCP
+/// segments of up to 64 KiB (gso_type TCPV4/TCPV6, <see cref="TapOffloads.Tso4"/>/<see cref="TapOffloads.Tso6"/>) are
+/// cut into MSS-sized frames in software (<see cref="TcpSegmentation"/>), so the kernel's TCP hands over one large
+/// segment where it would otherwise write one frame per MSS; frames from the port go to the kernel marked DATA_VALID
+/// when the port verified their TCP/UDP checksum (<see cref="PacketFlags.L4ChecksumGood"/>), so the kernel does not
+/// check them again.</para>
 /// Use <see cref="Run"/> for a port given entirely to the kernel, or call <see cref="Poll"/> from an application's
 /// own loop; an application that keeps some frames for itself receives from the port itself and hands the others
-/// to <see cref="TapInterface.Write"/>.
+/// to <see cref="TapInterface.Write(ReadOnlySpan{byte})"/> (or its overload with a header on a TAP with offloads).
 /// </remarks>
 public sealed partial class TapBridge : IDisposable
 {
@@ -57,7 +71,17 @@ public sealed partial class TapBridge : IDisposable
     private readonly PacketBuffer[] _fromTap;
     private readonly int _frameRoom;
     private int _spare; // allocated buffers kept in _fromTap[0.._spare) for the next TAP reads
-    private long _toKernel, _toKernelDropped, _fromKernel, _fromKernelDropped, _rounds;
+    private long _toKernel, _toKernelDropped, _fromKernel, _fromKernelDropped, _rounds, _segmented, _malformed;
+    // A TAP with a virtio_net_hdr per frame: the headers read and written, where a frame longer than a packet buffer
+    // (a TCP segment of up to 64 KiB) lands, and the buffers its MSS-sized frames are cut into.
+    private readonly byte[] _readHeader = new byte[TapInterface.VirtioHeaderSize];
+    private readonly byte[] _writeHeader = new byte[TapInterface.VirtioHeaderSize];
+    private readonly byte[]? _overflow;
+    private readonly PacketBuffer[]? _segments;
+    // The TCP segment being cut (its frame in _overflow): the next of its frames to send (-1: none pending) and how
+    // many of them the capture has seen.
+    private TcpSegmentation _pending;
+    private int _pendingNext = -1, _pendingCaptured;
 
     /// <summary>Bridges <paramref name="port"/> and <paramref name="tap"/> (neither is owned: the caller disposes both).</summary>
     public TapBridge(PacketPort port, TapInterface tap, TapBridgeOptions? options = null)
@@ -73,6 +97,13 @@ public sealed partial class TapBridge : IDisposable
         _fromTap = new PacketBuffer[_options.Burst];
         // A TAP frame is at most the interface MTU plus the Ethernet header (the TAP is given the port's MTU).
         _frameRoom = Math.Min(port.Pool.DataRoom, port.Mtu + TapInterface.EthernetHeaderSize);
+        if (tap.HasVirtioHeader)
+        {
+            // The frame may run on past the packet buffer into the overflow: its first _frameRoom bytes are the
+            // buffer's, so the overflow keeps room for them in front to make the frame contiguous there.
+            _overflow = new byte[_frameRoom + TapInterface.MaxSegmentFrameSize];
+            _segments = new PacketBuffer[64];
+        }
         Capture = _options.Capture;
     }
 
@@ -81,7 +112,7 @@ public sealed partial class TapBridge : IDisposable
 
     /// <summary>Counters so far (read from any thread; each is exact, together they are a near-simultaneous view).</summary>
     public TapBridgeStats Stats => new(Volatile.Read(ref _toKernel), Volatile.Read(ref _toKernelDropped), Volatile.Read(ref _fromKernel),
-        Volatile.Read(ref _fromKernelDropped), Volatile.Read(ref _rounds));
+        Volatile.Read(ref _fromKernelDropped), Volatile.Read(ref _rounds), Volatile.Read(ref _segmented), Volatile.Read(ref _malformed));
 
     /// <summary>One round: a burst from the port to the TAP, then a burst from the TAP to the port. Returns frames moved.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -96,9 +127,21 @@ public sealed partial class TapBridge : IDisposable
             var burst = _fromPort.AsSpan(0, received);
             capture?.Add(burst);
             int written = 0;
-            for (int i = 0; i < burst.Length; i++)
+            if (_tap.HasVirtioHeader)
             {
-                if (_tap.Write(burst[i].Data)) { written++; }
+                for (int i = 0; i < burst.Length; i++)
+                {
+                    // virtio 1.2 §5.1.6.4: DATA_VALID, the checksum was checked; no segmentation, no partial checksum.
+                    _writeHeader[VirtioNetHeader.Flags] = (burst[i].Flags & PacketFlags.L4ChecksumGood) != 0 ? VirtioNetHeader.FlagDataValid : (byte)0;
+                    if (_tap.Write(_writeHeader, burst[i].Data)) { written++; }
+                }
+            }
+            else
+            {
+                for (int i = 0; i < burst.Length; i++)
+                {
+                    if (_tap.Write(burst[i].Data)) { written++; }
+                }
             }
             PacketPool.Free(burst);
             Volatile.Write(ref _toKernel, _toKernel + written);
@@ -108,30 +151,144 @@ public sealed partial class TapBridge : IDisposable
 
         if (_spare < _fromTap.Length) { _spare += _port.Pool.Allocate(_fromTap.AsSpan(_spare)); }
         int read = 0;
-        while (read < _spare)
+        if (_tap.HasVirtioHeader)
         {
-            var buffer = _fromTap[read];
-            int length = _tap.Read(buffer.Room[.._frameRoom]);
-            if (length == 0) { break; }
-            buffer.Length = length;
-            read++;
+            moved += PollTapWithHeader(capture);
         }
-        if (read > 0)
+        else
         {
-            var burst = _fromTap.AsSpan(0, read);
-            capture?.Add(burst);
-            int taken = _port.Transmit(burst);
-            if (taken < read) { PacketPool.Free(burst[taken..]); }
-            // The buffers not read into move to the front for the next round.
-            _fromTap.AsSpan(read, _spare - read).CopyTo(_fromTap);
-            _spare -= read;
-            Volatile.Write(ref _fromKernel, _fromKernel + taken);
-            if (taken < read) { Volatile.Write(ref _fromKernelDropped, _fromKernelDropped + read - taken); }
-            moved += read;
+            while (read < _spare)
+            {
+                var buffer = _fromTap[read];
+                int length = _tap.Read(buffer.Room[.._frameRoom]);
+                if (length == 0) { break; }
+                buffer.Length = length;
+                read++;
+            }
+            moved += SendFromTap(read, capture);
         }
         Volatile.Write(ref _rounds, _rounds + 1);
         return moved;
     }
+
+    /// <summary>Sends the first <paramref name="read"/> spare buffers (filled from the TAP) on the port; the rest move to the front.</summary>
+    private int SendFromTap(int read, PacketCapture? capture)
+    {
+        if (read == 0) { return 0; }
+        var burst = _fromTap.AsSpan(0, read);
+        capture?.Add(burst);
+        int taken = _port.Transmit(burst);
+        if (taken < read) { PacketPool.Free(burst[taken..]); }
+        // The buffers not read into move to the front for the next round.
+        _fromTap.AsSpan(read, _spare - read).CopyTo(_fromTap);
+        _spare -= read;
+        Volatile.Write(ref _fromKernel, _fromKernel + taken);
+        if (taken < read) { Volatile.Write(ref _fromKernelDropped, _fromKernelDropped + read - taken); }
+        return read;
+    }
+
+    /// <summary>
+    /// The TAP-to-port half on a TAP with a virtio_net_hdr per frame (virtio 1.2 §5.1.6.2's fields, as the kernel fills
+    /// them). A TCP segment being cut that the port's ring cannot take whole stays pending: the next rounds send the rest
+    /// before reading the TAP again, so a full ring holds the kernel back (its queue on the TAP fills) instead of
+    /// dropping frames TCP would have to send again.
+    /// </summary>
+    private int PollTapWithHeader(PacketCapture? capture)
+    {
+        int moved = 0;
+        if (_pendingNext >= 0)
+        {
+            moved += ContinueSegments(capture);
+            if (_pendingNext >= 0) { return moved; }
+        }
+        int read = 0;
+        while (read < _spare)
+        {
+            var buffer = _fromTap[read];
+            int length = _tap.Read(_readHeader, buffer.Room[.._frameRoom], _overflow.AsSpan(_frameRoom));
+            if (length == 0) { break; }
+            int gso = _readHeader[VirtioNetHeader.GsoType] & ~VirtioNetHeader.GsoEcn;
+            if (gso == VirtioNetHeader.GsoNone)
+            {
+                // Not cut: a frame that fits one buffer, its checksum finished here when the kernel left it partial.
+                // A bad frame leaves the buffer where it is, for the next read.
+                if (length > _frameRoom || !CompleteChecksum(buffer.Room[..length])) { Malformed(); continue; }
+                buffer.Length = length;
+                read++;
+                continue;
+            }
+            if (gso is not (VirtioNetHeader.GsoTcpV4 or VirtioNetHeader.GsoTcpV6)) { Malformed(); continue; }
+            // The whole frame in the overflow (its head was read into the buffer), which keeps it while it is cut.
+            buffer.Room[..Math.Min(length, _frameRoom)].CopyTo(_overflow);
+            int mss = BinaryPrimitives.ReadUInt16LittleEndian(_readHeader.AsSpan(VirtioNetHeader.GsoSize));
+            if (mss == 0 || !TcpSegmentation.TryPlan(_overflow.AsSpan(0, length), mss, out var plan) || plan.MaxSegmentLength > _port.Pool.DataRoom)
+            {
+                Malformed();
+                continue;
+            }
+            // What came before goes first, so that the kernel's order is kept.
+            moved += SendFromTap(read, capture);
+            read = 0;
+            Volatile.Write(ref _segmented, _segmented + 1);
+            _pending = plan;
+            _pendingNext = _pendingCaptured = 0;
+            moved += ContinueSegments(capture);
+            if (_pendingNext >= 0) { return moved; }
+        }
+        return moved + SendFromTap(read, capture);
+    }
+
+    /// <summary>Sends the pending segment's frames from <see cref="_pendingNext"/> on while the pool and the port take them; returns frames sent.</summary>
+    private int ContinueSegments(PacketCapture? capture)
+    {
+        var plan = _pending;
+        ReadOnlySpan<byte> frame = _overflow.AsSpan(0, plan.HeaderLength + plan.PayloadLength);
+        var segments = _segments!;
+        int count = plan.SegmentCount, sent = 0;
+        while (_pendingNext < count)
+        {
+            int first = _pendingNext;
+            int got = _port.Pool.Allocate(segments.AsSpan(0, Math.Min(segments.Length, count - first)));
+            if (got == 0) { break; }
+            for (int i = 0; i < got; i++) { segments[i].Length = plan.WriteSegment(frame, first + i, segments[i].Room); }
+            var burst = segments.AsSpan(0, got);
+            // Each frame is captured once, when first offered (one the ring refuses is offered again later, unchanged).
+            if (capture is not null && first + got > _pendingCaptured)
+            {
+                capture.Add(burst[Math.Max(0, _pendingCaptured - first)..]);
+                _pendingCaptured = first + got;
+            }
+            int taken = _port.Transmit(burst);
+            if (taken < got)
+            {
+                _port.Flush();
+                taken += _port.Transmit(burst[taken..]);
+            }
+            if (taken < got) { PacketPool.Free(burst[taken..]); }
+            Volatile.Write(ref _fromKernel, _fromKernel + taken);
+            _pendingNext += taken;
+            sent += taken;
+            if (taken < got) { break; }
+        }
+        if (_pendingNext >= count) { _pendingNext = -1; }
+        return sent;
+    }
+
+    /// <summary>
+    /// Finishes a checksum the kernel left partial (NEEDS_CSUM: the field at csum_start + csum_offset holds the
+    /// pseudo-header sum, virtio 1.2 §5.1.6.2); false when those fields point outside the frame.
+    /// </summary>
+    private bool CompleteChecksum(Span<byte> frame)
+    {
+        if ((_readHeader[VirtioNetHeader.Flags] & VirtioNetHeader.FlagNeedsCsum) == 0) { return true; }
+        int start = BinaryPrimitives.ReadUInt16LittleEndian(_readHeader.AsSpan(VirtioNetHeader.CsumStart));
+        int offset = BinaryPrimitives.ReadUInt16LittleEndian(_readHeader.AsSpan(VirtioNetHeader.CsumOffset));
+        if (start + offset + 2 > frame.Length) { return false; }
+        ChecksumOffload.Complete(frame[start..], offset, 0);
+        return true;
+    }
+
+    private void Malformed() => Volatile.Write(ref _malformed, _malformed + 1);
 
     /// <summary>
     /// Polls until <paramref name="cancellationToken"/> is cancelled: spins while frames flow, and after

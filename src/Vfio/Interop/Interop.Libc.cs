@@ -29,6 +29,12 @@ internal static partial class Interop
         [LibraryImport(LibraryName, EntryPoint = "write", SetLastError = true)]
         internal static unsafe partial nint write(int fd, void* buf, nuint count);
 
+        [LibraryImport(LibraryName, EntryPoint = "readv", SetLastError = true)]
+        internal static unsafe partial nint readv(int fd, iovec* iov, int iovcnt);
+
+        [LibraryImport(LibraryName, EntryPoint = "writev", SetLastError = true)]
+        internal static unsafe partial nint writev(int fd, iovec* iov, int iovcnt);
+
         [LibraryImport(LibraryName, EntryPoint = "pread64", SetLastError = true)]
         internal static unsafe partial nint pread(int fd, void* buf, nuint count, long offset);
 

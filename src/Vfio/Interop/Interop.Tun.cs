@@ -12,6 +12,20 @@ internal static partial class Interop
         /// <summary><c>TUNSETIFF</c>, <c>_IOW('T', 202, int)</c>: the size field says int although the argument is an ifreq.</summary>
         internal static readonly nuint TUNSETIFF = Ioctl._IOW<int>('T', 202);
 
+        /// <summary>IFF_VNET_HDR: every frame read or written is preceded by a <c>struct virtio_net_hdr</c> (offload metadata).</summary>
+        internal const short IFF_VNET_HDR = 0x4000;
+
+        /// <summary><c>TUNSETOFFLOAD</c>, <c>_IOW('T', 208, unsigned int)</c>: the TUN_F_* offloads this reader accepts.</summary>
+        internal static readonly nuint TUNSETOFFLOAD = Ioctl._IOW<uint>('T', 208);
+
+        /// <summary><c>TUNSETVNETHDRSZ</c>, <c>_IOW('T', 216, int)</c>: bytes of the header before each frame (10 by default).</summary>
+        internal static readonly nuint TUNSETVNETHDRSZ = Ioctl._IOW<int>('T', 216);
+
+        // TUNSETOFFLOAD's flags: the reader can take frames with a partial checksum, and TCP segments of up to 64 KiB.
+        internal const uint TUN_F_CSUM = 0x01;
+        internal const uint TUN_F_TSO4 = 0x02;
+        internal const uint TUN_F_TSO6 = 0x04;
+
         // linux/if.h
         internal const int IFNAMSIZ = 16;
         internal const short IFF_UP = 0x1;

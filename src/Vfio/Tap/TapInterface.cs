@@ -5,10 +5,30 @@ using Vfio.Linux;
 namespace Vfio.Tap;
 
 /// <summary>
+/// The offloads a TAP reader accepts (TUNSETOFFLOAD's TUN_F_* flags): what the kernel may then send on the interface
+/// without finishing it first. A TAP created with any of them (or with <see cref="None"/> given explicitly) carries a
+/// 12-byte <c>struct virtio_net_hdr</c> (linux/virtio_net.h, the virtio 1.2 §5.1.6 layout with num_buffers) before
+/// every frame both ways, read and written with <see cref="TapInterface.Read(Span{byte}, Span{byte}, Span{byte})"/>
+/// and <see cref="TapInterface.Write(ReadOnlySpan{byte}, ReadOnlySpan{byte})"/>.
+/// </summary>
+[Flags]
+public enum TapOffloads
+{
+    /// <summary>The header only: every frame complete, its checksums filled in, at most MTU-sized.</summary>
+    None = 0,
+    /// <summary>TUN_F_CSUM: frames may carry a partial TCP/UDP checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM, csum_start/offset).</summary>
+    Checksum = 0x01,
+    /// <summary>TUN_F_TSO4: TCP over IPv4 segments of up to 64 KiB (gso_type TCPV4, gso_size the MSS). Needs <see cref="Checksum"/>.</summary>
+    Tso4 = 0x02,
+    /// <summary>TUN_F_TSO6: the same for TCP over IPv6 (gso_type TCPV6). Needs <see cref="Checksum"/>.</summary>
+    Tso6 = 0x04,
+}
+
+/// <summary>
 /// A Linux TAP interface (<c>/dev/net/tun</c> with IFF_TAP | IFF_NO_PI, Documentation/networking/tuntap.rst): an
 /// Ethernet device of the kernel's whose frames this process reads and writes. What the kernel's IP stack sends on
 /// the interface is read here; what is written here the kernel receives as if it had arrived on the wire. The
-/// descriptor is non-blocking: <see cref="Read"/> and <see cref="Write"/> never wait.
+/// descriptor is non-blocking: the reads and writes never wait.
 /// </summary>
 /// <remarks>
 /// The interface exists while this object is open (it is not made persistent) and lives in the network namespace
@@ -25,11 +45,25 @@ public sealed class TapInterface : IDisposable
 
     private const string CloneDevice = "/dev/net/tun";
 
-    private TapInterface(SafeFdHandle handle, string name)
+    /// <summary>Bytes of the <c>struct virtio_net_hdr</c> before each frame on a TAP with <see cref="HasVirtioHeader"/> (TUNSETVNETHDRSZ).</summary>
+    public const int VirtioHeaderSize = 12;
+
+    /// <summary>The largest frame a TAP with <see cref="TapOffloads.Tso4"/> or <see cref="TapOffloads.Tso6"/> hands over: a 64 KiB IP packet and its Ethernet header with one VLAN tag.</summary>
+    public const int MaxSegmentFrameSize = 65535 + EthernetHeaderSize + 4;
+
+    private TapInterface(SafeFdHandle handle, string name, TapOffloads? offloads)
     {
         Handle = handle;
         Name = name;
+        Offloads = offloads ?? TapOffloads.None;
+        HasVirtioHeader = offloads is not null;
     }
+
+    /// <summary>The offloads the kernel was told this reader accepts.</summary>
+    public TapOffloads Offloads { get; }
+
+    /// <summary>Whether each frame carries a <see cref="VirtioHeaderSize"/>-byte virtio_net_hdr (IFF_VNET_HDR): created with offloads.</summary>
+    public bool HasVirtioHeader { get; }
 
     /// <summary>The TAP queue's descriptor (for polling it together with other descriptors).</summary>
     public SafeFdHandle Handle { get; }
@@ -43,10 +77,30 @@ public sealed class TapInterface : IDisposable
     /// <paramref name="up"/>.
     /// </summary>
     /// <exception cref="ArgumentException">The name is empty, longer than <see cref="MaxNameLength"/> bytes, or not a valid interface name.</exception>
+    /// <param name="name">The interface name, or null for the kernel's pick.</param>
+    /// <param name="macAddress">The interface's MAC address, or null for the kernel's random one.</param>
+    /// <param name="mtu">The interface MTU, or null for the kernel's default (1500).</param>
+    /// <param name="up">Bring the interface up.</param>
+    /// <param name="offloads">Null: plain frames (<see cref="Read(Span{byte})"/>, <see cref="Write(ReadOnlySpan{byte})"/>).
+    /// Otherwise each frame carries a virtio_net_hdr (IFF_VNET_HDR, <see cref="VirtioHeaderSize"/> bytes) and the kernel may
+    /// send what these flags allow.</param>
+    /// <exception cref="ArgumentException">TSO without <see cref="TapOffloads.Checksum"/> (the kernel refuses it), or a flag this type does not define.</exception>
     /// <exception cref="VfioException">No TUN driver, no privilege, the name is taken by another interface, or the kernel
-    /// refused the address or MTU; the message says which.</exception>
-    public static unsafe TapInterface Create(string? name = null, PhysicalAddress? macAddress = null, int? mtu = null, bool up = true)
+    /// refused the address, MTU or offloads; the message says which.</exception>
+    public static unsafe TapInterface Create(string? name = null, PhysicalAddress? macAddress = null, int? mtu = null, bool up = true, TapOffloads? offloads = null)
     {
+        if (offloads is { } o)
+        {
+            if ((o & ~(TapOffloads.Checksum | TapOffloads.Tso4 | TapOffloads.Tso6)) != 0)
+            {
+                throw new ArgumentException($"unknown TAP offload flags 0x{(int)o:x}", nameof(offloads));
+            }
+            // drivers/net/tun.c set_offload: TSO only together with TUN_F_CSUM.
+            if ((o & (TapOffloads.Tso4 | TapOffloads.Tso6)) != 0 && (o & TapOffloads.Checksum) == 0)
+            {
+                throw new ArgumentException("TCP segmentation offload needs TapOffloads.Checksum as well (segments carry partial checksums)", nameof(offloads));
+            }
+        }
         if (name is not null) { ValidateName(name); }
         if (macAddress is not null && macAddress.GetAddressBytes().Length != 6)
         {
@@ -70,7 +124,7 @@ public sealed class TapInterface : IDisposable
         {
             var ifr = default(Interop.Libc.ifreq);
             if (name is not null) { WriteName(ref ifr, name); }
-            ifr.ifr_ifru.ifru_flags = Interop.Libc.IFF_TAP | Interop.Libc.IFF_NO_PI;
+            ifr.ifr_ifru.ifru_flags = (short)(Interop.Libc.IFF_TAP | Interop.Libc.IFF_NO_PI | (offloads is null ? 0 : Interop.Libc.IFF_VNET_HDR));
             // SAFETY: ifr lives on this frame for the call; TUNSETIFF reads and writes one struct ifreq.
             if (Interop.Libc.ioctl(fd, Interop.Libc.TUNSETIFF, &ifr) < 0)
             {
@@ -84,7 +138,21 @@ public sealed class TapInterface : IDisposable
                     _ => null,
                 });
             }
-            var tap = new TapInterface(handle, ReadName(ref ifr));
+            if (offloads is { } flags)
+            {
+                int headerSize = VirtioHeaderSize;
+                // SAFETY: headerSize lives on this frame for the call; TUNSETVNETHDRSZ reads one int.
+                if (Interop.Libc.ioctl(fd, Interop.Libc.TUNSETVNETHDRSZ, &headerSize) < 0)
+                {
+                    throw Errno.ToException(Errno.Last, $"TUNSETVNETHDRSZ {VirtioHeaderSize} on {name ?? "a new TAP"}");
+                }
+                // TUNSETOFFLOAD takes the flags as the argument itself, not through a pointer.
+                if (Interop.Libc.ioctl(fd, Interop.Libc.TUNSETOFFLOAD, (nint)(uint)flags) < 0)
+                {
+                    throw Errno.ToException(Errno.Last, $"TUNSETOFFLOAD {flags} on {name ?? "a new TAP"}");
+                }
+            }
+            var tap = new TapInterface(handle, ReadName(ref ifr), offloads);
             if (macAddress is not null) { tap.SetMacAddress(macAddress); }
             if (mtu is int m) { tap.SetMtu(m); }
             if (up) { tap.SetUp(true); }
@@ -102,8 +170,10 @@ public sealed class TapInterface : IDisposable
     /// none is waiting. A frame longer than the span is cut to it (size the span for the MTU plus the Ethernet header).
     /// </summary>
     /// <exception cref="VfioException">The read failed for another reason than an empty queue.</exception>
+    /// <exception cref="InvalidOperationException">The TAP carries a virtio_net_hdr per frame: use <see cref="Read(Span{byte}, Span{byte}, Span{byte})"/>.</exception>
     public unsafe int Read(Span<byte> frame)
     {
+        if (HasVirtioHeader) { throw HeaderRequired(); }
         bool added = false;
         Handle.DangerousAddRef(ref added);
         try
@@ -114,8 +184,7 @@ public sealed class TapInterface : IDisposable
                 nint n = Interop.Libc.read(Handle.Fd, p, (nuint)frame.Length);
                 if (n >= 0) { return (int)n; }
             }
-            int errno = Errno.Last;
-            return errno == Errno.EAGAIN ? 0 : throw Errno.ToException(errno, $"read from TAP {Name}");
+            return NothingToRead();
         }
         finally
         {
@@ -128,8 +197,10 @@ public sealed class TapInterface : IDisposable
     /// (the interface is down, or its backlog is full: the frame is dropped, as a NIC drops on a full ring).
     /// </summary>
     /// <exception cref="VfioException">The frame was refused for another reason (EINVAL: shorter than an Ethernet header).</exception>
+    /// <exception cref="InvalidOperationException">The TAP carries a virtio_net_hdr per frame: use <see cref="Write(ReadOnlySpan{byte}, ReadOnlySpan{byte})"/>.</exception>
     public unsafe bool Write(ReadOnlySpan<byte> frame)
     {
+        if (HasVirtioHeader) { throw HeaderRequired(); }
         bool added = false;
         Handle.DangerousAddRef(ref added);
         try
@@ -139,17 +210,107 @@ public sealed class TapInterface : IDisposable
                 // SAFETY: p points at frame.Length readable bytes pinned for the call.
                 if (Interop.Libc.write(Handle.Fd, p, (nuint)frame.Length) >= 0) { return true; }
             }
-            int errno = Errno.Last;
-            // EIO: the interface is down (tun_get_user drops the frame); EAGAIN/ENOBUFS: no room. Both are drops.
-            return errno is Errno.EAGAIN or Errno.EIO or Errno.ENOBUFS
-                ? false
-                : throw Errno.ToException(errno, $"write to TAP {Name}");
+            return NotTaken();
         }
         finally
         {
             if (added) { Handle.DangerousRelease(); }
         }
     }
+
+    /// <summary>
+    /// Reads one frame and its virtio_net_hdr from a TAP with <see cref="HasVirtioHeader"/> (one readv): the header into
+    /// <paramref name="header"/> (<see cref="VirtioHeaderSize"/> bytes), the frame into <paramref name="frame"/> and, what
+    /// does not fit there, on into <paramref name="overflow"/>. Returns the frame's length (header excluded), or 0 when
+    /// none is waiting. A frame longer than both spans together is cut to them.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="header"/> is not <see cref="VirtioHeaderSize"/> bytes.</exception>
+    /// <exception cref="InvalidOperationException">The TAP has no header (created without offloads).</exception>
+    /// <exception cref="VfioException">The read failed for another reason than an empty queue, or came back shorter than the header.</exception>
+    public unsafe int Read(Span<byte> header, Span<byte> frame, Span<byte> overflow)
+    {
+        RequireHeader(header.Length, "Read(frame)");
+        bool added = false;
+        Handle.DangerousAddRef(ref added);
+        try
+        {
+            fixed (byte* h = header)
+            fixed (byte* f = frame)
+            fixed (byte* o = overflow)
+            {
+                var iov = stackalloc Interop.Libc.iovec[3];
+                iov[0] = new Interop.Libc.iovec { iov_base = h, iov_len = (nuint)header.Length };
+                iov[1] = new Interop.Libc.iovec { iov_base = f, iov_len = (nuint)frame.Length };
+                iov[2] = new Interop.Libc.iovec { iov_base = o, iov_len = (nuint)overflow.Length };
+                // SAFETY: the three spans are pinned for the call and each iovec names exactly one of them.
+                nint n = Interop.Libc.readv(Handle.Fd, iov, 3);
+                if (n >= VirtioHeaderSize) { return (int)(n - VirtioHeaderSize); }
+                if (n >= 0) { throw new VfioException($"TAP {Name} returned {n} bytes, fewer than its {VirtioHeaderSize}-byte virtio_net_hdr"); }
+            }
+            return NothingToRead();
+        }
+        finally
+        {
+            if (added) { Handle.DangerousRelease(); }
+        }
+    }
+
+    /// <summary>
+    /// Hands one frame with its virtio_net_hdr to the kernel (one writev) on a TAP with <see cref="HasVirtioHeader"/>;
+    /// false when the kernel did not take it (the interface is down or its backlog is full), as <see cref="Write(ReadOnlySpan{byte})"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="header"/> is not <see cref="VirtioHeaderSize"/> bytes.</exception>
+    /// <exception cref="InvalidOperationException">The TAP has no header (created without offloads).</exception>
+    /// <exception cref="VfioException">The kernel refused the frame for another reason (EINVAL: a header that does not fit the frame).</exception>
+    public unsafe bool Write(ReadOnlySpan<byte> header, ReadOnlySpan<byte> frame)
+    {
+        RequireHeader(header.Length, "Write(frame)");
+        bool added = false;
+        Handle.DangerousAddRef(ref added);
+        try
+        {
+            fixed (byte* h = header)
+            fixed (byte* f = frame)
+            {
+                var iov = stackalloc Interop.Libc.iovec[2];
+                iov[0] = new Interop.Libc.iovec { iov_base = h, iov_len = (nuint)header.Length };
+                iov[1] = new Interop.Libc.iovec { iov_base = f, iov_len = (nuint)frame.Length };
+                // SAFETY: both spans are pinned for the call and each iovec names exactly one of them.
+                if (Interop.Libc.writev(Handle.Fd, iov, 2) >= 0) { return true; }
+            }
+            return NotTaken();
+        }
+        finally
+        {
+            if (added) { Handle.DangerousRelease(); }
+        }
+    }
+
+    /// <summary>After a failed read: 0 when the queue was only empty (EAGAIN), else the error.</summary>
+    private int NothingToRead()
+    {
+        int errno = Errno.Last;
+        return errno == Errno.EAGAIN ? 0 : throw Errno.ToException(errno, $"read from TAP {Name}");
+    }
+
+    /// <summary>After a failed write: false for a drop, else the error.</summary>
+    private bool NotTaken()
+    {
+        int errno = Errno.Last;
+        // EIO: the interface is down (tun_get_user drops the frame); EAGAIN/ENOBUFS: no room. Both are drops.
+        return errno is Errno.EAGAIN or Errno.EIO or Errno.ENOBUFS
+            ? false
+            : throw Errno.ToException(errno, $"write to TAP {Name}");
+    }
+
+    private void RequireHeader(int headerLength, string plainCall)
+    {
+        if (!HasVirtioHeader) { throw new InvalidOperationException($"TAP {Name} was created without offloads: it carries no virtio_net_hdr (use {plainCall})"); }
+        if (headerLength != VirtioHeaderSize) { throw new ArgumentException($"the header span must be {VirtioHeaderSize} bytes", "header"); }
+    }
+
+    private InvalidOperationException HeaderRequired() =>
+        new($"TAP {Name} carries a virtio_net_hdr before each frame (created with offloads): use the Read/Write overloads that take the header");
 
     /// <summary>
     /// Waits up to <paramref name="timeoutMilliseconds"/> (0: just looks, -1: no limit) for a frame to read; true
