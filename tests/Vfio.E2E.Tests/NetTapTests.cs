@@ -62,6 +62,7 @@ public sealed partial class NetTapTests : IDisposable
         // 64 MiB over TCP from A (our port) to B (the kernel's), content checked on both ends.
         CopyAndVerify(from: NsA, to: NsB, toAddress: "fe80::b", toInterface: Tap);
         double ours = Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{Tap}");
+        double oursRx = Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{Tap}", reverse: true);
 
         var stop = Stop(tap);
         Assert.True(stop.ExitCode == 0, stop.Output);
@@ -84,11 +85,14 @@ public sealed partial class NetTapTests : IDisposable
         AssertPings(NsA, $"fe80::b%{Tap}", count: 10);
         CopyAndVerify(from: NsA, to: NsB, toAddress: "fe80::b", toInterface: Tap);
         double oursOffload = Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{Tap}");
+        double oursOffloadRx = Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{Tap}", reverse: true);
         var stopOffload = Stop(offloaded);
         Assert.True(stopOffload.ExitCode == 0, stopOffload.Output);
         var o = JsonDocument.Parse(stopOffload.StdOut).RootElement;
         Assert.True(o.GetProperty("offload").GetBoolean());
         long segmented = o.GetProperty("fromKernelSegmented").GetInt64(), frames = o.GetProperty("fromKernel").GetInt64();
+        long coalesced = o.GetProperty("toKernelCoalesced").GetInt64(), toKernel = o.GetProperty("toKernel").GetInt64();
+        Assert.True(coalesced > 0, stopOffload.StdOut);   // the reverse run's segments, joined for the kernel
         Assert.True(segmented > 0, stopOffload.StdOut);
         Assert.Equal(0, o.GetProperty("fromKernelMalformed").GetInt64());
         Assert.Equal(0, o.GetProperty("fromKernelDropped").GetInt64());
@@ -99,9 +103,12 @@ public sealed partial class NetTapTests : IDisposable
         string net0 = KernelInterface(Lab.Net0, NsA, "fe80::a");
         AssertPings(NsA, $"fe80::b%{net0}", count: 10);
         double kernel = Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{net0}");
+        double kernelRx = Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{net0}", reverse: true);
         Lab.Report(string.Create(CultureInfo.InvariantCulture,
             $"net-tap tcp-64MiB ours_tap={ours:F1}Mbit/s ours_tap_offload={oursOffload:F1}Mbit/s kernel_to_kernel={kernel:F1}Mbit/s ratio={ours / kernel:F3} offload_ratio={oursOffload / kernel:F3} ({segmented} TSO segments cut into {frames} frames; {DateTime.UtcNow:yyyy-MM-dd})"));
-        Assert.True(ours > 0 && oursOffload > 0 && kernel > 0);
+        Lab.Report(string.Create(CultureInfo.InvariantCulture,
+            $"net-tap tcp-64MiB-reverse ours_tap={oursRx:F1}Mbit/s ours_tap_offload={oursOffloadRx:F1}Mbit/s kernel_to_kernel={kernelRx:F1}Mbit/s ratio={oursRx / kernelRx:F3} offload_ratio={oursOffloadRx / kernelRx:F3} ({toKernel} frames to the kernel in {coalesced} coalesced packets and single frames)"));
+        Assert.True(ours > 0 && oursOffload > 0 && kernel > 0 && oursRx > 0 && oursOffloadRx > 0 && kernelRx > 0);
     }
 
     [Fact]
@@ -222,11 +229,14 @@ public sealed partial class NetTapTests : IDisposable
     }
 
     /// <summary>iperf3's TCP rate for 64 MiB from <paramref name="client"/> to a one-shot server in <paramref name="server"/>, in Mbit/s.</summary>
-    private double Iperf(string client, string server, string serverAddress)
+    private double Iperf(string client, string server, string serverAddress, bool reverse = false)
     {
         var s = Start("ip", "netns", "exec", server, "iperf3", "-s", "-1", "--forceflush");
         WaitForLine(s, "Server listening");
-        var (exit, output) = Lab.Run("ip", "netns", "exec", client, "iperf3", "-c", serverAddress, "-n", "64M", "-J");
+        // -R: the server sends, the client receives (here: the kernel's port to ours, into the TAP).
+        var (exit, output) = reverse
+            ? Lab.Run("ip", "netns", "exec", client, "iperf3", "-c", serverAddress, "-n", "64M", "-J", "-R")
+            : Lab.Run("ip", "netns", "exec", client, "iperf3", "-c", serverAddress, "-n", "64M", "-J");
         Assert.True(exit == 0, $"iperf3: {output}");
         Assert.True(s.WaitForExit(TimeSpan.FromMinutes(2)), "the iperf3 server did not finish");
         var end = JsonDocument.Parse(output[output.IndexOf('{', StringComparison.Ordinal)..]).RootElement.GetProperty("end");

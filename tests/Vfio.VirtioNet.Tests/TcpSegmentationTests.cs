@@ -23,7 +23,7 @@ public sealed class TcpSegmentationTests
     }
 
     /// <summary>A TCP packet with <paramref name="payload"/>, over IPv4 (with IP options when asked) or IPv6, optionally 802.1Q-tagged.</summary>
-    private static byte[] Frame(bool ipv6, byte[] payload, bool fin = true, bool psh = true, bool cwr = true, bool vlan = false, bool ipOptions = false, bool tcpOptions = true)
+    internal static byte[] Frame(bool ipv6, byte[] payload, bool fin = true, bool psh = true, bool cwr = true, bool vlan = false, bool ipOptions = false, bool tcpOptions = true)
     {
         var tcp = new TcpPacket(40000, 5201)
         {

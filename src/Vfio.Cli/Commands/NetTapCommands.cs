@@ -87,7 +87,8 @@ internal static class NetTapCommands
         var offload = new Option<bool>("--offload")
         {
             Description = "Let the kernel hand over TCP segments of up to 64 KiB and partial checksums (TAP offloads CSUM, TSO4, TSO6), " +
-                          "cut into MTU-sized frames and finished here; frames the port checked go to the kernel marked checksum-valid",
+                          "cut into MTU-sized frames and finished here; received TCP segments of one flow are joined into one packet for the kernel (software GRO), " +
+                          "and frames the port checked go to it marked checksum-valid",
         };
         var command = new Command("tap",
             "Give a port to the kernel: create a TAP interface with the port's MAC address and MTU and move frames both ways between them (the exception path)")
@@ -127,12 +128,12 @@ internal static class NetTapCommands
             bridge.Capture = null;
             var captured = pcap is null ? null : CaptureDocument(device.Address, parse.GetValue(capture)!, parse.GetValue(snap), pcap.Complete(), elapsed);
             var doc = new NetTapJson(device.Address.ToString(), tap.Name, macText, m, elapsed, stats.ToKernel, stats.ToKernelDropped,
-                stats.FromKernel, stats.FromKernelDropped, captured, offloads, stats.FromKernelSegmented, stats.FromKernelMalformed);
+                stats.FromKernel, stats.FromKernelDropped, captured, offloads, stats.FromKernelSegmented, stats.FromKernelMalformed, stats.ToKernelCoalesced);
             if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NetTapJson); }
             else
             {
                 string cut = offloads
-                    ? string.Create(CultureInfo.InvariantCulture, $"; {doc.FromKernelSegmented:N0} TCP segments cut, {doc.FromKernelMalformed:N0} frames refused")
+                    ? string.Create(CultureInfo.InvariantCulture, $"; {doc.FromKernelSegmented:N0} TCP segments cut, {doc.FromKernelMalformed:N0} frames refused, {doc.ToKernelCoalesced:N0} packets coalesced for the kernel")
                     : "";
                 ctx.Say(string.Create(CultureInfo.InvariantCulture,
                     $"{doc.Seconds:F2} s: {doc.ToKernel:N0} frames to the kernel ({doc.ToKernelDropped:N0} dropped), {doc.FromKernel:N0} from it ({doc.FromKernelDropped:N0} dropped){cut}"));

@@ -255,10 +255,11 @@ internal sealed record NetQueueJson(int Queue, NetCountersJson Rx, NetCountersJs
 /// <c>vfio net tap --json</c>: frames moved between the port and the TAP interface until the command was stopped.
 /// <c>Capture</c> is null without <c>--capture</c>. With <c>--offload</c>, <c>FromKernelSegmented</c> counts the TCP
 /// segments of up to 64 KiB the kernel handed over and the bridge cut into MTU-sized frames (counted in <c>FromKernel</c>),
-/// <c>FromKernelMalformed</c> the frames whose virtio_net_hdr asked for what the bridge does not do.
+/// <c>FromKernelMalformed</c> the frames whose virtio_net_hdr asked for what the bridge does not do, <c>ToKernelCoalesced</c>
+/// the packets of two or more received TCP segments joined for the kernel (software GRO; each segment counts in <c>ToKernel</c>).
 /// </summary>
 internal sealed record NetTapJson(string Port, string Tap, string? Mac, int Mtu, double Seconds, long ToKernel, long ToKernelDropped,
-    long FromKernel, long FromKernelDropped, NetCaptureJson? Capture, bool Offload = false, long FromKernelSegmented = 0, long FromKernelMalformed = 0);
+    long FromKernel, long FromKernelDropped, NetCaptureJson? Capture, bool Offload = false, long FromKernelSegmented = 0, long FromKernelMalformed = 0, long ToKernelCoalesced = 0);
 
 /// <summary>
 /// <c>vfio net capture --json</c> (and the capture of <c>vfio net tap --capture</c>): <c>Captured</c> frames were

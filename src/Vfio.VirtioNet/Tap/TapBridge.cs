@@ -23,6 +23,12 @@ public sealed record TapBridgeOptions
     /// </summary>
     public int IdleWaitMilliseconds { get; init; } = 1;
 
+    /// <summary>
+    /// On a TAP with offloads: join consecutive in-order TCP segments of one flow in a received burst into one packet of
+    /// up to 64 KiB for the kernel (<see cref="TcpCoalescer"/>, software GRO), one write instead of one per frame.
+    /// </summary>
+    public bool CoalesceReceive { get; init; } = true;
+
     /// <summary>A capture that sees every frame both ways (null: none, and no cost).</summary>
     public PacketCapture? Capture { get; init; }
 
@@ -38,10 +44,12 @@ public sealed record TapBridgeOptions
 /// <param name="Rounds">Polling rounds.</param>
 /// <param name="FromKernelSegmented">TCP segments of up to 64 KiB the kernel handed over (a TAP with <see cref="TapOffloads.Tso4"/> or
 /// <see cref="TapOffloads.Tso6"/>) and the bridge cut into MSS-sized frames; each frame counts in <paramref name="FromKernel"/>.</param>
+/// <param name="ToKernelCoalesced">Packets of two or more received TCP segments joined for the kernel (<see cref="TapBridgeOptions.CoalesceReceive"/>);
+/// each segment counts in <paramref name="ToKernel"/>.</param>
 /// <param name="FromKernelMalformed">Frames read from the TAP that the bridge could not send: a virtio_net_hdr asking for an
 /// offload it does not do (UDP segmentation), checksum fields outside the frame, a segment that is not TCP it understands.</param>
 public readonly record struct TapBridgeStats(long ToKernel, long ToKernelDropped, long FromKernel, long FromKernelDropped, long Rounds,
-    long FromKernelSegmented = 0, long FromKernelMalformed = 0);
+    long FromKernelSegmented = 0, long FromKernelMalformed = 0, long ToKernelCoalesced = 0);
 
 /// <summary>
 /// The kernel exception path of a userspace port (DPDK's TAP/virtio-user exception path, formerly KNI): frames the
@@ -71,7 +79,8 @@ public sealed partial class TapBridge : IDisposable
     private readonly PacketBuffer[] _fromTap;
     private readonly int _frameRoom;
     private int _spare; // allocated buffers kept in _fromTap[0.._spare) for the next TAP reads
-    private long _toKernel, _toKernelDropped, _fromKernel, _fromKernelDropped, _rounds, _segmented, _malformed;
+    private long _toKernel, _toKernelDropped, _fromKernel, _fromKernelDropped, _rounds, _segmented, _malformed, _coalesced;
+    private readonly TcpCoalescer? _coalescer;
     // A TAP with a virtio_net_hdr per frame: the headers read and written, where a frame longer than a packet buffer
     // (a TCP segment of up to 64 KiB) lands, and the buffers its MSS-sized frames are cut into.
     private readonly byte[] _readHeader = new byte[TapInterface.VirtioHeaderSize];
@@ -103,6 +112,7 @@ public sealed partial class TapBridge : IDisposable
             // buffer's, so the overflow keeps room for them in front to make the frame contiguous there.
             _overflow = new byte[_frameRoom + TapInterface.MaxSegmentFrameSize];
             _segments = new PacketBuffer[64];
+            if (_options.CoalesceReceive) { _coalescer = new TcpCoalescer(); }
         }
         Capture = _options.Capture;
     }
@@ -112,7 +122,7 @@ public sealed partial class TapBridge : IDisposable
 
     /// <summary>Counters so far (read from any thread; each is exact, together they are a near-simultaneous view).</summary>
     public TapBridgeStats Stats => new(Volatile.Read(ref _toKernel), Volatile.Read(ref _toKernelDropped), Volatile.Read(ref _fromKernel),
-        Volatile.Read(ref _fromKernelDropped), Volatile.Read(ref _rounds), Volatile.Read(ref _segmented), Volatile.Read(ref _malformed));
+        Volatile.Read(ref _fromKernelDropped), Volatile.Read(ref _rounds), Volatile.Read(ref _segmented), Volatile.Read(ref _malformed), Volatile.Read(ref _coalesced));
 
     /// <summary>One round: a burst from the port to the TAP, then a burst from the TAP to the port. Returns frames moved.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -127,13 +137,26 @@ public sealed partial class TapBridge : IDisposable
             var burst = _fromPort.AsSpan(0, received);
             capture?.Add(burst);
             int written = 0;
-            if (_tap.HasVirtioHeader)
+            if (_coalescer is not null)
             {
                 for (int i = 0; i < burst.Length; i++)
                 {
-                    // virtio 1.2 §5.1.6.4: DATA_VALID, the checksum was checked; no segmentation, no partial checksum.
-                    _writeHeader[VirtioNetHeader.Flags] = (burst[i].Flags & PacketFlags.L4ChecksumGood) != 0 ? VirtioNetHeader.FlagDataValid : (byte)0;
-                    if (_tap.Write(_writeHeader, burst[i].Data)) { written++; }
+                    bool verified = (burst[i].Flags & PacketFlags.L4ChecksumGood) != 0;
+                    if (_coalescer.TryAdd(burst[i].Data, verified)) { continue; }
+                    if (_coalescer.SegmentCount > 0)
+                    {
+                        written += WriteCoalesced();
+                        if (_coalescer.TryAdd(burst[i].Data, verified)) { continue; }
+                    }
+                    if (WritePlain(burst[i].Data, verified)) { written++; }
+                }
+                if (_coalescer.SegmentCount > 0) { written += WriteCoalesced(); }
+            }
+            else if (_tap.HasVirtioHeader)
+            {
+                for (int i = 0; i < burst.Length; i++)
+                {
+                    if (WritePlain(burst[i].Data, (burst[i].Flags & PacketFlags.L4ChecksumGood) != 0)) { written++; }
                 }
             }
             else
@@ -169,6 +192,50 @@ public sealed partial class TapBridge : IDisposable
         }
         Volatile.Write(ref _rounds, _rounds + 1);
         return moved;
+    }
+
+    /// <summary>Writes one frame with a header that asks nothing: DATA_VALID when its TCP/UDP checksum was checked (virtio 1.2 §5.1.6.4).</summary>
+    private bool WritePlain(ReadOnlySpan<byte> frame, bool checksumChecked)
+    {
+        SetWriteHeader(checksumChecked ? VirtioNetHeader.FlagDataValid : (byte)0, VirtioNetHeader.GsoNone, 0, 0, 0, 0);
+        return _tap.Write(_writeHeader, frame);
+    }
+
+    /// <summary>
+    /// Writes the coalesced packet: one segment as it came (checked, so DATA_VALID), several as one GSO packet with a
+    /// partial checksum (NEEDS_CSUM at the TCP header, gso_size the first segment's payload, as the kernel's GRO builds
+    /// them). Returns the segments the kernel took.
+    /// </summary>
+    private int WriteCoalesced()
+    {
+        var coalescer = _coalescer!;
+        int segments = coalescer.SegmentCount;
+        int length = coalescer.Complete();
+        var packet = coalescer.Packet[..length];
+        bool taken;
+        if (segments == 1)
+        {
+            taken = WritePlain(packet, checksumChecked: true);
+        }
+        else
+        {
+            SetWriteHeader(VirtioNetHeader.FlagNeedsCsum, coalescer.IsIpv4 ? VirtioNetHeader.GsoTcpV4 : VirtioNetHeader.GsoTcpV6,
+                coalescer.HeaderLength, coalescer.MaxSegmentSize, coalescer.TransportStart, TransportHeader.TcpChecksumOffset);
+            taken = _tap.Write(_writeHeader, packet);
+            if (taken) { Volatile.Write(ref _coalesced, _coalesced + 1); }
+        }
+        return taken ? segments : 0;   // the caller counts what was received and not written as dropped
+    }
+
+    private void SetWriteHeader(byte flags, byte gsoType, int headerLength, int gsoSize, int csumStart, int csumOffset)
+    {
+        var h = _writeHeader.AsSpan();
+        h[VirtioNetHeader.Flags] = flags;
+        h[VirtioNetHeader.GsoType] = gsoType;
+        BinaryPrimitives.WriteUInt16LittleEndian(h[VirtioNetHeader.HeaderLength..], (ushort)headerLength);
+        BinaryPrimitives.WriteUInt16LittleEndian(h[VirtioNetHeader.GsoSize..], (ushort)gsoSize);
+        BinaryPrimitives.WriteUInt16LittleEndian(h[VirtioNetHeader.CsumStart..], (ushort)csumStart);
+        BinaryPrimitives.WriteUInt16LittleEndian(h[VirtioNetHeader.CsumOffset..], (ushort)csumOffset);
     }
 
     /// <summary>Sends the first <paramref name="read"/> spare buffers (filled from the TAP) on the port; the rest move to the front.</summary>

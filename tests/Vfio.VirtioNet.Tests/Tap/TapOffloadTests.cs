@@ -107,7 +107,7 @@ public sealed partial class TapOffloadTests : IDisposable
         var a = bridgeA.Stats;
         var b = bridgeB.Stats;
         TestContext.Current.SendDiagnosticMessage(
-            $"offload={offload}: 8 MiB in {elapsed.TotalMilliseconds:F0} ms; A from kernel {a.FromKernel} frames, {a.FromKernelSegmented} segments cut, dropped {a.FromKernelDropped}; B to kernel {b.ToKernel}");
+            $"offload={offload}: 8 MiB in {elapsed.TotalMilliseconds:F0} ms; A from kernel {a.FromKernel} frames, {a.FromKernelSegmented} segments cut, dropped {a.FromKernelDropped}; B to kernel {b.ToKernel} frames in {b.ToKernelCoalesced} coalesced packets and single frames");
         Assert.Equal(0, a.FromKernelMalformed);
         Assert.Equal(0, b.FromKernelMalformed);
         // The data frames: at least one per MSS of 1440 bytes (IPv6 with 1500-byte MTU, less the timestamp option).
@@ -118,10 +118,14 @@ public sealed partial class TapOffloadTests : IDisposable
             Assert.True(a.FromKernelSegmented > 0, "no TSO segment came through the TAP");
             Assert.True(a.FromKernel - a.FromKernelSegmented > 2 * a.FromKernelSegmented,
                 $"{a.FromKernelSegmented} segments cut into {a.FromKernel} frames: not a few frames each");
+            // And the receiving bridge joined the frames of a burst back for its kernel (software GRO).
+            Assert.True(b.ToKernelCoalesced > 0, $"B coalesced nothing of {b.ToKernel} frames");
+            Assert.Equal(0, b.ToKernelDropped);
         }
         else
         {
             Assert.Equal(0, a.FromKernelSegmented);
+            Assert.Equal(0, b.ToKernelCoalesced);
         }
     }
 
