@@ -10,11 +10,13 @@ namespace Vfio.Net;
 /// </summary>
 /// <remarks>
 /// <para>A segment joins the packet being built when it continues it exactly, as Linux's tcp_gro_receive requires: the
-/// same Ethernet, IP and TCP headers except the IP length, the IPv4 identification (one more each segment, or the
-/// same) and header checksum, the TCP sequence number (the next byte expected) and checksum; only ACK set, or ACK and
+/// same Ethernet, IP and TCP headers except the IP length, the IPv4 identification and header checksum (the
+/// identification one more each segment, or, with DF set, the same for all: the second segment decides which, as in
+/// Linux's inet_gro_receive), the TCP sequence number (the next byte expected) and checksum; only ACK set, or ACK and
 /// PSH (which ends the packet); a payload no longer than the first one's (a shorter one ends the packet). Only
-/// segments whose TCP checksum is right join: one the port did not check is checked here, and one that is wrong stays
-/// as it came, for the kernel to drop. What does not join is left to the caller, who sends it as it is.</para>
+/// segments whose TCP checksum and IPv4 header checksum are right join: one the port did not check is checked here
+/// (the coalesced packet gets a fresh IPv4 header checksum, which would hide a bad one), and one that is wrong stays as
+/// it came, for the kernel to drop. What does not join is left to the caller, who sends it as it is.</para>
 /// <para>The packet carries a partial checksum (the pseudo-header sum in the TCP checksum field, csum_start at the TCP
 /// header, virtio 1.2 §5.1.6.2's NEEDS_CSUM), as the kernel's own GRO packets do; every segment in it was checked.
 /// One thread uses an instance at a time; nothing is allocated after construction.</para>
@@ -27,8 +29,8 @@ public sealed class TcpCoalescer
     private TransportHeader _transport;
     private int _headerLength, _length, _segments, _mss;
     private uint _nextSequence;
-    private ushort _lastId;
-    private bool _closed;
+    private ushort _firstId;
+    private bool _closed, _fixedId, _dontFragment;
 
     /// <summary>Creates a coalescer whose packets hold up to 64 KiB of IP packet plus an Ethernet header with one VLAN tag.</summary>
     public TcpCoalescer() => _packet = new byte[MaxIpPacket + 18];
@@ -59,7 +61,8 @@ public sealed class TcpCoalescer
     /// </summary>
     /// <param name="frame">An Ethernet frame as the port received it.</param>
     /// <param name="checksumVerified">The port checked the TCP checksum and found it right (<see cref="PacketFlags.L4ChecksumGood"/>): it is not summed again.</param>
-    public bool TryAdd(ReadOnlySpan<byte> frame, bool checksumVerified)
+    /// <param name="ipChecksumVerified">The port checked the IPv4 header checksum and found it right (<see cref="PacketFlags.IpChecksumGood"/>).</param>
+    public bool TryAdd(ReadOnlySpan<byte> frame, bool checksumVerified, bool ipChecksumVerified = false)
     {
         if (!TransportHeader.TryLocate(frame, out var transport) || !transport.IsTcp) { return false; }
         int tcp = transport.Start;
@@ -75,30 +78,32 @@ public sealed class TcpCoalescer
         {
             // IPv4 options are left alone: Linux's GRO does not merge them either.
             if (transport.IsIpv4 && transport.IpHeaderLength != 20) { return false; }
-            if (!checksumVerified && !ChecksumIsRight(frame, transport)) { return false; }
+            if (!ChecksumsAreRight(frame, transport, checksumVerified, ipChecksumVerified)) { return false; }
             frame[..(headerLength + payload)].CopyTo(_packet);
             _transport = transport;
             _headerLength = headerLength;
             _length = headerLength + payload;
             _mss = payload;
             _nextSequence = unchecked(sequence + (uint)payload);
-            _lastId = id;
+            _firstId = id;
+            _dontFragment = transport.IsIpv4 && (frame[transport.IpStart + 6] & 0x40) != 0;
+            _fixedId = false;
             _segments = 1;
             _closed = (flags & Psh) != 0;
             return true;
         }
         if (_closed || headerLength != _headerLength || transport.IpStart != _transport.IpStart || payload > _mss
             || sequence != _nextSequence || _length + payload - _transport.IpStart > MaxIpPacket
-            || (transport.IsIpv4 && id != _lastId && id != (ushort)(_lastId + 1))
+            || (transport.IsIpv4 && !IdContinues(id))
             || !SameHeaders(frame, transport))
         {
             return false;
         }
-        if (!checksumVerified && !ChecksumIsRight(frame, transport)) { return false; }
+        if (!ChecksumsAreRight(frame, transport, checksumVerified, ipChecksumVerified)) { return false; }
+        if (transport.IsIpv4 && _segments == 1) { _fixedId = id == _firstId; }
         frame.Slice(headerLength, payload).CopyTo(_packet.AsSpan(_length));
         _length += payload;
         _nextSequence = unchecked(sequence + (uint)payload);
-        _lastId = id;
         _segments++;
         // PSH ends a packet, and so does a short segment (the sender had no more at hand).
         if ((flags & Psh) != 0)
@@ -145,9 +150,30 @@ public sealed class TcpCoalescer
         return length;
     }
 
-    /// <summary>Whether the TCP checksum of the segment is right: the sum over pseudo header and segment, checksum included, is all ones.</summary>
-    private static bool ChecksumIsRight(ReadOnlySpan<byte> frame, TransportHeader transport) =>
-        InternetChecksum.Fold(InternetChecksum.Add(transport.PseudoHeaderSum, frame.Slice(transport.Start, transport.Length))) == 0xFFFF;
+    /// <summary>
+    /// Whether the IPv4 identification continues the packet's: one more per segment, or the same for every one when DF
+    /// is set; the second segment decides which (Linux's inet_gro_receive), and the rest must keep to it.
+    /// </summary>
+    private bool IdContinues(ushort id)
+    {
+        if (_segments == 1) { return id == (ushort)(_firstId + 1) || (id == _firstId && _dontFragment); }
+        return id == (_fixedId ? _firstId : (ushort)(_firstId + _segments));
+    }
+
+    /// <summary>
+    /// Whether the segment's checksums are right where the port did not check them: the TCP sum over pseudo header and
+    /// segment, checksum included, is all ones, and so is the IPv4 header's.
+    /// </summary>
+    private static bool ChecksumsAreRight(ReadOnlySpan<byte> frame, TransportHeader transport, bool tcpVerified, bool ipVerified)
+    {
+        if (transport.IsIpv4 && !ipVerified
+            && InternetChecksum.Fold(InternetChecksum.Add(0, frame.Slice(transport.IpStart, transport.IpHeaderLength))) != 0xFFFF)
+        {
+            return false;
+        }
+        return tcpVerified
+            || InternetChecksum.Fold(InternetChecksum.Add(transport.PseudoHeaderSum, frame.Slice(transport.Start, transport.Length))) == 0xFFFF;
+    }
 
     /// <summary>The headers of <paramref name="frame"/> equal the packet's but for the fields that differ from segment to segment.</summary>
     private bool SameHeaders(ReadOnlySpan<byte> frame, TransportHeader transport)

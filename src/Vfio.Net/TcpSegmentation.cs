@@ -52,10 +52,11 @@ public readonly record struct TcpSegmentation
     /// <paramref name="maxSegmentSize"/> payload bytes; false when the frame is not TCP over IPv4 or IPv6 that
     /// <see cref="TransportHeader.TryLocate"/> understands, or its TCP data offset is below 5 or past the packet.
     /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxSegmentSize"/> is below 1.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxSegmentSize"/> is not 1 to 65535.</exception>
     public static bool TryPlan(ReadOnlySpan<byte> frame, int maxSegmentSize, out TcpSegmentation plan)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxSegmentSize, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxSegmentSize, 65535);
         plan = default;
         if (!TransportHeader.TryLocate(frame, out var transport) || !transport.IsTcp) { return false; }
         // RFC 9293 §3.1: Data Offset, the TCP header's length in 32-bit words, at least 5.

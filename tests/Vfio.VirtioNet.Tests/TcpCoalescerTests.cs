@@ -102,6 +102,61 @@ public sealed class TcpCoalescerTests
         Assert.False(coalescer.TryAdd(other[1], false));                   // another packet's data, same flow, wrong sequence
     }
 
+    /// <summary>Rewrites the IPv4 identification of an IPv4 segment and its header checksum (so only the ID differs).</summary>
+    private static byte[] WithId(byte[] segment, ushort id, bool dontFragment)
+    {
+        var copy = (byte[])segment.Clone();
+        BinaryPrimitives.WriteUInt16BigEndian(copy.AsSpan(14 + 4), id);
+        copy[14 + 6] = (byte)((copy[14 + 6] & ~0x40) | (dontFragment ? 0x40 : 0));
+        BinaryPrimitives.WriteUInt16BigEndian(copy.AsSpan(14 + 10), 0);
+        BinaryPrimitives.WriteUInt16BigEndian(copy.AsSpan(14 + 10), (ushort)~InternetChecksum.Fold(InternetChecksum.Add(0, copy.AsSpan(14, 20))));
+        return copy;
+    }
+
+    [Fact]
+    public void A_wrong_ipv4_header_checksum_is_refused_unless_the_port_checked_it()
+    {
+        var segments = Segments(Bulk(false, 1448 * 3), 1448);
+        var ttl = (byte[])segments[0].Clone();
+        ttl[14 + 8] ^= 1;   // TTL changed, the header checksum not: the TCP checksum does not cover it
+        var coalescer = new TcpCoalescer();
+        Assert.False(coalescer.TryAdd(ttl, checksumVerified: true));
+        Assert.True(coalescer.TryAdd(segments[0], checksumVerified: true));
+        var bad = (byte[])segments[1].Clone();
+        bad[14 + 10] ^= 1;
+        Assert.False(coalescer.TryAdd(bad, checksumVerified: true));
+        Assert.True(coalescer.TryAdd(bad, checksumVerified: true, ipChecksumVerified: true));   // the port's word is taken
+    }
+
+    [Theory]
+    [InlineData(true, true, true)]     // the same ID throughout, DF set: joins
+    [InlineData(true, false, false)]   // the same ID without DF: a fragmentable packet's IDs must differ
+    [InlineData(false, false, true)]   // one more each segment: joins
+    public void The_ipv4_id_either_increments_or_stays_with_df(bool fixedId, bool dontFragment, bool joins)
+    {
+        var segments = Segments(Bulk(false, 1448 * 3), 1448);
+        for (int i = 0; i < 3; i++) { segments[i] = WithId(segments[i], (ushort)(100 + (fixedId ? 0 : i)), dontFragment); }
+        var coalescer = new TcpCoalescer();
+        Assert.True(coalescer.TryAdd(segments[0], false));
+        Assert.Equal(joins, coalescer.TryAdd(segments[1], false));
+        if (joins)
+        {
+            Assert.True(coalescer.TryAdd(segments[2], false));
+            Assert.Equal(3, coalescer.SegmentCount);
+        }
+    }
+
+    [Fact]
+    public void The_second_segment_decides_the_id_mode_and_the_rest_keep_to_it()
+    {
+        var segments = Segments(Bulk(false, 1448 * 3), 1448);
+        var coalescer = new TcpCoalescer();
+        Assert.True(coalescer.TryAdd(WithId(segments[0], 7, true), false));
+        Assert.True(coalescer.TryAdd(WithId(segments[1], 7, true), false));    // fixed
+        Assert.False(coalescer.TryAdd(WithId(segments[2], 8, true), false));   // then incrementing: refused
+        Assert.True(coalescer.TryAdd(WithId(segments[2], 7, true), false));
+    }
+
     [Fact]
     public void Psh_and_a_short_segment_end_the_packet()
     {

@@ -195,6 +195,7 @@ public sealed class TcpSegmentationTests
     {
         var frame = Frame(false, Payload(3000, 3));
         Assert.Throws<ArgumentOutOfRangeException>(() => TcpSegmentation.TryPlan(frame, 0, out _));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TcpSegmentation.TryPlan(frame, 65536, out _));
         Assert.True(TcpSegmentation.TryPlan(frame, 1000, out var plan));
         Assert.Throws<ArgumentOutOfRangeException>(() => plan.WriteSegment(frame, 3, new byte[2048]));
         Assert.Throws<ArgumentOutOfRangeException>(() => plan.WriteSegment(frame, -1, new byte[2048]));

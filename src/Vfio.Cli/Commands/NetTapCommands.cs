@@ -105,7 +105,7 @@ internal static class NetTapCommands
             // the port's address).
             using var pcap = parse.GetValue(capture) is { } path ? OpenCapture(path, parse.GetValue(snap), null) : null;
             using var tap = TapInterface.Create(ifname, up: false,
-                offloads: offloads ? TapOffloads.Checksum | TapOffloads.Tso4 | TapOffloads.Tso6 : null);
+                offloads: offloads ? TapOffloads.Checksum | TapOffloads.Tso4 | TapOffloads.Tso6 | TapOffloads.TsoEcn : null);
             using var device = ctx.OpenDevice(parse.GetValue(port), parse.GetValue(allowNoIommu));
             // With --offload the port's own checksum offload is asked for too (used when the device offers it).
             using var netDevice = VirtioNetDevice.Open(device, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory, ChecksumOffload = offloads });

@@ -62,9 +62,9 @@ public readonly record struct TapBridgeStats(long ToKernel, long ToKernelDropped
 /// virtio_net_hdr: frames the kernel left with a partial checksum (NEEDS_CSUM) are completed before they are sent, TCP
 /// segments of up to 64 KiB (gso_type TCPV4/TCPV6, <see cref="TapOffloads.Tso4"/>/<see cref="TapOffloads.Tso6"/>) are
 /// cut into MSS-sized frames in software (<see cref="TcpSegmentation"/>), so the kernel's TCP hands over one large
-/// segment where it would otherwise write one frame per MSS; frames from the port go to the kernel marked DATA_VALID
-/// when the port verified their TCP/UDP checksum (<see cref="PacketFlags.L4ChecksumGood"/>), so the kernel does not
-/// check them again.</para>
+/// segment where it would otherwise write one frame per MSS; the other way, in-order TCP segments of one flow in a
+/// received burst are joined into one packet for the kernel (<see cref="TcpCoalescer"/>,
+/// <see cref="TapBridgeOptions.CoalesceReceive"/>).</para>
 /// Use <see cref="Run"/> for a port given entirely to the kernel, or call <see cref="Poll"/> from an application's
 /// own loop; an application that keeps some frames for itself receives from the port itself and hands the others
 /// to <see cref="TapInterface.Write(ReadOnlySpan{byte})"/> (or its overload with a header on a TAP with offloads).
@@ -104,8 +104,9 @@ public sealed partial class TapBridge : IDisposable
         _logger = _options.LoggerFactory?.CreateLogger<TapBridge>() ?? NullLogger<TapBridge>.Instance;
         _fromPort = new PacketBuffer[_options.Burst];
         _fromTap = new PacketBuffer[_options.Burst];
-        // A TAP frame is at most the interface MTU plus the Ethernet header (the TAP is given the port's MTU).
-        _frameRoom = Math.Min(port.Pool.DataRoom, port.Mtu + TapInterface.EthernetHeaderSize);
+        // A TAP frame is at most the interface MTU plus the Ethernet header (the TAP is given the port's MTU) and an
+        // 802.1Q tag: tun_put_user writes the tag the kernel's VLAN acceleration kept aside back into the frame.
+        _frameRoom = Math.Min(port.Pool.DataRoom, port.Mtu + TapInterface.EthernetHeaderSize + 4);
         if (tap.HasVirtioHeader)
         {
             // The frame may run on past the packet buffer into the overflow: its first _frameRoom bytes are the
@@ -137,18 +138,21 @@ public sealed partial class TapBridge : IDisposable
             var burst = _fromPort.AsSpan(0, received);
             capture?.Add(burst);
             int written = 0;
+            try
+            {
             if (_coalescer is not null)
             {
                 for (int i = 0; i < burst.Length; i++)
                 {
-                    bool verified = (burst[i].Flags & PacketFlags.L4ChecksumGood) != 0;
-                    if (_coalescer.TryAdd(burst[i].Data, verified)) { continue; }
+                    var flags = burst[i].Flags;
+                    bool tcpChecked = (flags & PacketFlags.L4ChecksumGood) != 0, ipChecked = (flags & PacketFlags.IpChecksumGood) != 0;
+                    if (_coalescer.TryAdd(burst[i].Data, tcpChecked, ipChecked)) { continue; }
                     if (_coalescer.SegmentCount > 0)
                     {
                         written += WriteCoalesced();
-                        if (_coalescer.TryAdd(burst[i].Data, verified)) { continue; }
+                        if (_coalescer.TryAdd(burst[i].Data, tcpChecked, ipChecked)) { continue; }
                     }
-                    if (WritePlain(burst[i].Data, verified)) { written++; }
+                    if (WritePlain(burst[i].Data)) { written++; }
                 }
                 if (_coalescer.SegmentCount > 0) { written += WriteCoalesced(); }
             }
@@ -156,7 +160,7 @@ public sealed partial class TapBridge : IDisposable
             {
                 for (int i = 0; i < burst.Length; i++)
                 {
-                    if (WritePlain(burst[i].Data, (burst[i].Flags & PacketFlags.L4ChecksumGood) != 0)) { written++; }
+                    if (WritePlain(burst[i].Data)) { written++; }
                 }
             }
             else
@@ -166,7 +170,12 @@ public sealed partial class TapBridge : IDisposable
                     if (_tap.Write(burst[i].Data)) { written++; }
                 }
             }
-            PacketPool.Free(burst);
+            }
+            finally
+            {
+                // Also when a write failed outright: the burst is the bridge's to free either way.
+                PacketPool.Free(burst);
+            }
             Volatile.Write(ref _toKernel, _toKernel + written);
             if (written < received) { Volatile.Write(ref _toKernelDropped, _toKernelDropped + received - written); }
             moved += received;
@@ -194,15 +203,19 @@ public sealed partial class TapBridge : IDisposable
         return moved;
     }
 
-    /// <summary>Writes one frame with a header that asks nothing: DATA_VALID when its TCP/UDP checksum was checked (virtio 1.2 §5.1.6.4).</summary>
-    private bool WritePlain(ReadOnlySpan<byte> frame, bool checksumChecked)
+    /// <summary>
+    /// Writes one frame with a header that asks nothing. Not DATA_VALID: Linux's tun (6.1-6.12, virtio_net_hdr_to_skb)
+    /// does not read it on a write and checks the checksum itself, and virtio 1.2 §5.1.6.2.1 keeps that flag for the
+    /// device's side.
+    /// </summary>
+    private bool WritePlain(ReadOnlySpan<byte> frame)
     {
-        SetWriteHeader(checksumChecked ? VirtioNetHeader.FlagDataValid : (byte)0, VirtioNetHeader.GsoNone, 0, 0, 0, 0);
+        SetWriteHeader(0, VirtioNetHeader.GsoNone, 0, 0, 0, 0);
         return _tap.Write(_writeHeader, frame);
     }
 
     /// <summary>
-    /// Writes the coalesced packet: one segment as it came (checked, so DATA_VALID), several as one GSO packet with a
+    /// Writes the coalesced packet: one segment as it came, several as one GSO packet with a
     /// partial checksum (NEEDS_CSUM at the TCP header, gso_size the first segment's payload, as the kernel's GRO builds
     /// them). Returns the segments the kernel took.
     /// </summary>
@@ -215,7 +228,7 @@ public sealed partial class TapBridge : IDisposable
         bool taken;
         if (segments == 1)
         {
-            taken = WritePlain(packet, checksumChecked: true);
+            taken = WritePlain(packet);
         }
         else
         {
@@ -257,8 +270,9 @@ public sealed partial class TapBridge : IDisposable
     /// <summary>
     /// The TAP-to-port half on a TAP with a virtio_net_hdr per frame (virtio 1.2 §5.1.6.2's fields, as the kernel fills
     /// them). A TCP segment being cut that the port's ring cannot take whole stays pending: the next rounds send the rest
-    /// before reading the TAP again, so a full ring holds the kernel back (its queue on the TAP fills) instead of
-    /// dropping frames TCP would have to send again.
+    /// before reading the TAP again, so what the bridge read is not lost to a full ring; the kernel's frames then wait
+    /// in the TAP's queue (tun drops there when that fills, as a NIC's queue would, and TCP's small-queue limit keeps
+    /// a sender from filling it).
     /// </summary>
     private int PollTapWithHeader(PacketCapture? capture)
     {
@@ -268,8 +282,10 @@ public sealed partial class TapBridge : IDisposable
             moved += ContinueSegments(capture);
             if (_pendingNext >= 0) { return moved; }
         }
-        int read = 0;
-        while (read < _spare)
+        int read = 0, cut = 0;
+        // A cut segment counts as one read: at most one burst's worth of TAP reads per round, so the other
+        // direction gets its turn.
+        while (read < _spare - cut)
         {
             var buffer = _fromTap[read];
             int length = _tap.Read(_readHeader, buffer.Room[.._frameRoom], _overflow.AsSpan(_frameRoom));
@@ -284,18 +300,21 @@ public sealed partial class TapBridge : IDisposable
                 read++;
                 continue;
             }
-            if (gso is not (VirtioNetHeader.GsoTcpV4 or VirtioNetHeader.GsoTcpV6)) { Malformed(); continue; }
+            if (gso is not (VirtioNetHeader.GsoTcpV4 or VirtioNetHeader.GsoTcpV6)) { Malformed(gso); continue; }
             // The whole frame in the overflow (its head was read into the buffer), which keeps it while it is cut.
             buffer.Room[..Math.Min(length, _frameRoom)].CopyTo(_overflow);
             int mss = BinaryPrimitives.ReadUInt16LittleEndian(_readHeader.AsSpan(VirtioNetHeader.GsoSize));
-            if (mss == 0 || !TcpSegmentation.TryPlan(_overflow.AsSpan(0, length), mss, out var plan) || plan.MaxSegmentLength > _port.Pool.DataRoom)
+            if (mss == 0 || !TcpSegmentation.TryPlan(_overflow.AsSpan(0, length), mss, out var plan) || plan.MaxSegmentLength > _frameRoom)
             {
-                Malformed();
+                // Also TCP that TransportHeader does not parse (IPv6 extension headers, QinQ): its retransmissions come
+                // the same way, so the first is logged as a warning.
+                Malformed(gso);
                 continue;
             }
             // What came before goes first, so that the kernel's order is kept.
             moved += SendFromTap(read, capture);
             read = 0;
+            cut++;
             Volatile.Write(ref _segmented, _segmented + 1);
             _pending = plan;
             _pendingNext = _pendingCaptured = 0;
@@ -355,7 +374,14 @@ public sealed partial class TapBridge : IDisposable
         return true;
     }
 
-    private void Malformed() => Volatile.Write(ref _malformed, _malformed + 1);
+    private void Malformed(int gsoType = VirtioNetHeader.GsoNone)
+    {
+        if (_malformed == 0) { LogFirstMalformed(_tap.Name, gsoType); }
+        Volatile.Write(ref _malformed, _malformed + 1);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "TAP {Tap} handed over a frame the bridge cannot send (gso_type {GsoType}: not TCP over IPv4/IPv6 it parses, a segment larger than the MTU, or checksum fields outside the frame); it and any like it are dropped and counted")]
+    private partial void LogFirstMalformed(string tap, int gsoType);
 
     /// <summary>
     /// Polls until <paramref name="cancellationToken"/> is cancelled: spins while frames flow, and after
@@ -392,6 +418,12 @@ public sealed partial class TapBridge : IDisposable
     {
         PacketPool.Free(_fromTap.AsSpan(0, _spare));
         _spare = 0;
+        if (_pendingNext >= 0)
+        {
+            // The frames of a cut segment never sent: dropped (no buffer holds them).
+            Volatile.Write(ref _fromKernelDropped, _fromKernelDropped + _pending.SegmentCount - _pendingNext);
+            _pendingNext = -1;
+        }
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "bridging port {Port} and TAP {Tap}")]

@@ -22,6 +22,8 @@ public enum TapOffloads
     Tso4 = 0x02,
     /// <summary>TUN_F_TSO6: the same for TCP over IPv6 (gso_type TCPV6). Needs <see cref="Checksum"/>.</summary>
     Tso6 = 0x04,
+    /// <summary>TUN_F_TSO_ECN: TSO segments may carry ECN's CWR (gso_type with VIRTIO_NET_HDR_GSO_ECN), set on the first frame only. Needs TSO.</summary>
+    TsoEcn = 0x08,
 }
 
 /// <summary>
@@ -84,14 +86,15 @@ public sealed class TapInterface : IDisposable
     /// <param name="offloads">Null: plain frames (<see cref="Read(Span{byte})"/>, <see cref="Write(ReadOnlySpan{byte})"/>).
     /// Otherwise each frame carries a virtio_net_hdr (IFF_VNET_HDR, <see cref="VirtioHeaderSize"/> bytes) and the kernel may
     /// send what these flags allow.</param>
-    /// <exception cref="ArgumentException">TSO without <see cref="TapOffloads.Checksum"/> (the kernel refuses it), or a flag this type does not define.</exception>
+    /// <exception cref="ArgumentException">TSO without <see cref="TapOffloads.Checksum"/> (the kernel refuses it), <see cref="TapOffloads.TsoEcn"/>
+    /// without TSO, or a flag this type does not define.</exception>
     /// <exception cref="VfioException">No TUN driver, no privilege, the name is taken by another interface, or the kernel
     /// refused the address, MTU or offloads; the message says which.</exception>
     public static unsafe TapInterface Create(string? name = null, PhysicalAddress? macAddress = null, int? mtu = null, bool up = true, TapOffloads? offloads = null)
     {
         if (offloads is { } o)
         {
-            if ((o & ~(TapOffloads.Checksum | TapOffloads.Tso4 | TapOffloads.Tso6)) != 0)
+            if ((o & ~(TapOffloads.Checksum | TapOffloads.Tso4 | TapOffloads.Tso6 | TapOffloads.TsoEcn)) != 0)
             {
                 throw new ArgumentException($"unknown TAP offload flags 0x{(int)o:x}", nameof(offloads));
             }
@@ -99,6 +102,10 @@ public sealed class TapInterface : IDisposable
             if ((o & (TapOffloads.Tso4 | TapOffloads.Tso6)) != 0 && (o & TapOffloads.Checksum) == 0)
             {
                 throw new ArgumentException("TCP segmentation offload needs TapOffloads.Checksum as well (segments carry partial checksums)", nameof(offloads));
+            }
+            if ((o & TapOffloads.TsoEcn) != 0 && (o & (TapOffloads.Tso4 | TapOffloads.Tso6)) == 0)
+            {
+                throw new ArgumentException("TapOffloads.TsoEcn qualifies TSO: give Tso4 or Tso6 with it", nameof(offloads));
             }
         }
         if (name is not null) { ValidateName(name); }
@@ -196,7 +203,7 @@ public sealed class TapInterface : IDisposable
     /// Hands one Ethernet frame to the kernel as received on the interface; false when the kernel did not take it
     /// (the interface is down, or its backlog is full: the frame is dropped, as a NIC drops on a full ring).
     /// </summary>
-    /// <exception cref="VfioException">The frame was refused for another reason (EINVAL: shorter than an Ethernet header).</exception>
+    /// <exception cref="VfioException">The frame was refused for another reason (EFAULT, EBADF: not a drop of one frame).</exception>
     /// <exception cref="InvalidOperationException">The TAP carries a virtio_net_hdr per frame: use <see cref="Write(ReadOnlySpan{byte}, ReadOnlySpan{byte})"/>.</exception>
     public unsafe bool Write(ReadOnlySpan<byte> frame)
     {
@@ -261,7 +268,7 @@ public sealed class TapInterface : IDisposable
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="header"/> is not <see cref="VirtioHeaderSize"/> bytes.</exception>
     /// <exception cref="InvalidOperationException">The TAP has no header (created without offloads).</exception>
-    /// <exception cref="VfioException">The kernel refused the frame for another reason (EINVAL: a header that does not fit the frame).</exception>
+    /// <exception cref="VfioException">The kernel refused the frame for another reason (EFAULT, EBADF: not a drop of one frame).</exception>
     public unsafe bool Write(ReadOnlySpan<byte> header, ReadOnlySpan<byte> frame)
     {
         RequireHeader(header.Length, "Write(frame)");
@@ -297,8 +304,10 @@ public sealed class TapInterface : IDisposable
     private bool NotTaken()
     {
         int errno = Errno.Last;
-        // EIO: the interface is down (tun_get_user drops the frame); EAGAIN/ENOBUFS: no room. Both are drops.
-        return errno is Errno.EAGAIN or Errno.EIO or Errno.ENOBUFS
+        // EIO: the interface is down (tun_get_user drops the frame); EAGAIN/ENOBUFS/ENOMEM: no room; EINVAL: the kernel
+        // refused this frame (shorter than an Ethernet header, a header it cannot use). All are drops of one frame:
+        // a frame from the wire must not stop the bridge.
+        return errno is Errno.EAGAIN or Errno.EIO or Errno.ENOBUFS or Errno.ENOMEM or Errno.EINVAL
             ? false
             : throw Errno.ToException(errno, $"write to TAP {Name}");
     }

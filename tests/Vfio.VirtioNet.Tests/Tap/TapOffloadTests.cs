@@ -43,7 +43,7 @@ public sealed partial class TapOffloadTests : IDisposable
         _ns1.Dispose();
     }
 
-    private const TapOffloads All = TapOffloads.Checksum | TapOffloads.Tso4 | TapOffloads.Tso6;
+    private const TapOffloads All = TapOffloads.Checksum | TapOffloads.Tso4 | TapOffloads.Tso6 | TapOffloads.TsoEcn;
 
     [Theory]
     [InlineData(true)]
@@ -149,6 +149,7 @@ public sealed partial class TapOffloadTests : IDisposable
         var e = Assert.Throws<ArgumentException>(() => TapInterface.Create("vfio4", offloads: TapOffloads.Tso4));
         Assert.Contains("needs TapOffloads.Checksum", e.Message, StringComparison.Ordinal);
         Assert.Throws<ArgumentException>(() => TapInterface.Create("vfio4", offloads: (TapOffloads)0x100));
+        Assert.Throws<ArgumentException>(() => TapInterface.Create("vfio4", offloads: TapOffloads.Checksum | TapOffloads.TsoEcn));
     }
 
     private static IPAddress LinkLocal(string ipAddrOutput)
