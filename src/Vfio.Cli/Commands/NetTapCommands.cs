@@ -67,6 +67,9 @@ internal static class NetTapCommands
 
     // ------------------------------------------------------------------------------------------------ tap
 
+    /// <summary>The burst of <c>vfio net tap --offload</c> when --burst is not given.</summary>
+    private const int OffloadBurst = 128;
+
     private static Command CreateTap(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu)
     {
         var port = Arguments.BdfOption("--port", "The virtio-net port (bound to vfio-pci) to give to the kernel");
@@ -88,7 +91,7 @@ internal static class NetTapCommands
         {
             Description = "Let the kernel hand over TCP segments of up to 64 KiB and partial checksums (TAP offloads CSUM, TSO4, TSO6), " +
                           "cut into MTU-sized frames and finished here; received TCP segments of one flow are joined into one packet for the kernel (software GRO), " +
-                          "and frames the port checked go to it marked checksum-valid",
+                          "with a burst of 128 frames unless --burst says otherwise",
         };
         var command = new Command("tap",
             "Give a port to the kernel: create a TAP interface with the port's MAC address and MTU and move frames both ways between them (the exception path)")
@@ -121,7 +124,10 @@ internal static class NetTapCommands
             string? macText = packetPort.MacAddress is { } a ? FormatMac(a.GetAddressBytes()) : null;
             Ready(ctx, string.Create(CultureInfo.InvariantCulture,
                 $"bridging {device.Address} <-> {tap.Name} (MAC {macText ?? "none"}, MTU {m}{(offloads ? ", TSO and checksum offload" : "")}){(pcap is null ? "" : ", capturing to " + parse.GetValue(capture))}; Ctrl-C stops"));
-            using var bridge = new TapBridge(packetPort, tap, new TapBridgeOptions { Burst = parse.GetValue(burst), Capture = pcap, LoggerFactory = ctx.LoggerFactory });
+            // With --offload a larger burst by default: the segments of one received burst are what the bridge can join
+            // into one packet for the kernel (lab, 2026-12-07: reverse TCP 416-421 Mbit/s at 32, 491 at 64, 592 at 128).
+            int frames = parse.GetResult(burst) is { Implicit: false } ? parse.GetValue(burst) : offloads ? OffloadBurst : parse.GetValue(burst);
+            using var bridge = new TapBridge(packetPort, tap, new TapBridgeOptions { Burst = frames, Capture = pcap, LoggerFactory = ctx.LoggerFactory });
             var started = Stopwatch.GetTimestamp();
             var stats = RunUntilStopped(parse.GetValue(seconds), token => bridge.Run(token));
             double elapsed = Math.Round(Stopwatch.GetElapsedTime(started).TotalSeconds, 3);
