@@ -5,6 +5,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Vfio.Cli.Output;
+using Vfio.Cli.Tools.Net;
 using Vfio.Devices;
 using Vfio.VirtioNet;
 
@@ -12,7 +13,8 @@ namespace Vfio.Cli.Commands;
 
 /// <summary>
 /// <c>vfio net tap|capture</c>: the kernel exception path (a TAP interface bridged to a port driven by this project's
-/// driver, <see cref="TapBridge"/>) and a pcap capture of what a port receives (<see cref="PacketCapture"/>). Everything
+/// driver, <see cref="TapBridge"/>) and a pcap capture of what a port receives (<see cref="PacketCapture"/>), on any port
+/// a registered driver takes (<see cref="NetDrivers"/>: virtio-net, igb), through <see cref="INetPort"/>. Everything
 /// that can fail before the port is touched (the capture file, the TAP name) is done first, so that bad input leaves
 /// the port as it was.
 /// </summary>
@@ -72,7 +74,7 @@ internal static class NetTapCommands
 
     private static Command CreateTap(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu)
     {
-        var port = Arguments.BdfOption("--port", "The virtio-net port (bound to vfio-pci) to give to the kernel");
+        var port = Arguments.BdfOption("--port", "The port (bound to vfio-pci; virtio-net or igb) to give to the kernel");
         var name = new Option<string>("--name") { Description = "The TAP interface's name", DefaultValueFactory = _ => DefaultTapName, HelpName = "IFNAME" };
         name.Validators.Add(r =>
         {
@@ -111,13 +113,13 @@ internal static class NetTapCommands
                 offloads: offloads ? TapOffloads.Checksum | TapOffloads.Tso4 | TapOffloads.Tso6 | TapOffloads.TsoEcn : null);
             using var device = ctx.OpenDevice(parse.GetValue(port), parse.GetValue(allowNoIommu));
             // With --offload the port's own checksum offload is asked for too (used when the device offers it).
-            using var netDevice = VirtioNetDevice.Open(device, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory, ChecksumOffload = offloads });
-            if (m + TapInterface.EthernetHeaderSize > netDevice.Pool.DataRoom)
+            using var netPort = OpenPort(ctx, device, checksumOffload: offloads);
+            if (m + TapInterface.EthernetHeaderSize > netPort.Pool.DataRoom)
             {
                 throw new CliException(string.Create(CultureInfo.InvariantCulture,
-                    $"--mtu {m} needs {m + TapInterface.EthernetHeaderSize}-byte frames; the port's packet buffers hold {netDevice.Pool.DataRoom}"), ExitCodes.Usage, "Usage");
+                    $"--mtu {m} needs {m + TapInterface.EthernetHeaderSize}-byte frames; the port's packet buffers hold {netPort.Pool.DataRoom}"), ExitCodes.Usage, "Usage");
             }
-            var packetPort = PacketPort.Of(netDevice, mtu: m);
+            var packetPort = PacketPort.Of(netPort, mtu: m);
             if (packetPort.MacAddress is { } mac) { tap.SetMacAddress(mac); }
             tap.SetMtu(m);
             tap.SetUp(true);
@@ -154,7 +156,7 @@ internal static class NetTapCommands
 
     private static Command CreateCapture(Func<ParseResult, CliContext> context, Option<bool> allowNoIommu)
     {
-        var port = Arguments.BdfOption("--port", "The virtio-net port (bound to vfio-pci) to capture on");
+        var port = Arguments.BdfOption("--port", "The port (bound to vfio-pci; virtio-net or igb) to capture on");
         var output = new Option<string>("--out", "-w") { Description = "The pcap file to write", HelpName = "FILE.pcap", Required = true };
         var count = new Option<long?>("--count", "-c") { Description = "Stop after this many frames", HelpName = "N" };
         count.Validators.Add(r => { if (Arguments.TryGet(r, out long? v) && v is < 1) { r.AddError("--count must be 1 or more"); } });
@@ -176,10 +178,10 @@ internal static class NetTapCommands
             // The file first: a path that cannot be written fails before the port is opened.
             using var pcap = OpenCapture(path, snapLength, n, parse.GetValue(nano));
             using var device = ctx.OpenDevice(parse.GetValue(port), parse.GetValue(allowNoIommu));
-            using var netDevice = VirtioNetDevice.Open(device, new VirtioNetOptions { LoggerFactory = ctx.LoggerFactory });
+            using var netPort = OpenPort(ctx, device);
             Ready(ctx, $"capturing on {device.Address} to {path}{(n is { } c ? string.Create(CultureInfo.InvariantCulture, $", {c:N0} frames") : "")}; Ctrl-C stops");
             var started = Stopwatch.GetTimestamp();
-            RunUntilStopped(parse.GetValue(seconds), token => { Capture(netDevice, pcap, parse.GetValue(burst), token); return 0; });
+            RunUntilStopped(parse.GetValue(seconds), token => { Capture(netPort, pcap, parse.GetValue(burst), token); return 0; });
             double elapsed = Math.Round(Stopwatch.GetElapsedTime(started).TotalSeconds, 3);
             var doc = CaptureDocument(device.Address, path, snapLength, pcap.Complete(), elapsed);
             if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NetCaptureJson); }
@@ -195,14 +197,24 @@ internal static class NetTapCommands
         return command;
     }
 
+    /// <summary>
+    /// Opens <paramref name="device"/> with the driver its PCI ID selects (one queue pair); an ID no driver takes is a
+    /// <see cref="NoNetDriverException"/>, reported in one line with exit 2.
+    /// </summary>
+    private static INetPort OpenPort(CliContext ctx, IPciDevice device, bool checksumOffload = false)
+    {
+        var registry = ctx.Environment.NetDrivers ?? NetDrivers.Default;
+        return registry.Open(device, new NetPortOptions { LoggerFactory = ctx.LoggerFactory, ChecksumOffload = checksumOffload });
+    }
+
     /// <summary>Receives bursts and copies them into the capture until it is full or <paramref name="token"/> is cancelled.</summary>
-    private static void Capture(VirtioNetDevice port, PacketCapture capture, int burst, CancellationToken token)
+    private static void Capture(INetPort port, PacketCapture capture, int burst, CancellationToken token)
     {
         var buffers = new PacketBuffer[burst];
         int idle = 0;
         while (!token.IsCancellationRequested && !capture.IsFull)
         {
-            int n = port.Receive(buffers);
+            int n = port.RxBurst(0, buffers);
             if (n == 0)
             {
                 // An idle port is looked at every millisecond: the receive ring holds what arrives meanwhile.

@@ -15,9 +15,9 @@ public delegate int BurstTransmit(ReadOnlySpan<PacketBuffer> packets);
 /// receive and transmit, the pool to take transmit buffers from, the MAC address and MTU to give the kernel side.
 /// </summary>
 /// <remarks>
-/// A seam of delegates rather than a type of its own so that any port (today <see cref="VirtioNetDevice"/>; a common
-/// NIC port interface, an igb port) plugs in without the bridge knowing it: <see cref="Of(VirtioNetDevice, int, int)"/>
-/// is the only place that names the virtio driver.
+/// A seam of delegates rather than a type of its own so that any port plugs in without the bridge knowing it:
+/// <see cref="Of(INetPort, int, int)"/> for any driver's port, <see cref="Of(VirtioNetDevice, int, int)"/> for the
+/// virtio driver's own methods.
 /// </remarks>
 public sealed class PacketPort
 {
@@ -55,6 +55,17 @@ public sealed class PacketPort
         return new PacketPort(device.Device.Address.ToString(), device.Pool,
             into => device.Receive(into, queuePair), packets => device.Transmit(packets, queuePair),
             device.MacAddress, mtu, () => device.FlushTransmit(queuePair));
+    }
+
+    /// <summary>Queue pair <paramref name="queuePair"/> of any port (<see cref="INetPort"/>: virtio-net, igb, ...).</summary>
+    public static PacketPort Of(INetPort port, int queuePair = 0, int mtu = DefaultMtu)
+    {
+        ArgumentNullException.ThrowIfNull(port);
+        ArgumentOutOfRangeException.ThrowIfNegative(queuePair);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(queuePair, port.QueuePairCount);
+        return new PacketPort(port.Address.ToString(), port.Pool,
+            into => port.RxBurst(queuePair, into), packets => port.TxBurst(queuePair, packets),
+            port.MacAddress, mtu, () => port.FlushTx(queuePair));
     }
 
     /// <summary>What to call the port in messages (its PCI address).</summary>

