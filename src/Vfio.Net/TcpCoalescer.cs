@@ -130,21 +130,10 @@ public sealed class TcpCoalescer
         if (_segments > 1)
         {
             var packet = _packet.AsSpan(0, length);
-            int ip = _transport.IpStart, tcp = _transport.Start;
-            int tcpLength = length - tcp;
-            if (_transport.IsIpv4)
-            {
-                BinaryPrimitives.WriteUInt16BigEndian(packet[(ip + 2)..], (ushort)(_transport.IpHeaderLength + tcpLength));
-                BinaryPrimitives.WriteUInt16BigEndian(packet[(ip + 10)..], 0);
-                BinaryPrimitives.WriteUInt16BigEndian(packet[(ip + 10)..],
-                    (ushort)~InternetChecksum.Fold(InternetChecksum.Add(0, packet.Slice(ip, _transport.IpHeaderLength))));
-            }
-            else
-            {
-                BinaryPrimitives.WriteUInt16BigEndian(packet[(ip + 4)..], (ushort)tcpLength);
-            }
-            ulong pseudo = _transport.PseudoHeaderSum - (ulong)_transport.Length + (ulong)tcpLength;
-            BinaryPrimitives.WriteUInt16BigEndian(packet[(tcp + TransportHeader.TcpChecksumOffset)..], InternetChecksum.Fold(pseudo));
+            int tcpLength = length - _transport.Start;
+            _transport.WriteIpLength(packet, tcpLength);
+            BinaryPrimitives.WriteUInt16BigEndian(packet[(_transport.Start + TransportHeader.TcpChecksumOffset)..],
+                InternetChecksum.Fold(_transport.PseudoHeaderSumFor(tcpLength)));
         }
         _segments = 0;
         return length;

@@ -105,17 +105,10 @@ public readonly record struct TcpSegmentation
         int tcpLength = length - tcp;
         if (Transport.IsIpv4)
         {
-            BinaryPrimitives.WriteUInt16BigEndian(segment[(ip + 2)..], (ushort)(Transport.IpHeaderLength + tcpLength));
             ushort id = BinaryPrimitives.ReadUInt16BigEndian(frame[(ip + 4)..]);
             BinaryPrimitives.WriteUInt16BigEndian(segment[(ip + 4)..], (ushort)(id + index));
-            BinaryPrimitives.WriteUInt16BigEndian(segment[(ip + 10)..], 0);
-            BinaryPrimitives.WriteUInt16BigEndian(segment[(ip + 10)..],
-                (ushort)~InternetChecksum.Fold(InternetChecksum.Add(0, segment.Slice(ip, Transport.IpHeaderLength))));
         }
-        else
-        {
-            BinaryPrimitives.WriteUInt16BigEndian(segment[(ip + 4)..], (ushort)tcpLength);
-        }
+        Transport.WriteIpLength(segment, tcpLength);
 
         uint sequence = BinaryPrimitives.ReadUInt32BigEndian(frame[(tcp + 4)..]);
         BinaryPrimitives.WriteUInt32BigEndian(segment[(tcp + 4)..], unchecked(sequence + (uint)offset));
@@ -128,8 +121,7 @@ public readonly record struct TcpSegmentation
         }
         segment[tcp + 13] = flags;
 
-        // The pseudo header of this segment: the original's less its TCP length, plus this one's.
-        ulong pseudo = Transport.PseudoHeaderSum - (ulong)Transport.Length + (ulong)tcpLength;
+        ulong pseudo = Transport.PseudoHeaderSumFor(tcpLength);
         BinaryPrimitives.WriteUInt16BigEndian(segment[(tcp + TransportHeader.TcpChecksumOffset)..], 0);
         ushort checksum = (ushort)~InternetChecksum.Fold(InternetChecksum.Add(pseudo, segment.Slice(tcp, tcpLength)));
         BinaryPrimitives.WriteUInt16BigEndian(segment[(tcp + TransportHeader.TcpChecksumOffset)..], checksum);

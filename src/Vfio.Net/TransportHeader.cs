@@ -34,6 +34,38 @@ public readonly record struct TransportHeader(int IpStart, bool IsIpv4, int Star
     /// <summary>Offset of the checksum field from <see cref="Start"/> (virtio's csum_offset).</summary>
     public int ChecksumOffset => IsTcp ? TcpChecksumOffset : UdpChecksumOffset;
 
+    /// <summary>
+    /// The pseudo-header sum for a TCP/UDP length of <paramref name="length"/> instead of <see cref="Length"/>: that of a
+    /// segment cut from this packet, or of a packet joined from segments like it.
+    /// </summary>
+    public ulong PseudoHeaderSumFor(int length) => PseudoHeaderSum - (ulong)Length + (ulong)length;
+
+    /// <summary>
+    /// Sets the IP header of <paramref name="frame"/> (laid out as the frame this was located in) for TCP/UDP of
+    /// <paramref name="length"/> bytes: the IPv4 total length and header checksum (RFC 791 §3.1), or the IPv6 payload
+    /// length (RFC 8200 §3). Other IPv4 fields (the identification) are to be set before, as the checksum covers them.
+    /// </summary>
+    public void WriteIpLength(Span<byte> frame, int length)
+    {
+        if (IsIpv4)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(frame[(IpStart + 2)..], (ushort)(IpHeaderLength + length));
+            WriteIpv4HeaderChecksum(frame, IpStart);
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(frame[(IpStart + 4)..], (ushort)length);
+        }
+    }
+
+    /// <summary>Writes the header checksum of the IPv4 header at <paramref name="ipStart"/> (RFC 791 §3.1; its IHL gives the length).</summary>
+    public static void WriteIpv4HeaderChecksum(Span<byte> frame, int ipStart)
+    {
+        int ihl = (frame[ipStart] & 0xF) * 4;
+        BinaryPrimitives.WriteUInt16BigEndian(frame[(ipStart + 10)..], 0);
+        BinaryPrimitives.WriteUInt16BigEndian(frame[(ipStart + 10)..], (ushort)~InternetChecksum.Fold(InternetChecksum.Add(0, frame.Slice(ipStart, ihl))));
+    }
+
     /// <summary>Parses <paramref name="frame"/>; false when it is not TCP or UDP over IPv4 or IPv6 that fits in the frame.</summary>
     public static bool TryLocate(ReadOnlySpan<byte> frame, out TransportHeader header)
     {

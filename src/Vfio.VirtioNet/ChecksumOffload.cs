@@ -20,12 +20,4 @@ internal static class ChecksumOffload
         ushort value = (ushort)~InternetChecksum.Fold(InternetChecksum.Add(extra, covered));
         BinaryPrimitives.WriteUInt16BigEndian(covered[field..], value == 0 ? (ushort)0xFFFF : value);
     }
-
-    /// <summary>Writes the IPv4 header checksum of the header at <paramref name="ip"/> (RFC 791 §3.1): virtio has no offload for it.</summary>
-    public static void WriteIpv4HeaderChecksum(Span<byte> frame, int ip)
-    {
-        int ihl = (frame[ip] & 0xF) * 4;
-        BinaryPrimitives.WriteUInt16BigEndian(frame[(ip + 10)..], 0);
-        BinaryPrimitives.WriteUInt16BigEndian(frame[(ip + 10)..], (ushort)~InternetChecksum.Fold(InternetChecksum.Add(0, frame.Slice(ip, ihl))));
-    }
 }

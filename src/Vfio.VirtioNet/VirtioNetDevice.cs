@@ -368,7 +368,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         }
         if ((flags & PacketFlags.TxIpChecksum) != 0 && l4.IsIpv4)
         {
-            ChecksumOffload.WriteIpv4HeaderChecksum(frame, l4.IpStart);
+            TransportHeader.WriteIpv4HeaderChecksum(frame, l4.IpStart);   // virtio has no offload for it
         }
         if ((flags & PacketFlags.TxL4Checksum) == 0) { return; }
         var segment = frame.Slice(l4.Start, l4.Length);
