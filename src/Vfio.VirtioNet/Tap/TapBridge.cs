@@ -137,40 +137,8 @@ public sealed partial class TapBridge : IDisposable
         {
             var burst = _fromPort.AsSpan(0, received);
             capture?.Add(burst);
-            int written = 0;
-            try
-            {
-            if (_coalescer is not null)
-            {
-                for (int i = 0; i < burst.Length; i++)
-                {
-                    var flags = burst[i].Flags;
-                    bool tcpChecked = (flags & PacketFlags.L4ChecksumGood) != 0, ipChecked = (flags & PacketFlags.IpChecksumGood) != 0;
-                    if (_coalescer.TryAdd(burst[i].Data, tcpChecked, ipChecked)) { continue; }
-                    if (_coalescer.SegmentCount > 0)
-                    {
-                        written += WriteCoalesced();
-                        if (_coalescer.TryAdd(burst[i].Data, tcpChecked, ipChecked)) { continue; }
-                    }
-                    if (WritePlain(burst[i].Data)) { written++; }
-                }
-                if (_coalescer.SegmentCount > 0) { written += WriteCoalesced(); }
-            }
-            else if (_tap.HasVirtioHeader)
-            {
-                for (int i = 0; i < burst.Length; i++)
-                {
-                    if (WritePlain(burst[i].Data)) { written++; }
-                }
-            }
-            else
-            {
-                for (int i = 0; i < burst.Length; i++)
-                {
-                    if (_tap.Write(burst[i].Data)) { written++; }
-                }
-            }
-            }
+            int written;
+            try { written = WriteToKernel(burst); }
             finally
             {
                 // Also when a write failed outright: the burst is the bridge's to free either way.
@@ -182,13 +150,13 @@ public sealed partial class TapBridge : IDisposable
         }
 
         if (_spare < _fromTap.Length) { _spare += _port.Pool.Allocate(_fromTap.AsSpan(_spare)); }
-        int read = 0;
         if (_tap.HasVirtioHeader)
         {
             moved += PollTapWithHeader(capture);
         }
         else
         {
+            int read = 0;
             while (read < _spare)
             {
                 var buffer = _fromTap[read];
@@ -201,6 +169,41 @@ public sealed partial class TapBridge : IDisposable
         }
         Volatile.Write(ref _rounds, _rounds + 1);
         return moved;
+    }
+
+    /// <summary>
+    /// Hands a received burst to the kernel, joining TCP segments on a TAP that coalesces; returns the frames written
+    /// (the caller still owns the burst).
+    /// </summary>
+    private int WriteToKernel(ReadOnlySpan<PacketBuffer> burst)
+    {
+        int written = 0;
+        if (!_tap.HasVirtioHeader)
+        {
+            for (int i = 0; i < burst.Length; i++)
+            {
+                if (_tap.Write(burst[i].Data)) { written++; }
+            }
+            return written;
+        }
+        var coalescer = _coalescer;
+        for (int i = 0; i < burst.Length; i++)
+        {
+            if (coalescer is not null)
+            {
+                var flags = burst[i].Flags;
+                bool tcpChecked = (flags & PacketFlags.L4ChecksumGood) != 0, ipChecked = (flags & PacketFlags.IpChecksumGood) != 0;
+                if (coalescer.TryAdd(burst[i].Data, tcpChecked, ipChecked)) { continue; }
+                if (coalescer.SegmentCount > 0)
+                {
+                    written += WriteCoalesced();
+                    if (coalescer.TryAdd(burst[i].Data, tcpChecked, ipChecked)) { continue; }
+                }
+            }
+            if (WritePlain(burst[i].Data)) { written++; }
+        }
+        if (coalescer is { SegmentCount: > 0 }) { written += WriteCoalesced(); }
+        return written;
     }
 
     /// <summary>
