@@ -410,10 +410,13 @@ internal static class NetCommands
     /// Opens <paramref name="device"/> with the driver its PCI ID selects; an ID no driver takes is a
     /// <see cref="NoNetDriverException"/>, which the command reports in one line with exit 2.
     /// </summary>
-    private static INetPort OpenPort(CliContext ctx, IPciDevice device, PacketPool? pool, int queues = 1, int poolSize = 0)
+    internal static INetPort OpenPort(CliContext ctx, IPciDevice device, PacketPool? pool, int queues = 1, int poolSize = 0, bool checksumOffload = false)
     {
         var registry = ctx.Environment.NetDrivers ?? NetDrivers.Default;
-        return registry.Open(device, new NetPortOptions { LoggerFactory = ctx.LoggerFactory, Pool = pool, QueuePairs = queues, PoolSize = poolSize });
+        return registry.Open(device, new NetPortOptions
+        {
+            LoggerFactory = ctx.LoggerFactory, Pool = pool, QueuePairs = queues, PoolSize = poolSize, ChecksumOffload = checksumOffload,
+        });
     }
 
     private static string? Token(System.CommandLine.Parsing.ArgumentResult? r) => r is { Tokens.Count: > 0 } ? r.Tokens[0].Value : null;

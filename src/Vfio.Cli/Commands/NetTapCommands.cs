@@ -5,7 +5,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Vfio.Cli.Output;
-using Vfio.Cli.Tools.Net;
 using Vfio.Devices;
 using Vfio.VirtioNet;
 
@@ -14,7 +13,7 @@ namespace Vfio.Cli.Commands;
 /// <summary>
 /// <c>vfio net tap|capture</c>: the kernel exception path (a TAP interface bridged to a port driven by this project's
 /// driver, <see cref="TapBridge"/>) and a pcap capture of what a port receives (<see cref="PacketCapture"/>), on any port
-/// a registered driver takes (<see cref="NetDrivers"/>: virtio-net, igb), through <see cref="INetPort"/>. Everything
+/// a registered driver takes (<see cref="Vfio.Cli.Tools.Net.NetDrivers"/>: virtio-net, igb), through <see cref="INetPort"/>. Everything
 /// that can fail before the port is touched (the capture file, the TAP name) is done first, so that bad input leaves
 /// the port as it was.
 /// </summary>
@@ -113,7 +112,7 @@ internal static class NetTapCommands
                 offloads: offloads ? TapOffloads.Checksum | TapOffloads.Tso4 | TapOffloads.Tso6 | TapOffloads.TsoEcn : null);
             using var device = ctx.OpenDevice(parse.GetValue(port), parse.GetValue(allowNoIommu));
             // With --offload the port's own checksum offload is asked for too (used when the device offers it).
-            using var netPort = OpenPort(ctx, device, checksumOffload: offloads);
+            using var netPort = NetCommands.OpenPort(ctx, device, pool: null, checksumOffload: offloads);
             if (m + TapInterface.EthernetHeaderSize > netPort.Pool.DataRoom)
             {
                 throw new CliException(string.Create(CultureInfo.InvariantCulture,
@@ -178,7 +177,7 @@ internal static class NetTapCommands
             // The file first: a path that cannot be written fails before the port is opened.
             using var pcap = OpenCapture(path, snapLength, n, parse.GetValue(nano));
             using var device = ctx.OpenDevice(parse.GetValue(port), parse.GetValue(allowNoIommu));
-            using var netPort = OpenPort(ctx, device);
+            using var netPort = NetCommands.OpenPort(ctx, device, pool: null);
             Ready(ctx, $"capturing on {device.Address} to {path}{(n is { } c ? string.Create(CultureInfo.InvariantCulture, $", {c:N0} frames") : "")}; Ctrl-C stops");
             var started = Stopwatch.GetTimestamp();
             RunUntilStopped(parse.GetValue(seconds), token => { Capture(netPort, pcap, parse.GetValue(burst), token); return 0; });
@@ -195,16 +194,6 @@ internal static class NetTapCommands
             return ExitCodes.Ok;
         });
         return command;
-    }
-
-    /// <summary>
-    /// Opens <paramref name="device"/> with the driver its PCI ID selects (one queue pair); an ID no driver takes is a
-    /// <see cref="NoNetDriverException"/>, reported in one line with exit 2.
-    /// </summary>
-    private static INetPort OpenPort(CliContext ctx, IPciDevice device, bool checksumOffload = false)
-    {
-        var registry = ctx.Environment.NetDrivers ?? NetDrivers.Default;
-        return registry.Open(device, new NetPortOptions { LoggerFactory = ctx.LoggerFactory, ChecksumOffload = checksumOffload });
     }
 
     /// <summary>Receives bursts and copies them into the capture until it is full or <paramref name="token"/> is cancelled.</summary>
