@@ -30,25 +30,19 @@ public sealed class IgbTapTests : IDisposable
 
         TapLab.AssertPings(NsA, $"fe80::b%{TapA}", count: 20);
         TapLab.AssertPings(NsB, $"fe80::a%{TapB}", count: 20);
-        _lab.CopyAndVerify(from: NsA, to: NsB, toAddress: "fe80::b", toInterface: TapA);
-        double forward = _lab.Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{TapA}");
-        double reverse = _lab.Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{TapA}", reverse: true);
+        var (forward, reverse) = _lab.CopyAndMeasure(from: NsA, to: NsB, toAddress: "fe80::b", toInterface: TapA);
 
-        var stopA = TapLab.Stop(a);
-        var stopB = TapLab.Stop(b);
-        Assert.True(stopA.ExitCode == 0, stopA.Output);
-        Assert.True(stopB.ExitCode == 0, stopB.Output);
-        var da = JsonDocument.Parse(stopA.StdOut).RootElement;
-        var db = JsonDocument.Parse(stopB.StdOut).RootElement;
+        var (da, outA) = TapLab.StopJson(a);
+        var (db, outB) = TapLab.StopJson(b);
         Assert.Equal(Lab.Igb0, da.GetProperty("port").GetString());
         Assert.Equal("52:54:00:00:01:01", da.GetProperty("mac").GetString());
         Assert.Equal("52:54:00:00:01:02", db.GetProperty("mac").GetString());
         // A's kernel sent the copy and the forward iperf3 as TSO segments, cut by A's bridge; B's bridge joined them
         // for its kernel; the reverse iperf3 the other way round.
-        Assert.True(da.GetProperty("fromKernelSegmented").GetInt64() > 0, stopA.StdOut);
-        Assert.True(db.GetProperty("toKernelCoalesced").GetInt64() > 0, stopB.StdOut);
-        Assert.True(db.GetProperty("fromKernelSegmented").GetInt64() > 0, stopB.StdOut);
-        Assert.True(da.GetProperty("toKernelCoalesced").GetInt64() > 0, stopA.StdOut);
+        Assert.True(da.GetProperty("fromKernelSegmented").GetInt64() > 0, outA);
+        Assert.True(db.GetProperty("toKernelCoalesced").GetInt64() > 0, outB);
+        Assert.True(db.GetProperty("fromKernelSegmented").GetInt64() > 0, outB);
+        Assert.True(da.GetProperty("toKernelCoalesced").GetInt64() > 0, outA);
         Assert.Equal(0, da.GetProperty("fromKernelMalformed").GetInt64());
         Assert.Equal(0, db.GetProperty("fromKernelMalformed").GetInt64());
         Lab.Report(string.Create(CultureInfo.InvariantCulture,

@@ -38,19 +38,15 @@ public sealed partial class NetTapTests : IDisposable
         TapLab.AssertPings(NsB, $"fe80::a%{net1}");
 
         // 64 MiB over TCP from A (our port) to B (the kernel's), content checked on both ends.
-        _lab.CopyAndVerify(from: NsA, to: NsB, toAddress: "fe80::b", toInterface: Tap);
-        double ours = _lab.Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{Tap}");
-        double oursRx = _lab.Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{Tap}", reverse: true);
+        var (ours, oursRx) = _lab.CopyAndMeasure(from: NsA, to: NsB, toAddress: "fe80::b", toInterface: Tap);
 
-        var stop = TapLab.Stop(tap);
-        Assert.True(stop.ExitCode == 0, stop.Output);
-        var d = JsonDocument.Parse(stop.StdOut).RootElement;
+        var (d, stdout) = TapLab.StopJson(tap);
         Assert.Equal(Tap, d.GetProperty("tap").GetString());
         Assert.Equal("52:54:00:00:00:01", d.GetProperty("mac").GetString());
-        Assert.True(d.GetProperty("toKernel").GetInt64() > 200 && d.GetProperty("fromKernel").GetInt64() > 200, stop.StdOut);
+        Assert.True(d.GetProperty("toKernel").GetInt64() > 200 && d.GetProperty("fromKernel").GetInt64() > 200, stdout);
         // The capture of the bridge: 100 echo requests each way (ICMPv6 type 128), read back by tcpdump.
         var c = d.GetProperty("capture");
-        Assert.True(c.GetProperty("written").GetInt64() > 400, stop.StdOut);
+        Assert.True(c.GetProperty("written").GetInt64() > 400, stdout);
         Assert.Equal(200, TcpdumpCount(pcap, "icmp6 and ip6[40] == 128"));
         Assert.Equal(200, TcpdumpCount(pcap, "icmp6 and ip6[40] == 129"));
         Assert.False(d.GetProperty("offload").GetBoolean());
@@ -61,29 +57,24 @@ public sealed partial class NetTapTests : IDisposable
         var offloaded = _lab.StartTap(Lab.Net0, NsA, Tap, offload: true);
         TapLab.Must("ip", "-n", NsA, "addr", "add", "fe80::a/64", "dev", Tap, "nodad");
         TapLab.AssertPings(NsA, $"fe80::b%{Tap}", count: 10);
-        _lab.CopyAndVerify(from: NsA, to: NsB, toAddress: "fe80::b", toInterface: Tap);
-        double oursOffload = _lab.Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{Tap}");
-        double oursOffloadRx = _lab.Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{Tap}", reverse: true);
-        var stopOffload = TapLab.Stop(offloaded);
-        Assert.True(stopOffload.ExitCode == 0, stopOffload.Output);
-        var o = JsonDocument.Parse(stopOffload.StdOut).RootElement;
+        var (oursOffload, oursOffloadRx) = _lab.CopyAndMeasure(from: NsA, to: NsB, toAddress: "fe80::b", toInterface: Tap);
+        var (o, offloadedOut) = TapLab.StopJson(offloaded);
         Assert.True(o.GetProperty("offload").GetBoolean());
         long segmented = o.GetProperty("fromKernelSegmented").GetInt64(), frames = o.GetProperty("fromKernel").GetInt64();
         long coalesced = o.GetProperty("toKernelCoalesced").GetInt64(), toKernel = o.GetProperty("toKernel").GetInt64();
-        Assert.True(coalesced > 0, stopOffload.StdOut);   // the reverse run's segments, joined for the kernel
-        Assert.True(segmented > 0, stopOffload.StdOut);
+        Assert.True(coalesced > 0, offloadedOut);   // the reverse run's segments, joined for the kernel
+        Assert.True(segmented > 0, offloadedOut);
         Assert.Equal(0, o.GetProperty("fromKernelMalformed").GetInt64());
         // A frame the port's full ring did not take is dropped, as a NIC drops (TCP sends it again); the segments
         // the bridge cuts wait instead, so drops stay rare (1 of ~97,000 frames in a loaded CI run).
-        Assert.True(o.GetProperty("fromKernelDropped").GetInt64() * 1000 < frames, stopOffload.StdOut);
-        Assert.True(frames > 2 * TapLab.TransferBytes / 1440, stopOffload.StdOut);   // two 64 MiB transfers in MSS-sized frames
+        Assert.True(o.GetProperty("fromKernelDropped").GetInt64() * 1000 < frames, offloadedOut);
+        Assert.True(frames > 2 * TapLab.TransferBytes / 1440, offloadedOut);   // two 64 MiB transfers in MSS-sized frames
 
         // The same two ports kernel to kernel: NET0 back on virtio_net, moved into A.
         Host.BindToDriver(PciAddress.Parse(Lab.Net0), "virtio-pci");
         string net0 = KernelInterface(Lab.Net0, NsA, "fe80::a");
         TapLab.AssertPings(NsA, $"fe80::b%{net0}", count: 10);
-        double kernel = _lab.Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{net0}");
-        double kernelRx = _lab.Iperf(client: NsA, server: NsB, serverAddress: $"fe80::b%{net0}", reverse: true);
+        var (kernel, kernelRx) = _lab.IperfBothWays(client: NsA, server: NsB, serverAddress: $"fe80::b%{net0}");
         Lab.Report(string.Create(CultureInfo.InvariantCulture,
             $"net-tap tcp-64MiB ours_tap={ours:F1}Mbit/s ours_tap_offload={oursOffload:F1}Mbit/s kernel_to_kernel={kernel:F1}Mbit/s ratio={ours / kernel:F3} offload_ratio={oursOffload / kernel:F3} ({segmented} TSO segments cut into {frames} frames; {DateTime.UtcNow:yyyy-MM-dd})"));
         Lab.Report(string.Create(CultureInfo.InvariantCulture,
@@ -104,11 +95,9 @@ public sealed partial class NetTapTests : IDisposable
         var (exit, output) = Lab.Run("ip", "netns", "exec", NsB, "ping", "-6", "-c", "20", "-i", "0.1", $"ff02::1%{net1}");
         Assert.True(output.Contains("20 packets transmitted", StringComparison.Ordinal), $"ping exited {exit}: {output}");
         var after = DateTimeOffset.UtcNow;
-        var stop = TapLab.Stop(capture);
-        Assert.True(stop.ExitCode == 0, stop.Output);
-        var d = JsonDocument.Parse(stop.StdOut).RootElement;
+        var (d, stdout) = TapLab.StopJson(capture);
         Assert.Equal(0, d.GetProperty("dropped").GetInt64());
-        Assert.True(d.GetProperty("written").GetInt64() >= 20, stop.StdOut);
+        Assert.True(d.GetProperty("written").GetInt64() >= 20, stdout);
         Assert.Equal(20, TcpdumpCount(pcap, "icmp6 and ip6[40] == 128"));
 
         // Timestamps: the 20 requests were stamped while ping ran.

@@ -145,6 +145,25 @@ internal sealed class TapLab : IDisposable
         Assert.True(read.Wait(TimeSpan.FromMinutes(3)) && read.Result, $"no '{text}' from {p.StartInfo.FileName} {string.Join(' ', p.StartInfo.ArgumentList)}");
     }
 
+    /// <summary>iperf3's TCP rate each way between <paramref name="client"/> and <paramref name="server"/>, in Mbit/s: the client sending, then (-R) receiving.</summary>
+    public (double Forward, double Reverse) IperfBothWays(string client, string server, string serverAddress) =>
+        (Iperf(client, server, serverAddress), Iperf(client, server, serverAddress, reverse: true));
+
+    /// <summary><see cref="CopyAndVerify"/> from <paramref name="from"/> to <paramref name="to"/>, then <see cref="IperfBothWays"/> on the same path.</summary>
+    public (double Forward, double Reverse) CopyAndMeasure(string from, string to, string toAddress, string toInterface)
+    {
+        CopyAndVerify(from, to, toAddress, toInterface);
+        return IperfBothWays(from, to, $"{toAddress}%{toInterface}");
+    }
+
+    /// <summary>Stops a <c>vfio ... --json</c> command (<see cref="Stop"/>), which must exit 0, and returns its document and what it printed.</summary>
+    public static (JsonElement Json, string StdOut) StopJson(Process p)
+    {
+        var stop = Stop(p);
+        Assert.True(stop.ExitCode == 0, stop.Output);
+        return (JsonDocument.Parse(stop.StdOut).RootElement, stop.StdOut);
+    }
+
     /// <summary>Stops a long-running vfio command with SIGINT (as Ctrl-C) and returns what it printed.</summary>
     public static (int ExitCode, string StdOut, string Output) Stop(Process p)
     {
