@@ -15,6 +15,14 @@ public static class VirtioFeatures
     public const ulong NetMtu = 1UL << 3;
     /// <summary>Bit 5, VIRTIO_NET_F_MAC: the device has a MAC address in config space.</summary>
     public const ulong NetMac = 1UL << 5;
+    /// <summary>Bit 7, VIRTIO_NET_F_GUEST_TSO4: the driver takes received TCP/IPv4 packets the device joined (gso_type TCPV4, §5.1.6.4).</summary>
+    public const ulong NetGuestTso4 = 1UL << 7;
+    /// <summary>Bit 8, VIRTIO_NET_F_GUEST_TSO6: as GUEST_TSO4 for TCP/IPv6 (gso_type TCPV6).</summary>
+    public const ulong NetGuestTso6 = 1UL << 8;
+    /// <summary>Bit 11, VIRTIO_NET_F_HOST_TSO4: the device cuts transmitted TCP/IPv4 packets into segments (gso_type TCPV4, §5.1.6.2).</summary>
+    public const ulong NetHostTso4 = 1UL << 11;
+    /// <summary>Bit 12, VIRTIO_NET_F_HOST_TSO6: as HOST_TSO4 for TCP/IPv6 (gso_type TCPV6).</summary>
+    public const ulong NetHostTso6 = 1UL << 12;
     /// <summary>Bit 15, VIRTIO_NET_F_MRG_RXBUF: a received packet may span several buffers (num_buffers in the header).</summary>
     public const ulong NetMergeRxBuffers = 1UL << 15;
     /// <summary>Bit 16, VIRTIO_NET_F_STATUS: the config space's status field (link up) is valid.</summary>
@@ -62,7 +70,8 @@ public static class VirtioFeatures
 
     private static readonly (ulong Bit, string Name)[] Names =
     [
-        (NetCsum, "CSUM"), (NetGuestCsum, "GUEST_CSUM"), (NetMtu, "MTU"), (NetMac, "MAC"), (NetMergeRxBuffers, "MRG_RXBUF"),
+        (NetCsum, "CSUM"), (NetGuestCsum, "GUEST_CSUM"), (NetMtu, "MTU"), (NetMac, "MAC"), (NetGuestTso4, "GUEST_TSO4"),
+        (NetGuestTso6, "GUEST_TSO6"), (NetHostTso4, "HOST_TSO4"), (NetHostTso6, "HOST_TSO6"), (NetMergeRxBuffers, "MRG_RXBUF"),
         (NetStatus, "STATUS"), (NetControlQueue, "CTRL_VQ"), (NetMultiQueue, "MQ"), (RingIndirectDesc, "INDIRECT_DESC"),
         (RingEventIndex, "EVENT_IDX"), (Version1, "VERSION_1"), (AccessPlatform, "ACCESS_PLATFORM"),
         (RingPacked, "RING_PACKED"), (InOrder, "IN_ORDER"), (NetRss, "RSS"),

@@ -14,6 +14,10 @@ public sealed class FeatureBitTests
         { NetGuestCsum, 1, "VIRTIO_NET_F_GUEST_CSUM" },
         { NetMtu, 3, "VIRTIO_NET_F_MTU" },
         { NetMac, 5, "VIRTIO_NET_F_MAC" },
+        { NetGuestTso4, 7, "VIRTIO_NET_F_GUEST_TSO4" },
+        { NetGuestTso6, 8, "VIRTIO_NET_F_GUEST_TSO6" },
+        { NetHostTso4, 11, "VIRTIO_NET_F_HOST_TSO4" },
+        { NetHostTso6, 12, "VIRTIO_NET_F_HOST_TSO6" },
         { NetMergeRxBuffers, 15, "VIRTIO_NET_F_MRG_RXBUF" },
         { NetStatus, 16, "VIRTIO_NET_F_STATUS" },
         { NetControlQueue, 17, "VIRTIO_NET_F_CTRL_VQ" },
@@ -32,6 +36,25 @@ public sealed class FeatureBitTests
     public void FeatureBitNumbersAreTheSpecs(ulong mask, int bit, string specName)
     {
         Assert.True(mask == 1UL << bit, $"{specName} is bit {bit}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Bits))]
+    public void NetworkBitsAgreeWithTheKernelsHeader(ulong mask, int bit, string specName)
+    {
+        // linux/virtio_net.h (linux-libc-dev) defines each VIRTIO_NET_F_ bit by number; the device-independent ones
+        // live in virtio_config.h, the two ring ones in virtio_ring.h as VIRTIO_RING_F_.
+        var (header, name) = specName switch
+        {
+            _ when specName.StartsWith("VIRTIO_NET_F_", StringComparison.Ordinal) => ("/usr/include/linux/virtio_net.h", specName),
+            "VIRTIO_F_INDIRECT_DESC" or "VIRTIO_F_EVENT_IDX" => ("/usr/include/linux/virtio_ring.h", specName.Replace("VIRTIO_F_", "VIRTIO_RING_F_")),
+            _ => ("/usr/include/linux/virtio_config.h", specName),
+        };
+        var line = File.ReadLines(header).Select(l => l.Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries))
+            .FirstOrDefault(w => w.Length >= 3 && w[0] == "#define" && w[1] == name);
+        Assert.True(line is not null, $"{name} is defined in {header}");
+        Assert.Equal(bit, int.Parse(line![2], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(1UL << bit, mask);
     }
 
     [Fact]
