@@ -63,6 +63,18 @@ public interface INetPort : IDisposable, IAsyncDisposable
     /// i). Returns <see cref="NetRssResult.NotSupported"/> rather than throwing on a port without RSS.
     /// </summary>
     NetRssResult ConfigureRss(ReadOnlySpan<byte> key, ReadOnlySpan<ushort> redirectionTable);
+
+    /// <summary>
+    /// The offloads the device does for this port (none unless the driver says otherwise). A packet too long for one
+    /// of <see cref="Pool"/>'s buffers (a TSO packet) comes from <see cref="LargePool"/>.
+    /// </summary>
+    NetOffloads Offloads => NetOffloads.None;
+
+    /// <summary>
+    /// Buffers of up to 64 KiB of data for packets that <see cref="NetOffloads.TcpSegmentation"/> or
+    /// <see cref="NetOffloads.TcpSegmentReceive"/> carry whole; null when the port has neither.
+    /// </summary>
+    PacketPool? LargePool => null;
 }
 
 /// <summary>A port's link.</summary>
@@ -172,8 +184,35 @@ public enum PacketFlags : ushort
     L4ChecksumBad = 1 << 3,
     /// <summary>Receive: <see cref="PacketBuffer.RssHash"/> holds the device's hash.</summary>
     RssHash = 1 << 4,
+    /// <summary>
+    /// Receive: the device joined several TCP segments of one flow into this packet (virtio's GUEST_TSO4/6, a NIC's
+    /// LRO); <see cref="PacketBuffer.SegmentSize"/> holds the payload bytes each of them carried (the MSS).
+    /// </summary>
+    TcpSegments = 1 << 5,
     /// <summary>Transmit: insert the IPv4 header checksum.</summary>
     TxIpChecksum = 1 << 8,
     /// <summary>Transmit: insert the TCP/UDP checksum.</summary>
     TxL4Checksum = 1 << 9,
+    /// <summary>
+    /// Transmit: the packet is one TCP packet longer than the wire takes; cut it into segments of at most
+    /// <see cref="PacketBuffer.SegmentSize"/> payload bytes, each with its own IP and TCP checksums (TSO). A port
+    /// without <see cref="NetOffloads.TcpSegmentation"/> cuts it in software.
+    /// </summary>
+    TxTcpSegmentation = 1 << 10,
+}
+
+/// <summary>What a port's device does for the driver, as negotiated when it was opened (DPDK's offload capabilities).</summary>
+[Flags]
+public enum NetOffloads
+{
+    /// <summary>Nothing: every checksum and every segment is the driver's or the application's work.</summary>
+    None = 0,
+    /// <summary>The device inserts TCP/UDP checksums asked with <see cref="PacketFlags.TxL4Checksum"/>.</summary>
+    TxChecksum = 1 << 0,
+    /// <summary>The device checks received checksums and reports them in <see cref="PacketBuffer.Flags"/>.</summary>
+    RxChecksum = 1 << 1,
+    /// <summary>The device cuts <see cref="PacketFlags.TxTcpSegmentation"/> packets itself (TSO over IPv4 and IPv6).</summary>
+    TcpSegmentation = 1 << 2,
+    /// <summary>The device may hand over joined TCP packets (<see cref="PacketFlags.TcpSegments"/>), up to 64 KiB.</summary>
+    TcpSegmentReceive = 1 << 3,
 }

@@ -49,6 +49,13 @@ public sealed record NetPortOptions
     /// </summary>
     public bool ChecksumOffload { get; init; }
 
+    /// <summary>
+    /// Let the device cut and join TCP segments (virtio-net: negotiate HOST_TSO4/6 and GUEST_TSO4/6 with MRG_RXBUF;
+    /// implies <see cref="ChecksumOffload"/>), so that 64 KiB TCP packets cross the port whole; what was agreed shows
+    /// in <see cref="INetPort.Offloads"/>. igb ignores it. False by default.
+    /// </summary>
+    public bool SegmentationOffload { get; init; }
+
     /// <summary>Clock for the driver's timeouts.</summary>
     public TimeProvider? TimeProvider { get; init; }
 

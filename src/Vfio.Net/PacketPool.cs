@@ -25,6 +25,11 @@ public sealed unsafe class PacketPool : IDisposable
     public const int MaxCapacity = 1 << 24;
     /// <summary>The most pools alive at once (a <see cref="PacketBuffer"/> keeps the pool's number in 8 bits).</summary>
     public const int MaxPools = 255;
+    /// <summary>
+    /// The largest buffer: headroom and 64 KiB of data and more, enough for a TCP packet of the most an IP
+    /// length field holds (65,535 bytes) behind an Ethernet header with one VLAN tag.
+    /// </summary>
+    public const int MaxBufferSize = 65536 + 256;
 
     // Live pools by number (1..255): a PacketBuffer is a plain integer, so handles hold no GC reference and
     // storing them (into spans, rings' token arrays) costs no GC write barrier.
@@ -36,6 +41,7 @@ public sealed unsafe class PacketPool : IDisposable
     private readonly int[] _lengths;
     private readonly PacketFlags[] _flags;
     private readonly uint[] _rssHashes;
+    private readonly ushort[] _segmentSizes;
     private readonly int[] _free;
     private readonly bool[] _allocated;
     private int _freeCount;
@@ -52,9 +58,9 @@ public sealed unsafe class PacketPool : IDisposable
         ArgumentNullException.ThrowIfNull(dma);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(capacity, MaxCapacity);
-        if (bufferSize < Headroom + 64 || bufferSize % 64 != 0 || bufferSize > 65536)
+        if (bufferSize < Headroom + 64 || bufferSize % 64 != 0 || bufferSize > MaxBufferSize)
         {
-            throw new ArgumentOutOfRangeException(nameof(bufferSize), bufferSize, $"buffer size must be a multiple of 64 from {Headroom + 64} to 65536");
+            throw new ArgumentOutOfRangeException(nameof(bufferSize), bufferSize, $"buffer size must be a multiple of 64 from {Headroom + 64} to {MaxBufferSize}");
         }
         Capacity = capacity;
         BufferSize = bufferSize;
@@ -64,6 +70,7 @@ public sealed unsafe class PacketPool : IDisposable
         _lengths = new int[capacity];
         _flags = new PacketFlags[capacity];
         _rssHashes = new uint[capacity];
+        _segmentSizes = new ushort[capacity];
         _free = new int[capacity];
         _allocated = new bool[capacity];
         const int ChunkBytes = 2 << 20;
@@ -126,7 +133,7 @@ public sealed unsafe class PacketPool : IDisposable
     /// <summary>Buffers allocated (held by the application or by a device queue).</summary>
     public int InUseCount => Capacity - _freeCount;
 
-    /// <summary>Takes a buffer off the free list, with length 0 and no <see cref="PacketFlags"/>. False when the pool is empty.</summary>
+    /// <summary>Takes a buffer off the free list, with length 0, no <see cref="PacketFlags"/> and no segment size. False when the pool is empty.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryAllocate(out PacketBuffer packet)
     {
@@ -135,6 +142,7 @@ public sealed unsafe class PacketPool : IDisposable
         _allocated[index] = true;
         _lengths[index] = 0;
         _flags[index] = PacketFlags.None;
+        _segmentSizes[index] = 0;
         packet = new PacketBuffer(Id, index);
         return true;
     }
@@ -196,6 +204,9 @@ public sealed unsafe class PacketPool : IDisposable
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ref uint RssHashOf(int index) => ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_rssHashes), index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref ushort SegmentSizeOf(int index) => ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_segmentSizes), index);
 
     internal bool IsAllocated(int index) => _allocated[index];
 
@@ -289,6 +300,22 @@ public readonly unsafe struct PacketBuffer : IEquatable<PacketBuffer>
 
     /// <summary>The RSS hash the device computed on receive; meaningful only with <see cref="PacketFlags.RssHash"/>.</summary>
     public uint RssHash => Pool.RssHashOf(Index);
+
+    /// <summary>
+    /// Payload bytes per TCP segment: on transmit with <see cref="PacketFlags.TxTcpSegmentation"/>, the MSS to cut
+    /// at (1..65535); on receive with <see cref="PacketFlags.TcpSegments"/>, the MSS of the segments joined. 0 on a
+    /// freshly allocated buffer.
+    /// </summary>
+    public int SegmentSize
+    {
+        get => Pool.SegmentSizeOf(Index);
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 0);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, ushort.MaxValue);
+            Pool.SegmentSizeOf(Index) = (ushort)value;
+        }
+    }
 
     /// <summary>The packet's data (<see cref="Length"/> bytes).</summary>
     public Span<byte> Data

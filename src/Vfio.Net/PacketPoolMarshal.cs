@@ -51,6 +51,9 @@ public static class PacketPoolMarshal
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ref uint GetRssHash(PacketPool pool, int index) => ref pool.RssHashOf(index);
 
+    /// <summary>The buffer's segment size (<see cref="PacketBuffer.SegmentSize"/>), without the handle's pool lookup.</summary>
+    public static ref ushort GetSegmentSize(PacketPool pool, int index) => ref pool.SegmentSizeOf(index);
+
     /// <summary>Returns buffer <paramref name="index"/> to its pool (checked: a free buffer throws <see cref="PacketPoolDoubleFreeException"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void FreeIndex(PacketPool pool, int index) => pool.FreeIndex(index);

@@ -33,6 +33,7 @@ public static class VirtioNetDriver
             Pool = options.Pool,
             PoolSize = options.PoolSize,
             ChecksumOffload = options.ChecksumOffload,
+            SegmentationOffload = options.SegmentationOffload,
             TimeProvider = options.TimeProvider,
             LoggerFactory = options.LoggerFactory,
         });
@@ -73,6 +74,9 @@ public sealed partial class VirtioNetDevice : INetPort
 
     /// <summary>With VIRTIO_NET_F_RSS negotiated (§5.1.6.5.7): Toeplitz, a 40-byte key and the device's table size; otherwise none.</summary>
     NetRssCapability INetPort.Rss => _rssCapability;
+
+    /// <summary>What CSUM, GUEST_CSUM, HOST_TSO4+6 and GUEST_TSO4+6 negotiated give (§5.1.3).</summary>
+    public NetOffloads Offloads { get; private set; }
 
     NetRssResult INetPort.ConfigureRss(ReadOnlySpan<byte> key, ReadOnlySpan<ushort> redirectionTable) => ConfigureRss(key, redirectionTable);
 

@@ -38,7 +38,8 @@ public sealed partial class VirtioNetDevice : IDisposable
     private IInterruptSet? _interrupts;
     private bool _mergeable;
     private bool _txCsum, _guestCsum;
-    private long _txChecksumSkipped, _rxBadChecksumHeaders;
+    private bool _hostTso4, _hostTso6, _guestTso4, _guestTso6;
+    private long _txChecksumSkipped, _rxBadChecksumHeaders, _rxBadSegmentHeaders, _txSegmentedInSoftware;
     private int _refillThreshold;
     private readonly int _txDoorbellThreshold;
     private long _notifications, _interruptWakeups;
@@ -111,6 +112,24 @@ public sealed partial class VirtioNetDevice : IDisposable
     /// <summary>The pool receive buffers come from.</summary>
     public PacketPool Pool { get; private set; }
 
+    /// <summary>
+    /// With <see cref="VirtioNetOptions.SegmentationOffload"/>: buffers of 64 KiB and more, into which received packets
+    /// spanning several receive buffers are joined, and in which an application builds TCP packets to send whole
+    /// with <see cref="PacketFlags.TxTcpSegmentation"/>. Null otherwise. The device owns it and frees it on Dispose.
+    /// </summary>
+    public PacketPool? LargePool { get; private set; }
+
+    /// <summary>
+    /// Received packets dropped (and counted in <see cref="VirtioNetStats.RxDropped"/>) because their header claimed a
+    /// segmentation the driver did not negotiate or cannot check (an unknown or ECN gso_type, gso_size 0, a gso_type
+    /// that does not match the packet's IP version or transport), or because a packet spanning buffers would not fit
+    /// one large buffer.
+    /// </summary>
+    public long RxBadSegmentHeaders => _rxBadSegmentHeaders;
+
+    /// <summary>Packets flagged <see cref="PacketFlags.TxTcpSegmentation"/> the driver cut itself, the device lacking HOST_TSO for them.</summary>
+    public long TxSegmentedInSoftware => _txSegmentedInSoftware;
+
     /// <summary>The device's MAC address (VIRTIO_NET_F_MAC), or null when it has none.</summary>
     public PhysicalAddress? MacAddress { get; private set; }
 
@@ -179,6 +198,24 @@ public sealed partial class VirtioNetDevice : IDisposable
                     PacketPoolMarshal.FreeIndex(pool, index);
                     continue;
                 }
+                if (rx.JoinRemaining > 0)
+                {
+                    // A later buffer of a packet being joined: its data starts where a first buffer's header would.
+                    if (JoinNext(rx, pool, index, (int)written) is { } joined)
+                    {
+                        if (FinishReceived(joined.Pool, joined.Index, joined.Length))
+                        {
+                            bytes += joined.Length;
+                            into[got++] = joined;
+                        }
+                        else
+                        {
+                            rx.Dropped++;
+                            joined.Free();
+                        }
+                    }
+                    continue;
+                }
                 int length = (int)written - HeaderSize;
                 if (length < 0)
                 {
@@ -192,21 +229,24 @@ public sealed partial class VirtioNetDevice : IDisposable
                     ushort buffers = Volatile.Read(ref *(ushort*)(PacketPoolMarshal.GetPointer(pool, index) + HeaderOffset + VirtioNetHeader.NumBuffers));
                     if (buffers > 1 || buffers == 0)
                     {
-                        // The buffer is the driver's again (its used entry passed the ring's checks) whatever it says.
-                        PacketPoolMarshal.FreeIndex(pool, index);
                         // §5.1.6.4: num_buffers counts the descriptors holding the packet, at least this one, and the
                         // rest are buffers the device holds now.
                         if (buffers == 0 || buffers - 1 > ring.ChainsInFlight)
                         {
+                            // The buffer is the driver's again (its used entry passed the ring's checks) whatever it says.
+                            PacketPoolMarshal.FreeIndex(pool, index);
                             throw ring.Violation("virtio_net_hdr num_buffers (§5.1.6.4)",
                                 $"num_buffers {buffers}, with {ring.ChainsInFlight} receive buffer(s) left with the device");
                         }
-                        rx.SkipBuffers = buffers - 1;
-                        rx.Dropped++;
+                        if (!StartJoin(rx, pool, index, length, buffers))
+                        {
+                            rx.SkipBuffers = buffers - 1;
+                            rx.Dropped++;
+                        }
                         continue;
                     }
                 }
-                if (_guestCsum && !TryApplyReceiveChecksum(pool, index, length))
+                if (_guestCsum && !FinishReceived(pool, index, length))
                 {
                     rx.Dropped++;
                     PacketPoolMarshal.FreeIndex(pool, index);
@@ -221,7 +261,8 @@ public sealed partial class VirtioNetDevice : IDisposable
         {
             // The packets taken before the violation were returned properly; the caller never sees them, so they go
             // back to the pool. The buffers the device still holds stay in the faulted ring until a reset.
-            for (int i = 0; i < got; i++) { PacketPoolMarshal.FreeIndex(pool, into[i].Index); }
+            // Joined ones belong to the large pool.
+            for (int i = 0; i < got; i++) { into[i].Free(); }
             throw;
         }
         rx.Packets += got;
@@ -294,13 +335,14 @@ public sealed partial class VirtioNetDevice : IDisposable
         // Reclaimed on every call, not lazily below a threshold as DPDK does (tx_free_thresh): sent packets held in
         // the ring would be missing from the pool, which is sized for full receive rings plus one transmit ring.
         ReclaimTransmitted(ring);
-        int n = Math.Min(packets.Length, ring.FreeDescriptors);
-        if (n < packets.Length) { tx.RingFull += packets.Length - n; }
+        int free = ring.FreeDescriptors;
+        int n = 0;
         long bytes = 0;
         PacketPool? lastPool = null;
         int lastPoolId = -1;
-        for (int i = 0; i < n; i++)
+        for (; n < packets.Length && free > 0; n++)
         {
+            int i = n;
             var packet = packets[i];
             int poolId = PacketPoolMarshal.GetPoolId(packet);
             var pool = poolId == lastPoolId ? lastPool! : (lastPool = packet.Pool);
@@ -314,15 +356,28 @@ public sealed partial class VirtioNetDevice : IDisposable
             *(ulong*)header = 0;
             *(uint*)(header + 8) = 0;
             var txFlags = PacketPoolMarshal.GetFlags(pool, index);
-            if ((txFlags & (PacketFlags.TxL4Checksum | PacketFlags.TxIpChecksum)) != 0)
+            if ((txFlags & (PacketFlags.TxL4Checksum | PacketFlags.TxIpChecksum | PacketFlags.TxTcpSegmentation)) != 0)
             {
-                PrepareChecksum(header, length, txFlags);
+                if ((txFlags & PacketFlags.TxTcpSegmentation) != 0 && !PrepareSegmentation(header, length, PacketPoolMarshal.GetSegmentSize(pool, index)))
+                {
+                    // No HOST_TSO for it: cut here into the device's pool, one descriptor per segment.
+                    int used = TransmitCut(ring, packet, header + HeaderSize, length, PacketPoolMarshal.GetSegmentSize(pool, index), free);
+                    if (used < 0) { break; }   // not enough descriptors or buffers now: the packet stays the caller's
+                    free -= used;
+                    bytes += length;
+                    continue;
+                }
+                // A packet to segment gets both checksums (the device redoes them per segment; a peer that takes
+                // the packet whole sees these).
+                PrepareChecksum(header, length, (txFlags & PacketFlags.TxTcpSegmentation) != 0 ? txFlags | PacketFlags.TxL4Checksum | PacketFlags.TxIpChecksum : txFlags);
             }
-            // n is at most the free descriptors, so Enqueue succeeds. The token is the packet's handle: transmitted
-            // packets may come from any pool, and ReclaimTransmitted frees each to its own.
+            // free > 0, so Enqueue succeeds. The token is the packet's handle: transmitted packets may come from any
+            // pool, and ReclaimTransmitted frees each to its own.
             ring.Enqueue(PacketPoolMarshal.GetDeviceAddress(pool, index) + HeaderOffset, (uint)(length + HeaderSize), VirtqDescriptorFlags.None, PacketPoolMarshal.GetHandle(packet));
+            free--;
             bytes += length;
         }
+        if (n < packets.Length) { tx.RingFull += packets.Length - n; }
         tx.Packets += n;
         tx.Bytes += bytes;
         if (ring.Publish())
@@ -334,6 +389,67 @@ public sealed partial class VirtioNetDevice : IDisposable
             }
         }
         return n;
+    }
+
+    /// <summary>
+    /// §5.1.6.2 with HOST_TSO4/6: a packet flagged <see cref="PacketFlags.TxTcpSegmentation"/> goes out whole with
+    /// gso_type TCPV4 or TCPV6, hdr_len (Ethernet, IP and TCP headers) and gso_size (the MSS); the checksum part
+    /// (NEEDS_CSUM, required with GSO) follows in <see cref="PrepareChecksum"/>. False when the device lacks TSO for
+    /// the packet's IP version, the packet is not TCP the header parser understands, or it has no segment size: the
+    /// caller cuts it in software (or, when that cannot either, sends it as it is).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private unsafe bool PrepareSegmentation(byte* header, int length, ushort segmentSize)
+    {
+        // SAFETY: the frame's length bytes follow the header in the same pool buffer, which the caller still owns.
+        var frame = new ReadOnlySpan<byte>(header + HeaderSize, length);
+        if (segmentSize == 0 || !TransportHeader.TryLocate(frame, out var l4) || !l4.IsTcp || l4.Length < 20) { return false; }
+        if (!(l4.IsIpv4 ? _hostTso4 : _hostTso6)) { return false; }
+        int tcpHeader = (frame[l4.Start + 12] >> 4) * 4;
+        if (tcpHeader < 20 || tcpHeader > l4.Length) { return false; }
+        header[VirtioNetHeader.GsoType] = l4.IsIpv4 ? VirtioNetHeader.GsoTcpV4 : VirtioNetHeader.GsoTcpV6;
+        *(ushort*)(header + VirtioNetHeader.HeaderLength) = (ushort)(l4.Start + tcpHeader);
+        *(ushort*)(header + VirtioNetHeader.GsoSize) = segmentSize;
+        return true;
+    }
+
+    /// <summary>
+    /// A <see cref="PacketFlags.TxTcpSegmentation"/> packet the device cannot cut: cut here (RFC 9293 segments,
+    /// <see cref="TcpSegmentation"/>) into buffers of <see cref="Pool"/>, each enqueued with its checksums done, and
+    /// the original freed. Returns the descriptors used, or -1 (nothing enqueued) when fewer than the segments are
+    /// free, or the pool has too few buffers, now. A packet that cannot be planned (not TCP, no segment size) goes
+    /// out unchanged and is counted in <see cref="TxChecksumSkipped"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private unsafe int TransmitCut(SplitVirtqueue ring, PacketBuffer packet, byte* data, int length, ushort segmentSize, int free)
+    {
+        // SAFETY: the frame's length bytes are in the caller's buffer, which it still owns.
+        var frame = new ReadOnlySpan<byte>(data, length);
+        var pool = Pool;
+        if (segmentSize == 0 || !TcpSegmentation.TryPlan(frame, segmentSize, out var plan) || plan.MaxSegmentLength > pool.DataRoom)
+        {
+            _txChecksumSkipped++;
+            var p = packet.Pool;
+            // The header (zeroed by Transmit) asks for nothing.
+            ring.Enqueue(PacketPoolMarshal.GetDeviceAddress(p, packet.Index) + HeaderOffset, (uint)(length + HeaderSize), VirtqDescriptorFlags.None, PacketPoolMarshal.GetHandle(packet));
+            return 1;
+        }
+        int count = plan.SegmentCount;
+        if (count > free || pool.FreeCount < count) { return -1; }
+        for (int s = 0; s < count; s++)
+        {
+            pool.TryAllocate(out var segment);
+            int written = plan.WriteSegment(frame, s, segment.Room);
+            PacketPoolMarshal.SetLength(pool, segment.Index, written);
+            // SAFETY: the header lies in the new buffer's headroom.
+            byte* h = (byte*)PacketPoolMarshal.GetPointer(pool, segment.Index) + HeaderOffset;
+            *(ulong*)h = 0;
+            *(uint*)(h + 8) = 0;
+            ring.Enqueue(PacketPoolMarshal.GetDeviceAddress(pool, segment.Index) + HeaderOffset, (uint)(written + HeaderSize), VirtqDescriptorFlags.None, PacketPoolMarshal.GetHandle(segment));
+        }
+        packet.Free();
+        _txSegmentedInSoftware++;
+        return count;
     }
 
     /// <summary>
@@ -385,6 +501,91 @@ public sealed partial class VirtioNetDevice : IDisposable
             BinaryPrimitives.WriteUInt16BigEndian(segment[l4.ChecksumOffset..], 0);
             ChecksumOffload.Complete(segment, l4.ChecksumOffset, l4.PseudoHeaderSum);
         }
+    }
+
+    /// <summary>
+    /// The first buffer of a packet spanning <paramref name="buffers"/> receive buffers (MRG_RXBUF, §5.1.6.4): with a
+    /// large pool, its header and data are copied into a buffer of it (driver memory the device never sees, so the
+    /// header is read from the copy) and the receive buffer goes back to its pool. False without a large pool or with
+    /// none of its buffers free: the caller drops the packet.
+    /// </summary>
+    private unsafe bool StartJoin(Queue rx, PacketPool pool, int index, int length, int buffers)
+    {
+        var large = LargePool;
+        if (large is null || !large.TryAllocate(out var join))
+        {
+            PacketPoolMarshal.FreeIndex(pool, index);
+            return false;
+        }
+        // SAFETY: the header and length bytes lie in the receive buffer (the used length was checked against it) and
+        // fit the large buffer, whose data room is larger.
+        var from = new ReadOnlySpan<byte>((byte*)PacketPoolMarshal.GetPointer(pool, index) + HeaderOffset, HeaderSize + length);
+        from.CopyTo(new Span<byte>((byte*)PacketPoolMarshal.GetPointer(large, join.Index) + HeaderOffset, HeaderSize + length));
+        PacketPoolMarshal.FreeIndex(pool, index);
+        rx.JoinPool = large;
+        rx.JoinIndex = join.Index;
+        rx.JoinLength = length;
+        rx.JoinRemaining = buffers - 1;
+        return true;
+    }
+
+    /// <summary>
+    /// A later buffer of the packet being joined: <paramref name="written"/> bytes from where a first buffer's header
+    /// would start (§5.1.6.4: only the first buffer has a header) are appended. The joined packet once its last buffer
+    /// came, else null. A packet longer than a large buffer is dropped with the rest of its buffers.
+    /// </summary>
+    private unsafe PacketBuffer? JoinNext(Queue rx, PacketPool pool, int index, int written)
+    {
+        var large = rx.JoinPool!;
+        int at = rx.JoinLength;
+        rx.JoinRemaining--;
+        if (written > large.DataRoom - at)
+        {
+            PacketPoolMarshal.FreeIndex(pool, index);
+            rx.SkipBuffers = rx.JoinRemaining;
+            rx.DropJoin();
+            rx.Dropped++;
+            _rxBadSegmentHeaders++;
+            return null;
+        }
+        // SAFETY: written bytes lie in the receive buffer (checked by the ring against what was offered); at + written
+        // is within the large buffer's data room (checked above).
+        new ReadOnlySpan<byte>((byte*)PacketPoolMarshal.GetPointer(pool, index) + HeaderOffset, written)
+            .CopyTo(new Span<byte>((byte*)PacketPoolMarshal.GetPointer(large, rx.JoinIndex) + PacketPool.Headroom + at, written));
+        PacketPoolMarshal.FreeIndex(pool, index);
+        rx.JoinLength = at + written;
+        if (rx.JoinRemaining > 0) { return null; }
+        int joined = rx.JoinIndex;
+        PacketPoolMarshal.SetLength(large, joined, rx.JoinLength);
+        rx.JoinIndex = -1;
+        rx.JoinLength = 0;
+        return PacketPoolMarshal.CreateBuffer(large.Id, joined);
+    }
+
+    /// <summary>The receive checksum (with GUEST_CSUM) and segmentation (with GUEST_TSO4/6) a received packet's header reports; false: drop it.</summary>
+    private unsafe bool FinishReceived(PacketPool pool, int index, int length)
+    {
+        if (!_guestCsum) { return true; }
+        if (!TryApplyReceiveChecksum(pool, index, length)) { return false; }
+        byte* header = (byte*)PacketPoolMarshal.GetPointer(pool, index) + HeaderOffset;
+        // SAFETY: the header lies in the buffer's headroom; each field is read once.
+        byte gsoType = Volatile.Read(ref header[VirtioNetHeader.GsoType]);
+        if (gsoType == VirtioNetHeader.GsoNone) { return true; }
+        ushort gsoSize = Volatile.Read(ref *(ushort*)(header + VirtioNetHeader.GsoSize));
+        // §5.1.6.4: gso_type TCPV4/TCPV6 only as negotiated (no GUEST_ECN, so no ECN bit), with a segment size, on
+        // a TCP packet of that IP version.
+        bool v4 = gsoType == VirtioNetHeader.GsoTcpV4 && _guestTso4;
+        bool v6 = gsoType == VirtioNetHeader.GsoTcpV6 && _guestTso6;
+        var frame = new ReadOnlySpan<byte>(header + HeaderSize, length);
+        if (!(v4 || v6) || gsoSize == 0 || !TransportHeader.TryLocate(frame, out var l4) || !l4.IsTcp || l4.IsIpv4 != v4)
+        {
+            _rxBadSegmentHeaders++;
+            LogBadSegmentHeader(_logger, Device.Address, gsoType, gsoSize, length);
+            return false;
+        }
+        PacketPoolMarshal.GetFlags(pool, index) |= PacketFlags.TcpSegments;
+        PacketPoolMarshal.GetSegmentSize(pool, index) = gsoSize;
+        return true;
     }
 
     /// <summary>
@@ -516,7 +717,14 @@ public sealed partial class VirtioNetDevice : IDisposable
         OfferedFeatures = _transport.ReadDeviceFeatures();
         ulong wanted = VirtioFeatures.NetMac | VirtioFeatures.NetStatus;
         if (_options.MergeableRxBuffers) { wanted |= VirtioFeatures.NetMergeRxBuffers; }
-        if (_options.ChecksumOffload) { wanted |= VirtioFeatures.NetCsum | VirtioFeatures.NetGuestCsum; }
+        if (_options.ChecksumOffload || _options.SegmentationOffload) { wanted |= VirtioFeatures.NetCsum | VirtioFeatures.NetGuestCsum; }
+        if (_options.SegmentationOffload)
+        {
+            wanted |= VirtioFeatures.NetHostTso4 | VirtioFeatures.NetHostTso6;
+            // Joined packets of 64 KiB come only across several buffers here: GUEST_TSO is taken only with MRG_RXBUF
+            // (without it the driver would have to post 64 KiB buffers, §5.1.6.3.1).
+            if (_options.MergeableRxBuffers) { wanted |= VirtioFeatures.NetGuestTso4 | VirtioFeatures.NetGuestTso6; }
+        }
         if (_options.QueuePairs > 1) { wanted |= VirtioFeatures.NetMultiQueue | VirtioFeatures.NetControlQueue | VirtioFeatures.NetRss; }
         var negotiation = FeatureNegotiation.Negotiate(OfferedFeatures, VirtioFeatures.Version1, wanted,
             translatedDma: Device.Dma.Addressing == DmaAddressing.Iova);
@@ -530,6 +738,12 @@ public sealed partial class VirtioNetDevice : IDisposable
         if ((accepted & VirtioFeatures.NetControlQueue) == 0) { accepted &= ~(VirtioFeatures.NetMultiQueue | VirtioFeatures.NetRss); }
         // RSS steers between the pairs MQ provides; the driver configures it only with MQ (§5.1.6.5.7).
         if ((accepted & VirtioFeatures.NetMultiQueue) == 0) { accepted &= ~VirtioFeatures.NetRss; }
+        // §5.1.3.1: HOST_TSO4/6 require CSUM, GUEST_TSO4/6 require GUEST_CSUM; GUEST_TSO is also taken only with MRG_RXBUF.
+        if ((accepted & VirtioFeatures.NetCsum) == 0) { accepted &= ~(VirtioFeatures.NetHostTso4 | VirtioFeatures.NetHostTso6); }
+        if ((accepted & VirtioFeatures.NetGuestCsum) == 0 || (accepted & VirtioFeatures.NetMergeRxBuffers) == 0)
+        {
+            accepted &= ~(VirtioFeatures.NetGuestTso4 | VirtioFeatures.NetGuestTso6);
+        }
         _transport.WriteDriverFeatures(accepted);
         _transport.AddStatus(VirtioStatus.FeaturesOk);
         if ((_transport.Status & VirtioStatus.FeaturesOk) == 0)
@@ -541,6 +755,13 @@ public sealed partial class VirtioNetDevice : IDisposable
         _mergeable = (accepted & VirtioFeatures.NetMergeRxBuffers) != 0;
         _txCsum = (accepted & VirtioFeatures.NetCsum) != 0;
         _guestCsum = (accepted & VirtioFeatures.NetGuestCsum) != 0;
+        _hostTso4 = (accepted & VirtioFeatures.NetHostTso4) != 0;
+        _hostTso6 = (accepted & VirtioFeatures.NetHostTso6) != 0;
+        _guestTso4 = (accepted & VirtioFeatures.NetGuestTso4) != 0;
+        _guestTso6 = (accepted & VirtioFeatures.NetGuestTso6) != 0;
+        // TcpSegmentation: flagged packets go out whole (cut by the device, or here when it lacks HOST_TSO for one IP version).
+        Offloads = (_txCsum ? NetOffloads.TxChecksum : 0) | (_guestCsum ? NetOffloads.RxChecksum : 0)
+            | (_hostTso4 || _hostTso6 ? NetOffloads.TcpSegmentation : 0) | (_guestTso4 || _guestTso6 ? NetOffloads.TcpSegmentReceive : 0);
         RequireDeviceConfigFor(accepted);
 
         // Device configuration (§5.1.4).
@@ -668,6 +889,10 @@ public sealed partial class VirtioNetDevice : IDisposable
         {
             Pool = new PacketPool(Device.Dma, _options.PoolSize > 0 ? _options.PoolSize : poolNeed, name: $"{Device.Address} packets");
         }
+        if (_options.SegmentationOffload && LargePool is null)
+        {
+            LargePool = new PacketPool(Device.Dma, _options.LargePoolSize > 0 ? _options.LargePoolSize : 64, PacketPool.MaxBufferSize, $"{Device.Address} large packets");
+        }
     }
 
     private Queue SetUpQueue(Queue? existing, ushort index, int requested, string kind, ushort vector = VirtioPciCommonConfig.NoVector)
@@ -768,6 +993,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         _control?.Dispose();
         _transport.Dispose();
         if (_ownsPool) { Pool?.Dispose(); }
+        LargePool?.Dispose();
     }
 
     /// <summary>One virtqueue with its memory; the ring's tokens name the packets the device holds.</summary>
@@ -792,6 +1018,14 @@ public sealed partial class VirtioNetDevice : IDisposable
         public DmaBuffer Memory { get; } = memory;
         public ulong Doorbell { get; set; }
         public int SkipBuffers { get; set; }
+        /// <summary>
+        /// Receive queues: the packet being joined from several buffers (MRG_RXBUF, §5.1.6.4): a buffer of the large
+        /// pool (driver memory the device never sees), the bytes copied so far and the buffers still to come.
+        /// </summary>
+        public int JoinIndex { get; set; } = -1;
+        public int JoinLength { get; set; }
+        public int JoinRemaining { get; set; }
+        public PacketPool? JoinPool { get; set; }
         /// <summary>Transmit queues: packets published since the last doorbell decision.</summary>
         public int Unannounced { get; set; }
         // Counters since open (kept across Reset, as the queue objects are): fields, as they change every burst.
@@ -812,6 +1046,16 @@ public sealed partial class VirtioNetDevice : IDisposable
             else { Ring.ReleaseInFlight(PacketPoolMarshal.FreeHandle); }
             SkipBuffers = 0;
             Unannounced = 0;
+            DropJoin();
+        }
+
+        /// <summary>Gives the packet being joined back to the large pool.</summary>
+        public void DropJoin()
+        {
+            if (JoinIndex >= 0 && JoinPool is { } pool) { PacketPoolMarshal.FreeIndex(pool, JoinIndex); }
+            JoinIndex = -1;
+            JoinLength = 0;
+            JoinRemaining = 0;
         }
 
         public void Dispose() => Memory.Dispose();
@@ -825,6 +1069,9 @@ public sealed partial class VirtioNetDevice : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: dropped a received packet: NEEDS_CSUM with csum_start {Start}, csum_offset {Offset} in a {Length}-byte packet (§5.1.6.4.1)")]
     private static partial void LogBadChecksumHeader(ILogger logger, PciAddress device, int start, int offset, int length);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: dropped a received packet: gso_type {GsoType}, gso_size {GsoSize} on a {Length}-byte packet that is not TCP of that kind, or not negotiated (§5.1.6.4)")]
+    private static partial void LogBadSegmentHeader(ILogger logger, PciAddress device, byte gsoType, ushort gsoSize, int length);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Device}: while closing: {Problem}")]
     private static partial void LogTeardownProblem(ILogger logger, PciAddress device, string problem);

@@ -29,6 +29,20 @@ public sealed record VirtioNetOptions
     public bool MergeableRxBuffers { get; init; } = true;
 
     /// <summary>
+    /// Accept TCP segmentation offload when offered (virtio 1.2 §5.1.6.2, §5.1.6.4): VIRTIO_NET_F_HOST_TSO4/6 (a
+    /// packet flagged <see cref="PacketFlags.TxTcpSegmentation"/> goes out whole with gso_type, hdr_len and gso_size;
+    /// the device cuts it) and, with MRG_RXBUF, VIRTIO_NET_F_GUEST_TSO4/6 (the device may hand over joined packets of
+    /// up to 64 KiB across several receive buffers; the driver copies them into one buffer of
+    /// <see cref="VirtioNetDevice.LargePool"/> and flags them <see cref="PacketFlags.TcpSegments"/>). Implies
+    /// <see cref="ChecksumOffload"/>, which the spec requires with them (§5.1.3.1). Without HOST_TSO the driver cuts
+    /// flagged packets itself. False (default): none negotiated, and received packets spanning buffers are dropped.
+    /// </summary>
+    public bool SegmentationOffload { get; init; }
+
+    /// <summary>Buffers of <see cref="VirtioNetDevice.LargePool"/> when <see cref="SegmentationOffload"/> is on; 0 picks 64.</summary>
+    public int LargePoolSize { get; init; }
+
+    /// <summary>
     /// Accept VIRTIO_NET_F_CSUM and VIRTIO_NET_F_GUEST_CSUM when offered (virtio 1.2 §5.1.6.2, §5.1.6.4). With CSUM, a
     /// transmitted packet flagged <see cref="PacketFlags.TxL4Checksum"/> goes out with VIRTIO_NET_HDR_F_NEEDS_CSUM and
     /// the device fills its TCP/UDP checksum in; without it (option off or not offered) the driver computes that

@@ -76,9 +76,28 @@ public sealed class PacketPoolTests
     [Theory]
     [InlineData(100)]
     [InlineData(2000)]
-    [InlineData(65600)]
+    [InlineData(PacketPool.MaxBufferSize + 64)]
     public void BufferSizeIsChecked(int size) =>
         Assert.Throws<ArgumentOutOfRangeException>(() => new PacketPool(new EmulatedDma(), 1, size));
+
+    [Fact]
+    public void TheLargestBufferHoldsA64KibTcpPacketBehindAVlanTag()
+    {
+        using var pool = new PacketPool(new EmulatedDma(), 2, PacketPool.MaxBufferSize);
+        Assert.True(pool.DataRoom >= 65535 + 18, $"{pool.DataRoom} data bytes");
+        Assert.True(pool.TryAllocate(out var p));
+        p.Length = pool.DataRoom;
+        Assert.Equal(0, p.SegmentSize);
+        p.SegmentSize = 1448;
+        Assert.Equal(1448, p.SegmentSize);
+        Assert.Throws<ArgumentOutOfRangeException>(() => p.SegmentSize = 65536);
+        p.Free();
+        // A buffer handed out again starts with no segment size, as with flags.
+        Assert.True(pool.TryAllocate(out var again));
+        Assert.True(pool.TryAllocate(out var other));
+        Assert.Equal(0, again.SegmentSize);
+        Assert.Equal(0, other.SegmentSize);
+    }
 
     [Fact]
     public void OffloadFlagsAndHashLiveInThePoolAndAFreshBufferHasNoFlags()

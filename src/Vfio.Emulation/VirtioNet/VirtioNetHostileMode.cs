@@ -63,4 +63,10 @@ public enum VirtioNetHostileMode
 
     /// <summary>As <see cref="ChecksumStartPastPacket"/>, with csum_start 14 and csum_offset the packet's length.</summary>
     ChecksumOffsetPastPacket,
+
+    /// <summary>
+    /// A received packet's virtio_net_hdr says gso_type TCPV4 with gso_size 1448 whatever the packet is and whatever
+    /// the driver negotiated (§5.1.6.4: GSO types only with GUEST_TSO4/6, on packets of that kind).
+    /// </summary>
+    UnnegotiatedSegmentation,
 }

@@ -34,7 +34,8 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
     /// <summary>The BAR holding the MSI-X table (at 0) and pending-bit array (at 0x800) when the port has vectors.</summary>
     public const int MsixBar = 1;
 
-    private const int MaxFrame = 65536;
+    // A 64 KiB TCP packet with its Ethernet header and the virtio-net header, as HOST_TSO4/6 transmit chains carry.
+    private const int MaxFrame = 65536 + 256;
 
     private readonly QueueState[] _queues;
     private readonly byte[] _frame = new byte[MaxFrame];
@@ -371,7 +372,8 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
         if ((bits & VirtioStatus.FeaturesOk) != 0 && (_status & (byte)VirtioStatus.FeaturesOk) == 0)
         {
             // §2.2.2: the device refuses features it did not offer, and (§6.1) VERSION_1 is mandatory for a modern device.
-            bool ok = !RefuseFeatures && (DriverFeatures & ~OfferedFeatures) == 0 && (DriverFeatures & VirtioFeatures.Version1) != 0;
+            bool ok = !RefuseFeatures && (DriverFeatures & ~OfferedFeatures) == 0 && (DriverFeatures & VirtioFeatures.Version1) != 0
+                && SegmentationDependenciesMet(DriverFeatures);
             if (!ok) { bits &= ~VirtioStatus.FeaturesOk; }
         }
         // DEVICE_NEEDS_RESET is the device's to set; the driver cannot clear it short of a reset.
@@ -476,11 +478,20 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
             if (payload < 0) { NeedsReset($"a transmitted buffer of {length} bytes has no room for the virtio-net header"); return; }
             if (Peer is { } peer && peer.Live)
             {
+                var header = _frame.AsSpan(0, VirtioNetHeader.Size);
                 var frame = _frame.AsSpan(VirtioNetHeader.Size, payload);
-                int completed = CompleteTransmitChecksum(_frame.AsSpan(0, VirtioNetHeader.Size), frame, peer, out var partial);
-                int delivered = completed < 0 ? -1 : peer.TryDeliver(peer.ReceivePairFor(pair, frame), frame, completed > 0 && partial is null, partial);
+                int delivered;
+                if (header[VirtioNetHeader.GsoType] != VirtioNetHeader.GsoNone)
+                {
+                    delivered = TransmitSegmented(q, header, frame, peer, pair);
+                }
+                else
+                {
+                    int completed = CompleteTransmitChecksum(header, frame, peer, out var partial);
+                    delivered = completed < 0 ? -1 : peer.TryDeliver(peer.ReceivePairFor(pair, frame), frame, completed > 0 && partial is null, partial);
+                }
                 if (delivered == 0) { return; }   // wait for receive buffers
-                if (delivered > 0) { FramesSent++; } else { FramesDropped++; }   // < 0: the peer's ring is broken
+                if (delivered > 0) { FramesSent++; } else { FramesDropped++; }   // < 0: the peer's ring is broken, or the driver's header was wrong
             }
             else
             {
@@ -509,30 +520,72 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
         }
     }
 
-    /// <summary>Puts <paramref name="frame"/> in the next receive buffer: 1 done, 0 no buffer yet, -1 the receive ring is malformed.</summary>
-    private int TryDeliver(int pair, ReadOnlySpan<byte> frame, bool checksumCompleted, (ushort Start, ushort Offset)? partial)
+    /// <summary>
+    /// Puts <paramref name="frame"/> in the next receive buffer, or with MRG_RXBUF negotiated across as many as it
+    /// needs (§5.1.6.4: num_buffers in the first one's header, every buffer but the last used whole): 1 done, 0 not
+    /// enough buffers yet, -1 the receive ring is malformed. <paramref name="segmentation"/>: the gso_type and gso_size
+    /// of a joined TCP packet (for a port that negotiated GUEST_TSO4/6), else none.
+    /// </summary>
+    private int TryDeliver(int pair, ReadOnlySpan<byte> frame, bool checksumCompleted, (ushort Start, ushort Offset)? partial,
+        (byte Type, ushort Size, ushort HeaderLength) segmentation = default)
     {
         var q = _queues[VirtioNetQueues.Receive(pair)];
         if (!q.Enabled || !TrySetUsedFlags(q)) { return 0; }
         if (!TryReadAvailIndex(q, out ushort availIdx)) { return -1; }
-        if (availIdx == q.LastAvail) { return 0; }
-        if (!TryReadAvailEntry(q, out ushort head)) { return -1; }
-        if (!TryDescriptor(q, head, out var d)) { return -1; }
-        if ((d.Flags & (ushort)VirtqDescriptorFlags.Write) == 0) { NeedsReset("a device-readable buffer in the receive queue"); return -1; }
-        if ((d.Flags & (ushort)VirtqDescriptorFlags.Next) != 0) { NeedsReset("the emulation takes single-buffer receive descriptors"); return -1; }
         int needed = VirtioNetHeader.Size + frame.Length;
-        if (d.Length < needed) { NeedsReset($"a receive buffer of {d.Length} bytes for a {frame.Length}-byte frame"); return -1; }
-        // struct virtio_net_hdr (§5.1.6): no segmentation, checksum flags (§5.1.6.4), num_buffers = 1.
+        bool mergeable = (DriverFeatures & VirtioFeatures.NetMergeRxBuffers) != 0;
+        int available = (ushort)(availIdx - q.LastAvail);
+        if (available == 0) { return 0; }
+        // The buffers it will take: one without MRG_RXBUF, else as many as hold it, in ring order.
+        Span<(ushort Head, ulong Address, uint Length)> buffers = stackalloc (ushort, ulong, uint)[MaxBuffersPerFrame];
+        int count = 0;
+        long room = 0;
+        while (room < needed)
+        {
+            // More than the ring (or 64 buffers) holds: it can never be placed, and is dropped as a device drops
+            // what it cannot place (counted by the caller). Fewer available: wait for the driver's refill.
+            if (count == Math.Min((int)q.Size, MaxBuffersPerFrame)) { return -1; }
+            if (count == available) { return 0; }
+            if (!TryReadAvailEntry(q, (ushort)(q.LastAvail + count), out ushort head)) { return -1; }
+            if (!TryDescriptor(q, head, out var d)) { return -1; }
+            if ((d.Flags & (ushort)VirtqDescriptorFlags.Write) == 0) { NeedsReset("a device-readable buffer in the receive queue"); return -1; }
+            if ((d.Flags & (ushort)VirtqDescriptorFlags.Next) != 0) { NeedsReset("the emulation takes single-buffer receive descriptors"); return -1; }
+            buffers[count++] = (head, d.Address, d.Length);
+            room += d.Length;
+            if (!mergeable && room < needed) { NeedsReset($"a receive buffer of {d.Length} bytes for a {frame.Length}-byte frame"); return -1; }
+        }
+        // struct virtio_net_hdr (§5.1.6): segmentation as given, checksum flags (§5.1.6.4), num_buffers.
         Span<byte> header = stackalloc byte[VirtioNetHeader.Size];
         header.Clear();
         WriteReceiveChecksum(header, frame, checksumCompleted, partial, VirtioNetQueues.Receive(pair));
-        ushort numBuffers = Act(VirtioNetHostileMode.NumBuffersOutOfRange, VirtioNetQueues.Receive(pair)) ? (ushort)0 : (ushort)1;
+        if (Act(VirtioNetHostileMode.UnnegotiatedSegmentation, VirtioNetQueues.Receive(pair))) { segmentation = (VirtioNetHeader.GsoTcpV4, 1448, 54); }
+        if (segmentation.Type != VirtioNetHeader.GsoNone)
+        {
+            header[VirtioNetHeader.GsoType] = segmentation.Type;
+            BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.HeaderLength..], segmentation.HeaderLength);
+            BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.GsoSize..], segmentation.Size);
+        }
+        ushort numBuffers = Act(VirtioNetHostileMode.NumBuffersOutOfRange, VirtioNetQueues.Receive(pair)) ? (ushort)0 : (ushort)count;
         BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.NumBuffers..], numBuffers);
-        if (!TryDma(d.Address, header, toDriver: true)) { return -1; }
-        if (!TryDmaWrite(d.Address + VirtioNetHeader.Size, frame)) { return -1; }
-        q.LastAvail++;
-        return TryPushUsed(q, VirtioNetQueues.Receive(pair), head, (uint)needed, d.Length) ? 1 : -1;
+        if (!TryDma(buffers[0].Address, header, toDriver: true)) { return -1; }
+        // The frame follows the header in the first buffer and fills the next ones from their start.
+        int at = 0;
+        for (int b = 0; b < count; b++)
+        {
+            int skip = b == 0 ? VirtioNetHeader.Size : 0;
+            int take = (int)Math.Min(buffers[b].Length - (uint)skip, (uint)(frame.Length - at));
+            if (!TryDmaWrite(buffers[b].Address + (ulong)skip, frame.Slice(at, take))) { return -1; }
+            at += take;
+            q.LastAvail++;
+            uint used = (uint)(skip + take);
+            bool last = b == count - 1;
+            if (last) { return TryPushUsed(q, VirtioNetQueues.Receive(pair), buffers[b].Head, used, buffers[b].Length) ? 1 : -1; }
+            if (!TryWriteUsedElement(q, buffers[b].Head, used)) { return -1; }
+        }
+        return -1;   // unreachable: count >= 1
     }
+
+    private const int MaxBuffersPerFrame = 64;
 
     /// <summary>
     /// Returns chain <paramref name="id"/> of queue <paramref name="queue"/> with <paramref name="length"/> bytes
@@ -652,8 +705,10 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
     private bool TryReadAvailIndex(QueueState q, out ushort index) => TryRead16(q.Driver + VirtqAvailLayout.Index, out index);
 
     /// <summary>The next available entry the device has not taken yet: the head of a descriptor chain (§2.7.6).</summary>
-    private bool TryReadAvailEntry(QueueState q, out ushort head) =>
-        TryRead16(q.Driver + (ulong)VirtqAvailLayout.EntryOffset(q.LastAvail % q.Size), out head);
+    private bool TryReadAvailEntry(QueueState q, out ushort head) => TryReadAvailEntry(q, q.LastAvail, out head);
+
+    private bool TryReadAvailEntry(QueueState q, ushort position, out ushort head) =>
+        TryRead16(q.Driver + (ulong)VirtqAvailLayout.EntryOffset(position % q.Size), out head);
 
     private bool TryRead16(ulong address, out ushort value)
     {
@@ -705,6 +760,8 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
         public ulong Device { get; set; }
         public ushort LastAvail { get; set; }
         public ushort UsedIdx { get; set; }
+        /// <summary>Transmit queues: segments of the chain at LastAvail already delivered while the peer ran out of buffers.</summary>
+        public int SegmentsDelivered { get; set; }
 
         public void Reset()
         {
@@ -713,6 +770,7 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
             Enabled = false;
             Desc = Driver = Device = 0;
             LastAvail = UsedIdx = 0;
+            SegmentsDelivered = 0;
         }
     }
 }

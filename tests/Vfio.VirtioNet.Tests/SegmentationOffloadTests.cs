@@ -1,0 +1,260 @@
+using System.Buffers.Binary;
+using System.Net;
+using PacketDotNet;
+using Vfio.Emulation.VirtioNet;
+using Vfio.Net;
+using Vfio.Spec.Virtio;
+using Vfio.VirtioNet.Tests.Emulation;
+using PacketFlags = Vfio.Net.PacketFlags;
+
+namespace Vfio.VirtioNet.Tests;
+
+public sealed class InProcessSegmentationOffloadTests() : SegmentationOffloadTests(VirtioTransport.InProcess);
+
+public sealed class SocketSegmentationOffloadTests() : SegmentationOffloadTests(VirtioTransport.Socket);
+
+public sealed class SocketMessageDmaSegmentationOffloadTests() : SegmentationOffloadTests(VirtioTransport.SocketMessages);
+
+/// <summary>
+/// TCP segmentation offload (virtio 1.2 §5.1.6.2 HOST_TSO4/6, §5.1.6.4 GUEST_TSO4/6 with MRG_RXBUF) between two
+/// drivers over the emulated hub: a 60,000-byte TCP packet sent whole arrives whole (joined from many receive
+/// buffers) at a port that takes joined packets, or as right segments at one that does not; every checksum is
+/// checked with the test's own RFC 1071 arithmetic and with PacketDotNet.
+/// </summary>
+public abstract class SegmentationOffloadTests(VirtioTransport transport) : IDisposable
+{
+    private const int Payload = 60_000;
+    private const int Mss = 1448;
+    private readonly List<IDisposable> _disposables = [];
+
+    public void Dispose()
+    {
+        for (int i = _disposables.Count - 1; i >= 0; i--) { _disposables[i].Dispose(); }
+    }
+
+    /// <summary>A TCP packet of <paramref name="payload"/> bytes between link-local addresses, checksums garbage.</summary>
+    private static byte[] Build(bool v6, int payload = Payload)
+    {
+        var (frame, _) = ChecksumOffloadTests.Build(v6 ? ChecksumFrame.TcpIPv6 : ChecksumFrame.TcpIPv4, payload);
+        if (v6)
+        {
+            IPAddress.Parse("fe80::5054:ff:fe00:1").TryWriteBytes(frame.AsSpan(14 + 8), out _);
+            IPAddress.Parse("fe80::5054:ff:fe00:2").TryWriteBytes(frame.AsSpan(14 + 24), out _);
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(14 + 4), 0x1000);   // identification
+        }
+        for (int i = 0; i < payload; i++) { frame[^(payload - i)] = (byte)(i * 31 + (i >> 8)); }
+        return frame;
+    }
+
+    private static int HeadersOf(bool v6) => 14 + (v6 ? 40 : 20) + 20;
+
+    private (EmulatedVirtioNet DevA, EmulatedVirtioNet DevB, VirtioNetDevice A, VirtioNetDevice B) Open(bool segmentationB, ushort queueSizeB = 256,
+        Action<EmulatedVirtioNet, EmulatedVirtioNet>? configure = null)
+    {
+        var (devA, devB) = EmulatedVirtioNet.CreatePair(queueSize: 256, transport: transport);
+        _disposables.Add(devA);
+        _disposables.Add(devB);
+        foreach (var d in new[] { devA, devB })
+        {
+            d.OfferedFeatures |= VirtioFeatures.NetHostTso4 | VirtioFeatures.NetHostTso6 | VirtioFeatures.NetGuestTso4 | VirtioFeatures.NetGuestTso6;
+        }
+        configure?.Invoke(devA, devB);
+        var a = VirtioNetDevice.Open(devA, new VirtioNetOptions { SegmentationOffload = true });
+        _disposables.Add(a);
+        var b = VirtioNetDevice.Open(devB, new VirtioNetOptions { SegmentationOffload = segmentationB, ChecksumOffload = true, QueueSize = queueSizeB });
+        _disposables.Add(b);
+        return (devA, devB, a, b);
+    }
+
+    /// <summary>Sends <paramref name="frame"/> from a buffer of <paramref name="from"/>'s large pool, flagged for TSO.</summary>
+    private static void SendLarge(VirtioNetDevice from, byte[] frame, int segmentSize = Mss)
+    {
+        Assert.NotNull(from.LargePool);
+        Assert.True(from.LargePool!.TryAllocate(out var packet));
+        frame.CopyTo(packet.Room);
+        packet.Length = frame.Length;
+        packet.Flags = PacketFlags.TxTcpSegmentation;
+        packet.SegmentSize = segmentSize;
+        Assert.Equal(1, from.Transmit([packet]));
+    }
+
+    private static List<(byte[] Frame, PacketFlags Flags, int SegmentSize)> ReceiveAll(VirtioNetDevice from, VirtioNetDevice to, int expect)
+    {
+        var got = new List<(byte[], PacketFlags, int)>();
+        var rx = new PacketBuffer[16];
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (got.Count < expect && DateTime.UtcNow < deadline)
+        {
+            int n = to.Receive(rx);
+            for (int i = 0; i < n; i++) { got.Add((rx[i].Data.ToArray(), rx[i].Flags, rx[i].SegmentSize)); }
+            PacketPool.Free(rx.AsSpan(0, n));
+            from.TransmitInFlight();
+            if (n == 0) { Thread.Yield(); }
+        }
+        // Nothing more comes.
+        from.TransmitInFlight();
+        Assert.Equal(0, to.Receive(rx));
+        Assert.Equal(expect, got.Count);
+        return got;
+    }
+
+    private static void AssertValid(byte[] frame)
+    {
+        Assert.True(ChecksumOffloadTests.ChecksumsRight(frame), "checksums by RFC 1071");
+        var packet = Packet.ParsePacket(LinkLayers.Ethernet, frame);
+        if (packet.Extract<IPv4Packet>() is { } v4) { Assert.True(v4.ValidIPChecksum, "PacketDotNet: IPv4 header checksum"); }
+        Assert.True(packet.Extract<TcpPacket>()!.ValidChecksum, "PacketDotNet: TCP checksum");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_64k_class_tcp_packet_crosses_whole_to_a_port_that_takes_joined_packets(bool v6)
+    {
+        var (devA, devB, a, b) = Open(segmentationB: true);
+        var all = NetOffloads.TxChecksum | NetOffloads.RxChecksum | NetOffloads.TcpSegmentation | NetOffloads.TcpSegmentReceive;
+        Assert.Equal(all, a.Offloads);
+        Assert.Equal(all, b.Offloads);
+        Assert.Equal(all, ((INetPort)b).Offloads);
+        Assert.NotEqual(0UL, devB.DriverFeatures & VirtioFeatures.NetGuestTso4);
+        var frame = Build(v6);
+        SendLarge(a, frame);
+        var got = ReceiveAll(a, b, 1);
+        var (received, flags, segmentSize) = got[0];
+        Assert.Equal(frame.Length, received.Length);
+        Assert.Equal(PacketFlags.TcpSegments | PacketFlags.L4ChecksumGood, flags);
+        Assert.Equal(Mss, segmentSize);
+        AssertValid(received);
+        int headers = HeadersOf(v6);
+        Assert.True(frame.AsSpan(headers).SequenceEqual(received.AsSpan(headers)), "payload intact");
+        Assert.Equal(1, devA.Model.SegmentationFramesSent);
+        Assert.Equal(0, devA.Model.SegmentsCut);
+        Assert.Equal(0, b.RxBadSegmentHeaders);
+        Assert.Equal(0, b.Stats.RxDropped);
+        Assert.Empty(devA.Violations);
+        Assert.Empty(devB.Violations);
+        // Every buffer came back: the ones it spanned to the small pool, the joined one when the test freed it.
+        Assert.Equal(0, b.LargePool!.InUseCount);
+        a.TransmitInFlight();
+        Assert.Equal(0, a.LargePool!.InUseCount);
+    }
+
+    [Theory]
+    [InlineData(false, (ushort)256)]
+    [InlineData(true, (ushort)256)]
+    [InlineData(false, (ushort)16)]   // fewer receive buffers than segments: the device waits for refills mid-packet
+    public void The_device_cuts_it_into_right_segments_for_a_port_that_does_not(bool v6, ushort queueSizeB)
+    {
+        var (devA, _, a, b) = Open(segmentationB: false, queueSizeB: queueSizeB);
+        Assert.Equal(NetOffloads.TxChecksum | NetOffloads.RxChecksum, b.Offloads);
+        var frame = Build(v6);
+        SendLarge(a, frame);
+        int count = (Payload + Mss - 1) / Mss;
+        var got = ReceiveAll(a, b, count);
+        int headers = HeadersOf(v6);
+        var payload = new List<byte>();
+        uint firstSequence = BinaryPrimitives.ReadUInt32BigEndian(frame.AsSpan(headers - 20 + 4));
+        for (int i = 0; i < count; i++)
+        {
+            var (segment, flags, _) = got[i];
+            AssertValid(segment);
+            Assert.Equal(PacketFlags.L4ChecksumGood, flags);
+            int carried = segment.Length - headers;
+            Assert.Equal(i < count - 1 ? Mss : Payload - (count - 1) * Mss, carried);
+            Assert.Equal(firstSequence + (uint)(i * Mss), BinaryPrimitives.ReadUInt32BigEndian(segment.AsSpan(headers - 20 + 4)));
+            // PSH (0x08) only on the last; ACK on all.
+            Assert.Equal(i < count - 1 ? 0x10 : 0x18, segment[headers - 20 + 13]);
+            if (!v6) { Assert.Equal(0x1000 + i, BinaryPrimitives.ReadUInt16BigEndian(segment.AsSpan(14 + 4))); }
+            var tcp = Packet.ParsePacket(LinkLayers.Ethernet, segment).Extract<TcpPacket>()!;
+            Assert.Equal(carried, tcp.PayloadData.Length);
+            payload.AddRange(segment.AsSpan(headers).ToArray());
+        }
+        Assert.True(frame.AsSpan(headers).SequenceEqual(payload.ToArray()), "the segments carry the payload in order");
+        Assert.Equal(count, devA.Model.SegmentsCut);
+        Assert.Equal(1, devA.Model.SegmentationFramesSent);
+        Assert.Equal(0, a.TxSegmentedInSoftware);
+        Assert.Empty(devA.Violations);
+    }
+
+    [Fact]
+    public void Without_host_tso_the_driver_cuts_the_packet_itself()
+    {
+        var (devA, _, a, b) = Open(segmentationB: false, configure: (devA, _) =>
+            devA.OfferedFeatures &= ~(VirtioFeatures.NetHostTso4 | VirtioFeatures.NetHostTso6));
+        Assert.Equal(NetOffloads.TxChecksum | NetOffloads.RxChecksum | NetOffloads.TcpSegmentReceive, a.Offloads);
+        var frame = Build(v6: false);
+        SendLarge(a, frame);
+        int count = (Payload + Mss - 1) / Mss;
+        var got = ReceiveAll(a, b, count);
+        Assert.All(got, g => AssertValid(g.Frame));
+        Assert.Equal(1, a.TxSegmentedInSoftware);
+        Assert.Equal(0, devA.Model.SegmentationFramesSent);
+        Assert.Equal(0, devA.Model.SegmentsCut);
+        int headers = HeadersOf(false);
+        Assert.True(frame.AsSpan(headers).SequenceEqual(got.SelectMany(g => g.Frame.Skip(headers)).ToArray()));
+        // The original went back to the large pool at once; the segments came from the small one.
+        Assert.Equal(0, a.LargePool!.InUseCount);
+    }
+
+    [Fact]
+    public void A_flagged_packet_without_a_segment_size_goes_out_as_it_is_and_is_joined_as_an_ordinary_large_packet()
+    {
+        var (devA, _, a, b) = Open(segmentationB: true);
+        var frame = Build(v6: false, payload: 5000);
+        SendLarge(a, frame, segmentSize: 0);
+        var got = ReceiveAll(a, b, 1);
+        Assert.Equal(frame, got[0].Frame);   // unchanged: garbage checksums and all
+        Assert.Equal(PacketFlags.None, got[0].Flags & PacketFlags.TcpSegments);
+        Assert.Equal(1, a.TxChecksumSkipped);
+        Assert.Equal(0, devA.Model.SegmentationFramesSent);
+    }
+
+    [Fact]
+    public void Without_the_option_a_packet_spanning_buffers_is_dropped_and_counted_and_the_port_goes_on()
+    {
+        var (_, _, a, b) = Open(segmentationB: false);
+        Assert.Null(b.LargePool);
+        // Sent unflagged: one 5 KiB frame the device spreads over three receive buffers.
+        Assert.True(a.LargePool!.TryAllocate(out var packet));
+        var frame = Build(v6: true, payload: 5000);
+        frame.CopyTo(packet.Room);
+        packet.Length = frame.Length;
+        Assert.Equal(1, a.Transmit([packet]));
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        var rx = new PacketBuffer[4];
+        while (b.Stats.RxDropped == 0 && DateTime.UtcNow < deadline)
+        {
+            Assert.Equal(0, b.Receive(rx));
+            a.TransmitInFlight();
+        }
+        Assert.Equal(1, b.Stats.RxDropped);
+        SendLarge(a, Build(v6: true));
+        Assert.Equal((Payload + Mss - 1) / Mss, ReceiveAll(a, b, (Payload + Mss - 1) / Mss).Count);
+    }
+
+    [Fact]
+    public void A_segmentation_the_driver_did_not_negotiate_is_dropped_and_counted()
+    {
+        var (_, devB, a, b) = Open(segmentationB: false);
+        devB.Model.Hostile = VirtioNetHostileMode.UnnegotiatedSegmentation;
+        devB.ViolationsExpected = true;
+        var small = ChecksumOffloadTests.Build(ChecksumFrame.TcpIPv4).Frame;
+        var tx = new PacketBuffer[3];
+        Assert.Equal(3, a.Pool.Allocate(tx));
+        foreach (var p in tx)
+        {
+            small.CopyTo(p.Room);
+            p.Length = small.Length;
+            p.Flags = PacketFlags.TxL4Checksum | PacketFlags.TxIpChecksum;
+        }
+        Assert.Equal(3, a.Transmit(tx));
+        var got = ReceiveAll(a, b, 2);
+        Assert.Equal(1, devB.Model.HostileActs);
+        Assert.Equal(1, b.RxBadSegmentHeaders);
+        Assert.Equal(1, b.Stats.RxDropped);
+        Assert.All(got, g => AssertValid(g.Frame));
+    }
+}
