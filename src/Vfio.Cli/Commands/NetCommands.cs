@@ -410,12 +410,14 @@ internal static class NetCommands
     /// Opens <paramref name="device"/> with the driver its PCI ID selects; an ID no driver takes is a
     /// <see cref="NoNetDriverException"/>, which the command reports in one line with exit 2.
     /// </summary>
-    internal static INetPort OpenPort(CliContext ctx, IPciDevice device, PacketPool? pool, int queues = 1, int poolSize = 0, bool checksumOffload = false)
+    internal static INetPort OpenPort(CliContext ctx, IPciDevice device, PacketPool? pool, int queues = 1, int poolSize = 0, bool checksumOffload = false,
+        bool segmentationOffload = false)
     {
         var registry = ctx.Environment.NetDrivers ?? NetDrivers.Default;
         return registry.Open(device, new NetPortOptions
         {
             LoggerFactory = ctx.LoggerFactory, Pool = pool, QueuePairs = queues, PoolSize = poolSize, ChecksumOffload = checksumOffload,
+            SegmentationOffload = segmentationOffload,
         });
     }
 

@@ -92,7 +92,8 @@ internal static class NetTapCommands
         {
             Description = "Let the kernel hand over TCP segments of up to 64 KiB and partial checksums (TAP offloads CSUM, TSO4, TSO6), " +
                           "cut into MTU-sized frames and finished here; received TCP segments of one flow are joined into one packet for the kernel (software GRO), " +
-                          "with a burst of 128 frames unless --burst says otherwise",
+                          "with a burst of 128 frames unless --burst says otherwise; when the port's device does TCP segmentation itself " +
+                          "(virtio-net HOST_TSO/GUEST_TSO), the segments cross it whole instead",
         };
         var command = new Command("tap",
             "Give a port to the kernel: create a TAP interface with the port's MAC address and MTU and move frames both ways between them (the exception path)")
@@ -111,8 +112,8 @@ internal static class NetTapCommands
             using var tap = TapInterface.Create(ifname, up: false,
                 offloads: offloads ? TapOffloads.Checksum | TapOffloads.Tso4 | TapOffloads.Tso6 | TapOffloads.TsoEcn : null);
             using var device = ctx.OpenDevice(parse.GetValue(port), parse.GetValue(allowNoIommu));
-            // With --offload the port's own checksum offload is asked for too (used when the device offers it).
-            using var netPort = NetCommands.OpenPort(ctx, device, pool: null, checksumOffload: offloads);
+            // With --offload the port's own checksum and segmentation offloads are asked for too (used when the device offers them).
+            using var netPort = NetCommands.OpenPort(ctx, device, pool: null, checksumOffload: offloads, segmentationOffload: offloads);
             if (m + TapInterface.EthernetHeaderSize > netPort.Pool.DataRoom)
             {
                 throw new CliException(string.Create(CultureInfo.InvariantCulture,
@@ -135,12 +136,13 @@ internal static class NetTapCommands
             bridge.Capture = null;
             var captured = pcap is null ? null : CaptureDocument(device.Address, parse.GetValue(capture)!, parse.GetValue(snap), pcap.Complete(), elapsed);
             var doc = new NetTapJson(device.Address.ToString(), tap.Name, macText, m, elapsed, stats.ToKernel, stats.ToKernelDropped,
-                stats.FromKernel, stats.FromKernelDropped, captured, offloads, stats.FromKernelSegmented, stats.FromKernelMalformed, stats.ToKernelCoalesced);
+                stats.FromKernel, stats.FromKernelDropped, captured, offloads, stats.FromKernelSegmented, stats.FromKernelMalformed, stats.ToKernelCoalesced,
+                netPort.Offloads == NetOffloads.None ? "none" : netPort.Offloads.ToString(), stats.FromKernelWhole, stats.ToKernelWhole);
             if (ctx.Json) { ctx.WriteJson(doc, CliJson.Output.NetTapJson); }
             else
             {
                 string cut = offloads
-                    ? string.Create(CultureInfo.InvariantCulture, $"; {doc.FromKernelSegmented:N0} TCP segments cut, {doc.FromKernelMalformed:N0} frames refused, {doc.ToKernelCoalesced:N0} packets coalesced for the kernel")
+                    ? string.Create(CultureInfo.InvariantCulture, $"; {doc.FromKernelSegmented:N0} TCP segments cut, {doc.FromKernelMalformed:N0} frames refused, {doc.ToKernelCoalesced:N0} packets coalesced for the kernel; port offloads: {doc.PortOffloads}, {doc.FromKernelWhole:N0} segments sent whole, {doc.ToKernelWhole:N0} joined packets received")
                     : "";
                 ctx.Say(string.Create(CultureInfo.InvariantCulture,
                     $"{doc.Seconds:F2} s: {doc.ToKernel:N0} frames to the kernel ({doc.ToKernelDropped:N0} dropped), {doc.FromKernel:N0} from it ({doc.FromKernelDropped:N0} dropped){cut}"));

@@ -257,9 +257,13 @@ internal sealed record NetQueueJson(int Queue, NetCountersJson Rx, NetCountersJs
 /// segments of up to 64 KiB the kernel handed over and the bridge cut into MTU-sized frames (counted in <c>FromKernel</c>),
 /// <c>FromKernelMalformed</c> the frames whose virtio_net_hdr asked for what the bridge does not do, <c>ToKernelCoalesced</c>
 /// the packets of two or more received TCP segments joined for the kernel (software GRO; each segment counts in <c>ToKernel</c>).
+/// When the port's device does TCP segmentation itself (virtio-net HOST_TSO4/6 and GUEST_TSO4/6 negotiated, listed in
+/// <c>PortOffloads</c>), <c>FromKernelWhole</c> counts the kernel's segments handed to the port whole and
+/// <c>ToKernelWhole</c> the packets the device joined, written to the kernel as one GSO packet each.
 /// </summary>
 internal sealed record NetTapJson(string Port, string Tap, string? Mac, int Mtu, double Seconds, long ToKernel, long ToKernelDropped,
-    long FromKernel, long FromKernelDropped, NetCaptureJson? Capture, bool Offload = false, long FromKernelSegmented = 0, long FromKernelMalformed = 0, long ToKernelCoalesced = 0);
+    long FromKernel, long FromKernelDropped, NetCaptureJson? Capture, bool Offload = false, long FromKernelSegmented = 0, long FromKernelMalformed = 0, long ToKernelCoalesced = 0,
+    string? PortOffloads = null, long FromKernelWhole = 0, long ToKernelWhole = 0);
 
 /// <summary>
 /// <c>vfio net capture --json</c> (and the capture of <c>vfio net tap --capture</c>): <c>Captured</c> frames were

@@ -54,7 +54,11 @@ public sealed class PacketPort
         ArgumentNullException.ThrowIfNull(device);
         return new PacketPort(device.Device.Address.ToString(), device.Pool,
             into => device.Receive(into, queuePair), packets => device.Transmit(packets, queuePair),
-            device.MacAddress, mtu, () => device.FlushTransmit(queuePair));
+            device.MacAddress, mtu, () => device.FlushTransmit(queuePair))
+        {
+            Offloads = device.Offloads,
+            LargePool = device.LargePool,
+        };
     }
 
     /// <summary>Queue pair <paramref name="queuePair"/> of any port (<see cref="INetPort"/>: virtio-net, igb, ...).</summary>
@@ -65,7 +69,11 @@ public sealed class PacketPort
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(queuePair, port.QueuePairCount);
         return new PacketPort(port.Address.ToString(), port.Pool,
             into => port.RxBurst(queuePair, into), packets => port.TxBurst(queuePair, packets),
-            port.MacAddress, mtu, () => port.FlushTx(queuePair));
+            port.MacAddress, mtu, () => port.FlushTx(queuePair))
+        {
+            Offloads = port.Offloads,
+            LargePool = port.LargePool,
+        };
     }
 
     /// <summary>What to call the port in messages (its PCI address).</summary>
@@ -88,4 +96,13 @@ public sealed class PacketPort
 
     /// <summary>The largest IP packet a frame carries, without the Ethernet header.</summary>
     public int Mtu { get; }
+
+    /// <summary>
+    /// What the port's device does (<see cref="INetPort.Offloads"/>): with <see cref="NetOffloads.TcpSegmentation"/>
+    /// and a <see cref="LargePool"/>, a <see cref="TapBridge"/> hands the kernel's 64 KiB TCP segments to the port whole.
+    /// </summary>
+    public NetOffloads Offloads { get; init; }
+
+    /// <summary>Buffers for packets larger than <see cref="Pool"/>'s (<see cref="INetPort.LargePool"/>); null when the port has none.</summary>
+    public PacketPool? LargePool { get; init; }
 }

@@ -48,8 +48,12 @@ public sealed record TapBridgeOptions
 /// each segment counts in <paramref name="ToKernel"/>.</param>
 /// <param name="FromKernelMalformed">Frames read from the TAP that the bridge could not send: a virtio_net_hdr asking for an
 /// offload it does not do (UDP segmentation), checksum fields outside the frame, a segment that is not TCP it understands.</param>
+/// <param name="FromKernelWhole">TCP segments of up to 64 KiB the kernel handed over that went to the port whole, for its device
+/// to cut (<see cref="NetOffloads.TcpSegmentation"/>); each counts once in <paramref name="FromKernel"/>.</param>
+/// <param name="ToKernelWhole">Packets the port's device had already joined (<see cref="PacketFlags.TcpSegments"/>) written to the
+/// kernel as one GSO packet each; each counts once in <paramref name="ToKernel"/>.</param>
 public readonly record struct TapBridgeStats(long ToKernel, long ToKernelDropped, long FromKernel, long FromKernelDropped, long Rounds,
-    long FromKernelSegmented = 0, long FromKernelMalformed = 0, long ToKernelCoalesced = 0);
+    long FromKernelSegmented = 0, long FromKernelMalformed = 0, long ToKernelCoalesced = 0, long FromKernelWhole = 0, long ToKernelWhole = 0);
 
 /// <summary>
 /// The kernel exception path of a userspace port (DPDK's TAP/virtio-user exception path, formerly KNI): frames the
@@ -79,7 +83,10 @@ public sealed partial class TapBridge : IDisposable
     private readonly PacketBuffer[] _fromTap;
     private readonly int _frameRoom;
     private int _spare; // allocated buffers kept in _fromTap[0.._spare) for the next TAP reads
-    private long _toKernel, _toKernelDropped, _fromKernel, _fromKernelDropped, _rounds, _segmented, _malformed, _coalesced;
+    private long _toKernel, _toKernelDropped, _fromKernel, _fromKernelDropped, _rounds, _segmented, _malformed, _coalesced, _fromKernelWhole, _toKernelWhole;
+    private readonly PacketBuffer[] _one = new PacketBuffer[1];
+    private PacketBuffer _pendingWhole;   // a kernel segment in a large buffer the port's ring has not taken yet
+    private byte[]? _cutScratch;          // plain TAP only: a joined packet cut back into frames
     private readonly TcpCoalescer? _coalescer;
     // A TAP with a virtio_net_hdr per frame: the headers read and written, where a frame longer than a packet buffer
     // (a TCP segment of up to 64 KiB) lands, and the buffers its MSS-sized frames are cut into.
@@ -123,7 +130,8 @@ public sealed partial class TapBridge : IDisposable
 
     /// <summary>Counters so far (read from any thread; each is exact, together they are a near-simultaneous view).</summary>
     public TapBridgeStats Stats => new(Volatile.Read(ref _toKernel), Volatile.Read(ref _toKernelDropped), Volatile.Read(ref _fromKernel),
-        Volatile.Read(ref _fromKernelDropped), Volatile.Read(ref _rounds), Volatile.Read(ref _segmented), Volatile.Read(ref _malformed), Volatile.Read(ref _coalesced));
+        Volatile.Read(ref _fromKernelDropped), Volatile.Read(ref _rounds), Volatile.Read(ref _segmented), Volatile.Read(ref _malformed), Volatile.Read(ref _coalesced),
+        Volatile.Read(ref _fromKernelWhole), Volatile.Read(ref _toKernelWhole));
 
     /// <summary>One round: a burst from the port to the TAP, then a burst from the TAP to the port. Returns frames moved.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -182,13 +190,21 @@ public sealed partial class TapBridge : IDisposable
         {
             for (int i = 0; i < burst.Length; i++)
             {
-                if (_tap.Write(burst[i].Data)) { written++; }
+                if ((burst[i].Flags & PacketFlags.TcpSegments) != 0 && burst[i].Length > _frameRoom) { written += WriteCut(burst[i]); }
+                else if (_tap.Write(burst[i].Data)) { written++; }
             }
             return written;
         }
         var coalescer = _coalescer;
         for (int i = 0; i < burst.Length; i++)
         {
+            if ((burst[i].Flags & PacketFlags.TcpSegments) != 0 && burst[i].SegmentSize > 0)
+            {
+                // Already joined by the device: what the coalescer holds goes first, then this one as it is.
+                if (coalescer is { SegmentCount: > 0 }) { written += WriteCoalesced(); }
+                if (WriteWhole(burst[i])) { written++; }
+                continue;
+            }
             if (coalescer is not null)
             {
                 var flags = burst[i].Flags;
@@ -243,6 +259,40 @@ public sealed partial class TapBridge : IDisposable
         return taken ? segments : 0;   // the caller counts what was received and not written as dropped
     }
 
+    /// <summary>
+    /// Writes a packet the port's device joined (GUEST_TSO) as one GSO packet, as the kernel's GRO would hand it up:
+    /// NEEDS_CSUM at the TCP header with the pseudo-header sum in the checksum field (the driver had completed it),
+    /// gso_size the device's. A packet that is not TCP the parser understands goes as it is.
+    /// </summary>
+    private bool WriteWhole(PacketBuffer packet)
+    {
+        var frame = packet.Data;
+        if (!TransportHeader.TryLocate(frame, out var l4) || !l4.IsTcp || l4.Length < 20) { return WritePlain(frame); }
+        int headerLength = l4.Start + (frame[l4.Start + 12] >> 4) * 4;
+        BinaryPrimitives.WriteUInt16BigEndian(frame[(l4.Start + TransportHeader.TcpChecksumOffset)..], InternetChecksum.Fold(l4.PseudoHeaderSum));
+        SetWriteHeader(VirtioNetHeader.FlagNeedsCsum, l4.IsIpv4 ? VirtioNetHeader.GsoTcpV4 : VirtioNetHeader.GsoTcpV6,
+            headerLength, packet.SegmentSize, l4.Start, TransportHeader.TcpChecksumOffset);
+        if (!_tap.Write(_writeHeader, frame)) { return false; }
+        Volatile.Write(ref _toKernelWhole, _toKernelWhole + 1);
+        return true;
+    }
+
+    /// <summary>A TAP without offloads takes frames up to its MTU: a joined packet is cut back into them. Returns frames written.</summary>
+    private int WriteCut(PacketBuffer packet)
+    {
+        var frame = packet.Data;
+        int mss = packet.SegmentSize;
+        if (mss == 0 || !TcpSegmentation.TryPlan(frame, mss, out var plan) || plan.MaxSegmentLength > _frameRoom) { return 0; }
+        var scratch = _cutScratch ??= new byte[_frameRoom];
+        int written = 0;
+        for (int s = 0; s < plan.SegmentCount; s++)
+        {
+            int length = plan.WriteSegment(frame, s, scratch);
+            if (_tap.Write(scratch.AsSpan(0, length))) { written++; }
+        }
+        return written > 0 ? 1 : 0;   // one packet received, one counted
+    }
+
     private void SetWriteHeader(byte flags, byte gsoType, int headerLength, int gsoSize, int csumStart, int csumOffset)
     {
         var h = _writeHeader.AsSpan();
@@ -285,6 +335,11 @@ public sealed partial class TapBridge : IDisposable
             moved += ContinueSegments(capture);
             if (_pendingNext >= 0) { return moved; }
         }
+        if (_pendingWhole.IsValid)
+        {
+            moved += ContinueWhole();
+            if (_pendingWhole.IsValid) { return moved; }
+        }
         int read = 0, cut = 0;
         // A cut segment counts as one read: at most one burst's worth of TAP reads per round, so the other
         // direction gets its turn.
@@ -318,6 +373,21 @@ public sealed partial class TapBridge : IDisposable
             moved += SendFromTap(read, capture);
             read = 0;
             cut++;
+            if ((_port.Offloads & NetOffloads.TcpSegmentation) != 0 && _port.LargePool is { } large && length <= large.DataRoom
+                && large.TryAllocate(out var whole))
+            {
+                // The port's device cuts it: handed over whole, in a large buffer (the driver redoes both checksums).
+                _overflow.AsSpan(0, length).CopyTo(whole.Room);
+                whole.Length = length;
+                whole.Flags = PacketFlags.TxTcpSegmentation;
+                whole.SegmentSize = mss;
+                _one[0] = whole;
+                capture?.Add(_one);
+                _pendingWhole = whole;
+                moved += ContinueWhole();
+                if (_pendingWhole.IsValid) { return moved; }
+                continue;
+            }
             Volatile.Write(ref _segmented, _segmented + 1);
             _pending = plan;
             _pendingNext = _pendingCaptured = 0;
@@ -325,6 +395,23 @@ public sealed partial class TapBridge : IDisposable
             if (_pendingNext >= 0) { return moved; }
         }
         return moved + SendFromTap(read, capture);
+    }
+
+    /// <summary>Offers the pending whole segment to the port again (flushing once when its ring is full); 1 when taken.</summary>
+    private int ContinueWhole()
+    {
+        _one[0] = _pendingWhole;
+        int taken = _port.Transmit(_one);
+        if (taken == 0)
+        {
+            _port.Flush();
+            taken = _port.Transmit(_one);
+        }
+        if (taken == 0) { return 0; }
+        _pendingWhole = default;
+        Volatile.Write(ref _fromKernel, _fromKernel + 1);
+        Volatile.Write(ref _fromKernelWhole, _fromKernelWhole + 1);
+        return 1;
     }
 
     /// <summary>Sends the pending segment's frames from <see cref="_pendingNext"/> on while the pool and the port take them; returns frames sent.</summary>
@@ -426,6 +513,12 @@ public sealed partial class TapBridge : IDisposable
             // The frames of a cut segment never sent: dropped (no buffer holds them).
             Volatile.Write(ref _fromKernelDropped, _fromKernelDropped + _pending.SegmentCount - _pendingNext);
             _pendingNext = -1;
+        }
+        if (_pendingWhole.IsValid)
+        {
+            _pendingWhole.Free();
+            _pendingWhole = default;
+            Volatile.Write(ref _fromKernelDropped, _fromKernelDropped + 1);
         }
     }
 
