@@ -113,9 +113,10 @@ public sealed partial class VirtioNetDevice : IDisposable
     public PacketPool Pool { get; private set; }
 
     /// <summary>
-    /// With <see cref="VirtioNetOptions.SegmentationOffload"/>: buffers of 64 KiB and more, into which received packets
-    /// spanning several receive buffers are joined, and in which an application builds TCP packets to send whole
-    /// with <see cref="PacketFlags.TxTcpSegmentation"/>. Null otherwise. The device owns it and frees it on Dispose.
+    /// With <see cref="VirtioNetOptions.SegmentationOffload"/> and some of HOST_TSO4/6 or GUEST_TSO4/6 negotiated:
+    /// buffers of 64 KiB and more, into which received packets spanning several receive buffers are joined, and in
+    /// which an application builds TCP packets to send whole with <see cref="PacketFlags.TxTcpSegmentation"/>. Null
+    /// otherwise. The device owns it and frees it on Dispose.
     /// </summary>
     public PacketPool? LargePool { get; private set; }
 
@@ -889,7 +890,8 @@ public sealed partial class VirtioNetDevice : IDisposable
         {
             Pool = new PacketPool(Device.Dma, _options.PoolSize > 0 ? _options.PoolSize : poolNeed, name: $"{Device.Address} packets");
         }
-        if (_options.SegmentationOffload && LargePool is null)
+        // Only when some segmentation was agreed: on a device offering none (QEMU's hub), no 6 MiB of DMA memory for nothing.
+        if (_options.SegmentationOffload && LargePool is null && (_hostTso4 || _hostTso6 || _guestTso4 || _guestTso6))
         {
             LargePool = new PacketPool(Device.Dma, _options.LargePoolSize > 0 ? _options.LargePoolSize : 64, PacketPool.MaxBufferSize, $"{Device.Address} large packets");
         }

@@ -200,6 +200,28 @@ public abstract class SegmentationOffloadTests(VirtioTransport transport) : IDis
     }
 
     [Fact]
+    public void On_a_device_offering_no_tso_the_option_takes_no_large_pool_and_flagged_packets_are_cut_by_the_driver()
+    {
+        var (devA, _, a, b) = Open(segmentationB: false, configure: (devA, _) =>
+            devA.OfferedFeatures &= ~(VirtioFeatures.NetHostTso4 | VirtioFeatures.NetHostTso6 | VirtioFeatures.NetGuestTso4 | VirtioFeatures.NetGuestTso6));
+        Assert.Equal(NetOffloads.TxChecksum | NetOffloads.RxChecksum, a.Offloads);
+        Assert.Null(a.LargePool);
+        // A packet of the small pool, asked to be cut at 536 bytes: four segments.
+        var frame = Build(v6: true, payload: 1800);
+        Assert.True(a.Pool.TryAllocate(out var packet));
+        frame.CopyTo(packet.Room);
+        packet.Length = frame.Length;
+        packet.Flags = PacketFlags.TxTcpSegmentation;
+        packet.SegmentSize = 536;
+        Assert.Equal(1, a.Transmit([packet]));
+        var got = ReceiveAll(a, b, 4);
+        Assert.All(got, g => AssertValid(g.Frame));
+        Assert.Equal([536, 536, 536, 192], got.Select(g => g.Frame.Length - HeadersOf(true)));
+        Assert.Equal(1, a.TxSegmentedInSoftware);
+        Assert.Equal(0, devA.Model.SegmentationFramesSent);
+    }
+
+    [Fact]
     public void A_flagged_packet_without_a_segment_size_goes_out_as_it_is_and_is_joined_as_an_ordinary_large_packet()
     {
         var (devA, _, a, b) = Open(segmentationB: true);
