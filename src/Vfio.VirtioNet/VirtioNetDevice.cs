@@ -26,6 +26,8 @@ public sealed partial class VirtioNetDevice : IDisposable
     // struct virtio_net_hdr with VERSION_1 (VirtioNetHeader, §5.1.6): 12 bytes, in the last bytes of a buffer's headroom.
     private const int HeaderSize = VirtioNetHeader.Size;
     private const int HeaderOffset = PacketPool.Headroom - HeaderSize;
+    // The longest TCP packet with GSO: 65,535 bytes of IP behind an Ethernet header with one VLAN tag.
+    private const int MaxGsoFrame = 65535 + 18;
 
     private readonly VirtioPciTransport _transport;
     private readonly ILogger _logger;
@@ -39,7 +41,7 @@ public sealed partial class VirtioNetDevice : IDisposable
     private bool _mergeable;
     private bool _txCsum, _guestCsum;
     private bool _hostTso4, _hostTso6, _guestTso4, _guestTso6;
-    private long _txChecksumSkipped, _rxBadChecksumHeaders, _rxBadSegmentHeaders, _txSegmentedInSoftware;
+    private long _txChecksumSkipped, _rxBadChecksumHeaders, _rxBadSegmentHeaders, _txSegmentedInSoftware, _txSegmentationDropped;
     private int _refillThreshold;
     private readonly int _txDoorbellThreshold;
     private long _notifications, _interruptWakeups;
@@ -114,11 +116,25 @@ public sealed partial class VirtioNetDevice : IDisposable
 
     /// <summary>
     /// With <see cref="VirtioNetOptions.SegmentationOffload"/> and some of HOST_TSO4/6 or GUEST_TSO4/6 negotiated:
-    /// buffers of 64 KiB and more, into which received packets spanning several receive buffers are joined, and in
-    /// which an application builds TCP packets to send whole with <see cref="PacketFlags.TxTcpSegmentation"/>. Null
-    /// otherwise. The device owns it and frees it on Dispose.
+    /// buffers of 64 KiB and more in which an application builds TCP packets to send whole with
+    /// <see cref="PacketFlags.TxTcpSegmentation"/>. Null otherwise. The device owns it and frees it on Dispose.
     /// </summary>
     public PacketPool? LargePool { get; private set; }
+
+    /// <summary>
+    /// With <see cref="VirtioNetOptions.SegmentationOffload"/>, MRG_RXBUF and GUEST_TSO4/6 negotiated: the buffers,
+    /// as large as <see cref="LargePool"/>'s but apart from it (so that packets waiting to be sent cannot starve
+    /// receive), into which received packets spanning several receive buffers are joined; they come back to it when
+    /// the application frees them. Null otherwise.
+    /// </summary>
+    public PacketPool? JoinPool { get; private set; }
+
+    /// <summary>
+    /// Packets flagged <see cref="PacketFlags.TxTcpSegmentation"/> that neither the device nor the driver could cut:
+    /// not TCP the header parser understands, no segment size, more segments than the transmit ring or the pool
+    /// holds, or a segment larger than a buffer. They are dropped (freed), as a NIC drops what it cannot send.
+    /// </summary>
+    public long TxSegmentationDropped => _txSegmentationDropped;
 
     /// <summary>
     /// Received packets dropped (and counted in <see cref="VirtioNetStats.RxDropped"/>) because their header claimed a
@@ -406,6 +422,8 @@ public sealed partial class VirtioNetDevice : IDisposable
         var frame = new ReadOnlySpan<byte>(header + HeaderSize, length);
         if (segmentSize == 0 || !TransportHeader.TryLocate(frame, out var l4) || !l4.IsTcp || l4.Length < 20) { return false; }
         if (!(l4.IsIpv4 ? _hostTso4 : _hostTso6)) { return false; }
+        // CWR set: the device would need HOST_ECN to cut it right (§5.1.6.2.1), which is not negotiated; cut here.
+        if ((frame[l4.Start + 13] & 0x80) != 0) { return false; }
         int tcpHeader = (frame[l4.Start + 12] >> 4) * 4;
         if (tcpHeader < 20 || tcpHeader > l4.Length) { return false; }
         header[VirtioNetHeader.GsoType] = l4.IsIpv4 ? VirtioNetHeader.GsoTcpV4 : VirtioNetHeader.GsoTcpV6;
@@ -418,8 +436,9 @@ public sealed partial class VirtioNetDevice : IDisposable
     /// A <see cref="PacketFlags.TxTcpSegmentation"/> packet the device cannot cut: cut here (RFC 9293 segments,
     /// <see cref="TcpSegmentation"/>) into buffers of <see cref="Pool"/>, each enqueued with its checksums done, and
     /// the original freed. Returns the descriptors used, or -1 (nothing enqueued) when fewer than the segments are
-    /// free, or the pool has too few buffers, now. A packet that cannot be planned (not TCP, no segment size) goes
-    /// out unchanged and is counted in <see cref="TxChecksumSkipped"/>.
+    /// free, or the pool has too few buffers, now. A packet that can never be cut here (not TCP it parses, no segment
+    /// size, a segment larger than a buffer, more segments than the ring or the pool holds) is dropped and counted in
+    /// <see cref="TxSegmentationDropped"/>: 0 descriptors, the packet consumed.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private unsafe int TransmitCut(SplitVirtqueue ring, PacketBuffer packet, byte* data, int length, ushort segmentSize, int free)
@@ -427,13 +446,12 @@ public sealed partial class VirtioNetDevice : IDisposable
         // SAFETY: the frame's length bytes are in the caller's buffer, which it still owns.
         var frame = new ReadOnlySpan<byte>(data, length);
         var pool = Pool;
-        if (segmentSize == 0 || !TcpSegmentation.TryPlan(frame, segmentSize, out var plan) || plan.MaxSegmentLength > pool.DataRoom)
+        if (segmentSize == 0 || !TcpSegmentation.TryPlan(frame, segmentSize, out var plan) || plan.MaxSegmentLength > pool.DataRoom
+            || plan.SegmentCount > ring.Size || plan.SegmentCount > pool.Capacity)
         {
-            _txChecksumSkipped++;
-            var p = packet.Pool;
-            // The header (zeroed by Transmit) asks for nothing.
-            ring.Enqueue(PacketPoolMarshal.GetDeviceAddress(p, packet.Index) + HeaderOffset, (uint)(length + HeaderSize), VirtqDescriptorFlags.None, PacketPoolMarshal.GetHandle(packet));
-            return 1;
+            _txSegmentationDropped++;
+            packet.Free();
+            return 0;
         }
         int count = plan.SegmentCount;
         if (count > free || pool.FreeCount < count) { return -1; }
@@ -512,7 +530,7 @@ public sealed partial class VirtioNetDevice : IDisposable
     /// </summary>
     private unsafe bool StartJoin(Queue rx, PacketPool pool, int index, int length, int buffers)
     {
-        var large = LargePool;
+        var large = JoinPool;
         if (large is null || !large.TryAllocate(out var join))
         {
             PacketPoolMarshal.FreeIndex(pool, index);
@@ -568,17 +586,19 @@ public sealed partial class VirtioNetDevice : IDisposable
     {
         if (!_guestCsum) { return true; }
         if (!TryApplyReceiveChecksum(pool, index, length)) { return false; }
+        bool checksumChecked = (PacketPoolMarshal.GetFlags(pool, index) & PacketFlags.L4ChecksumGood) != 0;
         byte* header = (byte*)PacketPoolMarshal.GetPointer(pool, index) + HeaderOffset;
         // SAFETY: the header lies in the buffer's headroom; each field is read once.
         byte gsoType = Volatile.Read(ref header[VirtioNetHeader.GsoType]);
         if (gsoType == VirtioNetHeader.GsoNone) { return true; }
         ushort gsoSize = Volatile.Read(ref *(ushort*)(header + VirtioNetHeader.GsoSize));
-        // §5.1.6.4: gso_type TCPV4/TCPV6 only as negotiated (no GUEST_ECN, so no ECN bit), with a segment size, on
-        // a TCP packet of that IP version.
+        // §5.1.6.4: gso_type TCPV4/TCPV6 only as negotiated (no GUEST_ECN, so no ECN bit), with a segment size and
+        // NEEDS_CSUM (the device MUST set it with a gso_type; DATA_VALID is taken too, as Linux does), on a TCP packet
+        // of that IP version.
         bool v4 = gsoType == VirtioNetHeader.GsoTcpV4 && _guestTso4;
         bool v6 = gsoType == VirtioNetHeader.GsoTcpV6 && _guestTso6;
         var frame = new ReadOnlySpan<byte>(header + HeaderSize, length);
-        if (!(v4 || v6) || gsoSize == 0 || !TransportHeader.TryLocate(frame, out var l4) || !l4.IsTcp || l4.IsIpv4 != v4)
+        if (!(v4 || v6) || gsoSize == 0 || !checksumChecked || !TransportHeader.TryLocate(frame, out var l4) || !l4.IsTcp || l4.IsIpv4 != v4)
         {
             _rxBadSegmentHeaders++;
             LogBadSegmentHeader(_logger, Device.Address, gsoType, gsoSize, length);
@@ -893,7 +913,21 @@ public sealed partial class VirtioNetDevice : IDisposable
         // Only when some segmentation was agreed: on a device offering none (QEMU's hub), no 6 MiB of DMA memory for nothing.
         if (_options.SegmentationOffload && LargePool is null && (_hostTso4 || _hostTso6 || _guestTso4 || _guestTso6))
         {
-            LargePool = new PacketPool(Device.Dma, _options.LargePoolSize > 0 ? _options.LargePoolSize : 64, PacketPool.MaxBufferSize, $"{Device.Address} large packets");
+            LargePool = new PacketPool(Device.Dma, _options.LargePoolSize > 0 ? _options.LargePoolSize : 32, PacketPool.MaxBufferSize, $"{Device.Address} large packets");
+        }
+        if (_mergeable && (_guestTso4 || _guestTso6))
+        {
+            JoinPool ??= new PacketPool(Device.Dma, _options.LargePoolSize > 0 ? _options.LargePoolSize : 32, PacketPool.MaxBufferSize, $"{Device.Address} joined packets");
+            // §5.1.6.3.1 with MRG_RXBUF: the device may need as many receive buffers as a 64 KiB packet fills, and
+            // waits for them; a ring that never has that many posted (size less the refill threshold's slack) would
+            // stall the queue for good.
+            int needed = (HeaderSize + MaxGsoFrame + Pool.DataRoom + HeaderSize - 1) / (Pool.DataRoom + HeaderSize);
+            int posted = RxQueueSize - (_refillThreshold - 1);
+            if (posted < needed)
+            {
+                throw new VirtioNetException(Device.Address,
+                    $"GUEST_TSO with {RxQueueSize}-entry receive rings: a 64 KiB packet needs {needed} receive buffers of {Pool.DataRoom} bytes, at most {posted} are posted at a time; ask for larger rings (QueueSize) or leave SegmentationOffload off");
+            }
         }
     }
 
@@ -996,6 +1030,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         _transport.Dispose();
         if (_ownsPool) { Pool?.Dispose(); }
         LargePool?.Dispose();
+        JoinPool?.Dispose();
     }
 
     /// <summary>One virtqueue with its memory; the ring's tokens name the packets the device holds.</summary>

@@ -110,9 +110,10 @@ public abstract class SegmentationOffloadTests(VirtioTransport transport) : IDis
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void A_64k_class_tcp_packet_crosses_whole_to_a_port_that_takes_joined_packets(bool v6)
+    [InlineData(false, Payload)]
+    [InlineData(true, Payload)]
+    [InlineData(false, 65535 - 40)]   // the largest an IPv4 total length allows: 34 receive buffers
+    public void A_64k_class_tcp_packet_crosses_whole_to_a_port_that_takes_joined_packets(bool v6, int payload)
     {
         var (devA, devB, a, b) = Open(segmentationB: true);
         var all = NetOffloads.TxChecksum | NetOffloads.RxChecksum | NetOffloads.TcpSegmentation | NetOffloads.TcpSegmentReceive;
@@ -120,7 +121,7 @@ public abstract class SegmentationOffloadTests(VirtioTransport transport) : IDis
         Assert.Equal(all, b.Offloads);
         Assert.Equal(all, ((INetPort)b).Offloads);
         Assert.NotEqual(0UL, devB.DriverFeatures & VirtioFeatures.NetGuestTso4);
-        var frame = Build(v6);
+        var frame = Build(v6, payload);
         SendLarge(a, frame);
         var got = ReceiveAll(a, b, 1);
         var (received, flags, segmentSize) = got[0];
@@ -137,7 +138,7 @@ public abstract class SegmentationOffloadTests(VirtioTransport transport) : IDis
         Assert.Empty(devA.Violations);
         Assert.Empty(devB.Violations);
         // Every buffer came back: the ones it spanned to the small pool, the joined one when the test freed it.
-        Assert.Equal(0, b.LargePool!.InUseCount);
+        Assert.Equal(0, b.JoinPool!.InUseCount);
         a.TransmitInFlight();
         Assert.Equal(0, a.LargePool!.InUseCount);
     }
@@ -177,6 +178,24 @@ public abstract class SegmentationOffloadTests(VirtioTransport transport) : IDis
         Assert.Equal(1, devA.Model.SegmentationFramesSent);
         Assert.Equal(0, a.TxSegmentedInSoftware);
         Assert.Empty(devA.Violations);
+    }
+
+    [Fact]
+    public void A_cut_the_peer_stopped_half_way_does_not_shorten_the_next_packets_cut()
+    {
+        var (devA, devB, a, b) = Open(segmentationB: false, queueSizeB: 16);
+        SendLarge(a, Build(v6: false));   // 16 of its 42 segments fill B's ring; the rest wait
+        Assert.Equal(16, devA.Model.SegmentsCut);
+        b.Dispose();                      // B's device resets: the waiting packet is dropped with the next one
+        SendLarge(a, Build(v6: false));
+        a.TransmitInFlight();
+        using var b2 = VirtioNetDevice.Open(devB, new VirtioNetOptions { ChecksumOffload = true, QueueSize = 16 });
+        var frame = Build(v6: false);
+        SendLarge(a, frame);
+        int count = (Payload + Mss - 1) / Mss;
+        var got = ReceiveAll(a, b2, count);
+        int headers = HeadersOf(false);
+        Assert.True(frame.AsSpan(headers).SequenceEqual(got.SelectMany(g => g.Frame.Skip(headers)).ToArray()), "every segment of the packet, from the first");
     }
 
     [Fact]
@@ -221,17 +240,53 @@ public abstract class SegmentationOffloadTests(VirtioTransport transport) : IDis
         Assert.Equal(0, devA.Model.SegmentationFramesSent);
     }
 
-    [Fact]
-    public void A_flagged_packet_without_a_segment_size_goes_out_as_it_is_and_is_joined_as_an_ordinary_large_packet()
+    [Theory]
+    [InlineData(true, 0)]     // no segment size: neither the device nor the driver can cut it
+    [InlineData(false, 64)]   // no HOST_TSO, and 938 segments: more than the 256-entry transmit ring holds
+    public void A_flagged_packet_that_cannot_be_cut_is_dropped_and_counted_and_the_port_goes_on(bool hostTso, int segmentSize)
     {
-        var (devA, _, a, b) = Open(segmentationB: true);
-        var frame = Build(v6: false, payload: 5000);
-        SendLarge(a, frame, segmentSize: 0);
-        var got = ReceiveAll(a, b, 1);
-        Assert.Equal(frame, got[0].Frame);   // unchanged: garbage checksums and all
-        Assert.Equal(PacketFlags.None, got[0].Flags & PacketFlags.TcpSegments);
-        Assert.Equal(1, a.TxChecksumSkipped);
+        var (devA, _, a, b) = Open(segmentationB: true, configure: (devA, _) =>
+        {
+            if (!hostTso) { devA.OfferedFeatures &= ~(VirtioFeatures.NetHostTso4 | VirtioFeatures.NetHostTso6); }
+        });
+        SendLarge(a, Build(v6: false), segmentSize);   // taken: the caller does not retry it forever
+        Assert.Equal(1, a.TxSegmentationDropped);
+        Assert.Equal(0, a.LargePool!.InUseCount);
+        var rx = new PacketBuffer[4];
+        Assert.Equal(0, b.Receive(rx));
         Assert.Equal(0, devA.Model.SegmentationFramesSent);
+        // The next one, cuttable, crosses.
+        SendLarge(a, Build(v6: false));
+        Assert.Equal(hostTso ? 1 : (Payload + Mss - 1) / Mss, ReceiveAll(a, b, hostTso ? 1 : (Payload + Mss - 1) / Mss).Count);
+    }
+
+    [Fact]
+    public void A_packet_with_cwr_set_is_cut_by_the_driver_as_the_device_has_no_host_ecn()
+    {
+        var (devA, _, a, b) = Open(segmentationB: false);
+        var frame = Build(v6: true, payload: 5 * Mss);
+        frame[HeadersOf(true) - 20 + 13] = 0x80 | 0x10;   // CWR, ACK
+        SendLarge(a, frame);
+        var got = ReceiveAll(a, b, 5);
+        Assert.Equal(1, a.TxSegmentedInSoftware);
+        Assert.Equal(0, devA.Model.SegmentationFramesSent);
+        Assert.Equal([0x90, 0x10, 0x10, 0x10, 0x10], got.Select(g => (int)g.Frame[HeadersOf(true) - 20 + 13]));
+        Assert.All(got, g => AssertValid(g.Frame));
+    }
+
+    [Fact]
+    public void Guest_tso_on_receive_rings_too_small_for_a_64k_packet_is_refused_at_open_with_the_sizes()
+    {
+        var (devA, devB) = EmulatedVirtioNet.CreatePair(queueSize: 256, transport: transport);
+        _disposables.Add(devA);
+        _disposables.Add(devB);
+        devA.OfferedFeatures |= VirtioFeatures.NetHostTso4 | VirtioFeatures.NetHostTso6 | VirtioFeatures.NetGuestTso4 | VirtioFeatures.NetGuestTso6;
+        var e = Assert.Throws<VirtioNetException>(() => VirtioNetDevice.Open(devA, new VirtioNetOptions { SegmentationOffload = true, QueueSize = 32 }));
+        Assert.Contains("34 receive buffers", e.Message, StringComparison.Ordinal);
+        Assert.Contains("QueueSize", e.Message, StringComparison.Ordinal);
+        // The device is usable afterwards, without the option.
+        using var again = VirtioNetDevice.Open(devA, new VirtioNetOptions { QueueSize = 32 });
+        Assert.Equal(NetOffloads.None, again.Offloads);
     }
 
     [Fact]

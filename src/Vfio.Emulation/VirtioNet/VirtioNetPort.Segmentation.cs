@@ -49,9 +49,16 @@ public sealed partial class VirtioNetPort
         ulong guestTso = v4 ? VirtioFeatures.NetGuestTso4 : VirtioFeatures.NetGuestTso6;
         if ((peer.DriverFeatures & guestTso) != 0 && (peer.DriverFeatures & VirtioFeatures.NetMergeRxBuffers) != 0)
         {
-            int completed = CompleteTransmitChecksum(header, frame, peer, out var partial);
-            if (completed < 0) { return -1; }
-            int whole = peer.TryDeliver(receivePair, frame, partial is null, partial, (type, size, (ushort)headersEnd));
+            // §5.1.6.4: a packet with a gso_type arrives with NEEDS_CSUM, its checksum left partial as the sender's
+            // driver prepared it (checked to lie inside the frame first).
+            int start = BinaryPrimitives.ReadUInt16LittleEndian(header[VirtioNetHeader.CsumStart..]);
+            int offset = BinaryPrimitives.ReadUInt16LittleEndian(header[VirtioNetHeader.CsumOffset..]);
+            if (start != tcpStart || offset != 16)
+            {
+                Violation($"gso_type {type} with csum_start {start} and csum_offset {offset}: not the TCP checksum at {tcpStart} (§5.1.6.2)");
+                return -1;
+            }
+            int whole = peer.TryDeliver(receivePair, frame, checksumCompleted: false, ((ushort)start, (ushort)offset), (type, size, (ushort)headersEnd));
             if (whole > 0) { SegmentationFramesSent++; }
             return whole;
         }

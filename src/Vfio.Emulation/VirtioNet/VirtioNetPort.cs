@@ -497,6 +497,8 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
             {
                 FramesDropped++;
             }
+            // Done with this chain however it ended: a cut that stopped part way belongs to it alone.
+            q.SegmentsDelivered = 0;
             q.LastAvail++;
             if (!TryPushUsed(q, VirtioNetQueues.Transmit(pair), head, 0, (uint)length)) { return; }
         }
@@ -550,6 +552,7 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
             if (!TryDescriptor(q, head, out var d)) { return -1; }
             if ((d.Flags & (ushort)VirtqDescriptorFlags.Write) == 0) { NeedsReset("a device-readable buffer in the receive queue"); return -1; }
             if ((d.Flags & (ushort)VirtqDescriptorFlags.Next) != 0) { NeedsReset("the emulation takes single-buffer receive descriptors"); return -1; }
+            if (count == 0 && d.Length < VirtioNetHeader.Size) { NeedsReset($"a receive buffer of {d.Length} bytes cannot hold the virtio-net header"); return -1; }
             buffers[count++] = (head, d.Address, d.Length);
             room += d.Length;
             if (!mergeable && room < needed) { NeedsReset($"a receive buffer of {d.Length} bytes for a {frame.Length}-byte frame"); return -1; }

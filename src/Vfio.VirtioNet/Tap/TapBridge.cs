@@ -200,9 +200,11 @@ public sealed partial class TapBridge : IDisposable
         {
             if ((burst[i].Flags & PacketFlags.TcpSegments) != 0 && burst[i].SegmentSize > 0)
             {
-                // Already joined by the device: what the coalescer holds goes first, then this one as it is.
+                // Already joined by the device: what the coalescer holds goes first, then this one as one GSO packet.
+                // Only with its checksum checked: the kernel trusts the partial checksum written for it, so data nobody
+                // checked would become data that looks right. Without, it is dropped (counted by the caller).
                 if (coalescer is { SegmentCount: > 0 }) { written += WriteCoalesced(); }
-                if (WriteWhole(burst[i])) { written++; }
+                if ((burst[i].Flags & PacketFlags.L4ChecksumGood) != 0 && WriteWhole(burst[i])) { written++; }
                 continue;
             }
             if (coalescer is not null)
@@ -277,12 +279,16 @@ public sealed partial class TapBridge : IDisposable
         return true;
     }
 
-    /// <summary>A TAP without offloads takes frames up to its MTU: a joined packet is cut back into them. Returns frames written.</summary>
+    /// <summary>
+    /// A joined packet cut back into frames of the MTU for a TAP without offloads; only one whose checksum was checked,
+    /// as cutting gives each frame a fresh checksum. Returns 1 when some frame was written (one packet received, one
+    /// counted), else 0.
+    /// </summary>
     private int WriteCut(PacketBuffer packet)
     {
         var frame = packet.Data;
         int mss = packet.SegmentSize;
-        if (mss == 0 || !TcpSegmentation.TryPlan(frame, mss, out var plan) || plan.MaxSegmentLength > _frameRoom) { return 0; }
+        if ((packet.Flags & PacketFlags.L4ChecksumGood) == 0 || mss == 0 || !TcpSegmentation.TryPlan(frame, mss, out var plan) || plan.MaxSegmentLength > _frameRoom) { return 0; }
         var scratch = _cutScratch ??= new byte[_frameRoom];
         int written = 0;
         for (int s = 0; s < plan.SegmentCount; s++)
@@ -348,6 +354,7 @@ public sealed partial class TapBridge : IDisposable
             var buffer = _fromTap[read];
             int length = _tap.Read(_readHeader, buffer.Room[.._frameRoom], _overflow.AsSpan(_frameRoom));
             if (length == 0) { break; }
+            bool ecn = (_readHeader[VirtioNetHeader.GsoType] & VirtioNetHeader.GsoEcn) != 0;
             int gso = _readHeader[VirtioNetHeader.GsoType] & ~VirtioNetHeader.GsoEcn;
             if (gso == VirtioNetHeader.GsoNone)
             {
@@ -373,10 +380,11 @@ public sealed partial class TapBridge : IDisposable
             moved += SendFromTap(read, capture);
             read = 0;
             cut++;
-            if ((_port.Offloads & NetOffloads.TcpSegmentation) != 0 && _port.LargePool is { } large && length <= large.DataRoom
+            if (!ecn && (_port.Offloads & NetOffloads.TcpSegmentation) != 0 && _port.LargePool is { } large && length <= large.DataRoom
                 && large.TryAllocate(out var whole))
             {
                 // The port's device cuts it: handed over whole, in a large buffer (the driver redoes both checksums).
+                // Not with ECN (CWR on the first segment only): the device would need HOST_ECN, never negotiated.
                 _overflow.AsSpan(0, length).CopyTo(whole.Room);
                 whole.Length = length;
                 whole.Flags = PacketFlags.TxTcpSegmentation;
