@@ -126,6 +126,31 @@ public sealed class NetTapTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(true, "TxChecksum, RxChecksum, TcpSegmentation, TcpSegmentReceive")]
+    [InlineData(false, "TxChecksum, RxChecksum")]
+    public void Tap_offload_asks_the_port_for_the_offloads_its_device_offers_and_reports_them(bool deviceTso, string expected)
+    {
+        var (a, b) = EmulatedVirtioNet.CreatePair();
+        using (a)
+        using (b)
+        {
+            if (deviceTso)
+            {
+                a.OfferedFeatures |= Vfio.Spec.Virtio.VirtioFeatures.NetHostTso4 | Vfio.Spec.Virtio.VirtioFeatures.NetHostTso6
+                    | Vfio.Spec.Virtio.VirtioFeatures.NetGuestTso4 | Vfio.Spec.Virtio.VirtioFeatures.NetGuestTso6;
+            }
+            var cli = new CliRunner(_fs) { OpenDevice = (_, _) => a };
+            var r = Run(cli, "net", "tap", "--port", a.Address.ToString(), "--name", "vfiot1", "--seconds", "0.3", "--offload", "--json");
+            Assert.True(r.ExitCode == ExitCodes.Ok, $"exit {r.ExitCode}: {r.Out}{r.Err}");
+            var d = Json.Parse(r.Out);
+            Assert.True(d.GetProperty("offload").GetBoolean());
+            Assert.Equal(expected, d.GetProperty("portOffloads").GetString());
+            Assert.Equal(0, d.GetProperty("fromKernelWhole").GetInt64());
+            Assert.Equal(0, d.GetProperty("toKernelWhole").GetInt64());
+        }
+    }
+
     [Fact]
     public void Capture_writes_count_frames_the_peer_sent()
     {
