@@ -312,6 +312,115 @@ public abstract class SegmentationOffloadTests(VirtioTransport transport) : IDis
         Assert.Equal((Payload + Mss - 1) / Mss, ReceiveAll(a, b, (Payload + Mss - 1) / Mss).Count);
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task Scrambled_receive_headers_with_a_fixed_seed_end_in_drops_or_the_named_exception_and_leak_nothing()
+    {
+        // Seeded, so a failure replays: small frames, 5,000-byte frames that span receive buffers and 60,000-byte TSO
+        // packets cross to a port whose device lies in every header (num_buffers, gso and checksum fields).
+        var ct = TestContext.Current.CancellationToken;
+        await Task.Run(() =>
+        {
+            var (_, devB, a, b) = Open(segmentationB: true);
+            devB.ViolationsExpected = true;
+            devB.Model.HostileSeed = 20;
+            devB.Model.HostileContinuously = true;
+            devB.Model.Hostile = VirtioNetHostileMode.ScrambledReceiveHeaders;
+            var random = new Random(21);
+            int steps = transport == VirtioTransport.SocketMessages ? 12 : 40, violations = 0;
+            long received = 0;
+            var rx = new PacketBuffer[16];
+            for (int step = 0; step < steps; step++)
+            {
+                ct.ThrowIfCancellationRequested();
+                try
+                {
+                    switch (random.Next(3))
+                    {
+                        case 0:
+                            var small = ChecksumOffloadTests.Build(ChecksumFrame.TcpIPv4).Frame;
+                            var tx = new PacketBuffer[8];
+                            Assert.Equal(8, a.Pool.Allocate(tx));
+                            foreach (var p in tx) { small.CopyTo(p.Room); p.Length = small.Length; }
+                            Assert.Equal(8, a.Transmit(tx));
+                            break;
+                        case 1:
+                            Assert.True(a.LargePool!.TryAllocate(out var big));
+                            var frame = Build(v6: true, payload: 5000);
+                            frame.CopyTo(big.Room);
+                            big.Length = frame.Length;
+                            Assert.Equal(1, a.Transmit([big]));
+                            break;
+                        default:
+                            SendLarge(a, Build(v6: random.Next(2) == 0));
+                            break;
+                    }
+                    for (int round = 0; round < 50; round++)
+                    {
+                        int n = b.Receive(rx);
+                        for (int i = 0; i < n; i++)
+                        {
+                            // Whatever arrives fits its buffer, and a joined packet says its segment size.
+                            Assert.InRange(rx[i].Length, 0, rx[i].Pool.DataRoom);
+                            if ((rx[i].Flags & PacketFlags.TcpSegments) != 0) { Assert.NotEqual(0, rx[i].SegmentSize); }
+                        }
+                        received += n;
+                        PacketPool.Free(rx.AsSpan(0, n));
+                        a.TransmitInFlight();
+                        if (n == 0 && round > 5) { break; }
+                    }
+                }
+                catch (DeviceProtocolViolationException e)
+                {
+                    violations++;
+                    Assert.Equal(devB.Address, e.Device);
+                    b.Reset();
+                }
+            }
+            devB.Model.Hostile = VirtioNetHostileMode.None;
+            TestContext.Current.SendDiagnosticMessage(
+                $"{transport}: {devB.Model.HostileActs} scrambled headers, {received} packets received, {b.Stats.RxDropped} dropped ({b.RxBadSegmentHeaders} bad segment headers, {b.RxBadChecksumHeaders} bad checksum headers), {violations} violations");
+            Assert.True(devB.Model.HostileActs > 0);
+            Assert.True(b.Stats.RxDropped > 0, "nothing dropped under scrambled headers");
+            b.Reset();
+            a.TransmitInFlight();
+            // After a reset, with every received packet freed: no joined buffer is held, and the small pool holds
+            // exactly the receive ring's posted buffers.
+            Assert.Equal(0, b.JoinPool!.InUseCount);
+            Assert.Equal(b.RxQueueSize, b.Pool.InUseCount);
+            Assert.Equal(0, a.LargePool!.InUseCount);
+            // And the port works again.
+            var clean = Build(v6: false);
+            SendLarge(a, clean);
+            var got = ReceiveAll(a, b, 1);
+            AssertValid(got[0].Frame);
+            Assert.True(clean.AsSpan(HeadersOf(false)).SequenceEqual(got[0].Frame.AsSpan(HeadersOf(false))));
+        }, ct);
+    }
+
+    [Fact]
+    public void A_join_the_device_left_waiting_is_given_back_on_reset_and_the_next_packet_is_not_taken_for_its_tail()
+    {
+        var (_, devB, a, b) = Open(segmentationB: true);
+        devB.Model.Hostile = VirtioNetHostileMode.NumBuffersOneTooMany;
+        Assert.True(a.LargePool!.TryAllocate(out var big));
+        var frame = Build(v6: true, payload: 5000);
+        frame.CopyTo(big.Room);
+        big.Length = frame.Length;
+        Assert.Equal(1, a.Transmit([big]));
+        var rx = new PacketBuffer[4];
+        for (int i = 0; i < 20 && devB.Model.HostileActs == 0; i++) { Assert.Equal(0, b.Receive(rx)); a.TransmitInFlight(); }
+        Assert.Equal(1, devB.Model.HostileActs);
+        Assert.Equal(0, b.Receive(rx));            // three buffers in, a fourth awaited
+        Assert.Equal(1, b.JoinPool!.InUseCount);
+        b.Reset();
+        Assert.Equal(0, b.JoinPool.InUseCount);
+        var clean = Build(v6: false);
+        SendLarge(a, clean);
+        var got = ReceiveAll(a, b, 1);
+        Assert.Equal(clean.Length, got[0].Frame.Length);
+        AssertValid(got[0].Frame);
+    }
+
     [Fact]
     public void A_segmentation_the_driver_did_not_negotiate_is_dropped_and_counted()
     {

@@ -69,4 +69,18 @@ public enum VirtioNetHostileMode
     /// the driver negotiated (§5.1.6.4: GSO types only with GUEST_TSO4/6, on packets of that kind).
     /// </summary>
     UnnegotiatedSegmentation,
+
+    /// <summary>
+    /// Received packets' virtio_net_hdr get one of several wrong values, picked by a generator seeded with
+    /// <see cref="VirtioNetPort.HostileSeed"/>: num_buffers one to three more or fewer than the buffers used, a random
+    /// gso_type, a TCPV4/TCPV6 gso_type with a random gso_size (0 included), random flags and checksum fields, or all
+    /// of the header but num_buffers random.
+    /// </summary>
+    ScrambledReceiveHeaders,
+
+    /// <summary>
+    /// A received packet's num_buffers is one more than the buffers it filled (§5.1.6.4), so a driver joining it waits
+    /// for a buffer that will hold the next packet's header.
+    /// </summary>
+    NumBuffersOneTooMany,
 }

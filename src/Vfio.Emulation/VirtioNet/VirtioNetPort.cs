@@ -139,6 +139,11 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
     /// <summary>Fault injection: the virtqueue <see cref="Hostile"/> applies to (used-ring modes); null for every queue.</summary>
     public int? HostileQueue { get; set; }
 
+    /// <summary>Fault injection: the seed of <see cref="VirtioNetHostileMode.ScrambledReceiveHeaders"/>'s choices (read when the mode first acts).</summary>
+    public int HostileSeed { get; set; }
+
+    private Random? _scramble;
+
     /// <summary>Times the port misbehaved as <see cref="Hostile"/> said.</summary>
     public long HostileActs => Interlocked.Read(ref _hostileActs);
 
@@ -570,6 +575,11 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
         }
         ushort numBuffers = Act(VirtioNetHostileMode.NumBuffersOutOfRange, VirtioNetQueues.Receive(pair)) ? (ushort)0 : (ushort)count;
         BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.NumBuffers..], numBuffers);
+        if (Act(VirtioNetHostileMode.ScrambledReceiveHeaders, VirtioNetQueues.Receive(pair))) { Scramble(header, count); }
+        if (count > 1 && Act(VirtioNetHostileMode.NumBuffersOneTooMany, VirtioNetQueues.Receive(pair)))
+        {
+            BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.NumBuffers..], (ushort)(count + 1));
+        }
         if (!TryDma(buffers[0].Address, header, toDriver: true)) { return -1; }
         // The frame follows the header in the first buffer and fills the next ones from their start.
         int at = 0;
@@ -589,6 +599,36 @@ public sealed partial class VirtioNetPort : EmulatedPciDevice
     }
 
     private const int MaxBuffersPerFrame = 64;
+
+    /// <summary>Hostile: one wrong thing in a received packet's header (<see cref="VirtioNetHostileMode.ScrambledReceiveHeaders"/>).</summary>
+    private void Scramble(Span<byte> header, int buffers)
+    {
+        var random = _scramble ??= new Random(HostileSeed);
+        switch (random.Next(6))
+        {
+            case 0:
+                BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.NumBuffers..], (ushort)(buffers + random.Next(1, 4)));
+                break;
+            case 1:
+                BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.NumBuffers..], (ushort)Math.Max(1, buffers - random.Next(1, 3)));
+                break;
+            case 2:
+                header[VirtioNetHeader.GsoType] = (byte)random.Next(256);
+                break;
+            case 3:
+                header[VirtioNetHeader.GsoType] = random.Next(2) == 0 ? VirtioNetHeader.GsoTcpV4 : VirtioNetHeader.GsoTcpV6;
+                BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.GsoSize..], (ushort)(random.Next(2) == 0 ? 0 : random.Next(65536)));
+                break;
+            case 4:
+                header[VirtioNetHeader.Flags] = (byte)random.Next(256);
+                BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.CsumStart..], (ushort)random.Next(65536));
+                BinaryPrimitives.WriteUInt16LittleEndian(header[VirtioNetHeader.CsumOffset..], (ushort)random.Next(65536));
+                break;
+            default:
+                random.NextBytes(header[..VirtioNetHeader.NumBuffers]);
+                break;
+        }
+    }
 
     /// <summary>
     /// Returns chain <paramref name="id"/> of queue <paramref name="queue"/> with <paramref name="length"/> bytes
