@@ -103,9 +103,6 @@ QEMU_BIN=qemu-system-x86_64
 QEMU10_VERSION="${VFIO_LAB_QEMU10_VERSION:-1:10.0.2+ds-2+deb13u1~bpo12+1}"
 QEMU10_SEABIOS="${VFIO_LAB_QEMU10_SEABIOS:-1.16.3-2~bpo12+1}"
 QEMU10_DIR="$CACHE/qemu-$(printf '%s' "$QEMU10_VERSION" | sed 's/[^A-Za-z0-9.]/_/g')"
-ensure_qemu() {
-  if [ "${VFIO_LAB_QEMU:-}" = 10 ]; then fetch_qemu10; fi
-}
 # Downloads and extracts the pinned QEMU 10 into the cache unless it is there.
 fetch_qemu10() {
   local dir="$QEMU10_DIR"
@@ -462,10 +459,9 @@ prepare() {
   rm -rf "$CACHE"/.tmp.* "$CACHE"/debs/.download.*   # leftovers of an interrupted prepare
 
   ensure_packages
-  ensure_qemu
-  # Only for a run that boots a configuration on QEMU 10 (cmd_run and cmd_e2e set these): the demo and the
-  # benchmarks of the noiommu guest need neither.
-  if [ "${PREPARE_QEMU10:-0}" = 1 ]; then fetch_qemu10; fi
+  # Only for a run that boots a configuration on QEMU 10 (cmd_run and cmd_e2e set PREPARE_QEMU10 through needs_for),
+  # or when every configuration was put on it (VFIO_LAB_QEMU=10): the demo and the noiommu benchmarks need neither.
+  if [ "${PREPARE_QEMU10:-0}" = 1 ] || [ "${VFIO_LAB_QEMU:-}" = 10 ]; then fetch_qemu10; fi
   if [ "${PREPARE_IGB:-0}" = 1 ]; then
     # the igb tests cross-check frame counts with DPDK's testpmd and e1000 PMD, from the host's packages over 9p
     local p missing=()
