@@ -359,8 +359,7 @@ public sealed partial class VirtioNetDevice : IDisposable
         int lastPoolId = -1;
         for (; n < packets.Length && free > 0; n++)
         {
-            int i = n;
-            var packet = packets[i];
+            var packet = packets[n];
             int poolId = PacketPoolMarshal.GetPoolId(packet);
             var pool = poolId == lastPoolId ? lastPool! : (lastPool = packet.Pool);
             lastPoolId = poolId;
@@ -369,24 +368,26 @@ public sealed partial class VirtioNetDevice : IDisposable
             // §5.1.6.2: a zeroed header asks for no checksum offload and no segmentation (GSO_NONE); the header
             // and the frame go out as one device-readable buffer (VERSION_1 implies ANY_LAYOUT, §5.1.6.6).
             byte* header = (byte*)PacketPoolMarshal.GetPointer(pool, index) + HeaderOffset;
-            // SAFETY: the 12 header bytes lie in the buffer's headroom.
-            *(ulong*)header = 0;
-            *(uint*)(header + 8) = 0;
+            ClearHeader(header);
             var txFlags = PacketPoolMarshal.GetFlags(pool, index);
             if ((txFlags & (PacketFlags.TxL4Checksum | PacketFlags.TxIpChecksum | PacketFlags.TxTcpSegmentation)) != 0)
             {
-                if ((txFlags & PacketFlags.TxTcpSegmentation) != 0 && !PrepareSegmentation(header, length, PacketPoolMarshal.GetSegmentSize(pool, index)))
+                if ((txFlags & PacketFlags.TxTcpSegmentation) != 0)
                 {
-                    // No HOST_TSO for it: cut here into the device's pool, one descriptor per segment.
-                    int used = TransmitCut(ring, packet, header + HeaderSize, length, PacketPoolMarshal.GetSegmentSize(pool, index), free);
-                    if (used < 0) { break; }   // not enough descriptors or buffers now: the packet stays the caller's
-                    free -= used;
-                    bytes += length;
-                    continue;
+                    ushort segmentSize = PacketPoolMarshal.GetSegmentSize(pool, index);
+                    if (!PrepareSegmentation(header, length, segmentSize))
+                    {
+                        // No HOST_TSO for it: cut here into the device's pool, one descriptor per segment.
+                        int used = TransmitCut(ring, packet, header + HeaderSize, length, segmentSize, free);
+                        if (used < 0) { break; }   // not enough descriptors or buffers now: the packet stays the caller's
+                        free -= used;
+                        bytes += length;
+                        continue;
+                    }
+                    // Both checksums (the device redoes them per segment; a peer that takes the packet whole sees these).
+                    txFlags |= PacketFlags.TxL4Checksum | PacketFlags.TxIpChecksum;
                 }
-                // A packet to segment gets both checksums (the device redoes them per segment; a peer that takes
-                // the packet whole sees these).
-                PrepareChecksum(header, length, (txFlags & PacketFlags.TxTcpSegmentation) != 0 ? txFlags | PacketFlags.TxL4Checksum | PacketFlags.TxIpChecksum : txFlags);
+                PrepareChecksum(header, length, txFlags);
             }
             // free > 0, so Enqueue succeeds. The token is the packet's handle: transmitted packets may come from any
             // pool, and ReclaimTransmitted frees each to its own.
@@ -408,12 +409,21 @@ public sealed partial class VirtioNetDevice : IDisposable
         return n;
     }
 
+    /// <summary>§5.1.6.2: a zeroed header asks for no checksum offload and no segmentation (GSO_NONE).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void ClearHeader(byte* header)
+    {
+        // SAFETY: callers pass a pool buffer's header, the 12 bytes at the end of its headroom.
+        *(ulong*)header = 0;
+        *(uint*)(header + 8) = 0;
+    }
+
     /// <summary>
     /// §5.1.6.2 with HOST_TSO4/6: a packet flagged <see cref="PacketFlags.TxTcpSegmentation"/> goes out whole with
     /// gso_type TCPV4 or TCPV6, hdr_len (Ethernet, IP and TCP headers) and gso_size (the MSS); the checksum part
     /// (NEEDS_CSUM, required with GSO) follows in <see cref="PrepareChecksum"/>. False when the device lacks TSO for
     /// the packet's IP version, the packet is not TCP the header parser understands, or it has no segment size: the
-    /// caller cuts it in software (or, when that cannot either, sends it as it is).
+    /// caller cuts it in software (or, when that cannot either, drops it).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private unsafe bool PrepareSegmentation(byte* header, int length, ushort segmentSize)
@@ -460,10 +470,7 @@ public sealed partial class VirtioNetDevice : IDisposable
             pool.TryAllocate(out var segment);
             int written = plan.WriteSegment(frame, s, segment.Room);
             PacketPoolMarshal.SetLength(pool, segment.Index, written);
-            // SAFETY: the header lies in the new buffer's headroom.
-            byte* h = (byte*)PacketPoolMarshal.GetPointer(pool, segment.Index) + HeaderOffset;
-            *(ulong*)h = 0;
-            *(uint*)(h + 8) = 0;
+            ClearHeader((byte*)PacketPoolMarshal.GetPointer(pool, segment.Index) + HeaderOffset);
             ring.Enqueue(PacketPoolMarshal.GetDeviceAddress(pool, segment.Index) + HeaderOffset, (uint)(written + HeaderSize), VirtqDescriptorFlags.None, PacketPoolMarshal.GetHandle(segment));
         }
         packet.Free();
@@ -524,9 +531,9 @@ public sealed partial class VirtioNetDevice : IDisposable
 
     /// <summary>
     /// The first buffer of a packet spanning <paramref name="buffers"/> receive buffers (MRG_RXBUF, §5.1.6.4): with a
-    /// large pool, its header and data are copied into a buffer of it (driver memory the device never sees, so the
-    /// header is read from the copy) and the receive buffer goes back to its pool. False without a large pool or with
-    /// none of its buffers free: the caller drops the packet.
+    /// <see cref="JoinPool"/>, its header and data are copied into a buffer of it (driver memory the device never sees,
+    /// so the header is read from the copy) and the receive buffer goes back to its pool. False without a join pool or
+    /// with none of its buffers free: the caller drops the packet.
     /// </summary>
     private unsafe bool StartJoin(Queue rx, PacketPool pool, int index, int length, int buffers)
     {
@@ -586,11 +593,11 @@ public sealed partial class VirtioNetDevice : IDisposable
     {
         if (!_guestCsum) { return true; }
         if (!TryApplyReceiveChecksum(pool, index, length)) { return false; }
-        bool checksumChecked = (PacketPoolMarshal.GetFlags(pool, index) & PacketFlags.L4ChecksumGood) != 0;
         byte* header = (byte*)PacketPoolMarshal.GetPointer(pool, index) + HeaderOffset;
         // SAFETY: the header lies in the buffer's headroom; each field is read once.
         byte gsoType = Volatile.Read(ref header[VirtioNetHeader.GsoType]);
         if (gsoType == VirtioNetHeader.GsoNone) { return true; }
+        bool checksumChecked = (PacketPoolMarshal.GetFlags(pool, index) & PacketFlags.L4ChecksumGood) != 0;
         ushort gsoSize = Volatile.Read(ref *(ushort*)(header + VirtioNetHeader.GsoSize));
         // §5.1.6.4: gso_type TCPV4/TCPV6 only as negotiated (no GUEST_ECN, so no ECN bit), with a segment size and
         // NEEDS_CSUM (the device MUST set it with a gso_type; DATA_VALID is taken too, as Linux does), on a TCP packet
@@ -910,14 +917,15 @@ public sealed partial class VirtioNetDevice : IDisposable
         {
             Pool = new PacketPool(Device.Dma, _options.PoolSize > 0 ? _options.PoolSize : poolNeed, name: $"{Device.Address} packets");
         }
-        // Only when some segmentation was agreed: on a device offering none (QEMU's hub), no 6 MiB of DMA memory for nothing.
+        // Only when some segmentation was agreed: on a device offering none (QEMU's hub), no DMA memory for nothing.
+        int largeBuffers = _options.LargePoolSize > 0 ? _options.LargePoolSize : 32;
         if (_options.SegmentationOffload && LargePool is null && (_hostTso4 || _hostTso6 || _guestTso4 || _guestTso6))
         {
-            LargePool = new PacketPool(Device.Dma, _options.LargePoolSize > 0 ? _options.LargePoolSize : 32, PacketPool.MaxBufferSize, $"{Device.Address} large packets");
+            LargePool = new PacketPool(Device.Dma, largeBuffers, PacketPool.MaxBufferSize, $"{Device.Address} large packets");
         }
         if (_mergeable && (_guestTso4 || _guestTso6))
         {
-            JoinPool ??= new PacketPool(Device.Dma, _options.LargePoolSize > 0 ? _options.LargePoolSize : 32, PacketPool.MaxBufferSize, $"{Device.Address} joined packets");
+            JoinPool ??= new PacketPool(Device.Dma, largeBuffers, PacketPool.MaxBufferSize, $"{Device.Address} joined packets");
             // §5.1.6.3.1 with MRG_RXBUF: the device may need as many receive buffers as a 64 KiB packet fills, and
             // waits for them; a ring that never has that many posted (size less the refill threshold's slack) would
             // stall the queue for good.

@@ -33,13 +33,13 @@ public sealed record VirtioNetOptions
     /// packet flagged <see cref="PacketFlags.TxTcpSegmentation"/> goes out whole with gso_type, hdr_len and gso_size;
     /// the device cuts it) and, with MRG_RXBUF, VIRTIO_NET_F_GUEST_TSO4/6 (the device may hand over joined packets of
     /// up to 64 KiB across several receive buffers; the driver copies them into one buffer of
-    /// <see cref="VirtioNetDevice.LargePool"/> and flags them <see cref="PacketFlags.TcpSegments"/>). Implies
+    /// <see cref="VirtioNetDevice.JoinPool"/> and flags them <see cref="PacketFlags.TcpSegments"/>). Implies
     /// <see cref="ChecksumOffload"/>, which the spec requires with them (§5.1.3.1). Without HOST_TSO the driver cuts
     /// flagged packets itself. False (default): none negotiated, and received packets spanning buffers are dropped.
     /// </summary>
     public bool SegmentationOffload { get; init; }
 
-    /// <summary>Buffers of <see cref="VirtioNetDevice.LargePool"/> when <see cref="SegmentationOffload"/> is on; 0 picks 64.</summary>
+    /// <summary>Buffers of <see cref="VirtioNetDevice.LargePool"/> and of <see cref="VirtioNetDevice.JoinPool"/> each when <see cref="SegmentationOffload"/> is on; 0 picks 32.</summary>
     public int LargePoolSize { get; init; }
 
     /// <summary>
